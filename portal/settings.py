@@ -1,0 +1,224 @@
+"""Settings of the EMP support portal.
+
+This is the only module that reads the environment. Every value comes through a typed
+django-environ read; a `.env` file in the project root is read too, and variables already in
+the process environment always win over it. `.env.example` lists every variable.
+"""
+
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+
+# --------------------------------------------------------------------------------------------
+# Core Django (https://docs.djangoproject.com/en/5.2/ref/settings/)
+# --------------------------------------------------------------------------------------------
+DEBUG = env.bool("DJANGO_DEBUG", default=False)
+# Only a DEBUG instance may fall back to a throwaway key; production must bring its own.
+SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="")
+if DEBUG and not SECRET_KEY:
+    SECRET_KEY = "insecure-development-key-do-not-use-in-production"
+ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_htmx",
+    # Full dotted path: the app's label is "charging_sessions", not Django's own "sessions".
+    "sessions.apps.ChargingSessionsConfig",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+    "sessions.middleware.CorrelationIdMiddleware",
+]
+
+ROOT_URLCONF = "portal.urls"
+WSGI_APPLICATION = "portal.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "sessions.context_processors.portal",
+            ],
+        },
+    },
+]
+
+# --------------------------------------------------------------------------------------------
+# Database (https://django-environ.readthedocs.io/en/latest/types.html#environ-env-db-url)
+# --------------------------------------------------------------------------------------------
+DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
+DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DATABASE_CONN_MAX_AGE", default=60))
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # WAL lets the web server read while the worker writes; IMMEDIATE transactions and a busy
+    # timeout make writers queue instead of failing with "database is locked".
+    DATABASES["default"]["OPTIONS"] = {
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 20,
+    }
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --------------------------------------------------------------------------------------------
+# Cache: shared by web and worker processes; holds the per-CPO concurrency slots.
+# --------------------------------------------------------------------------------------------
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="redis://127.0.0.1:6379/0")
+# The same Redis as the broker by default, so every web and worker process sees the same slots.
+CACHES = {"default": env.cache("CACHE_URL", default=CELERY_BROKER_URL.replace("redis://", "rediscache://", 1))}
+CACHES["default"]["KEY_PREFIX"] = "portal"
+
+# --------------------------------------------------------------------------------------------
+# Auth, i18n, static files
+# --------------------------------------------------------------------------------------------
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "charging_sessions:session-list"
+LOGOUT_REDIRECT_URL = "login"
+
+LANGUAGE_CODE = "en"
+TIME_ZONE = env.str("TIME_ZONE", default="Europe/Berlin")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+
+# --------------------------------------------------------------------------------------------
+# Security (production values switch on with DEBUG off)
+# --------------------------------------------------------------------------------------------
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SECURE = env.bool("DJANGO_SECURE_COOKIES", default=not DEBUG)
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=False)
+SECURE_HSTS_SECONDS = env.int("DJANGO_SECURE_HSTS_SECONDS", default=0 if DEBUG else 31536000)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = not DEBUG
+SECURE_HSTS_PRELOAD = False
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+
+# --------------------------------------------------------------------------------------------
+# Celery (https://docs.celeryq.dev/en/stable/userguide/configuration.html)
+# --------------------------------------------------------------------------------------------
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_ACKS_LATE = True
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# A redelivered message must not arrive while a retry countdown is still legitimately waiting.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+CELERY_TIMEZONE = TIME_ZONE
+
+# --------------------------------------------------------------------------------------------
+# OICP / Hubject
+# --------------------------------------------------------------------------------------------
+OICP_BASE_URL = env.str("OICP_BASE_URL", default="").rstrip("/")
+OICP_PROVIDER_ID = env.str("OICP_PROVIDER_ID", default="")
+OICP_CLIENT_CERT = env.str("OICP_CLIENT_CERT", default="")
+OICP_CLIENT_KEY = env.str("OICP_CLIENT_KEY", default="")
+OICP_CA_BUNDLE = env.str("OICP_CA_BUNDLE", default="")
+# Hubject waits up to 60 s for the CPO; give up only after HBS itself would have answered.
+OICP_TIMEOUT_SECONDS = env.float("OICP_TIMEOUT_SECONDS", default=75.0)
+OICP_CONNECT_TIMEOUT_SECONDS = env.float("OICP_CONNECT_TIMEOUT_SECONDS", default=10.0)
+# Attempts per stop request, counting the first one; transient failures only.
+OICP_MAX_ATTEMPTS = env.int("OICP_MAX_ATTEMPTS", default=3)
+OICP_RETRY_BACKOFF_SECONDS = env.float("OICP_RETRY_BACKOFF_SECONDS", default=4.0)
+# At most this many calls wait on one CPO at once, so a slow CPO cannot take every worker slot.
+OICP_PER_OPERATOR_CONCURRENCY = env.int("OICP_PER_OPERATOR_CONCURRENCY", default=5)
+# Shown in the top bar; derived from OICP_BASE_URL unless set.
+PORTAL_ENVIRONMENT = env.str("PORTAL_ENVIRONMENT", default="")
+
+
+def _environment_from_url(url: str) -> str:
+    host = urlsplit(url).hostname or ""
+    if host in {"127.0.0.1", "localhost", "::1"}:
+        return "SANDBOX"
+    if host == "service-qa.hubject.com":
+        return "QA"
+    if host == "service.hubject.com":
+        return "PRODUCTION"
+    return "CUSTOM" if host else "UNCONFIGURED"
+
+
+PORTAL_ENVIRONMENT = PORTAL_ENVIRONMENT.upper() or _environment_from_url(OICP_BASE_URL)
+
+if not DEBUG:
+    # Refuse to start half-configured, naming every missing variable at once.
+    _missing = [
+        name
+        for name, value in (
+            ("DJANGO_SECRET_KEY", SECRET_KEY),
+            ("OICP_BASE_URL", OICP_BASE_URL),
+            ("OICP_PROVIDER_ID", OICP_PROVIDER_ID),
+        )
+        if not value
+    ]
+    # Hubject authenticates partners by TLS client certificate; only the loopback simulator
+    # may be reached without one.
+    if OICP_BASE_URL and PORTAL_ENVIRONMENT != "SANDBOX":
+        _missing += [
+            name
+            for name, value in (("OICP_CLIENT_CERT", OICP_CLIENT_CERT), ("OICP_CLIENT_KEY", OICP_CLIENT_KEY))
+            if not value
+        ]
+    if _missing:
+        raise ImproperlyConfigured(
+            "The portal cannot start with DJANGO_DEBUG off: set " + ", ".join(_missing) + " (see .env.example)."
+        )
+
+# --------------------------------------------------------------------------------------------
+# Logging: one line per event, with the correlation id of the stop request when there is one.
+# --------------------------------------------------------------------------------------------
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {"correlation": {"()": "sessions.logging.CorrelationIdFilter"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s [cid=%(correlation_id)s] %(message)s"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["correlation"]},
+    },
+    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}

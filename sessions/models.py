@@ -1,0 +1,164 @@
+"""The domain: charging sessions, the remote-stop requests agents make, and the audit trail.
+
+Models hold data, constraints and values derived from their own fields only; every write goes
+through `sessions.services`, every read used by a screen through `sessions.selectors`.
+"""
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+class ChargingSession(models.Model):
+    """A driver's charging session as Hubject knows it (one Hubject SessionID)."""
+
+    class Status(models.TextChoices):
+        ACTIVE = "ACTIVE", "Active"
+        # The energy flow stopped (ChargingNotification End); the car may still be plugged in.
+        CHARGING_ENDED = "CHARGING_ENDED", "Charging ended"
+        # The CPO's charge detail record arrived: the session is over at Hubject.
+        CLOSED = "CLOSED", "Closed"
+
+    session_id = models.CharField("Hubject SessionID", max_length=36, unique=True)
+    evse_id = models.CharField("EvseID", max_length=41, db_index=True)
+    operator_id = models.CharField("OperatorID", max_length=10, db_index=True)
+    provider_id = models.CharField("ProviderID", max_length=7)
+    emp_partner_session_id = models.CharField("EMP partner session ID", max_length=250, blank=True, db_index=True)
+    cpo_partner_session_id = models.CharField("CPO partner session ID", max_length=250, blank=True, db_index=True)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.ACTIVE, db_index=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    energy_kwh = models.DecimalField("energy (kWh)", max_digits=12, decimal_places=3, null=True, blank=True)
+    last_update_at = models.DateTimeField(db_index=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-started_at"]
+        permissions = [("request_remote_stop", "Can ask Hubject to stop a charging session")]
+        indexes = [models.Index(fields=["status", "-last_update_at"], name="session_status_update_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.session_id} at {self.evse_id}"
+
+    @property
+    def is_active(self) -> bool:
+        return self.status == self.Status.ACTIVE
+
+
+class StopReason(models.TextChoices):
+    DRIVER_ASKED = "DRIVER_ASKED", "Driver asked to stop"
+    CABLE_LOCKED = "CABLE_LOCKED", "Cable locked / cannot unplug"
+    APP_OR_CARD_FAILURE = "APP_OR_CARD_FAILURE", "App or card failure"
+    SUSPECTED_MISUSE = "SUSPECTED_MISUSE", "Suspected misuse"
+    BILLING_DISPUTE = "BILLING_DISPUTE", "Billing dispute"
+    DUPLICATE_SESSION = "DUPLICATE_SESSION", "Duplicate session"
+    OTHER = "OTHER", "Other (explain in the note)"
+
+
+class RemoteStopRequest(models.Model):
+    """One agent's request to stop one session, and what Hubject answered to each attempt."""
+
+    class State(models.TextChoices):
+        PENDING = "PENDING", "Queued"
+        SENDING = "SENDING", "Sent to Hubject"
+        ACCEPTED = "ACCEPTED", "Accepted"
+        REJECTED = "REJECTED", "Rejected"
+        FAILED = "FAILED", "Failed"
+
+    OPEN_STATES = (State.PENDING, State.SENDING)
+    FINAL_STATES = (State.ACCEPTED, State.REJECTED, State.FAILED)
+
+    charging_session = models.ForeignKey(ChargingSession, on_delete=models.PROTECT, related_name="stop_requests")
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="stop_requests"
+    )
+    reason = models.CharField(max_length=32, choices=StopReason.choices)
+    note = models.TextField(blank=True, max_length=2000)
+    case_reference = models.CharField(max_length=64, blank=True, db_index=True)
+    state = models.CharField(max_length=10, choices=State.choices, default=State.PENDING, db_index=True)
+    correlation_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+
+    attempt_count = models.PositiveSmallIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    http_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    # OICP StatusCode.Code is a 3-character string ("000"); never a number, never the HTTP status.
+    oicp_code = models.CharField("OICP code", max_length=3, blank=True, db_index=True)
+    oicp_description = models.CharField("OICP description", max_length=200, blank=True)
+    oicp_additional_info = models.CharField("OICP additional info", max_length=1000, blank=True)
+    process_id = models.CharField("Hubject Process-ID", max_length=100, blank=True)
+    last_error = models.CharField(max_length=500, blank=True)
+
+    requested_at = models.DateTimeField(db_index=True)
+    first_sent_at = models.DateTimeField(null=True, blank=True)
+    last_sent_at = models.DateTimeField(null=True, blank=True)
+    answered_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-requested_at"]
+        permissions = [("view_all_remote_stops", "Can see every agent's stop requests")]
+        constraints = [
+            # The one-open-stop guard lives in the database: two agents or a double click
+            # cannot both create an open request for the same session.
+            models.UniqueConstraint(
+                fields=["charging_session"],
+                condition=Q(state__in=["PENDING", "SENDING"]),
+                name="one_open_stop_per_session",
+            ),
+            models.CheckConstraint(
+                condition=Q(state__in=["PENDING", "SENDING", "ACCEPTED", "REJECTED", "FAILED"]),
+                name="stop_request_state_valid",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Stop #{self.pk} of {self.charging_session_id} ({self.state})"
+
+    @property
+    def is_open(self) -> bool:
+        return self.state in self.OPEN_STATES
+
+
+class AuditRecord(models.Model):
+    """Append-only record of every state change and every exchange with Hubject.
+
+    Nothing in the code updates or deletes these rows, and the admin is read-only.
+    """
+
+    class EventType(models.TextChoices):
+        STOP_REQUESTED = "STOP_REQUESTED", "Stop requested"
+        STOP_REFUSED = "STOP_REFUSED", "Stop refused by the portal"
+        STOP_SENDING = "STOP_SENDING", "Stop sent to Hubject"
+        STOP_ACCEPTED = "STOP_ACCEPTED", "Stop accepted"
+        STOP_REJECTED = "STOP_REJECTED", "Stop rejected"
+        STOP_ATTEMPT_FAILED = "STOP_ATTEMPT_FAILED", "Attempt failed, retry scheduled"
+        STOP_FAILED = "STOP_FAILED", "Stop failed"
+        SESSION_CREATED = "SESSION_CREATED", "Session created"
+
+    event_type = models.CharField(max_length=32, choices=EventType.choices, db_index=True)
+    occurred_at = models.DateTimeField(db_index=True)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    charging_session = models.ForeignKey(
+        ChargingSession, on_delete=models.PROTECT, null=True, blank=True, related_name="audit_records"
+    )
+    stop_request = models.ForeignKey(
+        RemoteStopRequest, on_delete=models.PROTECT, null=True, blank=True, related_name="audit_records"
+    )
+    correlation_id = models.UUIDField(null=True, blank=True, db_index=True)
+    # The exact request sent and response received, and any state change, as JSON.
+    data = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-occurred_at", "-id"]
+        permissions = [("export_auditrecord", "Can export the audit log")]
+
+    def __str__(self) -> str:
+        return f"{self.get_event_type_display()} at {self.occurred_at:%Y-%m-%d %H:%M:%S}"
+
+    @property
+    def actor_label(self) -> str:
+        return self.actor.get_username() if self.actor_id else "system"
