@@ -1,0 +1,17 @@
+# The two commands a new user needs: `make run` and `make test`.
+.PHONY: run test test-fast bootstrap clean
+
+run:            ## install what is missing, then run the whole portal (Ctrl-C stops it)
+	@scripts/bootstrap.sh run
+	@.venv/bin/python scripts/run.py
+
+test:           ## install what is missing, then run the whole suite (browser and integration included)
+	@scripts/bootstrap.sh test
+	@scripts/test.sh
+
+test-fast:      ## unit tests only: no Redis, worker or browser
+	@scripts/bootstrap.sh test
+	@.venv/bin/pytest -m "not integration and not browser"
+
+clean:          ## remove the virtualenv, the demo database and runtime files
+	rm -rf .venv var db.sqlite3 db.sqlite3-wal db.sqlite3-shm staticfiles

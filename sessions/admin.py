@@ -1,0 +1,95 @@
+"""Django admin: read-only views of the domain, plus the remote stop as a bulk action.
+
+Nothing here writes directly: the stop action goes through `services.request_remote_stop`,
+with the same eligibility rules and the same audit records as the agent's screen.
+"""
+
+from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.template.response import TemplateResponse
+
+from . import selectors, services
+from .forms import AdminRemoteStopForm
+from .models import AuditRecord, ChargingSession, RemoteStopRequest
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """No add, change or delete for anyone, superusers included: these are records."""
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.action(description="Stop selected sessions via Hubject…", permissions=["remote_stop"])
+def stop_selected_sessions(modeladmin, request, queryset):
+    """Shaped like Django's delete_selected: a confirmation page listing the sessions, then the stops."""
+    sessions = list(queryset.order_by("pk"))
+    form = AdminRemoteStopForm(request.POST if request.POST.get("post") else None)
+    if request.POST.get("post") and form.is_valid():
+        stopped, refused = 0, []
+        for charging_session in sessions:
+            try:
+                services.request_remote_stop(
+                    charging_session_id=charging_session.pk,
+                    acting_user=request.user,
+                    reason=form.cleaned_data["reason"],
+                    note=form.cleaned_data["note"],
+                    case_reference=form.cleaned_data["case_reference"],
+                )
+                stopped += 1
+            except services.StopNotAllowed as refusal:
+                refused.append(f"{charging_session.evse_id}: {refusal}")
+        if stopped:
+            modeladmin.message_user(request, f"{stopped} stop request(s) queued for Hubject.", messages.SUCCESS)
+        for line in refused:
+            modeladmin.message_user(request, f"Not sent: {line}", messages.WARNING)
+        return None
+    rows = [(cs, selectors.stop_blocker(charging_session=cs)) for cs in sessions]
+    context = {
+        **modeladmin.admin_site.each_context(request),
+        "title": "Stop these charging sessions?",
+        "opts": modeladmin.model._meta,
+        "rows": rows,
+        "sendable": sum(1 for _, blocker in rows if not blocker),
+        "form": form,
+        "queryset": queryset,
+        "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+        "action_name": "stop_selected_sessions",
+    }
+    return TemplateResponse(request, "admin/charging_sessions/chargingsession/stop_selected_confirmation.html", context)
+
+
+@admin.register(ChargingSession)
+class ChargingSessionAdmin(ReadOnlyAdmin):
+    list_display = ["session_id", "evse_id", "operator_id", "status", "started_at", "energy_kwh", "last_update_at"]
+    list_filter = ["status", "operator_id"]
+    search_fields = ["session_id", "evse_id", "emp_partner_session_id", "cpo_partner_session_id"]
+    date_hierarchy = "started_at"
+    actions = [stop_selected_sessions]
+
+    def has_remote_stop_permission(self, request):
+        return request.user.has_perm("charging_sessions.request_remote_stop")
+
+
+@admin.register(RemoteStopRequest)
+class RemoteStopRequestAdmin(ReadOnlyAdmin):
+    list_display = ["pk", "charging_session", "requested_by", "reason", "state", "oicp_code", "attempt_count", "requested_at"]
+    list_filter = ["state", "reason", "oicp_code"]
+    search_fields = ["charging_session__session_id", "charging_session__evse_id", "case_reference", "correlation_id"]
+    list_select_related = ["charging_session", "requested_by"]
+    date_hierarchy = "requested_at"
+
+
+@admin.register(AuditRecord)
+class AuditRecordAdmin(ReadOnlyAdmin):
+    list_display = ["occurred_at", "event_type", "actor", "charging_session", "stop_request", "correlation_id"]
+    list_filter = ["event_type"]
+    search_fields = ["correlation_id", "charging_session__session_id", "charging_session__evse_id"]
+    list_select_related = ["actor", "charging_session", "stop_request"]
+    date_hierarchy = "occurred_at"

@@ -1,0 +1,178 @@
+"""Every read used by the screens, the admin and the commands."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.db.models import OuterRef, Q, QuerySet, Subquery
+from django.utils import timezone
+from django.utils.timesince import timesince
+
+from .models import AuditRecord, ChargingSession, RemoteStopRequest
+from .oicp.status_codes import StatusCodeInfo, describe, describe_failure
+
+State = RemoteStopRequest.State
+
+
+def _open_stop_state() -> Subquery:
+    return Subquery(
+        RemoteStopRequest.objects.filter(
+            charging_session=OuterRef("pk"), state__in=RemoteStopRequest.OPEN_STATES
+        ).values("state")[:1]
+    )
+
+
+def search_charging_sessions(
+    *,
+    query: str = "",
+    operator_id: str = "",
+    status: str = "",
+    stale_hours: int | None = None,
+) -> QuerySet[ChargingSession]:
+    """Sessions matching the agent's search, newest update first, with the open stop's state."""
+    sessions = ChargingSession.objects.annotate(open_stop_state=_open_stop_state())
+    query = query.strip()
+    if query:
+        upper = query.upper()
+        sessions = sessions.filter(
+            Q(session_id__iexact=query)
+            | Q(evse_id=upper)
+            | Q(evse_id__startswith=upper)
+            | Q(emp_partner_session_id=query)
+            | Q(cpo_partner_session_id=query)
+            | Q(stop_requests__case_reference=query)
+        ).distinct()
+    if operator_id:
+        sessions = sessions.filter(operator_id=operator_id.upper())
+    if status:
+        sessions = sessions.filter(status=status)
+    if stale_hours:
+        sessions = sessions.filter(last_update_at__lt=timezone.now() - timedelta(hours=stale_hours))
+    return sessions.order_by("-last_update_at", "-pk")
+
+
+def operator_ids() -> list[str]:
+    return list(ChargingSession.objects.order_by("operator_id").values_list("operator_id", flat=True).distinct())
+
+
+def get_charging_session(*, pk: int) -> ChargingSession | None:
+    return ChargingSession.objects.filter(pk=pk).first()
+
+
+def open_stop_request(*, charging_session: ChargingSession) -> RemoteStopRequest | None:
+    return (
+        charging_session.stop_requests.filter(state__in=RemoteStopRequest.OPEN_STATES)
+        .select_related("requested_by")
+        .first()
+    )
+
+
+def latest_stop_request(*, charging_session: ChargingSession) -> RemoteStopRequest | None:
+    return charging_session.stop_requests.select_related("requested_by").order_by("-requested_at", "-pk").first()
+
+
+def stop_blocker(*, charging_session: ChargingSession) -> str:
+    """Why a stop cannot be requested now, in the agent's words; empty when it can."""
+    if charging_session.status == ChargingSession.Status.CLOSED:
+        when = timezone.localtime(charging_session.ended_at).strftime("%H:%M") if charging_session.ended_at else ""
+        return f"The session has ended: its charge detail record arrived {when}".strip() + "."
+    if not charging_session.is_active:
+        return f"The session is not active ({charging_session.get_status_display().lower()})."
+    open_request = open_stop_request(charging_session=charging_session)
+    if open_request is not None:
+        ago = timesince(open_request.requested_at)
+        return f"A stop requested {ago} ago is still open ({open_request.get_state_display().lower()})."
+    return ""
+
+
+def get_stop_request(*, pk: int) -> RemoteStopRequest | None:
+    return RemoteStopRequest.objects.select_related("charging_session", "requested_by").filter(pk=pk).first()
+
+
+def session_timeline(*, charging_session: ChargingSession, limit: int = 200) -> list[AuditRecord]:
+    """The session's audit records, newest first."""
+    return list(
+        AuditRecord.objects.filter(charging_session=charging_session)
+        .select_related("actor", "stop_request")
+        .order_by("-occurred_at", "-pk")[:limit]
+    )
+
+
+# --- the live status of one stop request, as the agent's page shows it -----------------------
+
+
+@dataclass(frozen=True)
+class StopStep:
+    label: str
+    status: str  # "done", "current", "failed", "todo"
+
+
+@dataclass(frozen=True)
+class StopProgress:
+    stop_request: RemoteStopRequest
+    steps: list[StopStep]
+    headline: str
+    detail: str
+    is_final: bool
+    is_success: bool
+    playbook: StatusCodeInfo | None
+
+
+def _playbook(stop_request: RemoteStopRequest) -> StatusCodeInfo | None:
+    if stop_request.oicp_code:
+        return describe(stop_request.oicp_code)
+    last = stop_request.audit_records.filter(
+        event_type__in=[AuditRecord.EventType.STOP_FAILED, AuditRecord.EventType.STOP_REJECTED,
+                        AuditRecord.EventType.STOP_ATTEMPT_FAILED]
+    ).order_by("-occurred_at", "-pk").first()
+    kind = (last.data or {}).get("failure_kind", "") if last else ""
+    return describe_failure(kind or "connection") if stop_request.state != State.ACCEPTED else None
+
+
+def stop_progress(*, stop_request: RemoteStopRequest) -> StopProgress:
+    """The step indicator and the words the agent sees for one stop request."""
+    from django.conf import settings
+
+    state = stop_request.state
+    sent = stop_request.attempt_count > 0
+    steps = ["Queued", "Sent to Hubject", "Accepted by the CPO"]
+    playbook = None
+    if state == State.ACCEPTED:
+        marks = ["done", "done", "done"]
+        headline = "Accepted: the CPO was asked to stop the session"
+        detail = "Hubject forwarded the stop and the CPO accepted it. The session ends when the CPO confirms."
+        playbook = describe(stop_request.oicp_code or "000")
+    elif state in (State.REJECTED, State.FAILED):
+        marks = ["done", "done" if sent else "failed", "failed"] if sent else ["done", "failed", "todo"]
+        playbook = _playbook(stop_request)
+        code = f"{stop_request.oicp_code} " if stop_request.oicp_code else ""
+        headline = ("Rejected: " if state == State.REJECTED else "Failed: ") + (
+            f"{code}{stop_request.oicp_description}".strip() or (playbook.description if playbook else "")
+        )
+        detail = playbook.meaning if playbook else stop_request.last_error
+    elif state == State.SENDING:
+        marks = ["done", "current", "todo"]
+        headline = "Sent to Hubject, waiting for the CPO's answer"
+        detail = "The CPO usually answers within a minute."
+    else:  # PENDING: first queueing, or waiting for a retry
+        marks = ["current", "todo", "todo"]
+        if sent and stop_request.next_attempt_at:
+            seconds = max(0, int((stop_request.next_attempt_at - timezone.now()).total_seconds()))
+            headline = (
+                f"Hubject did not answer; retrying ({stop_request.attempt_count + 1} of "
+                f"{settings.OICP_MAX_ATTEMPTS}) in {seconds} s"
+            )
+            detail = stop_request.last_error
+        else:
+            headline = "Queued: waiting for the worker to send the stop"
+            detail = ""
+    return StopProgress(
+        stop_request=stop_request,
+        steps=[StopStep(label, mark) for label, mark in zip(steps, marks)],
+        headline=headline,
+        detail=detail,
+        is_final=state in RemoteStopRequest.FINAL_STATES,
+        is_success=state == State.ACCEPTED,
+        playbook=playbook,
+    )

@@ -1,0 +1,322 @@
+"""Every write of the domain. Each state change writes its AuditRecord in the same transaction.
+
+Functions are verb-first and keyword-only. Rule violations raise `StopNotAllowed`, which the
+interfaces (views, admin, commands) turn into messages.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from . import selectors
+from .concurrency import acquire_operator_slot, release_operator_slot
+from .logging import correlation_id_var
+from .models import AuditRecord, ChargingSession, RemoteStopRequest, StopReason
+from .oicp.client import HubjectClient, Outcome, RemoteStopResult
+
+logger = logging.getLogger(__name__)
+State = RemoteStopRequest.State
+Event = AuditRecord.EventType
+
+
+class StopNotAllowed(Exception):
+    """The portal refuses the stop; the message is meant for the agent."""
+
+
+@dataclass(frozen=True)
+class SendOutcome:
+    """What the worker should do after `send_remote_stop`."""
+
+    state: str
+    # Seconds until the task should run again, or None when nothing more is to be done.
+    retry_in: float | None = None
+
+
+def record_audit(
+    *,
+    event_type: str,
+    actor=None,
+    charging_session: ChargingSession | None = None,
+    stop_request: RemoteStopRequest | None = None,
+    data: dict[str, Any] | None = None,
+) -> AuditRecord:
+    """Append one audit record; callers invoke it inside the transaction of the change."""
+    if stop_request is not None and charging_session is None:
+        charging_session = stop_request.charging_session
+    return AuditRecord.objects.create(
+        event_type=event_type,
+        occurred_at=timezone.now(),
+        actor=actor,
+        charging_session=charging_session,
+        stop_request=stop_request,
+        correlation_id=stop_request.correlation_id if stop_request is not None else None,
+        data=data or {},
+    )
+
+
+# --- the agent's request ---------------------------------------------------------------------
+
+
+def request_remote_stop(
+    *,
+    charging_session_id: int,
+    acting_user,
+    reason: str,
+    note: str = "",
+    case_reference: str = "",
+) -> RemoteStopRequest:
+    """Create the one open stop request for a session and queue it for the worker.
+
+    Raises StopNotAllowed when the session cannot be stopped now.
+    """
+    if reason not in StopReason.values:
+        raise StopNotAllowed("Choose a reason for the stop.")
+    if reason == StopReason.OTHER and not note.strip():
+        raise StopNotAllowed("Explain the reason in the note when you choose “Other”.")
+    with transaction.atomic():
+        # The row lock serialises two agents on one session; the unique constraint below is
+        # the guard that holds even where the lock does not (SQLite has no row locks).
+        charging_session = ChargingSession.objects.select_for_update().filter(pk=charging_session_id).first()
+        if charging_session is None:
+            raise StopNotAllowed("This charging session does not exist.")
+        blocker = selectors.stop_blocker(charging_session=charging_session)
+        if blocker:
+            raise StopNotAllowed(blocker)
+        try:
+            with transaction.atomic():
+                stop_request = RemoteStopRequest.objects.create(
+                    charging_session=charging_session,
+                    requested_by=acting_user,
+                    reason=reason,
+                    note=note.strip(),
+                    case_reference=case_reference.strip(),
+                    requested_at=timezone.now(),
+                )
+        except IntegrityError:
+            raise StopNotAllowed("Another stop for this session is already open.") from None
+        record_audit(
+            event_type=Event.STOP_REQUESTED,
+            actor=acting_user,
+            stop_request=stop_request,
+            data={
+                "reason": reason,
+                "note": stop_request.note,
+                "case_reference": stop_request.case_reference,
+                "session_id": charging_session.session_id,
+                "evse_id": charging_session.evse_id,
+            },
+        )
+        transaction.on_commit(lambda: dispatch_remote_stop(stop_request_id=stop_request.pk))
+    logger.info("stop request %s queued for %s", stop_request.pk, charging_session.session_id)
+    return stop_request
+
+
+def dispatch_remote_stop(*, stop_request_id: int) -> bool:
+    """Hand the request to the worker; False when the broker is unreachable (it stays PENDING)."""
+    from .tasks import send_remote_stop  # the task module imports this one
+
+    try:
+        send_remote_stop.apply_async(args=[stop_request_id], retry=False)
+    except Exception:  # noqa: BLE001 - kombu raises several types; the row is safe as PENDING
+        logger.exception("could not queue stop request %s; it stays PENDING", stop_request_id)
+        return False
+    return True
+
+
+# --- the worker's call to Hubject -------------------------------------------------------------
+
+_clients = threading.local()
+
+
+def _hubject_client() -> HubjectClient:
+    # One requests.Session per worker thread keeps connections to HBS alive between stops.
+    client = getattr(_clients, "client", None)
+    if client is None:
+        client = _clients.client = HubjectClient.from_settings()
+    return client
+
+
+def _retry_delay(attempt: int) -> float:
+    """Exponential backoff with jitter, so retries of many stops do not arrive in lockstep."""
+    base = settings.OICP_RETRY_BACKOFF_SECONDS
+    return base * 2 ** (attempt - 1) + random.uniform(0, base)
+
+
+def send_remote_stop(*, stop_request_id: int) -> SendOutcome:
+    """Send one attempt of a stop request to Hubject and record what came back.
+
+    Idempotent: a request that is no longer PENDING (or whose retry is not yet due) is left
+    alone, so redelivered or duplicate messages never cause a second call.
+    """
+    stop_request = (
+        RemoteStopRequest.objects.select_related("charging_session").filter(pk=stop_request_id).first()
+    )
+    if stop_request is None or stop_request.state != State.PENDING:
+        return SendOutcome(state=stop_request.state if stop_request else "MISSING")
+    charging_session = stop_request.charging_session
+    correlation_id_var.set(str(stop_request.correlation_id))
+
+    slot = acquire_operator_slot(
+        charging_session.operator_id,
+        limit=settings.OICP_PER_OPERATOR_CONCURRENCY,
+        ttl=settings.OICP_TIMEOUT_SECONDS + settings.OICP_CONNECT_TIMEOUT_SECONDS + 30,
+    )
+    if slot is None:
+        # This CPO already has its share of calls waiting; try again shortly without an attempt.
+        return SendOutcome(state=State.PENDING, retry_in=random.uniform(0.5, 1.5))
+    try:
+        if not _claim(stop_request):
+            return SendOutcome(state=stop_request.state)
+        result = _hubject_client().authorize_remote_stop(
+            session_id=charging_session.session_id,
+            evse_id=charging_session.evse_id,
+            emp_partner_session_id=charging_session.emp_partner_session_id,
+            cpo_partner_session_id=charging_session.cpo_partner_session_id,
+            correlation_id=str(stop_request.correlation_id),
+        )
+    finally:
+        release_operator_slot(slot)
+    return _record_result(stop_request_id=stop_request_id, result=result)
+
+
+def _claim(stop_request: RemoteStopRequest) -> bool:
+    """PENDING → SENDING in one conditional UPDATE: only one worker can win it."""
+    now = timezone.now()
+    with transaction.atomic():
+        claimed = (
+            RemoteStopRequest.objects.filter(pk=stop_request.pk, state=State.PENDING)
+            .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now + timedelta(seconds=1)))
+            .update(
+                state=State.SENDING,
+                attempt_count=F("attempt_count") + 1,
+                last_sent_at=now,
+                next_attempt_at=None,
+            )
+        )
+        if not claimed:
+            return False
+        stop_request.refresh_from_db()
+        if stop_request.first_sent_at is None:
+            RemoteStopRequest.objects.filter(pk=stop_request.pk).update(first_sent_at=now)
+        record_audit(
+            event_type=Event.STOP_SENDING,
+            stop_request=stop_request,
+            data={"attempt": stop_request.attempt_count, "max_attempts": settings.OICP_MAX_ATTEMPTS},
+        )
+    return True
+
+
+def _record_result(*, stop_request_id: int, result: RemoteStopResult) -> SendOutcome:
+    now = timezone.now()
+    with transaction.atomic():
+        stop_request = RemoteStopRequest.objects.select_for_update().select_related("charging_session").get(
+            pk=stop_request_id
+        )
+        if stop_request.state != State.SENDING:
+            # Someone else settled it meanwhile (e.g. marked failed after a time limit).
+            return SendOutcome(state=stop_request.state)
+        stop_request.http_status = result.http_status
+        stop_request.oicp_code = result.oicp_code
+        stop_request.oicp_description = result.description[:200]
+        stop_request.oicp_additional_info = result.additional_info[:1000]
+        stop_request.process_id = result.process_id[:100]
+        stop_request.last_error = result.error[:500]
+        if result.http_status is not None:
+            stop_request.answered_at = now
+        audit = {"attempt": stop_request.attempt_count, **result.to_audit()}
+        retry_in = None
+        if result.outcome == Outcome.ACCEPTED:
+            stop_request.state, event = State.ACCEPTED, Event.STOP_ACCEPTED
+        elif result.outcome == Outcome.REJECTED and result.failure_kind != "tls":
+            stop_request.state, event = State.REJECTED, Event.STOP_REJECTED
+        elif result.outcome == Outcome.TRANSIENT and stop_request.attempt_count < settings.OICP_MAX_ATTEMPTS:
+            retry_in = _retry_delay(stop_request.attempt_count)
+            stop_request.state, event = State.PENDING, Event.STOP_ATTEMPT_FAILED
+            stop_request.next_attempt_at = now + timedelta(seconds=retry_in)
+            audit["retry_in_seconds"] = round(retry_in, 3)
+        else:
+            stop_request.state, event = State.FAILED, Event.STOP_FAILED
+        if stop_request.state in RemoteStopRequest.FINAL_STATES:
+            stop_request.finished_at = now
+        stop_request.save()
+        record_audit(event_type=event, stop_request=stop_request, data=audit)
+    logger.info(
+        "stop request %s attempt %s: %s (http %s, oicp %s)",
+        stop_request_id,
+        stop_request.attempt_count,
+        stop_request.state,
+        result.http_status,
+        result.oicp_code or "-",
+    )
+    return SendOutcome(state=stop_request.state, retry_in=retry_in)
+
+
+def mark_remote_stop_failed(*, stop_request_id: int, error: str) -> None:
+    """Close a request the worker could not finish (time limit, crash); the outcome is unknown."""
+    with transaction.atomic():
+        stop_request = RemoteStopRequest.objects.select_for_update().filter(pk=stop_request_id).first()
+        if stop_request is None or not stop_request.is_open:
+            return
+        stop_request.state = State.FAILED
+        stop_request.last_error = error[:500]
+        stop_request.finished_at = timezone.now()
+        stop_request.save(update_fields=["state", "last_error", "finished_at"])
+        record_audit(
+            event_type=Event.STOP_FAILED,
+            stop_request=stop_request,
+            data={"error": error[:500], "failure_kind": "worker_lost", "attempt": stop_request.attempt_count},
+        )
+
+
+# --- sessions ---------------------------------------------------------------------------------
+
+
+def create_charging_session(
+    *,
+    session_id: str,
+    evse_id: str,
+    provider_id: str,
+    started_at,
+    emp_partner_session_id: str = "",
+    cpo_partner_session_id: str = "",
+    energy_kwh=None,
+    acting_user=None,
+    source: str = "",
+) -> ChargingSession:
+    """Record a session the portal learns about; IDs are validated and stored upper case."""
+    from .oicp import ids
+
+    if not ids.is_session_id(session_id):
+        raise ValueError(f"{session_id!r} is not a Hubject SessionID")
+    if not ids.is_provider_id(provider_id):
+        raise ValueError(f"{provider_id!r} is not a ProviderID")
+    evse_id = evse_id.upper()
+    with transaction.atomic():
+        charging_session = ChargingSession.objects.create(
+            session_id=session_id.lower(),
+            evse_id=evse_id,
+            operator_id=ids.operator_id_from_evse_id(evse_id),
+            provider_id=provider_id.upper(),
+            emp_partner_session_id=emp_partner_session_id,
+            cpo_partner_session_id=cpo_partner_session_id,
+            started_at=started_at,
+            energy_kwh=energy_kwh,
+            last_update_at=timezone.now(),
+        )
+        record_audit(
+            event_type=Event.SESSION_CREATED,
+            actor=acting_user,
+            charging_session=charging_session,
+            data={"source": source, "session_id": charging_session.session_id, "evse_id": evse_id},
+        )
+    return charging_session

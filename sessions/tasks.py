@@ -1,0 +1,31 @@
+"""Celery tasks: ids in, one service call, the retry policy. Nothing else lives here."""
+
+from celery import shared_task
+from django.conf import settings
+
+from . import services
+
+# Above the client's own timeouts, so the client always gives up first and its answer is kept.
+_SOFT_LIMIT = settings.OICP_CONNECT_TIMEOUT_SECONDS + settings.OICP_TIMEOUT_SECONDS + 15
+_HARD_LIMIT = _SOFT_LIMIT + 15
+
+
+def _on_failure(self, exc, task_id, args, kwargs, einfo):
+    # An unexpected error or a time limit: close the request so the agent is not left waiting.
+    services.mark_remote_stop_failed(stop_request_id=args[0], error=f"{type(exc).__name__}: {exc}")
+
+
+@shared_task(
+    name="charging_sessions.send_remote_stop",
+    bind=True,
+    acks_late=True,  # safe: the service is idempotent, so a redelivered message does nothing
+    ignore_result=True,
+    max_retries=None,  # the attempt count is bounded by OICP_MAX_ATTEMPTS in the database
+    soft_time_limit=_SOFT_LIMIT,
+    time_limit=_HARD_LIMIT,
+    on_failure=_on_failure,
+)
+def send_remote_stop(self, stop_request_id: int) -> None:
+    outcome = services.send_remote_stop(stop_request_id=stop_request_id)
+    if outcome.retry_in is not None:
+        raise self.retry(countdown=outcome.retry_in)

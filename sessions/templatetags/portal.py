@@ -1,0 +1,50 @@
+"""Small rendering helpers shared by every screen: times with their offset, copyable IDs."""
+
+from datetime import datetime
+
+from django import template
+from django.utils import timezone
+from django.utils.html import format_html
+from django.utils.timesince import timesince
+
+register = template.Library()
+
+
+@register.simple_tag
+def when(value: datetime | None, relative: bool = True):
+    """A <time> element: relative text, the absolute local time with its UTC offset as tooltip."""
+    if value is None:
+        return format_html('<span class="muted">—</span>')
+    local = timezone.localtime(value)
+    absolute = local.strftime("%Y-%m-%d %H:%M:%S UTC%z")
+    absolute = absolute[:-2] + ":" + absolute[-2:]
+    text = f"{timesince(value)} ago" if relative and value <= timezone.now() else absolute
+    return format_html('<time datetime="{}" title="{}">{}</time>', local.isoformat(), absolute, text)
+
+
+@register.simple_tag
+def copyable(value: str | None):
+    """An identifier in monospace that never wraps mid-token, with a copy button."""
+    if not value:
+        return format_html('<span class="muted">—</span>')
+    return format_html(
+        '<span class="id"><code>{}</code><button type="button" class="copy" data-copy="{}" '
+        'aria-label="Copy {}">Copy</button></span>',
+        value,
+        value,
+        value,
+    )
+
+
+@register.filter
+def duration_since(value: datetime | None) -> str:
+    if value is None:
+        return "—"
+    minutes = int((timezone.now() - value).total_seconds() // 60)
+    hours, minutes = divmod(max(minutes, 0), 60)
+    return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min"
+
+
+@register.filter
+def is_stale(value: datetime | None, hours: int = 2) -> bool:
+    return value is not None and (timezone.now() - value).total_seconds() > hours * 3600

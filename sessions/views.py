@@ -1,0 +1,118 @@
+"""The agent's screens. Thin: check permission, validate input, call one selector or service."""
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required, permission_required
+from django.core.paginator import Paginator
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_POST
+
+from . import selectors, services
+from .forms import RemoteStopForm, SessionSearchForm
+
+PAGE_SIZE = 50
+
+
+def _can_stop(request: HttpRequest) -> bool:
+    return request.user.has_perm("charging_sessions.request_remote_stop")
+
+
+@require_GET
+@login_required
+@permission_required("charging_sessions.view_chargingsession", raise_exception=True)
+def session_list(request: HttpRequest) -> HttpResponse:
+    data = request.GET.copy()
+    data.setdefault("status", "ACTIVE")
+    form = SessionSearchForm(data)
+    filters = form.cleaned_data if form.is_valid() else {"status": "ACTIVE"}
+    sessions = selectors.search_charging_sessions(
+        query=filters.get("q", ""),
+        operator_id=filters.get("operator", ""),
+        status=filters.get("status", ""),
+        stale_hours=filters.get("stale_hours"),
+    )
+    query = filters.get("q", "")
+    if query and "page" not in request.GET:
+        # A search that finds exactly one session goes straight to it: the agent's next step.
+        first_two = list(sessions[:2])
+        if len(first_two) == 1 and not request.htmx:
+            return redirect("charging_sessions:session-detail", pk=first_two[0].pk)
+    page = Paginator(sessions, PAGE_SIZE).get_page(request.GET.get("page"))
+    context = {
+        "form": form,
+        "page": page,
+        "operators": selectors.operator_ids(),
+        "stale_after_hours": 2,
+        "querystring": _querystring_without_page(request),
+    }
+    template = "sessions/_session_rows.html" if request.htmx else "sessions/session_list.html"
+    return render(request, template, context)
+
+
+def _querystring_without_page(request: HttpRequest) -> str:
+    params = request.GET.copy()
+    params.pop("page", None)
+    return params.urlencode()
+
+
+@require_GET
+@login_required
+@permission_required("charging_sessions.view_chargingsession", raise_exception=True)
+def session_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    charging_session = selectors.get_charging_session(pk=pk)
+    if charging_session is None:
+        raise Http404("No such charging session")
+    latest = selectors.latest_stop_request(charging_session=charging_session)
+    context = {
+        "charging_session": charging_session,
+        "blocker": selectors.stop_blocker(charging_session=charging_session),
+        "can_stop": _can_stop(request),
+        "form": RemoteStopForm(),
+        "progress": selectors.stop_progress(stop_request=latest) if latest else None,
+        "timeline": selectors.session_timeline(charging_session=charging_session),
+    }
+    return render(request, "sessions/session_detail.html", context)
+
+
+@require_POST
+@login_required
+@permission_required("charging_sessions.request_remote_stop", raise_exception=True)
+def request_stop(request: HttpRequest, pk: int) -> HttpResponse:
+    charging_session = selectors.get_charging_session(pk=pk)
+    if charging_session is None:
+        raise Http404("No such charging session")
+    form = RemoteStopForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "The stop was not sent: " + "; ".join(e for errs in form.errors.values() for e in errs))
+        return redirect("charging_sessions:session-detail", pk=pk)
+    try:
+        services.request_remote_stop(
+            charging_session_id=charging_session.pk,
+            acting_user=request.user,
+            reason=form.cleaned_data["reason"],
+            note=form.cleaned_data["note"],
+            case_reference=form.cleaned_data["case_reference"],
+        )
+    except services.StopNotAllowed as refusal:
+        messages.error(request, f"The stop was not sent: {refusal}")
+    else:
+        messages.success(request, "Stop requested. Its progress is shown below.")
+    return redirect(reverse("charging_sessions:session-detail", kwargs={"pk": pk}) + "#stop-status")
+
+
+@require_GET
+@login_required
+@permission_required("charging_sessions.view_chargingsession", raise_exception=True)
+def stop_status(request: HttpRequest, pk: int) -> HttpResponse:
+    """The live status fragment the session page polls until the request is final."""
+    stop_request = selectors.get_stop_request(pk=pk)
+    if stop_request is None:
+        raise Http404("No such stop request")
+    response = render(
+        request, "sessions/_stop_status.html", {"progress": selectors.stop_progress(stop_request=stop_request)}
+    )
+    if stop_request.state in stop_request.FINAL_STATES:
+        # Tell the page to refresh the parts that depend on the outcome (button, timeline).
+        response["HX-Trigger"] = "stop-finished"
+    return response
