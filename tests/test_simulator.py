@@ -109,8 +109,9 @@ def test_absent_partner_session_ids_are_echoed_as_explicit_nulls(sim: SimulatorS
     assert "EMPPartnerSessionID" in ack and ack["EMPPartnerSessionID"] is None
 
 
-def test_process_id_is_fresh_per_answer(sim: SimulatorServer) -> None:
-    first, second = post(sim, SAMPLE), post(sim, SAMPLE)
+def test_process_id_is_fresh_per_answer_even_on_a_kept_alive_connection(sim: SimulatorServer) -> None:
+    with requests.Session() as http:
+        first, second = (http.post(stop_url(sim), json=SAMPLE, timeout=5) for _ in range(2))
     assert first.headers["Process-ID"] != second.headers["Process-ID"]
 
 
@@ -135,20 +136,21 @@ def test_reject_answers_200_with_result_false_and_code(sim: SimulatorServer, cod
 
 
 def test_evse_beats_operator_beats_default(sim: SimulatorServer) -> None:
-    configure(
+    response = configure(
         sim,
         {
             "default": {"action": "reject", "code": "022"},
             "operators": {"DE*SLO": {"action": "reject", "code": "501"}},
-            "evses": {"de*slo*e0001": {"action": "reject", "code": "510"}},
+            "evses": {"De*Slo*E0001": {"action": "reject", "code": "510"}},
         },
     )
+    assert response.status_code == 200, response.text
 
     def code_for(evse_id: str) -> str:
         return post(sim, body(EvseID=evse_id)).json()["StatusCode"]["Code"]
 
     assert code_for("DE*SLO*E0001") == "510"
-    assert code_for("de*slo*e0001") == "510"  # HBS upper-cases EvseIDs
+    assert code_for("de*slo*E0001") == "510"  # HBS upper-cases EvseIDs
     assert code_for("DE*SLO*E0002") == "501"
     assert code_for("DESLOE0003") == "501"  # the ISO "*" is optional: same operator
     assert code_for("DE*XYZ*E0001") == "022"
@@ -288,6 +290,27 @@ def test_no_answer_closes_without_response_after_delay(sim: SimulatorServer) -> 
     [entry] = received(sim)
     assert entry["outcome"] == "no_answer"
     assert entry["answered_status"] is None
+
+
+def test_shutdown_ends_a_held_request_promptly() -> None:
+    server = make_server(port=0, behaviours={"default": {"action": "no_answer"}})
+    thread = serve_in_thread(server)
+    raw = json.dumps(SAMPLE).encode()
+    with socket.create_connection(server.server_address[:2], timeout=3) as client:
+        client.sendall(
+            b"POST /api/oicp/charging/v21/providers/DE-DCB/authorize-remote/stop HTTP/1.1\r\n"
+            b"Host: sim\r\nContent-Type: application/json\r\n"
+            + f"Content-Length: {len(raw)}\r\n\r\n".encode()
+            + raw
+        )
+        time.sleep(0.1)  # let the server read the request and start holding it
+        started = time.monotonic()
+        server.shutdown()
+        assert client.recv(1024) == b""  # closed without an answer
+        assert time.monotonic() - started < 1
+    server.server_close()
+    thread.join(timeout=2)
+    assert server.state.received_list()[0]["outcome"] == "shutdown"
 
 
 def test_reset_gives_connection_error(sim: SimulatorServer) -> None:
@@ -459,6 +482,20 @@ def test_demo_operators_and_behaviours() -> None:
 
 
 # ---- CLI
+
+
+def test_config_file_is_loaded_and_bad_config_refused(tmp_path: Path) -> None:
+    from sessions.oicp.simulator import _load_table, _parse_args, main
+
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps({"operators": {"DE*OFF": {"action": "reject", "code": "310"}}}))
+    assert _load_table(_parse_args(["--config", str(good)])).lookup("DE*OFF*E1")[0]["code"] == "310"
+    merged = _load_table(_parse_args(["--demo", "--config", str(good)]))
+    assert merged.lookup("DE*OFF*E1")[0]["code"] == "310" and merged.lookup("DE*SLO*E1")[0]["delay_seconds"] == 8
+
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"default": {"action": "teleport"}}))
+    assert main(["--config", str(bad), "--port", "0"]) == 2
 
 
 def free_port() -> int:

@@ -451,10 +451,6 @@ def provider_violations(external_id: str, body: Any) -> list[str]:
 # HTTP server
 
 
-class _ClientGone(Exception):
-    """The client closed its side while we were holding or delaying its request."""
-
-
 class SimulatorHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive like HBS; every answer carries Content-Length
     server_version = "nginx"  # what HBS's front proxy announces
@@ -464,10 +460,11 @@ class SimulatorHandler(BaseHTTPRequestHandler):
     def version_string(self) -> str:
         return self.server_version
 
-    def setup(self) -> None:
-        super().setup()
+    def handle_one_request(self) -> None:
+        # Per request, not per connection: keep-alive connections carry several requests.
         self._process_id = str(uuid.uuid4())
         self._answered: int | None = None
+        super().handle_one_request()
 
     # ---- plumbing
 
@@ -546,7 +543,7 @@ class SimulatorHandler(BaseHTTPRequestHandler):
         outcome = "answered"
         try:
             outcome = self._oicp_answer(entry)
-        except (BrokenPipeError, ConnectionResetError, _ClientGone):
+        except OSError:  # broken pipe, reset, or a body that never arrived (socket timeout)
             outcome = "client_gone"
             self.close_connection = True
         finally:
@@ -804,7 +801,7 @@ def make_server(
 
 def serve_in_thread(server: SimulatorServer) -> threading.Thread:
     """Serve in a daemon thread; stop with server.shutdown() then server.server_close()."""
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, name="hubject-simulator", daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, name="hubject-simulator", daemon=True)
     thread.start()
     return thread
 

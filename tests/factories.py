@@ -1,0 +1,59 @@
+import uuid
+from decimal import Decimal
+
+import factory
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.utils import timezone
+
+from sessions import roles
+from sessions.models import ChargingSession, RemoteStopRequest, StopReason
+
+
+class UserFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = get_user_model()
+        django_get_or_create = ["username"]
+        skip_postgeneration_save = True
+
+    username = factory.Sequence(lambda n: f"user{n}")
+    password = factory.PostGenerationMethodCall("set_password", "pw")
+
+    @factory.post_generation
+    def role(self, create, extracted, **kwargs):
+        if extracted:
+            self.groups.add(Group.objects.get(name=extracted))
+        if create:
+            self.save()
+
+
+class AgentFactory(UserFactory):
+    @factory.post_generation
+    def role(self, create, extracted, **kwargs):
+        self.groups.add(Group.objects.get(name=extracted or roles.AGENT))
+        if create:
+            self.save()
+
+
+class ChargingSessionFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = ChargingSession
+
+    session_id = factory.LazyFunction(lambda: str(uuid.uuid4()))
+    evse_id = factory.Sequence(lambda n: f"DE*ACC*E{n:05d}*1")
+    operator_id = factory.LazyAttribute(lambda o: o.evse_id.split("*E")[0])
+    provider_id = "DE-EMP"
+    emp_partner_session_id = factory.Sequence(lambda n: f"EMP-{n}")
+    started_at = factory.LazyFunction(timezone.now)
+    last_update_at = factory.LazyFunction(timezone.now)
+    energy_kwh = Decimal("12.345")
+
+
+class RemoteStopRequestFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = RemoteStopRequest
+
+    charging_session = factory.SubFactory(ChargingSessionFactory)
+    requested_by = factory.SubFactory(AgentFactory)
+    reason = StopReason.DRIVER_ASKED
+    requested_at = factory.LazyFunction(timezone.now)
