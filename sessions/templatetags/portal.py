@@ -5,6 +5,7 @@ from datetime import datetime
 from django import template
 from django.utils import timezone
 from django.utils.html import format_html
+from django.utils.safestring import mark_safe
 from django.utils.timesince import timesince
 
 register = template.Library()
@@ -14,7 +15,7 @@ register = template.Library()
 def when(value: datetime | None, relative: bool = True):
     """A <time> element: relative text, the absolute local time with its UTC offset as tooltip."""
     if value is None:
-        return format_html('<span class="muted">—</span>')
+        return mark_safe('<span class="muted">—</span>')
     local = timezone.localtime(value)
     absolute = local.strftime("%Y-%m-%d %H:%M:%S UTC%z")
     absolute = absolute[:-2] + ":" + absolute[-2:]
@@ -26,7 +27,7 @@ def when(value: datetime | None, relative: bool = True):
 def copyable(value: str | None):
     """An identifier in monospace that never wraps mid-token, with a copy button."""
     if not value:
-        return format_html('<span class="muted">—</span>')
+        return mark_safe('<span class="muted">—</span>')
     return format_html(
         '<span class="id"><code>{}</code><button type="button" class="copy" data-copy="{}" '
         'aria-label="Copy {}">Copy</button></span>',
