@@ -1,20 +1,35 @@
-"""Test settings: a complete, deterministic environment, then the real settings module."""
-import os
+"""Test settings: a complete, deterministic environment, then the real settings module.
 
-# Fixed values first: settings.py reads them, and a developer's .env cannot change the tests.
-for _name, _value in {
+Processes the tests start themselves (a Celery worker) set PORTAL_TEST_CHILD=1 and pass their own
+broker, database and Hubject URLs, which then win over the fixed values below.
+"""
+
+import os
+from pathlib import Path
+
+_fixed = {
     "DJANGO_DEBUG": "false",
     "DJANGO_SECRET_KEY": "test-secret-key-not-for-production",
     "OICP_BASE_URL": "http://127.0.0.1:9",
     "OICP_PROVIDER_ID": "DE-EMP",
     "CACHE_URL": "locmemcache://",
     "DJANGO_SECURE_COOKIES": "false",
-}.items():
-    os.environ[_name] = _value
-os.environ.setdefault("DATABASE_URL", "sqlite:///:memory:")
+    "CELERY_BROKER_URL": "redis://127.0.0.1:9/0",
+}
+for _name, _value in _fixed.items():
+    # A developer's shell or .env must not change what the tests see.
+    if os.environ.get("PORTAL_TEST_CHILD") == "1":
+        os.environ.setdefault(_name, _value)
+    else:
+        os.environ[_name] = _value
 
 from .settings import *  # noqa: E402,F403
+from .settings import BASE_DIR, DATABASES  # noqa: E402
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 OICP_RETRY_BACKOFF_SECONDS = 0.01
+
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # A file, not memory: the Celery worker the integration tests start must see the same rows.
+    DATABASES["default"]["TEST"] = {"NAME": str(Path(os.environ.get("PORTAL_TEST_DB_DIR", BASE_DIR / "var")) / "test.sqlite3")}

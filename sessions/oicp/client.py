@@ -250,7 +250,7 @@ def _classify(status: int, body: Any, raw: str, location: str) -> _Verdict:
         kind = "tls" if tls_page else "http_error"
         return _Verdict(Outcome.REJECTED, kind, f"Hubject refused the request (HTTP 400{_named(code)}).", **fields)
     if status in (401, 403):
-        error = f"Hubject refused the call as not authorised (HTTP {status}{_named(code)}); check certificate and ProviderID."
+        error = f"Hubject refused the call as not authorised (HTTP {status}{_named(code)}); check certificate."
         return _Verdict(Outcome.REJECTED, "unauthorized", error, **fields)
     if status in TRANSIENT_HTTP:
         error = f"Hubject answered HTTP {status}, a temporary error; the stop is not confirmed."

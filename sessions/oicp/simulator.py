@@ -148,7 +148,7 @@ def _http_status(raw: Mapping[str, Any], action: str, where: str, result: Behavi
 
 
 def _operator_key(operator_id: str) -> str:
-    """"DE*ABC" and "DEABC" name the same CPO (the ISO `*` is optional), so look both up alike."""
+    """Lookup key for an OperatorID: ISO "DE*ABC" and "DEABC" are the same CPO (the `*` is optional)."""
     upper = operator_id.upper()
     return upper.replace("*", "") if re.fullmatch(r"[A-Z]{2}\*?[A-Z0-9]{3}", upper) else upper
 
@@ -463,7 +463,7 @@ class SimulatorHandler(BaseHTTPRequestHandler):
     def handle_one_request(self) -> None:
         # Per request, not per connection: keep-alive connections carry several requests.
         self._process_id = str(uuid.uuid4())
-        self._answered: int | None = None
+        self._entry: dict[str, Any] | None = None  # the received-log entry of an OICP request
         super().handle_one_request()
 
     # ---- plumbing
@@ -472,7 +472,6 @@ class SimulatorHandler(BaseHTTPRequestHandler):
         # Every HBS answer carries a Process-ID; a fresh one per request, also for send_error.
         super().send_response(code, message)
         self.send_header("Process-ID", self._process_id)
-        self._answered = code
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (stdlib signature)
         if self.server.log_requests:
@@ -486,6 +485,9 @@ class SimulatorHandler(BaseHTTPRequestHandler):
         if close:
             self.send_header("Connection", "close")
             self.close_connection = True
+        if self._entry is not None:
+            # Log before the client can read the answer, so a test reading /_sim/received right after sees it.
+            self.server.state.update(self._entry, outcome="answered", answered_status=status, answered_at=_now_iso())
         self.end_headers()
         self.wfile.write(body)
 
@@ -539,20 +541,14 @@ class SimulatorHandler(BaseHTTPRequestHandler):
     # ---- OICP path
 
     def _oicp(self) -> None:
-        entry = self.server.state.record(self._new_entry())
-        outcome = "answered"
+        entry = self._entry = self.server.state.record(self._new_entry())
         try:
             outcome = self._oicp_answer(entry)
         except OSError:  # broken pipe, reset, or a body that never arrived (socket timeout)
             outcome = "client_gone"
             self.close_connection = True
-        finally:
-            self.server.state.update(
-                entry,
-                outcome=outcome,
-                answered_status=self._answered,
-                answered_at=_now_iso() if self._answered is not None else None,
-            )
+        if outcome != "answered":  # answered ones were logged by _send
+            self.server.state.update(entry, outcome=outcome)
 
     def _new_entry(self) -> dict[str, Any]:
         return {
@@ -629,14 +625,10 @@ class SimulatorHandler(BaseHTTPRequestHandler):
 
     def _behave(self, behaviour: Behaviour, request: dict[str, Any]) -> str:
         action = behaviour["action"]
-        if action == "no_answer":
-            outcome = self._hold(behaviour["delay_seconds"])
-            self.close_connection = True
+        outcome = self._hold(behaviour["delay_seconds"])  # for no_answer, the time the connection is held
+        if action == "no_answer" or outcome != "elapsed":
+            self.close_connection = True  # close without any answer
             return "no_answer" if outcome == "elapsed" else outcome
-        outcome = self._hold(behaviour["delay_seconds"])
-        if outcome != "elapsed":
-            self.close_connection = True
-            return outcome
         if action == "reset":
             self._reset()
             return "reset"
