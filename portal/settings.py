@@ -165,6 +165,8 @@ OICP_MAX_ATTEMPTS = env.int("OICP_MAX_ATTEMPTS", default=3)
 OICP_RETRY_BACKOFF_SECONDS = env.float("OICP_RETRY_BACKOFF_SECONDS", default=4.0)
 # At most this many calls wait on one CPO at once, so a slow CPO cannot take every worker slot.
 OICP_PER_OPERATOR_CONCURRENCY = env.int("OICP_PER_OPERATOR_CONCURRENCY", default=5)
+# After an accepted stop, wait this long for the CPO to end the session before another stop.
+STOP_CONFIRMATION_MINUTES = env.int("STOP_CONFIRMATION_MINUTES", default=10)
 # Shown in the top bar; derived from OICP_BASE_URL unless set.
 PORTAL_ENVIRONMENT = env.str("PORTAL_ENVIRONMENT", default="")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
+from django.conf import settings
 from django.db.models import OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 from django.utils.timesince import timesince
@@ -83,6 +84,19 @@ def stop_blocker(*, charging_session: ChargingSession) -> str:
     if open_request is not None:
         ago = timesince(open_request.requested_at)
         return f"A stop requested {ago} ago is still open ({open_request.get_state_display().lower()})."
+    # A second stop right after an accepted one only confuses the CPO: give it time to act.
+    window = timedelta(minutes=settings.STOP_CONFIRMATION_MINUTES)
+    accepted = (
+        charging_session.stop_requests.filter(state=State.ACCEPTED, finished_at__gte=timezone.now() - window)
+        .order_by("-finished_at")
+        .first()
+    )
+    if accepted is not None:
+        until = timezone.localtime(accepted.finished_at + window).strftime("%H:%M")
+        return (
+            f"A stop was accepted {timesince(accepted.finished_at)} ago; the CPO is ending the session. "
+            f"If it is still running at {until}, you can send the stop again."
+        )
     return ""
 
 
@@ -132,8 +146,6 @@ def _playbook(stop_request: RemoteStopRequest) -> StatusCodeInfo | None:
 
 def stop_progress(*, stop_request: RemoteStopRequest) -> StopProgress:
     """The step indicator and the words the agent sees for one stop request."""
-    from django.conf import settings
-
     state = stop_request.state
     sent = stop_request.attempt_count > 0
     steps = ["Queued", "Sent to Hubject", "Accepted by the CPO"]
@@ -144,7 +156,9 @@ def stop_progress(*, stop_request: RemoteStopRequest) -> StopProgress:
         detail = "Hubject forwarded the stop and the CPO accepted it. The session ends when the CPO confirms."
         playbook = describe(stop_request.oicp_code or "000")
     elif state in (State.REJECTED, State.FAILED):
-        marks = ["done", "done" if sent else "failed", "failed"] if sent else ["done", "failed", "todo"]
+        marks = ["done", "done", "failed"] if sent else ["done", "failed", "todo"]
+        if sent:
+            steps[2] = "Rejected" if state == State.REJECTED else "Failed"
         playbook = _playbook(stop_request)
         code = f"{stop_request.oicp_code} " if stop_request.oicp_code else ""
         headline = ("Rejected: " if state == State.REJECTED else "Failed: ") + (

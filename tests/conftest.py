@@ -1,5 +1,7 @@
 import pytest
 
+from tests import servers
+
 from sessions import roles
 from tests.factories import ChargingSessionFactory, UserFactory
 
@@ -28,3 +30,50 @@ def charging_session(db):
 def agent_client(client, agent):
     client.force_login(agent)
     return client
+
+
+# --- real processes, shared by the integration and browser tests (started once per session) ---
+
+@pytest.fixture(scope="session")
+def redis_url():
+    with servers.redis_server() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def simulator():
+    with servers.simulator_process() as sim:
+        yield sim
+
+
+@pytest.fixture(scope="session")
+def worker(django_db_setup, django_db_blocker, redis_url, simulator):
+    with django_db_blocker.unblock():
+        database_url = servers.database_url_for_children()
+    with servers.celery_worker(broker_url=redis_url, database_url=database_url,
+                               oicp_base_url=simulator.url,
+                               extra_env={"OICP_RETRY_BACKOFF_SECONDS": "0.2", "OICP_MAX_ATTEMPTS": "2"}) as proc:
+        yield proc
+
+
+@pytest.fixture
+def live(worker, redis_url, simulator):
+    """Redis, a worker and the simulator, with the simulator reset to the test behaviours."""
+    servers.point_celery_at(redis_url)
+    simulator.set_behaviours(SIMULATOR_BEHAVIOURS)
+    simulator.clear()
+    return simulator
+
+
+
+
+SIMULATOR_BEHAVIOURS = {
+    "default": {"action": "accept"},
+    "operators": {
+        "DE*ACC": {"action": "accept"},
+        "DE*SLW": {"action": "accept", "delay_seconds": 1.5},
+        "DE*OFF": {"action": "reject", "code": "501"},
+        "FR*ERR": {"action": "http_error", "http_status": 503},
+    },
+    "evses": {},
+}

@@ -18,45 +18,6 @@ from tests.factories import AgentFactory, ChargingSessionFactory
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
 State = RemoteStopRequest.State
 OPENAPI = Path(__file__).resolve().parent.parent.parent / "shared" / "oicp-spec" / "openapi.yaml"
-BEHAVIOURS = {
-    "default": {"action": "accept"},
-    "operators": {
-        "DE*ACC": {"action": "accept"},
-        "DE*OFF": {"action": "reject", "code": "501"},
-        "FR*ERR": {"action": "http_error", "http_status": 503},
-    },
-    "evses": {},
-}
-
-
-@pytest.fixture(scope="module")
-def redis_url():
-    with servers.redis_server() as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
-def simulator():
-    with servers.simulator_process() as sim:
-        yield sim
-
-
-@pytest.fixture(scope="module")
-def worker(django_db_setup, django_db_blocker, redis_url, simulator):
-    with django_db_blocker.unblock():
-        database_url = servers.database_url_for_children()
-    with servers.celery_worker(broker_url=redis_url, database_url=database_url,
-                               oicp_base_url=simulator.url,
-                               extra_env={"OICP_RETRY_BACKOFF_SECONDS": "0.2", "OICP_MAX_ATTEMPTS": "2"}) as proc:
-        yield proc
-
-
-@pytest.fixture
-def live(worker, redis_url, simulator):
-    servers.point_celery_at(redis_url)
-    simulator.set_behaviours(BEHAVIOURS)
-    simulator.clear()
-    return simulator
 
 
 def stop_and_wait(charging_session) -> RemoteStopRequest:

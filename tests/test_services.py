@@ -254,3 +254,13 @@ def test_create_charging_session_rejects_bad_ids(db, field, value):
     with pytest.raises(ValueError):
         services.create_charging_session(**kwargs)
     assert not ChargingSession.objects.exists()
+
+
+def test_accepted_stop_blocks_a_new_one_until_the_confirmation_window_passes(charging_session, agent, settings):
+    settings.STOP_CONFIRMATION_MINUTES = 10
+    accepted = RemoteStopRequestFactory(charging_session=charging_session, state=State.ACCEPTED,
+                                        finished_at=timezone.now() - timedelta(minutes=3))
+    with pytest.raises(services.StopNotAllowed, match="was accepted"):
+        request_stop(charging_session, agent)
+    RemoteStopRequest.objects.filter(pk=accepted.pk).update(finished_at=timezone.now() - timedelta(minutes=11))
+    assert request_stop(charging_session, agent).state == State.PENDING

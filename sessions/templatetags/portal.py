@@ -8,6 +8,8 @@ from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 from django.utils.timesince import timesince
 
+from sessions.models import StopReason
+
 register = template.Library()
 
 
@@ -19,7 +21,13 @@ def when(value: datetime | None, relative: bool = True):
     local = timezone.localtime(value)
     absolute = local.strftime("%Y-%m-%d %H:%M:%S UTC%z")
     absolute = absolute[:-2] + ":" + absolute[-2:]
-    text = f"{timesince(value)} ago" if relative and value <= timezone.now() else absolute
+    age = (timezone.now() - value).total_seconds()
+    if not relative or age < -5:
+        text = absolute
+    elif age < 60:
+        text = "just now"
+    else:
+        text = f"{timesince(value)} ago"
     return format_html('<time datetime="{}" title="{}">{}</time>', local.isoformat(), absolute, text)
 
 
@@ -35,6 +43,11 @@ def copyable(value: str | None):
         value,
         value,
     )
+
+
+@register.filter
+def reason_label(value: str) -> str:
+    return StopReason(value).label if value in StopReason.values else value
 
 
 @register.filter
