@@ -6,6 +6,19 @@ from sessions import roles
 from tests.factories import ChargingSessionFactory, UserFactory
 
 
+@pytest.fixture(autouse=True)
+def roles_after_flush(request):
+    """Transactional tests flush the database, groups included; put the migrated roles back."""
+    marker = request.node.get_closest_marker("django_db")
+    if marker and marker.kwargs.get("transaction"):
+        import importlib
+
+        from django.apps import apps
+
+        request.getfixturevalue("transactional_db")
+        importlib.import_module("sessions.migrations.0002_roles").create_roles(apps, None)
+
+
 @pytest.fixture
 def agent(db):
     return UserFactory(username="agent-a", role=roles.AGENT)

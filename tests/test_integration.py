@@ -15,7 +15,7 @@ from sessions.models import AuditRecord, RemoteStopRequest, StopReason
 from tests import servers
 from tests.factories import AgentFactory, ChargingSessionFactory
 
-pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 State = RemoteStopRequest.State
 OPENAPI = Path(__file__).resolve().parent.parent.parent / "shared" / "oicp-spec" / "openapi.yaml"
 
