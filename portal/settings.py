@@ -14,7 +14,8 @@ from django.core.exceptions import ImproperlyConfigured
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
-environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+# PORTAL_ENV_FILE points elsewhere (tests use it to ignore a developer's .env).
+environ.Env.read_env(env.str("PORTAL_ENV_FILE", default=str(BASE_DIR / ".env")), overwrite=False)
 
 # --------------------------------------------------------------------------------------------
 # Core Django (https://docs.djangoproject.com/en/5.2/ref/settings/)

@@ -1,0 +1,65 @@
+"""Settings come from the environment; production refuses to start half-configured."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+NAMES = ["DJANGO_SECRET_KEY", "DJANGO_DEBUG", "OICP_BASE_URL", "OICP_PROVIDER_ID", "OICP_CLIENT_CERT",
+         "OICP_CLIENT_KEY", "OICP_CA_BUNDLE", "PORTAL_ENVIRONMENT", "PORTAL_TEST_CHILD", "DJANGO_SETTINGS_MODULE"]
+
+
+def load_settings(**values: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in NAMES}
+    env.update({"PORTAL_ENV_FILE": "/nonexistent/.env", "DJANGO_SETTINGS_MODULE": "portal.settings", **values})
+    code = ("import django; from django.conf import settings; django.setup(); "
+            "print(settings.PORTAL_ENVIRONMENT, settings.OICP_TIMEOUT_SECONDS, settings.DEBUG)")
+    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+
+
+def test_production_refuses_to_start_and_names_every_missing_setting():
+    result = load_settings(DJANGO_DEBUG="false")
+    assert result.returncode != 0
+    assert "ImproperlyConfigured" in result.stderr
+    for name in ["DJANGO_SECRET_KEY", "OICP_BASE_URL", "OICP_PROVIDER_ID"]:
+        assert name in result.stderr
+
+
+def test_hubject_over_https_needs_the_client_certificate():
+    result = load_settings(DJANGO_DEBUG="false", DJANGO_SECRET_KEY="x" * 50,
+                           OICP_BASE_URL="https://service-qa.hubject.com", OICP_PROVIDER_ID="DE-ABC")
+    assert result.returncode != 0
+    assert "OICP_CLIENT_CERT" in result.stderr and "OICP_CLIENT_KEY" in result.stderr
+    assert "DJANGO_SECRET_KEY" not in result.stderr.split("set ")[-1]
+
+
+@pytest.mark.parametrize(
+    "url, badge",
+    [("https://service-qa.hubject.com", "QA"), ("https://service.hubject.com", "PRODUCTION"),
+     ("http://127.0.0.1:8090", "SANDBOX")],
+)
+def test_complete_production_settings_start_with_the_right_badge(url, badge):
+    result = load_settings(DJANGO_DEBUG="false", DJANGO_SECRET_KEY="x" * 50, OICP_BASE_URL=url,
+                           OICP_PROVIDER_ID="DE-ABC", OICP_CLIENT_CERT="/etc/portal/cert.pem",
+                           OICP_CLIENT_KEY="/etc/portal/key.pem")
+    assert result.returncode == 0, result.stderr
+    environment, timeout, debug = result.stdout.split()
+    assert (environment, debug) == (badge, "False")
+    assert float(timeout) > 60  # the default waits longer than Hubject's 60 s CPO window
+
+
+def test_debug_starts_without_secrets():
+    result = load_settings(DJANGO_DEBUG="true")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[0] == "UNCONFIGURED"
+
+
+def test_sqlite_runs_in_wal_mode_with_a_busy_timeout(settings):
+    options = settings.DATABASES["default"].get("OPTIONS", {})
+    if settings.DATABASES["default"]["ENGINE"] != "django.db.backends.sqlite3":
+        pytest.skip("SQLite only")
+    assert "journal_mode=WAL" in options["init_command"]
+    assert options["timeout"] >= 5 and options["transaction_mode"] == "IMMEDIATE"
