@@ -32,4 +32,6 @@ OICP_RETRY_BACKOFF_SECONDS = 0.01
 
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file, not memory: the Celery worker the integration tests start must see the same rows.
-    DATABASES["default"]["TEST"] = {"NAME": str(Path(os.environ.get("PORTAL_TEST_DB_DIR", BASE_DIR / "var")) / "test.sqlite3")}
+    _test_db_dir = Path(os.environ.get("PORTAL_TEST_DB_DIR", BASE_DIR / "var"))
+    _test_db_dir.mkdir(parents=True, exist_ok=True)
+    DATABASES["default"]["TEST"] = {"NAME": str(_test_db_dir / "test.sqlite3")}
