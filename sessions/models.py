@@ -33,10 +33,23 @@ class ChargingSession(models.Model):
     energy_kwh = models.DecimalField("energy (kWh)", max_digits=12, decimal_places=3, null=True, blank=True)
     last_update_at = models.DateTimeField(db_index=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    # The portal first heard of this session from something other than a Start notification.
+    learned_late = models.BooleanField(default=False)
+    charging_ended_at = models.DateTimeField("energy flow stopped at", null=True, blank=True)
+    cdr_received_at = models.DateTimeField("CDR received at", null=True, blank=True)
+    # Closed by a supervisor in the portal, not by a CDR: never a remote stop.
+    closed_manually = models.BooleanField(default=False)
+    last_error_type = models.CharField(max_length=30, blank=True)
+    last_error_info = models.CharField(max_length=250, blank=True)
+    last_error_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-started_at"]
-        permissions = [("request_remote_stop", "Can ask Hubject to stop a charging session")]
+        permissions = [
+            ("request_remote_stop", "Can ask Hubject to stop a charging session"),
+            ("view_stuck_sessions", "Can see the stuck-sessions queue"),
+            ("close_session_manually", "Can close a session record by hand"),
+        ]
         indexes = [models.Index(fields=["status", "-last_update_at"], name="session_status_update_idx")]
 
     def __str__(self) -> str:
@@ -66,9 +79,20 @@ class RemoteStopRequest(models.Model):
         ACCEPTED = "ACCEPTED", "Accepted"
         REJECTED = "REJECTED", "Rejected"
         FAILED = "FAILED", "Failed"
+        # After ACCEPTED: the CPO's End notification or CDR arrived for the session ...
+        CONFIRMED = "CONFIRMED", "Confirmed"
+        # ... or neither arrived within STOP_CONFIRMATION_MINUTES.
+        UNCONFIRMED = "UNCONFIRMED", "Unconfirmed"
+
+    class ConfirmedBy(models.TextChoices):
+        END = "END", "ChargingNotification End"
+        CDR = "CDR", "Charge detail record"
 
     OPEN_STATES = (State.PENDING, State.SENDING)
-    FINAL_STATES = (State.ACCEPTED, State.REJECTED, State.FAILED)
+    # Nothing more is sent to Hubject for these.
+    FINAL_STATES = (State.ACCEPTED, State.REJECTED, State.FAILED, State.CONFIRMED, State.UNCONFIRMED)
+    # Nothing more will happen to these at all (ACCEPTED still waits for its confirmation).
+    SETTLED_STATES = (State.REJECTED, State.FAILED, State.CONFIRMED, State.UNCONFIRMED)
 
     charging_session = models.ForeignKey(ChargingSession, on_delete=models.PROTECT, related_name="stop_requests")
     requested_by = models.ForeignKey(
@@ -77,7 +101,7 @@ class RemoteStopRequest(models.Model):
     reason = models.CharField(max_length=32, choices=StopReason.choices)
     note = models.TextField(blank=True, max_length=2000)
     case_reference = models.CharField(max_length=64, blank=True, db_index=True)
-    state = models.CharField(max_length=10, choices=State.choices, default=State.PENDING, db_index=True)
+    state = models.CharField(max_length=12, choices=State.choices, default=State.PENDING, db_index=True)
     correlation_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
 
     attempt_count = models.PositiveSmallIntegerField(default=0)
@@ -95,6 +119,11 @@ class RemoteStopRequest(models.Model):
     last_sent_at = models.DateTimeField(null=True, blank=True)
     answered_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    confirmed_at = models.DateTimeField(null=True, blank=True)
+    confirmed_by = models.CharField(max_length=3, choices=ConfirmedBy.choices, blank=True)
+    time_to_confirmation = models.DurationField(null=True, blank=True)
+    # The worker stopped while a call was in flight: Hubject may or may not have received it.
+    outcome_unknown = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["-requested_at"]
@@ -108,7 +137,9 @@ class RemoteStopRequest(models.Model):
                 name="one_open_stop_per_session",
             ),
             models.CheckConstraint(
-                condition=Q(state__in=["PENDING", "SENDING", "ACCEPTED", "REJECTED", "FAILED"]),
+                condition=Q(
+                    state__in=["PENDING", "SENDING", "ACCEPTED", "REJECTED", "FAILED", "CONFIRMED", "UNCONFIRMED"]
+                ),
                 name="stop_request_state_valid",
             ),
         ]
@@ -135,7 +166,20 @@ class AuditRecord(models.Model):
         STOP_REJECTED = "STOP_REJECTED", "Stop rejected"
         STOP_ATTEMPT_FAILED = "STOP_ATTEMPT_FAILED", "Attempt failed, retry scheduled"
         STOP_FAILED = "STOP_FAILED", "Stop failed"
+        STOP_CONFIRMED = "STOP_CONFIRMED", "Stop confirmed"
+        STOP_UNCONFIRMED = "STOP_UNCONFIRMED", "Stop not confirmed in time"
         SESSION_CREATED = "SESSION_CREATED", "Session created"
+        SESSION_UPDATED = "SESSION_UPDATED", "Session updated"
+        SESSION_CLOSED_MANUALLY = "SESSION_CLOSED_MANUALLY", "Session closed by hand (not a remote stop)"
+        NOTIFICATION_RECEIVED = "NOTIFICATION_RECEIVED", "Charging notification received"
+        CDR_RECEIVED = "CDR_RECEIVED", "Charge detail record received"
+        INBOUND_REFUSED = "INBOUND_REFUSED", "Inbound OICP call refused"
+        RECONCILIATION_RUN = "RECONCILIATION_RUN", "CDR reconciliation run"
+        SESSIONS_IMPORTED = "SESSIONS_IMPORTED", "Sessions imported"
+        AUDIT_EXPORTED = "AUDIT_EXPORTED", "Audit log exported"
+        AUDIT_VERIFIED = "AUDIT_VERIFIED", "Audit chain verified"
+        AUDIT_PURGED = "AUDIT_PURGED", "Audit records purged"
+        LEGAL_HOLD_CHANGED = "LEGAL_HOLD_CHANGED", "Legal hold changed"
 
     event_type = models.CharField(max_length=32, choices=EventType.choices, db_index=True)
     occurred_at = models.DateTimeField(db_index=True)
@@ -151,6 +195,9 @@ class AuditRecord(models.Model):
     correlation_id = models.UUIDField(null=True, blank=True, db_index=True)
     # The exact request sent and response received, and any state change, as JSON.
     data = models.JSONField(default=dict, blank=True)
+    # Tamper evidence: SHA-256 of this record's canonical content chained to the previous hash.
+    prev_hash = models.CharField(max_length=64, blank=True)
+    record_hash = models.CharField(max_length=64, blank=True)
 
     class Meta:
         ordering = ["-occurred_at", "-id"]
@@ -162,3 +209,137 @@ class AuditRecord(models.Model):
     @property
     def actor_label(self) -> str:
         return self.actor.get_username() if self.actor_id else "system"
+
+
+class InboundMessage(models.Model):
+    """A ChargingNotification or CDR as Hubject pushed (or we pulled) it: raw and parsed."""
+
+    class Kind(models.TextChoices):
+        START = "START", "Start notification"
+        PROGRESS = "PROGRESS", "Progress notification"
+        END = "END", "End notification"
+        ERROR = "ERROR", "Error notification"
+        CDR = "CDR", "Charge detail record"
+
+    kind = models.CharField(max_length=10, choices=Kind.choices, db_index=True)
+    charging_session = models.ForeignKey(
+        ChargingSession, on_delete=models.PROTECT, null=True, blank=True, related_name="inbound_messages"
+    )
+    session_id = models.CharField(max_length=36, db_index=True)
+    operator_id = models.CharField(max_length=10, blank=True)
+    received_at = models.DateTimeField(db_index=True)
+    remote_addr = models.GenericIPAddressField(null=True, blank=True)
+    raw = models.TextField()
+    parsed = models.JSONField(default=dict)
+
+    class Meta:
+        ordering = ["-received_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} for {self.session_id}"
+
+
+class ChargeDetailRecord(models.Model):
+    """The CPO's final record of a session; Hubject keeps one per SessionID, and so do we."""
+
+    class Source(models.TextChoices):
+        PUSH = "PUSH", "Pushed by Hubject"
+        PULL = "PULL", "Pulled (GetChargeDetailRecords)"
+
+    charging_session = models.OneToOneField(ChargingSession, on_delete=models.PROTECT, related_name="cdr")
+    session_id = models.CharField(max_length=36, unique=True)
+    evse_id = models.CharField(max_length=41)
+    operator_id = models.CharField(max_length=10, blank=True)
+    charging_start = models.DateTimeField()
+    charging_end = models.DateTimeField()
+    session_start = models.DateTimeField()
+    session_end = models.DateTimeField()
+    consumed_energy_kwh = models.DecimalField(max_digits=12, decimal_places=3)
+    source = models.CharField(max_length=4, choices=Source.choices)
+    received_at = models.DateTimeField()
+    data = models.JSONField(default=dict)
+
+    def __str__(self) -> str:
+        return f"CDR {self.session_id}"
+
+
+class AuditChainHead(models.Model):
+    """One row: the hash of the newest audit record. Locking it serialises the chain's appends."""
+
+    last_hash = models.CharField(max_length=64, blank=True)
+    last_record_id = models.BigIntegerField(null=True, blank=True)
+
+
+class AuditCheckpoint(models.Model):
+    """Left by a purge, so verification still starts from a known hash on what remains."""
+
+    created_at = models.DateTimeField()
+    purged_before = models.DateTimeField()
+    purged_count = models.PositiveIntegerField()
+    last_purged_id = models.BigIntegerField()
+    last_purged_hash = models.CharField(max_length=64)
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True,
+                              related_name="+")
+
+    class Meta:
+        ordering = ["-created_at"]
+
+
+class AuditVerification(models.Model):
+    """The result of one walk over the audit chain, shown to supervisors."""
+
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField()
+    ok = models.BooleanField()
+    records_checked = models.PositiveIntegerField()
+    first_broken_id = models.BigIntegerField(null=True, blank=True)
+    detail = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-started_at"]
+
+
+class LegalHold(models.Model):
+    """While one is active, nothing may be purged from the audit trail."""
+
+    reason = models.CharField(max_length=500)
+    set_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, related_name="+")
+    set_at = models.DateTimeField()
+    released_at = models.DateTimeField(null=True, blank=True)
+    released_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True,
+                                    related_name="+")
+
+    class Meta:
+        ordering = ["-set_at"]
+
+
+class AuditExport(models.Model):
+    """One export of the audit log: what was asked for, by whom, and the file's checksum."""
+
+    class Format(models.TextChoices):
+        CSV = "csv", "CSV"
+        JSONL = "jsonl", "JSON Lines"
+        XLSX = "xlsx", "Excel (XLSX)"
+
+    class State(models.TextChoices):
+        QUEUED = "QUEUED", "Queued"
+        RUNNING = "RUNNING", "Running"
+        DONE = "DONE", "Ready"
+        FAILED = "FAILED", "Failed"
+
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True,
+                                     related_name="+")
+    requested_at = models.DateTimeField()
+    format = models.CharField(max_length=5, choices=Format.choices)
+    filters = models.JSONField(default=dict)
+    filter_summary = models.CharField(max_length=1000, blank=True)
+    state = models.CharField(max_length=8, choices=State.choices, default=State.QUEUED)
+    row_count = models.PositiveIntegerField(null=True, blank=True)
+    rows_done = models.PositiveIntegerField(default=0)
+    file_name = models.CharField(max_length=255, blank=True)
+    sha256 = models.CharField(max_length=64, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    error = models.CharField(max_length=500, blank=True)
+
+    class Meta:
+        ordering = ["-requested_at"]

@@ -17,6 +17,7 @@ def roles_after_flush(request):
 
         request.getfixturevalue("transactional_db")
         importlib.import_module("sessions.migrations.0002_roles").create_roles(apps, None)
+        importlib.import_module("sessions.migrations.0004_roles_stuck_sessions").add_permissions(apps, None)
 
 
 @pytest.fixture

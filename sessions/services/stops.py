@@ -1,8 +1,4 @@
-"""Every write of the domain. Each state change writes its AuditRecord in the same transaction.
-
-Functions are verb-first and keyword-only. Rule violations raise `StopNotAllowed`, which the
-interfaces (views, admin, commands) turn into messages.
-"""
+"""Remote stops: the agent's request, the worker's call to Hubject, and their outcomes."""
 
 from __future__ import annotations
 
@@ -18,11 +14,12 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from . import selectors
-from .concurrency import acquire_operator_slot, release_operator_slot
-from .logging import correlation_id_var
-from .models import AuditRecord, ChargingSession, RemoteStopRequest, StopReason
-from .oicp.client import HubjectClient, Outcome, RemoteStopResult
+from .. import selectors
+from ..concurrency import acquire_operator_slot, release_operator_slot
+from ..logging import correlation_id_var
+from ..models import AuditRecord, ChargingSession, RemoteStopRequest, StopReason
+from .audit import record_audit
+from ..oicp.client import HubjectClient, Outcome, RemoteStopResult
 
 logger = logging.getLogger(__name__)
 State = RemoteStopRequest.State
@@ -40,28 +37,6 @@ class SendOutcome:
     state: str
     # Seconds until the task should run again, or None when nothing more is to be done.
     retry_in: float | None = None
-
-
-def record_audit(
-    *,
-    event_type: str,
-    actor=None,
-    charging_session: ChargingSession | None = None,
-    stop_request: RemoteStopRequest | None = None,
-    data: dict[str, Any] | None = None,
-) -> AuditRecord:
-    """Append one audit record; callers invoke it inside the transaction of the change."""
-    if stop_request is not None and charging_session is None:
-        charging_session = stop_request.charging_session
-    return AuditRecord.objects.create(
-        event_type=event_type,
-        occurred_at=timezone.now(),
-        actor=actor,
-        charging_session=charging_session,
-        stop_request=stop_request,
-        correlation_id=stop_request.correlation_id if stop_request is not None else None,
-        data=data or {},
-    )
 
 
 # --- the agent's request ---------------------------------------------------------------------
@@ -123,7 +98,7 @@ def request_remote_stop(
 
 def dispatch_remote_stop(*, stop_request_id: int) -> bool:
     """Hand the request to the worker; False when the broker is unreachable (it stays PENDING)."""
-    from .tasks import send_remote_stop  # the task module imports this one
+    from ..tasks import send_remote_stop  # the task module imports this one
 
     try:
         send_remote_stop.apply_async(args=[stop_request_id], retry=False)
@@ -278,45 +253,60 @@ def mark_remote_stop_failed(*, stop_request_id: int, error: str) -> None:
         )
 
 
-# --- sessions ---------------------------------------------------------------------------------
+# --- confirmation: the CPO's proof that the session really stopped -----------------------------
 
 
-def create_charging_session(
-    *,
-    session_id: str,
-    evse_id: str,
-    provider_id: str,
-    started_at,
-    emp_partner_session_id: str = "",
-    cpo_partner_session_id: str = "",
-    energy_kwh=None,
-    acting_user=None,
-    source: str = "",
-) -> ChargingSession:
-    """Record a session the portal learns about; IDs are validated and stored upper case."""
-    from .oicp import ids
+def confirm_remote_stops(*, charging_session: ChargingSession, confirmed_by: str, at=None) -> int:
+    """Mark the session's ACCEPTED (or UNCONFIRMED) stops CONFIRMED; returns how many.
 
-    if not ids.is_session_id(session_id):
-        raise ValueError(f"{session_id!r} is not a Hubject SessionID")
-    if not ids.is_provider_id(provider_id):
-        raise ValueError(f"{provider_id!r} is not a ProviderID")
-    evse_id = evse_id.upper()
-    with transaction.atomic():
-        charging_session = ChargingSession.objects.create(
-            session_id=session_id.lower(),
-            evse_id=evse_id,
-            operator_id=ids.operator_id_from_evse_id(evse_id),
-            provider_id=provider_id.upper(),
-            emp_partner_session_id=emp_partner_session_id,
-            cpo_partner_session_id=cpo_partner_session_id,
-            started_at=started_at,
-            energy_kwh=energy_kwh,
-            last_update_at=timezone.now(),
-        )
+    Called inside the transaction that records an End notification or a CDR. An UNCONFIRMED stop
+    is confirmed too when the proof arrives late: the record then says when it really ended.
+    """
+    now = at or timezone.now()
+    confirmed = 0
+    waiting = RemoteStopRequest.objects.select_for_update().filter(
+        charging_session=charging_session, state__in=[State.ACCEPTED, State.UNCONFIRMED]
+    )
+    for stop_request in waiting:
+        previous = stop_request.state
+        stop_request.state = State.CONFIRMED
+        stop_request.confirmed_at = now
+        stop_request.confirmed_by = confirmed_by
+        stop_request.time_to_confirmation = now - stop_request.requested_at
+        stop_request.save(update_fields=["state", "confirmed_at", "confirmed_by", "time_to_confirmation"])
         record_audit(
-            event_type=Event.SESSION_CREATED,
-            actor=acting_user,
-            charging_session=charging_session,
-            data={"source": source, "session_id": charging_session.session_id, "evse_id": evse_id},
+            event_type=Event.STOP_CONFIRMED,
+            stop_request=stop_request,
+            data={
+                "confirmed_by": confirmed_by,
+                "previous_state": previous,
+                "seconds_to_confirmation": round(stop_request.time_to_confirmation.total_seconds(), 3),
+            },
         )
-    return charging_session
+        confirmed += 1
+    return confirmed
+
+
+def mark_unconfirmed_stops(*, now=None) -> int:
+    """ACCEPTED stops with no End or CDR within STOP_CONFIRMATION_MINUTES become UNCONFIRMED."""
+    now = now or timezone.now()
+    deadline = now - timedelta(minutes=settings.STOP_CONFIRMATION_MINUTES)
+    marked = 0
+    candidates = RemoteStopRequest.objects.filter(state=State.ACCEPTED, finished_at__lt=deadline).values_list(
+        "pk", flat=True
+    )
+    for pk in list(candidates):
+        with transaction.atomic():
+            stop_request = RemoteStopRequest.objects.select_for_update().filter(pk=pk, state=State.ACCEPTED).first()
+            if stop_request is None:
+                continue
+            stop_request.state = State.UNCONFIRMED
+            stop_request.save(update_fields=["state"])
+            record_audit(
+                event_type=Event.STOP_UNCONFIRMED,
+                stop_request=stop_request,
+                data={"accepted_at": stop_request.finished_at.isoformat(),
+                      "waited_minutes": settings.STOP_CONFIRMATION_MINUTES},
+            )
+            marked += 1
+    return marked
