@@ -149,6 +149,11 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # A redelivered message must not arrive while a retry countdown is still legitimately waiting.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_TIMEZONE = TIME_ZONE
+# Periodic jobs (run `celery -A portal beat`); other modules add their entries to this dict.
+CELERY_BEAT_SCHEDULE = {
+    "mark-unconfirmed-stops": {"task": "charging_sessions.mark_unconfirmed_stops", "schedule": 60.0},
+    "sweep-stop-requests": {"task": "charging_sessions.sweep_stop_requests", "schedule": 30.0},
+}
 
 # --------------------------------------------------------------------------------------------
 # OICP / Hubject
@@ -168,6 +173,10 @@ OICP_RETRY_BACKOFF_SECONDS = env.float("OICP_RETRY_BACKOFF_SECONDS", default=4.0
 OICP_PER_OPERATOR_CONCURRENCY = env.int("OICP_PER_OPERATOR_CONCURRENCY", default=5)
 # After an accepted stop, wait this long for the CPO to end the session before another stop.
 STOP_CONFIRMATION_MINUTES = env.int("STOP_CONFIRMATION_MINUTES", default=10)
+# The sweeper re-queues PENDING stops older than this (the broker was down when they were made).
+STOP_REDISPATCH_AFTER_SECONDS = env.int("STOP_REDISPATCH_AFTER_SECONDS", default=60)
+# The stuck-sessions queue lists active sessions with no update for this many hours.
+STUCK_SESSION_HOURS = env.int("STUCK_SESSION_HOURS", default=4)
 # Shown in the top bar; derived from OICP_BASE_URL unless set.
 PORTAL_ENVIRONMENT = env.str("PORTAL_ENVIRONMENT", default="")
 

@@ -145,18 +145,46 @@ def _playbook(stop_request: RemoteStopRequest) -> StatusCodeInfo | None:
 
 
 def stop_progress(*, stop_request: RemoteStopRequest) -> StopProgress:
-    """The step indicator and the words the agent sees for one stop request."""
+    """The step indicator and the words the agent sees for one stop request.
+
+    Queued → Sent to Hubject → Accepted by the CPO → Session ended (End notification or CDR).
+    The page keeps polling until nothing more can happen (`is_final`).
+    """
     state = stop_request.state
+    charging_session = stop_request.charging_session
     sent = stop_request.attempt_count > 0
-    steps = ["Queued", "Sent to Hubject", "Accepted by the CPO"]
+    steps = ["Queued", "Sent to Hubject", "Accepted by the CPO", "Session ended"]
     playbook = None
-    if state == State.ACCEPTED:
-        marks = ["done", "done", "done"]
-        headline = "Accepted: the CPO was asked to stop the session"
-        detail = "Hubject forwarded the stop and the CPO accepted it. The session ends when the CPO confirms."
+    is_final = state in (State.REJECTED, State.FAILED, State.UNCONFIRMED)
+    if state == State.CONFIRMED:
+        marks = ["done", "done", "done", "done"]
+        if charging_session.cdr_received_at:
+            received = timezone.localtime(charging_session.cdr_received_at).strftime("%H:%M")
+            headline = f"Session ended, confirmed by the CDR (received {received})"
+            is_final = True
+        else:
+            headline = "Charging stopped, confirmed by the CPO's End notification"
+        detail = (
+            f"Stop to confirmation: {_seconds(stop_request.time_to_confirmation)}. "
+            + ("" if is_final else "The charge detail record (CDR) will close the session.")
+        ).strip()
+        playbook = describe("000")
+    elif state == State.ACCEPTED:
+        marks = ["done", "done", "done", "current"]
+        headline = "Accepted: waiting for the CPO to end the session"
+        detail = (
+            "Hubject forwarded the stop and the CPO accepted it. The session ends when the CPO sends its "
+            f"End notification or CDR (usually within minutes; flagged after {settings.STOP_CONFIRMATION_MINUTES} min)."
+        )
         playbook = describe(stop_request.oicp_code or "000")
+    elif state == State.UNCONFIRMED:
+        marks = ["done", "done", "done", "failed"]
+        steps[3] = "Not confirmed"
+        headline = f"Accepted, but the CPO has not confirmed the end after {settings.STOP_CONFIRMATION_MINUTES} min"
+        detail = ("The session may still be running. It is on the supervisors' stuck-sessions queue; "
+                  "ask the driver whether charging stopped.")
     elif state in (State.REJECTED, State.FAILED):
-        marks = ["done", "done", "failed"] if sent else ["done", "failed", "todo"]
+        marks = ["done", "done", "failed", "todo"] if sent else ["done", "failed", "todo", "todo"]
         if sent:
             steps[2] = "Rejected" if state == State.REJECTED else "Failed"
         playbook = _playbook(stop_request)
@@ -165,12 +193,14 @@ def stop_progress(*, stop_request: RemoteStopRequest) -> StopProgress:
             f"{code}{stop_request.oicp_description}".strip() or (playbook.description if playbook else "")
         )
         detail = playbook.meaning if playbook else stop_request.last_error
+        if stop_request.outcome_unknown:
+            detail = "The outcome of an attempt is unknown: the worker stopped while Hubject was answering. " + detail
     elif state == State.SENDING:
-        marks = ["done", "current", "todo"]
+        marks = ["done", "current", "todo", "todo"]
         headline = "Sent to Hubject, waiting for the CPO's answer"
         detail = "The CPO usually answers within a minute."
     else:  # PENDING: first queueing, or waiting for a retry
-        marks = ["current", "todo", "todo"]
+        marks = ["current", "todo", "todo", "todo"]
         if sent and stop_request.next_attempt_at:
             seconds = max(0, int((stop_request.next_attempt_at - timezone.now()).total_seconds()))
             headline = (
@@ -178,6 +208,9 @@ def stop_progress(*, stop_request: RemoteStopRequest) -> StopProgress:
                 f"{settings.OICP_MAX_ATTEMPTS}) in {seconds} s"
             )
             detail = stop_request.last_error
+        elif timezone.now() - stop_request.requested_at > timedelta(seconds=10):
+            headline = "Queued: the stop is saved and will be sent as soon as the worker is reachable"
+            detail = "Nothing is lost; you do not need to click again."
         else:
             headline = "Queued: waiting for the worker to send the stop"
             detail = ""
@@ -186,7 +219,53 @@ def stop_progress(*, stop_request: RemoteStopRequest) -> StopProgress:
         steps=[StopStep(label, mark) for label, mark in zip(steps, marks)],
         headline=headline,
         detail=detail,
-        is_final=state in RemoteStopRequest.FINAL_STATES,
-        is_success=state == State.ACCEPTED,
+        is_final=is_final,
+        is_success=state in (State.ACCEPTED, State.CONFIRMED),
         playbook=playbook,
+    )
+
+
+def _seconds(duration) -> str:
+    if duration is None:
+        return "—"
+    total = int(duration.total_seconds())
+    return f"{total // 60} min {total % 60:02d} s" if total >= 60 else f"{total} s"
+
+
+# --- the stuck-sessions queue --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StuckQueue:
+    unconfirmed: list[RemoteStopRequest]
+    unconfirmed_count: int
+    stale: list[ChargingSession]
+    stale_count: int
+    stale_hours: int
+
+
+def stuck_queue(*, limit: int = 200) -> StuckQueue:
+    """Unconfirmed stops and silent active sessions, oldest first (a constant number of queries)."""
+    unconfirmed = (
+        RemoteStopRequest.objects.filter(state=State.UNCONFIRMED)
+        .exclude(charging_session__status=ChargingSession.Status.CLOSED)
+        .select_related("charging_session", "requested_by")
+        .order_by("finished_at", "pk")
+    )
+    cutoff = timezone.now() - timedelta(hours=settings.STUCK_SESSION_HOURS)
+    latest_stop = RemoteStopRequest.objects.filter(charging_session=OuterRef("pk")).order_by("-requested_at", "-pk")
+    stale = (
+        ChargingSession.objects.filter(status=ChargingSession.Status.ACTIVE, last_update_at__lt=cutoff)
+        .annotate(
+            last_oicp_code=Subquery(latest_stop.values("oicp_code")[:1]),
+            last_stop_state=Subquery(latest_stop.values("state")[:1]),
+        )
+        .order_by("last_update_at", "pk")
+    )
+    return StuckQueue(
+        unconfirmed=list(unconfirmed[:limit]),
+        unconfirmed_count=unconfirmed.count(),
+        stale=list(stale[:limit]),
+        stale_count=stale.count(),
+        stale_hours=settings.STUCK_SESSION_HOURS,
     )

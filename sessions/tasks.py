@@ -29,3 +29,13 @@ def send_remote_stop(self, stop_request_id: int) -> None:
     outcome = services.send_remote_stop(stop_request_id=stop_request_id)
     if outcome.retry_in is not None:
         raise self.retry(countdown=outcome.retry_in)
+
+
+@shared_task(name="charging_sessions.mark_unconfirmed_stops", ignore_result=True)
+def mark_unconfirmed_stops() -> None:
+    services.mark_unconfirmed_stops()
+
+
+@shared_task(name="charging_sessions.sweep_stop_requests", ignore_result=True)
+def sweep_stop_requests() -> None:
+    services.sweep_stop_requests()

@@ -112,7 +112,45 @@ def stop_status(request: HttpRequest, pk: int) -> HttpResponse:
     response = render(
         request, "sessions/_stop_status.html", {"progress": selectors.stop_progress(stop_request=stop_request)}
     )
-    if stop_request.state in stop_request.FINAL_STATES:
-        # Tell the page to refresh the parts that depend on the outcome (button, timeline).
-        response["HX-Trigger"] = "stop-finished"
+    seen = request.GET.get("seen", "")
+    if seen and seen != stop_request.state:
+        # Tell the page to refresh the parts that depend on the state (header, button, timeline).
+        response["HX-Trigger"] = "stop-changed"
     return response
+
+
+@require_GET
+@login_required
+@permission_required("charging_sessions.view_stuck_sessions", raise_exception=True)
+def stuck_sessions(request: HttpRequest) -> HttpResponse:
+    return render(request, "sessions/stuck_sessions.html", {"queue": selectors.stuck_queue()})
+
+
+@require_POST
+@login_required
+@permission_required(["charging_sessions.view_stuck_sessions", "charging_sessions.request_remote_stop"],
+                     raise_exception=True)
+def resend_stop(request: HttpRequest, pk: int) -> HttpResponse:
+    try:
+        stop_request = services.resend_remote_stop(stop_request_id=pk, acting_user=request.user)
+    except services.StopNotAllowed as refusal:
+        messages.error(request, f"Not sent again: {refusal}")
+    else:
+        messages.success(request, f"Stop sent again as request #{stop_request.pk} for "
+                                  f"{stop_request.charging_session.evse_id}.")
+    return redirect("charging_sessions:stuck-sessions")
+
+
+@require_POST
+@login_required
+@permission_required("charging_sessions.close_session_manually", raise_exception=True)
+def close_session(request: HttpRequest, pk: int) -> HttpResponse:
+    try:
+        charging_session = services.close_session_manually(
+            charging_session_id=pk, acting_user=request.user, reason=request.POST.get("reason", "")[:1000]
+        )
+    except services.StopNotAllowed as refusal:
+        messages.error(request, f"Not closed: {refusal}")
+    else:
+        messages.success(request, f"Session at {charging_session.evse_id} closed by hand (no remote stop was sent).")
+    return redirect("charging_sessions:stuck-sessions")

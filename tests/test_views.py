@@ -172,13 +172,14 @@ def test_status_fragment_polls_until_final_then_shows_playbook(agent_client, cha
     url = reverse("charging_sessions:stop-status", args=[stop.pk])
     open_fragment = agent_client.get(url)
     assert b'hx-trigger="every 1s"' in open_fragment.content and "HX-Trigger" not in open_fragment
+    assert agent_client.get(url, {"seen": "SENDING"}).get("HX-Trigger") is None  # unchanged: nothing to refresh
     RemoteStopRequest.objects.filter(pk=stop.pk).update(
         state=State.REJECTED, oicp_code="501", oicp_description="Communication to EVSE failed.", http_status=200
     )
-    final = agent_client.get(url)
+    final = agent_client.get(url, {"seen": "SENDING"})
     content = final.content.decode()
-    assert b"every 1s" not in final.content
-    assert final["HX-Trigger"] == "stop-finished"
+    assert b"every 1s" not in final.content and b"hx-get" not in final.content  # polling ends
+    assert final["HX-Trigger"] == "stop-changed"
     assert "OICP 501" in content and "Tell the driver" in content and "Next step" in content
 
 

@@ -310,3 +310,113 @@ def mark_unconfirmed_stops(*, now=None) -> int:
             )
             marked += 1
     return marked
+
+
+# --- the sweeper: nothing lost when the broker or a worker was down ----------------------------
+
+
+def sweep_stop_requests(*, now=None) -> dict[str, int]:
+    """Re-dispatch PENDING requests nobody is working on, and settle SENDING ones a dead worker left.
+
+    Safe to run as often as wanted: dispatching only enqueues, and the worker's conditional claim
+    (PENDING → SENDING) lets one message through per attempt, so nothing is sent twice.
+    """
+    now = now or timezone.now()
+    stale_pending = now - timedelta(seconds=settings.STOP_REDISPATCH_AFTER_SECONDS)
+    pending = list(
+        RemoteStopRequest.objects.filter(state=State.PENDING, requested_at__lt=stale_pending)
+        .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lt=stale_pending))
+        .values_list("pk", flat=True)[:1000]
+    )
+    dispatched = sum(1 for pk in pending if dispatch_remote_stop(stop_request_id=pk))
+    # A call never outlives the task's hard time limit; past it, its worker is gone.
+    lost_before = now - timedelta(seconds=_sending_deadline_seconds())
+    lost = list(
+        RemoteStopRequest.objects.filter(state=State.SENDING, last_sent_at__lt=lost_before).values_list("pk", flat=True)
+    )
+    for pk in lost:
+        if recover_lost_attempt(stop_request_id=pk):
+            dispatch_remote_stop(stop_request_id=pk)
+    return {"redispatched": dispatched, "recovered": len(lost)}
+
+
+def _sending_deadline_seconds() -> float:
+    return settings.OICP_CONNECT_TIMEOUT_SECONDS + settings.OICP_TIMEOUT_SECONDS + 60
+
+
+def recover_lost_attempt(*, stop_request_id: int) -> bool:
+    """A worker died during a call: record that its outcome is unknown, then retry or fail.
+
+    Returns True when the request went back to PENDING for another attempt. Sending a stop again
+    is harmless (at worst Hubject answers 400 Session is invalid), so retrying is the safe side.
+    """
+    with transaction.atomic():
+        stop_request = RemoteStopRequest.objects.select_for_update().filter(pk=stop_request_id).first()
+        if stop_request is None or stop_request.state != State.SENDING:
+            return False
+        stop_request.outcome_unknown = True
+        stop_request.last_error = "The worker stopped while waiting for Hubject; the outcome of that attempt is unknown."
+        retry = stop_request.attempt_count < settings.OICP_MAX_ATTEMPTS
+        if retry:
+            stop_request.state, event = State.PENDING, Event.STOP_ATTEMPT_FAILED
+            stop_request.next_attempt_at = timezone.now()
+        else:
+            stop_request.state, event = State.FAILED, Event.STOP_FAILED
+            stop_request.finished_at = timezone.now()
+        stop_request.save()
+        record_audit(
+            event_type=event,
+            stop_request=stop_request,
+            data={"attempt": stop_request.attempt_count, "failure_kind": "worker_lost",
+                  "error": stop_request.last_error, "outcome_unknown": True},
+        )
+    return retry
+
+
+# --- supervisors' actions from the stuck-sessions queue ---------------------------------------
+
+
+def resend_remote_stop(*, stop_request_id: int, acting_user) -> RemoteStopRequest:
+    """Send an unconfirmed (or failed) stop again, as a new audited request with the same reason."""
+    previous = RemoteStopRequest.objects.select_related("charging_session").filter(pk=stop_request_id).first()
+    if previous is None:
+        raise StopNotAllowed("This stop request does not exist.")
+    if previous.state not in (State.UNCONFIRMED, State.FAILED, State.REJECTED):
+        raise StopNotAllowed("Only an unconfirmed, failed or rejected stop can be sent again.")
+    note = f"Sent again from the stuck-sessions queue (previous request #{previous.pk})."
+    return request_remote_stop(
+        charging_session_id=previous.charging_session_id,
+        acting_user=acting_user,
+        reason=previous.reason,
+        note=(f"{previous.note}\n{note}" if previous.note else note)[:2000],
+        case_reference=previous.case_reference,
+    )
+
+
+def close_session_manually(*, charging_session_id: int, acting_user, reason: str) -> ChargingSession:
+    """Close a session record by hand. This is bookkeeping, not a remote stop: nothing is sent."""
+    reason = reason.strip()
+    if len(reason) < 5:
+        raise StopNotAllowed("Say why the session is closed by hand (at least a few words).")
+    with transaction.atomic():
+        charging_session = ChargingSession.objects.select_for_update().filter(pk=charging_session_id).first()
+        if charging_session is None:
+            raise StopNotAllowed("This charging session does not exist.")
+        if charging_session.status == ChargingSession.Status.CLOSED:
+            raise StopNotAllowed("The session is already closed.")
+        if charging_session.stop_requests.filter(state__in=RemoteStopRequest.OPEN_STATES).exists():
+            raise StopNotAllowed("A stop for this session is still being sent; wait for its answer.")
+        previous = charging_session.status
+        now = timezone.now()
+        charging_session.status = ChargingSession.Status.CLOSED
+        charging_session.closed_manually = True
+        charging_session.ended_at = charging_session.ended_at or now
+        charging_session.last_update_at = now
+        charging_session.save(update_fields=["status", "closed_manually", "ended_at", "last_update_at"])
+        record_audit(
+            event_type=Event.SESSION_CLOSED_MANUALLY,
+            actor=acting_user,
+            charging_session=charging_session,
+            data={"reason": reason, "previous_status": previous, "remote_stop_sent": False},
+        )
+    return charging_session

@@ -62,3 +62,11 @@ def duration_since(value: datetime | None) -> str:
 @register.filter
 def is_stale(value: datetime | None, hours: int = 2) -> bool:
     return value is not None and (timezone.now() - value).total_seconds() > hours * 3600
+
+
+@register.simple_tag
+def code_info(code: str):
+    """The status-code table's entry for an OICP code (meaning, next step)."""
+    from sessions.oicp.status_codes import describe
+
+    return describe(code)
