@@ -36,11 +36,7 @@ def stop_selected_sessions(modeladmin, request, queryset):
         for charging_session in sessions:
             try:
                 services.request_remote_stop(
-                    charging_session_id=charging_session.pk,
-                    acting_user=request.user,
-                    reason=form.cleaned_data["reason"],
-                    note=form.cleaned_data["note"],
-                    case_reference=form.cleaned_data["case_reference"],
+                    charging_session_id=charging_session.pk, acting_user=request.user, **form.cleaned_data
                 )
                 stopped += 1
             except services.StopNotAllowed as refusal:

@@ -88,11 +88,7 @@ def request_stop(request: HttpRequest, pk: int) -> HttpResponse:
         return redirect("charging_sessions:session-detail", pk=pk)
     try:
         services.request_remote_stop(
-            charging_session_id=charging_session.pk,
-            acting_user=request.user,
-            reason=form.cleaned_data["reason"],
-            note=form.cleaned_data["note"],
-            case_reference=form.cleaned_data["case_reference"],
+            charging_session_id=charging_session.pk, acting_user=request.user, **form.cleaned_data
         )
     except services.StopNotAllowed as refusal:
         messages.error(request, f"The stop was not sent: {refusal}")

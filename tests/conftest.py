@@ -21,6 +21,15 @@ def roles_after_flush(request):
 
 
 @pytest.fixture
+def no_broker():
+    """The broker is outside unit tests: capture what would be enqueued instead."""
+    from unittest import mock
+
+    with mock.patch("sessions.tasks.send_remote_stop.apply_async") as apply_async:
+        yield apply_async
+
+
+@pytest.fixture
 def agent(db):
     return UserFactory(username="agent-a", role=roles.AGENT)
 

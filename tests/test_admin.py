@@ -1,6 +1,5 @@
 """The Django admin: the stop action (delete_selected's shape) and read-only records."""
 
-from unittest import mock
 
 import pytest
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
@@ -11,13 +10,10 @@ from sessions import roles
 from sessions.models import AuditRecord, ChargingSession, RemoteStopRequest, StopReason
 from tests.factories import ChargingSessionFactory, RemoteStopRequestFactory, UserFactory
 
+pytestmark = pytest.mark.usefixtures("no_broker")
 CHANGELIST = reverse("admin:charging_sessions_chargingsession_changelist")
 
 
-@pytest.fixture(autouse=True)
-def no_broker():
-    with mock.patch("sessions.tasks.send_remote_stop.apply_async") as apply_async:
-        yield apply_async
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ from sessions import services
 from sessions.models import AuditRecord, ChargingSession, RemoteStopRequest, StopReason
 from tests.factories import ChargingSessionFactory, RemoteStopRequestFactory
 
+pytestmark = pytest.mark.usefixtures("no_broker")
 State = RemoteStopRequest.State
 Event = AuditRecord.EventType
 STOP_URL = "http://127.0.0.1:9/api/oicp/charging/v21/providers/DE-EMP/authorize-remote/stop"
@@ -34,11 +35,6 @@ def events(stop_request):
     return list(stop_request.audit_records.order_by("pk").values_list("event_type", flat=True))
 
 
-@pytest.fixture(autouse=True)
-def no_broker():
-    # The broker is outside this test: capture what would be enqueued.
-    with mock.patch("sessions.tasks.send_remote_stop.apply_async") as apply_async:
-        yield apply_async
 
 
 # --- request_remote_stop ---------------------------------------------------------------------

@@ -1,7 +1,6 @@
 """The stuck-sessions queue, re-sending a stop, closing by hand, and unconfirmed stops."""
 
 from datetime import timedelta
-from unittest import mock
 
 import pytest
 from django.urls import reverse
@@ -11,15 +10,12 @@ from sessions import roles, services
 from sessions.models import AuditRecord, ChargingSession, RemoteStopRequest, StopReason
 from tests.factories import ChargingSessionFactory, RemoteStopRequestFactory, UserFactory
 
+pytestmark = pytest.mark.usefixtures("no_broker")
 State = RemoteStopRequest.State
 Event = AuditRecord.EventType
 STUCK = reverse("charging_sessions:stuck-sessions")
 
 
-@pytest.fixture(autouse=True)
-def no_broker():
-    with mock.patch("sessions.tasks.send_remote_stop.apply_async") as apply_async:
-        yield apply_async
 
 
 @pytest.fixture

@@ -1,6 +1,5 @@
 """The agent's screens over the Django test client: permissions, search, the stop POST, live status."""
 
-from unittest import mock
 
 import pytest
 from django.urls import reverse
@@ -9,13 +8,10 @@ from sessions import roles
 from sessions.models import AuditRecord, ChargingSession, RemoteStopRequest, StopReason
 from tests.factories import ChargingSessionFactory, RemoteStopRequestFactory, UserFactory
 
+pytestmark = pytest.mark.usefixtures("no_broker")
 State = RemoteStopRequest.State
 
 
-@pytest.fixture(autouse=True)
-def no_broker():
-    with mock.patch("sessions.tasks.send_remote_stop.apply_async") as apply_async:
-        yield apply_async
 
 
 def stop_url(charging_session):
