@@ -5,6 +5,8 @@ django-environ read; a `.env` file in the project root is read too, and variable
 the process environment always win over it. `.env.example` lists every variable.
 """
 
+from datetime import timedelta
+from ipaddress import ip_network
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -132,9 +134,45 @@ SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=False)
 SECURE_HSTS_SECONDS = env.int("DJANGO_SECURE_HSTS_SECONDS", default=0 if DEBUG else 31536000)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = not DEBUG
-SECURE_HSTS_PRELOAD = False
+SECURE_HSTS_PRELOAD = env.bool("DJANGO_SECURE_HSTS_PRELOAD", default=False)
 SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+# Load balancers poll the health check over plain HTTP inside the network.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+SESSION_COOKIE_SAMESITE = "Lax"
+CSRF_COOKIE_SAMESITE = "Lax"
+CSRF_COOKIE_HTTPONLY = True  # the pages send the token from the form / hx-headers, never from the cookie
+SESSION_COOKIE_AGE = env.int("DJANGO_SESSION_COOKIE_AGE", default=12 * 3600)  # one working day
 X_FRAME_OPTIONS = "DENY"
+# `manage.py check --deploy` is clean with production settings; what is silenced, and why:
+SILENCED_SYSTEM_CHECKS = []
+if not SECURE_SSL_REDIRECT:
+    # security.W008: TLS is terminated by the reverse proxy in front of the portal, which also
+    # redirects HTTP to HTTPS (and sets X-Forwarded-Proto, see SECURE_PROXY_SSL_HEADER). Set
+    # DJANGO_SECURE_SSL_REDIRECT=true to have Django redirect as well.
+    SILENCED_SYSTEM_CHECKS.append("security.W008")
+if not SECURE_HSTS_PRELOAD:
+    # security.W021: joining the browsers' HSTS preload list is the domain owner's decision and
+    # hard to undo; set DJANGO_SECURE_HSTS_PRELOAD=true once the whole domain is HTTPS-only.
+    SILENCED_SYSTEM_CHECKS.append("security.W021")
+
+# --------------------------------------------------------------------------------------------
+# Login throttling (django-axes): after AXES_FAILURE_LIMIT failed logins for one username from
+# one IP address, that pair is locked out for AXES_COOLOFF_TIME. `manage.py axes_reset` unlocks.
+# --------------------------------------------------------------------------------------------
+INSTALLED_APPS.append("axes")
+# Last: the middleware turns the backend's lockout signal into the lockout page.
+MIDDLEWARE.append("axes.middleware.AxesMiddleware")
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",  # first: refuses a locked-out username + IP at once
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("AXES_COOLOFF_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "sessions.lockout.locked_out"  # renders registration/locked_out.html, HTTP 429
 
 # --------------------------------------------------------------------------------------------
 # Celery (https://docs.celeryq.dev/en/stable/userguide/configuration.html)
@@ -147,7 +185,18 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ACKS_LATE = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # A redelivered message must not arrive while a retry countdown is still legitimately waiting.
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": 3600,
+    # With Redis down, publishing a stop must fail within seconds (the request stays PENDING and the
+    # sweeper sends it later), not retry for minutes while the agent's page hangs. Measured: a
+    # refused connection fails in ~0.05 s (instead of ~6 s of kombu retries); a Redis that accepts
+    # but never answers fails after socket_timeout (it would otherwise hang forever).
+    "max_retries": 1,
+    "interval_start": 0,
+    "socket_connect_timeout": 3,
+    "socket_timeout": 10,  # above the worker's 1 s BRPOP poll
+}
+CELERY_BROKER_CONNECTION_TIMEOUT = 3
 CELERY_TIMEZONE = TIME_ZONE
 # Periodic jobs (run `celery -A portal beat`); other modules add their entries to this dict.
 CELERY_BEAT_SCHEDULE = {
@@ -179,6 +228,36 @@ STOP_REDISPATCH_AFTER_SECONDS = env.int("STOP_REDISPATCH_AFTER_SECONDS", default
 STUCK_SESSION_HOURS = env.int("STUCK_SESSION_HOURS", default=4)
 # Shown in the top bar; derived from OICP_BASE_URL unless set.
 PORTAL_ENVIRONMENT = env.str("PORTAL_ENVIRONMENT", default="")
+# CDR reconciliation: every OICP_CDR_PULL_INTERVAL_MINUTES (0: never) pull the CDRs of the last
+# OICP_CDR_PULL_WINDOW_HOURS from Hubject (GetChargeDetailRecords) and store the ones never pushed.
+OICP_CDR_PULL_WINDOW_HOURS = env.int("OICP_CDR_PULL_WINDOW_HOURS", default=24)
+OICP_CDR_PULL_INTERVAL_MINUTES = env.int("OICP_CDR_PULL_INTERVAL_MINUTES", default=15)
+if OICP_CDR_PULL_INTERVAL_MINUTES > 0:
+    CELERY_BEAT_SCHEDULE["pull-charge-detail-records"] = {
+        "task": "charging_sessions.pull_charge_detail_records",
+        "schedule": OICP_CDR_PULL_INTERVAL_MINUTES * 60.0,
+        # A run missed while no worker was up is covered by the next one's window: do not pile up.
+        "options": {"expires": OICP_CDR_PULL_INTERVAL_MINUTES * 60.0},
+    }
+
+# Inbound OICP endpoints (Hubject pushes charging notifications and CDRs to /api/oicp/...).
+# Who may call them: client addresses in these networks (CIDRs; Hubject's addresses in production).
+OICP_INBOUND_ALLOWED_NETWORKS = env.list("OICP_INBOUND_ALLOWED_NETWORKS", default=["127.0.0.0/8", "::1/128"])
+# TLS-terminating proxies in front of the portal: from them the client is the rightmost
+# X-Forwarded-For address that is not itself such a proxy. Empty: REMOTE_ADDR is the client.
+OICP_INBOUND_TRUSTED_PROXIES = env.list("OICP_INBOUND_TRUSTED_PROXIES", default=[])
+# Optional: a header the proxy sets after verifying Hubject's client certificate (e.g.
+# X-SSL-Client-Verify), honoured only from a trusted proxy, and the value it must have.
+OICP_INBOUND_VERIFIED_HEADER = env.str("OICP_INBOUND_VERIFIED_HEADER", default="")
+OICP_INBOUND_VERIFIED_VALUE = env.str("OICP_INBOUND_VERIFIED_VALUE", default="SUCCESS")
+# Larger bodies are refused with HTTP 413 before they are read.
+OICP_INBOUND_MAX_BODY_BYTES = env.int("OICP_INBOUND_MAX_BODY_BYTES", default=256 * 1024)
+for _name in ("OICP_INBOUND_ALLOWED_NETWORKS", "OICP_INBOUND_TRUSTED_PROXIES"):
+    for _cidr in globals()[_name]:
+        try:
+            ip_network(_cidr, strict=False)
+        except ValueError:
+            raise ImproperlyConfigured(f"{_name}: {_cidr!r} is not an IP network (CIDR)") from None
 
 
 def _environment_from_url(url: str) -> str:
@@ -217,6 +296,16 @@ if not DEBUG:
         raise ImproperlyConfigured(
             "The portal cannot start with DJANGO_DEBUG off: set " + ", ".join(_missing) + " (see .env.example)."
         )
+
+# --------------------------------------------------------------------------------------------
+# Audit trail: exports, retention
+# --------------------------------------------------------------------------------------------
+# Exports up to this many rows stream straight to the browser; larger ones run as a Celery job.
+AUDIT_EXPORT_SYNC_MAX_ROWS = env.int("AUDIT_EXPORT_SYNC_MAX_ROWS", default=50_000)
+# Where background (and XLSX) exports are written; only the portal's download view serves them.
+AUDIT_EXPORT_DIR = Path(env.str("AUDIT_EXPORT_DIR", default=str(BASE_DIR / "var" / "exports")))
+# Audit records younger than this may not be purged (manage.py purge_audit).
+AUDIT_RETENTION_DAYS = env.int("AUDIT_RETENTION_DAYS", default=3650)
 
 # --------------------------------------------------------------------------------------------
 # Logging: one line per event, with the correlation id of the stop request when there is one.

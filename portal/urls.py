@@ -2,6 +2,8 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
+from sessions import health, inbound_views
+
 admin.site.site_header = "EMP support portal: administration"
 admin.site.site_title = "EMP support portal"
 
@@ -9,5 +11,12 @@ urlpatterns = [
     path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
+    # For load balancers: no login, reveals only ok/error for database, broker and worker.
+    path("healthz", health.healthz, name="healthz"),
+    # OICP 2.3 endpoints Hubject pushes to (machine endpoints: no login, no CSRF; see inbound_views).
+    path("api/oicp/notificationmgmt/v11/charging-notifications", inbound_views.charging_notifications,
+         name="oicp-charging-notifications"),
+    path("api/oicp/cdrmgmt/v22/operators/<str:operator_id>/charge-detail-record", inbound_views.charge_detail_record,
+         name="oicp-charge-detail-record"),
     path("", include("sessions.urls")),
 ]

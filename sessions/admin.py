@@ -10,7 +10,17 @@ from django.template.response import TemplateResponse
 
 from . import selectors, services
 from .forms import AdminRemoteStopForm
-from .models import AuditRecord, ChargingSession, RemoteStopRequest
+from .models import (
+    AuditCheckpoint,
+    AuditExport,
+    AuditRecord,
+    AuditVerification,
+    ChargeDetailRecord,
+    ChargingSession,
+    InboundMessage,
+    LegalHold,
+    RemoteStopRequest,
+)
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -76,16 +86,110 @@ class ChargingSessionAdmin(ReadOnlyAdmin):
 @admin.register(RemoteStopRequest)
 class RemoteStopRequestAdmin(ReadOnlyAdmin):
     list_display = ["pk", "charging_session", "requested_by", "reason", "state", "oicp_code", "attempt_count", "requested_at"]
-    list_filter = ["state", "reason", "oicp_code"]
-    search_fields = ["charging_session__session_id", "charging_session__evse_id", "case_reference", "correlation_id"]
+    list_filter = ["state", "reason", "oicp_code", "confirmed_by", "outcome_unknown", "charging_session__operator_id"]
+    search_fields = ["charging_session__session_id", "charging_session__evse_id", "case_reference", "correlation_id",
+                     "process_id"]
     list_select_related = ["charging_session", "requested_by"]
     date_hierarchy = "requested_at"
 
 
 @admin.register(AuditRecord)
 class AuditRecordAdmin(ReadOnlyAdmin):
-    list_display = ["occurred_at", "event_type", "actor", "charging_session", "stop_request", "correlation_id"]
-    list_filter = ["event_type"]
-    search_fields = ["correlation_id", "charging_session__session_id", "charging_session__evse_id"]
+    list_display = ["pk", "occurred_at", "event_type", "actor", "charging_session", "stop_request", "correlation_id"]
+    list_filter = ["event_type", "charging_session__operator_id"]
+    search_fields = ["=correlation_id", "charging_session__session_id", "charging_session__evse_id",
+                     "stop_request__case_reference", "=record_hash"]
     list_select_related = ["actor", "charging_session", "stop_request"]
     date_hierarchy = "occurred_at"
+
+
+# --- inbound messages, CDRs and the audit trail's own records -------------------------------------
+
+
+class AuditTrailViewMixin:
+    """Visible to whoever may see the audit records (admin, supervisor, auditor)."""
+
+    def has_view_permission(self, request, obj=None):
+        return request.user.has_perm("charging_sessions.view_auditrecord") or super().has_view_permission(request, obj)
+
+    def has_module_permission(self, request):
+        return self.has_view_permission(request) or super().has_module_permission(request)
+
+
+@admin.register(InboundMessage)
+class InboundMessageAdmin(ReadOnlyAdmin):
+    list_display = ["pk", "kind", "session_id", "operator_id", "charging_session", "received_at", "remote_addr"]
+    list_filter = ["kind", "operator_id"]
+    search_fields = ["=session_id", "charging_session__evse_id"]
+    list_select_related = ["charging_session"]
+    date_hierarchy = "received_at"
+
+
+@admin.register(ChargeDetailRecord)
+class ChargeDetailRecordAdmin(AuditTrailViewMixin, ReadOnlyAdmin):
+    list_display = ["session_id", "evse_id", "operator_id", "session_start", "session_end", "consumed_energy_kwh",
+                    "source", "received_at"]
+    list_filter = ["source", "operator_id"]
+    search_fields = ["=session_id", "evse_id"]
+    date_hierarchy = "received_at"
+
+
+@admin.register(AuditExport)
+class AuditExportAdmin(AuditTrailViewMixin, ReadOnlyAdmin):
+    list_display = ["pk", "requested_at", "requested_by", "format", "state", "row_count", "sha256"]
+    list_filter = ["format", "state"]
+    search_fields = ["=sha256", "requested_by__username", "filter_summary"]
+    list_select_related = ["requested_by"]
+    date_hierarchy = "requested_at"
+
+
+@admin.register(AuditVerification)
+class AuditVerificationAdmin(AuditTrailViewMixin, ReadOnlyAdmin):
+    list_display = ["pk", "started_at", "finished_at", "ok", "records_checked", "first_broken_id", "detail"]
+    list_filter = ["ok"]
+    date_hierarchy = "started_at"
+
+
+@admin.register(AuditCheckpoint)
+class AuditCheckpointAdmin(AuditTrailViewMixin, ReadOnlyAdmin):
+    list_display = ["pk", "created_at", "purged_before", "purged_count", "last_purged_id", "last_purged_hash", "actor"]
+    list_select_related = ["actor"]
+
+
+@admin.action(description="Release the selected legal holds", permissions=["release"])
+def release_legal_holds(modeladmin, request, queryset):
+    released = 0
+    for hold in queryset.filter(released_at__isnull=True):
+        services.release_legal_hold(hold_id=hold.pk, acting_user=request.user)
+        released += 1
+    modeladmin.message_user(request, f"{released} legal hold(s) released.", messages.SUCCESS)
+
+
+@admin.register(LegalHold)
+class LegalHoldAdmin(AuditTrailViewMixin, admin.ModelAdmin):
+    """Superusers set holds (add) and release them (action), both through the audited service."""
+
+    list_display = ["pk", "reason", "set_by", "set_at", "released_at", "released_by"]
+    list_filter = [("released_at", admin.EmptyFieldListFilter)]
+    list_select_related = ["set_by", "released_by"]
+    fields = ["reason"]
+    actions = [release_legal_holds]
+
+    def has_add_permission(self, request):
+        return request.user.is_superuser
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def has_release_permission(self, request):
+        return request.user.is_superuser
+
+    def get_fields(self, request, obj=None):
+        return ["reason"] if obj is None else ["reason", "set_by", "set_at", "released_at", "released_by"]
+
+    def save_model(self, request, obj, form, change):
+        hold = services.set_legal_hold(reason=form.cleaned_data["reason"], acting_user=request.user)
+        obj.pk, obj.set_by, obj.set_at = hold.pk, hold.set_by, hold.set_at

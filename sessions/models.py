@@ -312,6 +312,9 @@ class LegalHold(models.Model):
     class Meta:
         ordering = ["-set_at"]
 
+    def __str__(self) -> str:
+        return f"Legal hold #{self.pk} ({'released' if self.released_at else 'active'}): {self.reason[:60]}"
+
 
 class AuditExport(models.Model):
     """One export of the audit log: what was asked for, by whom, and the file's checksum."""

@@ -115,6 +115,17 @@ def session_timeline(*, charging_session: ChargingSession, limit: int = 200) -> 
 
 # --- the live status of one stop request, as the agent's page shows it -----------------------
 
+# Shown (as a message) when the broker did not take the stop: it is saved, the sweeper sends it.
+QUEUED_WHILE_WORKER_UNREACHABLE = (
+    "Stop saved and queued. The background service that sends stops to Hubject cannot be reached "
+    "right now; the stop is sent automatically as soon as it is back. Nothing is lost: do not click again."
+)
+# Part of the detail line in every state once a worker died during a call (outcome_unknown).
+OUTCOME_UNKNOWN_NOTE = (
+    "The outcome of one attempt is unknown: the worker stopped while waiting for Hubject's answer, "
+    "so that call may or may not have reached the CPO."
+)
+
 
 @dataclass(frozen=True)
 class StopStep:
@@ -193,8 +204,6 @@ def stop_progress(*, stop_request: RemoteStopRequest) -> StopProgress:
             f"{code}{stop_request.oicp_description}".strip() or (playbook.description if playbook else "")
         )
         detail = playbook.meaning if playbook else stop_request.last_error
-        if stop_request.outcome_unknown:
-            detail = "The outcome of an attempt is unknown: the worker stopped while Hubject was answering. " + detail
     elif state == State.SENDING:
         marks = ["done", "current", "todo", "todo"]
         headline = "Sent to Hubject, waiting for the CPO's answer"
@@ -203,8 +212,10 @@ def stop_progress(*, stop_request: RemoteStopRequest) -> StopProgress:
         marks = ["current", "todo", "todo", "todo"]
         if sent and stop_request.next_attempt_at:
             seconds = max(0, int((stop_request.next_attempt_at - timezone.now()).total_seconds()))
+            problem = ("The worker stopped during the call" if stop_request.outcome_unknown
+                       else "Hubject did not answer")
             headline = (
-                f"Hubject did not answer; retrying ({stop_request.attempt_count + 1} of "
+                f"{problem}; retrying ({stop_request.attempt_count + 1} of "
                 f"{settings.OICP_MAX_ATTEMPTS}) in {seconds} s"
             )
             detail = stop_request.last_error
@@ -214,6 +225,9 @@ def stop_progress(*, stop_request: RemoteStopRequest) -> StopProgress:
         else:
             headline = "Queued: waiting for the worker to send the stop"
             detail = ""
+    if stop_request.outcome_unknown and OUTCOME_UNKNOWN_NOTE not in detail:
+        # Whatever happened since, the agent must know one call may or may not have reached the CPO.
+        detail = f"{OUTCOME_UNKNOWN_NOTE} {detail}".strip()
     return StopProgress(
         stop_request=stop_request,
         steps=[StopStep(label, mark) for label, mark in zip(steps, marks)],

@@ -39,3 +39,16 @@ def mark_unconfirmed_stops() -> None:
 @shared_task(name="charging_sessions.sweep_stop_requests", ignore_result=True)
 def sweep_stop_requests() -> None:
     services.sweep_stop_requests()
+
+
+@shared_task(name="charging_sessions.export_audit_log", ignore_result=True, acks_late=True, soft_time_limit=3 * 3600)
+def export_audit_log(export_id: int) -> None:
+    """Write one large audit-log export to a file; idempotent (a redelivered message does nothing)."""
+    services.write_audit_export(export_id=export_id)
+
+
+@shared_task(name="charging_sessions.pull_charge_detail_records", ignore_result=True,
+             soft_time_limit=3600, time_limit=3660)
+def pull_charge_detail_records() -> None:
+    """CDR reconciliation over the sliding window OICP_CDR_PULL_WINDOW_HOURS (beat: every 15 minutes)."""
+    services.pull_recent_charge_detail_records()

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views
+from . import views, views_history
 
 app_name = "charging_sessions"
 
@@ -12,4 +12,10 @@ urlpatterns = [
     path("stuck/", views.stuck_sessions, name="stuck-sessions"),
     path("stops/<int:pk>/resend/", views.resend_stop, name="resend-stop"),
     path("sessions/<int:pk>/close/", views.close_session, name="close-session"),
+    path("stops/", views_history.stop_history, name="stop-history"),
+    path("stops/<int:pk>/", views_history.stop_timeline, name="stop-timeline"),
+    path("audit/export/", views_history.audit_export, name="audit-export"),
+    path("audit/export/start/", views_history.start_audit_export, name="audit-export-start"),
+    path("audit/exports/<int:pk>/", views_history.audit_export_detail, name="audit-export-detail"),
+    path("audit/exports/<int:pk>/download/", views_history.audit_export_download, name="audit-export-download"),
 ]

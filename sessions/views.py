@@ -87,13 +87,17 @@ def request_stop(request: HttpRequest, pk: int) -> HttpResponse:
         messages.error(request, "The stop was not sent: " + "; ".join(e for errs in form.errors.values() for e in errs))
         return redirect("charging_sessions:session-detail", pk=pk)
     try:
-        services.request_remote_stop(
+        stop_request = services.request_remote_stop(
             charging_session_id=charging_session.pk, acting_user=request.user, **form.cleaned_data
         )
     except services.StopNotAllowed as refusal:
         messages.error(request, f"The stop was not sent: {refusal}")
     else:
-        messages.success(request, "Stop requested. Its progress is shown below.")
+        if getattr(stop_request, "queued", None) is False:
+            # The broker (Redis) is down: the request is saved and the sweeper sends it later.
+            messages.warning(request, selectors.QUEUED_WHILE_WORKER_UNREACHABLE)
+        else:
+            messages.success(request, "Stop requested. Its progress is shown below.")
     return redirect(reverse("charging_sessions:session-detail", kwargs={"pk": pk}) + "#stop-status")
 
 

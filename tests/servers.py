@@ -113,6 +113,10 @@ class Simulator:
     def clear(self) -> None:
         requests.delete(f"{self.url}/_sim/received", timeout=5).raise_for_status()
 
+    def patch_behaviours(self, table: dict) -> None:
+        """Merge entries into the behaviour table (a None entry removes that EVSE or operator)."""
+        requests.patch(f"{self.url}/_sim/behaviours", json=table, timeout=5).raise_for_status()
+
 
 @contextmanager
 def simulator_process(*extra: str):
@@ -159,19 +163,89 @@ def database_url_for_children() -> str:
             f"{settings['NAME']}")
 
 
-def point_celery_at(broker_url: str) -> None:
-    """Make this process's Celery app publish to the test's Redis."""
+def point_celery_at(broker_url: str) -> str:
+    """Make this process's Celery app publish to `broker_url`; returns the URL it published to before.
+
+    Always drops the pooled connections, also when the URL is unchanged: they may point at a Redis
+    that was stopped and started again, or belong to a previous test's broker. Switching back and
+    forth (A → B → A) therefore always publishes where the last call said.
+    """
     from portal.celery import app
 
-    if app.conf.broker_url == broker_url and os.environ.get("CELERY_BROKER_URL") == broker_url:
-        return
+    previous = app.conf.broker_url
     # Celery reads CELERY_BROKER_URL from the environment before its own configuration.
     os.environ["CELERY_BROKER_URL"] = broker_url
     app.conf.broker_url = broker_url
-    if app._pool is not None:
-        app._pool.force_close_all()
-        app._pool = None
-    app.amqp._producer_pool = None
+    pool, app._pool = app._pool, None
+    if pool is not None:
+        pool.force_close_all()
+    producers, app.amqp._producer_pool = app.amqp._producer_pool, None
+    if producers is not None:
+        try:
+            producers.force_close_all()
+        except Exception:  # noqa: BLE001 - connections to a Redis that is gone cannot close cleanly
+            pass
+    return previous
+
+
+@contextmanager
+def celery_publisher(broker_url: str):
+    """Publish to `broker_url` inside the block, and to the previous broker again after it."""
+    previous = point_celery_at(broker_url)
+    try:
+        yield broker_url
+    finally:
+        point_celery_at(previous)
+
+
+class RedisServer:
+    """A Redis that a test can stop and start again on the same port (broker outages)."""
+
+    def __init__(self, port: int | None = None):
+        self.binary = require("redis-server", "redis-server")
+        self.port = port or free_port()
+        self.workdir = tempfile.mkdtemp(prefix="portal-redis-")
+        self.proc: Process | None = None
+
+    def url(self, db: int = 0) -> str:
+        return f"redis://127.0.0.1:{self.port}/{db}"
+
+    def start(self) -> "RedisServer":
+        self.proc = Process("redis", [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                                      "--appendonly", "no", "--dir", self.workdir])
+        self.proc.wait_for_line("Ready to accept connections", timeout=15)
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.stop()
+            self.proc = None
+
+    def close(self) -> None:
+        self.stop()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+@contextmanager
+def gunicorn_server(*, env: dict[str, str], workers: int = 1):
+    """The portal's WSGI app under gunicorn on a free loopback port; yields its base URL."""
+    port = free_port()
+    proc = Process("gunicorn", [str(BIN / "gunicorn"), "portal.wsgi", "--bind", f"127.0.0.1:{port}",
+                                "--workers", str(workers), "--timeout", "120"], env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        proc.wait_for_line("Booting worker", timeout=60)
+
+        def answers():
+            try:
+                return requests.get(f"{url}/login/", timeout=5).status_code == 200
+            except requests.RequestException:
+                return False
+
+        wait_until(answers, timeout=60, message=f"gunicorn on {url}:\n{proc.output()}")
+        yield url
+    finally:
+        proc.stop()
 
 
 def wait_until(predicate, timeout: float = 30, interval: float = 0.1, message: str = "condition"):

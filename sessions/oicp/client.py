@@ -1,4 +1,4 @@
-"""HBS client for eRoamingAuthorizeRemoteStop_V2.1 (DIGEST §1, §3, §4).
+"""HBS client for eRoamingAuthorizeRemoteStop_V2.1 (DIGEST §1, §3, §4) and the CDR pull (§5.4).
 
 Plain `requests`, no ORM. The client never raises for network, HTTP or parsing problems: every call
 returns a RemoteStopResult that says whether the stop was accepted, finally rejected, or may be
@@ -12,6 +12,7 @@ import json
 import re
 import time
 from dataclasses import dataclass, field
+from decimal import Decimal
 from enum import Enum
 from typing import Any, NamedTuple
 
@@ -134,9 +135,33 @@ class HubjectClient:
             connect_timeout=settings.OICP_CONNECT_TIMEOUT_SECONDS,
         )
 
+    def _redact(self, text: str) -> str:
+        """Error texts go to the database, the audit trail and the logs: never name the key's file.
+
+        requests puts the certificate or key path into its "invalid path" errors; the agent and
+        the audit need to know *that* the TLS files failed, not where the private key lives.
+        """
+        if isinstance(self.cert, tuple):
+            cert_file, key_file = self.cert
+        else:
+            cert_file, key_file = self.cert or "", ""
+        for path, label in ((key_file, "<client key file>"), (cert_file, "<client certificate file>")):
+            if path:
+                text = text.replace(path, label)
+        return text
+
     def stop_url(self) -> str:
         # The ProviderID goes into the path as is: Hubject's own examples keep "*" unencoded (DIGEST §8.1).
         return self.base_url + STOP_PATH.format(provider_id=self.provider_id)
+
+    def get_charge_detail_records(self, *, date_from, date_to, page: int, size: int = 2000) -> "CdrPage":
+        """One page of eRoamingGetChargeDetailRecords_V2.2 for [date_from, date_to] (aware datetimes).
+
+        Never raises for network, HTTP or parsing problems: the CdrPage says ok / transient / final.
+        `size` is capped at HBS's maximum of 2000. Raises ValueError only for a caller's mistake
+        (naive datetimes, from after to, negative page).
+        """
+        return _get_charge_detail_records(self, date_from=date_from, date_to=date_to, page=page, size=size)
 
     def authorize_remote_stop(
         self,
@@ -174,6 +199,7 @@ class HubjectClient:
             )
         except (requests.RequestException, OSError) as exc:
             verdict, sent = _transport_failure(exc)
+            verdict = verdict._replace(error=self._redact(verdict.error))
             return RemoteStopResult(
                 **verdict._asdict(), request_sent=sent, request=request, elapsed_ms=_ms_since(started)
             )
@@ -333,3 +359,171 @@ def _transport_failure(exc: BaseException) -> tuple[_Verdict, bool]:
     # Connection reset, broken chunked answer, unknown cause: the request may have been sent.
     error = f"The connection to Hubject broke; the stop may have reached the CPO ({detail})."
     return _Verdict(Outcome.TRANSIENT, "connection", error), True
+
+
+# --- eRoamingGetChargeDetailRecords_V2.2 (DIGEST §5.4): the CDR pull ------------------------------
+
+CDR_PULL_PATH = "/api/oicp/cdrmgmt/v22/providers/{provider_id}/get-charge-detail-records-request"
+MAX_CDR_PAGE_SIZE = 2000  # HBS's maximum; its default is 20
+
+
+@dataclass(frozen=True)
+class CdrPage:
+    """One page of eRoamingChargeDetailRecords, or why there is none.
+
+    `records` are the CDR objects as HBS sent them, numbers parsed as Decimal (never float), so
+    they can be validated with `sessions.oicp.inbound` exactly as a pushed CDR is.
+    """
+
+    outcome: Outcome  # ACCEPTED: the page was read; REJECTED: final failure; TRANSIENT: try later
+    requested_page: int = 0
+    requested_size: int = MAX_CDR_PAGE_SIZE
+    records: list[Any] = field(default_factory=list)
+    number: int = 0
+    size: int = 0
+    total_elements: int = 0
+    total_pages: int = 0
+    first: bool = True
+    last: bool = True
+    number_of_elements: int = 0
+    http_status: int | None = None
+    oicp_code: str = ""
+    description: str = ""
+    additional_info: str = ""
+    process_id: str = ""
+    failure_kind: str = ""
+    error: str = ""
+    request: dict[str, Any] = field(default_factory=dict)
+    elapsed_ms: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome is Outcome.ACCEPTED
+
+    @property
+    def transient(self) -> bool:
+        return self.outcome is Outcome.TRANSIENT
+
+    def to_audit(self) -> dict[str, Any]:
+        """The exchange without the CDRs themselves (each stored CDR has its own record)."""
+        return {
+            "outcome": self.outcome.value,
+            "page": self.requested_page,
+            "size": self.requested_size,
+            "number": self.number,
+            "number_of_elements": self.number_of_elements,
+            "total_elements": self.total_elements,
+            "total_pages": self.total_pages,
+            "last": self.last,
+            "http_status": self.http_status,
+            "oicp_code": self.oicp_code,
+            "description": self.description,
+            "additional_info": self.additional_info,
+            "process_id": self.process_id,
+            "failure_kind": self.failure_kind,
+            "error": self.error,
+            "elapsed_ms": self.elapsed_ms,
+            "request": copy.deepcopy(self.request),
+        }
+
+
+def _oicp_datetime(value, name: str) -> str:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"{name} must be timezone-aware: OICP timestamps carry an offset")
+    return value.isoformat(timespec="seconds")
+
+
+def _get_charge_detail_records(
+    client: HubjectClient, *, date_from, date_to, page: int, size: int = MAX_CDR_PAGE_SIZE
+) -> CdrPage:
+    if page < 0:
+        raise ValueError("page must be 0 or more")
+    size = max(1, min(int(size), MAX_CDR_PAGE_SIZE))
+    body = {
+        "ProviderID": client.provider_id,
+        "From": _oicp_datetime(date_from, "date_from"),
+        "To": _oicp_datetime(date_to, "date_to"),
+    }
+    if date_from > date_to:
+        raise ValueError("date_from must not be after date_to")
+    url = client.base_url + CDR_PULL_PATH.format(provider_id=client.provider_id) + f"?page={page}&size={size}"
+    headers = {"Content-Type": "application/json; charset=UTF-8", "Accept": "application/json"}
+    request = {"method": "POST", "url": url, "headers": headers, "json": body, "timeout": list(client.timeout)}
+    base = {"requested_page": page, "requested_size": size, "request": request}
+    started = time.monotonic()
+    try:
+        response = client.session.request(
+            "POST", url, data=json.dumps(body).encode("utf-8"), headers=headers, timeout=client.timeout,
+            cert=client.cert, verify=client.verify, allow_redirects=False,
+        )
+    except (requests.RequestException, OSError) as exc:
+        verdict, _ = _transport_failure(exc)
+        return CdrPage(outcome=verdict.outcome, failure_kind=verdict.failure_kind,
+                       error=_pull_transport_error(verdict, exc), elapsed_ms=_ms_since(started), **base)
+    elapsed_ms = _ms_since(started)
+    answer = {"http_status": response.status_code, "process_id": response.headers.get("Process-ID", ""),
+              "elapsed_ms": elapsed_ms, **base}
+    try:
+        parsed = json.loads(response.content.decode("utf-8-sig"), parse_float=Decimal)
+    except ValueError:
+        parsed = _NOT_JSON
+    if not 200 <= response.status_code < 300:
+        raw = response.content.decode("utf-8", errors="replace")
+        verdict = _classify(response.status_code, parsed, raw, response.headers.get("Location", ""))
+        error = (_validation_error(parsed) if verdict.failure_kind == "validation"
+                 else f"Hubject answered HTTP {response.status_code}{_named(verdict.oicp_code)} to the CDR pull.")
+        return CdrPage(outcome=verdict.outcome, failure_kind=verdict.failure_kind, error=error,
+                       oicp_code=verdict.oicp_code, description=verdict.description,
+                       additional_info=verdict.additional_info, **answer)
+    return _read_cdr_page(parsed, page=page, size=size, answer=answer)
+
+
+def _read_cdr_page(body: Any, *, page: int, size: int, answer: dict[str, Any]) -> CdrPage:
+    unreadable = "Hubject's answer was not a readable eRoamingChargeDetailRecords page."
+    if not isinstance(body, dict):
+        return CdrPage(outcome=Outcome.TRANSIENT, failure_kind="unreadable", error=unreadable, **answer)
+    code = description = info = ""
+    # The asciidoc sample answers "StatusCode": null; a missing one is tolerated the same way.
+    if body.get("StatusCode") is not None:
+        status = _status_code(body["StatusCode"])
+        if status is None:
+            return CdrPage(outcome=Outcome.TRANSIENT, failure_kind="unreadable", error=unreadable, **answer)
+        code, description, info = status
+        if code != "000":
+            outcome = Outcome.TRANSIENT if describe(code).transient else Outcome.REJECTED
+            return CdrPage(outcome=outcome, oicp_code=code, description=description, additional_info=info,
+                           error=f"Hubject refused the CDR pull: {code} {description}".strip(), **answer)
+    content = body.get("content")
+    if not isinstance(content, list):
+        return CdrPage(outcome=Outcome.TRANSIENT, failure_kind="unreadable", error=unreadable, oicp_code=code,
+                       description=description, additional_info=info, **answer)
+
+    def integer(name: str, default: int) -> int:
+        value = body.get(name)
+        return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else default
+
+    number = integer("number", page)
+    page_size = integer("size", size)
+    total_elements = integer("totalElements", page * size + len(content))
+    total_pages = integer("totalPages", number + 1)
+    last = body.get("last")
+    if not isinstance(last, bool):
+        last = number + 1 >= total_pages if isinstance(body.get("totalPages"), int) else len(content) < page_size
+    first = body.get("first") if isinstance(body.get("first"), bool) else number == 0
+    return CdrPage(
+        outcome=Outcome.ACCEPTED, records=content, number=number, size=page_size, total_elements=total_elements,
+        total_pages=total_pages, first=first, last=last, number_of_elements=len(content), oicp_code=code,
+        description=description, additional_info=info, **answer,
+    )
+
+
+def _pull_transport_error(verdict: _Verdict, exc: BaseException) -> str:
+    detail = _text(str(exc), 300)
+    if verdict.failure_kind == "tls":
+        return f"The secure (TLS) connection to Hubject failed ({detail})."
+    if verdict.failure_kind == "timeout":
+        return "Hubject did not answer the CDR pull in time."
+    if verdict.outcome is Outcome.REJECTED:
+        return f"The Hubject URL is invalid; check OICP_BASE_URL ({detail})."
+    return f"Could not reach Hubject for the CDR pull ({detail})."
+

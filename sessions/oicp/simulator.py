@@ -1,11 +1,20 @@
-"""A Hubject HBS simulator for eRoamingAuthorizeRemoteStop_V2.1 (OICP 2.3), on loopback only.
+"""A Hubject HBS simulator (OICP 2.3), with the CPOs behind it, on loopback only.
 
 Used for the demo, for agents' training (sandbox mode) and as the test double of the integration
 tests. It answers the remote-stop path the way HBS does (DIGEST §1-§3): acknowledgements with
 HTTP 200, FaultBody / OicpERoamingFault JSON for HTTP errors, nginx HTML pages for gateway errors,
 plus the network failures a real HBS connection can show (no answer, connection reset).
 
+It also plays the CPOs (DIGEST §5.2-§5.4): with --portal-url it pushes ChargingNotifications
+(Start and Progress for the sessions it runs; End after an accepted stop) and then the CDR to the
+portal's inbound endpoints, and it answers eRoamingGetChargeDetailRecords_V2.2 (paged) over every
+CDR it made, pushed or not. A behaviour with "confirm": false accepts stops but never ends the
+session (no End, no CDR). Pushes run in background threads, are retried twice on transport errors
+and 5xx, then dropped and logged: a portal that is down never stops the simulator.
+
 Run:  python -m sessions.oicp.simulator [--host 127.0.0.1] [--port 8090] [--config FILE.json] [--demo]
+          [--portal-url http://127.0.0.1:8000] [--push-delay 3] [--cdr-delay 1] [--progress-interval 60]
+          [--demo-sessions-file var/demo-sessions.json] [--new-session-interval 0]
 
 Stdlib only, and deliberately no Django: it must start without settings, in its own process.
 
@@ -16,6 +25,13 @@ Control API (JSON), for tests and trainers:
     PATCH  /_sim/behaviours                  merge into it (a null entry removes that operator/EVSE)
     GET    /_sim/received[?evse_id=&session_id=]   requests received outside /_sim/, oldest first
     DELETE /_sim/received                    clear that log
+    GET    /_sim/sessions                    sessions the CPOs run, with their state and energy
+    POST   /_sim/sessions                    add sessions (JSON list; Start + Progress are pushed)
+    GET    /_sim/cdrs                        every CDR HBS holds (generated or added), with "forwarded"
+    POST   /_sim/cdrs                        add CDRs that were never pushed (JSON list; need ChargingEnd)
+    DELETE /_sim/cdrs                        forget them
+    GET    /_sim/pushed[?session_id=&kind=]  what was pushed to the portal: url, status, body, answer
+    DELETE /_sim/pushed                      clear that log
 """
 
 from __future__ import annotations
@@ -23,8 +39,10 @@ from __future__ import annotations
 import argparse
 import collections
 import copy
+import heapq
 import ipaddress
 import json
+import random
 import re
 import select
 import signal
@@ -36,15 +54,17 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, Mapping, Sequence
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from sessions.oicp.ids import SESSION_ID as SESSION_ID_PATTERN
 from sessions.oicp.ids import (
     is_evse_id,
     is_operator_id,
+    is_provider_id,
     operator_id_from_evse_id,
     remote_stop_violations,
 )
@@ -54,6 +74,7 @@ Behaviour = dict[str, Any]
 
 REMOTE_STOP_PATH = re.compile(r"^/api/oicp/charging/v21/providers/(?P<external_id>[^/]+)/authorize-remote/stop$")
 CONTROL_PREFIX = "/_sim/"
+CONTROL_PATHS = ("/_sim/health", "/_sim/behaviours", "/_sim/received", "/_sim/sessions", "/_sim/cdrs", "/_sim/pushed")
 MAX_BODY_BYTES = 64 * 1024
 MAX_CONTROL_BODY_BYTES = 1024 * 1024  # behaviour tables for many EVSEs are bigger than OICP messages
 MAX_DRAIN_BYTES = 1024 * 1024  # read (and drop) an oversized body up to this, so the client sees our 413
@@ -70,7 +91,7 @@ HTTP_ERROR_STATUSES = (400, 401, 403, 404, 500, 502, 503, 504)
 DEFAULT_HTTP_ERROR_STATUS = 503
 DEFAULT_HTML_ERROR_STATUS = 502
 DEFAULT_REJECT_CODE = "400"
-BEHAVIOUR_KEYS = {"action", "code", "delay_seconds", "http_status", "additional_info"}
+BEHAVIOUR_KEYS = {"action", "code", "delay_seconds", "http_status", "additional_info", "confirm"}
 
 
 class BehaviourError(ValueError):
@@ -101,6 +122,15 @@ def normalise_behaviour(raw: object, where: str = "behaviour") -> Behaviour:
         if action not in ("accept", "reject"):
             raise BehaviourError(f"{where}: additional_info only applies to accept and reject")
         result["additional_info"] = info
+    confirm = raw.get("confirm")
+    if confirm is not None and not isinstance(confirm, bool):
+        raise BehaviourError(f"{where}: confirm must be true or false")
+    if action == "accept":
+        # After an accepted stop the CPO ends the session: End notification, then the CDR.
+        # false: a CPO that accepts stops but never confirms them (no End, no CDR, ever).
+        result["confirm"] = True if confirm is None else confirm
+    elif confirm is not None:
+        raise BehaviourError(f"{where}: confirm only applies to accept, not {action}")
     return result
 
 
@@ -157,7 +187,9 @@ def _operator_key(operator_id: str) -> str:
 class BehaviourTable:
     """Which behaviour answers a request: exact EvseID, then the EVSE's OperatorID, then the default."""
 
-    default: Behaviour = field(default_factory=lambda: {"action": "accept", "delay_seconds": 0.0, "code": "000"})
+    default: Behaviour = field(
+        default_factory=lambda: {"action": "accept", "delay_seconds": 0.0, "code": "000", "confirm": True}
+    )
     operators: dict[str, Behaviour] = field(default_factory=dict)
     evses: dict[str, Behaviour] = field(default_factory=dict)
 
@@ -263,6 +295,13 @@ DEMO_OPERATORS: list[dict[str, Any]] = [
         "name": "Erreur Recharge",
         "behaviour": {"action": "http_error", "http_status": 503},
         "summary": "Hubject is unavailable (HTTP 503): the stop was not sent to the operator.",
+    },
+    {
+        "operator_id": "DE*NCF",
+        "name": "Nie-Confirm Strom",
+        "behaviour": {"action": "accept", "confirm": False},
+        "summary": "Stops are accepted (code 000), but the operator never confirms them: no End "
+        "notification and no charge detail record arrive, so the stop becomes unconfirmed.",
     },
 ]
 
@@ -448,6 +487,660 @@ def provider_violations(external_id: str, body: Any) -> list[str]:
 
 
 # --------------------------------------------------------------------------------------------------
+# The CPO behind HBS: sessions it runs, the notifications and CDRs it pushes (via HBS) to the EMP,
+# and the CDR store that eRoamingGetChargeDetailRecords pages through (DIGEST §5.2-§5.4).
+
+NOTIFICATION_PATH = "/api/oicp/notificationmgmt/v11/charging-notifications"
+CDR_PUSH_PATH = "/api/oicp/cdrmgmt/v22/operators/{operator_id}/charge-detail-record"
+CDR_PULL_PATH = re.compile(
+    r"^/api/oicp/cdrmgmt/v22/providers/(?P<provider_id>[^/]+)/get-charge-detail-records-request$"
+)
+DEFAULT_PAGE_SIZE = 20  # HBS's default page size
+MAX_PAGE_SIZE = 2000  # HBS's maximum page size
+MAX_PUSHED = 10_000
+MAX_CDRS = 100_000
+MAX_METER_VALUES_IN_BETWEEN = 20
+MAX_ENERGY_WH = 80_000  # a full battery: energy stops growing here
+POWERS_W = (3_700, 7_400, 11_000, 22_000, 50_000)
+PARTNER_ID_MAX = 250
+# EvcoID (DIGEST §6), ISO or DIN.
+EVCO_ID = re.compile(
+    r"^(([A-Za-z]{2}\-?[A-Za-z0-9]{3}\-?C[A-Za-z0-9]{8}\-?[\d|A-Za-z])|"
+    r"([A-Za-z]{2}[\*|\-]?[A-Za-z0-9]{3}[\*|\-]?[A-Za-z0-9]{6}[\*|\-]?[\d|X]))$"
+)
+# OICP Date/Time: ISO 8601 with an offset (or Z); HBS does not normalise values without one (DIGEST §8.16).
+OICP_DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$")
+# A charge point sends its local offset; the demo CPOs are in these countries.
+COUNTRY_ZONES = {"DE": "Europe/Berlin", "NL": "Europe/Amsterdam", "AT": "Europe/Vienna", "FR": "Europe/Paris"}
+SESSION_FIELDS = {"SessionID", "EvseID", "OperatorID", "EMPPartnerSessionID", "CPOPartnerSessionID", "ChargingStart"}
+GET_CDRS_FIELDS = {"ProviderID", "From", "To", "SessionID", "OperatorID", "CDRForwarded", "CDRForwarder"}
+
+
+def parse_oicp_datetime(value: object) -> datetime | None:
+    """An aware datetime for an OICP Date/Time string with offset; None for anything else."""
+    if not isinstance(value, str) or not OICP_DATETIME.fullmatch(value):
+        return None
+    text = value[:-1] + "+00:00" if value.endswith("Z") else value
+    text = re.sub(r"\.(\d{6})\d+", r".\1", text)  # fromisoformat takes at most microseconds
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        return None
+
+
+def _zone_for(operator_id: str) -> Any:
+    try:
+        from zoneinfo import ZoneInfo
+
+        return ZoneInfo(COUNTRY_ZONES.get(operator_id[:2].upper(), "UTC"))
+    except Exception:  # noqa: BLE001 - no tz database: UTC still has an offset
+        return timezone.utc
+
+
+def _kwh(wh: int) -> float:
+    """kWh with at most 3 decimals, as a JSON number (Decimal(,3) in OICP)."""
+    return wh / 1000
+
+
+def evco_id_for(provider_id: str, key: str) -> str:
+    """A contract ID of the EMP's customer (ISO form, e.g. DE-EMP-C1A2B3C4D-7), stable per key."""
+    match = re.fullmatch(r"([A-Za-z]{2})[\*|-]?([A-Za-z0-9]{3})", provider_id or "")
+    country, party = (match.group(1), match.group(2)) if match else ("DE", "EMP")
+    instance = uuid.uuid5(uuid.NAMESPACE_URL, key).hex[:8].upper()
+    check = sum(ord(c) for c in instance) % 10
+    return f"{country.upper()}-{party.upper()}-C{instance}-{check}"
+
+
+@dataclass
+class SimSession:
+    """A charging session the simulated CPO is running (or has ended)."""
+
+    session_id: str
+    evse_id: str
+    operator_id: str
+    charging_start: datetime
+    evco_id: str
+    power_w: int
+    meter_start_wh: int
+    emp_partner_session_id: str | None = None
+    cpo_partner_session_id: str | None = None
+    state: str = "CHARGING"  # CHARGING → ENDING (stop accepted) → ENDED (End sent) → CLOSED (CDR made)
+    meter_values_wh: list[int] = field(default_factory=list)
+    charging_end: datetime | None = None
+    learned_from: str = "sessions"
+
+    @property
+    def zone(self) -> Any:
+        return _zone_for(self.operator_id)
+
+    def ts(self, when: datetime) -> str:
+        """OICP Date/Time in the charge point's local offset, e.g. 2026-01-05T14:03:12+01:00."""
+        return when.astimezone(self.zone).isoformat(timespec="seconds")
+
+    def energy_wh(self, at: datetime) -> int:
+        hours = max(0.0, (at - self.charging_start).total_seconds() / 3600)
+        return min(MAX_ENERGY_WH, int(self.power_w * hours))
+
+    def common(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"SessionID": self.session_id}
+        if self.cpo_partner_session_id:
+            body["CPOPartnerSessionID"] = self.cpo_partner_session_id
+        if self.emp_partner_session_id:
+            body["EMPPartnerSessionID"] = self.emp_partner_session_id
+        body["Identification"] = {"RemoteIdentification": {"EvcoID": self.evco_id}}
+        body["EvseID"] = self.evse_id
+        return body
+
+    def start_notification(self) -> dict[str, Any]:
+        return {
+            "Type": "Start",
+            **self.common(),
+            "ChargingStart": self.ts(self.charging_start),
+            "SessionStart": self.ts(self.charging_start),
+            "MeterValueStart": _kwh(self.meter_start_wh),
+            "OperatorID": self.operator_id,
+        }
+
+    def progress_notification(self, now: datetime) -> dict[str, Any]:
+        energy = self.energy_wh(now)
+        self.meter_values_wh = (self.meter_values_wh + [self.meter_start_wh + energy])[-MAX_METER_VALUES_IN_BETWEEN:]
+        return {
+            "Type": "Progress",
+            **self.common(),
+            "ChargingStart": self.ts(self.charging_start),
+            "EventOccurred": self.ts(now),
+            "ChargingDuration": max(0, int((now - self.charging_start).total_seconds() * 1000)),
+            "SessionStart": self.ts(self.charging_start),
+            "ConsumedEnergyProgress": _kwh(energy),
+            "MeterValueStart": _kwh(self.meter_start_wh),
+            "MeterValueInBetween": {"meterValues": [_kwh(v) for v in self.meter_values_wh]},
+            "OperatorID": self.operator_id,
+        }
+
+    def end_notification(self, now: datetime) -> dict[str, Any]:
+        self.charging_end = now
+        energy = self.energy_wh(now)
+        return {
+            "Type": "End",
+            **self.common(),
+            "ChargingStart": self.ts(self.charging_start),
+            "ChargingEnd": self.ts(now),
+            "SessionStart": self.ts(self.charging_start),
+            "SessionEnd": self.ts(now),
+            "ConsumedEnergy": _kwh(energy),
+            "MeterValueStart": _kwh(self.meter_start_wh),
+            "MeterValueEnd": _kwh(self.meter_start_wh + energy),
+            "MeterValueInBetween": {"meterValues": [_kwh(v) for v in self.meter_values_wh]},
+            "OperatorID": self.operator_id,
+        }
+
+    def charge_detail_record(self, now: datetime) -> dict[str, Any]:
+        """eRoamingChargeDetailRecord_V2.2: the car was unplugged (SessionEnd) after charging ended."""
+        charging_end = self.charging_end or now
+        energy = self.energy_wh(charging_end)
+        return {
+            **self.common(),
+            "ChargingStart": self.ts(self.charging_start),
+            "ChargingEnd": self.ts(charging_end),
+            "SessionStart": self.ts(self.charging_start),
+            "SessionEnd": self.ts(max(now, charging_end)),
+            "MeterValueStart": _kwh(self.meter_start_wh),
+            "MeterValueEnd": _kwh(self.meter_start_wh + energy),
+            "MeterValueInBetween": {"meterValues": [_kwh(v) for v in self.meter_values_wh]},
+            "ConsumedEnergy": _kwh(energy),
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        now = datetime.now(timezone.utc)
+        return {
+            "SessionID": self.session_id,
+            "EvseID": self.evse_id,
+            "OperatorID": self.operator_id,
+            "EMPPartnerSessionID": self.emp_partner_session_id,
+            "CPOPartnerSessionID": self.cpo_partner_session_id,
+            "ChargingStart": self.ts(self.charging_start),
+            "ChargingEnd": self.ts(self.charging_end) if self.charging_end else None,
+            "ConsumedEnergy": _kwh(self.energy_wh(self.charging_end or now)),
+            "state": self.state,
+            "learned_from": self.learned_from,
+        }
+
+
+def session_violations(index: int, raw: object) -> list[str]:
+    """What is wrong with one entry of POST /_sim/sessions (or the demo sessions file)."""
+    where = f"sessions[{index}]"
+    if not isinstance(raw, Mapping):
+        return [f"{where}: must be an object with SessionID, EvseID, OperatorID"]
+    problems = [f"{where}.{name}: not a known field" for name in sorted(set(raw) - SESSION_FIELDS)]
+    if not isinstance(raw.get("SessionID"), str) or not SESSION_ID_PATTERN.fullmatch(raw["SessionID"]):
+        problems.append(f"{where}.SessionID: {raw.get('SessionID')!r} is not a GUID-shaped SessionID")
+    if not is_evse_id(raw.get("EvseID")):
+        problems.append(f"{where}.EvseID: {raw.get('EvseID')!r} is not an EvseID")
+    operator = raw.get("OperatorID")
+    if operator is not None and not is_operator_id(operator):
+        problems.append(f"{where}.OperatorID: {operator!r} is not an OperatorID")
+    for name in ("EMPPartnerSessionID", "CPOPartnerSessionID"):
+        value = raw.get(name)
+        if value is not None and (not isinstance(value, str) or len(value) > PARTNER_ID_MAX):
+            problems.append(f"{where}.{name}: must be a string of at most {PARTNER_ID_MAX} characters")
+    start = raw.get("ChargingStart")
+    if start is not None and parse_oicp_datetime(start) is None:
+        problems.append(f"{where}.ChargingStart: {start!r} is not a date-time with offset")
+    return problems
+
+
+def get_cdrs_violations(provider_id: str, query: Mapping[str, list[str]], body: Any) -> tuple[list[str], int, int]:
+    """Rules of eRoamingGetChargeDetailRecords_V2.2 (DIGEST §5.4); returns (violations, page, size)."""
+    problems: list[str] = []
+    page, size = 0, DEFAULT_PAGE_SIZE
+    for name, low, high in (("page", 0, None), ("size", 1, MAX_PAGE_SIZE)):
+        values = query.get(name)
+        if not values:
+            continue
+        try:
+            number = int(values[-1])
+        except ValueError:
+            problems.append(f"{name}: {values[-1]!r} is not an integer")
+            continue
+        if number < low or (high is not None and number > high):
+            limit = f"between {low} and {high}" if high is not None else f"at least {low}"
+            problems.append(f"{name}: {number} must be {limit}")
+        elif name == "page":
+            page = number
+        else:
+            size = number
+    if not isinstance(body, dict):
+        return problems + ["body: must be a JSON object"], page, size
+    provider = body.get("ProviderID")
+    if provider is None:
+        problems.append("ProviderID: missing (mandatory)")
+    elif not is_provider_id(provider):
+        problems.append(f"ProviderID: {provider!r} is not a ProviderID such as DE-ABC")
+    elif provider.upper() != provider_id.upper():
+        problems.append(f"ProviderID: {provider!r} does not match the providerID {provider_id!r} in the path")
+    bounds = {}
+    for name in ("From", "To"):
+        if body.get(name) is None:
+            problems.append(f"{name}: missing (mandatory)")
+        elif (bounds.setdefault(name, parse_oicp_datetime(body[name]))) is None:
+            problems.append(f"{name}: {body[name]!r} is not a date-time with offset (YYYY-MM-DDThh:mm:ss±hh:mm)")
+    if bounds.get("From") and bounds.get("To") and bounds["From"] > bounds["To"]:
+        problems.append("From: must not be after To")
+    sessions = body.get("SessionID")
+    if sessions is not None and (
+        not isinstance(sessions, list) or not all(isinstance(s, str) and SESSION_ID_PATTERN.fullmatch(s) for s in sessions)
+    ):
+        problems.append("SessionID: must be a list of SessionIDs")
+    operator = body.get("OperatorID")
+    operators = operator if isinstance(operator, list) else [operator]  # the published snippet sends a list
+    if operator is not None and not all(is_operator_id(o) for o in operators):
+        problems.append(f"OperatorID: {operator!r} is not an OperatorID")
+    for name in ("CDRForwarded", "CDRForwarder"):
+        if body.get(name) is not None and not isinstance(body[name], bool):
+            problems.append(f"{name}: must be true or false")
+    problems += [f"{name}: not a field of eRoamingGetChargeDetailRecords" for name in sorted(set(body) - GET_CDRS_FIELDS)]
+    return problems, page, size
+
+
+def cdr_page(entries: Sequence[Mapping[str, Any]], page: int, size: int) -> dict[str, Any]:
+    """The paged eRoamingChargeDetailRecords answer (Spring's Page shape, as HBS sends it)."""
+    total = len(entries)
+    content = [copy.deepcopy(e["cdr"]) for e in entries[page * size : (page + 1) * size]]
+    total_pages = (total + size - 1) // size
+    sort = {"sorted": False, "empty": True, "unsorted": True}
+    return {
+        "content": content,
+        "pageable": {"sort": sort, "pageSize": size, "pageNumber": page, "offset": page * size, "paged": True,
+                     "unpaged": False},
+        "last": page >= total_pages - 1,
+        "totalPages": total_pages,
+        "totalElements": total,
+        "first": page == 0,
+        "size": size,
+        "number": page,
+        "numberOfElements": len(content),
+        "sort": dict(sort),
+        "empty": not content,
+        "StatusCode": status_code("000"),
+    }
+
+
+def http_post_json(url: str, body: Any, timeout: float) -> tuple[int | None, str, str | None]:
+    """POST JSON with urllib: (HTTP status or None, answer text, error or None). Never raises."""
+    import urllib.error
+    import urllib.request
+
+    data = json.dumps(body, ensure_ascii=False).encode("utf-8")
+    request = urllib.request.Request(
+        url, data=data, method="POST",
+        headers={"Content-Type": "application/json; charset=UTF-8", "Accept": "application/json",
+                 "User-Agent": "hubject-simulator"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - the portal's URL
+            return response.status, response.read(64 * 1024).decode("utf-8", errors="replace"), None
+    except urllib.error.HTTPError as exc:
+        try:
+            text = exc.read(64 * 1024).decode("utf-8", errors="replace")
+        except Exception:  # noqa: BLE001
+            text = ""
+        return exc.code, text, None
+    except Exception as exc:  # noqa: BLE001 - connection refused, timeout, bad URL: logged, never fatal
+        return None, "", f"{type(exc).__name__}: {exc}"
+
+
+class Scheduler:
+    """One daemon thread running callables at their due time; each runs in its own daemon thread."""
+
+    def __init__(self, stopping: threading.Event, max_running: int = 8) -> None:
+        self._stopping = stopping
+        self._cv = threading.Condition()
+        self._heap: list[tuple[float, int, Callable[..., Any], tuple[Any, ...]]] = []
+        self._seq = 0
+        self._thread: threading.Thread | None = None
+        self._slots = threading.BoundedSemaphore(max_running)
+
+    def call_later(self, delay: float, fn: Callable[..., Any], *args: Any) -> None:
+        with self._cv:
+            if self._stopping.is_set():
+                return
+            self._seq += 1
+            heapq.heappush(self._heap, (time.monotonic() + max(0.0, delay), self._seq, fn, args))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="sim-scheduler", daemon=True)
+                self._thread.start()
+            self._cv.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._cv:
+                while not self._stopping.is_set():
+                    wait = self._heap[0][0] - time.monotonic() if self._heap else 0.5
+                    if self._heap and wait <= 0:
+                        break
+                    self._cv.wait(timeout=min(max(wait, 0.001), 0.5))
+                if self._stopping.is_set():
+                    return
+                _, _, fn, args = heapq.heappop(self._heap)
+            self._slots.acquire()
+            threading.Thread(target=self._call, args=(fn, args), name="sim-push", daemon=True).start()
+
+    def _call(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+        try:
+            fn(*args)
+        except Exception as exc:  # noqa: BLE001 - a bug in one push must not stop the others
+            sys.stderr.write(f"simulator: background job {getattr(fn, '__name__', fn)} failed: {exc!r}\n")
+        finally:
+            self._slots.release()
+
+    def wake(self) -> None:
+        with self._cv:
+            self._cv.notify_all()
+
+
+class ChargePointOperators:
+    """The CPO side: runs sessions, ends them after accepted stops, pushes to the portal, stores CDRs."""
+
+    def __init__(
+        self,
+        *,
+        stopping: threading.Event,
+        portal_url: str | None = None,
+        push_delay_seconds: float = 3.0,
+        cdr_delay_seconds: float = 1.0,
+        progress_interval_seconds: float = 60.0,
+        new_session_interval_seconds: float = 0.0,
+        max_sessions: int = 60,
+        provider_id: str = "DE-EMP",
+        push_timeout_seconds: float = 10.0,
+        push_attempts: int = 3,
+        push_backoff_seconds: float = 1.0,
+        seed: int | None = None,
+        behaviour_lookup: Callable[[str], tuple[Behaviour, str]] | None = None,
+    ) -> None:
+        self.behaviour_lookup = behaviour_lookup
+        self.portal_url = portal_url.rstrip("/") if portal_url else None
+        self.push_delay = push_delay_seconds
+        self.cdr_delay = cdr_delay_seconds
+        self.progress_interval = progress_interval_seconds
+        self.new_session_interval = new_session_interval_seconds
+        self.max_sessions = max_sessions
+        self.provider_id = provider_id
+        self.push_timeout = push_timeout_seconds
+        self.push_attempts = max(1, push_attempts)
+        self.push_backoff = push_backoff_seconds
+        self.stopping = stopping
+        self.lock = threading.Lock()
+        self.rng = random.Random(seed)
+        self.sessions: dict[str, SimSession] = {}
+        self.cdrs: list[dict[str, Any]] = []
+        self.pushed: collections.deque[dict[str, Any]] = collections.deque(maxlen=MAX_PUSHED)
+        self._seq = 0
+        self.scheduler = Scheduler(stopping)
+
+    def start(self) -> None:
+        """Begin the periodic work (new demo sessions); sessions' own pushes schedule themselves."""
+        if self.new_session_interval > 0:
+            self.scheduler.call_later(self.new_session_interval, self._new_session_tick)
+
+    # ---- sessions
+
+    def add_sessions(self, entries: object, source: str = "sessions") -> dict[str, Any]:
+        """Validate and add sessions (POST /_sim/sessions format); raises BehaviourError listing every problem."""
+        if not isinstance(entries, list):
+            raise BehaviourError("sessions: must be a JSON list of {SessionID, EvseID, OperatorID, ...}")
+        problems = [p for index, raw in enumerate(entries) for p in session_violations(index, raw)]
+        if problems:
+            raise BehaviourError("; ".join(problems[:50]))
+        added, known = [], 0
+        now = datetime.now(timezone.utc)
+        with self.lock:
+            for raw in entries:
+                key = raw["SessionID"].lower()
+                if key in self.sessions:
+                    known += 1
+                    continue
+                start = parse_oicp_datetime(raw.get("ChargingStart")) or now
+                self.sessions[key] = session = self._new_sim_session(
+                    session_id=raw["SessionID"],
+                    evse_id=raw["EvseID"].upper(),
+                    operator_id=(raw.get("OperatorID") or operator_id_from_evse_id(raw["EvseID"])).upper(),
+                    charging_start=start,
+                    emp_partner_session_id=raw.get("EMPPartnerSessionID") or None,
+                    cpo_partner_session_id=raw.get("CPOPartnerSessionID") or None,
+                    learned_from=source,
+                )
+                added.append(session)
+        for index, session in enumerate(added):
+            self._started(session, stagger=index * 0.05)
+        return {"added": len(added), "already_known": known}
+
+    def _new_sim_session(self, **values: Any) -> SimSession:
+        return SimSession(
+            evco_id=evco_id_for(self.provider_id, values["session_id"]),
+            power_w=self.rng.choice(POWERS_W),
+            meter_start_wh=self.rng.randint(1_000_000, 9_000_000),
+            **values,
+        )
+
+    def _started(self, session: SimSession, stagger: float = 0.0) -> None:
+        """Push Start, then Progress every progress interval (spread out so they do not arrive at once)."""
+        if not self.portal_url:
+            return
+        self.scheduler.call_later(stagger, self._push, "Start", session.session_id, NOTIFICATION_PATH,
+                                  session.start_notification())
+        if self.progress_interval > 0:
+            first = self.progress_interval * (0.2 + 0.8 * self.rng.random())
+            self.scheduler.call_later(first, self._progress_tick, session.session_id)
+
+    def _progress_tick(self, session_id: str) -> None:
+        with self.lock:
+            session = self.sessions.get(session_id.lower())
+            if session is None or session.state != "CHARGING":
+                return
+            body = session.progress_notification(datetime.now(timezone.utc))
+        self._push("Progress", session.session_id, NOTIFICATION_PATH, body)
+        self.scheduler.call_later(self.progress_interval, self._progress_tick, session_id)
+
+    def _new_session_tick(self) -> None:
+        """Demo: a driver plugs in at a random demo EVSE (Start pushed); at the cap, the oldest one finishes."""
+        self.scheduler.call_later(self.new_session_interval, self._new_session_tick)
+        with self.lock:
+            charging = [s for s in self.sessions.values() if s.state == "CHARGING"]
+        if len(charging) >= self.max_sessions:
+            finishing = [s for s in charging if self._confirms(s.evse_id)]
+            if finishing:
+                self._end_session(min(finishing, key=lambda s: s.charging_start).session_id, reason="finished")
+        operator = self.rng.choice(DEMO_OPERATORS)["operator_id"]
+        entry = {
+            "SessionID": str(uuid.UUID(int=self.rng.getrandbits(128), version=4)),
+            "EvseID": f"{operator}*E{self.rng.randint(1, 9999):04d}*{self.rng.randint(1, 4)}",
+            "OperatorID": operator,
+            "EMPPartnerSessionID": f"EMP-{self.rng.randint(100000, 999999)}",
+            "CPOPartnerSessionID": f"CPO-{self.rng.randint(100000, 999999)}",
+            "ChargingStart": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+        self.add_sessions([entry], source="new_session")
+
+    def _confirms(self, evse_id: str) -> bool:
+        behaviour = self.behaviour_lookup(evse_id)[0] if self.behaviour_lookup else {}
+        return behaviour.get("confirm", True) is not False
+
+    def sessions_list(self) -> list[dict[str, Any]]:
+        with self.lock:
+            return [s.to_json() for s in self.sessions.values()]
+
+    # ---- a stop was accepted: End notification, then the CDR
+
+    def stop_accepted(self, request: Mapping[str, Any], behaviour: Behaviour) -> None:
+        """The CPO ends the session after an accepted stop, unless its behaviour says confirm: false."""
+        if behaviour.get("confirm") is False:
+            return
+        key = str(request["SessionID"]).lower()
+        with self.lock:
+            session = self.sessions.get(key)
+            if session is None:  # a session the portal knows but we were never told about
+                now = datetime.now(timezone.utc)
+                self.sessions[key] = session = self._new_sim_session(
+                    session_id=request["SessionID"],
+                    evse_id=request["EvseID"].upper(),
+                    operator_id=operator_id_from_evse_id(request["EvseID"]),
+                    charging_start=now - timedelta(minutes=self.rng.randint(10, 120)),
+                    emp_partner_session_id=request.get("EMPPartnerSessionID") or None,
+                    cpo_partner_session_id=request.get("CPOPartnerSessionID") or None,
+                    learned_from="remote_stop",
+                )
+            if session.state != "CHARGING":
+                return  # already ending: one End and one CDR per session
+            session.state = "ENDING"
+        self.scheduler.call_later(self.push_delay, self._end_session, session.session_id, "remote_stop")
+
+    def _end_session(self, session_id: str, reason: str) -> None:
+        with self.lock:
+            session = self.sessions.get(session_id.lower())
+            if session is None or session.state in ("ENDED", "CLOSED"):
+                return
+            session.state = "ENDED"
+            body = session.end_notification(datetime.now(timezone.utc))
+        if self.portal_url:
+            self._push("End", session.session_id, NOTIFICATION_PATH, body, reason=reason)
+        self.scheduler.call_later(self.cdr_delay, self._charge_detail_record, session.session_id)
+
+    def _charge_detail_record(self, session_id: str) -> None:
+        with self.lock:
+            session = self.sessions.get(session_id.lower())
+            if session is None or session.state == "CLOSED":
+                return
+            session.state = "CLOSED"
+            cdr = session.charge_detail_record(datetime.now(timezone.utc))
+            entry = self._store_cdr(cdr, source="generated")
+        if self.portal_url:
+            pushed = self._push("CDR", session.session_id, CDR_PUSH_PATH.format(operator_id=session.operator_id), cdr)
+            with self.lock:
+                entry["forwarded"] = bool(pushed.get("acknowledged"))
+
+    # ---- the CDR store (what HBS keeps, pushed or not)
+
+    def _store_cdr(self, cdr: dict[str, Any], source: str) -> dict[str, Any]:
+        """Caller holds the lock."""
+        self._seq += 1
+        entry = {"seq": self._seq, "cdr": cdr, "charging_end": parse_oicp_datetime(cdr.get("ChargingEnd")),
+                 "forwarded": False, "source": source}
+        self.cdrs.append(entry)
+        del self.cdrs[:-MAX_CDRS]
+        return entry
+
+    def add_cdrs(self, cdrs: object) -> dict[str, Any]:
+        """Control API: CDRs HBS holds that were never pushed. Only ChargingEnd (for the window) is required."""
+        if not isinstance(cdrs, list):
+            raise BehaviourError("cdrs: must be a JSON list of eRoamingChargeDetailRecord objects")
+        problems = [
+            f"cdrs[{index}]: must be an object with a ChargingEnd date-time with offset"
+            for index, cdr in enumerate(cdrs)
+            if not isinstance(cdr, dict) or parse_oicp_datetime(cdr.get("ChargingEnd")) is None
+        ]
+        if problems:
+            raise BehaviourError("; ".join(problems[:50]))
+        with self.lock:
+            for cdr in cdrs:
+                self._store_cdr(copy.deepcopy(cdr), source="control")
+        return {"added": len(cdrs)}
+
+    def cdrs_list(self) -> list[dict[str, Any]]:
+        with self.lock:
+            return [{"seq": e["seq"], "forwarded": e["forwarded"], "source": e["source"], "cdr": copy.deepcopy(e["cdr"])}
+                    for e in self.cdrs]
+
+    def clear_cdrs(self) -> int:
+        with self.lock:
+            count = len(self.cdrs)
+            self.cdrs.clear()
+            return count
+
+    def select_cdrs(self, body: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """CDRs whose ChargingEnd lies in [From, To], filtered like HBS, in a stable order for paging."""
+        date_from, date_to = parse_oicp_datetime(body["From"]), parse_oicp_datetime(body["To"])
+        sessions = {s.lower() for s in body.get("SessionID") or []}
+        operators = body.get("OperatorID")
+        operators = {_operator_key(o) for o in (operators if isinstance(operators, list) else [operators]) if o}
+        forwarded = body.get("CDRForwarded", body.get("CDRForwarder"))
+        with self.lock:
+            selected = []
+            for entry in self.cdrs:
+                cdr = entry["cdr"]
+                if not (date_from <= entry["charging_end"] <= date_to):
+                    continue
+                if sessions and str(cdr.get("SessionID", "")).lower() not in sessions:
+                    continue
+                if operators:
+                    try:
+                        operator = _operator_key(operator_id_from_evse_id(str(cdr.get("EvseID", ""))))
+                    except ValueError:
+                        continue
+                    if operator not in operators:
+                        continue
+                if forwarded is not None and entry["forwarded"] != forwarded:
+                    continue
+                selected.append(entry)
+        return sorted(selected, key=lambda e: (e["charging_end"], e["seq"]))
+
+    # ---- pushing to the portal
+
+    def _push(self, kind: str, session_id: str, path: str, body: dict[str, Any], **extra: Any) -> dict[str, Any]:
+        """POST to the portal (in the calling background thread), retrying transport failures and 5xx."""
+        url = self.portal_url + path
+        status, text, error, attempts = None, "", None, 0
+        for attempts in range(1, self.push_attempts + 1):
+            status, text, error = http_post_json(url, body, self.push_timeout)
+            if status is not None and status < 500 and status not in (408, 429):
+                break
+            if attempts < self.push_attempts and self.stopping.wait(self.push_backoff * 2 ** (attempts - 1)):
+                break
+        acknowledged = None
+        try:
+            answer = json.loads(text) if text else None
+            if isinstance(answer, dict) and isinstance(answer.get("Result"), bool):
+                acknowledged = answer["Result"] and status == 200
+        except ValueError:
+            pass
+        entry = {
+            "seq": None, "kind": kind, "session_id": session_id, "url": url, "body": body, "status": status,
+            "response": text[:2000], "acknowledged": acknowledged, "error": error, "attempts": attempts,
+            "at": _now_iso(), **extra,
+        }
+        with self.lock:
+            self._seq += 1
+            entry["seq"] = self._seq
+            self.pushed.append(entry)
+        if status is None or status >= 300:
+            sys.stderr.write(f"simulator: push {kind} {session_id} to {url} failed after {attempts} attempt(s): "
+                             f"{error or f'HTTP {status}'}\n")
+        return entry
+
+    def pushed_list(self, session_id: str | None = None, kind: str | None = None) -> list[dict[str, Any]]:
+        with self.lock:
+            return [
+                copy.deepcopy(e) for e in self.pushed
+                if (session_id is None or e["session_id"].lower() == session_id.lower())
+                and (kind is None or e["kind"].lower() == kind.lower())
+            ]
+
+    def clear_pushed(self) -> int:
+        with self.lock:
+            count = len(self.pushed)
+            self.pushed.clear()
+            return count
+
+
+def load_sessions_file(path: str) -> list[Any]:
+    with open(path, encoding="utf-8") as fh:
+        data = json.load(fh)
+    if isinstance(data, dict) and "sessions" in data:
+        data = data["sessions"]
+    return data
+
+
+# --------------------------------------------------------------------------------------------------
 # HTTP server
 
 
@@ -554,6 +1247,7 @@ class SimulatorHandler(BaseHTTPRequestHandler):
         return {
             "seq": None,
             "received_at": _now_iso(),
+            "received_ts": time.time(),  # epoch seconds, for latency measurements
             "process_id": self._process_id,
             "method": self.command,
             "path": self.path,
@@ -586,10 +1280,18 @@ class SimulatorHandler(BaseHTTPRequestHandler):
             self._reject_transport(entry, 413, f"body: {length} bytes exceed the limit of {MAX_BODY_BYTES} bytes")
             return "answered"
         raw = self.rfile.read(length)
-        match = REMOTE_STOP_PATH.fullmatch(urlsplit(self.path).path)
-        if match is None:
+        path = urlsplit(self.path).path
+        match = REMOTE_STOP_PATH.fullmatch(path)
+        pull = CDR_PULL_PATH.fullmatch(path)
+        if match is None and pull is None:
             self._unknown_path(entry, raw)
             return "answered"
+        if pull is not None:
+            if self.command != "POST":
+                self.server.state.update(entry, violations=[f"method: {self.command} is not allowed, use POST"])
+                self._send_json(405, fault_body("Method not allowed", f"Request method '{self.command}' not supported"))
+                return "answered"
+            return self._get_cdrs(entry, unquote(pull["provider_id"]), raw)
         if self.command != "POST":
             self.server.state.update(entry, violations=[f"method: {self.command} is not allowed, use POST"])
             self._send_json(405, fault_body("Method not allowed", f"Request method '{self.command}' not supported"))
@@ -604,7 +1306,7 @@ class SimulatorHandler(BaseHTTPRequestHandler):
     def _unknown_path(self, entry: dict[str, Any], raw: bytes) -> None:
         text, body, _ = parse_body(raw)
         path = urlsplit(self.path).path
-        self.server.state.update(entry, body_text=text, body=body, violations=[f"path: {path!r} is not an OICP remote-stop path"])
+        self.server.state.update(entry, body_text=text, body=body, violations=[f"path: {path!r} is not an OICP path the simulator serves"])
         self._send_json(404, oicp_fault("300", "Data not found"))
 
     def _remote_stop(self, entry: dict[str, Any], external_id: str, raw: bytes) -> str:
@@ -620,6 +1322,24 @@ class SimulatorHandler(BaseHTTPRequestHandler):
         behaviour, matched_by = self.server.state.lookup(body["EvseID"])
         self.server.state.update(entry, behaviour=behaviour, matched_by=matched_by)
         return self._behave(behaviour, body)
+
+    def _get_cdrs(self, entry: dict[str, Any], provider_id: str, raw: bytes) -> str:
+        """eRoamingGetChargeDetailRecords_V2.2: one page of the CDRs HBS holds (DIGEST §5.4)."""
+        text, body, parse_errors = parse_body(raw)
+        query = parse_qs(urlsplit(self.path).query)
+        violations = content_type_violations(self.headers.get("Content-Type")) + parse_errors
+        page, size = 0, DEFAULT_PAGE_SIZE
+        if not parse_errors:
+            problems, page, size = get_cdrs_violations(provider_id, query, body)
+            violations += problems
+        self.server.state.update(entry, body_text=text, body=body, violations=violations)
+        if violations:
+            extended = "eRoamingGetChargeDetailRecords_V2.2 request does not conform to OICP 2.3"
+            self._send_json(400, fault_body("Validation error", extended, violations))
+            return "answered"
+        selected = self.server.cpo.select_cdrs(body)
+        self._send_json(200, cdr_page(selected, page, size))
+        return "answered"
 
     # ---- behaviours
 
@@ -639,6 +1359,7 @@ class SimulatorHandler(BaseHTTPRequestHandler):
         info = behaviour.get("additional_info")
         if action == "accept":
             self._send_json(200, acknowledgement(request, True, "000", info))
+            self.server.cpo.stop_accepted(request, behaviour)
         elif action == "reject":
             self._send_json(200, acknowledgement(request, False, behaviour["code"], info))
         elif action == "http_error":
@@ -721,7 +1442,23 @@ class SimulatorHandler(BaseHTTPRequestHandler):
             )
         elif route == ("DELETE", "/_sim/received"):
             self._send_json(200, {"cleared": state.clear_received()})
-        elif url.path.rstrip("/") in ("/_sim/health", "/_sim/behaviours", "/_sim/received"):
+        elif route == ("GET", "/_sim/sessions"):
+            self._send_json(200, self.server.cpo.sessions_list())
+        elif route == ("POST", "/_sim/sessions"):
+            self._control_behaviours(self.server.cpo.add_sessions)
+        elif route == ("GET", "/_sim/cdrs"):
+            self._send_json(200, self.server.cpo.cdrs_list())
+        elif route == ("POST", "/_sim/cdrs"):
+            self._control_behaviours(self.server.cpo.add_cdrs)
+        elif route == ("DELETE", "/_sim/cdrs"):
+            self._send_json(200, {"cleared": self.server.cpo.clear_cdrs()})
+        elif route == ("GET", "/_sim/pushed"):
+            query = parse_qs(url.query)
+            self._send_json(200, self.server.cpo.pushed_list(
+                session_id=query.get("session_id", [None])[0], kind=query.get("kind", [None])[0]))
+        elif route == ("DELETE", "/_sim/pushed"):
+            self._send_json(200, {"cleared": self.server.cpo.clear_pushed()})
+        elif url.path.rstrip("/") in CONTROL_PATHS:
             self._drain_control_body()
             self._send_json(405, {"error": f"{self.command} is not allowed on {url.path}"})
         else:
@@ -755,10 +1492,13 @@ class SimulatorServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, host: str, port: int, state: SimulatorState, log_requests: bool = False) -> None:
+    def __init__(
+        self, host: str, port: int, state: SimulatorState, log_requests: bool = False, **cpo_options: Any
+    ) -> None:
         self.state = state
         self.log_requests = log_requests
-        self.stopping = threading.Event()  # tells delayed/held requests to give up on shutdown
+        self.stopping = threading.Event()  # tells delayed/held requests and pending pushes to give up on shutdown
+        self.cpo = ChargePointOperators(stopping=self.stopping, behaviour_lookup=state.lookup, **cpo_options)
         if ":" in host:
             self.address_family = socket.AF_INET6
         super().__init__((host, port), SimulatorHandler)
@@ -774,8 +1514,13 @@ class SimulatorServer(ThreadingHTTPServer):
         host, port = self.server_address[:2]
         return f"http://[{host}]:{port}" if ":" in str(host) else f"http://{host}:{port}"
 
+    def serve_forever(self, poll_interval: float = 0.5) -> None:
+        self.cpo.start()
+        super().serve_forever(poll_interval)
+
     def shutdown(self) -> None:
         self.stopping.set()
+        self.cpo.scheduler.wake()
         super().shutdown()
 
 
@@ -784,11 +1529,34 @@ def make_server(
     port: int = 0,
     behaviours: BehaviourTable | Mapping[str, Any] | None = None,
     log_requests: bool = False,
+    portal_url: str | None = None,
+    push_delay_seconds: float = 3.0,
+    cdr_delay_seconds: float = 1.0,
+    progress_interval_seconds: float = 60.0,
+    new_session_interval_seconds: float = 0.0,
+    max_sessions: int = 60,
+    provider_id: str = "DE-EMP",
+    push_timeout_seconds: float = 10.0,
+    push_attempts: int = 3,
+    push_backoff_seconds: float = 1.0,
+    seed: int | None = None,
 ) -> SimulatorServer:
-    """A bound, not yet serving simulator; port 0 picks a free port (see `.url`)."""
+    """A bound, not yet serving simulator; port 0 picks a free port (see `.url`).
+
+    With `portal_url` the simulated CPOs push (via "HBS") to the portal's inbound endpoints: Start and
+    Progress for the sessions they run, and End then the CDR after each accepted stop. Sessions are
+    added with `server.cpo.add_sessions([...])` or POST /_sim/sessions.
+    """
     if behaviours is not None and not isinstance(behaviours, BehaviourTable):
         behaviours = BehaviourTable.from_json(behaviours)
-    return SimulatorServer(host, port, SimulatorState(behaviours), log_requests=log_requests)
+    return SimulatorServer(
+        host, port, SimulatorState(behaviours), log_requests=log_requests,
+        portal_url=portal_url, push_delay_seconds=push_delay_seconds, cdr_delay_seconds=cdr_delay_seconds,
+        progress_interval_seconds=progress_interval_seconds,
+        new_session_interval_seconds=new_session_interval_seconds, max_sessions=max_sessions,
+        provider_id=provider_id, push_timeout_seconds=push_timeout_seconds, push_attempts=push_attempts,
+        push_backoff_seconds=push_backoff_seconds, seed=seed,
+    )
 
 
 def serve_in_thread(server: SimulatorServer) -> threading.Thread:
@@ -823,7 +1591,30 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--demo", action="store_true", help="load DEMO_BEHAVIOURS (the portal's demo CPOs)")
     parser.add_argument("--allow-non-loopback", action="store_true", help="allow binding to a non-loopback address")
     parser.add_argument("--quiet", action="store_true", help="do not log requests to stderr")
+    cpo = parser.add_argument_group("the CPOs behind HBS: pushes to the portal and CDRs to pull")
+    cpo.add_argument("--portal-url", help="base URL of the portal's inbound OICP endpoints, e.g. http://127.0.0.1:8000; "
+                     "without it nothing is pushed (CDRs are still kept for GetChargeDetailRecords)")
+    cpo.add_argument("--push-delay", type=_seconds, default=3.0,
+                     help="seconds from an accepted stop to the End notification (default 3)")
+    cpo.add_argument("--cdr-delay", type=_seconds, default=1.0, help="seconds from End to the CDR (default 1)")
+    cpo.add_argument("--progress-interval", type=_seconds, default=60.0,
+                     help="seconds between Progress notifications of a session; 0: none (default 60)")
+    cpo.add_argument("--demo-sessions-file", help="JSON list of sessions the CPOs are running "
+                     "({SessionID, EvseID, OperatorID, EMPPartnerSessionID?, CPOPartnerSessionID?, ChargingStart?})")
+    cpo.add_argument("--new-session-interval", type=_seconds, default=0.0,
+                     help="demo: start a new session at a random demo EVSE this often (seconds); 0: never")
+    cpo.add_argument("--max-sessions", type=int, default=60,
+                     help="demo: above this many charging sessions the oldest one finishes when a new one starts")
+    cpo.add_argument("--provider-id", default="DE-EMP", help="the EMP whose contracts (EvcoIDs) the sessions use")
+    cpo.add_argument("--seed", type=int, default=None, help="random seed, for repeatable demo data")
     return parser.parse_args(argv)
+
+
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not 0 <= value <= 86_400:
+        raise argparse.ArgumentTypeError("must be between 0 and 86400 seconds")
+    return value
 
 
 def _load_table(args: argparse.Namespace) -> BehaviourTable:
@@ -845,7 +1636,30 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, json.JSONDecodeError, BehaviourError) as exc:
         print(f"cannot load behaviours: {exc}", file=sys.stderr)
         return 2
-    server = make_server(args.host, args.port, table, log_requests=not args.quiet)
+    if args.portal_url and urlsplit(args.portal_url).scheme not in ("http", "https"):
+        print(f"--portal-url {args.portal_url!r} is not an http(s) URL", file=sys.stderr)
+        return 2
+    demo_sessions: list[Any] = []
+    if args.demo_sessions_file:
+        try:
+            demo_sessions = load_sessions_file(args.demo_sessions_file)
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+            print(f"cannot read {args.demo_sessions_file}: {exc}", file=sys.stderr)
+            return 2
+    server = make_server(
+        args.host, args.port, table, log_requests=not args.quiet, portal_url=args.portal_url,
+        push_delay_seconds=args.push_delay, cdr_delay_seconds=args.cdr_delay,
+        progress_interval_seconds=args.progress_interval, new_session_interval_seconds=args.new_session_interval,
+        max_sessions=args.max_sessions, provider_id=args.provider_id, seed=args.seed,
+    )
+    if demo_sessions:
+        try:
+            added = server.cpo.add_sessions(demo_sessions, source="demo_sessions_file")
+        except BehaviourError as exc:
+            server.server_close()
+            print(f"cannot load {args.demo_sessions_file}: {exc}", file=sys.stderr)
+            return 2
+        print(f"{added['added']} sessions loaded from {args.demo_sessions_file}", file=sys.stderr, flush=True)
     stop = threading.Event()
     # Signal handlers only set a flag: shutdown() must not run on the thread that serves.
     for sig in (signal.SIGINT, signal.SIGTERM):

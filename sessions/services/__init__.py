@@ -5,8 +5,28 @@ Functions are verb-first and keyword-only. Rule violations raise domain exceptio
 from this package, never from its modules, so the modules can be reorganised freely.
 """
 
-from .audit import record_audit
+from .audit import (
+    PurgePlan,
+    PurgeRefused,
+    active_legal_hold,
+    purge_audit_records,
+    record_audit,
+    release_legal_hold,
+    set_legal_hold,
+    verify_audit_chain,
+)
+from .audit_exports import (
+    export_path,
+    export_runs_in_background,
+    prepare_audit_export,
+    queue_audit_export,
+    record_export_download,
+    stream_audit_export,
+    write_audit_export,
+)
 from .charging_sessions import create_charging_session
+from .inbound import RecordOutcome, record_cdr, record_charging_notification, record_inbound_refusal
+from .reconciliation import ReconciliationReport, pull_charge_detail_records, pull_recent_charge_detail_records
 from .stops import (
     SendOutcome,
     StopNotAllowed,
@@ -23,6 +43,27 @@ from .stops import (
 )
 
 __all__ = [
+    "ReconciliationReport",
+    "pull_charge_detail_records",
+    "pull_recent_charge_detail_records",
+    "PurgePlan",
+    "PurgeRefused",
+    "active_legal_hold",
+    "export_path",
+    "export_runs_in_background",
+    "prepare_audit_export",
+    "purge_audit_records",
+    "queue_audit_export",
+    "record_export_download",
+    "release_legal_hold",
+    "set_legal_hold",
+    "stream_audit_export",
+    "verify_audit_chain",
+    "write_audit_export",
+    "RecordOutcome",
+    "record_cdr",
+    "record_charging_notification",
+    "record_inbound_refusal",
     "SendOutcome",
     "StopNotAllowed",
     "close_session_manually",

@@ -1,12 +1,53 @@
-"""The audit trail's single write path."""
+"""The audit trail: its single write path, the hash chain's verification, retention and legal holds.
+
+Every audit record is chained to the one before it (see `sessions.audit_chain`). Appends are
+serialised by locking the one `AuditChainHead` row in the caller's transaction: one SELECT … FOR
+UPDATE and one UPDATE of that row per record, never a read of the newest record.
+"""
 
 from __future__ import annotations
 
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import Count, Max, Min
 from django.utils import timezone
 
-from ..models import AuditRecord, ChargingSession, RemoteStopRequest
+from ..audit_chain import CHAIN_FIELDS, ChainWalk, canonical_bytes, chain_hash, normalise_data, walk_chain
+from ..models import (
+    AuditChainHead,
+    AuditCheckpoint,
+    AuditRecord,
+    AuditVerification,
+    ChargingSession,
+    LegalHold,
+    RemoteStopRequest,
+)
+
+logger = logging.getLogger(__name__)
+Event = AuditRecord.EventType
+
+HEAD_PK = 1
+VERIFY_CHUNK_SIZE = 5000
+PURGE_BATCH_SIZE = 10_000
+
+
+def _locked_head() -> AuditChainHead:
+    """The chain head, locked until the caller's transaction ends; created on first use."""
+    head = AuditChainHead.objects.select_for_update().filter(pk=HEAD_PK).first()
+    if head is None:
+        # A fresh (or flushed) database: start from whatever is newest, normally nothing.
+        newest = AuditRecord.objects.order_by("-id").values_list("id", "record_hash").first()
+        AuditChainHead.objects.get_or_create(
+            pk=HEAD_PK,
+            defaults={"last_record_id": newest[0] if newest else None, "last_hash": newest[1] if newest else ""},
+        )
+        head = AuditChainHead.objects.select_for_update().get(pk=HEAD_PK)
+    return head
 
 
 def record_audit(
@@ -20,12 +61,257 @@ def record_audit(
     """Append one audit record; callers invoke it inside the transaction of the change."""
     if stop_request is not None and charging_session is None:
         charging_session = stop_request.charging_session
-    return AuditRecord.objects.create(
-        event_type=event_type,
-        occurred_at=timezone.now(),
-        actor=actor,
-        charging_session=charging_session,
-        stop_request=stop_request,
-        correlation_id=stop_request.correlation_id if stop_request is not None else None,
-        data=data or {},
+    correlation_id = stop_request.correlation_id if stop_request is not None else None
+    data = normalise_data(data)
+    # savepoint=False: inside the caller's transaction this adds no query at all.
+    with transaction.atomic(savepoint=False):
+        head = _locked_head()
+        occurred_at = timezone.now()
+        content = canonical_bytes(
+            event_type=event_type,
+            occurred_at=occurred_at,
+            actor_id=actor.pk if actor is not None else None,
+            charging_session_id=charging_session.pk if charging_session is not None else None,
+            stop_request_id=stop_request.pk if stop_request is not None else None,
+            correlation_id=correlation_id,
+            data=data,
+        )
+        record_hash = chain_hash(head.last_hash, content)
+        record = AuditRecord.objects.create(
+            event_type=event_type,
+            occurred_at=occurred_at,
+            actor=actor,
+            charging_session=charging_session,
+            stop_request=stop_request,
+            correlation_id=correlation_id,
+            data=data,
+            prev_hash=head.last_hash,
+            record_hash=record_hash,
+        )
+        AuditChainHead.objects.filter(pk=HEAD_PK).update(last_hash=record_hash, last_record_id=record.pk)
+    return record
+
+
+# --- verification --------------------------------------------------------------------------------
+
+
+def _chain_rows(after_id: int | None):
+    rows = AuditRecord.objects.order_by("id").values_list(*CHAIN_FIELDS)
+    if after_id is not None:
+        rows = rows.filter(id__gt=after_id)
+    return rows.iterator(chunk_size=VERIFY_CHUNK_SIZE)
+
+
+def _broken(walk: ChainWalk, record_id: int | None, detail: str) -> ChainWalk:
+    walk.ok, walk.broken_id, walk.detail = False, record_id, detail
+    return walk
+
+
+def _check_chain() -> ChainWalk:
+    checkpoint = AuditCheckpoint.objects.order_by("-last_purged_id").first()
+    start_hash = checkpoint.last_purged_hash if checkpoint else ""
+    start_after = checkpoint.last_purged_id if checkpoint else None
+    walk = walk_chain(_chain_rows(start_after), start_hash=start_hash, start_after_id=start_after)
+    if not walk.ok:
+        return walk
+    if checkpoint is not None:
+        leftover = AuditRecord.objects.filter(id__lte=checkpoint.last_purged_id).order_by("id").first()
+        if leftover is not None:
+            return _broken(walk, leftover.pk, f"inserted: record {leftover.pk} is older than the purge checkpoint "
+                                              f"(everything up to id {checkpoint.last_purged_id} was purged)")
+    # The head must point at the newest record. Records appended while we walked move it on: walk those too.
+    for _ in range(10):
+        head = AuditChainHead.objects.filter(pk=HEAD_PK).values_list("last_record_id", "last_hash").first()
+        head_id, head_hash = head if head else (None, "")
+        if head_id == walk.last_id or (head_id is None and walk.last_id == start_after):
+            if head is not None and head_hash != walk.last_hash:
+                return _broken(walk, walk.last_id, f"edited: record {walk.last_id} does not match the chain head")
+            break
+        if head_id is not None and (walk.last_id is None or head_id > walk.last_id):
+            before = walk.checked
+            walk = walk_chain(_chain_rows(walk.last_id), start_hash=walk.last_hash, walk=walk)
+            if not walk.ok:
+                return walk
+            if walk.checked == before:
+                return _broken(walk, head_id, f"deleted: the newest record(s), up to id {head_id} where the chain "
+                                              f"head points, are missing (the last one left is {walk.last_id})")
+            continue
+        return _broken(walk, walk.last_id, f"inserted: records after id {head_id} (the chain head) were added "
+                                           "outside the audit service")
+    # The newest record of the previous verification must still be there, unchanged.
+    anchor = (
+        AuditRecord.objects.filter(event_type=Event.AUDIT_VERIFIED).order_by("-id").values_list("data", flat=True).first()
     )
+    anchor_id = (anchor or {}).get("chain_last_id")
+    if anchor_id and (start_after is None or anchor_id > start_after):
+        found = AuditRecord.objects.filter(pk=anchor_id).values_list("record_hash", flat=True).first()
+        if found != anchor.get("chain_last_hash"):
+            what = "deleted" if found is None else "edited"
+            return _broken(walk, anchor_id, f"{what}: record {anchor_id}, the newest record at the previous "
+                                            "verification, is no longer in the chain as it was")
+    return walk
+
+
+def verify_audit_chain(*, acting_user=None) -> AuditVerification:
+    """Walk the whole chain in id order, store the result and append an AUDIT_VERIFIED record."""
+    started_at = timezone.now()
+    walk = _check_chain()
+    with transaction.atomic():
+        verification = AuditVerification.objects.create(
+            started_at=started_at,
+            finished_at=timezone.now(),
+            ok=walk.ok,
+            records_checked=walk.checked,
+            first_broken_id=walk.broken_id,
+            detail=walk.detail or f"{walk.checked} records checked, chain intact",
+        )
+        record_audit(
+            event_type=Event.AUDIT_VERIFIED,
+            actor=acting_user,
+            data={
+                "verification_id": verification.pk,
+                "ok": walk.ok,
+                "records_checked": walk.checked,
+                "first_broken_id": walk.broken_id,
+                "detail": verification.detail,
+                "chain_last_id": walk.last_id if walk.ok else None,
+                "chain_last_hash": walk.last_hash if walk.ok else None,
+            },
+        )
+    log = logger.info if walk.ok else logger.error
+    log("audit chain verification: %s", verification.detail)
+    return verification
+
+
+# --- retention -----------------------------------------------------------------------------------
+
+
+class PurgeRefused(Exception):
+    """The purge may not run (legal hold, retention period); the message says why."""
+
+
+@dataclass
+class PurgePlan:
+    before: datetime
+    count: int = 0
+    first_id: int | None = None
+    last_id: int | None = None
+    last_hash: str = ""
+    committed: bool = False
+    checkpoint: AuditCheckpoint | None = field(default=None, repr=False)
+
+
+def active_legal_hold() -> LegalHold | None:
+    return LegalHold.objects.filter(released_at__isnull=True).select_related("set_by").order_by("set_at").first()
+
+
+def _refuse_if_held() -> None:
+    hold = active_legal_hold()
+    if hold is not None:
+        by = hold.set_by.get_username() if hold.set_by else "system"
+        raise PurgeRefused(
+            f"Legal hold #{hold.pk} is active (set by {by} on {timezone.localtime(hold.set_at):%Y-%m-%d}: "
+            f"“{hold.reason}”); nothing may be purged until it is released."
+        )
+
+
+def _purge_plan(before: datetime) -> PurgePlan:
+    # Only a prefix of the chain (in id order) is removed: everything before the first record
+    # that is not older than `before`.
+    first_kept = AuditRecord.objects.filter(occurred_at__gte=before).order_by("id").values_list("id", flat=True).first()
+    candidates = AuditRecord.objects.all() if first_kept is None else AuditRecord.objects.filter(id__lt=first_kept)
+    stats = candidates.aggregate(count=Count("id"), first=Min("id"), last=Max("id"))
+    plan = PurgePlan(before=before, count=stats["count"], first_id=stats["first"], last_id=stats["last"])
+    if plan.last_id is not None:
+        plan.last_hash = AuditRecord.objects.filter(pk=plan.last_id).values_list("record_hash", flat=True).get()
+    return plan
+
+
+def purge_audit_records(*, before: datetime, commit: bool = False, acting_user=None) -> PurgePlan:
+    """Delete audit records older than `before` (a dry run unless `commit`), leaving a checkpoint.
+
+    Refused while a legal hold is active, and for records younger than AUDIT_RETENTION_DAYS.
+    """
+    oldest_allowed = timezone.now() - timedelta(days=settings.AUDIT_RETENTION_DAYS)
+    if before > oldest_allowed:
+        raise PurgeRefused(
+            f"Audit records are kept for {settings.AUDIT_RETENTION_DAYS} days (AUDIT_RETENTION_DAYS): "
+            f"choose a date on or before {timezone.localtime(oldest_allowed):%Y-%m-%d}."
+        )
+    _refuse_if_held()
+    plan = _purge_plan(before)
+    if not commit or plan.count == 0:
+        return plan
+    with transaction.atomic():
+        _locked_head()  # no append, legal hold or other purge runs meanwhile
+        _refuse_if_held()
+        plan = _purge_plan(before)
+        if plan.count:
+            with connection.cursor() as cursor:
+                if connection.vendor == "postgresql":
+                    # The append-only trigger lets this transaction, and only it, delete.
+                    cursor.execute("SET LOCAL portal.audit_purge = 'on'")
+            low = plan.first_id - 1
+            while low < plan.last_id:
+                high = min(low + PURGE_BATCH_SIZE, plan.last_id)
+                AuditRecord.objects.filter(id__gt=low, id__lte=high)._raw_delete(connection.alias)
+                low = high
+            plan.checkpoint = AuditCheckpoint.objects.create(
+                created_at=timezone.now(),
+                purged_before=before,
+                purged_count=plan.count,
+                last_purged_id=plan.last_id,
+                last_purged_hash=plan.last_hash,
+                actor=acting_user,
+            )
+            record_audit(
+                event_type=Event.AUDIT_PURGED,
+                actor=acting_user,
+                data={
+                    "purged_before": before.isoformat(),
+                    "count": plan.count,
+                    "first_id": plan.first_id,
+                    "last_id": plan.last_id,
+                    "last_hash": plan.last_hash,
+                    "checkpoint_id": plan.checkpoint.pk,
+                    "retention_days": settings.AUDIT_RETENTION_DAYS,
+                },
+            )
+            plan.committed = True
+    logger.warning("purged %s audit records older than %s (ids %s-%s)", plan.count, before, plan.first_id, plan.last_id)
+    return plan
+
+
+# --- legal holds ---------------------------------------------------------------------------------
+
+
+def set_legal_hold(*, reason: str, acting_user) -> LegalHold:
+    """Stop every purge until the hold is released."""
+    reason = (reason or "").strip()
+    if not reason:
+        raise ValueError("A legal hold needs a reason (for example the case or authority that requires it).")
+    with transaction.atomic():
+        hold = LegalHold.objects.create(reason=reason[:500], set_by=acting_user, set_at=timezone.now())
+        record_audit(
+            event_type=Event.LEGAL_HOLD_CHANGED,
+            actor=acting_user,
+            data={"action": "set", "hold_id": hold.pk, "reason": hold.reason},
+        )
+    return hold
+
+
+def release_legal_hold(*, hold_id: int, acting_user) -> LegalHold:
+    """Release one hold; purges stay refused while any other hold is active."""
+    with transaction.atomic():
+        hold = LegalHold.objects.select_for_update().get(pk=hold_id)
+        if hold.released_at is not None:
+            return hold
+        hold.released_at = timezone.now()
+        hold.released_by = acting_user
+        hold.save(update_fields=["released_at", "released_by"])
+        record_audit(
+            event_type=Event.LEGAL_HOLD_CHANGED,
+            actor=acting_user,
+            data={"action": "released", "hold_id": hold.pk, "reason": hold.reason},
+        )
+    return hold

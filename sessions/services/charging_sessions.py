@@ -23,8 +23,14 @@ def create_charging_session(
     energy_kwh=None,
     acting_user=None,
     source: str = "",
+    learned_late: bool = False,
+    status: str = ChargingSession.Status.ACTIVE,
 ) -> ChargingSession:
-    """Record a session the portal learns about; IDs are validated and stored upper case."""
+    """Record a session the portal learns about; IDs are validated and stored upper case.
+
+    `learned_late`: the portal first hears of it from something other than a Start (a later
+    notification or the CDR); `status` lets such a session start out CHARGING_ENDED or CLOSED.
+    """
     if not ids.is_session_id(session_id):
         raise ValueError(f"{session_id!r} is not a Hubject SessionID")
     if not ids.is_provider_id(provider_id):
@@ -41,11 +47,14 @@ def create_charging_session(
             started_at=started_at,
             energy_kwh=energy_kwh,
             last_update_at=timezone.now(),
+            learned_late=learned_late,
+            status=status,
         )
         record_audit(
             event_type=Event.SESSION_CREATED,
             actor=acting_user,
             charging_session=charging_session,
-            data={"source": source, "session_id": charging_session.session_id, "evse_id": evse_id},
+            data={"source": source, "session_id": charging_session.session_id, "evse_id": evse_id,
+                  "status": charging_session.status, "learned_late": learned_late},
         )
     return charging_session

@@ -90,7 +90,13 @@ def request_remote_stop(
                 "evse_id": charging_session.evse_id,
             },
         )
-        transaction.on_commit(lambda: dispatch_remote_stop(stop_request_id=stop_request.pk))
+
+        def queue() -> None:
+            # Not stored: tells the caller (the agent's view) whether the broker took the message
+            # right away. False means the row waits as PENDING for the sweeper; nothing is lost.
+            stop_request.queued = dispatch_remote_stop(stop_request_id=stop_request.pk)
+
+        transaction.on_commit(queue)
     logger.info("stop request %s queued for %s", stop_request.pk, charging_session.session_id)
     return stop_request
 

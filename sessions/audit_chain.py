@@ -1,0 +1,140 @@
+"""The audit trail's hash chain: canonical bytes of a record, its hash, and the walk that checks it.
+
+No ORM here, so the data migration that back-fills old records, the audit service, the
+verification and the tests all hash exactly the same way.
+
+    record_hash = sha256(prev_hash (64 hex chars, "" for the first record) + canonical_bytes)
+
+canonical_bytes is compact JSON (sorted keys, no spaces, UTF-8) of the record's content:
+event_type, occurred_at (ISO 8601 in UTC with microseconds), actor_id, charging_session_id,
+stop_request_id, correlation_id (canonical UUID text or null) and data. The record's id is not
+part of it (it is assigned on insert); the order of the chain is the order of the ids.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+# The order of the columns a verification reads (values_list order).
+CHAIN_FIELDS = (
+    "id",
+    "event_type",
+    "occurred_at",
+    "actor_id",
+    "charging_session_id",
+    "stop_request_id",
+    "correlation_id",
+    "data",
+    "prev_hash",
+    "record_hash",
+)
+
+
+def normalise_data(data: dict[str, Any] | None) -> dict[str, Any]:
+    """The data as it will read back from the JSON column (tuples become lists, keys strings)."""
+    return json.loads(json.dumps(data or {}))
+
+
+def _utc_iso(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def canonical_bytes(
+    *,
+    event_type: str,
+    occurred_at: datetime,
+    actor_id: int | None,
+    charging_session_id: int | None,
+    stop_request_id: int | None,
+    correlation_id: uuid.UUID | str | None,
+    data: dict[str, Any],
+) -> bytes:
+    content = {
+        "actor_id": actor_id,
+        "charging_session_id": charging_session_id,
+        "correlation_id": str(uuid.UUID(str(correlation_id))) if correlation_id else None,
+        "data": data,
+        "event_type": event_type,
+        "occurred_at": _utc_iso(occurred_at),
+        "stop_request_id": stop_request_id,
+    }
+    return json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def chain_hash(prev_hash: str, content: bytes) -> str:
+    return hashlib.sha256(prev_hash.encode("ascii") + content).hexdigest()
+
+
+def row_hash(row: tuple) -> str:
+    """The hash a row read in CHAIN_FIELDS order should carry, given its own prev_hash."""
+    _id, event_type, occurred_at, actor_id, session_id, stop_id, correlation_id, data, prev_hash, _ = row
+    content = canonical_bytes(
+        event_type=event_type,
+        occurred_at=occurred_at,
+        actor_id=actor_id,
+        charging_session_id=session_id,
+        stop_request_id=stop_id,
+        correlation_id=correlation_id,
+        data=data if isinstance(data, dict) else json.loads(data or "{}"),
+    )
+    return chain_hash(prev_hash or "", content)
+
+
+@dataclass
+class ChainWalk:
+    """The outcome of walking part of the chain."""
+
+    ok: bool = True
+    checked: int = 0
+    last_id: int | None = None
+    last_hash: str = ""
+    broken_id: int | None = None
+    detail: str = ""
+
+
+def walk_chain(rows: Iterable[tuple], *, start_hash: str, start_after_id: int | None = None,
+               walk: ChainWalk | None = None) -> ChainWalk:
+    """Check rows (CHAIN_FIELDS order, ascending id) against the chain; stop at the first break.
+
+    Each record must carry the hash of the record before it (prev_hash) and a record_hash that
+    matches its own content. When a record fails, the next one tells what happened to it: when
+    the next record links to the hash *before* the failing one, the failing record was inserted
+    (the chain runs past it); otherwise a content mismatch means it was edited, and a link
+    mismatch means a record before it is missing (deleted) or was re-hashed.
+    """
+    walk = walk or ChainWalk(last_id=start_after_id, last_hash=start_hash)
+    expected = walk.last_hash
+    iterator: Iterator[tuple] = iter(rows)
+    for row in iterator:
+        record_id, prev_hash, record_hash = row[0], row[8] or "", row[9] or ""
+        content_ok = bool(record_hash) and row_hash(row) == record_hash
+        link_ok = prev_hash == expected
+        if content_ok and link_ok:
+            walk.checked += 1
+            walk.last_id, walk.last_hash, expected = record_id, record_hash, record_hash
+            continue
+        following = next(iterator, None)
+        walk.ok, walk.broken_id = False, record_id
+        previous = f"id {walk.last_id}" if walk.last_id is not None else "the start of the chain"
+        if following is not None and (following[8] or "") == expected:
+            walk.detail = (
+                f"inserted: record {record_id} is not part of the chain; the record after it "
+                f"({following[0]}) links straight to {previous}"
+            )
+        elif not record_hash:
+            walk.detail = f"inserted: record {record_id} has no hash (not written by the audit service)"
+        elif not content_ok:
+            walk.detail = f"edited: the content of record {record_id} no longer matches its hash"
+        else:
+            walk.detail = (
+                f"deleted: record {record_id} links to a record that is missing; one or more records "
+                f"between {previous} and {record_id} were deleted (or re-hashed)"
+            )
+        return walk
+    return walk

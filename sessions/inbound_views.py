@@ -1,0 +1,198 @@
+"""The OICP endpoints Hubject (HBS) pushes to: charging notifications and charge detail records.
+
+Machine endpoints: no login, no CSRF token; the caller is checked by address (and, behind a
+TLS-terminating proxy, by the proxy's client-certificate verdict). Thin: check the caller, read at
+most the size limit, parse and validate (`sessions.oicp.inbound`), one service call, answer an
+eRoamingAcknowledgement. Every answer is an acknowledgement, whatever came in:
+
+  200  Result true,  000  accepted (a repeated CDR too: it is acknowledged, not stored twice)
+  400  Result false, 022  the message breaks a rule; AdditionalInfo names the field(s)
+  403  Result false, 017  the caller may not call (audited as INBOUND_REFUSED, without the body)
+  405  Result false, 022  not a POST
+  413  Result false, 022  body larger than OICP_INBOUND_MAX_BODY_BYTES (not read)
+  503  Result false, 021  the database is unavailable; HBS may try again
+
+Only an accepted message changes the database (and a refused caller's audit record).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from functools import lru_cache
+from ipaddress import IPv4Address, IPv6Address, ip_address, ip_network
+
+from django.conf import settings
+from django.db import OperationalError
+from django.http import HttpRequest, HttpResponse
+from django.views.decorators.csrf import csrf_exempt
+
+from . import services
+from .oicp import inbound
+
+logger = logging.getLogger(__name__)
+
+CONTENT_TYPE = "application/json;charset=UTF-8"
+MAX_FORWARDED_HOPS = 32
+
+
+def _ack(
+    *,
+    status: int,
+    code: str,
+    description: str,
+    additional_info: str | None = None,
+    echo: dict[str, str] | None = None,
+) -> HttpResponse:
+    echo = echo or {}
+    body = {
+        "Result": code == "000",
+        "StatusCode": {"Code": code, "Description": description, "AdditionalInfo": additional_info},
+        "SessionID": echo.get("SessionID"),
+        "CPOPartnerSessionID": echo.get("CPOPartnerSessionID"),
+        "EMPPartnerSessionID": echo.get("EMPPartnerSessionID"),
+    }
+    return HttpResponse(json.dumps(body), status=status, content_type=CONTENT_TYPE)
+
+
+def _data_error(status: int, additional_info: str, echo: dict[str, str] | None = None) -> HttpResponse:
+    return _ack(status=status, code="022", description="Data error", additional_info=additional_info, echo=echo)
+
+
+# --- who may call ----------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=16)
+def _networks(cidrs: tuple[str, ...]):
+    return tuple(ip_network(cidr.strip(), strict=False) for cidr in cidrs if cidr.strip())
+
+
+def _address(value: str) -> IPv4Address | IPv6Address | None:
+    try:
+        address = ip_address(value.strip().removeprefix("[").removesuffix("]"))
+    except ValueError:
+        return None
+    if isinstance(address, IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+def _within(address, networks) -> bool:
+    return any(address in network for network in networks)
+
+
+def _check_caller(request: HttpRequest) -> tuple[str | None, str]:
+    """The client's address and, when it may not call, why (empty when it may)."""
+    remote = _address(request.META.get("REMOTE_ADDR", ""))
+    if remote is None:
+        return None, "no usable REMOTE_ADDR"
+    proxies = _networks(tuple(settings.OICP_INBOUND_TRUSTED_PROXIES))
+    via_proxy = _within(remote, proxies)
+    client = remote
+    if via_proxy:
+        forwarded = request.headers.get("X-Forwarded-For", "")
+        if forwarded.strip():
+            # The rightmost hop not itself a trusted proxy: what the proxies saw, not what the
+            # client claims (a client may put anything at the left of the header).
+            for hop in reversed(forwarded.split(",")[-MAX_FORWARDED_HOPS:]):
+                address = _address(hop)
+                if address is None:
+                    return str(remote), "unreadable X-Forwarded-For"
+                client = address
+                if not _within(address, proxies):
+                    break
+    header = settings.OICP_INBOUND_VERIFIED_HEADER
+    if header:
+        if not via_proxy:
+            return str(client), f"{header} required: not through a trusted proxy"
+        if request.headers.get(header, "") != settings.OICP_INBOUND_VERIFIED_VALUE:
+            return str(client), f"{header} is not {settings.OICP_INBOUND_VERIFIED_VALUE}"
+    if not _within(client, _networks(tuple(settings.OICP_INBOUND_ALLOWED_NETWORKS))):
+        return str(client), "address not in OICP_INBOUND_ALLOWED_NETWORKS"
+    return str(client), ""
+
+
+# --- the two endpoints -----------------------------------------------------------------------
+
+
+def _guard(request: HttpRequest) -> tuple[str | None, bytes | None, HttpResponse | None]:
+    """Caller, method and size checks; the body when they pass, else the answer to give."""
+    client, refusal = _check_caller(request)
+    if refusal:
+        logger.warning("inbound OICP call refused: %s from %s to %s", refusal, client, request.path[:200])
+        services.record_inbound_refusal(
+            client_address=client, path=request.path, method=request.method or "", reason=refusal
+        )
+        return client, None, _ack(status=403, code="017", description="Unauthorized Access")
+    if request.method != "POST":
+        response = _data_error(405, f"Method {request.method[:10]} not allowed: POST only")
+        response["Allow"] = "POST"
+        return client, None, response
+    limit = settings.OICP_INBOUND_MAX_BODY_BYTES
+    declared = request.META.get("CONTENT_LENGTH") or ""
+    if declared:
+        try:
+            length = int(declared)
+        except ValueError:
+            length = -1
+        if length < 0:
+            return client, None, _data_error(400, "Content-Length: not a number of bytes")
+        if length > limit:
+            return client, None, _data_error(413, f"body: larger than {limit} bytes")
+    body = request.read(limit + 1)
+    if len(body) > limit:
+        return client, None, _data_error(413, f"body: larger than {limit} bytes")
+    return client, body, None
+
+
+@csrf_exempt
+def charging_notifications(request: HttpRequest) -> HttpResponse:
+    """POST /api/oicp/notificationmgmt/v11/charging-notifications (Start, Progress, End, Error)."""
+    client, body, refusal = _guard(request)
+    if refusal is not None:
+        return refusal
+    try:
+        raw, notification = inbound.parse_charging_notification(body)
+    except inbound.InboundError as error:
+        logger.warning("charging notification refused (022): %s", error.summary)
+        return _data_error(400, error.summary, error.echo)
+    try:
+        services.record_charging_notification(notification=notification, raw=raw, remote_addr=client)
+    except OperationalError:
+        logger.exception("charging notification for %s not recorded", notification.session_id)
+        return _ack(status=503, code="021", description="System error", echo=_echo(notification))
+    logger.info("charging notification %s for %s recorded", notification.type, notification.session_id)
+    return _ack(status=200, code="000", description="Success", echo=_echo(notification))
+
+
+@csrf_exempt
+def charge_detail_record(request: HttpRequest, operator_id: str) -> HttpResponse:
+    """POST /api/oicp/cdrmgmt/v22/operators/{operatorID}/charge-detail-record."""
+    client, body, refusal = _guard(request)
+    if refusal is not None:
+        return refusal
+    try:
+        raw, cdr = inbound.parse_charge_detail_record(body, path_operator_id=operator_id)
+    except inbound.InboundError as error:
+        logger.warning("CDR refused (022): %s", error.summary)
+        return _data_error(400, error.summary, error.echo)
+    try:
+        outcome = services.record_cdr(cdr=cdr, raw=raw, source="PUSH", remote_addr=client)
+    except OperationalError:
+        logger.exception("CDR for %s not recorded", cdr.session_id)
+        return _ack(status=503, code="021", description="System error", echo=_echo(cdr))
+    logger.info("CDR for %s recorded%s", cdr.session_id, " (duplicate, not stored again)" if outcome.duplicate else "")
+    info = "Duplicate: a CDR for this SessionID was already received; not stored again" if outcome.duplicate else None
+    return _ack(status=200, code="000", description="Success", additional_info=info, echo=_echo(cdr))
+
+
+def _echo(message) -> dict[str, str]:
+    return {
+        name: value
+        for name, value in (
+            ("SessionID", message.session_id),
+            ("CPOPartnerSessionID", message.cpo_partner_session_id),
+            ("EMPPartnerSessionID", message.emp_partner_session_id),
+        )
+        if value is not None
+    }

@@ -1,0 +1,269 @@
+"""Reads for the stop history, a stop request's timeline and the audit-log export.
+
+Kept beside `selectors.py` (the agent's screens). Every list is a constant number of queries:
+related rows come with select_related, counts are one COUNT, ordering always ends with the
+primary key so pages are stable and the indexes on requested_at / id can serve them.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import date, datetime, time, timedelta
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.db.models import Q, QuerySet
+from django.utils import timezone
+
+from .models import (
+    AuditExport,
+    AuditRecord,
+    AuditVerification,
+    ChargeDetailRecord,
+    ChargingSession,
+    InboundMessage,
+    RemoteStopRequest,
+    StopReason,
+)
+
+
+def _start_of_day(day: date) -> datetime:
+    return timezone.make_aware(datetime.combine(day, time.min))
+
+
+def _date_range_q(field_name: str, date_from: date | None, date_to: date | None) -> Q:
+    """Both days inclusive, in the portal's time zone."""
+    q = Q()
+    if date_from:
+        q &= Q(**{f"{field_name}__gte": _start_of_day(date_from)})
+    if date_to:
+        q &= Q(**{f"{field_name}__lt": _start_of_day(date_to + timedelta(days=1))})
+    return q
+
+
+def _search_q(query: str) -> Q:
+    """SessionID (exact), EvseID (exact or prefix); index-friendly lookups only."""
+    query = query.strip()
+    upper = query.upper()
+    return (
+        Q(charging_session__session_id=query.lower())
+        | Q(charging_session__evse_id=upper)
+        | Q(charging_session__evse_id__startswith=upper)
+    )
+
+
+# --- stop history ------------------------------------------------------------------------------
+
+# What the history may be sorted by: URL value -> ORM ordering (the pk always breaks ties).
+HISTORY_SORTS: dict[str, tuple[str, ...]] = {
+    "requested": ("requested_at", "pk"),
+    "-requested": ("-requested_at", "-pk"),
+    "agent": ("requested_by__username", "-requested_at", "-pk"),
+    "-agent": ("-requested_by__username", "-requested_at", "-pk"),
+    "operator": ("charging_session__operator_id", "-requested_at", "-pk"),
+    "-operator": ("-charging_session__operator_id", "-requested_at", "-pk"),
+    "state": ("state", "-requested_at", "-pk"),
+    "-state": ("-state", "-requested_at", "-pk"),
+    "code": ("oicp_code", "-requested_at", "-pk"),
+    "-code": ("-oicp_code", "-requested_at", "-pk"),
+    "attempts": ("attempt_count", "-requested_at", "-pk"),
+    "-attempts": ("-attempt_count", "-requested_at", "-pk"),
+    "confirmation": ("time_to_confirmation", "-requested_at", "-pk"),
+    "-confirmation": ("-time_to_confirmation", "-requested_at", "-pk"),
+}
+DEFAULT_HISTORY_SORT = "-requested"
+
+
+@dataclass(frozen=True)
+class StopHistoryFilters:
+    date_from: date | None = None
+    date_to: date | None = None
+    agent_id: int | None = None
+    operator_id: str = ""
+    state: str = ""
+    oicp_code: str = ""
+    reason: str = ""
+    q: str = ""
+    sort: str = DEFAULT_HISTORY_SORT
+
+
+def stop_history(*, filters: StopHistoryFilters, only_requested_by=None) -> QuerySet[RemoteStopRequest]:
+    """Stop requests matching the filters; only one agent's own when `only_requested_by` is given."""
+    stops = RemoteStopRequest.objects.select_related("charging_session", "requested_by")
+    if only_requested_by is not None:
+        stops = stops.filter(requested_by=only_requested_by)
+    stops = stops.filter(_date_range_q("requested_at", filters.date_from, filters.date_to))
+    if filters.agent_id:
+        stops = stops.filter(requested_by_id=filters.agent_id)
+    if filters.operator_id:
+        stops = stops.filter(charging_session__operator_id=filters.operator_id.strip().upper())
+    if filters.state:
+        stops = stops.filter(state=filters.state)
+    if filters.oicp_code:
+        stops = stops.filter(oicp_code=filters.oicp_code)
+    if filters.reason:
+        stops = stops.filter(reason=filters.reason)
+    if filters.q.strip():
+        stops = stops.filter(_search_q(filters.q) | Q(case_reference=filters.q.strip()))
+    return stops.order_by(*HISTORY_SORTS.get(filters.sort, HISTORY_SORTS[DEFAULT_HISTORY_SORT]))
+
+
+def portal_users() -> list[tuple[int, str]]:
+    """(id, username) of every user, for the agent and actor filters (the user table is small)."""
+    return list(get_user_model().objects.order_by("username").values_list("pk", "username"))
+
+
+def stop_oicp_codes() -> list[str]:
+    return list(
+        RemoteStopRequest.objects.exclude(oicp_code="").order_by("oicp_code").values_list("oicp_code", flat=True).distinct()
+    )
+
+
+# --- one stop request's timeline ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TimelineEntry:
+    at: datetime
+    kind: str  # "audit", "inbound", "cdr"
+    item: Any
+
+
+@dataclass(frozen=True)
+class StopTimeline:
+    stop_request: RemoteStopRequest
+    entries: list[TimelineEntry]
+    audit_count: int
+    inbound_count: int
+    cdr: ChargeDetailRecord | None
+
+
+def get_history_stop_request(*, pk: int, only_requested_by=None) -> RemoteStopRequest | None:
+    stops = RemoteStopRequest.objects.select_related("charging_session", "requested_by")
+    if only_requested_by is not None:
+        stops = stops.filter(requested_by=only_requested_by)
+    return stops.filter(pk=pk).first()
+
+
+def stop_timeline(*, stop_request: RemoteStopRequest, limit: int = 500) -> StopTimeline:
+    """Every audit record of the request and the session's inbound messages and CDR, oldest first."""
+    records = list(
+        AuditRecord.objects.filter(stop_request=stop_request).select_related("actor").order_by("occurred_at", "pk")[:limit]
+    )
+    inbound = list(
+        InboundMessage.objects.filter(charging_session_id=stop_request.charging_session_id).order_by("received_at", "pk")[
+            :limit
+        ]
+    )
+    cdr = ChargeDetailRecord.objects.filter(charging_session_id=stop_request.charging_session_id).first()
+    entries = [TimelineEntry(r.occurred_at, "audit", r) for r in records]
+    entries += [TimelineEntry(m.received_at, "inbound", m) for m in inbound if m.kind != InboundMessage.Kind.CDR or cdr is None]
+    if cdr is not None:
+        entries.append(TimelineEntry(cdr.received_at, "cdr", cdr))
+    entries.sort(key=lambda entry: entry.at)
+    return StopTimeline(stop_request, entries, len(records), len(inbound), cdr)
+
+
+# --- the audit log, as exported --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AuditLogFilters:
+    """What an audit-log export selects; stored with the export (JSON) so a job can re-run it."""
+
+    date_from: date | None = None
+    date_to: date | None = None
+    event_type: str = ""
+    actor: str = ""  # a username, or "system" for records without an actor
+    operator_id: str = ""
+    q: str = ""  # correlation id, SessionID, EvseID (or its prefix) or case reference
+    # Records appended after the export was prepared are not part of it.
+    max_id: int | None = field(default=None, compare=False)
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        for key in ("date_from", "date_to"):
+            data[key] = data[key].isoformat() if data[key] else None
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> AuditLogFilters:
+        data = dict(data)
+        for key in ("date_from", "date_to"):
+            data[key] = date.fromisoformat(data[key]) if data.get(key) else None
+        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+
+    def summary(self) -> str:
+        """The selection in words, as the export page, the file header and the audit record say it."""
+        parts = []
+        if self.date_from and self.date_to:
+            parts.append(f"from {self.date_from:%Y-%m-%d} to {self.date_to:%Y-%m-%d}")
+        elif self.date_from:
+            parts.append(f"from {self.date_from:%Y-%m-%d}")
+        elif self.date_to:
+            parts.append(f"up to {self.date_to:%Y-%m-%d}")
+        else:
+            parts.append("all dates")
+        if self.event_type:
+            label = AuditRecord.EventType(self.event_type).label if self.event_type in AuditRecord.EventType.values else self.event_type
+            parts.append(f"event {label} ({self.event_type})")
+        if self.actor:
+            parts.append(f"actor {self.actor}")
+        if self.operator_id:
+            parts.append(f"OperatorID {self.operator_id.upper()}")
+        if self.q:
+            parts.append(f"matching “{self.q}”")
+        if self.max_id is not None:
+            parts.append(f"records up to id {self.max_id}")
+        zone = timezone.get_current_timezone_name()
+        return f"Audit records, {', '.join(parts)} (days in {zone})"
+
+
+def audit_log(*, filters: AuditLogFilters) -> QuerySet[AuditRecord]:
+    """Audit records matching the filters, in chain (id) order."""
+    records = AuditRecord.objects.filter(_date_range_q("occurred_at", filters.date_from, filters.date_to))
+    if filters.event_type:
+        records = records.filter(event_type=filters.event_type)
+    if filters.actor:
+        if filters.actor == "system":
+            records = records.filter(actor__isnull=True)
+        else:
+            records = records.filter(actor__username=filters.actor)
+    if filters.operator_id:
+        records = records.filter(charging_session__operator_id=filters.operator_id.strip().upper())
+    query = filters.q.strip()
+    if query:
+        try:
+            records = records.filter(correlation_id=uuid.UUID(query))
+        except ValueError:
+            records = records.filter(_search_q(query) | Q(stop_request__case_reference=query))
+    if filters.max_id is not None:
+        records = records.filter(id__lte=filters.max_id)
+    return records.order_by("id")
+
+
+def newest_audit_record_id() -> int | None:
+    return AuditRecord.objects.order_by("-id").values_list("id", flat=True).first()
+
+
+def recent_exports(*, limit: int = 20) -> list[AuditExport]:
+    return list(AuditExport.objects.select_related("requested_by").order_by("-requested_at", "-pk")[:limit])
+
+
+def get_export(*, pk: int) -> AuditExport | None:
+    return AuditExport.objects.select_related("requested_by").filter(pk=pk).first()
+
+
+def latest_verification() -> AuditVerification | None:
+    return AuditVerification.objects.order_by("-started_at", "-pk").first()
+
+
+__all__ = [
+    "AuditLogFilters",
+    "StopHistoryFilters",
+    "StopReason",
+    "audit_log",
+    "stop_history",
+    "stop_timeline",
+]

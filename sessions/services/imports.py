@@ -1,0 +1,478 @@
+"""Import the EMP's own session feed (JSON Lines): upsert charging sessions by Hubject SessionID.
+
+One JSON object per line, UTF-8 (a BOM is allowed), blank lines ignored:
+
+    {"SessionID": "f98efba4-02d8-4fa0-b810-9a9d50d2c527",   required, Hubject's GUID-shaped SessionID
+     "EvseID": "DE*ACC*E0042*1",                            required, an OICP EvseID
+     "ProviderID": "DE-EMP",                                optional, default OICP_PROVIDER_ID
+     "EMPPartnerSessionID": "EMP-1", "CPOPartnerSessionID": "CPO-9",   optional, at most 250 characters
+     "Status": "ACTIVE",                 optional: ACTIVE, CHARGING_ENDED or CLOSED (new sessions:
+                                         CLOSED when SessionEnd is given, else ACTIVE)
+     "SessionStart": "2026-01-05T10:00:00+01:00",           required, ISO 8601 with a UTC offset
+     "SessionEnd": "2026-01-05T11:02:00+01:00",             optional, not before SessionStart; not with ACTIVE
+     "ConsumedEnergy": 12.345}                              optional, kWh, at most 3 decimals, not negative
+
+A SessionID the portal does not know creates a session (SESSION_CREATED); a known one is updated
+with the fields the line gives (SESSION_UPDATED naming each change); absent or null fields are left
+as they are. A line is bad, and changes nothing, when it breaks these rules, repeats a SessionID
+of an earlier line, gives a known session another EvseID or ProviderID, moves its status
+backwards (ACTIVE → CHARGING_ENDED → CLOSED only), changes what Hubject's CDR settled, or would
+close a session whose stop is still being sent.
+
+`import_sessions` is a dry run unless `commit`; with any bad line nothing is written unless
+`skip_bad`. A commit runs in one transaction, with one SESSIONS_IMPORTED audit record.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from typing import IO, Any, Iterator
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from ..models import AuditRecord, ChargingSession, RemoteStopRequest
+from ..oicp import ids
+from .audit import record_audit
+from .charging_sessions import create_charging_session
+
+Event = AuditRecord.EventType
+Status = ChargingSession.Status
+
+MAX_LINE_BYTES = 64 * 1024
+MAX_REPORTED_ERRORS = 1000
+LOOKUP_BATCH = 500
+STATUS_ORDER = {Status.ACTIVE: 0, Status.CHARGING_ENDED: 1, Status.CLOSED: 2}
+FIELDS = ("SessionID", "EvseID", "ProviderID", "EMPPartnerSessionID", "CPOPartnerSessionID", "Status",
+          "SessionStart", "SessionEnd", "ConsumedEnergy")
+_THOUSANDTH = Decimal("0.001")
+MAX_KWH = Decimal("999999999.999")
+
+
+class ImportFileError(Exception):
+    """The file as a whole cannot be read (the message says why)."""
+
+
+@dataclass(frozen=True)
+class SessionLine:
+    line: int
+    session_id: str
+    evse_id: str
+    provider_id: str | None
+    emp_partner_session_id: str | None
+    cpo_partner_session_id: str | None
+    status: str | None
+    started_at: datetime
+    ended_at: datetime | None
+    energy_kwh: Decimal | None
+
+
+@dataclass
+class PlannedChange:
+    line: int
+    session_id: str
+    action: str  # "create", "update" or "unchanged"
+    changes: dict[str, tuple[Any, Any]] = field(default_factory=dict)
+
+    def describe(self, *, done: bool = True) -> str:
+        would = "" if done else "would "
+        if self.action == "create":
+            return f"line {self.line}: {would}create {self.session_id}"
+        if self.action == "unchanged":
+            return f"line {self.line}: {self.session_id} unchanged"
+        parts = ", ".join(f"{name} {_show(old)} → {_show(new)}" for name, (old, new) in self.changes.items())
+        return f"line {self.line}: {would}update {self.session_id}: {parts}"
+
+
+@dataclass
+class ImportReport:
+    source: str
+    commit: bool
+    skip_bad: bool
+    lines: int = 0
+    blank: int = 0
+    bad: int = 0
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    written: bool = False  # something was written to the database
+    errors: list[str] = field(default_factory=list)  # "line 7: EvseID: 'XX' is not an EvseID"
+    planned: list[PlannedChange] = field(default_factory=list)
+    audit_record_id: int | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.bad == 0
+
+    @property
+    def refused(self) -> bool:
+        """A commit that wrote nothing because of bad lines."""
+        return self.commit and self.bad > 0 and not self.skip_bad
+
+    def error(self, line: int, message: str) -> None:
+        self.bad += 1
+        if len(self.errors) < MAX_REPORTED_ERRORS:
+            self.errors.append(f"line {line}: {message}")
+
+    def summary(self) -> str:
+        mode = "Imported" if self.written else ("Would import" if not self.refused else "Refused to import")
+        text = (f"{mode} {self.source}: {self.lines} line(s), {self.blank} blank, {self.bad} bad; "
+                f"{self.created} to create, {self.updated} to update, {self.unchanged} unchanged.")
+        if self.written:
+            text = (f"Imported {self.source}: {self.lines} line(s), {self.blank} blank, {self.bad} bad (skipped); "
+                    f"{self.created} created, {self.updated} updated, {self.unchanged} unchanged.")
+        elif self.refused:
+            text += " Nothing was written: fix the bad lines, or pass --skip-bad to import the good ones."
+        elif not self.commit:
+            text += " Dry run: nothing was written (pass --commit to write)."
+        return text
+
+
+# --- reading and validating ------------------------------------------------------------------
+
+
+def _lines(stream: IO[bytes]) -> Iterator[tuple[int, bytes | None]]:
+    """(line number, bytes) per line; None for a line longer than MAX_LINE_BYTES (read past, not kept)."""
+    number = 0
+    while True:
+        chunk = stream.readline(MAX_LINE_BYTES + 1)
+        if not chunk:
+            return
+        number += 1
+        if len(chunk) > MAX_LINE_BYTES and not chunk.endswith(b"\n"):
+            while chunk and not chunk.endswith(b"\n"):
+                chunk = stream.readline(MAX_LINE_BYTES)
+            yield number, None
+            continue
+        yield number, chunk
+
+
+class _Bad(Exception):
+    pass
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, Decimal)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    return "a list" if isinstance(value, list) else "an object"
+
+
+def _clip(value: str, limit: int = 60) -> str:
+    return value if len(value) <= limit else value[:limit] + "…"
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return repr(_clip(str(value))) if isinstance(value, str) else str(value)
+
+
+def _string(value: Any, limit: int) -> str:
+    if not isinstance(value, str):
+        raise _Bad(f"must be a string, not {_json_type(value)}")
+    if len(value) > limit:
+        raise _Bad(f"longer than {limit} characters ({len(value)})")
+    if "\x00" in value:
+        raise _Bad("contains a NUL character")
+    return value
+
+
+def _identifier(value: Any, check, what: str) -> str:
+    if not isinstance(value, str):
+        raise _Bad(f"must be a string, not {_json_type(value)}")
+    if not check(value):
+        raise _Bad(f"{_show(value)} is not {what}")
+    return value
+
+
+def _timestamp(value: Any) -> datetime:
+    if not isinstance(value, str):
+        raise _Bad(f"must be a string, not {_json_type(value)}")
+    try:
+        parsed = parse_datetime(value) if "T" in value or "t" in value else None
+    except ValueError:
+        parsed = None
+    if parsed is None:
+        raise _Bad(f"{_show(value)} is not an ISO 8601 date and time (e.g. 2026-01-05T10:00:00+01:00)")
+    if timezone.is_naive(parsed):
+        raise _Bad(f"{_show(value)} has no UTC offset (add one, e.g. +01:00 or Z)")
+    return parsed
+
+
+def _energy(value: Any) -> Decimal:
+    if isinstance(value, bool) or not isinstance(value, (int, Decimal)):
+        raise _Bad(f"must be a number of kWh, not {_json_type(value)}")
+    amount = Decimal(value)
+    if not amount.is_finite() or amount < 0 or amount > MAX_KWH:
+        raise _Bad(f"{_clip(str(value))} is not between 0 and {MAX_KWH} kWh")
+    try:
+        rounded = amount.quantize(_THOUSANDTH)
+    except InvalidOperation:
+        raise _Bad(f"{_clip(str(value))} is not a valid amount") from None
+    if rounded != amount:
+        raise _Bad(f"{_clip(str(value))} has more than 3 decimal places")
+    return rounded
+
+
+def _reject_constant(name: str):
+    raise ValueError(f"{name} is not a number")
+
+
+def _parse_line(number: int, raw: bytes) -> tuple[SessionLine | None, list[str]]:
+    """The line's session, or None and its problems (each naming the field)."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return None, [f"not UTF-8 (byte 0x{raw[exc.start]:02x} at position {exc.start + 1})"]
+    if number == 1:
+        text = text.removeprefix("\ufeff")
+    try:
+        data = json.loads(text, parse_float=Decimal, parse_constant=_reject_constant)
+    except RecursionError:
+        return None, ["not valid JSON (nested too deeply)"]
+    except ValueError as exc:
+        return None, [f"not valid JSON ({_clip(str(exc), 100)})"]
+    if not isinstance(data, dict):
+        return None, [f"must be a JSON object, not {_json_type(data)}"]
+    problems = [f"{_clip(name, 40)}: not a field of the session feed" for name in data if name not in FIELDS]
+    values: dict[str, Any] = {}
+    rules = {
+        "SessionID": (True, lambda v: _identifier(v, ids.is_session_id, "a SessionID (GUID shape)").lower()),
+        "EvseID": (True, lambda v: _identifier(v, ids.is_evse_id, "an EvseID").upper()),
+        "ProviderID": (False, lambda v: _identifier(v, ids.is_provider_id, "a ProviderID").upper()),
+        "EMPPartnerSessionID": (False, lambda v: _string(v, ids.PARTNER_SESSION_ID_MAX)),
+        "CPOPartnerSessionID": (False, lambda v: _string(v, ids.PARTNER_SESSION_ID_MAX)),
+        "Status": (False, lambda v: _status(v)),
+        "SessionStart": (True, _timestamp),
+        "SessionEnd": (False, _timestamp),
+        "ConsumedEnergy": (False, _energy),
+    }
+    for name, (required, parse) in rules.items():
+        value = data.get(name)
+        if value is None:
+            if required:
+                problems.append(f"{name}: missing (required)")
+            continue
+        try:
+            values[name] = parse(value)
+        except _Bad as exc:
+            problems.append(f"{name}: {exc}")
+    start, end = values.get("SessionStart"), values.get("SessionEnd")
+    if start and end and end < start:
+        problems.append(f"SessionEnd: {end.isoformat()} is before SessionStart {start.isoformat()}")
+    if end and values.get("Status") == Status.ACTIVE:
+        problems.append("SessionEnd: an ACTIVE session has no end; give Status CHARGING_ENDED or CLOSED")
+    if problems:
+        return None, problems
+    return SessionLine(
+        line=number,
+        session_id=values["SessionID"],
+        evse_id=values["EvseID"],
+        provider_id=values.get("ProviderID"),
+        emp_partner_session_id=values.get("EMPPartnerSessionID"),
+        cpo_partner_session_id=values.get("CPOPartnerSessionID"),
+        status=values.get("Status"),
+        started_at=values["SessionStart"],
+        ended_at=end,
+        energy_kwh=values.get("ConsumedEnergy"),
+    ), []
+
+
+def _status(value: Any) -> str:
+    if not isinstance(value, str) or value not in Status.values:
+        raise _Bad(f"{_show(value) if isinstance(value, str) else _json_type(value)} is not one of "
+                   f"{', '.join(Status.values)}")
+    return value
+
+
+def read_session_lines(stream: IO[bytes], report: ImportReport) -> list[SessionLine]:
+    """Every good line; bad ones (and SessionIDs repeated in the file) go to the report."""
+    rows: list[SessionLine] = []
+    first_line: dict[str, int] = {}
+    for number, raw in _lines(stream):
+        report.lines += 1
+        if raw is None:
+            report.error(number, f"longer than {MAX_LINE_BYTES} bytes")
+            continue
+        if not raw.strip() or (number == 1 and not raw.removeprefix(b"\xef\xbb\xbf").strip()):
+            report.blank += 1
+            continue
+        row, problems = _parse_line(number, raw)
+        if row is None:
+            report.error(number, "; ".join(problems))
+            continue
+        if row.session_id in first_line:
+            report.error(number, f"SessionID: {row.session_id} is also on line {first_line[row.session_id]}")
+            continue
+        first_line[row.session_id] = number
+        rows.append(row)
+    return rows
+
+
+# --- planning and applying -------------------------------------------------------------------
+
+
+def _existing(session_ids: list[str], lock: bool) -> dict[str, ChargingSession]:
+    found: dict[str, ChargingSession] = {}
+    for start in range(0, len(session_ids), LOOKUP_BATCH):
+        query = ChargingSession.objects.filter(session_id__in=session_ids[start:start + LOOKUP_BATCH])
+        if lock:
+            query = query.select_for_update()
+        found.update({s.session_id: s for s in query})
+    return found
+
+
+def _changes(row: SessionLine, current: ChargingSession, sending: set[int]) -> tuple[dict[str, tuple], list[str]]:
+    """The field changes a line makes to a known session, or the reasons it may not."""
+    problems: list[str] = []
+    if row.evse_id != current.evse_id:
+        problems.append(f"EvseID: {row.evse_id!r} differs from {current.evse_id!r}, the EvseID the portal has "
+                        "for this SessionID")
+    if row.provider_id and row.provider_id != current.provider_id:
+        problems.append(f"ProviderID: {row.provider_id!r} differs from the portal's {current.provider_id!r}")
+    wanted: dict[str, Any] = {"started_at": row.started_at}
+    for attr in ("emp_partner_session_id", "cpo_partner_session_id", "ended_at", "energy_kwh", "status"):
+        value = getattr(row, attr)
+        if value is not None:
+            wanted[attr] = value
+    changes = {name: (getattr(current, name), value) for name, value in wanted.items()
+               if getattr(current, name) != value}
+    if "status" in changes and STATUS_ORDER[row.status] < STATUS_ORDER[current.status]:
+        problems.append(f"Status: {current.status} cannot go back to {row.status}")
+    settled = {"ended_at", "energy_kwh", "status"} & set(changes)
+    if current.cdr_received_at is not None and settled:
+        problems.append(f"{', '.join(sorted(settled))}: the session has Hubject's CDR, which is final")
+    if changes.get("status", (None, None))[1] == Status.CLOSED and current.pk in sending:
+        problems.append("Status: a stop for this session is still being sent; import again after its answer")
+    return changes, problems
+
+
+def _plan(rows: list[SessionLine], report: ImportReport, lock: bool) -> list[tuple[SessionLine, PlannedChange]]:
+    existing = _existing([row.session_id for row in rows], lock)
+    sending = set(
+        RemoteStopRequest.objects.filter(charging_session__in=list(existing.values()),
+                                         state__in=RemoteStopRequest.OPEN_STATES)
+        .values_list("charging_session_id", flat=True)
+    ) if existing else set()
+    planned = []
+    for row in rows:
+        current = existing.get(row.session_id)
+        if current is None:
+            change = PlannedChange(row.line, row.session_id, "create")
+        else:
+            changes, problems = _changes(row, current, sending)
+            if problems:
+                report.error(row.line, "; ".join(problems))
+                continue
+            change = PlannedChange(row.line, row.session_id, "update" if changes else "unchanged", changes)
+        planned.append((row, change))
+    return planned
+
+
+def _count(report: ImportReport, planned: list[tuple[SessionLine, PlannedChange]]) -> None:
+    report.planned = [change for _, change in planned]
+    report.created = sum(1 for c in report.planned if c.action == "create")
+    report.updated = sum(1 for c in report.planned if c.action == "update")
+    report.unchanged = sum(1 for c in report.planned if c.action == "unchanged")
+
+
+def _apply(row: SessionLine, change: PlannedChange, *, acting_user, source: str) -> None:
+    if change.action == "create":
+        charging_session = create_charging_session(
+            session_id=row.session_id,
+            evse_id=row.evse_id,
+            provider_id=row.provider_id or settings.OICP_PROVIDER_ID,
+            started_at=row.started_at,
+            emp_partner_session_id=row.emp_partner_session_id or "",
+            cpo_partner_session_id=row.cpo_partner_session_id or "",
+            energy_kwh=row.energy_kwh,
+            acting_user=acting_user,
+            source=f"import:{source}:line {row.line}",
+            status=row.status or (Status.CLOSED if row.ended_at else Status.ACTIVE),
+        )
+        if row.ended_at:
+            charging_session.ended_at = row.ended_at
+            charging_session.save(update_fields=["ended_at"])
+        return
+    if change.action != "update":
+        return
+    charging_session = ChargingSession.objects.get(session_id=row.session_id)
+    for name, (_, new) in change.changes.items():
+        setattr(charging_session, name, new)
+    charging_session.last_update_at = timezone.now()
+    charging_session.save(update_fields=[*change.changes, "last_update_at"])
+    record_audit(
+        event_type=Event.SESSION_UPDATED,
+        actor=acting_user,
+        charging_session=charging_session,
+        data={
+            "source": f"import:{source}",
+            "line": row.line,
+            "changes": {name: [_jsonable(old), _jsonable(new)] for name, (old, new) in change.changes.items()},
+        },
+    )
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    return value
+
+
+def import_sessions(
+    *, stream: IO[bytes], source: str, commit: bool = False, skip_bad: bool = False, acting_user=None
+) -> ImportReport:
+    """Validate every line, then (with `commit`) create and update sessions in one transaction.
+
+    Dry run by default. With any bad line a commit writes nothing unless `skip_bad`.
+    """
+    report = ImportReport(source=source, commit=commit, skip_bad=skip_bad)
+    try:
+        rows = read_session_lines(stream, report)
+    except OSError as exc:
+        raise ImportFileError(f"{source}: cannot be read ({exc})") from exc
+    if not commit:
+        _count(report, _plan(rows, report, lock=False))
+        return report
+    if report.bad and not skip_bad:
+        _count(report, _plan(rows, report, lock=False))
+        return report
+    with transaction.atomic():
+        planned = _plan(rows, report, lock=True)  # again, with the rows locked: what is written is what was checked
+        if report.bad and not skip_bad:
+            _count(report, planned)
+            return report
+        _count(report, planned)
+        for row, change in planned:
+            _apply(row, change, acting_user=acting_user, source=source)
+        audit = record_audit(
+            event_type=Event.SESSIONS_IMPORTED,
+            actor=acting_user,
+            data={
+                "source": source,
+                "lines": report.lines,
+                "blank": report.blank,
+                "bad": report.bad,
+                "skip_bad": skip_bad,
+                "created": report.created,
+                "updated": report.updated,
+                "unchanged": report.unchanged,
+                "errors": report.errors[:50],
+            },
+        )
+    report.written = True
+    report.audit_record_id = audit.pk
+    return report

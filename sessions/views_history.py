@@ -1,0 +1,204 @@
+"""Stop history, one stop request's timeline, and the audit-log export. Thin: permission, form, one call."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required, permission_required
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_POST
+
+from . import exports, selectors, selectors_history, services
+from .forms_history import AuditLogFilterForm, StartExportForm, StopHistoryForm
+from .models import AuditExport
+from .oicp.status_codes import describe
+
+PAGE_SIZE = 50
+SEE_ALL = "charging_sessions.view_all_remote_stops"
+EXPORT = "charging_sessions.export_auditrecord"
+# Sortable columns of the history and the direction of their first click.
+SORTABLE = {"requested": "-", "agent": "", "operator": "", "state": "", "code": "", "attempts": "-", "confirmation": ""}
+
+
+def _querystring(request: HttpRequest, *drop: str) -> str:
+    params = request.GET.copy()
+    for name in drop:
+        params.pop(name, None)
+    return params.urlencode()
+
+
+def _sort_links(request: HttpRequest, current: str) -> dict[str, dict[str, str]]:
+    base = _querystring(request, "page", "sort")
+    links = {}
+    for key, first in SORTABLE.items():
+        if current.lstrip("-") == key:
+            target = key if current.startswith("-") else f"-{key}"
+            aria = "descending" if current.startswith("-") else "ascending"
+        else:
+            target, aria = f"{first}{key}", "none"
+        links[key] = {"url": f"?{base + '&' if base else ''}sort={target}", "aria": aria}
+    return links
+
+
+def _chain_status(request: HttpRequest):
+    if request.user.has_perm("charging_sessions.view_auditrecord"):
+        return selectors_history.latest_verification()
+    return None
+
+
+# --- stop history ---------------------------------------------------------------------------------
+
+
+@require_GET
+@login_required
+@permission_required("charging_sessions.view_remotestoprequest", raise_exception=True)
+def stop_history(request: HttpRequest) -> HttpResponse:
+    sees_all = request.user.has_perm(SEE_ALL)
+    form = StopHistoryForm(request.GET or None, users=selectors_history.portal_users() if sees_all else ())
+    filters = form.filters()
+    stops = selectors_history.stop_history(filters=filters, only_requested_by=None if sees_all else request.user)
+    page = Paginator(stops, PAGE_SIZE).get_page(request.GET.get("page"))
+    context = {
+        "form": form,
+        "page": page,
+        "rows": [(stop, describe(stop.oicp_code) if stop.oicp_code else None) for stop in page.object_list],
+        "sees_all": sees_all,
+        "operators": selectors.operator_ids(),
+        "codes": selectors_history.stop_oicp_codes(),
+        "sorts": _sort_links(request, filters.sort),
+        "querystring": _querystring(request, "page"),
+        "verification": _chain_status(request),
+        "filtered": any(value for key, value in request.GET.items() if key not in ("page", "sort")),
+    }
+    return render(request, "sessions/stop_history.html", context)
+
+
+@require_GET
+@login_required
+@permission_required("charging_sessions.view_remotestoprequest", raise_exception=True)
+def stop_timeline(request: HttpRequest, pk: int) -> HttpResponse:
+    sees_all = request.user.has_perm(SEE_ALL)
+    stop_request = selectors_history.get_history_stop_request(pk=pk, only_requested_by=None if sees_all else request.user)
+    if stop_request is None:
+        raise Http404("No such stop request")
+    timeline = selectors_history.stop_timeline(stop_request=stop_request)
+    steps = [
+        ("Requested", stop_request.requested_at),
+        ("First sent to Hubject", stop_request.first_sent_at),
+        ("Answered", stop_request.answered_at),
+        ("Finished", stop_request.finished_at),
+        ("Confirmed ended", stop_request.confirmed_at),
+    ]
+    context = {
+        "stop": stop_request,
+        "timeline": timeline,
+        "steps": steps,
+        "code_info": describe(stop_request.oicp_code) if stop_request.oicp_code else None,
+        "back": request.GET.get("back", ""),
+    }
+    return render(request, "sessions/stop_timeline.html", context)
+
+
+# --- audit-log export ------------------------------------------------------------------------------
+
+
+@require_GET
+@login_required
+@permission_required(EXPORT, raise_exception=True)
+def audit_export(request: HttpRequest) -> HttpResponse:
+    """What will be exported (summary, row count), the format, then the start button; recent exports."""
+    if request.htmx and request.GET.get("part") == "exports":
+        return render(request, "sessions/_audit_export_list.html", {"exports": selectors_history.recent_exports()})
+    form = AuditLogFilterForm(request.GET or None)
+    filters = form.filters()
+    count = selectors_history.audit_log(filters=filters).count()
+    context = {
+        "form": form,
+        "summary": filters.summary(),
+        "row_count": count,
+        "background": count > settings.AUDIT_EXPORT_SYNC_MAX_ROWS,
+        "threshold": settings.AUDIT_EXPORT_SYNC_MAX_ROWS,
+        "formats": AuditExport.Format.choices,
+        "exports": selectors_history.recent_exports(),
+        "verification": selectors_history.latest_verification(),
+        "querystring": _querystring(request),
+    }
+    return render(request, "sessions/audit_export.html", context)
+
+
+@require_POST
+@login_required
+@permission_required(EXPORT, raise_exception=True)
+def start_audit_export(request: HttpRequest) -> HttpResponse:
+    form = StartExportForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "The export did not start: " + "; ".join(e for errs in form.errors.values() for e in errs))
+        return redirect(reverse("charging_sessions:audit-export") + "?" + _post_filters(request))
+    export = services.prepare_audit_export(
+        filters=form.filters(), export_format=form.cleaned_data["format"], acting_user=request.user
+    )
+    if services.export_runs_in_background(export):
+        services.queue_audit_export(export=export)
+        messages.success(request, f"Export #{export.pk} of {export.row_count} records is being prepared in the background.")
+        return redirect("charging_sessions:audit-export-detail", pk=export.pk)
+    if export.format == AuditExport.Format.XLSX:
+        export = services.write_audit_export(export_id=export.pk)
+        return _file_response(export)
+    response = StreamingHttpResponse(
+        services.stream_audit_export(export=export), content_type=exports.CONTENT_TYPES[export.format]
+    )
+    response["Content-Disposition"] = f'attachment; filename="audit-log-{export.pk}.{export.format}"'
+    response["X-Export-Id"] = str(export.pk)
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+def _post_filters(request: HttpRequest) -> str:
+    params = request.POST.copy()
+    for name in ("csrfmiddlewaretoken", "format"):
+        params.pop(name, None)
+    return params.urlencode()
+
+
+def _file_response(export: AuditExport) -> HttpResponse:
+    path = services.export_path(export)
+    if path is None:
+        raise Http404("The export file is not available")
+    response = FileResponse(open(path, "rb"), as_attachment=True, filename=path.name,
+                            content_type=exports.CONTENT_TYPES[export.format])
+    response["X-Export-Id"] = str(export.pk)
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+def _export_for(request: HttpRequest, pk: int) -> AuditExport:
+    """The export, for the person who requested it or anyone who may export (supervisor, auditor)."""
+    export = selectors_history.get_export(pk=pk)
+    if not request.user.has_perm(EXPORT) and (export is None or export.requested_by_id != request.user.pk):
+        raise PermissionDenied
+    if export is None:
+        raise Http404("No such export")
+    return export
+
+
+@require_GET
+@login_required
+def audit_export_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    """The progress of one export (polled while it runs), then its checksum and download link."""
+    export = _export_for(request, pk)
+    template = "sessions/_audit_export_progress.html" if request.htmx else "sessions/audit_export_detail.html"
+    return render(request, template, {"export": export, "file_ready": services.export_path(export) is not None})
+
+
+@require_GET
+@login_required
+def audit_export_download(request: HttpRequest, pk: int) -> HttpResponse:
+    export = _export_for(request, pk)
+    if services.export_path(export) is None:
+        raise Http404("This export has no file (it is not finished, it was streamed, or the file was removed)")
+    services.record_export_download(export=export, acting_user=request.user)
+    return _file_response(export)
