@@ -1,7 +1,8 @@
 """`make run`: the whole portal on one machine, stopped together with Ctrl-C.
 
-Sandbox (no OICP_BASE_URL given): Redis, the Hubject simulator, a Celery worker and the web
-server, with demo users and sessions. Trial against a real Hubject system (OICP_BASE_URL set in
+Sandbox (no OICP_BASE_URL given): Redis, the Hubject simulator (whose simulated CPOs push
+notifications and CDRs to the portal), a Celery worker, Celery beat and the web server, with demo
+users and sessions. Trial against a real Hubject system (OICP_BASE_URL set in
 the environment or .env): the same without the simulator and the demo sessions. A value given in
 the environment or .env is never overridden; we only fill in what is missing.
 """
@@ -21,7 +22,7 @@ from urllib.parse import urlsplit
 import environ
 
 ROOT = Path(__file__).resolve().parent.parent
-VAR = ROOT / "var"
+VAR = Path(os.environ.get("PORTAL_RUN_DIR") or ROOT / "var")  # logs, demo-sessions.json, beat schedule
 PY = str(ROOT / ".venv" / "bin" / "python")
 BIN = ROOT / ".venv" / "bin"
 
@@ -103,6 +104,8 @@ def main() -> None:
         manage(env, "migrate", "--noinput", "-v", "0")
         if sandbox:
             manage(env, "load_demo")
+            # The simulated CPOs run the sessions the portal shows (Progress, then End and CDR after a stop).
+            manage(env, "export_sim_sessions", str(VAR / "demo-sessions.json"))
         else:
             manage(env, "load_demo", "--sessions", "0")
         manage(env, "collectstatic", "--noinput", "-v", "0")
@@ -110,9 +113,6 @@ def main() -> None:
         if sandbox:
             if port_open("127.0.0.1", sim_port):
                 sys.exit(f"Port {sim_port} is taken; set SIMULATOR_PORT to a free one.")
-            sup.start("simulator", [PY, "-m", "sessions.oicp.simulator", "--port", str(sim_port), "--demo"], env)
-            wait_for("127.0.0.1", sim_port, "The Hubject simulator")
-            print(f"Hubject simulator (SANDBOX) on http://127.0.0.1:{sim_port}", flush=True)
         else:
             print(f"Talking to Hubject at {env['OICP_BASE_URL']}", flush=True)
 
@@ -125,6 +125,19 @@ def main() -> None:
         sup.start("web", [str(BIN / "gunicorn"), "portal.wsgi", "--bind", f"127.0.0.1:{port}",
                                 "--workers", env.get("WEB_CONCURRENCY", "2"), "--access-logfile", "-"], env)
         wait_for("127.0.0.1", port, "The web server")
+        # Periodic jobs: unconfirmed stops, the stop sweeper, the CDR pull (CELERY_BEAT_SCHEDULE).
+        sup.start("beat", [str(BIN / "celery"), "-A", "portal", "beat", "--loglevel", "INFO",
+                           "--schedule", str(VAR / "celerybeat-schedule")], env)
+        if sandbox:
+            # Started after the web server: the simulated CPOs push to the portal's inbound endpoints
+            # (Start and Progress, and End then the CDR after an accepted stop; a new session every 3 min).
+            sup.start("simulator", [PY, "-m", "sessions.oicp.simulator", "--port", str(sim_port), "--demo",
+                                    "--portal-url", f"http://127.0.0.1:{port}", "--provider-id", env["OICP_PROVIDER_ID"],
+                                    "--demo-sessions-file", str(VAR / "demo-sessions.json"),
+                                    "--progress-interval", "60", "--push-delay", "3",
+                                    "--new-session-interval", "180"], env)
+            wait_for("127.0.0.1", sim_port, "The Hubject simulator")
+            print(f"Hubject simulator (SANDBOX) on http://127.0.0.1:{sim_port}", flush=True)
         print(f"\nThe portal is running: http://127.0.0.1:{port}/   (logs in {VAR}/, Ctrl-C stops everything)",
               flush=True)
         while True:

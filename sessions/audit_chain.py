@@ -110,6 +110,8 @@ def walk_chain(rows: Iterable[tuple], *, start_hash: str, start_after_id: int | 
     """
     walk = walk or ChainWalk(last_id=start_after_id, last_hash=start_hash)
     expected = walk.last_hash
+    # The hash before the last good record: a record linking to it skips that record.
+    before_last: str | None = None
     iterator: Iterator[tuple] = iter(rows)
     for row in iterator:
         record_id, prev_hash, record_hash = row[0], row[8] or "", row[9] or ""
@@ -117,10 +119,19 @@ def walk_chain(rows: Iterable[tuple], *, start_hash: str, start_after_id: int | 
         link_ok = prev_hash == expected
         if content_ok and link_ok:
             walk.checked += 1
+            before_last = expected
             walk.last_id, walk.last_hash, expected = record_id, record_hash, record_hash
             continue
-        following = next(iterator, None)
         walk.ok, walk.broken_id = False, record_id
+        if content_ok and before_last is not None and prev_hash == before_last:
+            # A well-forged record sits between two genuine ones: the genuine one links past it.
+            walk.broken_id, walk.checked = walk.last_id, walk.checked - 1
+            walk.detail = (
+                f"inserted: record {walk.last_id} is not part of the chain; the record after it "
+                f"({record_id}) links to the record before it"
+            )
+            return walk
+        following = next(iterator, None)
         previous = f"id {walk.last_id}" if walk.last_id is not None else "the start of the chain"
         if following is not None and (following[8] or "") == expected:
             walk.detail = (

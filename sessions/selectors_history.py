@@ -13,7 +13,7 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.db.models import Q, QuerySet
+from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from .models import (
@@ -56,7 +56,7 @@ def _search_q(query: str) -> Q:
 # --- stop history ------------------------------------------------------------------------------
 
 # What the history may be sorted by: URL value -> ORM ordering (the pk always breaks ties).
-HISTORY_SORTS: dict[str, tuple[str, ...]] = {
+HISTORY_SORTS: dict[str, tuple] = {
     "requested": ("requested_at", "pk"),
     "-requested": ("-requested_at", "-pk"),
     "agent": ("requested_by__username", "-requested_at", "-pk"),
@@ -69,8 +69,9 @@ HISTORY_SORTS: dict[str, tuple[str, ...]] = {
     "-code": ("-oicp_code", "-requested_at", "-pk"),
     "attempts": ("attempt_count", "-requested_at", "-pk"),
     "-attempts": ("-attempt_count", "-requested_at", "-pk"),
-    "confirmation": ("time_to_confirmation", "-requested_at", "-pk"),
-    "-confirmation": ("-time_to_confirmation", "-requested_at", "-pk"),
+    # Stops that were never confirmed come last either way (the same on SQLite and PostgreSQL).
+    "confirmation": (F("time_to_confirmation").asc(nulls_last=True), "-requested_at", "-pk"),
+    "-confirmation": (F("time_to_confirmation").desc(nulls_last=True), "-requested_at", "-pk"),
 }
 DEFAULT_HISTORY_SORT = "-requested"
 
@@ -235,8 +236,12 @@ def audit_log(*, filters: AuditLogFilters) -> QuerySet[AuditRecord]:
     query = filters.q.strip()
     if query:
         try:
-            records = records.filter(correlation_id=uuid.UUID(query))
+            as_uuid = uuid.UUID(query)
         except ValueError:
+            as_uuid = None
+        if as_uuid is not None:  # a correlation id or a Hubject SessionID (both are UUIDs)
+            records = records.filter(Q(correlation_id=as_uuid) | Q(charging_session__session_id=str(as_uuid)))
+        else:
             records = records.filter(_search_q(query) | Q(stop_request__case_reference=query))
     if filters.max_id is not None:
         records = records.filter(id__lte=filters.max_id)

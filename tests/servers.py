@@ -20,6 +20,7 @@ from collections import deque
 from contextlib import contextmanager
 from pathlib import Path
 
+import kombu.pools
 import pytest
 import requests
 
@@ -179,12 +180,11 @@ def point_celery_at(broker_url: str) -> str:
     pool, app._pool = app._pool, None
     if pool is not None:
         pool.force_close_all()
-    producers, app.amqp._producer_pool = app.amqp._producer_pool, None
-    if producers is not None:
-        try:
-            producers.force_close_all()
-        except Exception:  # noqa: BLE001 - connections to a Redis that is gone cannot close cleanly
-            pass
+    app.amqp._producer_pool = None
+    # Publishing uses kombu's process-wide pools, keyed by broker URL; closing one without removing
+    # it would leave "Acquire on closed pool" for the next publisher to that URL. reset() closes
+    # and forgets them all, so the next publish connects afresh.
+    kombu.pools.reset()
     return previous
 
 

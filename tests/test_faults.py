@@ -85,7 +85,8 @@ CASES = [
       for status in (502, 503, 504)],
     # 401 (OicpERoamingFault with code 017) and 403 (empty body): not authorised, final at once.
     Case("http-401", {"action": "http_error", "http_status": 401}, State.REJECTED, 1,
-         f"Rejected: 017 {STATUS_CODES['017'].description}", STATUS_CODES["017"].next_step, 401, "017"),
+         f"Rejected: 017 {STATUS_CODES['017'].description}", STATUS_CODES["017"].next_step, 401, "017",
+         "unauthorized"),
     Case("http-403", {"action": "http_error", "http_status": 403}, State.REJECTED, 1,
          f"Rejected: {FAILURE_PLAYBOOK['unauthorized'].description}", FAILURE_PLAYBOOK["unauthorized"].next_step,
          403, "", "unauthorized"),

@@ -276,3 +276,20 @@ def test_help_documents_the_line_format():
     for name in ("SessionID", "EvseID", "ProviderID", "Status", "SessionStart", "SessionEnd", "ConsumedEnergy",
                  "--commit", "--skip-bad", "Exit status"):
         assert name in text
+
+
+def test_export_sim_sessions_writes_the_active_sessions_the_simulator_accepts(tmp_path):
+    from sessions.oicp.simulator import session_violations
+
+    active = ChargingSessionFactory(evse_id="DE*SLO*E0001*1", operator_id="DE*SLO", cpo_partner_session_id="CPO-1")
+    ChargingSessionFactory(status=Status.CLOSED)
+    target = tmp_path / "var" / "demo-sessions.json"
+
+    out = StringIO()
+    call_command("export_sim_sessions", str(target), stdout=out)
+
+    [entry] = json.loads(target.read_text())
+    assert entry["SessionID"] == active.session_id and entry["OperatorID"] == "DE*SLO"
+    assert entry["CPOPartnerSessionID"] == "CPO-1" and entry["ChargingStart"].endswith("+00:00")
+    assert session_violations(0, entry) == []
+    assert "1 active session(s) written" in out.getvalue()

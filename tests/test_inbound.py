@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 import json
 import threading
-from datetime import datetime, timedelta, timezone as dt_timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -20,7 +20,13 @@ from django.test import Client
 from django.utils import timezone
 
 from sessions import services
-from sessions.models import AuditRecord, ChargeDetailRecord, ChargingSession, InboundMessage, RemoteStopRequest
+from sessions.models import (
+    AuditRecord,
+    ChargeDetailRecord,
+    ChargingSession,
+    InboundMessage,
+    RemoteStopRequest,
+)
 from sessions.oicp import inbound
 from tests.factories import ChargingSessionFactory, RemoteStopRequestFactory
 
@@ -755,4 +761,4 @@ def test_parsed_values_are_typed_and_normalised():
         notification.session_id = "x"  # frozen
     _, start = inbound.parse_charging_notification(json.dumps(msg(START, ChargingStart="2020-09-23T16:17:53+02:00")))
     assert start.charging_start.utcoffset() == timedelta(hours=2)  # the offset is kept
-    assert start.charging_start == datetime(2020, 9, 23, 14, 17, 53, tzinfo=dt_timezone.utc)
+    assert start.charging_start == datetime(2020, 9, 23, 14, 17, 53, tzinfo=UTC)

@@ -41,7 +41,7 @@ from __future__ import annotations
 import copy
 import json
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from urllib.parse import quote
 
@@ -51,14 +51,15 @@ SPEC = Path(__file__).resolve().parents[2] / "shared" / "oicp-spec" / "openapi.y
 if not SPEC.exists():
     pytest.skip(f"Hubject's OpenAPI file is not at {SPEC} (../shared/oicp-spec/openapi.yaml)", allow_module_level=True)
 
-import jsonschema  # noqa: E402
-import yaml  # noqa: E402
-from django.apps import apps  # noqa: E402
-from django.db import transaction  # noqa: E402
-from hypothesis import HealthCheck, assume, given, settings, strategies as st  # noqa: E402
+import jsonschema
+import yaml
+from django.apps import apps
+from django.db import transaction
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
 
-from sessions.models import InboundMessage  # noqa: E402
-from sessions.oicp import ids  # noqa: E402
+from sessions.models import InboundMessage
+from sessions.oicp import ids
 
 NOTIFY_URL = "/api/oicp/notificationmgmt/v11/charging-notifications"
 NOTIFICATIONS = {
@@ -136,7 +137,7 @@ def _offset(minutes: int) -> timezone:
 def _timestamps(earliest: datetime, latest: datetime):
     """RFC 3339 date-times, always with an offset ("Z" or ±hh:mm), as the schema's format means."""
     return st.builds(
-        lambda moment, minutes, zulu: (moment.replace(tzinfo=timezone.utc).isoformat().replace("+00:00", "Z")
+        lambda moment, minutes, zulu: (moment.replace(tzinfo=UTC).isoformat().replace("+00:00", "Z")
                                        if zulu else moment.replace(tzinfo=_offset(minutes)).isoformat()),
         st.datetimes(min_value=earliest, max_value=latest),
         st.integers(-14 * 60, 14 * 60),
@@ -148,11 +149,15 @@ ANY_TIMESTAMPS = _timestamps(datetime(1, 1, 2), datetime(9999, 12, 30))
 # The portal's rules on top of the schema: 1970–2199.
 PORTAL_TIMESTAMPS = _timestamps(datetime(1970, 1, 2), datetime(2199, 12, 30))
 JSON_VALUES = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10),
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=10),
     lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4),
     max_leaves=20,
 )
 FIELD_NAMES = {"HubProviderId"} | {name for schema in SCHEMAS.values() for name in schema["properties"]}
+
+
+def _alphabet(portal: bool):
+    return st.characters(codec="utf-8", exclude_characters="\x00") if portal else st.characters(codec="utf-8")
 
 
 def strategy(schema: dict, *, portal: bool):
@@ -172,9 +177,8 @@ def strategy(schema: dict, *, portal: bool):
             optional={name: strategy(sub, portal=portal) for name, sub in properties.items() if name not in required},
         )
         extra_values = JSON_VALUES.filter(lambda value: "\\u0000" not in json.dumps(value)) if portal else JSON_VALUES
-        extras = st.dictionaries(
-            st.text(min_size=1, max_size=12).filter(lambda name: name not in FIELD_NAMES), extra_values, max_size=2
-        )
+        extra_names = st.text(_alphabet(portal), min_size=1, max_size=12).filter(lambda name: name not in FIELD_NAMES)
+        extras = st.dictionaries(extra_names, extra_values, max_size=2)
         return st.tuples(known, extras).map(lambda pair: {**pair[1], **pair[0]})
     if kind == "array":
         return st.lists(strategy(schema.get("items", {}), portal=portal), max_size=min(schema.get("maxItems", 5), 5))
@@ -183,8 +187,7 @@ def strategy(schema: dict, *, portal: bool):
             return st.from_regex(schema["pattern"])
         if schema.get("format") == "date-time":
             return PORTAL_TIMESTAMPS if portal else ANY_TIMESTAMPS
-        alphabet = st.characters(codec="utf-8", exclude_characters="\x00") if portal else st.characters(codec="utf-8")
-        return st.text(alphabet, min_size=schema.get("minLength", 0), max_size=min(schema.get("maxLength", 40), 260))
+        return st.text(_alphabet(portal), min_size=schema.get("minLength", 0), max_size=min(schema.get("maxLength", 40), 260))
     if kind == "number":
         if portal:  # Decimal(,3) kWh, non-negative: thousandths (a float's repr then has ≤ 3 decimals)
             return st.one_of(st.integers(0, 999_999), st.integers(0, 999_999_999).map(lambda n: n / 1000))
@@ -364,7 +367,8 @@ def test_schema_violating_cdrs_are_refused(client, body):
 
 @pytest.mark.django_db
 @settings(max_examples=100, **SETTINGS)
-@given(body=st.one_of(st.binary(max_size=200), JSON_VALUES.map(lambda v: json.dumps(v).encode())),
+@given(body=st.one_of(st.binary(max_size=200), JSON_VALUES.map(lambda v: json.dumps(v).encode()),
+                      st.lists(st.floats(), max_size=3).map(lambda v: json.dumps({"Type": "End", "x": v}).encode())),
        cdr=st.booleans())
 def test_arbitrary_bodies_get_an_acknowledgement(client, body, cdr):
     response, _ = send(client, cdr_url_for(None) if cdr else NOTIFY_URL, body)

@@ -12,6 +12,8 @@ import socket
 import subprocess
 import sys
 import time
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -540,3 +542,499 @@ def test_cli_refuses_non_loopback_host() -> None:
     )
     assert result.returncode == 2
     assert "non-loopback" in result.stderr
+
+
+# ---- the CPOs behind HBS: pushes to the portal, the CDR store, GetChargeDetailRecords
+
+import re  # noqa: E402
+import threading  # noqa: E402
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer  # noqa: E402
+
+from sessions.oicp import inbound  # noqa: E402
+
+# DIGEST §6
+EVCO_ID = re.compile(
+    r"^(([A-Za-z]{2}\-?[A-Za-z0-9]{3}\-?C[A-Za-z0-9]{8}\-?[\d|A-Za-z])|"
+    r"([A-Za-z]{2}[\*|\-]?[A-Za-z0-9]{3}[\*|\-]?[A-Za-z0-9]{6}[\*|\-]?[\d|X]))$"
+)
+OFFSET = re.compile(r"(Z|[+-]\d{2}:\d{2})$")
+NOTIFICATIONS = "/api/oicp/notificationmgmt/v11/charging-notifications"
+OPENAPI = PROJECT_ROOT.parent / "shared" / "oicp-spec" / "openapi.yaml"
+
+
+class Receiver:
+    """A tiny portal stand-in on loopback: records every POST and answers an acknowledgement."""
+
+    def __init__(self) -> None:
+        self.requests: list[dict[str, Any]] = []
+        self.status = 200
+        self.lock = threading.Lock()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802
+                raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                with receiver.lock:
+                    receiver.requests.append({"path": self.path, "raw": raw, "body": json.loads(raw),
+                                              "content_type": self.headers.get("Content-Type"),
+                                              "at": time.monotonic()})
+                    status = receiver.status
+                answer = json.dumps({"Result": status == 200, "StatusCode": {"Code": "000" if status == 200 else "022"}})
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer.encode())
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
+        self.thread.start()
+
+    def of(self, kind: str, session_id: str | None = None) -> list[dict[str, Any]]:
+        with self.lock:
+            found = [r for r in self.requests if (r["body"].get("Type") or "CDR") == kind
+                     or (kind == "CDR" and "charge-detail-record" in r["path"] and "Type" not in r["body"])]
+        if kind == "CDR":
+            found = [r for r in found if "charge-detail-record" in r["path"]]
+        return [r for r in found if session_id is None or r["body"].get("SessionID") == session_id]
+
+    def wait_for(self, kind: str, session_id: str | None = None, count: int = 1, timeout: float = 5) -> list[dict]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = self.of(kind, session_id)
+            if len(found) >= count:
+                return found
+            time.sleep(0.02)
+        raise AssertionError(f"no {kind} push for {session_id} within {timeout}s: {self.requests}")
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def portal() -> Iterator[Receiver]:
+    receiver = Receiver()
+    yield receiver
+    receiver.close()
+
+
+def start_cpo_sim(portal_url: str, **options: Any) -> SimulatorServer:
+    options = {"push_delay_seconds": 0.2, "cdr_delay_seconds": 0.1, "progress_interval_seconds": 0,
+               "push_backoff_seconds": 0.05, "seed": 7, **options}
+    server = make_server(port=0, portal_url=portal_url, **options)
+    serve_in_thread(server)
+    return server
+
+
+@pytest.fixture
+def cpo_sim(portal: Receiver) -> Iterator[SimulatorServer]:
+    server = start_cpo_sim(portal.url)
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def demo_session(session_id: str = SESSION_ID, evse_id: str = "DE*ACC*E0001*1", **extra: Any) -> dict[str, Any]:
+    return {"SessionID": session_id, "EvseID": evse_id, "OperatorID": evse_id.split("*E")[0],
+            "EMPPartnerSessionID": "EMP-1", "CPOPartnerSessionID": "CPO-1",
+            "ChargingStart": "2026-01-05T10:00:00+01:00", **extra}
+
+
+def stop_body(session_id: str = SESSION_ID, evse_id: str = "DE*ACC*E0001*1") -> dict[str, Any]:
+    return {"SessionID": session_id, "ProviderID": "DE-DCB", "EvseID": evse_id, "EMPPartnerSessionID": "EMP-1"}
+
+
+def assert_valid_oicp(push: dict[str, Any]) -> None:
+    """What the portal's own inbound parser accepts, plus the message rules the brief names."""
+    if "charge-detail-record" in push["path"]:
+        _, message = inbound.parse_charge_detail_record(push["raw"])
+        timestamps = ("ChargingStart", "ChargingEnd", "SessionStart", "SessionEnd")
+    else:
+        _, message = inbound.parse_charging_notification(push["raw"])
+        timestamps = [k for k in ("ChargingStart", "ChargingEnd", "SessionStart", "SessionEnd", "EventOccurred")
+                      if k in push["body"]]
+    body = push["body"]
+    assert push["content_type"].startswith("application/json")
+    assert EVCO_ID.fullmatch(body["Identification"]["RemoteIdentification"]["EvcoID"])
+    for name in timestamps:
+        assert OFFSET.search(body[name]), (name, body[name])
+    for name in ("ConsumedEnergy", "ConsumedEnergyProgress", "MeterValueStart", "MeterValueEnd"):
+        if name in body:
+            assert re.fullmatch(r"\d+(\.\d{1,3})?", json.dumps(body[name])), (name, body[name])
+    if "MeterValueInBetween" in body:
+        assert isinstance(body["MeterValueInBetween"], dict) and isinstance(body["MeterValueInBetween"]["meterValues"], list)
+    assert message.session_id == body["SessionID"].lower()
+
+
+def test_new_sessions_push_start_then_progress_with_growing_energy(portal: Receiver) -> None:
+    server = start_cpo_sim(portal.url, progress_interval_seconds=0.15)
+    try:
+        response = requests.post(f"{server.url}/_sim/sessions", json=[demo_session()], timeout=5)
+        assert response.json() == {"added": 1, "already_known": 0}
+
+        [start] = portal.wait_for("Start", SESSION_ID)
+        progress = portal.wait_for("Progress", SESSION_ID, count=2)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+    assert start["path"] == NOTIFICATIONS and start["at"] < progress[0]["at"]
+    assert_valid_oicp(start)
+    assert start["body"]["ChargingStart"] == "2026-01-05T10:00:00+01:00"
+    assert (start["body"]["OperatorID"], start["body"]["EvseID"]) == ("DE*ACC", "DE*ACC*E0001*1")
+    assert (start["body"]["EMPPartnerSessionID"], start["body"]["CPOPartnerSessionID"]) == ("EMP-1", "CPO-1")
+    for push in progress:
+        assert_valid_oicp(push)
+        assert push["body"]["ChargingDuration"] > 0
+    energies = [p["body"]["ConsumedEnergyProgress"] for p in progress]
+    assert energies == sorted(energies) and energies[0] > 0
+    assert len(progress[1]["body"]["MeterValueInBetween"]["meterValues"]) == 2
+
+
+def test_posting_a_known_session_again_pushes_no_second_start(cpo_sim: SimulatorServer, portal: Receiver) -> None:
+    requests.post(f"{cpo_sim.url}/_sim/sessions", json=[demo_session()], timeout=5)
+    again = requests.post(f"{cpo_sim.url}/_sim/sessions", json=[demo_session()], timeout=5)
+    portal.wait_for("Start")
+    time.sleep(0.2)
+
+    assert again.json() == {"added": 0, "already_known": 1}
+    assert len(portal.of("Start")) == 1
+
+
+def test_accepted_stop_pushes_end_after_the_delay_then_the_cdr(cpo_sim: SimulatorServer, portal: Receiver) -> None:
+    requests.post(f"{cpo_sim.url}/_sim/sessions", json=[demo_session()], timeout=5)
+    portal.wait_for("Start")
+    accepted_at = time.monotonic()
+    assert post(cpo_sim, stop_body(), external_id="DE-DCB").json()["Result"] is True
+
+    [end] = portal.wait_for("End", SESSION_ID)
+    [cdr] = portal.wait_for("CDR", SESSION_ID)
+
+    assert end["at"] - accepted_at >= 0.2  # push_delay_seconds
+    assert cdr["at"] > end["at"]
+    assert end["path"] == NOTIFICATIONS
+    assert cdr["path"] == "/api/oicp/cdrmgmt/v22/operators/DE*ACC/charge-detail-record"
+    assert_valid_oicp(end)
+    assert_valid_oicp(cdr)
+    assert cdr["body"]["ConsumedEnergy"] == end["body"]["ConsumedEnergy"]
+    assert cdr["body"]["ChargingEnd"] == end["body"]["ChargingEnd"]
+    assert cdr["body"]["MeterValueEnd"] == pytest.approx(cdr["body"]["MeterValueStart"] + cdr["body"]["ConsumedEnergy"])
+    pushed = requests.get(f"{cpo_sim.url}/_sim/pushed", params={"session_id": SESSION_ID}, timeout=5).json()
+    assert [p["kind"] for p in pushed] == ["Start", "End", "CDR"]
+    assert all(p["status"] == 200 and p["acknowledged"] is True and p["url"].startswith(portal.url) for p in pushed)
+    assert pushed[2]["body"] == cdr["body"]
+    [session] = requests.get(f"{cpo_sim.url}/_sim/sessions", timeout=5).json()
+    assert session["state"] == "CLOSED"
+
+
+def test_a_second_accepted_stop_does_not_end_the_session_twice(cpo_sim: SimulatorServer, portal: Receiver) -> None:
+    post(cpo_sim, stop_body())
+    post(cpo_sim, stop_body())
+    portal.wait_for("CDR", SESSION_ID)
+    time.sleep(0.4)
+
+    assert len(portal.of("End", SESSION_ID)) == 1 and len(portal.of("CDR", SESSION_ID)) == 1
+
+
+def test_a_session_the_simulator_was_never_told_about_still_ends(cpo_sim: SimulatorServer, portal: Receiver) -> None:
+    other = "b2688855-7f00-0002-6d8e-48d883f6abb6"
+    post(cpo_sim, stop_body(other, "NL*FST*E0007*1"))
+
+    [end] = portal.wait_for("End", other)
+    [cdr] = portal.wait_for("CDR", other)
+
+    assert end["body"]["OperatorID"] == "NL*FST" and end["body"]["EMPPartnerSessionID"] == "EMP-1"
+    assert cdr["path"].endswith("/operators/NL*FST/charge-detail-record")
+    assert_valid_oicp(cdr)
+
+
+def test_a_cpo_that_never_confirms_accepts_but_pushes_nothing(cpo_sim: SimulatorServer, portal: Receiver) -> None:
+    configure(cpo_sim, {"operators": {"DE*NCF": {"action": "accept", "confirm": False}}})
+
+    answer = post(cpo_sim, stop_body(evse_id="DE*NCF*E0001*1")).json()
+    time.sleep(0.6)
+
+    assert answer["Result"] is True and answer["StatusCode"]["Code"] == "000"
+    assert portal.requests == []
+    assert requests.get(f"{cpo_sim.url}/_sim/cdrs", timeout=5).json() == []
+
+
+def test_rejected_or_failed_stops_push_nothing(cpo_sim: SimulatorServer, portal: Receiver) -> None:
+    configure(cpo_sim, {"operators": {"DE*OFF": {"action": "reject", "code": "501"},
+                                      "FR*ERR": {"action": "http_error", "http_status": 503}}})
+
+    post(cpo_sim, stop_body(evse_id="DE*OFF*E1"))
+    post(cpo_sim, stop_body("b2688855-7f00-0002-6d8e-48d883f6abb6", "FR*ERR*E1"))
+    time.sleep(0.6)
+
+    assert portal.requests == []
+
+
+def test_demo_has_a_cpo_that_never_confirms() -> None:
+    [ncf] = [op for op in DEMO_OPERATORS if op["operator_id"] == "DE*NCF"]
+    assert ncf["behaviour"] == {"action": "accept", "confirm": False}
+    assert "never" in ncf["summary"]
+    table = BehaviourTable.from_json(DEMO_BEHAVIOURS)
+    assert table.lookup("DE*NCF*E1")[0]["confirm"] is False
+    assert table.lookup("DE*ACC*E1")[0]["confirm"] is True
+
+
+@pytest.mark.parametrize("behaviour", [{"action": "reject", "confirm": False}, {"action": "accept", "confirm": "no"}])
+def test_confirm_is_a_boolean_for_accept_only(behaviour: dict[str, Any]) -> None:
+    with pytest.raises(BehaviourError, match="confirm"):
+        BehaviourTable.from_json({"default": behaviour})
+
+
+def test_a_portal_that_is_down_never_stops_the_simulator(portal: Receiver) -> None:
+    dead_port = free_port()
+    server = start_cpo_sim(f"http://127.0.0.1:{dead_port}", push_attempts=2)
+    try:
+        post(server, stop_body())
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and len(requests.get(f"{server.url}/_sim/pushed", timeout=5).json()) < 2:
+            time.sleep(0.05)
+        pushed = requests.get(f"{server.url}/_sim/pushed", timeout=5).json()
+        # Still answering, and the CDR is kept for the pull, marked as not forwarded.
+        assert post(server, stop_body("b2688855-7f00-0002-6d8e-48d883f6abb6")).status_code == 200
+        cdrs = requests.get(f"{server.url}/_sim/cdrs", timeout=5).json()
+    finally:
+        server.shutdown()
+        server.server_close()
+
+    assert [p["kind"] for p in pushed] == ["End", "CDR"]
+    assert all(p["status"] is None and p["attempts"] == 2 and "Connection" in p["error"] for p in pushed)
+    assert cdrs[0]["forwarded"] is False and cdrs[0]["cdr"]["SessionID"] == SESSION_ID
+
+
+def test_a_portal_answering_503_is_retried(portal: Receiver) -> None:
+    portal.status = 503
+    server = start_cpo_sim(portal.url, push_attempts=3)
+    try:
+        requests.post(f"{server.url}/_sim/sessions", json=[demo_session()], timeout=5)
+        portal.wait_for("Start", count=3)
+        time.sleep(0.2)
+        [entry] = requests.get(f"{server.url}/_sim/pushed", params={"kind": "start"}, timeout=5).json()
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert (entry["status"], entry["attempts"], entry["acknowledged"]) == (503, 3, False)
+    assert len(portal.of("Start")) == 3
+
+
+def test_pushed_log_can_be_filtered_and_cleared(cpo_sim: SimulatorServer, portal: Receiver) -> None:
+    other = "b2688855-7f00-0002-6d8e-48d883f6abb6"
+    requests.post(f"{cpo_sim.url}/_sim/sessions", json=[demo_session(), demo_session(other)], timeout=5)
+    portal.wait_for("Start", count=2)
+    time.sleep(0.1)
+
+    assert [p["session_id"] for p in requests.get(f"{cpo_sim.url}/_sim/pushed", params={"session_id": other},
+                                                  timeout=5).json()] == [other]
+    assert requests.delete(f"{cpo_sim.url}/_sim/pushed", timeout=5).json() == {"cleared": 2}
+    assert requests.get(f"{cpo_sim.url}/_sim/pushed", timeout=5).json() == []
+
+
+@pytest.mark.parametrize(
+    ("payload", "message"),
+    [
+        ({"SessionID": SESSION_ID}, "sessions: must be a JSON list"),
+        (["DE*ACC*E1"], "sessions[0]: must be an object"),
+        ([{"SessionID": "nope", "EvseID": "DE*ACC*E1"}], "sessions[0].SessionID"),
+        ([demo_session(EvseID="XX")], "sessions[0].EvseID"),
+        ([demo_session(ChargingStart="2026-01-05T10:00:00")], "sessions[0].ChargingStart"),
+        ([demo_session(Colour="red")], "sessions[0].Colour"),
+    ],
+)
+def test_bad_sessions_are_refused_with_the_field_named(cpo_sim: SimulatorServer, payload: Any, message: str) -> None:
+    response = requests.post(f"{cpo_sim.url}/_sim/sessions", json=payload, timeout=5)
+    assert response.status_code == 400 and message in response.json()["error"]
+    assert requests.get(f"{cpo_sim.url}/_sim/sessions", timeout=5).json() == []
+
+
+def test_new_demo_sessions_appear_by_themselves(portal: Receiver) -> None:
+    server = start_cpo_sim(portal.url, new_session_interval_seconds=0.1)
+    try:
+        starts = portal.wait_for("Start", count=2)
+    finally:
+        server.shutdown()
+        server.server_close()
+    operators = {op["operator_id"] for op in DEMO_OPERATORS}
+    for start in starts:
+        assert_valid_oicp(start)
+        assert start["body"]["OperatorID"] in operators
+    assert starts[0]["body"]["SessionID"] != starts[1]["body"]["SessionID"]
+
+
+def test_at_the_cap_the_oldest_session_finishes_when_a_new_one_starts(portal: Receiver) -> None:
+    server = start_cpo_sim(portal.url, new_session_interval_seconds=0.15, max_sessions=1)
+    try:
+        requests.post(f"{server.url}/_sim/sessions", json=[demo_session()], timeout=5)
+        portal.wait_for("End", SESSION_ID)
+        portal.wait_for("CDR", SESSION_ID)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+# -- GetChargeDetailRecords
+
+
+def cdrs_url(sim: SimulatorServer, provider: str = "DE-EMP", **query: Any) -> str:
+    params = "&".join(f"{k}={v}" for k, v in query.items())
+    return f"{sim.url}/api/oicp/cdrmgmt/v22/providers/{provider}/get-charge-detail-records-request" + (
+        f"?{params}" if params else "")
+
+
+def injected_cdr(index: int, end: str = "2026-01-05T11:00:00+01:00", evse_id: str = "DE*ACC*E0001*1") -> dict:
+    return {"SessionID": f"{index:08d}-0000-4000-8000-000000000000", "EvseID": evse_id,
+            "Identification": {"RemoteIdentification": {"EvcoID": "DE-EMP-C12345678-9"}},
+            "ChargingStart": "2026-01-05T10:00:00+01:00", "ChargingEnd": end,
+            "SessionStart": "2026-01-05T10:00:00+01:00", "SessionEnd": end, "ConsumedEnergy": 1.5}
+
+
+WINDOW = {"ProviderID": "DE-EMP", "From": "2026-01-05T00:00:00+01:00", "To": "2026-01-06T00:00:00Z"}
+
+
+def test_get_cdrs_pages_over_every_cdr_in_the_window(sim: SimulatorServer) -> None:
+    added = requests.post(f"{sim.url}/_sim/cdrs", json=[injected_cdr(i) for i in range(5)] + [
+        injected_cdr(9, end="2026-01-07T11:00:00+01:00")], timeout=5)
+    assert added.json() == {"added": 6}
+
+    pages = [requests.post(cdrs_url(sim, page=p, size=2), json=WINDOW, timeout=5) for p in range(3)]
+
+    bodies = [p.json() for p in pages]
+    assert [p.status_code for p in pages] == [200, 200, 200]
+    assert [[c["SessionID"][:8] for c in b["content"]] for b in bodies] == [
+        ["00000000", "00000001"], ["00000002", "00000003"], ["00000004"]]
+    first, _, last = bodies
+    assert (first["number"], first["size"], first["totalElements"], first["totalPages"]) == (0, 2, 5, 3)
+    assert (first["first"], first["last"], first["numberOfElements"], first["empty"]) == (True, False, 2, False)
+    assert (last["first"], last["last"], last["numberOfElements"]) == (False, True, 1)
+    assert first["StatusCode"]["Code"] == "000"
+    assert first["pageable"]["pageSize"] == 2 and first["pageable"]["offset"] == 0
+    assert pages[0].headers["Content-Type"] == "application/json;charset=UTF-8" and "Process-ID" in pages[0].headers
+
+
+def test_get_cdrs_defaults_to_20_and_includes_generated_cdrs(sim: SimulatorServer) -> None:
+    sim.cpo.cdr_delay = 0
+    sim.cpo.push_delay = 0
+    post(sim, stop_body())
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and not sim.cpo.cdrs_list():
+        time.sleep(0.02)
+    now = datetime.now(timezone.utc)
+    window = {"ProviderID": "DE-EMP", "From": (now - timedelta(hours=1)).isoformat(),
+              "To": (now + timedelta(hours=1)).isoformat()}
+
+    body = requests.post(cdrs_url(sim), json=window, timeout=5).json()
+
+    assert body["size"] == 20 and body["totalElements"] == 1
+    [record] = body["content"]
+    assert record["SessionID"] == SESSION_ID and "Identification" in record
+    inbound.charge_detail_record_from_dict(json.loads(json.dumps(record), parse_float=Decimal))
+
+
+def test_get_cdrs_filters_by_session_and_operator(sim: SimulatorServer) -> None:
+    requests.post(f"{sim.url}/_sim/cdrs", json=[injected_cdr(1), injected_cdr(2, evse_id="NL*FST*E1")], timeout=5)
+
+    by_session = requests.post(cdrs_url(sim), json={**WINDOW, "SessionID": [injected_cdr(2)["SessionID"]]}, timeout=5)
+    by_operator = requests.post(cdrs_url(sim), json={**WINDOW, "OperatorID": "NLFST"}, timeout=5)
+    as_list = requests.post(cdrs_url(sim), json={**WINDOW, "OperatorID": ["DE*ACC"]}, timeout=5)  # the snippet's form
+
+    assert [c["EvseID"] for c in by_session.json()["content"]] == ["NL*FST*E1"]
+    assert [c["EvseID"] for c in by_operator.json()["content"]] == ["NL*FST*E1"]
+    assert [c["EvseID"] for c in as_list.json()["content"]] == ["DE*ACC*E0001*1"]
+
+
+def test_get_cdrs_empty_window(sim: SimulatorServer) -> None:
+    body = requests.post(cdrs_url(sim, page=0, size=2000), json=WINDOW, timeout=5).json()
+
+    assert (body["content"], body["totalElements"], body["totalPages"], body["empty"]) == ([], 0, 0, True)
+    assert body["first"] is True and body["last"] is True
+
+
+@pytest.mark.parametrize(
+    ("query", "payload", "field"),
+    [
+        ({}, {k: v for k, v in WINDOW.items() if k != "From"}, "From"),
+        ({}, {k: v for k, v in WINDOW.items() if k != "ProviderID"}, "ProviderID"),
+        ({}, {**WINDOW, "To": "2026-01-06T00:00:00"}, "To"),
+        ({}, {**WINDOW, "From": "2026-01-07T00:00:00Z"}, "From"),
+        ({}, {**WINDOW, "ProviderID": "DE-XYZ"}, "ProviderID"),
+        ({}, {**WINDOW, "SessionID": "not-a-list"}, "SessionID"),
+        ({}, {**WINDOW, "CDRForwarded": "yes"}, "CDRForwarded"),
+        ({"size": 2001}, WINDOW, "size"),
+        ({"size": 0}, WINDOW, "size"),
+        ({"page": -1}, WINDOW, "page"),
+        ({"page": "x"}, WINDOW, "page"),
+        ({}, [WINDOW], "body"),
+    ],
+)
+def test_get_cdrs_validation_errors_are_fault_bodies(sim: SimulatorServer, query: dict, payload: Any, field: str) -> None:
+    assert_validation_error(requests.post(cdrs_url(sim, **query), json=payload, timeout=5), field)
+
+
+def test_get_cdrs_answer_matches_hubjects_openapi(sim: SimulatorServer) -> None:
+    if not OPENAPI.exists():
+        pytest.skip(f"Hubject's OpenAPI file is not at {OPENAPI} (../shared/oicp-spec/ is absent)")
+    from openapi_core import OpenAPI
+    from openapi_core.contrib.requests import RequestsOpenAPIRequest, RequestsOpenAPIResponse
+
+    cdr = injected_cdr(1)
+    cdr["ConsumedEnergy"] = 10
+    requests.post(f"{sim.url}/_sim/cdrs", json=[cdr], timeout=5)
+    response = requests.post(cdrs_url(sim, page=0, size=20), json=WINDOW, timeout=5)
+
+    api = OpenAPI.from_file_path(str(OPENAPI))
+    prepared = requests.Request(
+        "POST", "https://service-qa.hubject.com/api/oicp/cdrmgmt/v22/providers/DE-EMP/get-charge-detail-records-request",
+        data=json.dumps(WINDOW), headers={"Content-Type": "application/json"}).prepare()
+    response.headers["Content-Type"] = "application/json"
+    api.validate_response(RequestsOpenAPIRequest(prepared), RequestsOpenAPIResponse(response))
+
+
+def test_injected_cdrs_need_a_charging_end(sim: SimulatorServer) -> None:
+    response = requests.post(f"{sim.url}/_sim/cdrs", json=[{"SessionID": SESSION_ID}], timeout=5)
+    assert response.status_code == 400 and "ChargingEnd" in response.json()["error"]
+    assert requests.delete(f"{sim.url}/_sim/cdrs", timeout=5).json() == {"cleared": 0}
+
+
+def test_cli_refuses_a_bad_portal_url_and_a_bad_sessions_file(tmp_path: Path) -> None:
+    from sessions.oicp.simulator import main
+
+    assert main(["--port", "0", "--portal-url", "ftp://x"]) == 2
+    bad = tmp_path / "sessions.json"
+    bad.write_text(json.dumps([{"SessionID": "nope"}]))
+    assert main(["--port", "0", "--demo-sessions-file", str(bad)]) == 2
+    assert main(["--port", "0", "--demo-sessions-file", str(tmp_path / "absent.json")]) == 2
+
+
+def test_cli_loads_the_demo_sessions_file_and_pushes_to_the_portal(tmp_path: Path, portal: Receiver) -> None:
+    sessions_file = tmp_path / "demo-sessions.json"
+    sessions_file.write_text(json.dumps([demo_session()]))
+    port = free_port()
+    env = dict(os.environ, PYTHONPATH=str(PROJECT_ROOT))
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sessions.oicp.simulator", "--port", str(port), "--demo", "--quiet",
+         "--portal-url", portal.url, "--demo-sessions-file", str(sessions_file), "--push-delay", "0.1",
+         "--progress-interval", "0.2"],
+        cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        assert process.stdout.readline().startswith("Hubject simulator listening")  # type: ignore[union-attr]
+        portal.wait_for("Start", SESSION_ID)
+        portal.wait_for("Progress", SESSION_ID)
+        requests.post(f"http://127.0.0.1:{port}/api/oicp/charging/v21/providers/DE-DCB/authorize-remote/stop",
+                      json=stop_body(), timeout=5)
+        portal.wait_for("CDR", SESSION_ID)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=5) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()

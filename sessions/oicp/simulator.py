@@ -761,7 +761,8 @@ def cdr_page(entries: Sequence[Mapping[str, Any]], page: int, size: int) -> dict
         "numberOfElements": len(content),
         "sort": dict(sort),
         "empty": not content,
-        "StatusCode": status_code("000"),
+        # No "AdditionalInfo": null here: the OpenAPI's StatusCode does not allow it to be null.
+        "StatusCode": {"Code": "000", "Description": HUBJECT_DESCRIPTIONS.get("000")},
     }
 
 

@@ -188,12 +188,14 @@ def _string(value: Any, limit: int) -> str:
     return value
 
 
-def _identifier(value: Any, check, what: str) -> str:
+def _identifier(value: Any, check, what: str, *, lower: bool = False) -> str:
+    """IDs as HBS stores them: EvseID and ProviderID upper case, the SessionID lower case."""
     if not isinstance(value, str):
         raise _Bad(f"must be a string, not {_json_type(value)}")
-    if not check(value):
+    normalised = value.lower() if lower else value.upper()
+    if not check(normalised):
         raise _Bad(f"{_show(value)} is not {what}")
-    return value
+    return normalised
 
 
 def _timestamp(value: Any) -> datetime:
@@ -248,9 +250,9 @@ def _parse_line(number: int, raw: bytes) -> tuple[SessionLine | None, list[str]]
     problems = [f"{_clip(name, 40)}: not a field of the session feed" for name in data if name not in FIELDS]
     values: dict[str, Any] = {}
     rules = {
-        "SessionID": (True, lambda v: _identifier(v, ids.is_session_id, "a SessionID (GUID shape)").lower()),
-        "EvseID": (True, lambda v: _identifier(v, ids.is_evse_id, "an EvseID").upper()),
-        "ProviderID": (False, lambda v: _identifier(v, ids.is_provider_id, "a ProviderID").upper()),
+        "SessionID": (True, lambda v: _identifier(v, ids.is_session_id, "a SessionID (GUID shape)", lower=True)),
+        "EvseID": (True, lambda v: _identifier(v, ids.is_evse_id, "an EvseID")),
+        "ProviderID": (False, lambda v: _identifier(v, ids.is_provider_id, "a ProviderID")),
         "EMPPartnerSessionID": (False, lambda v: _string(v, ids.PARTNER_SESSION_ID_MAX)),
         "CPOPartnerSessionID": (False, lambda v: _string(v, ids.PARTNER_SESSION_ID_MAX)),
         "Status": (False, lambda v: _status(v)),

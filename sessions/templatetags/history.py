@@ -67,3 +67,15 @@ def as_json(value) -> str:
     import json
 
     return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=False, default=str)
+
+
+@register.simple_tag
+def copyable_short(value: str | None, keep: int = 12):
+    """A long identifier (a checksum) shortened on screen; the tooltip and the copy button hold all of it."""
+    if not value:
+        return mark_safe('<span class="muted">—</span>')
+    return format_html(
+        '<span class="id"><code title="{}">{}…</code><button type="button" class="copy" data-copy="{}" '
+        'aria-label="Copy the whole value {}">Copy</button></span>',
+        value, value[:keep], value, value,
+    )

@@ -1,0 +1,116 @@
+"""Every page and every export URL against every role, a user without a role, and an anonymous visitor.
+
+The expected answer of each cell is written out, so a change of roles or views that widens (or
+narrows) access fails here first.
+"""
+
+from dataclasses import dataclass
+from typing import Callable
+
+import pytest
+from django.urls import reverse
+
+from sessions import roles, services
+from sessions.models import StopReason
+from sessions.selectors_history import AuditLogFilters
+from tests.factories import ChargingSessionFactory, RemoteStopRequestFactory, UserFactory
+
+ANONYMOUS, NOBODY = "anonymous", "no role"
+AGENT, ADMIN, SUPERVISOR, AUDITOR = roles.AGENT, roles.ADMIN, roles.SUPERVISOR, roles.AUDITOR
+WHO = [ANONYMOUS, NOBODY, AGENT, ADMIN, SUPERVISOR, AUDITOR]
+LOGIN, ADMIN_LOGIN = "login", "admin login"
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    url: Callable[[dict], str]
+    expect: dict  # who -> status code (or LOGIN / ADMIN_LOGIN redirect)
+    method: str = "get"
+    data: dict | None = None
+
+
+def everyone(code):
+    return {NOBODY: 403, AGENT: code, ADMIN: code, SUPERVISOR: code, AUDITOR: code}
+
+
+EXPORTERS = {NOBODY: 403, AGENT: 403, ADMIN: 403, SUPERVISOR: 200, AUDITOR: 200}
+STAFF = {NOBODY: ADMIN_LOGIN, AGENT: ADMIN_LOGIN, ADMIN: 200, SUPERVISOR: 200, AUDITOR: 200}
+
+CASES = [
+    Case("session list", lambda w: reverse("charging_sessions:session-list"), everyone(200)),
+    Case("session detail", lambda w: reverse("charging_sessions:session-detail", args=[w["session"].pk]), everyone(200)),
+    Case("stop POST", lambda w: reverse("charging_sessions:request-stop", args=[w["session"].pk]),
+         {NOBODY: 403, AGENT: 302, ADMIN: 302, SUPERVISOR: 302, AUDITOR: 403},
+         method="post", data={"reason": StopReason.DRIVER_ASKED}),
+    Case("stop status", lambda w: reverse("charging_sessions:stop-status", args=[w["stop"].pk]), everyone(200)),
+    Case("stop history", lambda w: reverse("charging_sessions:stop-history"), everyone(200)),
+    # Someone else's stop: an agent sees only their own.
+    Case("stop timeline", lambda w: reverse("charging_sessions:stop-timeline", args=[w["stop"].pk]),
+         {NOBODY: 403, AGENT: 404, ADMIN: 200, SUPERVISOR: 200, AUDITOR: 200}),
+    Case("audit export page", lambda w: reverse("charging_sessions:audit-export"), EXPORTERS),
+    Case("audit export start", lambda w: reverse("charging_sessions:audit-export-start"), EXPORTERS,
+         method="post", data={"format": "csv"}),
+    Case("audit export detail", lambda w: reverse("charging_sessions:audit-export-detail", args=[w["export"].pk]),
+         EXPORTERS),
+    Case("audit export download",
+         lambda w: reverse("charging_sessions:audit-export-download", args=[w["export"].pk]), EXPORTERS),
+    Case("admin index", lambda w: reverse("admin:index"), STAFF),
+    *[
+        Case(f"admin {model}", lambda w, model=model: reverse(f"admin:charging_sessions_{model}_changelist"), STAFF)
+        for model in ("chargingsession", "remotestoprequest", "auditrecord", "inboundmessage", "chargedetailrecord",
+                      "auditexport", "auditverification", "auditcheckpoint", "legalhold")
+    ],
+]
+
+
+@pytest.fixture
+def world(db, settings, tmp_path, no_broker):
+    settings.AUDIT_EXPORT_DIR = tmp_path
+    owner = UserFactory(username="stop-owner", role=roles.AGENT)
+    supervisor = UserFactory(username="export-owner", role=roles.SUPERVISOR)
+    export = services.prepare_audit_export(filters=AuditLogFilters(), export_format="csv", acting_user=supervisor)
+    services.write_audit_export(export_id=export.pk)
+    return {
+        "session": ChargingSessionFactory(),
+        "stop": RemoteStopRequestFactory(requested_by=owner),
+        "export": export,
+    }
+
+
+def _client_for(client, who):
+    if who == ANONYMOUS:
+        return client
+    user = UserFactory(username=f"matrix-{who}".replace(" ", "-"), role=None if who == NOBODY else who)
+    # As in the demo: everyone but agents (and users without a role) works in the Django admin too.
+    user.is_staff = who in (ADMIN, SUPERVISOR, AUDITOR)
+    user.save()
+    client.force_login(user)
+    return client
+
+
+@pytest.mark.parametrize("who", WHO)
+@pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
+def test_permission_matrix(client, world, case, who):
+    client = _client_for(client, who)
+    url = case.url(world)
+    response = getattr(client, case.method)(url, case.data or {})
+    is_admin = url.startswith("/admin/")
+    expected = (ADMIN_LOGIN if is_admin else LOGIN) if who == ANONYMOUS else case.expect[who]
+    if expected == LOGIN:
+        assert response.status_code == 302 and response["Location"].startswith(reverse("login") + "?next=")
+    elif expected == ADMIN_LOGIN:
+        assert response.status_code == 302 and response["Location"].startswith(reverse("admin:login"))
+    else:
+        assert response.status_code == expected, f"{case.name} as {who}"
+
+
+def test_every_new_url_is_in_the_matrix():
+    """A URL added to the app without a row here fails this test."""
+    from sessions import urls
+
+    covered = {"session-list", "session-detail", "request-stop", "stop-status", "stop-history", "stop-timeline",
+               "audit-export", "audit-export-start", "audit-export-detail", "audit-export-download"}
+    others = {"stuck-sessions", "resend-stop", "close-session"}  # covered by tests/test_stuck_sessions.py
+    names = {pattern.name for pattern in urls.urlpatterns}
+    assert names - others <= covered, names - others - covered
