@@ -82,9 +82,14 @@ def main() -> None:
         env["OICP_BASE_URL"] = f"http://127.0.0.1:{sim_port}"
         env.setdefault("OICP_PROVIDER_ID", "DE-EMP")
         env.setdefault("DJANGO_DEBUG", "true")
+        # Training pace: an accepted stop that the CPO never confirms shows up on the stuck queue
+        # after 2 minutes instead of 10.
+        env.setdefault("STOP_CONFIRMATION_MINUTES", "2")
     env.setdefault("DATABASE_URL", f"sqlite:///{ROOT / 'db.sqlite3'}")
 
     sup = Supervisor()
+    # Ctrl-C and SIGTERM both stop everything (a shell may start us with SIGINT ignored).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt))
     try:
         broker = env.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0")

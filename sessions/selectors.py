@@ -82,8 +82,8 @@ def stop_blocker(*, charging_session: ChargingSession) -> str:
         return f"The session is not active ({charging_session.get_status_display().lower()})."
     open_request = open_stop_request(charging_session=charging_session)
     if open_request is not None:
-        ago = timesince(open_request.requested_at)
-        return f"A stop requested {ago} ago is still open ({open_request.get_state_display().lower()})."
+        return (f"A stop requested {_ago(open_request.requested_at)} is still open "
+                f"({open_request.get_state_display().lower()}).")
     # A second stop right after an accepted one only confuses the CPO: give it time to act.
     window = timedelta(minutes=settings.STOP_CONFIRMATION_MINUTES)
     accepted = (
@@ -94,10 +94,14 @@ def stop_blocker(*, charging_session: ChargingSession) -> str:
     if accepted is not None:
         until = timezone.localtime(accepted.finished_at + window).strftime("%H:%M")
         return (
-            f"A stop was accepted {timesince(accepted.finished_at)} ago; the CPO is ending the session. "
+            f"A stop was accepted {_ago(accepted.finished_at)}; the CPO is ending the session. "
             f"If it is still running at {until}, you can send the stop again."
         )
     return ""
+
+
+def _ago(moment) -> str:
+    return "just now" if timezone.now() - moment < timedelta(minutes=1) else f"{timesince(moment)} ago"
 
 
 def get_stop_request(*, pk: int) -> RemoteStopRequest | None:
@@ -177,9 +181,10 @@ def stop_progress(*, stop_request: RemoteStopRequest) -> StopProgress:
             headline = "Charging stopped, confirmed by the CPO's End notification"
         detail = (
             f"Stop to confirmation: {_seconds(stop_request.time_to_confirmation)}. "
-            + ("" if is_final else "The charge detail record (CDR) will close the session.")
-        ).strip()
-        playbook = describe("000")
+            + ("Tell the driver the session has ended; the CDR on this page holds the final energy."
+               if is_final else "The charge detail record (CDR) will close the session.")
+        )
+        playbook = None if is_final else describe("000")
     elif state == State.ACCEPTED:
         marks = ["done", "done", "done", "current"]
         headline = "Accepted: waiting for the CPO to end the session"

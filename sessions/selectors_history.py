@@ -21,7 +21,6 @@ from .models import (
     AuditRecord,
     AuditVerification,
     ChargeDetailRecord,
-    ChargingSession,
     InboundMessage,
     RemoteStopRequest,
     StopReason,

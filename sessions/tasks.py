@@ -6,6 +6,10 @@ from django.conf import settings
 from . import services
 
 # Above the client's own timeouts, so the client always gives up first and its answer is kept.
+# The threads pool (the one the portal runs) does not enforce Celery's time limits at all: what
+# bounds each call there is the HTTP client's connect and read timeouts (OICP_CONNECT_TIMEOUT_SECONDS,
+# OICP_TIMEOUT_SECONDS). A worker that dies mid-call leaves its row SENDING; the sweeper settles it
+# (services.sweep_stop_requests → recover_lost_attempt) once it is older than those timeouts + 60 s.
 _SOFT_LIMIT = settings.OICP_CONNECT_TIMEOUT_SECONDS + settings.OICP_TIMEOUT_SECONDS + 15
 _HARD_LIMIT = _SOFT_LIMIT + 15
 

@@ -98,7 +98,6 @@ def stop_timeline(request: HttpRequest, pk: int) -> HttpResponse:
         "timeline": timeline,
         "steps": steps,
         "code_info": describe(stop_request.oicp_code) if stop_request.oicp_code else None,
-        "back": request.GET.get("back", ""),
     }
     return render(request, "sessions/stop_timeline.html", context)
 

@@ -244,7 +244,7 @@ def _old_and_new(old=4, new=3, age_days=4000):
 
 
 def test_purge_is_a_dry_run_unless_committed(db, capsys):
-    old, new = _old_and_new()
+    _old_and_new()
     call_command("purge_audit")  # default: today minus AUDIT_RETENTION_DAYS
     assert "DRY RUN: 4 audit records" in capsys.readouterr().out
     assert AuditRecord.objects.count() == 7 and not AuditCheckpoint.objects.exists()
@@ -281,7 +281,7 @@ def test_purge_is_refused_while_a_legal_hold_is_active(db, settings):
     supervisor = UserFactory(username="legal")
     hold = services.set_legal_hold(reason="Case 4711: court order", acting_user=supervisor)
     for args in ([], ["--commit"]):
-        with pytest.raises(CommandError, match="Legal hold #%d is active" % hold.pk):
+        with pytest.raises(CommandError, match=f"Legal hold #{hold.pk} is active"):
             call_command("purge_audit", *args)
     assert not AuditCheckpoint.objects.exists()
     services.release_legal_hold(hold_id=hold.pk, acting_user=supervisor)

@@ -106,6 +106,7 @@ def slow_cpo_worker(simulator, redis_url, django_db_blocker):
         yield proc
         # 30 calls of 20 s each are still queued or waiting: do not wait for them.
         proc.stop(signal.SIGKILL)
+    simulator.patch_behaviours({"operators": {"DE*SLO": None, "NL*FST": None}})
 
 
 def test_a_slow_cpo_does_not_hold_up_stops_for_other_cpos(simulator, slow_cpo_worker):

@@ -4,8 +4,8 @@ The expected answer of each cell is written out, so a change of roles or views t
 narrows) access fails here first.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import pytest
 from django.urls import reverse

@@ -102,6 +102,3 @@ def test_two_web_servers_and_two_workers_make_one_request_and_one_call_per_sessi
     calls = Counter(entry["body"]["SessionID"] for entry in simulator.received()
                     if (entry["body"] or {}).get("SessionID") in ours)
     assert calls == Counter({session_id: 1 for session_id in ours})
-    # Both web servers took part: each agent's requests are in the database.
-    assert set(RemoteStopRequest.objects.filter(pk__in=pks).values_list("requested_by__username", flat=True)) \
-        <= {"scale-agent-1", "scale-agent-2"}

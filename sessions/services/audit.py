@@ -247,9 +247,9 @@ def purge_audit_records(*, before: datetime, commit: bool = False, acting_user=N
         _refuse_if_held()
         plan = _purge_plan(before)
         if plan.count:
-            with connection.cursor() as cursor:
-                if connection.vendor == "postgresql":
-                    # The append-only trigger lets this transaction, and only it, delete.
+            if connection.vendor == "postgresql":
+                # The append-only trigger lets this transaction, and only it, delete.
+                with connection.cursor() as cursor:
                     cursor.execute("SET LOCAL portal.audit_purge = 'on'")
             low = plan.first_id - 1
             while low < plan.last_id:

@@ -51,7 +51,7 @@ def queue_audit_export(*, export: AuditExport) -> None:
     def dispatch():
         try:
             export_audit_log.apply_async(args=[export.pk], retry=False)
-        except Exception as error:  # noqa: BLE001 - kombu raises several types
+        except Exception as error:  # kombu raises several types
             logger.exception("could not queue audit export %s", export.pk)
             AuditExport.objects.filter(pk=export.pk, state=AuditExport.State.QUEUED).update(
                 state=AuditExport.State.FAILED, error=f"Could not queue the job: {error}"[:500]
