@@ -202,6 +202,8 @@ CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULE = {
     "mark-unconfirmed-stops": {"task": "charging_sessions.mark_unconfirmed_stops", "schedule": 60.0},
     "sweep-stop-requests": {"task": "charging_sessions.sweep_stop_requests", "schedule": 30.0},
+    # Supervisors see when the audit chain was last verified; walk it once a day.
+    "verify-audit-chain": {"task": "charging_sessions.verify_audit_chain", "schedule": 24 * 3600.0},
 }
 
 # --------------------------------------------------------------------------------------------
@@ -321,5 +323,6 @@ LOGGING = {
         "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["correlation"]},
     },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    # axes announces itself at INFO in every process; keep its warnings (lockouts) only.
+    "loggers": {"django.db.backends": {"level": "WARNING"}, "axes": {"level": "WARNING"}},
 }

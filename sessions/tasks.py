@@ -56,3 +56,8 @@ def export_audit_log(export_id: int) -> None:
 def pull_charge_detail_records() -> None:
     """CDR reconciliation over the sliding window OICP_CDR_PULL_WINDOW_HOURS (beat: every 15 minutes)."""
     services.pull_recent_charge_detail_records()
+
+
+@shared_task(name="charging_sessions.verify_audit_chain", ignore_result=True)
+def verify_audit_chain() -> None:
+    services.verify_audit_chain()
