@@ -10,7 +10,8 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import F, Q
+from django.db.models import F, Q, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from .. import selectors
@@ -146,11 +147,16 @@ def send_remote_stop(*, stop_request_id: int) -> SendOutcome:
     charging_session = stop_request.charging_session
     correlation_id_var.set(str(stop_request.correlation_id))
 
-    slot = acquire_operator_slot(
-        charging_session.operator_id,
-        limit=settings.OICP_PER_OPERATOR_CONCURRENCY,
-        ttl=settings.OICP_TIMEOUT_SECONDS + settings.OICP_CONNECT_TIMEOUT_SECONDS + 30,
-    )
+    try:
+        slot = acquire_operator_slot(
+            charging_session.operator_id,
+            limit=settings.OICP_PER_OPERATOR_CONCURRENCY,
+            ttl=settings.OICP_TIMEOUT_SECONDS + settings.OICP_CONNECT_TIMEOUT_SECONDS + 30,
+        )
+    except Exception:  # noqa: BLE001 - the cache (Redis) is down: send nothing, count no attempt
+        logger.warning("per-CPO slots unavailable; stop request %s stays PENDING", stop_request_id, exc_info=True)
+        # If Redis is down the retry cannot be queued either; the sweeper then re-sends it.
+        return SendOutcome(state=State.PENDING, retry_in=random.uniform(5, 10))
     if slot is None:
         # This CPO already has its share of calls waiting; try again shortly without an attempt.
         return SendOutcome(state=State.PENDING, retry_in=random.uniform(0.5, 1.5))
@@ -179,15 +185,14 @@ def _claim(stop_request: RemoteStopRequest) -> bool:
             .update(
                 state=State.SENDING,
                 attempt_count=F("attempt_count") + 1,
+                first_sent_at=Coalesce(F("first_sent_at"), Value(now)),
                 last_sent_at=now,
                 next_attempt_at=None,
             )
         )
         if not claimed:
             return False
-        stop_request.refresh_from_db()
-        if stop_request.first_sent_at is None:
-            RemoteStopRequest.objects.filter(pk=stop_request.pk).update(first_sent_at=now)
+        stop_request.refresh_from_db(fields=["state", "attempt_count", "first_sent_at", "last_sent_at"])
         record_audit(
             event_type=Event.STOP_SENDING,
             stop_request=stop_request,
