@@ -64,3 +64,24 @@ def run(args: list[str], **kwargs) -> subprocess.CompletedProcess:
 
 
 __all__ = ["ROOT", "servers", "percentile", "report", "write_results", "median", "run", "machine"]
+
+
+# --- added for bench/run.py: collect every benchmark's rows, also from `python -m bench.dispatch` ---
+
+
+def _save_rows_at_exit() -> None:
+    """When BENCH_ROWS_FILE is set, append this process's rows to it (JSON lines) at exit."""
+    target = os.environ.get("BENCH_ROWS_FILE")
+    if not target or not RESULTS:
+        return
+    import json
+
+    with open(target, "a", encoding="utf-8") as out:
+        for row in RESULTS:
+            out.write(json.dumps(row) + "\n")
+
+
+if os.environ.get("BENCH_ROWS_FILE"):
+    import atexit
+
+    atexit.register(_save_rows_at_exit)

@@ -55,7 +55,8 @@ MIDDLEWARE = [
     "sessions.middleware.CorrelationIdMiddleware",
 ]
 
-ROOT_URLCONF = "portal.urls"
+# Benchmarks serve portal.urls plus their own baseline views (bench/urls.py); nothing else sets this.
+ROOT_URLCONF = env.str("DJANGO_ROOT_URLCONF", default="portal.urls")
 WSGI_APPLICATION = "portal.wsgi.application"
 
 TEMPLATES = [

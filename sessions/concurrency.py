@@ -5,9 +5,12 @@ healthy CPOs wait; with at most N calls in flight per OperatorID, the other slot
 Slots expire on their own, so a killed worker cannot leak one for longer than `ttl`.
 """
 
+import logging
 import uuid
 
 from django.core.cache import cache
+
+logger = logging.getLogger(__name__)
 
 
 def acquire_operator_slot(operator_id: str, *, limit: int, ttl: float) -> str | None:
@@ -22,5 +25,12 @@ def acquire_operator_slot(operator_id: str, *, limit: int, ttl: float) -> str | 
 
 
 def release_operator_slot(key: str | None) -> None:
+    """Best effort: with Redis unreachable the slot simply expires after its ttl.
+
+    Never raises, so a call's answer is always recorded even when the slot cannot be given back.
+    """
     if key:
-        cache.delete(key)
+        try:
+            cache.delete(key)
+        except Exception:  # noqa: BLE001 - redis-py and the cache backend raise several types
+            logger.warning("could not release %s; it expires by itself", key, exc_info=True)

@@ -210,7 +210,7 @@ class RedisServer:
     def url(self, db: int = 0) -> str:
         return f"redis://127.0.0.1:{self.port}/{db}"
 
-    def start(self) -> "RedisServer":
+    def start(self) -> RedisServer:
         self.proc = Process("redis", [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
                                       "--appendonly", "no", "--dir", self.workdir])
         self.proc.wait_for_line("Ready to accept connections", timeout=15)

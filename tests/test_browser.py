@@ -80,8 +80,9 @@ def test_agent_stops_a_session_and_follows_it_live_to_accepted(agent_page, live)
     assert "Accepted" in status.inner_text()
     assert page.evaluate("window.__noReload === true"), "the page reloaded instead of updating live"
     # The button is now disabled, with the reason beside it.
-    page.wait_for_selector("#stop-button[disabled]")
-    assert "was accepted" in page.locator("#stop-blocker").inner_text()
+    # The button area refreshes on the state change: disabled, with the reason beside it.
+    page.locator("#stop-blocker", has_text="was accepted").wait_for()
+    assert page.locator("#stop-button").is_disabled()
     stop = RemoteStopRequest.objects.get(charging_session=charging_session)
     assert (stop.state, stop.case_reference) == (RemoteStopRequest.State.ACCEPTED, "CASE-1")
     assert len(live.received(session_id=charging_session.session_id)) == 1

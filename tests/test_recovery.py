@@ -23,7 +23,11 @@ from sessions import selectors, services
 from sessions.models import AuditRecord, RemoteStopRequest, StopReason
 from sessions.services.stops import _sending_deadline_seconds
 from tests import servers
-from tests.factories import AgentFactory, ChargingSessionFactory, RemoteStopRequestFactory
+from tests.factories import (
+    AgentFactory,
+    ChargingSessionFactory,
+    RemoteStopRequestFactory,
+)
 
 State = RemoteStopRequest.State
 Event = AuditRecord.EventType
@@ -185,3 +189,73 @@ def test_the_agent_sees_an_unknown_outcome_in_every_state(state):
     assert selectors.OUTCOME_UNKNOWN_NOTE in progress.detail
     if state == State.PENDING:
         assert progress.headline.startswith("The worker stopped during the call; retrying (2 of")
+
+
+STOP_URL = "http://127.0.0.1:9/api/oicp/charging/v21/providers/DE-EMP/authorize-remote/stop"
+
+
+@pytest.mark.django_db
+def test_with_redis_gone_mid_task_nothing_is_sent_and_the_stop_stays_pending(monkeypatch):
+    """A worker's retry running while Redis (slots, broker) is down must not fail the stop."""
+    import redis
+    import responses
+
+    from sessions import concurrency
+
+    stop = RemoteStopRequestFactory()
+    monkeypatch.setattr(concurrency.cache, "add", mock_raise(redis.exceptions.ConnectionError("Redis is down")))
+    with responses.RequestsMock() as hubject:
+        outcome = services.send_remote_stop(stop_request_id=stop.pk)
+        assert len(hubject.calls) == 0
+    stop.refresh_from_db()
+    assert (stop.state, stop.attempt_count, outcome.state) == (State.PENDING, 0, State.PENDING)
+    assert outcome.retry_in and outcome.retry_in >= 5
+
+
+@pytest.mark.django_db
+def test_an_answer_is_recorded_even_when_the_slot_cannot_be_given_back(monkeypatch):
+    import redis
+    import responses
+
+    from sessions import concurrency
+
+    stop = RemoteStopRequestFactory()
+    monkeypatch.setattr(concurrency.cache, "delete", mock_raise(redis.exceptions.ConnectionError("Redis is down")))
+    with responses.RequestsMock() as hubject:
+        hubject.post(STOP_URL, json={"Result": True, "StatusCode": {"Code": "000"}})
+        services.send_remote_stop(stop_request_id=stop.pk)
+    stop.refresh_from_db()
+    assert (stop.state, stop.attempt_count) == (State.ACCEPTED, 1)
+
+
+def mock_raise(error):
+    def fail(*args, **kwargs):
+        raise error
+
+    return fail
+
+
+@pytest.mark.integration
+def test_the_test_publisher_can_switch_brokers_back_and_forth(redis_url):
+    """servers.point_celery_at: A → B → A → A publishes where the last call said, every time."""
+    import redis
+
+    from portal.celery import app
+    from sessions.tasks import send_remote_stop
+
+    base = redis_url.rsplit("/", 1)[0]
+    first, second = f"{base}/7", f"{base}/8"
+    queues = {url: redis.Redis.from_url(url) for url in (first, second)}
+    for client in queues.values():
+        client.delete("celery")
+    previous = app.conf.broker_url
+    try:
+        for url in (first, second, first, first, second):
+            servers.point_celery_at(url)
+            send_remote_stop.apply_async(args=[0], retry=False)
+    finally:
+        servers.point_celery_at(previous)
+    assert (queues[first].llen("celery"), queues[second].llen("celery")) == (3, 2)
+    for client in queues.values():
+        client.delete("celery")
+        client.close()

@@ -26,7 +26,11 @@ from django.utils import timezone
 from sessions import services
 from sessions.models import AuditRecord, RemoteStopRequest, StopReason
 from sessions.services import stops as stop_services
-from tests.factories import ChargingSessionFactory, RemoteStopRequestFactory, UserFactory
+from tests.factories import (
+    ChargingSessionFactory,
+    RemoteStopRequestFactory,
+    UserFactory,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 INBOUND_PREFIX = "/api/oicp/"
@@ -134,7 +138,7 @@ def _production(args: list[str], **extra: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not any(k.startswith(p) for p in _SCRUB)}
     env.update(PRODUCTION_ENV, PORTAL_ENV_FILE="/nonexistent/.env", DJANGO_SETTINGS_MODULE="portal.settings",
                DATABASE_URL="sqlite:////tmp/portal-deploy-check.sqlite3", **extra)
-    return subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    return subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False)
 
 
 def test_production_settings_are_https_only():
