@@ -260,3 +260,19 @@ def test_accepted_stop_blocks_a_new_one_until_the_confirmation_window_passes(cha
         request_stop(charging_session, agent)
     RemoteStopRequest.objects.filter(pk=accepted.pk).update(finished_at=timezone.now() - timedelta(minutes=11))
     assert request_stop(charging_session, agent).state == State.PENDING
+
+
+@responses.activate
+def test_stop_is_not_sent_when_the_cdr_arrived_while_it_was_queued(pending):
+    ChargingSession.objects.filter(pk=pending.charging_session_id).update(
+        status=ChargingSession.Status.CLOSED, cdr_received_at=timezone.now(), ended_at=timezone.now())
+    outcome = services.send_remote_stop(stop_request_id=pending.pk)
+    pending.refresh_from_db()
+    assert outcome.state == State.REJECTED and pending.state == State.REJECTED
+    assert len(responses.calls) == 0 and pending.attempt_count == 0
+    record = pending.audit_records.get(event_type=Event.STOP_REJECTED)
+    assert record.data["failure_kind"] == "session_ended" and record.data["sent"] is False
+    from sessions import selectors
+
+    progress = selectors.stop_progress(stop_request=pending)
+    assert progress.playbook.description == "Session already ended."

@@ -304,6 +304,14 @@ FAILURE_PLAYBOOK: dict[str, StatusCodeInfo] = {
         "Escalate to the portal's operators (Hubject access configuration); no remote stop works until fixed.",
         False,
     ),
+    "session_ended": _failure(
+        "Session already ended.",
+        "The CPO's charge detail record arrived before the stop was sent, so the portal did not send it: "
+        "Hubject would only answer 400 Session is invalid.",
+        "Your session has ended; you can unplug.",
+        "Nothing to send. Check the CDR on the session page for the final energy.",
+        False,
+    ),
     "worker_lost": _failure(
         "Worker stopped while waiting.",
         "The background worker stopped while waiting for Hubject, so we do not know whether the stop reached "

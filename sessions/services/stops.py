@@ -146,6 +146,10 @@ def send_remote_stop(*, stop_request_id: int) -> SendOutcome:
         return SendOutcome(state=stop_request.state if stop_request else "MISSING")
     charging_session = stop_request.charging_session
     correlation_id_var.set(str(stop_request.correlation_id))
+    if charging_session.status == ChargingSession.Status.CLOSED:
+        # The CDR arrived while the stop waited in the queue: Hubject has closed the session.
+        return _settle_unsent(stop_request_id=stop_request_id, failure_kind="session_ended",
+                              error="Not sent: the session ended (its CDR arrived) before the stop left the queue.")
 
     try:
         slot = acquire_operator_slot(
@@ -173,6 +177,22 @@ def send_remote_stop(*, stop_request_id: int) -> SendOutcome:
     finally:
         release_operator_slot(slot)
     return _record_result(stop_request_id=stop_request_id, result=result)
+
+
+def _settle_unsent(*, stop_request_id: int, failure_kind: str, error: str) -> SendOutcome:
+    """Close a PENDING request without calling Hubject, saying why."""
+    with transaction.atomic():
+        stop_request = RemoteStopRequest.objects.select_for_update().filter(pk=stop_request_id).first()
+        if stop_request is None or stop_request.state != State.PENDING:
+            return SendOutcome(state=stop_request.state if stop_request else "MISSING")
+        stop_request.state = State.REJECTED
+        stop_request.last_error = error
+        stop_request.finished_at = timezone.now()
+        stop_request.save(update_fields=["state", "last_error", "finished_at"])
+        record_audit(event_type=Event.STOP_REJECTED, stop_request=stop_request,
+                     data={"failure_kind": failure_kind, "error": error, "sent": False,
+                           "attempt": stop_request.attempt_count})
+    return SendOutcome(state=State.REJECTED)
 
 
 def _claim(stop_request: RemoteStopRequest) -> bool:
