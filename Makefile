@@ -1,5 +1,5 @@
 # The two commands a new user needs: `make run` and `make test`.
-.PHONY: run test test-fast bootstrap clean
+.PHONY: run test test-fast bootstrap clean bench
 
 run:            ## install what is missing, then run the whole portal (Ctrl-C stops it)
 	@scripts/bootstrap.sh run
@@ -12,6 +12,10 @@ test:           ## install what is missing, then run the whole suite (browser an
 test-fast:      ## unit tests only: no Redis, worker or browser
 	@scripts/bootstrap.sh test
 	@.venv/bin/pytest -m "not integration and not browser"
+
+bench:          ## install what is missing, run every benchmark, write bench/RESULTS.md (never fails; ~25 min)
+	@scripts/bootstrap.sh test
+	@.venv/bin/python -m bench.run
 
 clean:          ## remove the virtualenv, the demo database and runtime files
 	rm -rf .venv var db.sqlite3 db.sqlite3-wal db.sqlite3-shm staticfiles

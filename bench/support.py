@@ -83,9 +83,11 @@ def portal_env(database_url: str, **extra: str) -> dict[str, str]:
     return env
 
 
-def manage(env: dict[str, str], *args: str, capture: bool = True) -> subprocess.CompletedProcess:
-    return subprocess.run([PYTHON, str(ROOT / "manage.py"), *args], cwd=ROOT, env=env, check=True, text=True,
-                          capture_output=capture)
+def manage(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    done = subprocess.run([PYTHON, str(ROOT / "manage.py"), *args], cwd=ROOT, env=env, text=True, capture_output=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"manage.py {' '.join(args[:2])} failed:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}")
+    return done
 
 
 @dataclass
@@ -192,6 +194,7 @@ def counts(size: str) -> dict[str, int]:
 
 def new_database(kind: str, name: str, workdir: Path, pg_url: str | None) -> str:
     if kind == "sqlite":
+        workdir.mkdir(parents=True, exist_ok=True)
         path = workdir / f"{name}.sqlite3"
         for suffix in ("", "-wal", "-shm"):
             Path(f"{path}{suffix}").unlink(missing_ok=True)

@@ -50,7 +50,12 @@ class ChargingSession(models.Model):
             ("view_stuck_sessions", "Can see the stuck-sessions queue"),
             ("close_session_manually", "Can close a session record by hand"),
         ]
-        indexes = [models.Index(fields=["status", "-last_update_at"], name="session_status_update_idx")]
+        indexes = [
+            models.Index(fields=["status", "-last_update_at"], name="session_status_update_idx"),
+            # The stuck-sessions queue: active sessions by last update, oldest first, pk as tiebreaker
+            # (bench/RESULTS.md: PostgreSQL otherwise walked every closed session's last_update_at).
+            models.Index(fields=["status", "last_update_at", "id"], name="session_status_stale_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.session_id} at {self.evse_id}"
@@ -128,6 +133,9 @@ class RemoteStopRequest(models.Model):
     class Meta:
         ordering = ["-requested_at"]
         permissions = [("view_all_remote_stops", "Can see every agent's stop requests")]
+        # The stuck-sessions queue and the history's state + OperatorID filters find the stops of a
+        # few sessions in one state (bench/RESULTS.md: without it they walked every stop in that state).
+        indexes = [models.Index(fields=["state", "charging_session"], name="stop_state_session_idx")]
         constraints = [
             # The one-open-stop guard lives in the database: two agents or a double click
             # cannot both create an open request for the same session.

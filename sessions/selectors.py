@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
+from django.db import connection
 from django.db.models import OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 from django.utils.timesince import timesince
@@ -36,14 +37,16 @@ def search_charging_sessions(
     query = query.strip()
     if query:
         upper = query.upper()
-        sessions = sessions.filter(
-            Q(session_id__iexact=query)
-            | Q(evse_id=upper)
-            | Q(evse_id__startswith=upper)
-            | Q(emp_partner_session_id=query)
-            | Q(cpo_partner_session_id=query)
-            | Q(stop_requests__case_reference=query)
-        ).distinct()
+        # One indexed lookup per kind of ID, joined by UNION (bench/RESULTS.md: an OR across these
+        # columns and the stop requests' join, with DISTINCT, scanned every session on each search).
+        # SessionIDs are stored lower case, EvseIDs upper case.
+        matching = ChargingSession.objects.filter(session_id=query.lower()).order_by().values("pk").union(
+            ChargingSession.objects.filter(prefix_q("evse_id", upper)).order_by().values("pk"),
+            ChargingSession.objects.filter(emp_partner_session_id=query).order_by().values("pk"),
+            ChargingSession.objects.filter(cpo_partner_session_id=query).order_by().values("pk"),
+            RemoteStopRequest.objects.filter(case_reference=query).order_by().values("charging_session_id"),
+        )
+        sessions = sessions.filter(pk__in=matching)
     if operator_id:
         sessions = sessions.filter(operator_id=operator_id.upper())
     if status:
@@ -53,8 +56,40 @@ def search_charging_sessions(
     return sessions.order_by("-last_update_at", "-pk")
 
 
+def prefix_q(field_name: str, prefix: str) -> Q:
+    """`field_name` starts with `prefix`, in the form that field's index serves on each database.
+
+    PostgreSQL: LIKE 'prefix%' (Django's `*_like` index). SQLite's LIKE is case-insensitive and
+    never uses an index, so there a range over the (binary-ordered) index: prefix <= value <
+    prefix + U+10FFFF selects exactly the values that start with prefix.
+    """
+    if connection.vendor == "sqlite":
+        return Q(**{f"{field_name}__gte": prefix, f"{field_name}__lt": prefix + "\U0010ffff"})
+    return Q(**{f"{field_name}__startswith": prefix})
+
+
+def distinct_values(model, field_name: str, *, skip_empty: bool = False) -> list[str]:
+    """SELECT DISTINCT of an indexed column, ascending, as a loose index scan.
+
+    One index seek per distinct value (a recursive CTE, the same SQL on SQLite and PostgreSQL),
+    instead of reading every row's entry: the filter lists' DISTINCT over all sessions and stop
+    requests grew with the data (bench/RESULTS.md).
+    """
+    quote = connection.ops.quote_name
+    table, column = quote(model._meta.db_table), quote(model._meta.get_field(field_name).column)
+    first = f"SELECT MIN({column}) FROM {table}" + (f" WHERE {column} > ''" if skip_empty else "")
+    sql = (
+        f"WITH RECURSIVE found(value) AS ({first} UNION ALL "
+        f"SELECT (SELECT MIN({column}) FROM {table} WHERE {column} > found.value) FROM found "
+        "WHERE found.value IS NOT NULL) SELECT value FROM found WHERE value IS NOT NULL"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql)
+        return [row[0] for row in cursor.fetchall()]
+
+
 def operator_ids() -> list[str]:
-    return list(ChargingSession.objects.order_by("operator_id").values_list("operator_id", flat=True).distinct())
+    return distinct_values(ChargingSession, "operator_id")
 
 
 def get_charging_session(*, pk: int) -> ChargingSession | None:
@@ -263,11 +298,15 @@ class StuckQueue:
     stale_hours: int
 
 
-def stuck_queue(*, limit: int = 200) -> StuckQueue:
+def stuck_queue(*, limit: int = 50) -> StuckQueue:
     """Unconfirmed stops and silent active sessions, oldest first (a constant number of queries)."""
+    # Driven by the few sessions not yet closed (index stop_state_session_idx): unconfirmed stops of
+    # closed sessions stay UNCONFIRMED for ever, and walking all of them grew with the history.
+    open_sessions = ChargingSession.objects.filter(
+        status__in=[value for value in ChargingSession.Status.values if value != ChargingSession.Status.CLOSED]
+    ).order_by().values("pk")
     unconfirmed = (
-        RemoteStopRequest.objects.filter(state=State.UNCONFIRMED)
-        .exclude(charging_session__status=ChargingSession.Status.CLOSED)
+        RemoteStopRequest.objects.filter(state=State.UNCONFIRMED, charging_session_id__in=open_sessions)
         .select_related("charging_session", "requested_by")
         .order_by("finished_at", "pk")
     )

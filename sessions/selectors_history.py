@@ -21,10 +21,12 @@ from .models import (
     AuditRecord,
     AuditVerification,
     ChargeDetailRecord,
+    ChargingSession,
     InboundMessage,
     RemoteStopRequest,
     StopReason,
 )
+from .selectors import distinct_values, prefix_q
 
 
 def _start_of_day(day: date) -> datetime:
@@ -42,14 +44,14 @@ def _date_range_q(field_name: str, date_from: date | None, date_to: date | None)
 
 
 def _search_q(query: str) -> Q:
-    """SessionID (exact), EvseID (exact or prefix); index-friendly lookups only."""
+    """SessionID (exact), EvseID (exact or prefix); index-friendly lookups only.
+
+    The sessions are found first, through their own indexes, and the rows by their session's id
+    (an OR over the joined session's columns made both databases scan every row).
+    """
     query = query.strip()
-    upper = query.upper()
-    return (
-        Q(charging_session__session_id=query.lower())
-        | Q(charging_session__evse_id=upper)
-        | Q(charging_session__evse_id__startswith=upper)
-    )
+    sessions = ChargingSession.objects.filter(Q(session_id=query.lower()) | prefix_q("evse_id", query.upper()))
+    return Q(charging_session_id__in=sessions.order_by().values("pk"))
 
 
 # --- stop history ------------------------------------------------------------------------------
@@ -97,7 +99,9 @@ def stop_history(*, filters: StopHistoryFilters, only_requested_by=None) -> Quer
     if filters.agent_id:
         stops = stops.filter(requested_by_id=filters.agent_id)
     if filters.operator_id:
-        stops = stops.filter(charging_session__operator_id=filters.operator_id.strip().upper())
+        # The operator's sessions first (their index), then their stops (stop_state_session_idx).
+        operator_sessions = ChargingSession.objects.filter(operator_id=filters.operator_id.strip().upper())
+        stops = stops.filter(charging_session_id__in=operator_sessions.order_by().values("pk"))
     if filters.state:
         stops = stops.filter(state=filters.state)
     if filters.oicp_code:
@@ -105,7 +109,12 @@ def stop_history(*, filters: StopHistoryFilters, only_requested_by=None) -> Quer
     if filters.reason:
         stops = stops.filter(reason=filters.reason)
     if filters.q.strip():
-        stops = stops.filter(_search_q(filters.q) | Q(case_reference=filters.q.strip()))
+        # UNION of two indexed lookups: with an OR, PostgreSQL scanned every stop request.
+        query = filters.q.strip()
+        matching = RemoteStopRequest.objects.filter(_search_q(query)).order_by().values("pk").union(
+            RemoteStopRequest.objects.filter(case_reference=query).order_by().values("pk")
+        )
+        stops = stops.filter(pk__in=matching)
     return stops.order_by(*HISTORY_SORTS.get(filters.sort, HISTORY_SORTS[DEFAULT_HISTORY_SORT]))
 
 
@@ -115,9 +124,7 @@ def portal_users() -> list[tuple[int, str]]:
 
 
 def stop_oicp_codes() -> list[str]:
-    return list(
-        RemoteStopRequest.objects.exclude(oicp_code="").order_by("oicp_code").values_list("oicp_code", flat=True).distinct()
-    )
+    return distinct_values(RemoteStopRequest, "oicp_code", skip_empty=True)
 
 
 # --- one stop request's timeline ---------------------------------------------------------------

@@ -1,0 +1,146 @@
+"""Pages: server time (p95) and queries per page with 100,000 sessions, 300,000 stop requests and
+1,000,000 audit records, on SQLite and on PostgreSQL.
+
+In-process with django.test.Client, logged in as a supervisor, timing only the request. The number
+of queries of each page is counted at the full size and at 1/100 of it (a second database generated
+in the same run): it must be the same, i.e. not grow with the data.
+
+    python -m bench.pages                 generates its own data (BENCH_SCALE=0.05 for a quick run)
+    python -m bench.pages --worker URL    measures one database and prints JSON (used by the above)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+from bench.common import ROOT, percentile, report
+from bench.support import PYTHON, DATABASES, Dataset, datasets, log, portal_env, postgres_server, workdir
+
+REQUESTS = int(os.environ.get("BENCH_PAGES_REQUESTS", "30"))
+WARMUP = 3
+TARGET_MS = 150.0
+
+
+def _pages(client_user) -> dict[str, str]:
+    """The pages measured: name → URL, chosen from the data so that both sizes answer alike."""
+    from django.urls import reverse
+
+    from sessions.models import ChargingSession, RemoteStopRequest
+
+    active = ChargingSession.objects.filter(status=ChargingSession.Status.ACTIVE).order_by("pk")
+    one = active[active.count() // 2]
+    closed = ChargingSession.objects.filter(status=ChargingSession.Status.CLOSED).order_by("pk")
+    other = closed[closed.count() // 2]
+    stop = RemoteStopRequest.objects.order_by("pk")[RemoteStopRequest.objects.count() // 2]
+    days = RemoteStopRequest.objects.order_by("requested_at").values_list("requested_at", flat=True)
+    first_day = days.first().date()
+    sessions = reverse("charging_sessions:session-list")
+    history = reverse("charging_sessions:stop-history")
+    return {
+        "session list (default: active)": sessions,
+        "search by EvseID (one hit → its page)": f"{sessions}?q={one.evse_id}",
+        # The EvseID without its last 5 characters ("…0097500*1" → "…0097"): 20 sessions at both sizes.
+        "search by EvseID prefix (list)": f"{sessions}?q={one.evse_id[:-5]}&status=",
+        "search by SessionID, any state": f"{sessions}?q={other.session_id}&status=",
+        "stop history, unfiltered": history,
+        "stop history, filtered": (f"{history}?date_from={first_day}&date_to={first_day.replace(year=first_day.year + 1)}"
+                                   f"&operator={stop.charging_session.operator_id}&state=REJECTED&sort=-requested"),
+        "stop history, search": f"{history}?q={stop.charging_session.evse_id}",
+        "stuck sessions": reverse("charging_sessions:stuck-sessions"),
+        "stop timeline": reverse("charging_sessions:stop-timeline", args=[stop.pk]),
+    }
+
+
+def worker(url: str) -> None:
+    """Measure every page on the database of DATABASE_URL (this process's environment); print JSON."""
+    import django
+
+    django.setup()
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Group
+    from django.db import connection
+    from django.test import Client
+
+    from sessions import roles
+
+    user, _ = get_user_model().objects.get_or_create(username="bench-supervisor")
+    user.groups.add(Group.objects.get(name=roles.SUPERVISOR))
+    client = Client()
+    client.force_login(user)
+    result = {}
+    for name, page in _pages(user).items():
+        for _ in range(WARMUP):
+            response = client.get(page)
+        queries: list[tuple[float, str]] = []
+
+        def counting(execute, sql, params, many, context):
+            started = time.perf_counter()
+            try:
+                return execute(sql, params, many, context)
+            finally:
+                queries.append(((time.perf_counter() - started) * 1000, sql[:200]))
+
+        with connection.execute_wrapper(counting):
+            response = client.get(page)
+        timings = []
+        for _ in range(REQUESTS):
+            started = time.perf_counter()
+            response = client.get(page)
+            timings.append((time.perf_counter() - started) * 1000)
+        result[name] = {"url": page, "status": response.status_code, "queries": len(queries),
+                        "p50": percentile(timings, 50), "p95": percentile(timings, 95), "max": max(timings),
+                        "slowest_sql": sorted(queries, reverse=True)[:2]}
+    print("PAGESJSON " + json.dumps(result), flush=True)
+
+
+def measure(dataset: Dataset) -> dict:
+    out = subprocess.run([PYTHON, "-m", "bench.pages", "--worker", dataset.url], cwd=ROOT,
+                         env=portal_env(dataset.url), capture_output=True, text=True)
+    for line in out.stdout.splitlines():
+        if line.startswith("PAGESJSON "):
+            return json.loads(line.removeprefix("PAGESJSON "))
+    raise RuntimeError(f"pages worker failed on {dataset.url}:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
+
+
+def run(sets: dict[tuple[str, str], Dataset]) -> None:
+    for kind in [k for k in ("sqlite", "postgres") if (k, "full") in sets]:
+        full, small = sets[(kind, "full")], sets[(kind, "small")]
+        log(f"pages on {full.label}: {full.sessions:,} sessions, {full.stops:,} stops, {full.audit:,} audit records")
+        big = measure(full)
+        little = measure(small)
+        for name, figures in big.items():
+            small_queries = little[name]["queries"]
+            same = figures["queries"] == small_queries
+            notes = [] if same else ["queries grow with the data"]
+            if figures["status"] == 302:
+                notes.append("HTTP 302: one hit goes straight to the session")
+            elif figures["status"] != 200:
+                notes.append(f"HTTP {figures['status']}")
+            report(f"page {name}, {full.label}",
+                   f"p95 {figures['p95']:.1f} ms (p50 {figures['p50']:.1f}); {figures['queries']} queries "
+                   f"(1/100 size: {small_queries})",
+                   figures["p95"] / TARGET_MS, f"p95 < {TARGET_MS:.0f} ms, queries constant",
+                   figures["p95"] < TARGET_MS and same and figures["status"] in (200, 302), "; ".join(notes))
+            if figures["p95"] >= TARGET_MS:
+                log(f"  slowest SQL of {name}: {figures['slowest_sql']}")
+
+
+def main() -> None:
+    base = workdir("data")
+    if "postgres" in DATABASES:
+        with postgres_server() as pg_url:
+            run(datasets(base, pg_url))
+    else:
+        run(datasets(base, None))
+
+
+if __name__ == "__main__":
+    os.chdir(ROOT)
+    if len(sys.argv) == 3 and sys.argv[1] == "--worker":
+        worker(sys.argv[2])
+    else:
+        main()
