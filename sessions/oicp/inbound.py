@@ -13,23 +13,38 @@ the SessionID lower case as everywhere else in the portal.
 The body is checked before it is parsed: it must be UTF-8 JSON, an object, nested at most
 `MAX_DEPTH` levels (counted by a linear scan before `json.loads`, so 100,000 nested lists cost a
 few microseconds and never reach the parser's recursion), without NaN/Infinity or repeated keys.
+The field and JSON checks themselves live in `fields`, shared with the session feed import.
 """
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from . import ids
+from .fields import (
+    MAX_DEPTH,
+    DuplicateKey,
+    FieldError,
+    check_storable,
+    clip,
+    enum,
+    evse_id,
+    json_type,
+    kwh,
+    load_json,
+    nesting_exceeds,  # noqa: F401 (inbound.nesting_exceeds, for callers)
+    operator_id,
+    partner_session_id,
+    provider_id,
+    session_id,
+    string,
+    timestamp,
+)
 
-MAX_DEPTH = 20
-# ChargingSession.energy_kwh and ChargeDetailRecord.consumed_energy_kwh: 12 digits, 3 decimals.
-MAX_KWH = Decimal("999999999.999")
 MAX_METER_VALUES_IN_BETWEEN = 1000
 MAX_SIGNED_METERING_VALUES = 10  # asciidoc: list of at most 10
 ADDITIONAL_INFO_MAX = 1000  # StatusCode.AdditionalInfo of the acknowledgement
@@ -52,14 +67,6 @@ CALIBRATION_LAW_LENGTHS = {
     "SignedMeteringValuesVerificationInstruction": 400,
 }
 
-# YYYY-MM-DDThh:mm:ss[.fraction](Z|±hh:mm) — the offset is mandatory (DIGEST §4, §8 #16).
-_TIMESTAMP = re.compile(
-    r"^(\d{4}-\d{2}-\d{2})[Tt](\d{2}:\d{2}:\d{2})(\.\d{1,9})?([Zz]|[+-]\d{2}:?\d{2})$"
-)
-_EARLIEST_YEAR, _LATEST_YEAR = 1970, 2199
-_SPECIAL = re.compile(r'[\[\]{}"\\]')
-_THOUSANDTH = Decimal("0.001")
-
 
 class InboundError(ValueError):
     """The message is refused (OICP 022 Data error); `problems` name the fields."""
@@ -79,53 +86,6 @@ class InboundError(ValueError):
 # --- the body --------------------------------------------------------------------------------
 
 
-class _DuplicateKey(Exception):
-    pass
-
-
-def _reject_constant(name: str):
-    raise ValueError(f"{name} is not a number OICP allows")
-
-
-def _pairs_without_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise _DuplicateKey(key)
-        result[key] = value
-    return result
-
-
-def nesting_exceeds(text: str, limit: int = MAX_DEPTH) -> bool:
-    """True when arrays/objects in `text` nest deeper than `limit`; one linear pass, no recursion.
-
-    Brackets inside JSON strings do not count. For text that is not JSON the answer is only an
-    estimate, which is fine: such text is refused either way.
-    """
-    depth = 0
-    in_string = False
-    skip = -1
-    for match in _SPECIAL.finditer(text):
-        position = match.start()
-        if position == skip:
-            continue
-        char = match.group()
-        if in_string:
-            if char == "\\":
-                skip = position + 1
-            elif char == '"':
-                in_string = False
-        elif char == '"':
-            in_string = True
-        elif char in "[{":
-            depth += 1
-            if depth > limit:
-                return True
-        elif char in "]}":
-            depth -= 1
-    return False
-
-
 def decode_body(body: bytes | str) -> tuple[str, dict[str, Any]]:
     """The body as text and as a JSON object; InboundError when it is neither."""
     if isinstance(body, bytes):
@@ -138,169 +98,42 @@ def decode_body(body: bytes | str) -> tuple[str, dict[str, Any]]:
     text = text.removeprefix("\ufeff")
     if not text.strip():
         raise InboundError(["body: empty; a JSON object is expected"])
-    if nesting_exceeds(text):
-        raise InboundError([f"body: JSON nested deeper than {MAX_DEPTH} levels"])
     try:
-        data = json.loads(
-            text,
-            parse_float=Decimal,
-            parse_constant=_reject_constant,
-            object_pairs_hook=_pairs_without_duplicates,
-        )
-    except _DuplicateKey as exc:
-        raise InboundError([f"{_clip(str(exc))}: appears more than once in one object"]) from None
-    except RecursionError:
-        raise InboundError([f"body: JSON nested deeper than {MAX_DEPTH} levels"]) from None
-    except ValueError as exc:  # JSONDecodeError, NaN/Infinity, integers too long to convert
-        raise InboundError([f"body: not valid JSON ({_clip(str(exc), 120)})"]) from None
+        data = load_json(text)
+    except DuplicateKey as exc:
+        raise InboundError([str(exc)]) from None
+    except FieldError as exc:
+        raise InboundError([f"body: {exc}"]) from None
     if not isinstance(data, dict):
-        raise InboundError([f"body: must be a JSON object, not {_json_type(data)}"])
+        raise InboundError([f"body: must be a JSON object, not {json_type(data)}"])
     return text, data
 
 
 # --- field checks ----------------------------------------------------------------------------
 
 
-class _Bad(Exception):
-    """One field's problem; the message follows "Field: "."""
-
-
-def _clip(value: str, limit: int = 40) -> str:
-    return value if len(value) <= limit else value[:limit] + "…"
-
-
-def _show(value: Any) -> str:
-    if isinstance(value, str):
-        return repr(_clip(value))
-    return _json_type(value)
-
-
-def _json_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, (int, Decimal, float)):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, dict):
-        return "an object"
-    return type(value).__name__
-
-
-def _check_storable(value: str) -> str:
-    # PostgreSQL text and jsonb cannot hold NUL; lone surrogates cannot be encoded as UTF-8.
-    if "\x00" in value:
-        raise _Bad("contains a NUL character")
-    if any("\ud800" <= char <= "\udfff" for char in value):
-        raise _Bad("contains an unpaired surrogate")
-    return value
-
-
-def _string(max_length: int) -> Callable[[Any], str]:
-    def parse(value: Any) -> str:
-        if not isinstance(value, str):
-            raise _Bad(f"must be a string, not {_json_type(value)}")
-        if len(value) > max_length:
-            raise _Bad(f"longer than {max_length} characters ({len(value)})")
-        return _check_storable(value)
-
-    return parse
-
-
-def _identifier(check: Callable[[object], bool], what: str, *, lower: bool = False) -> Callable[[Any], str]:
-    def parse(value: Any) -> str:
-        if not isinstance(value, str):
-            raise _Bad(f"must be a string, not {_json_type(value)}")
-        normalised = value.lower() if lower else value.upper()
-        if not check(normalised):
-            raise _Bad(f"{_show(value)} is not {what}")
-        return normalised
-
-    return parse
-
-
-session_id = _identifier(ids.is_session_id, "a SessionID (GUID shape)", lower=True)
-evse_id = _identifier(ids.is_evse_id, "an EvseID")
-operator_id = _identifier(ids.is_operator_id, "an OperatorID")
-provider_id = _identifier(ids.is_provider_id, "a ProviderID")
-partner_session_id = _string(ids.PARTNER_SESSION_ID_MAX)
-
-
-def timestamp(value: Any) -> datetime:
-    """ISO 8601 with a UTC offset, as OICP requires; the offset is kept."""
-    if not isinstance(value, str):
-        raise _Bad(f"must be a string, not {_json_type(value)}")
-    match = _TIMESTAMP.fullmatch(value)
-    if not match:
-        raise _Bad(f"{_show(value)} is not an ISO 8601 date and time with a UTC offset (e.g. 2020-09-23T14:17:53+02:00)")
-    date, time, fraction, offset = match.groups()
-    fraction = (fraction or "")[:7]  # datetime keeps microseconds
-    offset = "+00:00" if offset in "Zz" else offset
-    try:
-        parsed = datetime.fromisoformat(f"{date}T{time}{fraction}{offset}")
-    except ValueError:
-        raise _Bad(f"{_show(value)} is not a valid date and time") from None
-    # Checked before any conversion to UTC, which would overflow near year 1 or 9999.
-    if not _EARLIEST_YEAR <= parsed.year <= _LATEST_YEAR:
-        raise _Bad(f"{_show(value)} is outside {_EARLIEST_YEAR}–{_LATEST_YEAR}")
-    return parsed
-
-
-def kwh(value: Any) -> Decimal:
-    """A non-negative Decimal(,3) in kWh; JSON numbers only (never a boolean or a string)."""
-    if isinstance(value, bool) or not isinstance(value, (int, Decimal)):
-        raise _Bad(f"must be a number, not {_json_type(value)}")
-    amount = Decimal(value)
-    if not amount.is_finite():
-        raise _Bad("must be a finite number")
-    if amount < 0:
-        raise _Bad(f"must not be negative ({_clip(str(value))})")
-    if amount > MAX_KWH:
-        raise _Bad(f"too large ({_clip(str(value))}; at most {MAX_KWH})")
-    try:
-        rounded = amount.quantize(_THOUSANDTH)
-    except InvalidOperation:
-        raise _Bad(f"{_clip(str(value))} is not a valid amount") from None
-    if rounded != amount:
-        raise _Bad(f"{_clip(str(value))} has more than 3 decimal places")
-    return rounded
-
-
 def milliseconds(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise _Bad(f"must be an integer, not {_json_type(value)}")
+        raise FieldError(f"must be an integer, not {json_type(value)}")
     if not 0 <= value <= 10**12:
-        raise _Bad(f"must be between 0 and 10^12 ms ({_clip(str(value))})")
+        raise FieldError(f"must be between 0 and 10^12 ms ({clip(str(value))})")
     return value
-
-
-def _enum(allowed: tuple[str, ...]) -> Callable[[Any], str]:
-    def parse(value: Any) -> str:
-        if not isinstance(value, str) or value not in allowed:
-            raise _Bad(f"{_show(value)} is not one of {', '.join(allowed)}")
-        return value
-
-    return parse
 
 
 def _json_value(value: Any, depth: int = 0) -> Any:
     """A JSON value we store as it came (strings checked for storability, numbers as strings)."""
     if depth > MAX_DEPTH:
-        raise _Bad("nested too deeply")
+        raise FieldError("nested too deeply")
     if isinstance(value, str):
-        return _check_storable(value)
+        return check_storable(value)
     if isinstance(value, Decimal):
         if not value.is_finite():
-            raise _Bad("must be a finite number")
+            raise FieldError("must be a finite number")
         return str(value)
     if isinstance(value, list):
         return [_json_value(item, depth + 1) for item in value]
     if isinstance(value, dict):
-        return {_check_storable(key): _json_value(item, depth + 1) for key, item in value.items()}
+        return {check_storable(key): _json_value(item, depth + 1) for key, item in value.items()}
     return value
 
 
@@ -308,63 +141,63 @@ def identification(value: Any) -> dict[str, Any]:
     """IdentificationType: an object whose known kinds are objects. Their contents are kept as they
     came: the portal does not use them, and Hubject's own samples break the UID pattern (§8 #11)."""
     if not isinstance(value, dict):
-        raise _Bad(f"must be an object, not {_json_type(value)}")
+        raise FieldError(f"must be an object, not {json_type(value)}")
     for kind in IDENTIFICATION_KINDS:
         if value.get(kind) is not None and not isinstance(value[kind], dict):
-            raise _Bad(f"{kind} must be an object, not {_json_type(value[kind])}")
+            raise FieldError(f"{kind} must be an object, not {json_type(value[kind])}")
     return _json_value(value)
 
 
 def meter_values_in_between(value: Any) -> tuple[Decimal, ...]:
     """`{"meterValues": [...]}` (OpenAPI and samples, §8 #15), not a bare list."""
     if not isinstance(value, dict):
-        raise _Bad(f'must be an object {{"meterValues": [...]}}, not {_json_type(value)}')
+        raise FieldError(f'must be an object {{"meterValues": [...]}}, not {json_type(value)}')
     values = value.get("meterValues")
     if values is None:
         return ()
     if not isinstance(values, list):
-        raise _Bad(f"meterValues must be a list, not {_json_type(values)}")
+        raise FieldError(f"meterValues must be a list, not {json_type(values)}")
     if len(values) > MAX_METER_VALUES_IN_BETWEEN:
-        raise _Bad(f"more than {MAX_METER_VALUES_IN_BETWEEN} meterValues")
+        raise FieldError(f"more than {MAX_METER_VALUES_IN_BETWEEN} meterValues")
     parsed = []
     for index, item in enumerate(values):
         try:
             parsed.append(kwh(item))
-        except _Bad as exc:
-            raise _Bad(f"meterValues[{index}] {exc}") from None
+        except FieldError as exc:
+            raise FieldError(f"meterValues[{index}]: {exc}") from None
     return tuple(parsed)
 
 
 def signed_metering_values(value: Any) -> tuple[dict[str, str], ...]:
     if not isinstance(value, list):
-        raise _Bad(f"must be a list, not {_json_type(value)}")
+        raise FieldError(f"must be a list, not {json_type(value)}")
     if len(value) > MAX_SIGNED_METERING_VALUES:
-        raise _Bad(f"more than {MAX_SIGNED_METERING_VALUES} entries")
+        raise FieldError(f"more than {MAX_SIGNED_METERING_VALUES} entries")
     parsed = []
     for index, item in enumerate(value):
         if not isinstance(item, dict):
-            raise _Bad(f"[{index}] must be an object, not {_json_type(item)}")
+            raise FieldError(f"[{index}] must be an object, not {json_type(item)}")
         entry = {}
-        for name, check in (("SignedMeteringValue", _string(3000)), ("MeteringStatus", _enum(METERING_STATUSES))):
+        for name, check in (("SignedMeteringValue", string(3000)), ("MeteringStatus", enum(METERING_STATUSES))):
             if item.get(name) is not None:
                 try:
                     entry[name] = check(item[name])
-                except _Bad as exc:
-                    raise _Bad(f"[{index}].{name}: {exc}") from None
+                except FieldError as exc:
+                    raise FieldError(f"[{index}].{name}: {exc}") from None
         parsed.append(entry)
     return tuple(parsed)
 
 
 def calibration_law_verification_info(value: Any) -> dict[str, str]:
     if not isinstance(value, dict):
-        raise _Bad(f"must be an object, not {_json_type(value)}")
+        raise FieldError(f"must be an object, not {json_type(value)}")
     parsed = {}
     for name, max_length in CALIBRATION_LAW_LENGTHS.items():
         if value.get(name) is not None:
             try:
-                parsed[name] = _string(max_length)(value[name])
-            except _Bad as exc:
-                raise _Bad(f"{name}: {exc}") from None
+                parsed[name] = string(max_length)(value[name])
+            except FieldError as exc:
+                raise FieldError(f"{name}: {exc}") from None
     return parsed
 
 
@@ -384,7 +217,7 @@ _PARTNER_FIELDS = (
     _Field("EMPPartnerSessionID", "emp_partner_session_id", partner_session_id),
 )
 _NOTIFICATION_COMMON = (
-    _Field("Type", "type", _enum(NOTIFICATION_TYPES), True),
+    _Field("Type", "type", enum(NOTIFICATION_TYPES), True),
     _Field("SessionID", "session_id", session_id, True),
     *_PARTNER_FIELDS,
     _Field("Identification", "identification", identification),
@@ -392,7 +225,7 @@ _NOTIFICATION_COMMON = (
     # Optional in the EMP asciidoc, mandatory in the CPO asciidoc and both OpenAPIs (§5.2, §8 #13).
     _Field("OperatorID", "operator_id", operator_id, True),
 )
-_PRODUCT = _Field("PartnerProductID", "partner_product_id", _string(50))
+_PRODUCT = _Field("PartnerProductID", "partner_product_id", string(50))
 _METER_START = _Field("MeterValueStart", "meter_value_start", kwh)
 _METER_END = _Field("MeterValueEnd", "meter_value_end", kwh)
 _IN_BETWEEN = _Field("MeterValueInBetween", "meter_values_in_between", meter_values_in_between)
@@ -429,8 +262,8 @@ _NOTIFICATION_FIELDS = {
         _Field("PenaltyTimeStart", "penalty_time_start", timestamp),
     ),
     "Error": (
-        _Field("ErrorType", "error_type", _enum(ERROR_TYPES), True),
-        _Field("ErrorAdditionalInfo", "error_additional_info", _string(250)),
+        _Field("ErrorType", "error_type", enum(ERROR_TYPES), True),
+        _Field("ErrorAdditionalInfo", "error_additional_info", string(250)),
     ),
 }
 _CDR_FIELDS = (
@@ -464,7 +297,7 @@ def _read(data: dict[str, Any], fields: tuple[_Field, ...], problems: list[str])
             continue
         try:
             values[spec.attr] = spec.parse(raw)
-        except _Bad as exc:
+        except FieldError as exc:
             problems.append(f"{spec.name}: {exc}")
     return values
 
@@ -501,7 +334,7 @@ def _echo(data: dict[str, Any]) -> dict[str, str]:
         try:
             if data.get(name) is not None:
                 echo[name] = parse(data[name])
-        except _Bad:
+        except FieldError:
             pass
     return echo
 
@@ -597,7 +430,7 @@ def charge_detail_record_from_dict(data: dict[str, Any], *, path_operator_id: st
     if path_operator_id is not None:
         try:
             path_operator = operator_id(path_operator_id)
-        except _Bad as exc:
+        except FieldError as exc:
             problems.append(f"operatorID (URL): {exc}")
     # Hubject's EMP OpenAPI spells the field HubProviderId (§8 #10); accept both spellings.
     if data.get("HubProviderID") is None and data.get("HubProviderId") is not None:

@@ -8,9 +8,12 @@ One JSON object per line, UTF-8 (a BOM is allowed), blank lines ignored:
      "EMPPartnerSessionID": "EMP-1", "CPOPartnerSessionID": "CPO-9",   optional, at most 250 characters
      "Status": "ACTIVE",                 optional: ACTIVE, CHARGING_ENDED or CLOSED (new sessions:
                                          CLOSED when SessionEnd is given, else ACTIVE)
-     "SessionStart": "2026-01-05T10:00:00+01:00",           required, ISO 8601 with a UTC offset
+     "SessionStart": "2026-01-05T10:00:00+01:00",           required, ISO 8601 with seconds and a UTC offset
      "SessionEnd": "2026-01-05T11:02:00+01:00",             optional, not before SessionStart; not with ACTIVE
      "ConsumedEnergy": 12.345}                              optional, kWh, at most 3 decimals, not negative
+
+The fields are checked as OICP's are when Hubject pushes them (`sessions.oicp.fields`): timestamps
+in 1970–2199, no NUL or unpaired surrogate in strings, no key twice in one line.
 
 A SessionID the portal does not know creates a session (SESSION_CREATED); a known one is updated
 with the fields the line gives (SESSION_UPDATED naming each change); absent or null fields are left
@@ -25,19 +28,18 @@ close a session whose stop is still being sent.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import IO, Any, Iterator
 
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
-from django.utils.dateparse import parse_datetime
 
 from ..models import AuditRecord, ChargingSession, RemoteStopRequest
-from ..oicp import ids
+from ..oicp import fields
+from ..oicp.fields import FieldError, clip, json_type
 from .audit import record_audit
 from .charging_sessions import create_charging_session
 
@@ -48,10 +50,19 @@ MAX_LINE_BYTES = 64 * 1024
 MAX_REPORTED_ERRORS = 1000
 LOOKUP_BATCH = 500
 STATUS_ORDER = {Status.ACTIVE: 0, Status.CHARGING_ENDED: 1, Status.CLOSED: 2}
-FIELDS = ("SessionID", "EvseID", "ProviderID", "EMPPartnerSessionID", "CPOPartnerSessionID", "Status",
-          "SessionStart", "SessionEnd", "ConsumedEnergy")
-_THOUSANDTH = Decimal("0.001")
-MAX_KWH = Decimal("999999999.999")
+# Each field of a line: whether it is required, and its check (OICP's, shared with what Hubject pushes).
+_RULES = {
+    "SessionID": (True, fields.session_id),
+    "EvseID": (True, fields.evse_id),
+    "ProviderID": (False, fields.provider_id),
+    "EMPPartnerSessionID": (False, fields.partner_session_id),
+    "CPOPartnerSessionID": (False, fields.partner_session_id),
+    "Status": (False, fields.enum(tuple(Status.values))),
+    "SessionStart": (True, fields.timestamp),
+    "SessionEnd": (False, fields.timestamp),
+    "ConsumedEnergy": (False, fields.kwh),
+}
+FIELDS = tuple(_RULES)
 
 
 class ImportFileError(Exception):
@@ -85,7 +96,7 @@ class PlannedChange:
             return f"line {self.line}: {would}create {self.session_id}"
         if self.action == "unchanged":
             return f"line {self.line}: {self.session_id} unchanged"
-        parts = ", ".join(f"{name} {_show(old)} → {_show(new)}" for name, (old, new) in self.changes.items())
+        parts = ", ".join(f"{name} {_display(old)} → {_display(new)}" for name, (old, new) in self.changes.items())
         return f"line {self.line}: {would}update {self.session_id}: {parts}"
 
 
@@ -152,83 +163,11 @@ def _lines(stream: IO[bytes]) -> Iterator[tuple[int, bytes | None]]:
         yield number, chunk
 
 
-class _Bad(Exception):
-    pass
-
-
-def _json_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, (int, Decimal)):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    return "a list" if isinstance(value, list) else "an object"
-
-
-def _clip(value: str, limit: int = 60) -> str:
-    return value if len(value) <= limit else value[:limit] + "…"
-
-
-def _show(value: Any) -> str:
+def _display(value: Any) -> str:
+    """An old or new value in a planned change: strings quoted, timestamps in ISO 8601."""
     if isinstance(value, datetime):
         return value.isoformat()
-    return repr(_clip(str(value))) if isinstance(value, str) else str(value)
-
-
-def _string(value: Any, limit: int) -> str:
-    if not isinstance(value, str):
-        raise _Bad(f"must be a string, not {_json_type(value)}")
-    if len(value) > limit:
-        raise _Bad(f"longer than {limit} characters ({len(value)})")
-    if "\x00" in value:
-        raise _Bad("contains a NUL character")
-    return value
-
-
-def _identifier(value: Any, check, what: str, *, lower: bool = False) -> str:
-    """IDs as HBS stores them: EvseID and ProviderID upper case, the SessionID lower case."""
-    if not isinstance(value, str):
-        raise _Bad(f"must be a string, not {_json_type(value)}")
-    normalised = value.lower() if lower else value.upper()
-    if not check(normalised):
-        raise _Bad(f"{_show(value)} is not {what}")
-    return normalised
-
-
-def _timestamp(value: Any) -> datetime:
-    if not isinstance(value, str):
-        raise _Bad(f"must be a string, not {_json_type(value)}")
-    try:
-        parsed = parse_datetime(value) if "T" in value or "t" in value else None
-    except ValueError:
-        parsed = None
-    if parsed is None:
-        raise _Bad(f"{_show(value)} is not an ISO 8601 date and time (e.g. 2026-01-05T10:00:00+01:00)")
-    if timezone.is_naive(parsed):
-        raise _Bad(f"{_show(value)} has no UTC offset (add one, e.g. +01:00 or Z)")
-    return parsed
-
-
-def _energy(value: Any) -> Decimal:
-    if isinstance(value, bool) or not isinstance(value, (int, Decimal)):
-        raise _Bad(f"must be a number of kWh, not {_json_type(value)}")
-    amount = Decimal(value)
-    if not amount.is_finite() or amount < 0 or amount > MAX_KWH:
-        raise _Bad(f"{_clip(str(value))} is not between 0 and {MAX_KWH} kWh")
-    try:
-        rounded = amount.quantize(_THOUSANDTH)
-    except InvalidOperation:
-        raise _Bad(f"{_clip(str(value))} is not a valid amount") from None
-    if rounded != amount:
-        raise _Bad(f"{_clip(str(value))} has more than 3 decimal places")
-    return rounded
-
-
-def _reject_constant(name: str):
-    raise ValueError(f"{name} is not a number")
+    return repr(clip(value, 60)) if isinstance(value, str) else str(value)
 
 
 def _parse_line(number: int, raw: bytes) -> tuple[SessionLine | None, list[str]]:
@@ -240,27 +179,14 @@ def _parse_line(number: int, raw: bytes) -> tuple[SessionLine | None, list[str]]
     if number == 1:
         text = text.removeprefix("\ufeff")
     try:
-        data = json.loads(text, parse_float=Decimal, parse_constant=_reject_constant)
-    except RecursionError:
-        return None, ["not valid JSON (nested too deeply)"]
-    except ValueError as exc:
-        return None, [f"not valid JSON ({_clip(str(exc), 100)})"]
+        data = fields.load_json(text)
+    except FieldError as exc:  # not JSON, NaN, nested too deeply, a key twice
+        return None, [str(exc)]
     if not isinstance(data, dict):
-        return None, [f"must be a JSON object, not {_json_type(data)}"]
-    problems = [f"{_clip(name, 40)}: not a field of the session feed" for name in data if name not in FIELDS]
+        return None, [f"must be a JSON object, not {json_type(data)}"]
+    problems = [f"{clip(name)}: not a field of the session feed" for name in data if name not in FIELDS]
     values: dict[str, Any] = {}
-    rules = {
-        "SessionID": (True, lambda v: _identifier(v, ids.is_session_id, "a SessionID (GUID shape)", lower=True)),
-        "EvseID": (True, lambda v: _identifier(v, ids.is_evse_id, "an EvseID")),
-        "ProviderID": (False, lambda v: _identifier(v, ids.is_provider_id, "a ProviderID")),
-        "EMPPartnerSessionID": (False, lambda v: _string(v, ids.PARTNER_SESSION_ID_MAX)),
-        "CPOPartnerSessionID": (False, lambda v: _string(v, ids.PARTNER_SESSION_ID_MAX)),
-        "Status": (False, lambda v: _status(v)),
-        "SessionStart": (True, _timestamp),
-        "SessionEnd": (False, _timestamp),
-        "ConsumedEnergy": (False, _energy),
-    }
-    for name, (required, parse) in rules.items():
+    for name, (required, parse) in _RULES.items():
         value = data.get(name)
         if value is None:
             if required:
@@ -268,7 +194,7 @@ def _parse_line(number: int, raw: bytes) -> tuple[SessionLine | None, list[str]]
             continue
         try:
             values[name] = parse(value)
-        except _Bad as exc:
+        except FieldError as exc:
             problems.append(f"{name}: {exc}")
     start, end = values.get("SessionStart"), values.get("SessionEnd")
     if start and end and end < start:
@@ -289,13 +215,6 @@ def _parse_line(number: int, raw: bytes) -> tuple[SessionLine | None, list[str]]
         ended_at=end,
         energy_kwh=values.get("ConsumedEnergy"),
     ), []
-
-
-def _status(value: Any) -> str:
-    if not isinstance(value, str) or value not in Status.values:
-        raise _Bad(f"{_show(value) if isinstance(value, str) else _json_type(value)} is not one of "
-                   f"{', '.join(Status.values)}")
-    return value
 
 
 def read_session_lines(stream: IO[bytes], report: ImportReport) -> list[SessionLine]:

@@ -15,8 +15,8 @@ One JSON object per line (UTF-8, blank lines ignored), keyed by Hubject's Sessio
   EMPPartnerSessionID  optional  at most 250 characters
   CPOPartnerSessionID  optional  at most 250 characters
   Status               optional  ACTIVE, CHARGING_ENDED or CLOSED (new: CLOSED if SessionEnd, else ACTIVE)
-  SessionStart         required  ISO 8601 with offset, e.g. 2026-01-05T10:00:00+01:00
-  SessionEnd           optional  ISO 8601 with offset, not before SessionStart
+  SessionStart         required  ISO 8601 with seconds and a UTC offset, years 1970–2199, e.g. 2026-01-05T10:00:00+01:00
+  SessionEnd           optional  ISO 8601 with seconds and a UTC offset, years 1970–2199, not before SessionStart
   ConsumedEnergy       optional  kWh, at most 3 decimals
 Example:
   {"SessionID": "f98efba4-02d8-4fa0-b810-9a9d50d2c527", "EvseID": "DE*ACC*E0042*1", "SessionStart": "2026-01-05T10:00:00+01:00"}
