@@ -94,7 +94,8 @@ def main() -> None:
         worker_env = {**os.environ, **env}
         worker = servers.Process("worker", [str(servers.BIN / "celery"), "-A", "portal", "worker", "--pool", "threads",
                                             "--concurrency", "40", "--include", "bench.baseline_tasks",
-                                            "--without-gossip", "--without-mingle", "--loglevel", "WARNING"],
+                                            "--without-gossip", "--without-mingle", "--loglevel", "WARNING",
+                                            *os.environ.get("BENCH_WORKER_ARGS", "").split()],
                                  worker_env)
         try:
             time.sleep(3)  # the worker logs nothing at WARNING when ready; give it time to connect
