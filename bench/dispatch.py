@@ -97,6 +97,12 @@ def main() -> None:
                                             "--without-gossip", "--without-mingle", "--loglevel", "WARNING",
                                             *os.environ.get("BENCH_WORKER_ARGS", "").split()],
                                  worker_env)
+        # Retries and deferred stops have their own worker, as in `make run`.
+        retry_worker = servers.Process("retry-worker", [str(servers.BIN / "celery"), "-A", "portal", "worker",
+                                                        "--pool", "threads", "--concurrency", "20", "-Q",
+                                                        os.environ.get("STOP_RETRY_QUEUE", "stop-retries"),
+                                                        "--without-gossip", "--without-mingle", "--loglevel",
+                                                        "WARNING", "-n", "retries@%h"], worker_env)
         try:
             time.sleep(3)  # the worker logs nothing at WARNING when ready; give it time to connect
             from bench.baseline_tasks import post_body
@@ -152,6 +158,7 @@ def main() -> None:
                    "≤ 2× the healthy run", s99 <= 2 * o99, f"{HELD} stops held {HELD_DELAY:.0f} s by {SLOW_OPERATOR}")
         finally:
             worker.stop()
+            retry_worker.stop()
 
 
 if __name__ == "__main__":

@@ -199,6 +199,10 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 }
 CELERY_BROKER_CONNECTION_TIMEOUT = 3
 CELERY_TIMEZONE = TIME_ZONE
+# Retries and stops deferred by the per-CPO limit go to this queue, served by its own worker
+# (`celery -A portal worker -Q stop-retries`), so their countdown messages never sit in front of
+# fresh stops. A single worker can serve both: `-Q celery,stop-retries`.
+STOP_RETRY_QUEUE = env.str("STOP_RETRY_QUEUE", default="stop-retries")
 # Periodic jobs (run `celery -A portal beat`); other modules add their entries to this dict.
 CELERY_BEAT_SCHEDULE = {
     "mark-unconfirmed-stops": {"task": "charging_sessions.mark_unconfirmed_stops", "schedule": 60.0},

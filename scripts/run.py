@@ -123,8 +123,13 @@ def main() -> None:
 
         # Threads: a stop spends its time waiting on Hubject, so many cheap slots; the per-CPO
         # limit in the service keeps one slow CPO from taking them all.
-        sup.start("worker", [str(BIN / "celery"), "-A", "portal", "worker", "--pool", "threads",
+        sup.start("worker", [str(BIN / "celery"), "-A", "portal", "worker", "--pool", "threads", "-Q", "celery",
                              "--concurrency", env.get("CELERY_WORKER_CONCURRENCY", "40"), "--loglevel", "INFO"], env)
+        # Retries and stops deferred by the per-CPO limit wait on their own queue and worker, so
+        # their countdown messages never sit in front of fresh stops.
+        sup.start("retry-worker", [str(BIN / "celery"), "-A", "portal", "worker", "--pool", "threads",
+                                   "-Q", env.get("STOP_RETRY_QUEUE", "stop-retries"), "-n", "retries@%h",
+                                   "--concurrency", "20", "--loglevel", "INFO"], env)
         if port_open("127.0.0.1", port):
             sys.exit(f"Port {port} is taken; set PORT to a free one.")
         sup.start("web", [str(BIN / "gunicorn"), "portal.wsgi", "--bind", f"127.0.0.1:{port}",

@@ -32,7 +32,9 @@ def _on_failure(self, exc, task_id, args, kwargs, einfo):
 def send_remote_stop(self, stop_request_id: int) -> None:
     outcome = services.send_remote_stop(stop_request_id=stop_request_id)
     if outcome.retry_in is not None:
-        raise self.retry(countdown=outcome.retry_in)
+        # Countdown messages wait in a worker's reservation window until due; on their own queue
+        # (and worker) they cannot hold up fresh stops for healthy CPOs.
+        raise self.retry(countdown=outcome.retry_in, queue=settings.STOP_RETRY_QUEUE)
 
 
 @shared_task(name="charging_sessions.mark_unconfirmed_stops", ignore_result=True)

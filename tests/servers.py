@@ -145,7 +145,8 @@ def celery_worker(*, broker_url: str, database_url: str, oicp_base_url: str, con
     )
     proc = Process("worker", [str(BIN / "celery"), "-A", "portal", "worker", "--pool", "threads",
                               "--concurrency", str(concurrency), "--without-gossip", "--without-mingle",
-                              "--loglevel", "INFO"], env)
+                              # One worker serves fresh stops and the retry queue alike in tests.
+                              "-Q", "celery,stop-retries", "--loglevel", "INFO"], env)
     try:
         proc.wait_for_line("ready.", timeout=60)
         yield proc
