@@ -1,7 +1,9 @@
 """Inbound ingest: ChargingNotifications (Start) and CDRs per second through the production server.
 
 gunicorn with 2 sync workers and persistent database connections (CONN_MAX_AGE 60), `wrk` with 16
-connections, each request a new SessionID and EvseID. The baseline in the same run, on the same
+connections, each request a new SessionID and EvseID. As in production (OICP_INBOUND_APPLY=worker)
+a Celery worker on Redis applies the stored messages to their sessions during the run, on the same
+2 cores; after each run the benchmark waits until every message is applied and reports that too. The baseline in the same run, on the same
 server and database: a minimal Django view (bench/urls.py) that parses the same JSON and INSERTs one
 row. The CDR runs close the sessions the Start run opened (same IDs), as Hubject's CDRs do.
 On SQLite (WAL, a file in a temp dir) and on PostgreSQL (a throwaway server).
@@ -17,6 +19,7 @@ import random
 import re
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 import requests
@@ -93,31 +96,56 @@ def measure(url: str, kind: str, target: str, nonce: int) -> dict:
     return result
 
 
+def pending(env: dict[str, str]) -> int:
+    done = manage(env, "shell", "-c", "from sessions import services; print(services.pending_inbound_messages())")
+    return int(done.stdout.strip().splitlines()[-1])
+
+
+def drain(env: dict[str, str], started: float, count_before: int) -> tuple[float, int]:
+    """Seconds from the end of the run until the worker applied every stored message, and how many were left."""
+    left = pending(env)
+    while pending(env):
+        time.sleep(0.5)
+    return time.monotonic() - started, left
+
+
 def run_database(kind: str, pg_url: str | None, base: Path) -> None:
     url = new_database(kind, "bench_ingest", base, pg_url)
-    env = portal_env(url, DJANGO_ROOT_URLCONF="bench.urls", DATABASE_CONN_MAX_AGE="60", LOG_LEVEL="INFO",
-                     WEB_CONCURRENCY="2")
-    manage(env, "migrate", "--verbosity", "0")
-    _create_baseline_table(env, kind)
-    server = Gunicorn(env, base / f"gunicorn-{kind}.log")
-    try:
-        nonce = random.randrange(1, 2**30) & ~1  # even: measured runs; nonce + 1: their warm-ups
-        label = "SQLite" if kind == "sqlite" else "PostgreSQL"
-        # The baselines bracket the portal's runs: baseline, Start, CDR, baseline.
-        base_start = measure(server.url, "start", "baseline", nonce + 100)
-        start = measure(server.url, "start", "oicp", nonce)
-        cdr = measure(server.url, "cdr", "oicp", nonce)  # the sessions the Start run opened
-        base_cdr = measure(server.url, "cdr", "baseline", nonce + 200)
-        for name, ours, baseline in (("Start notifications", start, base_start), ("CDRs", cdr, base_cdr)):
-            errors = ours["errors"] + baseline["errors"]
-            ratio = ours["rps"] / baseline["rps"] if baseline["rps"] else None
-            report(f"ingest {name}, {label}", f"{ours['rps']:.0f} req/s (p99 {ours['p99_us'] / 1000:.1f} ms); "
-                   f"baseline {baseline['rps']:.0f} req/s", ratio, f"≥ {TARGET}",
-                   (ratio or 0) >= TARGET and errors == 0,
-                   f"gunicorn 2 sync workers, {CONNECTIONS} connections, {SECONDS:.0f} s"
-                   + (f"; {errors} failed requests" if errors else ""))
-    finally:
-        server.stop()
+    with servers.redis_server() as redis_url:
+        env = portal_env(url, DJANGO_ROOT_URLCONF="bench.urls", DATABASE_CONN_MAX_AGE="60", LOG_LEVEL="INFO",
+                         WEB_CONCURRENCY="2", OICP_INBOUND_APPLY="worker", CELERY_BROKER_URL=redis_url,
+                         CACHE_URL=redis_url.replace("redis://", "rediscache://", 1))
+        manage(env, "migrate", "--verbosity", "0")
+        _create_baseline_table(env, kind)
+        worker = None if os.environ.get("BENCH_INGEST_WORKER") == "0" else servers.Process("worker", [str(servers.BIN / "celery"), "-A", "portal", "worker", "--pool", "threads",
+                                            "--concurrency", "2", "--without-gossip", "--without-mingle",
+                                            "--loglevel", "WARNING"], env)
+        server = Gunicorn(env, base / f"gunicorn-{kind}.log")
+        try:
+            nonce = random.randrange(1, 2**30) & ~1  # even: measured runs; nonce + 1: their warm-ups
+            label = "SQLite" if kind == "sqlite" else "PostgreSQL"
+            # The baselines bracket the portal's runs: baseline, Start, CDR, baseline.
+            base_start = measure(server.url, "start", "baseline", nonce + 100)
+            start = measure(server.url, "start", "oicp", nonce)
+            start["drain_s"], start["left"] = drain(env, time.monotonic(), 0) if worker else (0.0, pending(env))
+            cdr = measure(server.url, "cdr", "oicp", nonce)  # the sessions the Start run opened
+            cdr["drain_s"], cdr["left"] = drain(env, time.monotonic(), 0) if worker else (0.0, pending(env))
+            base_cdr = measure(server.url, "cdr", "baseline", nonce + 200)
+            for name, ours, baseline in (("Start notifications", start, base_start), ("CDRs", cdr, base_cdr)):
+                errors = ours["errors"] + baseline["errors"]
+                ratio = ours["rps"] / baseline["rps"] if baseline["rps"] else None
+                log(f"{name}: {ours['left']} of {ours['requests']} still to apply at the end of the run; "
+                    f"all applied {ours['drain_s']:.1f} s later")
+                report(f"ingest {name}, {label}", f"{ours['rps']:.0f} req/s (p99 {ours['p99_us'] / 1000:.1f} ms); "
+                       f"baseline {baseline['rps']:.0f} req/s", ratio, f"≥ {TARGET}",
+                       (ratio or 0) >= TARGET and errors == 0,
+                       f"gunicorn 2 sync workers, {CONNECTIONS} connections, {SECONDS:.0f} s; worker applying "
+                       f"alongside: {ours['left']} left at the end, applied {ours['drain_s']:.1f} s later"
+                       + (f"; {errors} failed requests" if errors else ""))
+        finally:
+            server.stop()
+            if worker is not None:
+                worker.stop()
 
 
 def main() -> None:

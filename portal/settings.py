@@ -257,6 +257,19 @@ OICP_INBOUND_TRUSTED_PROXIES = env.list("OICP_INBOUND_TRUSTED_PROXIES", default=
 # X-SSL-Client-Verify), honoured only from a trusted proxy, and the value it must have.
 OICP_INBOUND_VERIFIED_HEADER = env.str("OICP_INBOUND_VERIFIED_HEADER", default="")
 OICP_INBOUND_VERIFIED_VALUE = env.str("OICP_INBOUND_VERIFIED_VALUE", default="SUCCESS")
+# "worker": a pushed notification or CDR is acknowledged once stored and applied to its session by
+# the worker moments later (sessions/services/inbound_queue.py); "request": applied before the
+# acknowledgement (no worker needed for inbound messages, slower under bursts).
+OICP_INBOUND_APPLY = env.str("OICP_INBOUND_APPLY", default="worker")
+if OICP_INBOUND_APPLY not in ("worker", "request"):
+    raise ImproperlyConfigured(f"OICP_INBOUND_APPLY must be 'worker' or 'request', not {OICP_INBOUND_APPLY!r}")
+# The beat schedule applies stored messages this often even when no new message kicked the worker.
+OICP_INBOUND_SWEEP_SECONDS = env.int("OICP_INBOUND_SWEEP_SECONDS", default=2)
+CELERY_BEAT_SCHEDULE["apply-inbound-messages"] = {
+    "task": "charging_sessions.apply_inbound_messages",
+    "schedule": float(OICP_INBOUND_SWEEP_SECONDS),
+    "options": {"expires": float(OICP_INBOUND_SWEEP_SECONDS)},
+}
 # Larger bodies are refused with HTTP 413 before they are read.
 OICP_INBOUND_MAX_BODY_BYTES = env.int("OICP_INBOUND_MAX_BODY_BYTES", default=256 * 1024)
 for _name in ("OICP_INBOUND_ALLOWED_NETWORKS", "OICP_INBOUND_TRUSTED_PROXIES"):

@@ -35,3 +35,4 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     _test_db_dir = Path(os.environ.get("PORTAL_TEST_DB_DIR", BASE_DIR / "var"))
     _test_db_dir.mkdir(parents=True, exist_ok=True)
     DATABASES["default"]["TEST"] = {"NAME": str(_test_db_dir / "test.sqlite3")}
+OICP_INBOUND_APPLY = "request"  # most tests read the effect right after the POST; tests/test_inbound_queue.py covers "worker"

@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -86,6 +86,18 @@ def row_hash(row: tuple) -> str:
     return chain_hash(prev_hash or "", content)
 
 
+def content_matches(row: tuple) -> bool:
+    """Whether a row (CHAIN_FIELDS order) carries the hash of its own content and prev_hash.
+
+    A value the hash cannot be computed from (data that is not JSON, a malformed UUID, a missing
+    time: possible only behind the portal's back) does not match.
+    """
+    try:
+        return bool(row[9]) and row_hash(row) == row[9]
+    except (ValueError, TypeError, AttributeError):
+        return False
+
+
 @dataclass
 class ChainWalk:
     """The outcome of walking part of the chain."""
@@ -96,10 +108,12 @@ class ChainWalk:
     last_hash: str = ""
     broken_id: int | None = None
     detail: str = ""
+    # The hash before the last good record (its prev_hash): a record linking to it skips that record.
+    before_last: str | None = None
 
 
 def walk_chain(rows: Iterable[tuple], *, start_hash: str, start_after_id: int | None = None,
-               walk: ChainWalk | None = None) -> ChainWalk:
+               walk: ChainWalk | None = None, content_ok: Callable[[tuple], bool] = content_matches) -> ChainWalk:
     """Check rows (CHAIN_FIELDS order, ascending id) against the chain; stop at the first break.
 
     Each record must carry the hash of the record before it (prev_hash) and a record_hash that
@@ -107,23 +121,25 @@ def walk_chain(rows: Iterable[tuple], *, start_hash: str, start_after_id: int | 
     the next record links to the hash *before* the failing one, the failing record was inserted
     (the chain runs past it); otherwise a content mismatch means it was edited, and a link
     mismatch means a record before it is missing (deleted) or was re-hashed.
+
+    `walk` continues an earlier walk (its state included); `content_ok(row)` checks a row's
+    record_hash against its content (a caller may know that already from a faster check).
     """
     walk = walk or ChainWalk(last_id=start_after_id, last_hash=start_hash)
     expected = walk.last_hash
-    # The hash before the last good record: a record linking to it skips that record.
-    before_last: str | None = None
+    before_last = walk.before_last
     iterator: Iterator[tuple] = iter(rows)
     for row in iterator:
         record_id, prev_hash, record_hash = row[0], row[8] or "", row[9] or ""
-        content_ok = bool(record_hash) and row_hash(row) == record_hash
+        content_good = bool(record_hash) and content_ok(row)
         link_ok = prev_hash == expected
-        if content_ok and link_ok:
+        if content_good and link_ok:
             walk.checked += 1
-            before_last = expected
+            walk.before_last = before_last = expected
             walk.last_id, walk.last_hash, expected = record_id, record_hash, record_hash
             continue
         walk.ok, walk.broken_id = False, record_id
-        if content_ok and before_last is not None and prev_hash == before_last:
+        if content_good and before_last is not None and prev_hash == before_last:
             # A well-forged record sits between two genuine ones: the genuine one links past it.
             walk.broken_id, walk.checked = walk.last_id, walk.checked - 1
             walk.detail = (
@@ -140,7 +156,7 @@ def walk_chain(rows: Iterable[tuple], *, start_hash: str, start_after_id: int | 
             )
         elif not record_hash:
             walk.detail = f"inserted: record {record_id} has no hash (not written by the audit service)"
-        elif not content_ok:
+        elif not content_good:
             walk.detail = f"edited: the content of record {record_id} no longer matches its hash"
         else:
             walk.detail = (

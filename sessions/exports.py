@@ -3,8 +3,12 @@
 No database writes here: `sessions.services.audit_exports` owns the AuditExport rows and the
 audit record of each export; this module turns a queryset into bytes (streamed) or a file.
 
-Rows are read with `values_list(...).iterator(chunk_size=...)` (a server-side cursor on
-PostgreSQL), never as model instances, and written through a small buffer.
+CSV (and the XLSX sheet, read back from the same lines) is rendered by the database:
+`exports_sql` compiles the filtered queryset into one SELECT whose single column is the whole CSV
+line, and Python only joins the lines, hashes and writes them, a batch at a time (a Python loop
+over ORM rows was 6-12x the database's own CSV dump). JSON Lines reads rows with
+`values_list(...).iterator(chunk_size=...)` (a server-side cursor on PostgreSQL), never as model
+instances. Either way nothing holds more than one batch.
 
 The checksum (SHA-256) covers the data rows exactly as written:
 - CSV: every line that does not start with `#`, i.e. the header row and the data rows
@@ -17,7 +21,8 @@ the XLSX "Export" sheet); a response streamed to the browser cannot, so it ends 
 (`# sha256: …` for CSV, a `{"_trailer": {...}}` line for JSONL, which stays valid JSON Lines).
 
 Spreadsheet formula injection: in CSV and XLSX, text cells starting with =, +, -, @, a tab or a
-carriage return are prefixed with a single quote.
+carriage return are prefixed with a single quote (in SQL for CSV and XLSX, see `exports_sql`).
+CSV cells: free text and `data` always in double quotes (RFC 4180); `data` is the stored JSON text.
 """
 
 from __future__ import annotations
@@ -27,7 +32,9 @@ import hashlib
 import io
 import json
 import os
+import queue
 import shutil
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -35,6 +42,8 @@ from pathlib import Path
 from typing import Any
 
 from django.db.models import QuerySet
+
+from . import exports_sql
 
 COLUMNS = [
     "id",
@@ -65,7 +74,8 @@ _VALUES = (
     "record_hash",
 )
 READ_CHUNK_SIZE = 2000
-ROWS_PER_WRITE = 500
+# Rows per chunk written (and per batch of CSV lines fetched): a few MB, then hashed and written.
+ROWS_PER_WRITE = 5000
 CONTENT_TYPES = {
     "csv": "text/csv; charset=utf-8",
     "jsonl": "application/x-ndjson; charset=utf-8",
@@ -151,12 +161,6 @@ def export_rows(records: QuerySet) -> Iterator[tuple]:
         )
 
 
-def _flat(row: tuple) -> list[Any]:
-    values = list(row)
-    values[9] = json.dumps(values[9], sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return [neutralise(value) for value in values]
-
-
 def _one_line(value: str) -> str:
     return " ".join(str(value).split())
 
@@ -168,26 +172,32 @@ def _csv_header(info: ExportInfo, sha256: str | None) -> bytes:
     return "".join(f"# {key}: {_one_line(value)}\r\n" for key, value in info.pairs(sha256)).encode()
 
 
-def _csv_data(rows: Iterable[tuple], result: ExportResult, progress: Callable[[int], None] | None = None) -> Iterator[bytes]:
-    """The header row and the data rows, a few hundred rows per chunk, hashed as they go."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(COLUMNS)
-    for row in rows:
-        writer.writerow(_flat(row))
-        result.rows += 1
-        if result.rows % ROWS_PER_WRITE == 0:
-            yield result.add(buffer.getvalue().encode())
-            buffer.seek(0)
-            buffer.truncate()
-            if progress:
-                progress(result.rows)
-    yield result.add(buffer.getvalue().encode())
+_HEADER_ROW = (",".join(COLUMNS) + "\r\n").encode()  # what csv.writer writes for these names
 
 
-def stream_csv(info: ExportInfo, rows: Iterable[tuple], result: ExportResult) -> Iterator[bytes]:
+def _csv_chunks(records: QuerySet, result: ExportResult) -> Iterator[tuple[bytes, bytes]]:
+    """(data lines, bytes to write) per chunk of ROWS_PER_WRITE rows, the lines rendered by the
+    database; the header row goes before the first chunk. Hashed and counted as they go."""
+    header = _HEADER_ROW
+    for count, lines in exports_sql.line_chunks(records, ROWS_PER_WRITE):
+        result.rows += count
+        yield lines, result.add(header + lines if header else lines)
+        header = b""
+    if header:  # no rows: the header row alone
+        yield b"", result.add(header)
+
+
+def _csv_data(records: QuerySet, result: ExportResult,
+              progress: Callable[[int], None] | None = None) -> Iterator[bytes]:
+    for lines, chunk in _csv_chunks(records, result):
+        yield chunk
+        if progress and lines:
+            progress(result.rows)
+
+
+def stream_csv(info: ExportInfo, records: QuerySet, result: ExportResult) -> Iterator[bytes]:
     yield _csv_header(info, None)
-    yield from _csv_data(rows, result)
+    yield from _csv_data(records, result)
     yield f"# rows_written: {result.rows}\r\n# sha256: {result.sha256}\r\n".encode()
 
 
@@ -216,9 +226,9 @@ def _jsonl_data(rows: Iterable[tuple], result: ExportResult, progress: Callable[
         yield result.add(("\n".join(lines) + "\n").encode())
 
 
-def stream_jsonl(info: ExportInfo, rows: Iterable[tuple], result: ExportResult) -> Iterator[bytes]:
+def stream_jsonl(info: ExportInfo, records: QuerySet, result: ExportResult) -> Iterator[bytes]:
     yield _jsonl_meta(info, None)
-    yield from _jsonl_data(rows, result)
+    yield from _jsonl_data(export_rows(records), result)
     trailer = {"_trailer": {"rows_written": result.rows, "sha256": result.sha256}}
     yield (json.dumps(trailer, separators=(",", ":")) + "\n").encode()
 
@@ -229,31 +239,78 @@ STREAMERS = {"csv": stream_csv, "jsonl": stream_jsonl}
 # --- files (background jobs, the command, XLSX) --------------------------------------------------
 
 
-def write_file(path: Path, info: ExportInfo, rows: Iterable[tuple],
+def write_file(path: Path, info: ExportInfo, records: QuerySet,
                progress: Callable[[int], None] | None = None) -> ExportResult:
     """Write a complete export file with its checksum in the header; constant memory."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     result = ExportResult()
     if info.format == "xlsx":
-        _write_xlsx(path, info, rows, result, progress)
+        _write_xlsx(path, info, records, result, progress)
         return result
-    data_part = path.with_name(path.name + ".part")
+    header_for = _csv_header if info.format == "csv" else _jsonl_meta
+    part = path.with_name(path.name + ".part")
     try:
-        # The data first (hashing it), then the header that carries the checksum, then the data.
-        with open(data_part, "wb") as out:
-            chunks = _csv_data(rows, result, progress) if info.format == "csv" else _jsonl_data(rows, result, progress)
-            for chunk in chunks:
-                out.write(chunk)
-        info.row_count = result.rows
-        header = _csv_header(info, result.sha256) if info.format == "csv" else _jsonl_meta(info, result.sha256)
-        with open(path, "wb") as out, open(data_part, "rb") as data:
+        with open(part, "wb") as out:
+            # The header first, with a stand-in checksum, then the data (hashed as it goes), then the
+            # real header over the stand-in: the same length unless the row count changed its
+            # number of digits since the export was prepared (then the data is copied once).
+            stand_in = header_for(info, "0" * 64)
+            out.write(stand_in)
+            _write_behind(out, _csv_data(records, result, progress) if info.format == "csv"
+                          else _jsonl_data(export_rows(records), result, progress))
+            info.row_count = result.rows
+            header = header_for(info, result.sha256)
+            if len(header) == len(stand_in):
+                out.seek(0)
+                out.write(header)
+        if len(header) != len(stand_in):
+            _rewrite_header(part, len(stand_in), header)
+        os.replace(part, path)
+    finally:
+        if part.exists():
+            os.unlink(part)
+    return result
+
+
+def _write_behind(out, chunks: Iterable[bytes]) -> None:
+    """Write the chunks in order from a second thread: the disk write (which releases the GIL)
+    overlaps the database producing the next chunk (SQLite releases it while stepping)."""
+    pending: queue.Queue[bytes | None] = queue.Queue(maxsize=4)
+    failed: list[BaseException] = []
+
+    def writer() -> None:
+        while (chunk := pending.get()) is not None:
+            if not failed:
+                try:
+                    out.write(chunk)
+                except BaseException as error:  # noqa: BLE001 - handed to the producing thread
+                    failed.append(error)
+
+    thread = threading.Thread(target=writer, name="audit-export-writer", daemon=True)
+    thread.start()
+    try:
+        for chunk in chunks:
+            if failed:
+                break
+            pending.put(chunk)
+    finally:
+        pending.put(None)
+        thread.join()
+    if failed:
+        raise failed[0]
+
+
+def _rewrite_header(path: Path, old_length: int, header: bytes) -> None:
+    moved = path.with_name(path.name + ".data")
+    os.replace(path, moved)
+    try:
+        with open(moved, "rb") as data, open(path, "wb") as out:
             out.write(header)
+            data.seek(old_length)
             shutil.copyfileobj(data, out, 1024 * 1024)
     finally:
-        if data_part.exists():
-            os.unlink(data_part)
-    return result
+        os.unlink(moved)
 
 
 def _xlsx_text(value: Any) -> Any:
@@ -266,7 +323,15 @@ def _xlsx_text(value: Any) -> Any:
     return value
 
 
-def _write_xlsx(path: Path, info: ExportInfo, rows: Iterable[tuple], result: ExportResult,
+def _xlsx_row(cells: list[str]) -> list[Any]:
+    """A CSV line read back as the sheet's row: the ids as numbers, as in the JSONL export."""
+    row: list[Any] = [_xlsx_text(cell) for cell in cells]
+    row[0] = int(cells[0])
+    row[7] = int(cells[7]) if cells[7] else None
+    return row
+
+
+def _write_xlsx(path: Path, info: ExportInfo, records: QuerySet, result: ExportResult,
                 progress: Callable[[int], None] | None) -> None:
     from openpyxl import Workbook
 
@@ -274,22 +339,13 @@ def _write_xlsx(path: Path, info: ExportInfo, rows: Iterable[tuple], result: Exp
     meta_sheet = workbook.create_sheet("Export")
     data_sheet = workbook.create_sheet("Audit log")
     data_sheet.append(COLUMNS)
-    # The checksum is that of the same rows as CSV, computed as they are written.
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(COLUMNS)
-    for row in rows:
-        flat = _flat(row)
-        writer.writerow(flat)
-        data_sheet.append([_xlsx_text(value) for value in flat])
-        result.rows += 1
-        if result.rows % ROWS_PER_WRITE == 0:
-            result.add(buffer.getvalue().encode())
-            buffer.seek(0)
-            buffer.truncate()
-            if progress:
-                progress(result.rows)
-    result.add(buffer.getvalue().encode())
+    # The cells are the CSV export's lines read back, so the checksum is that of the same rows as
+    # CSV, and the neutralisation is the same.
+    for lines, _chunk in _csv_chunks(records, result):
+        for cells in csv.reader(io.StringIO(lines.decode(), newline="")):
+            data_sheet.append(_xlsx_row(cells))
+        if progress and lines:
+            progress(result.rows)
     info.row_count = result.rows
     for key, value in info.pairs(result.sha256):
         meta_sheet.append([key, neutralise(_xlsx_text(value))])

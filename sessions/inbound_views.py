@@ -5,7 +5,8 @@ TLS-terminating proxy, by the proxy's client-certificate verdict). Thin: check t
 most the size limit, parse and validate (`sessions.oicp.inbound`), one service call, answer an
 eRoamingAcknowledgement. Every answer is an acknowledgement, whatever came in:
 
-  200  Result true,  000  accepted (a repeated CDR too: it is acknowledged, not stored twice)
+  200  Result true,  000  accepted: stored, and applied to its session by the worker moments later
+                          (OICP_INBOUND_APPLY); a repeated CDR too (acknowledged, not applied twice)
   400  Result false, 022  the message breaks a rule; AdditionalInfo names the field(s)
   403  Result false, 017  the caller may not call (audited as INBOUND_REFUSED, without the body)
   405  Result false, 022  not a POST
@@ -157,11 +158,11 @@ def charging_notifications(request: HttpRequest) -> HttpResponse:
         logger.warning("charging notification refused (022): %s", error.summary)
         return _data_error(400, error.summary, error.echo)
     try:
-        services.record_charging_notification(notification=notification, raw=raw, remote_addr=client)
+        services.receive_charging_notification(notification=notification, raw=raw, remote_addr=client)
     except OperationalError:
         logger.exception("charging notification for %s not recorded", notification.session_id)
         return _ack(status=503, code="021", description="System error", echo=_echo(notification))
-    logger.info("charging notification %s for %s recorded", notification.type, notification.session_id)
+    logger.info("charging notification %s for %s received", notification.type, notification.session_id)
     return _ack(status=200, code="000", description="Success", echo=_echo(notification))
 
 
@@ -177,11 +178,11 @@ def charge_detail_record(request: HttpRequest, operator_id: str) -> HttpResponse
         logger.warning("CDR refused (022): %s", error.summary)
         return _data_error(400, error.summary, error.echo)
     try:
-        outcome = services.record_cdr(cdr=cdr, raw=raw, source="PUSH", remote_addr=client)
+        outcome = services.receive_cdr(cdr=cdr, raw=raw, remote_addr=client)
     except OperationalError:
         logger.exception("CDR for %s not recorded", cdr.session_id)
         return _ack(status=503, code="021", description="System error", echo=_echo(cdr))
-    logger.info("CDR for %s recorded%s", cdr.session_id, " (duplicate, not stored again)" if outcome.duplicate else "")
+    logger.info("CDR for %s received%s", cdr.session_id, " (duplicate, not stored again)" if outcome.duplicate else "")
     info = "Duplicate: a CDR for this SessionID was already received; not stored again" if outcome.duplicate else None
     return _ack(status=200, code="000", description="Success", additional_info=info, echo=_echo(cdr))
 

@@ -10,6 +10,8 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from .fields import CanonicalJSONField
+
 
 class ChargingSession(models.Model):
     """A driver's charging session as Hubject knows it (one Hubject SessionID)."""
@@ -201,8 +203,9 @@ class AuditRecord(models.Model):
         RemoteStopRequest, on_delete=models.PROTECT, null=True, blank=True, related_name="audit_records"
     )
     correlation_id = models.UUIDField(null=True, blank=True, db_index=True)
-    # The exact request sent and response received, and any state change, as JSON.
-    data = models.JSONField(default=dict, blank=True)
+    # The exact request sent and response received, and any state change, as JSON; stored as the
+    # canonical text the hash chain covers, so verification hashes it without re-serialising.
+    data = CanonicalJSONField(default=dict, blank=True)
     # Tamper evidence: SHA-256 of this record's canonical content chained to the previous hash.
     prev_hash = models.CharField(max_length=64, blank=True)
     record_hash = models.CharField(max_length=64, blank=True)
@@ -239,9 +242,19 @@ class InboundMessage(models.Model):
     remote_addr = models.GenericIPAddressField(null=True, blank=True)
     raw = models.TextField()
     parsed = models.JSONField(default=dict)
+    # Pushed messages are acknowledged once stored, then applied to their session by the worker
+    # (sessions.services.inbound_queue): applied_at is empty until then. apply_error says why a
+    # message could not be applied; such a message is not retried by itself.
+    applied_at = models.DateTimeField(null=True, blank=True)
+    apply_error = models.TextField(blank=True)
 
     class Meta:
         ordering = ["-received_at", "-id"]
+        indexes = [
+            # The worker's queue: only the few messages still to apply are in this index.
+            models.Index(fields=["id"], name="inbound_pending_idx",
+                         condition=models.Q(applied_at__isnull=True, apply_error="")),
+        ]
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} for {self.session_id}"

@@ -63,3 +63,9 @@ def pull_charge_detail_records() -> None:
 @shared_task(name="charging_sessions.verify_audit_chain", ignore_result=True)
 def verify_audit_chain() -> None:
     services.verify_audit_chain()
+
+
+@shared_task(name="charging_sessions.apply_inbound_messages", ignore_result=True)
+def apply_inbound_messages() -> None:
+    """Apply stored charging notifications and CDRs to their sessions (kicked by each new message)."""
+    services.apply_inbound_messages()

@@ -15,7 +15,14 @@ import pytest
 import requests
 
 from sessions import services
-from sessions.models import AuditRecord, ChargeDetailRecord, ChargingSession, RemoteStopRequest, StopReason
+from sessions.models import (
+    AuditRecord,
+    ChargeDetailRecord,
+    ChargingSession,
+    InboundMessage,
+    RemoteStopRequest,
+    StopReason,
+)
 from tests import servers
 from tests.factories import AgentFactory, ChargingSessionFactory
 
@@ -53,7 +60,9 @@ def pushing_worker(django_db_setup, django_db_blocker, pushing_redis, pushing_si
 
 
 @pytest.fixture
-def cpo(pushing_worker, pushing_redis, pushing_simulator):
+def cpo(pushing_worker, pushing_redis, pushing_simulator, settings):
+    # As in production: the endpoints store and acknowledge, the worker applies (inbound_queue).
+    settings.OICP_INBOUND_APPLY = "worker"
     servers.point_celery_at(pushing_redis)
     pushing_simulator.set_behaviours(BEHAVIOURS)
     pushing_simulator.clear()
@@ -107,6 +116,10 @@ def test_accepted_stop_is_confirmed_by_the_end_and_cdr_the_cpo_pushes(cpo):
     ]
     received = charging_session.audit_records.filter(event_type__in=[Event.NOTIFICATION_RECEIVED, Event.CDR_RECEIVED])
     assert sorted(received.values_list("event_type", flat=True)) == [Event.CDR_RECEIVED, Event.NOTIFICATION_RECEIVED]
+    # Stored by the endpoint, applied by the worker.
+    messages = InboundMessage.objects.filter(session_id=charging_session.session_id)
+    assert messages.count() == 2 and not messages.filter(applied_at__isnull=True).exists()
+    assert all(m.applied_at > m.received_at for m in messages)
 
 
 def test_a_cpo_that_never_confirms_leaves_the_stop_accepted_until_it_is_marked_unconfirmed(cpo):

@@ -26,6 +26,14 @@ from .audit_exports import (
 )
 from .charging_sessions import create_charging_session
 from .inbound import RecordOutcome, record_cdr, record_charging_notification, record_inbound_refusal
+from .inbound_queue import (
+    Received,
+    apply_inbound_messages,
+    kick_inbound_worker,
+    pending_inbound_messages,
+    receive_cdr,
+    receive_charging_notification,
+)
 from .reconciliation import ReconciliationReport, pull_charge_detail_records, pull_recent_charge_detail_records
 from .stops import (
     SendOutcome,
@@ -61,6 +69,12 @@ __all__ = [
     "verify_audit_chain",
     "write_audit_export",
     "RecordOutcome",
+    "Received",
+    "apply_inbound_messages",
+    "kick_inbound_worker",
+    "pending_inbound_messages",
+    "receive_cdr",
+    "receive_charging_notification",
     "record_cdr",
     "record_charging_notification",
     "record_inbound_refusal",

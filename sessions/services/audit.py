@@ -1,13 +1,17 @@
 """The audit trail: its single write path, the hash chain's verification, retention and legal holds.
 
 Every audit record is chained to the one before it (see `sessions.audit_chain`). Appends are
-serialised by locking the one `AuditChainHead` row in the caller's transaction: one SELECT … FOR
-UPDATE and one UPDATE of that row per record, never a read of the newest record.
+serialised by locking the one `AuditChainHead` row in the caller's transaction, and that lock is
+held until the transaction ends. So a service writes its audit records *last*, all at once
+(`record_audits`): the content is hashed before the lock is taken, and under the lock there are
+exactly three statements (read the head, one multi-row INSERT, move the head) followed by COMMIT.
+Every other writer of the trail waits only for those, never for the rest of a transaction.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -36,18 +40,88 @@ VERIFY_CHUNK_SIZE = 5000
 PURGE_BATCH_SIZE = 10_000
 
 
-def _locked_head() -> AuditChainHead:
-    """The chain head, locked until the caller's transaction ends; created on first use."""
-    head = AuditChainHead.objects.select_for_update().filter(pk=HEAD_PK).first()
-    if head is None:
+@dataclass
+class AuditEntry:
+    """One audit record to append: what happened, who did it, to which session or stop request."""
+
+    event_type: str
+    actor: Any = None
+    charging_session: ChargingSession | None = None
+    stop_request: RemoteStopRequest | None = None
+    data: dict[str, Any] | None = None
+
+
+def _head_sql() -> tuple[str, str]:
+    # Plain SQL: these two statements run under the chain lock on every audited change, and the
+    # ORM's query compilation would cost more than the statements themselves.
+    table = connection.ops.quote_name(AuditChainHead._meta.db_table)
+    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""  # SQLite: BEGIN IMMEDIATE
+    return (f"SELECT last_hash FROM {table} WHERE id = %s{lock}",
+            f"UPDATE {table} SET last_hash = %s, last_record_id = %s WHERE id = %s")
+
+
+def _locked_head_hash(cursor) -> str:
+    """The newest record's hash, with the chain head locked until the caller's transaction ends."""
+    select, _ = _head_sql()
+    cursor.execute(select, [HEAD_PK])
+    row = cursor.fetchone()
+    if row is None:
         # A fresh (or flushed) database: start from whatever is newest, normally nothing.
         newest = AuditRecord.objects.order_by("-id").values_list("id", "record_hash").first()
         AuditChainHead.objects.get_or_create(
             pk=HEAD_PK,
             defaults={"last_record_id": newest[0] if newest else None, "last_hash": newest[1] if newest else ""},
         )
-        head = AuditChainHead.objects.select_for_update().get(pk=HEAD_PK)
-    return head
+        cursor.execute(select, [HEAD_PK])
+        row = cursor.fetchone()
+    return row[0]
+
+
+def _lock_chain() -> None:
+    """Hold the chain head until the transaction ends: no append, legal hold or purge meanwhile."""
+    with connection.cursor() as cursor:
+        _locked_head_hash(cursor)
+
+
+def record_audits(entries: Sequence[AuditEntry]) -> list[AuditRecord]:
+    """Append records to the chain in one step; call it last in the transaction of the change."""
+    if not entries:
+        return []
+    records = []
+    for entry in entries:
+        stop_request = entry.stop_request
+        session_id = entry.charging_session.pk if entry.charging_session is not None else None
+        if session_id is None and stop_request is not None:
+            session_id = stop_request.charging_session_id
+        records.append(AuditRecord(
+            event_type=entry.event_type,
+            actor=entry.actor,
+            charging_session_id=session_id,
+            stop_request=stop_request,
+            correlation_id=stop_request.correlation_id if stop_request is not None else None,
+            data=normalise_data(entry.data),
+        ))
+    # savepoint=False: inside the caller's transaction this adds no statement at all.
+    with transaction.atomic(savepoint=False), connection.cursor() as cursor:
+        previous = _locked_head_hash(cursor)
+        # Taken under the lock, so the chain's order (ids) and the records' times agree.
+        occurred_at = timezone.now()
+        for record in records:
+            record.occurred_at = occurred_at
+            content = canonical_bytes(
+                event_type=record.event_type,
+                occurred_at=occurred_at,
+                actor_id=record.actor_id,
+                charging_session_id=record.charging_session_id,
+                stop_request_id=record.stop_request_id,
+                correlation_id=record.correlation_id,
+                data=record.data,
+            )
+            record.prev_hash = previous
+            record.record_hash = previous = chain_hash(previous, content)
+        AuditRecord.objects.bulk_create(records)
+        cursor.execute(_head_sql()[1], [previous, records[-1].pk, HEAD_PK])
+    return records
 
 
 def record_audit(
@@ -58,48 +132,14 @@ def record_audit(
     stop_request: RemoteStopRequest | None = None,
     data: dict[str, Any] | None = None,
 ) -> AuditRecord:
-    """Append one audit record; callers invoke it inside the transaction of the change."""
-    if stop_request is not None and charging_session is None:
-        charging_session = stop_request.charging_session
-    correlation_id = stop_request.correlation_id if stop_request is not None else None
-    data = normalise_data(data)
-    # savepoint=False: inside the caller's transaction this adds no query at all.
-    with transaction.atomic(savepoint=False):
-        head = _locked_head()
-        occurred_at = timezone.now()
-        content = canonical_bytes(
-            event_type=event_type,
-            occurred_at=occurred_at,
-            actor_id=actor.pk if actor is not None else None,
-            charging_session_id=charging_session.pk if charging_session is not None else None,
-            stop_request_id=stop_request.pk if stop_request is not None else None,
-            correlation_id=correlation_id,
-            data=data,
-        )
-        record_hash = chain_hash(head.last_hash, content)
-        record = AuditRecord.objects.create(
-            event_type=event_type,
-            occurred_at=occurred_at,
-            actor=actor,
-            charging_session=charging_session,
-            stop_request=stop_request,
-            correlation_id=correlation_id,
-            data=data,
-            prev_hash=head.last_hash,
-            record_hash=record_hash,
-        )
-        AuditChainHead.objects.filter(pk=HEAD_PK).update(last_hash=record_hash, last_record_id=record.pk)
-    return record
+    """Append one audit record; callers invoke it last inside the transaction of the change."""
+    return record_audits([AuditEntry(event_type, actor, charging_session, stop_request, data)])[0]
 
 
 # --- verification --------------------------------------------------------------------------------
 
-
-def _chain_rows(after_id: int | None):
-    rows = AuditRecord.objects.order_by("id").values_list(*CHAIN_FIELDS)
-    if after_id is not None:
-        rows = rows.filter(id__gt=after_id)
-    return rows.iterator(chunk_size=VERIFY_CHUNK_SIZE)
+# The walk itself: canonical content assembled in SQL, exact re-serialisation only where that fails.
+from .audit_verify import walk_chain_fast  # noqa: E402
 
 
 def _broken(walk: ChainWalk, record_id: int | None, detail: str) -> ChainWalk:
@@ -111,7 +151,7 @@ def _check_chain() -> ChainWalk:
     checkpoint = AuditCheckpoint.objects.order_by("-last_purged_id").first()
     start_hash = checkpoint.last_purged_hash if checkpoint else ""
     start_after = checkpoint.last_purged_id if checkpoint else None
-    walk = walk_chain(_chain_rows(start_after), start_hash=start_hash, start_after_id=start_after)
+    walk = walk_chain_fast(start_hash=start_hash, start_after_id=start_after)
     if not walk.ok:
         return walk
     if checkpoint is not None:
@@ -129,7 +169,7 @@ def _check_chain() -> ChainWalk:
             break
         if head_id is not None and (walk.last_id is None or head_id > walk.last_id):
             before = walk.checked
-            walk = walk_chain(_chain_rows(walk.last_id), start_hash=walk.last_hash, walk=walk)
+            walk = walk_chain_fast(walk=walk)
             if not walk.ok:
                 return walk
             if walk.checked == before:
@@ -243,7 +283,7 @@ def purge_audit_records(*, before: datetime, commit: bool = False, acting_user=N
     if not commit or plan.count == 0:
         return plan
     with transaction.atomic():
-        _locked_head()  # no append, legal hold or other purge runs meanwhile
+        _lock_chain()
         _refuse_if_held()
         plan = _purge_plan(before)
         if plan.count:

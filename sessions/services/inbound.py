@@ -25,9 +25,9 @@ from ..models import AuditRecord, ChargeDetailRecord, ChargingSession, InboundMe
 from ..oicp import ids
 from ..oicp.inbound import ChargeDetailRecord as ParsedCdr
 from ..oicp.inbound import ChargingNotification
-from .audit import record_audit
-from .charging_sessions import create_charging_session
-from .stops import confirm_remote_stops
+from .audit import AuditEntry, record_audit, record_audits
+from .charging_sessions import insert_charging_session, session_created_entry
+from .stops import confirmation_entries
 
 Event = AuditRecord.EventType
 Status = ChargingSession.Status
@@ -52,7 +52,7 @@ class RecordOutcome:
 
 
 def record_charging_notification(
-    *, notification: ChargingNotification, raw: str, remote_addr: str | None
+    *, notification: ChargingNotification, raw: str, remote_addr: str | None, message: InboundMessage | None = None
 ) -> RecordOutcome:
     """Apply a Start, Progress, End or Error notification to its session (creating it if unknown).
 
@@ -61,8 +61,11 @@ def record_charging_notification(
     and the session's accepted stops are confirmed (confirmed_by END). Error: last_error_*.
     Any Type but Start for an unknown session creates it marked learned_late.
     """
-    now = timezone.now()
+    # A queued message counts from when it arrived (the session's last update, time to confirmation).
+    now = message.received_at if message is not None else timezone.now()
+    parsed = notification.to_json()
     with transaction.atomic():
+        new_status = Status.CHARGING_ENDED if notification.type == "End" else Status.ACTIVE
         charging_session, created = _lock_or_create_session(
             session_id=notification.session_id,
             evse_id=notification.evse_id,
@@ -70,34 +73,22 @@ def record_charging_notification(
             emp_partner_session_id=notification.emp_partner_session_id or "",
             cpo_partner_session_id=notification.cpo_partner_session_id or "",
             learned_late=notification.type != "Start",
-            status=Status.CHARGING_ENDED if notification.type == "End" else Status.ACTIVE,
-            source=f"NOTIFICATION_{notification.kind}",
+            status=new_status,
+            now=now,
+            # A new session gets the notification's facts in its INSERT (no UPDATE after it).
+            **_notification_changes(notification, status=new_status, charging_ended_at=None, now=now),
         )
-        status_before = charging_session.status
-        changed = _fill_in(charging_session, notification=notification)
-        energy = notification.energy_kwh
-        if energy is not None and charging_session.status != Status.CLOSED:
-            # Once the CDR arrived its energy is final; a late notification does not overwrite it.
-            if notification.type == "End" or charging_session.status == Status.ACTIVE:
-                charging_session.energy_kwh = energy
-                changed.append("energy_kwh")
-        if notification.type == "End":
-            if charging_session.status == Status.ACTIVE:
-                charging_session.status = Status.CHARGING_ENDED
-                changed.append("status")
-            if charging_session.status != Status.CLOSED or charging_session.charging_ended_at is None:
-                charging_session.charging_ended_at = notification.charging_end
-                changed.append("charging_ended_at")
-        elif notification.type == "Error":
-            charging_session.last_error_type = notification.error_type
-            charging_session.last_error_info = notification.error_additional_info or ""
-            charging_session.last_error_at = now
-            changed += ["last_error_type", "last_error_info", "last_error_at"]
-        charging_session.last_update_at = now
-        charging_session.save(update_fields=sorted(set(changed) | {"last_update_at"}))
+        status_before = new_status if created else charging_session.status
+        if not created:
+            changes = _notification_changes(notification, status=charging_session.status,
+                                            charging_ended_at=charging_session.charging_ended_at, now=now)
+            changes.update(_fill_in(charging_session, notification))
+            for name, value in changes.items():
+                setattr(charging_session, name, value)
+            charging_session.save(update_fields=sorted(changes))
 
-        parsed = notification.to_json()
         message = _store_message(
+            message,
             kind=notification.kind,
             charging_session=charging_session,
             operator_id=notification.operator_id,
@@ -106,10 +97,13 @@ def record_charging_notification(
             raw=raw,
             parsed=parsed,
         )
-        confirmed = 0
-        if notification.type == "End":
-            confirmed = confirm_remote_stops(charging_session=charging_session, confirmed_by="END", at=now)
-        audit: dict[str, Any] = {
+        audit = [session_created_entry(charging_session, source=f"NOTIFICATION_{notification.kind}")] if created else []
+        confirmations = []
+        if notification.type == "End" and not created:  # a session created just now has no stops
+            confirmations = confirmation_entries(charging_session=charging_session, confirmed_by="END", at=now)
+        confirmed = len(confirmations)
+        audit += confirmations
+        data: dict[str, Any] = {
             "kind": notification.kind,
             "message": parsed,
             "inbound_message_id": message.pk,
@@ -121,8 +115,9 @@ def record_charging_notification(
             "stops_confirmed": confirmed,
         }
         if charging_session.evse_id != notification.evse_id:
-            audit["evse_id_differs"] = {"session": charging_session.evse_id, "message": notification.evse_id}
-        record_audit(event_type=Event.NOTIFICATION_RECEIVED, charging_session=charging_session, data=audit)
+            data["evse_id_differs"] = {"session": charging_session.evse_id, "message": notification.evse_id}
+        audit.append(AuditEntry(Event.NOTIFICATION_RECEIVED, charging_session=charging_session, data=data))
+        record_audits(audit)
     return RecordOutcome(
         charging_session=charging_session,
         inbound_message=message,
@@ -131,7 +126,29 @@ def record_charging_notification(
     )
 
 
-def record_cdr(*, cdr: ParsedCdr, raw: str, source: str, remote_addr: str | None = None) -> RecordOutcome:
+def _notification_changes(notification: ChargingNotification, *, status: str, charging_ended_at, now) -> dict:
+    """The session fields a notification sets, given the session's status (never reopens or overwrites a CDR)."""
+    changes: dict[str, Any] = {"last_update_at": now}
+    energy = notification.energy_kwh
+    if energy is not None and status != Status.CLOSED:
+        # Once the CDR arrived its energy is final; a late notification does not overwrite it.
+        if notification.type == "End" or status == Status.ACTIVE:
+            changes["energy_kwh"] = energy
+    if notification.type == "End":
+        if status == Status.ACTIVE:
+            changes["status"] = Status.CHARGING_ENDED
+        if status != Status.CLOSED or charging_ended_at is None:
+            changes["charging_ended_at"] = notification.charging_end
+    elif notification.type == "Error":
+        changes["last_error_type"] = notification.error_type
+        changes["last_error_info"] = notification.error_additional_info or ""
+        changes["last_error_at"] = now
+    return changes
+
+
+def record_cdr(
+    *, cdr: ParsedCdr, raw: str, source: str, remote_addr: str | None = None, message: InboundMessage | None = None
+) -> RecordOutcome:
     """Store a charge detail record and close its session (creating it, learned_late, if unknown).
 
     One CDR per SessionID, as at Hubject: a repeated one (a re-push, or the pull bringing one that
@@ -141,7 +158,8 @@ def record_cdr(*, cdr: ParsedCdr, raw: str, source: str, remote_addr: str | None
     """
     if source not in ChargeDetailRecord.Source.values:
         raise ValueError(f"source must be one of {ChargeDetailRecord.Source.values}, not {source!r}")
-    now = timezone.now()
+    # A queued message counts from when it arrived (the session's last update, time to confirmation).
+    now = message.received_at if message is not None else timezone.now()
     parsed = cdr.to_json()
     with transaction.atomic():
         charging_session, created = _lock_or_create_session(
@@ -151,50 +169,46 @@ def record_cdr(*, cdr: ParsedCdr, raw: str, source: str, remote_addr: str | None
             emp_partner_session_id=cdr.emp_partner_session_id or "",
             cpo_partner_session_id=cdr.cpo_partner_session_id or "",
             learned_late=True,
-            status=Status.CLOSED,
-            source=f"CDR_{source}",
+            now=now,
             hub_provider_id=cdr.hub_provider_id,
+            **_cdr_changes(cdr, charging_ended_at=None, now=now),
         )
-        status_before = charging_session.status
-        stored = ChargeDetailRecord.objects.filter(session_id=cdr.session_id).first()
-        if stored is None:
-            try:
-                with transaction.atomic():
-                    stored = ChargeDetailRecord.objects.create(
-                        charging_session=charging_session,
-                        session_id=cdr.session_id,
-                        evse_id=cdr.evse_id,
-                        operator_id=cdr.operator_id,
-                        charging_start=cdr.charging_start,
-                        charging_end=cdr.charging_end,
-                        session_start=cdr.session_start,
-                        session_end=cdr.session_end,
-                        consumed_energy_kwh=cdr.consumed_energy,
-                        source=source,
-                        received_at=now,
-                        data=parsed,
-                    )
-                duplicate = False
-            except IntegrityError:  # another process stored it between our look and our insert
-                stored = ChargeDetailRecord.objects.get(session_id=cdr.session_id)
-                duplicate = True
-        else:
-            duplicate = True
+        status_before = Status.CLOSED if created else charging_session.status
+        stored = None
+        try:
+            # The unique SessionID decides: no look first, a repeat is the rare case.
+            with transaction.atomic():
+                ChargeDetailRecord.objects.create(
+                    charging_session=charging_session,
+                    session_id=cdr.session_id,
+                    evse_id=cdr.evse_id,
+                    operator_id=cdr.operator_id,
+                    charging_start=cdr.charging_start,
+                    charging_end=cdr.charging_end,
+                    session_start=cdr.session_start,
+                    session_end=cdr.session_end,
+                    consumed_energy_kwh=cdr.consumed_energy,
+                    source=source,
+                    received_at=now,
+                    data=parsed,
+                )
+        except IntegrityError:  # already stored (pushed again, or pulled after the push)
+            stored = ChargeDetailRecord.objects.only("pk", "data").get(session_id=cdr.session_id)
+        duplicate = stored is not None
 
-        confirmed = 0
-        if not duplicate:
-            _fill_in(charging_session, notification=None, cdr=cdr)
-            charging_session.status = Status.CLOSED
-            charging_session.ended_at = cdr.session_end
-            charging_session.energy_kwh = cdr.consumed_energy
-            charging_session.cdr_received_at = now
-            if charging_session.charging_ended_at is None:
-                charging_session.charging_ended_at = cdr.charging_end
-            charging_session.last_update_at = now
-            charging_session.save()
-            confirmed = confirm_remote_stops(charging_session=charging_session, confirmed_by="CDR", at=now)
+        created_entry = [session_created_entry(charging_session, source=f"CDR_{source}")] if created else []
+        audit = list(created_entry)
+        if not duplicate and not created:
+            changes = _cdr_changes(cdr, charging_ended_at=charging_session.charging_ended_at, now=now)
+            changes.update(_fill_in(charging_session, cdr))
+            for name, value in changes.items():
+                setattr(charging_session, name, value)
+            charging_session.save(update_fields=sorted(changes))
+            audit += confirmation_entries(charging_session=charging_session, confirmed_by="CDR", at=now)
+        confirmed = len(audit) - len(created_entry)
 
         message = _store_message(
+            message,
             kind=InboundMessage.Kind.CDR,
             charging_session=charging_session,
             operator_id=cdr.operator_id,
@@ -203,7 +217,7 @@ def record_cdr(*, cdr: ParsedCdr, raw: str, source: str, remote_addr: str | None
             raw=raw,
             parsed={**parsed, "duplicate": True} if duplicate else parsed,
         )
-        audit: dict[str, Any] = {
+        data: dict[str, Any] = {
             "kind": "CDR",
             "source": source,
             "message": parsed,
@@ -218,9 +232,10 @@ def record_cdr(*, cdr: ParsedCdr, raw: str, source: str, remote_addr: str | None
         }
         if duplicate:
             # Hubject keeps one CDR per SessionID; say whether the repeat differs from the stored one.
-            audit["cdr_id"] = stored.pk
-            audit["differs_from_stored"] = stored.data != parsed
-        record_audit(event_type=Event.CDR_RECEIVED, charging_session=charging_session, data=audit)
+            data["cdr_id"] = stored.pk
+            data["differs_from_stored"] = stored.data != parsed
+        audit.append(AuditEntry(Event.CDR_RECEIVED, charging_session=charging_session, data=data))
+        record_audits(audit)
     return RecordOutcome(
         charging_session=charging_session,
         inbound_message=message,
@@ -228,6 +243,20 @@ def record_cdr(*, cdr: ParsedCdr, raw: str, source: str, remote_addr: str | None
         duplicate=duplicate,
         stops_confirmed=confirmed,
     )
+
+
+def _cdr_changes(cdr: ParsedCdr, *, charging_ended_at, now) -> dict:
+    """The session fields a (first) CDR sets: it closes the session with its final energy."""
+    changes: dict[str, Any] = {
+        "status": Status.CLOSED,
+        "ended_at": cdr.session_end,
+        "energy_kwh": cdr.consumed_energy,
+        "cdr_received_at": now,
+        "last_update_at": now,
+    }
+    if charging_ended_at is None:
+        changes["charging_ended_at"] = cdr.charging_end
+    return changes
 
 
 # --- helpers ---------------------------------------------------------------------------------
@@ -242,7 +271,8 @@ def _provider_id(hub_provider_id: str | None) -> str:
 
 
 def _locked_session(session_id: str) -> ChargingSession | None:
-    return ChargingSession.objects.select_for_update().filter(session_id=session_id).first()
+    # order_by(): SessionID is unique, and compiling the model's default ordering costs more than the query.
+    return next(iter(ChargingSession.objects.select_for_update().filter(session_id=session_id).order_by()), None)
 
 
 def _lock_or_create_session(
@@ -254,16 +284,20 @@ def _lock_or_create_session(
     cpo_partner_session_id: str,
     learned_late: bool,
     status: str,
-    source: str,
+    now,
     hub_provider_id: str | None = None,
+    **more,
 ) -> tuple[ChargingSession, bool]:
-    """The session row, locked for this transaction; created (with its audit record) if unknown."""
+    """The session row, locked for this transaction; INSERTed (with `more` fields) if unknown.
+
+    The caller writes the SESSION_CREATED audit record when `created` is True.
+    """
     charging_session = _locked_session(session_id)
     if charging_session is not None:
         return charging_session, False
     try:
         with transaction.atomic():  # a savepoint: losing the race below leaves our transaction usable
-            charging_session = create_charging_session(
+            charging_session = insert_charging_session(
                 session_id=session_id,
                 evse_id=evse_id,
                 provider_id=_provider_id(hub_provider_id),
@@ -272,7 +306,8 @@ def _lock_or_create_session(
                 cpo_partner_session_id=cpo_partner_session_id,
                 learned_late=learned_late,
                 status=status,
-                source=source,
+                last_update_at=more.pop("last_update_at", now),
+                **more,
             )
         return charging_session, True
     except IntegrityError:
@@ -283,25 +318,30 @@ def _lock_or_create_session(
         return charging_session, False
 
 
-def _fill_in(charging_session: ChargingSession, *, notification=None, cdr=None) -> list[str]:
-    """Fill what the session does not know yet (start time, partner session IDs); never overwrite."""
-    message = notification or cdr
-    changed = []
+def _fill_in(charging_session: ChargingSession, message) -> dict[str, Any]:
+    """What the session does not know yet (start time, partner session IDs); never overwrites."""
+    changes: dict[str, Any] = {}
     started_at = message.session_start or message.charging_start
     if charging_session.started_at is None and started_at is not None:
-        charging_session.started_at = started_at
-        changed.append("started_at")
+        changes["started_at"] = started_at
     for attr in ("emp_partner_session_id", "cpo_partner_session_id"):
         value = getattr(message, attr)
         if value and not getattr(charging_session, attr):
-            setattr(charging_session, attr, value)
-            changed.append(attr)
-    return changed
+            changes[attr] = value
+    return changes
 
 
 def _store_message(
-    *, kind: str, charging_session: ChargingSession, operator_id: str, received_at, remote_addr, raw: str, parsed
+    message: InboundMessage | None, *, kind: str, charging_session: ChargingSession, operator_id: str, received_at,
+    remote_addr, raw: str, parsed
 ) -> InboundMessage:
+    """Keep the message, applied: a new row, or the queued row the worker is applying."""
+    if message is not None:
+        message.charging_session = charging_session
+        message.parsed = parsed
+        message.applied_at = timezone.now()
+        message.save(update_fields=["charging_session", "parsed", "applied_at"])
+        return message
     return InboundMessage.objects.create(
         kind=kind,
         charging_session=charging_session,
@@ -311,6 +351,7 @@ def _store_message(
         remote_addr=_ip_or_none(remote_addr),
         raw=raw,
         parsed=parsed,
+        applied_at=received_at,
     )
 
 

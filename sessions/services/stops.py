@@ -18,7 +18,7 @@ from .. import selectors
 from ..concurrency import acquire_operator_slot, release_operator_slot
 from ..logging import correlation_id_var
 from ..models import AuditRecord, ChargingSession, RemoteStopRequest, StopReason
-from .audit import record_audit
+from .audit import AuditEntry, record_audit, record_audits
 from ..oicp.client import HubjectClient, Outcome, RemoteStopResult
 
 logger = logging.getLogger(__name__)
@@ -287,16 +287,27 @@ def mark_remote_stop_failed(*, stop_request_id: int, error: str) -> None:
 
 
 def confirm_remote_stops(*, charging_session: ChargingSession, confirmed_by: str, at=None) -> int:
-    """Mark the session's ACCEPTED (or UNCONFIRMED) stops CONFIRMED; returns how many.
+    """Mark the session's ACCEPTED (or UNCONFIRMED) stops CONFIRMED, with their audit records; how many.
 
-    Called inside the transaction that records an End notification or a CDR. An UNCONFIRMED stop
-    is confirmed too when the proof arrives late: the record then says when it really ended.
+    An UNCONFIRMED stop is confirmed too when the proof arrives late: the record then says when it
+    really ended.
+    """
+    with transaction.atomic():
+        entries = confirmation_entries(charging_session=charging_session, confirmed_by=confirmed_by, at=at)
+        record_audits(entries)
+    return len(entries)
+
+
+def confirmation_entries(*, charging_session: ChargingSession, confirmed_by: str, at=None) -> list[AuditEntry]:
+    """Confirm the session's waiting stops; the caller writes the returned audit records last.
+
+    Called inside the transaction that records an End notification or a CDR.
     """
     now = at or timezone.now()
-    confirmed = 0
+    entries = []
     waiting = RemoteStopRequest.objects.select_for_update().filter(
         charging_session=charging_session, state__in=[State.ACCEPTED, State.UNCONFIRMED]
-    )
+    ).order_by("pk")
     for stop_request in waiting:
         previous = stop_request.state
         stop_request.state = State.CONFIRMED
@@ -304,17 +315,16 @@ def confirm_remote_stops(*, charging_session: ChargingSession, confirmed_by: str
         stop_request.confirmed_by = confirmed_by
         stop_request.time_to_confirmation = now - stop_request.requested_at
         stop_request.save(update_fields=["state", "confirmed_at", "confirmed_by", "time_to_confirmation"])
-        record_audit(
-            event_type=Event.STOP_CONFIRMED,
+        entries.append(AuditEntry(
+            Event.STOP_CONFIRMED,
             stop_request=stop_request,
             data={
                 "confirmed_by": confirmed_by,
                 "previous_state": previous,
                 "seconds_to_confirmation": round(stop_request.time_to_confirmation.total_seconds(), 3),
             },
-        )
-        confirmed += 1
-    return confirmed
+        ))
+    return entries
 
 
 def mark_unconfirmed_stops(*, now=None) -> int:

@@ -1,0 +1,211 @@
+"""CSV lines rendered by the database: one SELECT whose only column is the whole line.
+
+A Python loop over ORM rows (converters, json round trip, csv.writer) costs 6-12x the database's
+own CSV dump; here SQLite or PostgreSQL builds each line with `||`, and Python only joins, hashes
+and writes them. The filtered queryset's FROM/WHERE/ORDER BY are compiled by Django (the filters
+stay in `selectors_history.audit_log`); only the select list is written here.
+
+Each line reads back through `csv.reader` to the values the Python writer produced:
+- free-text cells (usernames, SessionID, EvseID, OperatorID) and the JSON `data` are always quoted
+  (RFC 4180: `"` doubled), with the formula neutralisation of `exports.neutralise` done in SQL;
+- ids, the event type (a portal constant) and the hashes are hex, digits or [A-Z_], and never need
+  quoting or neutralising;
+- `occurred_at` as `datetime.isoformat(timespec="microseconds")` in UTC, `correlation_id` as
+  `str(uuid)`, NULLs as empty cells;
+- `data` as the column's stored text (not re-serialised: readers parse it as JSON).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from django.db import connections
+from django.db.models import F, Func, QuerySet, TextField
+
+# (cell kind, field path) in exports.COLUMNS order.
+CELLS = (
+    ("id", "id"),
+    ("datetime", "occurred_at"),
+    ("plain", "event_type"),
+    ("text", "actor__username"),
+    ("text", "charging_session__session_id"),
+    ("text", "charging_session__evse_id"),
+    ("text", "charging_session__operator_id"),
+    ("int", "stop_request_id"),
+    ("uuid", "correlation_id"),
+    ("json", "data"),
+    ("plain", "prev_hash"),
+    ("plain", "record_hash"),
+)
+VENDORS = ("sqlite", "postgresql")
+
+@dataclass(frozen=True)
+class _Text:
+    """A literal piece of the line."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class _Either:
+    """CASE WHEN condition THEN one literal ELSE another END."""
+
+    condition: str
+    then: str
+    other: str
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _concat(parts: list) -> str:
+    """`||` of the parts, neighbouring literals merged (also into CASE branches): SQLite evaluates
+    each `||` and function per row, so fewer of them is most of what this costs."""
+    merged: list = []
+    for part in parts:
+        last = merged[-1] if merged else None
+        if isinstance(part, _Text) and isinstance(last, _Text):
+            merged[-1] = _Text(last.text + part.text)
+        elif isinstance(part, _Text) and isinstance(last, _Either):
+            merged[-1] = _Either(last.condition, last.then + part.text, last.other + part.text)
+        elif isinstance(part, _Either) and isinstance(last, _Text):
+            merged[-1] = _Either(part.condition, last.text + part.then, last.text + part.other)
+        else:
+            merged.append(part)
+    return " || ".join(
+        _literal(part.text) if isinstance(part, _Text)
+        else f"CASE WHEN {part.condition} THEN {_literal(part.then)} ELSE {_literal(part.other)} END"
+        if isinstance(part, _Either) else part
+        for part in merged
+    )
+
+
+def _formula_start(value: str, vendor: str) -> str:
+    """True when the text starts like a formula (exports.neutralise: = + - @ tab CR); NULL for NULL."""
+    if vendor == "sqlite":
+        # One GLOB (the pattern is a constant: built once); a leading '-' in a set is itself.
+        return f"{value} GLOB ('[-=+@' || char(9, 13) || ']*')"
+    return f"left({value}, 1) IN ('=', '+', '-', '@', chr(9), chr(13))"
+
+
+def _cell(kind: str, column: str, vendor: str) -> list:
+    """The pieces of one cell's text (never NULL) from a compiled column reference."""
+    sqlite = vendor == "sqlite"
+    if kind == "id":
+        return [column if sqlite else f"CAST({column} AS TEXT)"]  # SQLite's || writes integers
+    if kind == "int":  # a NULL foreign key: an empty cell
+        return [f"COALESCE({column}, '')" if sqlite else f"COALESCE(CAST({column} AS TEXT), '')"]
+    if kind == "plain":  # NOT NULL columns
+        return [column]
+    if kind == "datetime":
+        if sqlite:  # stored as naive UTC 'YYYY-MM-DD HH:MM:SS[.ffffff]', no fraction when it is zero
+            return [f"replace({column}, ' ', 'T')",
+                    _Either(f"length({column}) = 19", ".000000+00:00", "+00:00")]
+        return [f"""to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"')"""]
+    if kind == "uuid":
+        if sqlite:  # stored as 32 lower-case hex digits
+            dashed = " || '-' || ".join(f"substr({column}, {start}, {length})"
+                                        for start, length in ((1, 8), (9, 4), (13, 4), (17, 4), (21, 12)))
+            return [f"COALESCE({dashed}, '')"]
+        return [f"COALESCE(CAST({column} AS TEXT), '')"]
+    if kind in ("text", "json"):
+        value = column if sqlite or kind == "text" else f"CAST({column} AS TEXT)"
+        escaped = f"replace({value}, '\"', '\"\"')"
+        # Always quoted; the neutralising quote goes inside the double quotes.
+        return [_Either(_formula_start(value, vendor), "\"'", "\""),
+                f"COALESCE({escaped}, '')" if kind == "text" else escaped,
+                _Text("\"")]
+    raise ValueError(kind)
+
+
+class CsvLine(Func):
+    """The whole CSV line of an audit record (without its line end), built in SQL."""
+
+    output_field = TextField()
+
+    def __init__(self):
+        super().__init__(*(F(path) for _kind, path in CELLS))
+
+    def as_sql(self, compiler, connection, **extra_context):
+        if connection.vendor not in VENDORS:
+            raise NotImplementedError(f"CSV lines are not rendered on {connection.vendor}")
+        parts: list = []
+        for (kind, _path), expression in zip(CELLS, self.get_source_expressions()):
+            column, params = compiler.compile(expression)
+            assert not params, "plain column references take no parameters"
+            if parts:
+                parts.append(_Text(","))
+            parts += _cell(kind, column, connection.vendor)
+        return _concat(parts), []
+
+
+def line_query(records: QuerySet) -> tuple[str, tuple]:
+    """The SELECT (and its parameters) of the CSV lines of `records`, in the queryset's order."""
+    query = records.annotate(csv_line=CsvLine()).values_list("csv_line").query
+    sql, params = query.get_compiler(using=records.db).as_sql()
+    return sql, tuple(params)
+
+
+def line_chunks(records: QuerySet, rows: int) -> Iterator[tuple[int, bytes]]:
+    """The CSV lines of `records` in id (chain) order, UTF-8, each ended by CRLF, in chunks of at most
+    `rows` lines: (lines, bytes). Never more than one chunk in memory."""
+    records = records.order_by("id")
+    connection = connections[records.db]
+    if connection.vendor == "postgresql":
+        yield from _copy_pages(connection, records, rows)
+        return
+    # SQLite: one statement, stepped as rows are fetched (other statements may run between fetches,
+    # e.g. the progress UPDATE). The lines come as BLOBs: bytes, no decoding to str and back.
+    sql, params = line_query(records)
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT CAST(csv_line AS BLOB) FROM ({sql})", params)
+        while batch := cursor.fetchmany(rows):
+            yield len(batch), b"\r\n".join([row[0] for row in batch]) + b"\r\n"
+
+
+# COPY's text format escapes a backslash and these control characters in a value; a bare LF ends
+# the row (one column, so no delimiter).
+_COPY_ESCAPES = {b"\\\\": b"\\", b"\\n": b"\n", b"\\r": b"\r", b"\\t": b"\t", b"\\b": b"\b",
+                 b"\\f": b"\f", b"\\v": b"\v"}
+_COPY_ESCAPE_RE = re.compile(rb"\\[\\nrtbfv]")
+
+
+def _copy_text(block: bytes) -> bytes:
+    """COPY text-format rows (LF-ended) as the raw values, each ended by CRLF."""
+    block = block.replace(b"\n", b"\r\n")  # raw LFs are row ends only: LFs in values are escaped
+    if b"\\" in block:
+        block = _COPY_ESCAPE_RE.sub(lambda match: _COPY_ESCAPES[match.group()], block)
+    return block
+
+
+def _copy_pages(connection, records: QuerySet, rows: int) -> Iterator[tuple[int, bytes]]:
+    """PostgreSQL: one `COPY (SELECT … WHERE id > last ORDER BY id LIMIT rows) TO STDOUT` per chunk.
+
+    COPY sends the lines with less work than a cursor's FETCHes, but holds the connection until it
+    ends; reading each page to its end keeps the connection free between chunks (the caller's
+    progress UPDATE runs there). A server-side cursor would need a transaction, or WITH HOLD, which
+    stores the whole result on the server first. Each page is its own statement: the log is
+    append-only and the selection is pinned by `max_id`, so pages add up to the selection.
+    """
+    from psycopg import ClientCursor
+
+    last_id = None
+    while True:
+        page = records if last_id is None else records.filter(id__gt=last_id)
+        sql, params = line_query(page[:rows])
+        with connection.wrap_database_errors:
+            connection.ensure_connection()
+            with ClientCursor(connection.connection) as cursor:
+                # Merged client-side, as Django's cursor does: COPY takes no bind parameters.
+                statement = cursor.mogrify(f"COPY ({sql}) TO STDOUT", params)
+                with cursor.copy(statement) as copy:
+                    lines = list(copy)  # one message per row
+        if not lines:
+            return
+        yield len(lines), _copy_text(b"".join(lines))
+        if len(lines) < rows:
+            return
+        last_id = int(bytes(lines[-1][:24]).split(b",", 1)[0])  # the first cell is the id

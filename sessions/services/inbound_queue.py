@@ -1,0 +1,180 @@
+"""Pushed charging notifications and CDRs: acknowledged once stored, applied by the worker.
+
+Hubject only needs to know that a message is safely kept. So with OICP_INBOUND_APPLY = "worker"
+(the default) the endpoint validates the message, stores it raw (one INSERT) and answers; the
+worker then applies the stored messages to their sessions in arrival order (`record_charging_
+notification` / `record_cdr`, the same code as "request" mode, which applies it before answering).
+That keeps the endpoint close to the cost of a bare INSERT when Hubject pushes in bursts, and a
+slow transaction (or SQLite's single writer) never holds up the acknowledgement.
+
+Pending messages are found through a partial index (`inbound_pending_idx`). A web process queues
+an apply task for a new message unless it queued one less than KICK_INTERVAL ago (publishing a
+Celery message costs more than storing the inbound message itself); a message whose kick was
+skipped is found by the task queued just before it, or at the latest by the beat sweep every
+OICP_INBOUND_SWEEP_SECONDS, which also covers a broker that was down. A task that finds another
+applier at work leaves the queue to it, and an applier looks once more after it lets go, so
+nothing stored meanwhile is left behind.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db import OperationalError, transaction
+from django.utils import timezone
+
+from ..models import InboundMessage
+from ..oicp import inbound
+from ..oicp.inbound import ChargeDetailRecord as ParsedCdr
+from ..oicp.inbound import ChargingNotification
+from .inbound import _ip_or_none, record_cdr, record_charging_notification
+
+logger = logging.getLogger(__name__)
+
+KICK_INTERVAL = 0.1  # seconds
+_last_kick = 0.0
+APPLIER_KEY = "inbound-applier"
+# A killed applier's lock expires after this; one batch takes far less.
+APPLIER_LOCK_SECONDS = 120
+BATCH_SIZE = 200
+
+
+@dataclass(frozen=True)
+class Received:
+    """What the endpoint tells Hubject: the message is kept (and whether a CDR is a repeat)."""
+
+    duplicate: bool = False
+
+
+def receive_charging_notification(*, notification: ChargingNotification, raw: str, remote_addr: str | None) -> Received:
+    """Keep a pushed notification: applied now ("request") or by the worker ("worker")."""
+    if settings.OICP_INBOUND_APPLY == "request":
+        record_charging_notification(notification=notification, raw=raw, remote_addr=remote_addr)
+        return Received()
+    _queue(kind=notification.kind, session_id=notification.session_id, operator_id=notification.operator_id,
+           raw=raw, parsed=notification.to_json(), remote_addr=remote_addr)
+    return Received()
+
+
+def receive_cdr(*, cdr: ParsedCdr, raw: str, remote_addr: str | None) -> Received:
+    """Keep a pushed CDR; `duplicate` when one for its SessionID was received before."""
+    if settings.OICP_INBOUND_APPLY == "request":
+        outcome = record_cdr(cdr=cdr, raw=raw, source="PUSH", remote_addr=remote_addr)
+        return Received(duplicate=outcome.duplicate)
+    # Pushed or pulled, applied or still queued: every CDR ever received is an InboundMessage.
+    # Only the SessionID in the query: its index finds a session's few messages; `kind` (in every row)
+    # could lead the planner to the wrong index.
+    kinds = InboundMessage.objects.filter(session_id=cdr.session_id.lower()).values_list("kind", flat=True)
+    duplicate = InboundMessage.Kind.CDR in kinds
+    # The operator of the URL path, which parsing checked against the EvseID, is what applying re-checks.
+    _queue(kind=InboundMessage.Kind.CDR, session_id=cdr.session_id, operator_id=cdr.operator_id, raw=raw,
+           parsed=cdr.to_json(), remote_addr=remote_addr)
+    return Received(duplicate=duplicate)
+
+
+def _queue(*, kind: str, session_id: str, operator_id: str, raw: str, parsed: dict, remote_addr: str | None) -> None:
+    # One INSERT, committed on its own (autocommit): the message is safe before Hubject hears "000".
+    InboundMessage.objects.create(kind=kind, session_id=session_id.lower(), operator_id=operator_id or "",
+                                  received_at=timezone.now(), remote_addr=_ip_or_none(remote_addr), raw=raw,
+                                  parsed=parsed)
+    transaction.on_commit(kick_inbound_worker)  # at once, unless a caller's transaction is still open
+
+
+def kick_inbound_worker() -> None:
+    """Queue an apply task (at most one per KICK_INTERVAL from this process); never raises."""
+    from ..tasks import apply_inbound_messages  # the task module imports this one
+
+    global _last_kick
+    now = time.monotonic()
+    if now - _last_kick < KICK_INTERVAL:
+        return  # the task queued a moment ago, or the sweep, applies this message
+    _last_kick = now
+    try:
+        apply_inbound_messages.apply_async(retry=False)
+    except Exception:  # noqa: BLE001 - broker down: the message waits for the sweep
+        logger.warning("could not queue the inbound apply task; the next sweep applies the message", exc_info=True)
+
+
+def pending_inbound_messages() -> int:
+    return InboundMessage.objects.filter(applied_at__isnull=True, apply_error="").count()
+
+
+def apply_inbound_messages(*, limit: int | None = None) -> int:
+    """Apply stored messages in arrival order until none is left (or `limit`); how many were applied.
+
+    One applier at a time (a cache lock), so the messages of a session are applied in the order
+    they arrived; each message in its own transaction, claimed there, so nothing is applied twice.
+    """
+    applied = 0
+    while limit is None or applied < limit:
+        if not _take_applier_lock():
+            return applied  # another applier is at work; it looks again before it stops
+        try:
+            while limit is None or applied < limit:
+                batch = _pending_ids(BATCH_SIZE if limit is None else min(BATCH_SIZE, limit - applied))
+                if not batch:
+                    break
+                for message_id in batch:
+                    applied += _apply(message_id)
+                _refresh_applier_lock()
+        finally:
+            _release_applier_lock()
+        # A message stored after our last look, whose own task found the lock taken, is ours.
+        if not _pending_ids(1):
+            break
+    return applied
+
+
+def _pending_ids(count: int) -> list[int]:
+    return list(InboundMessage.objects.filter(applied_at__isnull=True, apply_error="")
+                .order_by("id").values_list("id", flat=True)[:count])
+
+
+def _take_applier_lock() -> bool:
+    try:
+        return cache.add(APPLIER_KEY, 1, timeout=APPLIER_LOCK_SECONDS)
+    except Exception:  # noqa: BLE001 - no cache: apply anyway, the claims keep it correct
+        logger.warning("cache unavailable; applying inbound messages without the applier lock", exc_info=True)
+        return True
+
+
+def _refresh_applier_lock() -> None:
+    try:
+        cache.touch(APPLIER_KEY, APPLIER_LOCK_SECONDS)
+    except Exception:  # noqa: BLE001
+        pass
+
+
+def _release_applier_lock() -> None:
+    try:
+        cache.delete(APPLIER_KEY)
+    except Exception:  # noqa: BLE001 - it expires by itself
+        pass
+
+
+def _apply(message_id: int) -> int:
+    try:
+        with transaction.atomic():
+            message = (InboundMessage.objects.select_for_update().order_by()
+                       .filter(pk=message_id, applied_at__isnull=True, apply_error="").first())
+            if message is None:
+                return 0  # applied meanwhile
+            body = message.raw.encode()
+            if message.kind == InboundMessage.Kind.CDR:
+                _, cdr = inbound.parse_charge_detail_record(body, path_operator_id=message.operator_id)
+                record_cdr(cdr=cdr, raw=message.raw, source="PUSH", remote_addr=message.remote_addr, message=message)
+            else:
+                _, notification = inbound.parse_charging_notification(body)
+                record_charging_notification(notification=notification, raw=message.raw,
+                                             remote_addr=message.remote_addr, message=message)
+        return 1
+    except OperationalError:
+        raise  # the database is unavailable: the message stays queued for the next run
+    except Exception as error:  # noqa: BLE001 - keep the queue moving; the message says what went wrong
+        logger.exception("inbound message %s could not be applied", message_id)
+        InboundMessage.objects.filter(pk=message_id).update(apply_error=f"{type(error).__name__}: {error}"[:2000])
+        return 0

@@ -1,0 +1,199 @@
+"""OICP_INBOUND_APPLY = "worker": a pushed message is acknowledged once stored, applied by the worker.
+
+The endpoints answer as in "request" mode (tests/test_inbound.py), but the session changes only
+when `apply_inbound_messages` (the worker's task) runs. The real worker applying messages pushed
+over HTTP is covered by tests/test_confirmation_integration.py, which runs in this mode.
+"""
+
+from __future__ import annotations
+
+import json
+from unittest import mock
+
+import pytest
+from django.core.cache import cache
+from django.db import OperationalError
+from django.test import TestCase
+
+from sessions import services
+from sessions.models import AuditRecord, ChargeDetailRecord, ChargingSession, InboundMessage, RemoteStopRequest
+from sessions.services import inbound_queue
+from tests.factories import ChargingSessionFactory, RemoteStopRequestFactory
+from tests import test_inbound
+from tests.test_inbound import CDR, END, NOTIFY_URL, SID, START, assert_ack, cdr_url, msg
+
+pytestmark = pytest.mark.django_db
+Event = AuditRecord.EventType
+State = RemoteStopRequest.State
+
+
+def post(*args, **kwargs):
+    """POST as Hubject, then run the kick the stored message schedules on commit (as outside a test)."""
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        return test_inbound.post(*args, **kwargs)
+
+
+@pytest.fixture(autouse=True)
+def worker_mode(settings, monkeypatch):
+    settings.OICP_INBOUND_APPLY = "worker"
+    cache.clear()
+    monkeypatch.setattr(inbound_queue, "_last_kick", 0.0)
+    # No broker in unit tests: count the kicks instead of publishing them.
+    with mock.patch("sessions.tasks.apply_inbound_messages.apply_async") as kick:
+        yield kick
+
+
+def test_a_notification_is_acknowledged_stored_and_applied_only_by_the_worker(client, worker_mode):
+    ack = assert_ack(post(client, NOTIFY_URL, START), result=True, code="000", status=200)
+    assert ack["SessionID"] == SID
+    message = InboundMessage.objects.get()
+    assert message.applied_at is None and message.charging_session is None
+    assert json.loads(message.raw) == START and message.session_id == SID
+    assert not ChargingSession.objects.exists()
+    assert services.pending_inbound_messages() == 1
+    assert worker_mode.call_count == 1
+
+    assert services.apply_inbound_messages() == 1
+
+    message.refresh_from_db()
+    charging_session = ChargingSession.objects.get(session_id=SID)
+    assert message.charging_session == charging_session and message.applied_at is not None
+    # The session counts from when the message arrived, not from when it was applied.
+    assert charging_session.last_update_at == message.received_at
+    events = list(AuditRecord.objects.order_by("id").values_list("event_type", flat=True))
+    assert events == [Event.SESSION_CREATED, Event.NOTIFICATION_RECEIVED]
+    assert services.pending_inbound_messages() == 0
+    assert services.apply_inbound_messages() == 0
+
+
+def test_a_message_stored_while_another_applier_finishes_is_not_left_behind(client, monkeypatch):
+    post(client, NOTIFY_URL, START)
+    late = msg(START, SessionID="00000000-02d8-4fa0-b810-9a9d50d2c527")
+    release = inbound_queue._release_applier_lock
+
+    def release_after_a_late_message():
+        # The late message's own task ran while the lock was held, and gave up.
+        if not InboundMessage.objects.filter(session_id=late["SessionID"]).exists():
+            post(client, NOTIFY_URL, late)
+            assert services.apply_inbound_messages() == 0
+        release()
+
+    monkeypatch.setattr(inbound_queue, "_release_applier_lock", release_after_a_late_message)
+    assert services.apply_inbound_messages() == 2
+    assert services.pending_inbound_messages() == 0
+
+
+def test_a_broker_that_is_down_does_not_lose_the_message_or_the_acknowledgement(client, worker_mode, caplog):
+    worker_mode.side_effect = OperationalError("broker down")
+    assert_ack(post(client, NOTIFY_URL, START), result=True, code="000", status=200)
+    assert "the next sweep applies the message" in caplog.text
+    assert services.apply_inbound_messages() == 1  # what the beat sweep runs
+    assert ChargingSession.objects.filter(session_id=SID).exists()
+
+
+def test_messages_of_a_session_are_applied_in_the_order_they_arrived(client):
+    stop = RemoteStopRequestFactory(state=State.ACCEPTED, charging_session=ChargingSessionFactory(session_id=SID,
+                                                                                                  evse_id="DE*XYZ*ETEST1"))
+    post(client, NOTIFY_URL, END)
+    post(client, cdr_url(), CDR)
+    post(client, NOTIFY_URL, START)  # late: must not reopen what the CDR closed
+    assert services.apply_inbound_messages() == 3
+    charging_session = ChargingSession.objects.get(session_id=SID)
+    assert charging_session.status == ChargingSession.Status.CLOSED
+    stop.refresh_from_db()
+    assert stop.state == State.CONFIRMED and stop.confirmed_by == "END"
+    end_message = InboundMessage.objects.get(kind=InboundMessage.Kind.END)
+    assert stop.confirmed_at == end_message.received_at
+    events = list(AuditRecord.objects.order_by("id").values_list("event_type", flat=True))
+    assert events[-4:] == [Event.STOP_CONFIRMED, Event.NOTIFICATION_RECEIVED, Event.CDR_RECEIVED,
+                           Event.NOTIFICATION_RECEIVED]
+
+
+def test_a_repeated_cdr_is_named_a_duplicate_before_and_after_it_is_applied(client):
+    first = assert_ack(post(client, cdr_url(), CDR), result=True, code="000", status=200)
+    assert first["StatusCode"]["AdditionalInfo"] is None
+    second = assert_ack(post(client, cdr_url(), CDR), result=True, code="000", status=200)
+    assert second["StatusCode"]["AdditionalInfo"].startswith("Duplicate")
+    assert services.apply_inbound_messages() == 2
+    assert ChargeDetailRecord.objects.count() == 1
+    flags = [m.parsed.get("duplicate", False) for m in InboundMessage.objects.order_by("id")]
+    assert flags == [False, True]
+    third = assert_ack(post(client, cdr_url(), CDR), result=True, code="000", status=200)
+    assert third["StatusCode"]["AdditionalInfo"].startswith("Duplicate")
+
+
+def test_a_message_that_cannot_be_applied_is_set_aside_and_the_queue_moves_on(client, caplog):
+    post(client, NOTIFY_URL, START)
+    post(client, NOTIFY_URL, msg(START, SessionID="00000000-02d8-4fa0-b810-9a9d50d2c527"))
+    InboundMessage.objects.filter(session_id=SID).update(raw="{not json")  # cannot happen: stands for a bug
+    assert services.apply_inbound_messages() == 1
+    broken = InboundMessage.objects.get(session_id=SID)
+    assert broken.applied_at is None and broken.apply_error.startswith("InboundError")
+    assert ChargingSession.objects.filter(session_id="00000000-02d8-4fa0-b810-9a9d50d2c527").exists()
+    assert services.pending_inbound_messages() == 0  # not retried by itself
+    assert "could not be applied" in caplog.text
+
+
+def test_the_database_going_away_leaves_the_message_queued(client, monkeypatch):
+    post(client, NOTIFY_URL, START)
+
+    def unavailable(**kwargs):
+        raise OperationalError("database is locked")
+
+    monkeypatch.setattr(inbound_queue, "record_charging_notification", unavailable)
+    with pytest.raises(OperationalError):
+        services.apply_inbound_messages()
+    message = InboundMessage.objects.get()
+    assert message.applied_at is None and message.apply_error == ""
+    monkeypatch.undo()
+    assert services.apply_inbound_messages() == 1
+
+
+def test_one_applier_at_a_time(client):
+    post(client, NOTIFY_URL, START)
+    cache.add(inbound_queue.APPLIER_KEY, 1, timeout=60)  # another worker is applying
+    assert services.apply_inbound_messages() == 0
+    assert services.pending_inbound_messages() == 1
+    cache.delete(inbound_queue.APPLIER_KEY)
+    assert services.apply_inbound_messages() == 1
+
+
+def test_a_message_is_applied_once_even_when_two_runs_pick_it(client):
+    post(client, NOTIFY_URL, START)
+    message_id = InboundMessage.objects.get().pk
+    assert inbound_queue._apply(message_id) == 1
+    assert inbound_queue._apply(message_id) == 0  # claimed: already applied
+    assert AuditRecord.objects.filter(event_type=Event.NOTIFICATION_RECEIVED).count() == 1
+
+
+def test_a_refused_message_is_not_stored(client):
+    assert_ack(post(client, NOTIFY_URL, msg(START, EvseID="nonsense")), result=False, code="022", status=400)
+    assert not InboundMessage.objects.exists()
+
+
+def test_the_database_unavailable_at_the_endpoint_is_a_503_hubject_may_retry(client, monkeypatch):
+    def unavailable(*args, **kwargs):
+        raise OperationalError("no database")
+
+    monkeypatch.setattr(InboundMessage.objects, "create", unavailable)
+    assert_ack(post(client, NOTIFY_URL, START), result=False, code="021", status=503)
+
+
+def test_a_burst_queues_one_task_per_kick_interval(client, worker_mode, monkeypatch):
+    clock = [1000.0]
+    monkeypatch.setattr(inbound_queue.time, "monotonic", lambda: clock[0])
+    for number in range(5):
+        post(client, NOTIFY_URL, msg(START, SessionID=f"{number:08d}-02d8-4fa0-b810-9a9d50d2c527"))
+        clock[0] += 0.01
+    assert worker_mode.call_count == 1
+    clock[0] += inbound_queue.KICK_INTERVAL
+    post(client, NOTIFY_URL, msg(END))
+    assert worker_mode.call_count == 2
+    # What no task picked up, the sweep applies (the same task, from the beat schedule).
+    assert services.apply_inbound_messages() == 6
+
+
+def test_the_sweep_runs_every_few_seconds(settings):
+    entry = settings.CELERY_BEAT_SCHEDULE["apply-inbound-messages"]
+    assert entry["task"] == "charging_sessions.apply_inbound_messages"
+    assert entry["schedule"] == settings.OICP_INBOUND_SWEEP_SECONDS <= 5
