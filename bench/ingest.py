@@ -117,6 +117,9 @@ def run_database(kind: str, pg_url: str | None, base: Path) -> None:
                          CACHE_URL=redis_url.replace("redis://", "rediscache://", 1))
         manage(env, "migrate", "--verbosity", "0")
         _create_baseline_table(env, kind)
+        # The worker that applies the stored messages runs beside gunicorn on the same 2 cores, with
+        # the portal's defaults (it waits while the burst rate is above OICP_INBOUND_BURST_RATE, at
+        # most OICP_INBOUND_MAX_DEFER_SECONDS). BENCH_INGEST_WORKER=0 runs without it.
         worker = None if os.environ.get("BENCH_INGEST_WORKER") == "0" else servers.Process("worker", [str(servers.BIN / "celery"), "-A", "portal", "worker", "--pool", "threads",
                                             "--concurrency", "2", "--without-gossip", "--without-mingle",
                                             "--loglevel", "WARNING"], env)

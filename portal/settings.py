@@ -265,6 +265,10 @@ if OICP_INBOUND_APPLY not in ("worker", "request"):
     raise ImproperlyConfigured(f"OICP_INBOUND_APPLY must be 'worker' or 'request', not {OICP_INBOUND_APPLY!r}")
 # The beat schedule applies stored messages this often even when no new message kicked the worker.
 OICP_INBOUND_SWEEP_SECONDS = env.int("OICP_INBOUND_SWEEP_SECONDS", default=2)
+# While more than this many messages arrive per second, applying them waits (at most
+# OICP_INBOUND_MAX_DEFER_SECONDS) so the acknowledgements keep up; 0 turns the wait off.
+OICP_INBOUND_BURST_RATE = env.int("OICP_INBOUND_BURST_RATE", default=50)
+OICP_INBOUND_MAX_DEFER_SECONDS = env.int("OICP_INBOUND_MAX_DEFER_SECONDS", default=30)
 CELERY_BEAT_SCHEDULE["apply-inbound-messages"] = {
     "task": "charging_sessions.apply_inbound_messages",
     "schedule": float(OICP_INBOUND_SWEEP_SECONDS),

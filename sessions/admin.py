@@ -7,6 +7,7 @@ with the same eligibility rules and the same audit records as the agent's screen
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.template.response import TemplateResponse
+from django.utils import timezone
 
 from . import selectors, services
 from .forms import AdminRemoteStopForm
@@ -116,13 +117,39 @@ class AuditTrailViewMixin:
         return self.has_view_permission(request) or super().has_module_permission(request)
 
 
+class InboundAppliedFilter(admin.SimpleListFilter):
+    """Where a message is in the worker's queue (OICP_INBOUND_APPLY=worker)."""
+
+    title = "applied"
+    parameter_name = "applied"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "Applied"), ("waiting", "Waiting for the worker"), ("error", "Could not be applied")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "yes":
+            return queryset.filter(applied_at__isnull=False)
+        if self.value() == "waiting":
+            return queryset.filter(applied_at__isnull=True, apply_error="")
+        if self.value() == "error":
+            return queryset.exclude(apply_error="")
+        return queryset
+
+
 @admin.register(InboundMessage)
 class InboundMessageAdmin(ReadOnlyAdmin):
-    list_display = ["pk", "kind", "session_id", "operator_id", "charging_session", "received_at", "remote_addr"]
-    list_filter = ["kind", "operator_id"]
+    list_display = ["pk", "kind", "session_id", "operator_id", "charging_session", "received_at", "applied",
+                    "remote_addr"]
+    list_filter = [InboundAppliedFilter, "kind", "operator_id"]
     search_fields = ["=session_id", "charging_session__evse_id"]
     list_select_related = ["charging_session"]
     date_hierarchy = "received_at"
+
+    @admin.display(description="applied", ordering="applied_at")
+    def applied(self, obj: InboundMessage) -> str:
+        if obj.apply_error:
+            return f"not applied: {obj.apply_error[:80]}"
+        return timezone.localtime(obj.applied_at).strftime("%H:%M:%S") if obj.applied_at else "waiting"
 
 
 @admin.register(ChargeDetailRecord)

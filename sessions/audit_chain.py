@@ -9,6 +9,11 @@ canonical_bytes is compact JSON (sorted keys, no spaces, UTF-8) of the record's 
 event_type, occurred_at (ISO 8601 in UTC with microseconds), actor_id, charging_session_id,
 stop_request_id, correlation_id (canonical UUID text or null) and data. The record's id is not
 part of it (it is assigned on insert); the order of the chain is the order of the ids.
+
+The audit record stores `data` as exactly the text it has inside canonical_bytes
+(`sessions.fields.CanonicalJSONField`), so `sessions.services.audit_verify` can put the canonical
+bytes together from the stored values without parsing them; `row_hash` here stays the exact
+reference (and the only way for records stored before that, whose text is not canonical).
 """
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ The checksum (SHA-256) covers the data rows exactly as written:
 Files carry the checksum in their header (CSV `# sha256:` comment line, the JSONL metadata line,
 the XLSX "Export" sheet); a response streamed to the browser cannot, so it ends with a trailer
 (`# sha256: …` for CSV, a `{"_trailer": {...}}` line for JSONL, which stays valid JSON Lines).
+A file is written as `NAME.part` and renamed once complete: it never appears half written.
 
 Spreadsheet formula injection: in CSV and XLSX, text cells starting with =, +, -, @, a tab or a
 carriage return are prefixed with a single quote (in SQL for CSV and XLSX, see `exports_sql`).
@@ -297,6 +298,8 @@ def _write_behind(out, chunks: Iterable[bytes]) -> None:
     finally:
         pending.put(None)
         thread.join()
+        if close := getattr(chunks, "close", None):
+            close()  # a write failed: end the query now (PostgreSQL: its own connection), not at GC
     if failed:
         raise failed[0]
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from django.db import connections
@@ -40,6 +41,7 @@ CELLS = (
     ("plain", "record_hash"),
 )
 VENDORS = ("sqlite", "postgresql")
+
 
 @dataclass(frozen=True)
 class _Text:
@@ -139,6 +141,9 @@ class CsvLine(Func):
             if parts:
                 parts.append(_Text(","))
             parts += _cell(kind, column, connection.vendor)
+        if connection.vendor == "sqlite":
+            # As a BLOB the line reaches Python as bytes: no decoding to str and encoding back.
+            return f"CAST({_concat(parts)} AS BLOB)", []
         return _concat(parts), []
 
 
@@ -155,15 +160,21 @@ def line_chunks(records: QuerySet, rows: int) -> Iterator[tuple[int, bytes]]:
     records = records.order_by("id")
     connection = connections[records.db]
     if connection.vendor == "postgresql":
-        yield from _copy_pages(connection, records, rows)
+        if connection.in_atomic_block or not connection.get_autocommit():
+            # The transaction may hold rows no other connection sees: its own connection, paged.
+            yield from _copy_pages(connection, records, rows)
+        else:
+            yield from _copy_on_own_connection(records, rows)
         return
     # SQLite: one statement, stepped as rows are fetched (other statements may run between fetches,
-    # e.g. the progress UPDATE). The lines come as BLOBs: bytes, no decoding to str and back.
+    # e.g. the progress UPDATE).
     sql, params = line_query(records)
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT CAST(csv_line AS BLOB) FROM ({sql})", params)
+        cursor.execute(sql, params)
         while batch := cursor.fetchmany(rows):
-            yield len(batch), b"\r\n".join([row[0] for row in batch]) + b"\r\n"
+            lines = [row[0] for row in batch]
+            lines.append(b"")  # so that the last line ends with CRLF too, without copying the chunk
+            yield len(batch), b"\r\n".join(lines)
 
 
 # COPY's text format escapes a backslash and these control characters in a value; a bare LF ends
@@ -181,28 +192,53 @@ def _copy_text(block: bytes) -> bytes:
     return block
 
 
-def _copy_pages(connection, records: QuerySet, rows: int) -> Iterator[tuple[int, bytes]]:
-    """PostgreSQL: one `COPY (SELECT … WHERE id > last ORDER BY id LIMIT rows) TO STDOUT` per chunk.
-
-    COPY sends the lines with less work than a cursor's FETCHes, but holds the connection until it
-    ends; reading each page to its end keeps the connection free between chunks (the caller's
-    progress UPDATE runs there). A server-side cursor would need a transaction, or WITH HOLD, which
-    stores the whole result on the server first. Each page is its own statement: the log is
-    append-only and the selection is pinned by `max_id`, so pages add up to the selection.
-    """
+@contextmanager
+def _copy_out(connection, sql: str, params: tuple):
+    """`COPY (sql) TO STDOUT` on a Django connection, the parameters merged client-side as Django's
+    own cursor does (COPY takes no bind parameters)."""
     from psycopg import ClientCursor
 
+    with connection.wrap_database_errors:
+        connection.ensure_connection()
+        with ClientCursor(connection.connection) as cursor, \
+                cursor.copy(cursor.mogrify(f"COPY ({sql}) TO STDOUT", params)) as copy:
+            yield copy
+
+
+def _copy_on_own_connection(records: QuerySet, rows: int) -> Iterator[tuple[int, bytes]]:
+    """PostgreSQL in autocommit (the worker, the command, a streamed download): one
+    `COPY (SELECT …) TO STDOUT` on a connection of its own. COPY sends the lines with the least
+    work (the server may run the SELECT in parallel), and holds its connection until it ends: the
+    portal's connection stays free for the progress UPDATE between chunks. Nothing is uncommitted
+    in autocommit, so both connections see the same records."""
+    own = connections.create_connection(records.db)
+    try:
+        with _copy_out(own, *line_query(records)) as copy:
+            pending: list[bytes] = []
+            for row in copy:  # one message per row
+                pending.append(row)
+                if len(pending) >= rows:
+                    yield len(pending), _copy_text(b"".join(pending))
+                    pending = []
+            if pending:
+                yield len(pending), _copy_text(b"".join(pending))
+    finally:
+        own.close()
+
+
+def _copy_pages(connection, records: QuerySet, rows: int) -> Iterator[tuple[int, bytes]]:
+    """PostgreSQL inside a transaction: one `COPY (SELECT … WHERE id > last ORDER BY id LIMIT rows)
+    TO STDOUT` per chunk on the caller's connection, each read to its end, so that the connection is
+    free between chunks (for the progress UPDATE). Slower than one COPY (no parallel plan, a
+    statement per chunk), but it sees the transaction's own rows. Pages add up to the selection:
+    the log is append-only and the selection is pinned by `max_id`. (A server-side cursor would
+    also need the transaction, and its FETCHes cost more than COPY.)
+    """
     last_id = None
     while True:
         page = records if last_id is None else records.filter(id__gt=last_id)
-        sql, params = line_query(page[:rows])
-        with connection.wrap_database_errors:
-            connection.ensure_connection()
-            with ClientCursor(connection.connection) as cursor:
-                # Merged client-side, as Django's cursor does: COPY takes no bind parameters.
-                statement = cursor.mogrify(f"COPY ({sql}) TO STDOUT", params)
-                with cursor.copy(statement) as copy:
-                    lines = list(copy)  # one message per row
+        with _copy_out(connection, *line_query(page[:rows])) as copy:
+            lines = list(copy)  # one message per row
         if not lines:
             return
         yield len(lines), _copy_text(b"".join(lines))

@@ -115,17 +115,19 @@ def stop_blocker(*, charging_session: ChargingSession) -> str:
         return f"The session has ended: its charge detail record arrived {when}".strip() + "."
     if not charging_session.is_active:
         return f"The session is not active ({charging_session.get_status_display().lower()})."
-    open_request = open_stop_request(charging_session=charging_session)
+    # One query for both rules below: an open stop, or one accepted within the confirmation window.
+    window = timedelta(minutes=settings.STOP_CONFIRMATION_MINUTES)
+    recent = list(
+        charging_session.stop_requests.filter(
+            Q(state__in=RemoteStopRequest.OPEN_STATES) | Q(state=State.ACCEPTED, finished_at__gte=timezone.now() - window)
+        ).order_by("-requested_at", "-pk")[:5]
+    )
+    open_request = next((r for r in recent if r.state in RemoteStopRequest.OPEN_STATES), None)
     if open_request is not None:
         return (f"A stop requested {_ago(open_request.requested_at)} is still open "
                 f"({open_request.get_state_display().lower()}).")
     # A second stop right after an accepted one only confuses the CPO: give it time to act.
-    window = timedelta(minutes=settings.STOP_CONFIRMATION_MINUTES)
-    accepted = (
-        charging_session.stop_requests.filter(state=State.ACCEPTED, finished_at__gte=timezone.now() - window)
-        .order_by("-finished_at")
-        .first()
-    )
+    accepted = max(recent, key=lambda r: r.finished_at, default=None)
     if accepted is not None:
         until = timezone.localtime(accepted.finished_at + window).strftime("%H:%M")
         return (

@@ -1,5 +1,6 @@
-"""The audit chain's fast verification: canonical content assembled in SQL, the exact check only
-where that text does not give the record's hash (records stored before data was canonical)."""
+"""The audit chain's fast verification: canonical content put together from the stored values, the
+exact check only where that text does not give the record's hash (records stored before data was
+canonical, values in another form)."""
 
 import json
 from datetime import UTC, datetime
@@ -10,7 +11,14 @@ from django.db import connection, transaction
 from django.db.migrations.executor import MigrationExecutor
 
 from sessions import services
-from sessions.audit_chain import CHAIN_FIELDS, canonical_bytes, chain_hash, content_matches, row_hash, walk_chain
+from sessions.audit_chain import (
+    CHAIN_FIELDS,
+    canonical_bytes,
+    chain_hash,
+    content_matches,
+    row_hash,
+    walk_chain,
+)
 from sessions.fields import canonical_json
 from sessions.models import AuditChainHead, AuditRecord
 from sessions.services import audit_verify
@@ -48,7 +56,7 @@ def _outcome(walk):
 def _assert_same_as_reference():
     expected = _outcome(_reference())
     for size in (1, 2, 3, 5000):
-        with mock.patch.object(audit_verify, "PAGE_SIZE", size):
+        with mock.patch.dict(audit_verify.PAGE_SIZE, {connection.vendor: size}):
             assert _outcome(audit_verify.walk_chain_fast()) == expected, size
     return expected
 
@@ -195,3 +203,21 @@ def test_records_written_before_the_migration_verify_after_it():
     assert AuditRecord.objects.order_by("id").values_list("data", flat=True)[2] == {
         "nested": {"z": [1, {"y": None}], "c": 2}}
     assert AuditChainHead.objects.get().last_record_id != last.pk  # the verification appended its own record
+
+
+def test_a_value_of_another_type_in_sqlite_is_an_edit(db):
+    if connection.vendor != "sqlite":
+        pytest.skip("only SQLite keeps text in an integer column")
+    records = append(3)
+    tamper(f"UPDATE {TABLE} SET actor_id = %s WHERE id = %s", ['1,"charging_session_id":null', records[1].pk])
+    walk = audit_verify.walk_chain_fast()
+    assert not walk.ok and walk.broken_id == records[1].pk and walk.detail.startswith("edited")
+    assert _outcome(walk) == _outcome(_reference())
+    tamper(f"UPDATE {TABLE} SET actor_id = NULL WHERE id = %s", [records[1].pk])  # the teardown checks foreign keys
+
+
+def test_another_database_gets_the_exact_walk(db):
+    records = append(3)
+    tamper(f"UPDATE {TABLE} SET data = %s WHERE id = %s", ['{"i":99}', records[1].pk])
+    with mock.patch.dict(audit_verify.PAGE_SIZE, clear=True):
+        assert _outcome(audit_verify.walk_chain_fast()) == _outcome(_reference())

@@ -217,6 +217,205 @@ def test_formula_injection_is_neutralised_in_csv_and_xlsx(sup_client, db):
     assert not any(str(cell).startswith("=") for row in sheet for cell in row if cell is not None)
 
 
+# --- CSV lines rendered by the database: the same cells as the Python writer wrote ----------------
+
+
+def csv_rows(body: bytes) -> list[list[str]]:
+    """The header row and data rows of a CSV export, read back as a spreadsheet would."""
+    data = "".join(line for line in body.decode().splitlines(keepends=True) if not line.startswith("#"))
+    return list(csv.reader(io.StringIO(data, newline="")))
+
+
+def data_lines(body: bytes) -> bytes:
+    return b"".join(line for line in body.splitlines(keepends=True) if not line.startswith(b"#"))
+
+
+def reference_cells(rec: AuditRecord) -> list[str]:
+    """What the export wrote before the database rendered it: csv.writer over the ORM's values,
+    every text cell neutralised (`data` compared parsed: it is written as stored)."""
+    cs = rec.charging_session
+    values = [rec.pk, rec.occurred_at.astimezone(UTC).isoformat(timespec="microseconds"), rec.event_type,
+              rec.actor.username if rec.actor else "", cs.session_id if cs else "", cs.evse_id if cs else "",
+              cs.operator_id if cs else "", rec.stop_request_id or "",
+              str(rec.correlation_id) if rec.correlation_id else "", None, rec.prev_hash, rec.record_hash]
+    return [str(exports.neutralise(value)) if value is not None else None for value in values]
+
+
+def assert_rows_match(rows: list[list[str]], records: list[AuditRecord]) -> None:
+    assert rows[0] == exports.COLUMNS
+    assert len(rows) == len(records) + 1
+    for row, rec in zip(rows[1:], records):
+        expected = reference_cells(rec)
+        assert row[:9] + row[10:] == expected[:9] + expected[10:], rec.pk
+        assert json.loads(row[9].removeprefix("'")) == rec.data
+
+
+def stream_export(filters: AuditLogFilters, fmt="csv", user=None) -> bytes:
+    export = services.prepare_audit_export(filters=filters, export_format=fmt,
+                                           acting_user=user or UserFactory(username="exporter"))
+    return b"".join(services.stream_audit_export(export=export))
+
+
+def all_records() -> list[AuditRecord]:
+    return list(AuditRecord.objects.select_related("actor", "charging_session").order_by("id"))
+
+
+DANGEROUS_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+@pytest.mark.parametrize("first", DANGEROUS_STARTS)
+def test_each_free_text_cell_is_neutralised_for_each_dangerous_first_character(db, first):
+    cs = ChargingSessionFactory(session_id=f"{first}sid", evse_id=f"{first}DE*X*E1*1", operator_id=f"{first}DE*X")
+    record(actor=UserFactory(username=f"{first}user"), charging_session=cs, note=f"{first}not the first")
+    AuditRecord.objects.create(event_type=Event.SESSION_UPDATED, occurred_at=timezone.now(), data=-1)  # JSON text "-1"
+    safe = record(charging_session=ChargingSessionFactory(evse_id="DE*OK*E1*1"), note="=inside")
+    records = all_records()
+    rows = csv_rows(stream_export(AuditLogFilters(max_id=safe.pk)))
+    assert rows[1][3:7] == [f"'{first}user", f"'{first}sid", f"'{first}DE*X*E1*1", f"'{first}DE*X"]
+    assert json.loads(rows[1][9]) == {"note": f"{first}not the first"}  # JSON starts with {
+    assert rows[2][9] == "'-1"
+    assert rows[3][5] == "DE*OK*E1*1" and not rows[3][3].startswith("'")
+    assert_rows_match(rows, records)
+
+
+AWKWARD = [
+    'comma, "quoted" and ""doubled""',
+    "line\nfeed and\r\ncrlf and lone\rcr",
+    "tab\there, back\\slash, \\n not a newline, \\\\ two",
+    "naïve ✓ Ünïcødé 東京 🚗 \u2028 end",
+    "trailing space ",
+    "",
+]
+
+
+def test_quotes_commas_newlines_backslashes_and_unicode_round_trip(db):
+    for n, text in enumerate(AWKWARD):
+        cs = ChargingSessionFactory(evse_id=f"DE*{n}{text[:30]}", operator_id=text[:10])
+        record(actor=UserFactory(username=text[:150] or "blank-name"), charging_session=cs, text=text,
+               nested={"list": [text, 1, None, True], "ctl": "\x01\x1f"})
+    records = all_records()
+    body = stream_export(AuditLogFilters())
+    rows = csv_rows(body)
+    assert_rows_match(rows, records)
+    assert rows[2][9] and json.loads(rows[2][9])["text"] == AWKWARD[1]
+    assert rows[3][5] == "DE*2" + AWKWARD[2][:30]
+    # Records end in CRLF; the LF and CR inside quoted cells stay as they were.
+    lines = data_lines(body)
+    assert lines.startswith((",".join(exports.COLUMNS) + "\r\n").encode()) and lines.endswith(b"\r\n")
+
+
+def test_times_in_utc_with_microseconds_and_correlation_ids_with_dashes(db):
+    stop = RemoteStopRequestFactory()
+    whole_second = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    first = record(Event.STOP_REQUESTED, at=whole_second, stop_request=stop)
+    second = record(at=datetime(2026, 7, 1, 23, 59, 59, 120, tzinfo=UTC).astimezone(timezone.get_current_timezone()))
+    rows = csv_rows(stream_export(AuditLogFilters(max_id=second.pk)))
+    assert rows[1][1] == "2026-01-02T03:04:05.000000+00:00"
+    assert rows[2][1] == "2026-07-01T23:59:59.000120+00:00"
+    assert rows[1][7] == str(stop.pk) and rows[1][8] == str(stop.correlation_id) and "-" in rows[1][8]
+    assert rows[2][7] == rows[2][8] == ""
+    assert_rows_match(rows, [AuditRecord.objects.get(pk=first.pk), AuditRecord.objects.get(pk=second.pk)])
+
+
+@pytest.mark.parametrize(
+    "filters, expected",
+    [
+        ({"date_from": 0, "date_to": 0}, ["created_acc", "created_fst"]),
+        ({"date_to": 1}, ["created_acc", "created_fst", "requested", "rejected"]),
+        ({"event_type": Event.SESSION_CREATED}, ["created_acc", "created_fst"]),
+        ({"actor": "agent-e"}, ["requested"]),
+        ({"actor": "system"}, ["created_acc", "created_fst", "rejected", "updated_fst"]),
+        ({"operator_id": "nl*fst"}, ["created_fst", "updated_fst"]),
+        ({"q": "T-42"}, ["requested", "rejected"]),
+        ({"q": "de*acc*e100"}, ["created_acc", "requested", "rejected"]),
+        ({"q": "session"}, []),
+    ],
+)
+def test_the_csv_lines_apply_the_filters(trail, supervisor, filters, expected):
+    days = trail["days"]
+    values = {k: days[v] if k.startswith("date_") else v for k, v in filters.items()}
+    rows = csv_rows(stream_export(AuditLogFilters(**values), user=supervisor))
+    assert_rows_match(rows, expected_rows(trail, expected))
+
+
+def test_the_csv_lines_are_built_by_the_database_not_by_a_python_csv_writer(trail, supervisor):
+    with mock.patch("csv.writer", side_effect=AssertionError("a Python CSV loop")), \
+            mock.patch.object(exports, "neutralise", side_effect=AssertionError("a Python cell loop")):
+        body = stream_export(AuditLogFilters(), user=supervisor)
+    assert_rows_match(csv_rows(body), expected_rows(
+        trail, ["created_acc", "created_fst", "requested", "rejected", "updated_fst"]))
+
+
+@pytest.mark.parametrize("count", [0, 1, 4, 5])
+def test_chunks_of_lines_add_up_whatever_the_chunk_boundaries(db, count):
+    for n in range(count):
+        record(n=n, text=f"row {n}\nsecond line")
+    with mock.patch.object(exports, "ROWS_PER_WRITE", 2):
+        body = stream_export(AuditLogFilters())
+    rows = csv_rows(body)
+    assert [json.loads(row[9])["n"] for row in rows[1:]] == list(range(count))
+    trailer = dict(line[2:].split(": ", 1) for line in body.decode().splitlines()[-2:])
+    assert trailer == {"rows_written": str(count), "sha256": hashlib.sha256(data_lines(body)).hexdigest()}
+
+
+def test_streamed_and_file_exports_carry_the_same_lines_and_checksum(trail, supervisor, tmp_path):
+    streamed = stream_export(AuditLogFilters(date_from=trail["days"][1], date_to=trail["days"][2]), user=supervisor)
+    call_command("export_audit", "--from", "2026-03-02", "--to", "2026-03-03", "--output", str(tmp_path / "a.csv"))
+    written = (tmp_path / "a.csv").read_bytes()
+    assert data_lines(written) == data_lines(streamed)
+    header = dict(line[2:].split(": ", 1) for line in written.decode().splitlines() if line.startswith("# "))
+    assert header["sha256"] == hashlib.sha256(data_lines(written)).hexdigest()
+    assert header["rows"] == "3" and header["generated_by"] == "system"
+
+
+def test_a_file_appears_only_when_complete_and_a_changed_row_count_still_gets_a_true_header(trail, tmp_path):
+    path = tmp_path / "out.csv"
+    seen = []
+    original = exports.exports_sql.line_chunks
+
+    def watching(records, rows):
+        for chunk in original(records, rows):
+            seen.append(path.exists())
+            yield chunk
+
+    # The header is sized for 9 rows (one digit); 5 are written... and for 10 000, a digit more.
+    for claimed in (9, 10_000):
+        path.unlink(missing_ok=True)
+        info = exports.ExportInfo(export_id=1, format="csv", filter_summary="all", filters={},
+                                  row_count=claimed, generated_by="test")
+        with mock.patch.object(exports.exports_sql, "line_chunks", watching):
+            result = exports.write_file(path, info, audit_log(filters=AuditLogFilters()))
+        body = path.read_bytes()
+        header = dict(line[2:].split(": ", 1) for line in body.decode().splitlines() if line.startswith("# "))
+        assert header["rows"] == "5" and header["sha256"] == result.sha256
+        assert result.sha256 == hashlib.sha256(data_lines(body)).hexdigest()
+        assert len(csv_rows(body)) == 6 and not list(tmp_path.glob("*.part*"))
+    assert seen and not any(seen)
+
+
+def test_a_failed_write_stops_the_query_and_leaves_no_file(trail, tmp_path):
+    closed = []
+
+    def chunks():
+        try:
+            yield from (b"one", b"two", b"three", b"four")
+        finally:
+            closed.append(True)
+
+    class FullDisk:
+        def write(self, chunk):
+            raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        exports._write_behind(FullDisk(), chunks())
+    assert closed == [True]
+    info = exports.ExportInfo(export_id=1, format="csv", filter_summary="all", filters={}, row_count=5,
+                              generated_by="test")
+    with mock.patch.object(exports, "_write_behind", side_effect=OSError("disk full")), pytest.raises(OSError):
+        exports.write_file(tmp_path / "x.csv", info, audit_log(filters=AuditLogFilters()))
+    assert list(tmp_path.iterdir()) == []
+
+
 # --- every export is itself on the record ---------------------------------------------------------
 
 
@@ -336,13 +535,12 @@ def test_export_command_refuses_bad_dates(db):
 def _bulk_records(count):
     """Rows straight into the table with executemany (no chain: this test does not verify it)."""
     occurred = connection.ops.adapt_datetimefield_value(timezone.now())
-    cast = "::jsonb" if connection.vendor == "postgresql" else ""
     sql = (f"INSERT INTO {AuditRecord._meta.db_table} (event_type, occurred_at, data, prev_hash, record_hash) "
-           f"VALUES (%s, %s, %s{cast}, '', '')")
+           f"VALUES (%s, %s, %s, '', '')")  # data: canonical JSON text, as the portal stores it
     note = "x" * 40
     with connection.cursor() as cursor:
         for start in range(0, count, 20_000):
-            cursor.executemany(sql, [(Event.SESSION_UPDATED, occurred, f'{{"n": {n}, "note": "{note}"}}')
+            cursor.executemany(sql, [(Event.SESSION_UPDATED, occurred, f'{{"n":{n},"note":"{note}"}}')
                                      for n in range(start, min(start + 20_000, count))])
 
 
@@ -381,3 +579,58 @@ def test_an_export_of_200000_rows_streams_in_bounded_memory_and_queries(sup_clie
     assert peak < 50 * 1024 * 1024, f"peak memory growth {peak / 1e6:.1f} MB"
     assert len(big_queries) == len(small_queries), [q["sql"][:80] for q in big_queries.captured_queries]
     assert time.monotonic() - started < 60
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_export_outside_a_transaction_reports_progress_while_it_reads(tmp_path):
+    """In autocommit (the worker, the command) PostgreSQL's COPY runs on a connection of its own,
+    so the progress UPDATE between chunks has the portal's connection to itself."""
+    supervisor = UserFactory(username="supervisor-t", role=roles.SUPERVISOR)
+    for n in range(7):
+        record(n=n, text=f"row {n}, \\ \t\n")
+    export = services.prepare_audit_export(filters=AuditLogFilters(), export_format="csv", acting_user=supervisor)
+    seen_progress = []
+    real_filter = AuditExport.objects.filter
+
+    def progress_filter(*args, **kwargs):
+        queryset = real_filter(*args, **kwargs)
+        seen_progress.append(AuditExport.objects.values_list("rows_done", flat=True).get(pk=export.pk))
+        return queryset
+
+    with mock.patch("sessions.services.audit_exports.PROGRESS_EVERY_ROWS", 2), \
+            mock.patch.object(exports, "ROWS_PER_WRITE", 2), \
+            mock.patch.object(exports.exports_sql, "_copy_pages", side_effect=AssertionError("paged")), \
+            mock.patch("sessions.services.audit_exports.AuditExport.objects.filter", side_effect=progress_filter):
+        services.write_audit_export(export_id=export.pk, output=tmp_path / "t.csv")
+    export.refresh_from_db()
+    assert (export.state, export.row_count, export.rows_done) == (AuditExport.State.DONE, 7, 7)
+    assert seen_progress[1:4] == [0, 2, 4]  # after the claim: each UPDATE saw the one before it
+    body = (tmp_path / "t.csv").read_bytes()
+    rows = csv_rows(body)
+    assert [json.loads(row[9]) for row in rows[1:]] == [{"n": n, "text": f"row {n}, \\ \t\n"} for n in range(7)]
+    assert export.sha256 == hashlib.sha256(data_lines(body)).hexdigest()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_download_stopped_mid_export_outside_a_transaction_leaves_no_connection_behind():
+    supervisor = UserFactory(username="supervisor-u", role=roles.SUPERVISOR)
+    for n in range(9):
+        record(n=n)
+
+    def connections_open():
+        if connection.vendor != "postgresql":
+            return 0
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()")
+            return cursor.fetchone()[0]
+
+    before = connections_open()
+    export = services.prepare_audit_export(filters=AuditLogFilters(), export_format="csv", acting_user=supervisor)
+    with mock.patch.object(exports, "ROWS_PER_WRITE", 2):
+        stream = services.stream_audit_export(export=export)
+        next(stream), next(stream)  # the header, then the first two rows, while the COPY is running
+        stream.close()
+    export.refresh_from_db()
+    assert export.state == AuditExport.State.FAILED and "stopped after 2 rows" in export.error
+    assert AuditRecord.objects.get(event_type=Event.AUDIT_EXPORTED).data["row_count"] == 2
+    assert connections_open() == before

@@ -8,12 +8,14 @@ over HTTP is covered by tests/test_confirmation_integration.py, which runs in th
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from unittest import mock
 
 import pytest
 from django.core.cache import cache
 from django.db import OperationalError
 from django.test import TestCase
+from django.utils import timezone
 
 from sessions import services
 from sessions.models import AuditRecord, ChargeDetailRecord, ChargingSession, InboundMessage, RemoteStopRequest
@@ -197,3 +199,44 @@ def test_the_sweep_runs_every_few_seconds(settings):
     entry = settings.CELERY_BEAT_SCHEDULE["apply-inbound-messages"]
     assert entry["task"] == "charging_sessions.apply_inbound_messages"
     assert entry["schedule"] == settings.OICP_INBOUND_SWEEP_SECONDS <= 5
+
+
+def test_the_admin_shows_where_each_message_is_in_the_queue(admin_client, client):
+    post(client, NOTIFY_URL, START)
+    post(client, NOTIFY_URL, msg(START, SessionID="00000000-02d8-4fa0-b810-9a9d50d2c527"))
+    InboundMessage.objects.filter(session_id=SID).update(apply_error="ValueError: stands for a bug")
+    url = "/admin/charging_sessions/inboundmessage/"
+    assert b"waiting" in admin_client.get(url).content
+    errors = admin_client.get(url, {"applied": "error"})
+    assert errors.status_code == 200 and b"not applied: ValueError" in errors.content
+    assert list(errors.context["cl"].queryset.values_list("session_id", flat=True)) == [SID]
+    waiting = admin_client.get(url, {"applied": "waiting"}).context["cl"].queryset
+    assert list(waiting.values_list("session_id", flat=True)) == ["00000000-02d8-4fa0-b810-9a9d50d2c527"]
+
+
+def test_during_a_burst_applying_waits_until_it_eases_or_the_oldest_waited_too_long(client, settings, monkeypatch):
+    settings.OICP_INBOUND_BURST_RATE = 3
+    for number in range(3):
+        post(client, NOTIFY_URL, msg(START, SessionID=f"{number:08d}-02d8-4fa0-b810-9a9d50d2c527"))
+    assert inbound_queue._burst_in_progress()
+    pauses = []
+
+    def pause(seconds):
+        # The burst is over a second later: the messages are no longer recent.
+        pauses.append(seconds)
+        InboundMessage.objects.update(received_at=timezone.now() - timedelta(seconds=2))
+
+    monkeypatch.setattr(inbound_queue.time, "sleep", pause)
+    assert services.apply_inbound_messages() == 3
+    assert pauses == [inbound_queue.BURST_PAUSE_SECONDS]
+
+    # A burst that goes on: the oldest message is applied once it has waited long enough.
+    post(client, NOTIFY_URL, msg(END, SessionID="00000000-02d8-4fa0-b810-9a9d50d2c527"))
+    for number in range(3, 6):
+        post(client, NOTIFY_URL, msg(START, SessionID=f"{number:08d}-02d8-4fa0-b810-9a9d50d2c527"))
+    assert inbound_queue._burst_in_progress()
+    InboundMessage.objects.filter(kind=InboundMessage.Kind.END).update(
+        received_at=timezone.now() - timedelta(seconds=settings.OICP_INBOUND_MAX_DEFER_SECONDS + 1))
+    assert not inbound_queue._burst_in_progress()
+    settings.OICP_INBOUND_BURST_RATE = 0
+    assert services.apply_inbound_messages() == 4

@@ -138,8 +138,9 @@ def record_audit(
 
 # --- verification --------------------------------------------------------------------------------
 
-# The walk itself: canonical content assembled in SQL, exact re-serialisation only where that fails.
-from .audit_verify import walk_chain_fast  # noqa: E402
+# The walk itself: canonical content put together from the stored values, the exact
+# re-serialisation only where that does not give a record's hash.
+from .audit_verify import walk_chain_fast
 
 
 def _broken(walk: ChainWalk, record_id: int | None, detail: str) -> ChainWalk:

@@ -14,12 +14,18 @@ skipped is found by the task queued just before it, or at the latest by the beat
 OICP_INBOUND_SWEEP_SECONDS, which also covers a broker that was down. A task that finds another
 applier at work leaves the queue to it, and an applier looks once more after it lets go, so
 nothing stored meanwhile is left behind.
+
+During a burst (more than OICP_INBOUND_BURST_RATE messages a second, e.g. Hubject re-pushing after
+an outage) the applier waits, for at most OICP_INBOUND_MAX_DEFER_SECONDS: the acknowledgements get
+the database and the CPU first (on SQLite, the single writer), and the queue is applied once the
+burst eases. Normal traffic is applied within moments.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from datetime import timedelta
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -41,6 +47,7 @@ APPLIER_KEY = "inbound-applier"
 # A killed applier's lock expires after this; one batch takes far less.
 APPLIER_LOCK_SECONDS = 120
 BATCH_SIZE = 200
+BURST_PAUSE_SECONDS = 0.25
 
 
 @dataclass(frozen=True)
@@ -115,6 +122,12 @@ def apply_inbound_messages(*, limit: int | None = None) -> int:
             return applied  # another applier is at work; it looks again before it stops
         try:
             while limit is None or applied < limit:
+                if _burst_in_progress():
+                    # Hubject is pushing hard: the database (SQLite's single writer above all) and
+                    # the CPU serve the acknowledgements first; apply once the burst eases.
+                    _refresh_applier_lock()
+                    time.sleep(BURST_PAUSE_SECONDS)
+                    continue
                 batch = _pending_ids(BATCH_SIZE if limit is None else min(BATCH_SIZE, limit - applied))
                 if not batch:
                     break
@@ -127,6 +140,20 @@ def apply_inbound_messages(*, limit: int | None = None) -> int:
         if not _pending_ids(1):
             break
     return applied
+
+
+def _burst_in_progress() -> bool:
+    """More than OICP_INBOUND_BURST_RATE messages arrived in the last second, and none has waited
+    longer than OICP_INBOUND_MAX_DEFER_SECONDS yet."""
+    if settings.OICP_INBOUND_BURST_RATE <= 0:
+        return False
+    now = timezone.now()
+    pending = InboundMessage.objects.filter(applied_at__isnull=True, apply_error="")
+    oldest = pending.order_by("id").values_list("received_at", flat=True).first()
+    if oldest is None or oldest < now - timedelta(seconds=settings.OICP_INBOUND_MAX_DEFER_SECONDS):
+        return False
+    recent = pending.filter(received_at__gte=now - timedelta(seconds=1)).order_by()[:settings.OICP_INBOUND_BURST_RATE]
+    return recent.count() >= settings.OICP_INBOUND_BURST_RATE
 
 
 def _pending_ids(count: int) -> list[int]:
