@@ -4,10 +4,13 @@ Nothing here writes directly: the stop action goes through `services.request_rem
 with the same eligibility rules and the same audit records as the agent's screen.
 """
 
+import json
+
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.template.response import TemplateResponse
 from django.utils import timezone
+from django.utils.html import format_html
 
 from . import selectors, services
 from .forms import AdminRemoteStopForm
@@ -102,6 +105,13 @@ class AuditRecordAdmin(ReadOnlyAdmin):
                      "stop_request__case_reference", "=record_hash"]
     list_select_related = ["actor", "charging_session", "stop_request"]
     date_hierarchy = "occurred_at"
+    exclude = ["data"]
+    readonly_fields = ["data_as_json"]
+
+    @admin.display(description="data")
+    def data_as_json(self, obj: AuditRecord) -> str:
+        # `data` is a text field holding canonical JSON: show it indented, as JSON (not as a dict).
+        return format_html("<pre>{}</pre>", json.dumps(obj.data, ensure_ascii=False, indent=2, sort_keys=True))
 
 
 # --- inbound messages, CDRs and the audit trail's own records -------------------------------------

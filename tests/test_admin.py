@@ -94,3 +94,16 @@ def test_records_are_read_only_even_for_superusers(client, db, model):
     assert client.get(reverse(f"admin:charging_sessions_{model}_delete", args=[obj.pk])).status_code == 403
     change = client.post(reverse(f"admin:charging_sessions_{model}_change", args=[obj.pk]), {})
     assert change.status_code == 403
+
+
+def test_an_audit_record_page_shows_its_data_as_json(admin_client_for):
+    from sessions import services
+
+    record = services.record_audit(event_type=AuditRecord.EventType.SESSION_UPDATED,
+                                   data={"note": "Kabel <steckt>", "ok": None, "nested": {"b": 1, "a": True}})
+    client = admin_client_for(roles.ADMIN)
+    page = client.get(reverse("admin:charging_sessions_auditrecord_change", args=[record.pk]))
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert "&quot;ok&quot;: null" in html and "&quot;a&quot;: true" in html  # JSON, not a Python dict
+    assert "Kabel &lt;steckt&gt;" in html  # escaped

@@ -21,7 +21,7 @@ from django.db import connection, transaction
 from django.db.models import Count, Max, Min
 from django.utils import timezone
 
-from ..audit_chain import CHAIN_FIELDS, ChainWalk, canonical_bytes, chain_hash, normalise_data, walk_chain
+from ..audit_chain import ChainWalk, canonical_bytes, chain_hash, normalise_data
 from ..models import (
     AuditChainHead,
     AuditCheckpoint,
@@ -32,11 +32,12 @@ from ..models import (
     RemoteStopRequest,
 )
 
+from .audit_verify import walk_chain_fast
+
 logger = logging.getLogger(__name__)
 Event = AuditRecord.EventType
 
 HEAD_PK = 1
-VERIFY_CHUNK_SIZE = 5000
 PURGE_BATCH_SIZE = 10_000
 
 
@@ -140,7 +141,6 @@ def record_audit(
 
 # The walk itself: canonical content put together from the stored values, the exact
 # re-serialisation only where that does not give a record's hash.
-from .audit_verify import walk_chain_fast
 
 
 def _broken(walk: ChainWalk, record_id: int | None, detail: str) -> ChainWalk:
