@@ -137,13 +137,14 @@ def run_database(kind: str, pg_url: str | None, base: Path) -> None:
             for name, ours, baseline in (("Start notifications", start, base_start), ("CDRs", cdr, base_cdr)):
                 errors = ours["errors"] + baseline["errors"]
                 ratio = ours["rps"] / baseline["rps"] if baseline["rps"] else None
-                log(f"{name}: {ours['left']} of {ours['requests']} still to apply at the end of the run; "
+                log(f"{name}: {ours['left']} messages (warm-up included) still to apply at the end of the run; "
                     f"all applied {ours['drain_s']:.1f} s later")
                 report(f"ingest {name}, {label}", f"{ours['rps']:.0f} req/s (p99 {ours['p99_us'] / 1000:.1f} ms); "
                        f"baseline {baseline['rps']:.0f} req/s", ratio, f"≥ {TARGET}",
                        (ratio or 0) >= TARGET and errors == 0,
-                       f"gunicorn 2 sync workers, {CONNECTIONS} connections, {SECONDS:.0f} s; worker applying "
-                       f"alongside: {ours['left']} left at the end, applied {ours['drain_s']:.1f} s later"
+                       f"gunicorn 2 sync workers, {CONNECTIONS} connections, {SECONDS:.0f} s; worker beside it: "
+                       f"{ours['left']} messages (warm-up included) still to apply at the end, all applied "
+                       f"{ours['drain_s']:.0f} s later"
                        + (f"; {errors} failed requests" if errors else ""))
         finally:
             server.stop()

@@ -177,8 +177,20 @@ def test_the_database_unavailable_at_the_endpoint_is_a_503_hubject_may_retry(cli
     def unavailable(*args, **kwargs):
         raise OperationalError("no database")
 
-    monkeypatch.setattr(InboundMessage.objects, "create", unavailable)
+    monkeypatch.setattr(inbound_queue, "_insert_message", unavailable)
     assert_ack(post(client, NOTIFY_URL, START), result=False, code="021", status=503)
+
+
+def test_the_stored_row_is_what_the_orm_would_have_written(client):
+    # The endpoint INSERTs with plain SQL; every field must read back as the model defines it.
+    post(client, NOTIFY_URL, START, REMOTE_ADDR="::ffff:127.0.0.1")
+    message = InboundMessage.objects.get()
+    assert message.kind == InboundMessage.Kind.START and message.operator_id == "DE*ABC"
+    assert message.remote_addr == "127.0.0.1" and message.parsed == {} and message.apply_error == ""
+    assert abs((timezone.now() - message.received_at).total_seconds()) < 60
+    services.apply_inbound_messages()
+    message.refresh_from_db()
+    assert message.parsed["SessionID"] == SID and message.parsed["Type"] == "Start"
 
 
 def test_a_burst_queues_one_task_per_kick_interval(client, worker_mode, monkeypatch):

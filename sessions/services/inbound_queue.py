@@ -24,13 +24,14 @@ burst eases. Normal traffic is applied within moments.
 from __future__ import annotations
 
 import logging
+from functools import lru_cache
 import time
 from datetime import timedelta
 from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db import OperationalError, transaction
+from django.db import OperationalError, connection, transaction
 from django.utils import timezone
 
 from ..models import InboundMessage
@@ -63,7 +64,7 @@ def receive_charging_notification(*, notification: ChargingNotification, raw: st
         record_charging_notification(notification=notification, raw=raw, remote_addr=remote_addr)
         return Received()
     _queue(kind=notification.kind, session_id=notification.session_id, operator_id=notification.operator_id,
-           raw=raw, parsed=notification.to_json(), remote_addr=remote_addr)
+           raw=raw, remote_addr=remote_addr)
     return Received()
 
 
@@ -75,20 +76,41 @@ def receive_cdr(*, cdr: ParsedCdr, raw: str, remote_addr: str | None) -> Receive
     # Pushed or pulled, applied or still queued: every CDR ever received is an InboundMessage.
     # Only the SessionID in the query: its index finds a session's few messages; `kind` (in every row)
     # could lead the planner to the wrong index.
-    kinds = InboundMessage.objects.filter(session_id=cdr.session_id.lower()).values_list("kind", flat=True)
+    kinds = InboundMessage.objects.filter(session_id=cdr.session_id.lower()).order_by().values_list("kind", flat=True)
     duplicate = InboundMessage.Kind.CDR in kinds
     # The operator of the URL path, which parsing checked against the EvseID, is what applying re-checks.
     _queue(kind=InboundMessage.Kind.CDR, session_id=cdr.session_id, operator_id=cdr.operator_id, raw=raw,
-           parsed=cdr.to_json(), remote_addr=remote_addr)
+           remote_addr=remote_addr)
     return Received(duplicate=duplicate)
 
 
-def _queue(*, kind: str, session_id: str, operator_id: str, raw: str, parsed: dict, remote_addr: str | None) -> None:
+def _queue(*, kind: str, session_id: str, operator_id: str, raw: str, remote_addr: str | None) -> None:
     # One INSERT, committed on its own (autocommit): the message is safe before Hubject hears "000".
-    InboundMessage.objects.create(kind=kind, session_id=session_id.lower(), operator_id=operator_id or "",
-                                  received_at=timezone.now(), remote_addr=_ip_or_none(remote_addr), raw=raw,
-                                  parsed=parsed)
+    # `parsed` is filled in when the message is applied (from `raw`, parsed again there).
+    _insert_message(kind=kind, session_id=session_id.lower(), operator_id=operator_id or "",
+                    received_at=timezone.now(), remote_addr=_ip_or_none(remote_addr), raw=raw, parsed={},
+                    apply_error="")
     transaction.on_commit(kick_inbound_worker)  # at once, unless a caller's transaction is still open
+
+
+@lru_cache(maxsize=8)
+def _insert_sql(vendor: str, names: tuple[str, ...]) -> str:
+    meta = InboundMessage._meta
+    quote = connection.ops.quote_name
+    columns = ", ".join(quote(meta.get_field(name).column) for name in names)
+    return f"INSERT INTO {quote(meta.db_table)} ({columns}) VALUES ({', '.join(['%s'] * len(names))})"
+
+
+def _insert_message(**values) -> None:
+    """INSERT one row without building a model instance: this is the whole cost of the endpoint.
+
+    The values go through each field's own conversion (get_db_prep_save), as Model.save() would;
+    a plain INSERT is about a quarter of the ORM's time for the same row.
+    """
+    meta = InboundMessage._meta
+    params = [meta.get_field(name).get_db_prep_save(value, connection) for name, value in values.items()]
+    with connection.cursor() as cursor:
+        cursor.execute(_insert_sql(connection.vendor, tuple(values)), params)
 
 
 def kick_inbound_worker() -> None:
