@@ -12,7 +12,6 @@ import hashlib
 import os
 import sys
 import time
-from pathlib import Path
 
 from bench.common import ROOT, report
 from bench.support import DATABASES, PYTHON, Dataset, datasets, log, measure_process, portal_env, postgres_server, workdir
