@@ -1147,6 +1147,10 @@ def load_sessions_file(path: str) -> list[Any]:
 
 class SimulatorHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive like HBS; every answer carries Content-Length
+    # Headers and body leave in separate writes; on a kept-alive connection Nagle's algorithm would
+    # hold the body until the client's delayed ACK (40 ms on Linux), so every reused connection
+    # answered 40 ms late (measured: 44 ms against 1.1 ms on a fresh connection).
+    disable_nagle_algorithm = True
     server_version = "nginx"  # what HBS's front proxy announces
     timeout = 120  # an idle keep-alive connection must not hold a thread forever
     server: "SimulatorServer"
