@@ -18,7 +18,7 @@ import sys
 import time
 
 from bench.common import ROOT, percentile, report
-from bench.support import PYTHON, DATABASES, Dataset, datasets, log, portal_env, postgres_server, workdir
+from bench.support import PYTHON, Dataset, log, portal_env, run_on_datasets
 
 REQUESTS = int(os.environ.get("BENCH_PAGES_REQUESTS", "30"))
 WARMUP = 3
@@ -130,12 +130,7 @@ def run(sets: dict[tuple[str, str], Dataset]) -> None:
 
 
 def main() -> None:
-    base = workdir("data")
-    if "postgres" in DATABASES:
-        with postgres_server() as pg_url:
-            run(datasets(base, pg_url))
-    else:
-        run(datasets(base, None))
+    run_on_datasets(run)
 
 
 if __name__ == "__main__":

@@ -236,6 +236,16 @@ def datasets(workdir: Path, pg_url: str | None, kinds: list[str] | None = None) 
     return result
 
 
+def run_on_datasets(run) -> None:
+    """Call run(data sets) for the databases of BENCH_DATABASES, starting a throwaway PostgreSQL if needed."""
+    base = workdir("data")
+    if "postgres" in DATABASES:
+        with postgres_server() as pg_url:
+            run(datasets(base, pg_url))
+    else:
+        run(datasets(base, None))
+
+
 def datasets_json(sets: dict[tuple[str, str], Dataset]) -> str:
     return json.dumps([asdict(d) for d in sets.values()])
 

@@ -14,7 +14,7 @@ import sys
 import time
 
 from bench.common import ROOT, report
-from bench.support import DATABASES, PYTHON, Dataset, datasets, log, measure_process, portal_env, postgres_server, workdir
+from bench.support import PYTHON, Dataset, log, measure_process, portal_env, run_on_datasets
 
 TARGET = 2.0
 # The columns verify_audit reads (sessions.audit_chain.CHAIN_FIELDS), in id order.
@@ -66,12 +66,7 @@ def run(sets: dict[tuple[str, str], Dataset]) -> None:
 
 
 def main() -> None:
-    base = workdir("data")
-    if "postgres" in DATABASES:
-        with postgres_server() as pg_url:
-            run(datasets(base, pg_url))
-    else:
-        run(datasets(base, None))
+    run_on_datasets(run)
 
 
 if __name__ == "__main__":

@@ -196,16 +196,17 @@ def record_cdr(
             stored = ChargeDetailRecord.objects.only("pk", "data").get(session_id=cdr.session_id)
         duplicate = stored is not None
 
-        created_entry = [session_created_entry(charging_session, source=f"CDR_{source}")] if created else []
-        audit = list(created_entry)
-        if not duplicate and not created:
+        audit = [session_created_entry(charging_session, source=f"CDR_{source}")] if created else []
+        confirmations = []
+        if not duplicate and not created:  # a session created just now has its CDR's facts and no stops
             changes = _cdr_changes(cdr, charging_ended_at=charging_session.charging_ended_at, now=now)
             changes.update(_fill_in(charging_session, cdr))
             for name, value in changes.items():
                 setattr(charging_session, name, value)
             charging_session.save(update_fields=sorted(changes))
-            audit += confirmation_entries(charging_session=charging_session, confirmed_by="CDR", at=now)
-        confirmed = len(audit) - len(created_entry)
+            confirmations = confirmation_entries(charging_session=charging_session, confirmed_by="CDR", at=now)
+        confirmed = len(confirmations)
+        audit += confirmations
 
         message = _store_message(
             message,
