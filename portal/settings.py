@@ -239,15 +239,19 @@ STOP_REDISPATCH_AFTER_SECONDS = env.int("STOP_REDISPATCH_AFTER_SECONDS", default
 STUCK_SESSION_HOURS = env.int("STUCK_SESSION_HOURS", default=4)
 # Shown in the top bar; derived from OICP_BASE_URL unless set.
 PORTAL_ENVIRONMENT = env.str("PORTAL_ENVIRONMENT", default="")
-# CDR reconciliation: every OICP_CDR_PULL_INTERVAL_MINUTES (0: never) pull the CDRs of the last
-# OICP_CDR_PULL_WINDOW_HOURS from Hubject (GetChargeDetailRecords) and store the ones never pushed.
+# CDR reconciliation: every OICP_CDR_PULL_INTERVAL_MINUTES (0: never) pull Hubject's CDRs
+# (GetChargeDetailRecords) and store the ones never pushed. Each run starts where the last complete
+# run ended, minus OICP_CDR_PULL_OVERLAP_MINUTES, up to now, so after downtime the next run pulls the
+# whole gap; the very first run (none complete yet) starts OICP_CDR_PULL_WINDOW_HOURS back.
 OICP_CDR_PULL_WINDOW_HOURS = env.int("OICP_CDR_PULL_WINDOW_HOURS", default=24)
+OICP_CDR_PULL_OVERLAP_MINUTES = env.int("OICP_CDR_PULL_OVERLAP_MINUTES", default=60)
 OICP_CDR_PULL_INTERVAL_MINUTES = env.int("OICP_CDR_PULL_INTERVAL_MINUTES", default=15)
 if OICP_CDR_PULL_INTERVAL_MINUTES > 0:
     CELERY_BEAT_SCHEDULE["pull-charge-detail-records"] = {
         "task": "charging_sessions.pull_charge_detail_records",
         "schedule": OICP_CDR_PULL_INTERVAL_MINUTES * 60.0,
-        # A run missed while no worker was up is covered by the next one's window: do not pile up.
+        # A run missed while no worker was up is covered by the next one (it starts where the last
+        # complete run ended): do not pile up.
         "options": {"expires": OICP_CDR_PULL_INTERVAL_MINUTES * 60.0},
     }
 

@@ -140,10 +140,27 @@ def _guard(request: HttpRequest) -> tuple[str | None, bytes | None, HttpResponse
             return client, None, _data_error(400, "Content-Length: not a number of bytes")
         if length > limit:
             return client, None, _data_error(413, f"body: larger than {limit} bytes")
-    body = request.read(limit + 1)
+    if not declared and "chunked" in request.META.get("HTTP_TRANSFER_ENCODING", "").lower():
+        # No Content-Length: Django reads such a body as empty. The WSGI server (gunicorn) has
+        # already undone the chunking in wsgi.input; read it there, within the same limit.
+        body = _read_at_most(request.META["wsgi.input"], limit + 1)
+    else:
+        body = request.read(limit + 1)
     if len(body) > limit:
         return client, None, _data_error(413, f"body: larger than {limit} bytes")
     return client, body, None
+
+
+def _read_at_most(stream, size: int) -> bytes:
+    """Up to `size` bytes of a stream that may return less per read (chunk by chunk)."""
+    parts, remaining = [], size
+    while remaining > 0:
+        part = stream.read(remaining)
+        if not part:
+            break
+        parts.append(part)
+        remaining -= len(part)
+    return b"".join(parts)
 
 
 @csrf_exempt
@@ -178,7 +195,7 @@ def charge_detail_record(request: HttpRequest, operator_id: str) -> HttpResponse
         logger.warning("CDR refused (022): %s", error.summary)
         return _data_error(400, error.summary, error.echo)
     try:
-        outcome = services.receive_cdr(cdr=cdr, raw=raw, remote_addr=client)
+        outcome = services.receive_cdr(cdr=cdr, raw=raw, remote_addr=client, path_operator_id=operator_id)
     except OperationalError:
         logger.exception("CDR for %s not recorded", cdr.session_id)
         return _ack(status=503, code="021", description="System error", echo=_echo(cdr))

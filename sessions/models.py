@@ -9,6 +9,7 @@ import uuid
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.db.models.functions import Lower
 
 from .fields import CanonicalJSONField
 
@@ -23,7 +24,14 @@ class ChargingSession(models.Model):
         # The CPO's charge detail record arrived: the session is over at Hubject.
         CLOSED = "CLOSED", "Closed"
 
-    session_id = models.CharField("Hubject SessionID", max_length=36, unique=True)
+    # Kept exactly as Hubject sent it (HBS compares IDs as given) and sent back that way in a stop.
+    session_id = models.CharField("Hubject SessionID", max_length=36)
+    # The SessionID folded to lower case: the one key every lookup uses, so a SessionID is found
+    # however a CPO, Hubject or an agent spells its case, and never stored twice.
+    # Computed by the database, so no path that writes a session (bulk ones included) can forget it.
+    session_key = models.GeneratedField(
+        expression=Lower("session_id"), output_field=models.CharField(max_length=36), db_persist=True, unique=True
+    )
     evse_id = models.CharField("EvseID", max_length=41, db_index=True)
     operator_id = models.CharField("OperatorID", max_length=10, db_index=True)
     provider_id = models.CharField("ProviderID", max_length=7)
@@ -236,8 +244,11 @@ class InboundMessage(models.Model):
     charging_session = models.ForeignKey(
         ChargingSession, on_delete=models.PROTECT, null=True, blank=True, related_name="inbound_messages"
     )
+    # The SessionID's lookup key (lower case, as ChargingSession.session_key); `raw` keeps it as sent.
     session_id = models.CharField(max_length=36, db_index=True)
     operator_id = models.CharField(max_length=10, blank=True)
+    # A pushed CDR: the {operatorID} of the URL it was posted to (the EvseID's operator or a hub operator).
+    path_operator_id = models.CharField(max_length=10, blank=True)
     received_at = models.DateTimeField(db_index=True)
     remote_addr = models.GenericIPAddressField(null=True, blank=True)
     raw = models.TextField()
@@ -247,10 +258,20 @@ class InboundMessage(models.Model):
     # message could not be applied; such a message is not retried by itself.
     applied_at = models.DateTimeField(null=True, blank=True)
     apply_error = models.TextField(blank=True)
+    # What was odd about the message, each {"code", "field", "text"} (sessions.oicp.anomalies): it
+    # was accepted and kept as sent, and people see why it looks different from the spec.
+    anomalies = models.JSONField(default=list, blank=True)
+    flagged = models.BooleanField(default=False)  # has anomalies; indexed for the supervisors' list
+    # Kept, but deliberately not applied to its session (it does not match it, or a second CDR
+    # disagrees with the first): the session and its stops were left as they were.
+    held_back = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["-received_at", "-id"]
         indexes = [
+            # The supervisors' list of odd messages, newest first: only flagged rows are in it.
+            models.Index(fields=["-received_at", "-id"], name="inbound_flagged_idx",
+                         condition=models.Q(flagged=True)),
             # The worker's queue: only the few messages still to apply are in this index.
             models.Index(fields=["id"], name="inbound_pending_idx",
                          condition=models.Q(applied_at__isnull=True, apply_error="")),
@@ -367,3 +388,47 @@ class AuditExport(models.Model):
 
     class Meta:
         ordering = ["-requested_at"]
+
+
+class CdrPullRun(models.Model):
+    """One CDR pull (eRoamingGetChargeDetailRecords): its window, how it ended, what it counted.
+
+    Written when the run starts (a run that never finishes stays visible, unfinished) and again
+    when it ends, with its RECONCILIATION_RUN audit record. `covered_to` is set only on a run that
+    counts for the next run's start (sessions.services.reconciliation.next_pull_start): complete,
+    no CDR that could not be stored, and a window containing the start a periodic run would have
+    used, so the pulled span goes on without a gap.
+    """
+
+    class Trigger(models.TextChoices):
+        PERIODIC = "PERIODIC", "Periodic (beat)"
+        MANUAL = "MANUAL", "By hand (pull_cdrs)"
+
+    trigger = models.CharField(max_length=8, choices=Trigger.choices)
+    started_at = models.DateTimeField(db_index=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    date_from = models.DateTimeField()
+    date_to = models.DateTimeField()
+    # Where the next periodic run would have started when this one began lay inside its window.
+    extends_coverage = models.BooleanField(default=False)
+    complete = models.BooleanField(default=False)  # every page read, up to the last one
+    ok = models.BooleanField(default=False)  # complete, nothing refused, nothing that could not be stored
+    # Everything up to here has been pulled (the window's end, or the run's start if the end lay ahead).
+    covered_to = models.DateTimeField(null=True, blank=True, db_index=True)
+    pages = models.PositiveIntegerField(default=0)
+    seen = models.PositiveIntegerField(default=0)
+    new = models.PositiveIntegerField(default=0)
+    duplicates = models.PositiveIntegerField(default=0)
+    already_seen = models.PositiveIntegerField(default=0)
+    held_back = models.PositiveIntegerField(default=0)
+    refused = models.PositiveIntegerField(default=0)
+    errors = models.PositiveIntegerField(default=0)
+    failure = models.TextField(blank=True)
+    # Not a foreign key: a purge of old audit records must not be blocked by (or delete) a run.
+    audit_record_id = models.BigIntegerField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"CDR pull #{self.pk} {self.date_from:%Y-%m-%d %H:%M} to {self.date_to:%Y-%m-%d %H:%M}"

@@ -39,8 +39,8 @@ def search_charging_sessions(
         upper = query.upper()
         # One indexed lookup per kind of ID, joined by UNION (bench/RESULTS.md: an OR across these
         # columns and the stop requests' join, with DISTINCT, scanned every session on each search).
-        # SessionIDs are stored lower case, EvseIDs upper case.
-        matching = ChargingSession.objects.filter(session_id=query.lower()).order_by().values("pk").union(
+        # SessionIDs are found by their lower-case key, EvseIDs are stored upper case.
+        matching = ChargingSession.objects.filter(session_key=query.lower()).order_by().values("pk").union(
             ChargingSession.objects.filter(prefix_q("evse_id", upper)).order_by().values("pk"),
             ChargingSession.objects.filter(emp_partner_session_id=query).order_by().values("pk"),
             ChargingSession.objects.filter(cpo_partner_session_id=query).order_by().values("pk"),
@@ -109,12 +109,18 @@ def latest_stop_request(*, charging_session: ChargingSession) -> RemoteStopReque
 
 
 def stop_blocker(*, charging_session: ChargingSession) -> str:
-    """Why a stop cannot be requested now, in the agent's words; empty when it can."""
+    """Why a stop cannot be requested now, in the agent's words; empty when it can.
+
+    A session may be stopped while Hubject still has it open: until its CDR arrives (active,
+    charging ended, learned late, after an Error), unless a stop is open or one was accepted
+    within the confirmation window.
+    """
     if charging_session.status == ChargingSession.Status.CLOSED:
         when = timezone.localtime(charging_session.ended_at).strftime("%H:%M") if charging_session.ended_at else ""
         return f"The session has ended: its charge detail record arrived {when}".strip() + "."
-    if not charging_session.is_active:
-        return f"The session is not active ({charging_session.get_status_display().lower()})."
+    # Charging ended (End) is not the end of the session: "the vehicle is blocking the charging
+    # station … the session is still active" (OICP, End). A locked cable is exactly that case, so
+    # every session without its CDR may be stopped.
     # One query for both rules below: an open stop, or one accepted within the confirmation window.
     window = timedelta(minutes=settings.STOP_CONFIRMATION_MINUTES)
     recent = list(

@@ -50,7 +50,7 @@ def _search_q(query: str) -> Q:
     (an OR over the joined session's columns made both databases scan every row).
     """
     query = query.strip()
-    sessions = ChargingSession.objects.filter(Q(session_id=query.lower()) | prefix_q("evse_id", query.upper()))
+    sessions = ChargingSession.objects.filter(Q(session_key=query.lower()) | prefix_q("evse_id", query.upper()))
     return Q(charging_session_id__in=sessions.order_by().values("pk"))
 
 
@@ -246,7 +246,7 @@ def audit_log(*, filters: AuditLogFilters) -> QuerySet[AuditRecord]:
         except ValueError:
             as_uuid = None
         if as_uuid is not None:  # a correlation id or a Hubject SessionID (both are UUIDs)
-            records = records.filter(Q(correlation_id=as_uuid) | Q(charging_session__session_id=str(as_uuid)))
+            records = records.filter(Q(correlation_id=as_uuid) | Q(charging_session__session_key=str(as_uuid)))
         else:
             records = records.filter(_search_q(query) | Q(stop_request__case_reference=query))
     if filters.max_id is not None:

@@ -56,7 +56,8 @@ def export_audit_log(export_id: int) -> None:
 @shared_task(name="charging_sessions.pull_charge_detail_records", ignore_result=True,
              soft_time_limit=3600, time_limit=3660)
 def pull_charge_detail_records() -> None:
-    """CDR reconciliation over the sliding window OICP_CDR_PULL_WINDOW_HOURS (beat: every 15 minutes)."""
+    """CDR reconciliation (beat: every OICP_CDR_PULL_INTERVAL_MINUTES): from the end of the last complete
+    run minus OICP_CDR_PULL_OVERLAP_MINUTES (the first run: OICP_CDR_PULL_WINDOW_HOURS back) up to now."""
     services.pull_recent_charge_detail_records()
 
 

@@ -212,7 +212,7 @@ def test_a_session_id_twice_in_the_file_is_bad(tmp_path):
     session_id = str(uuid.uuid4())
     _, err = run_failing(write(tmp_path, line(session_id), line(session_id.upper())))
 
-    assert f"line 2: SessionID: {session_id} is also on line 1" in err
+    assert f"line 2: SessionID: {session_id.upper()} is also on line 1" in err
 
 
 def test_conflicts_with_what_the_portal_knows_are_bad_lines(tmp_path):

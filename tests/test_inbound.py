@@ -338,19 +338,25 @@ def test_a_notification_after_the_cdr_does_not_reopen_the_session(client):
 
 
 @pytest.mark.django_db
-def test_lower_case_ids_are_stored_upper_case_and_session_id_lower_case(client):
+def test_ids_are_upper_cased_but_the_session_id_is_kept_as_sent_and_found_in_any_case(client):
     body = msg(START, EvseID="de*xyz*etest1", OperatorID="de*abc", SessionID=SID.upper())
 
     ack = assert_ack(post(client, NOTIFY_URL, body), result=True, code="000", status=200)
 
-    assert ack["SessionID"] == SID
+    # Hubject compares SessionIDs as given: echoed, kept and (in a stop) sent back unchanged.
+    assert ack["SessionID"] == SID.upper()
     charging_session = ChargingSession.objects.get()
     assert (charging_session.session_id, charging_session.evse_id, charging_session.operator_id) == (
-        SID, "DE*XYZ*ETEST1", "DE*XYZ")
+        SID.upper(), "DE*XYZ*ETEST1", "DE*XYZ")
     message = charging_session.inbound_messages.get()
     assert (message.operator_id, message.parsed["OperatorID"]) == ("DE*ABC", "DE*ABC")
-    cdr_response = post(client, cdr_url("de*xyz"), msg(CDR, EvseID="dexyzetest1", HubProviderID="de-dcb"))
-    assert_ack(cdr_response, result=True, code="000", status=200)
+    # The CDR spells the SessionID in lower case: the same session, not a second one.
+    cdr_response = post(client, cdr_url("de*xyz"), msg(CDR, SessionID=SID, EvseID="dexyzetest1",
+                                                      HubProviderID="de-dcb"))
+    ack = assert_ack(cdr_response, result=True, code="000", status=200)
+    assert ack["SessionID"] == SID
+    assert ChargingSession.objects.get().status == ChargingSession.Status.CLOSED
+    assert ChargingSession.objects.get().session_id == SID.upper()
     assert ChargeDetailRecord.objects.get().evse_id == "DEXYZETEST1"
     assert ChargeDetailRecord.objects.get().data["HubProviderID"] == "DE-DCB"
 
@@ -501,67 +507,76 @@ BAD_MESSAGES = [
     ("bool-for-number", NOTIFY_URL, msg(END, ConsumedEnergy=True), "ConsumedEnergy"),
     ("string-for-number", cdr_url(), msg(CDR, ConsumedEnergy="10"), "ConsumedEnergy"),
     ("number-for-string", NOTIFY_URL, msg(START, EvseID=1234), "EvseID"),
-    ("list-for-string", NOTIFY_URL, msg(START, CPOPartnerSessionID=["1234XYZ"]), "CPOPartnerSessionID"),
-    ("float-duration", NOTIFY_URL, msg(PROGRESS, ChargingDuration=1.5), "ChargingDuration"),
     ("bool-duration", NOTIFY_URL, msg(PROGRESS, ChargingDuration=False), "ChargingDuration"),
-    ("string-identification", cdr_url(), msg(CDR, Identification="DE-DCB-C12345678-X"), "Identification"),
-    ("bare-meter-list", NOTIFY_URL, msg(END, MeterValueInBetween=[0, 1]), "MeterValueInBetween"),
-    ("meter-value-string", cdr_url(), msg(CDR, MeterValueInBetween={"meterValues": ["1"]}), "MeterValueInBetween"),
-    ("signed-values-object", cdr_url(), msg(CDR, SignedMeteringValues={"SignedMeteringValue": "x"}),
-     "SignedMeteringValues"),
     # numbers
     ("negative-energy", NOTIFY_URL, msg(END, ConsumedEnergy=-1), "ConsumedEnergy"),
-    ("four-decimals", NOTIFY_URL, msg(PROGRESS, ConsumedEnergyProgress=1.2345), "ConsumedEnergyProgress"),
     ("huge-energy", cdr_url(), msg(CDR, ConsumedEnergy=1e20), "ConsumedEnergy"),
-    ("negative-meter", cdr_url(), msg(CDR, MeterValueStart=-0.5), "MeterValueStart"),
     # missing mandatory fields (and explicit null for one)
     *[(f"start-missing-{f}", NOTIFY_URL, msg(START, **{f: ...}), f)
-      for f in ("Type", "SessionID", "EvseID", "OperatorID", "ChargingStart")],
-    ("progress-missing-EventOccurred", NOTIFY_URL, msg(PROGRESS, EventOccurred=...), "EventOccurred"),
+      for f in ("Type", "SessionID", "EvseID", "ChargingStart")],
     ("end-missing-ChargingEnd", NOTIFY_URL, msg(END, ChargingEnd=...), "ChargingEnd"),
     ("error-missing-ErrorType", NOTIFY_URL, msg(ERROR, ErrorType=...), "ErrorType"),
     ("null-SessionID", NOTIFY_URL, msg(START, SessionID=None), "SessionID"),
     *[(f"cdr-missing-{f}", cdr_url(), msg(CDR, **{f: ...}), f)
-      for f in ("SessionID", "EvseID", "Identification", "ChargingStart", "ChargingEnd", "SessionStart",
+      for f in ("SessionID", "EvseID", "ChargingStart", "ChargingEnd", "SessionStart",
                 "SessionEnd", "ConsumedEnergy")],
     # ID formats
     ("bad-EvseID", NOTIFY_URL, msg(START, EvseID="XX"), "EvseID"),
     ("bad-SessionID", NOTIFY_URL, msg(START, SessionID="not-a-guid"), "SessionID"),
-    ("bad-OperatorID", NOTIFY_URL, msg(START, OperatorID="DE-ABC"), "OperatorID"),
-    ("bad-HubOperatorID", cdr_url(), msg(CDR, HubOperatorID="DEUTSCHLAND"), "HubOperatorID"),
-    ("bad-HubProviderID", cdr_url(), msg(CDR, HubProviderID="D|E"), "HubProviderID"),
-    ("bad-path-operator", cdr_url("not!an-op"), CDR, "operatorID"),
-    ("other-operator-in-path", cdr_url("FR*QQQ"), CDR, "EvseID"),
-    ("two-hub-provider-spellings", cdr_url(), msg(CDR, HubProviderId="DE-XXX"), "HubProviderID"),
     # timestamps
     ("no-offset", NOTIFY_URL, msg(START, ChargingStart="2020-09-23T14:17:53"), "ChargingStart"),
     ("date-only", cdr_url(), msg(CDR, SessionEnd="2020-09-23"), "SessionEnd"),
-    ("not-a-date", NOTIFY_URL, msg(PROGRESS, EventOccurred="yesterday"), "EventOccurred"),
     ("impossible-date", NOTIFY_URL, msg(END, ChargingEnd="2020-02-30T10:00:00Z"), "ChargingEnd"),
     ("year-1", cdr_url(), msg(CDR, ChargingStart="0001-01-01T00:00:00+01:00"), "ChargingStart"),
-    ("number-timestamp", NOTIFY_URL, msg(START, SessionStart=1600870673), "SessionStart"),
     # lengths
-    ("long-CPOPartnerSessionID", NOTIFY_URL, msg(START, CPOPartnerSessionID="x" * 251), "CPOPartnerSessionID"),
-    ("long-EMPPartnerSessionID", cdr_url(), msg(CDR, EMPPartnerSessionID="x" * 251), "EMPPartnerSessionID"),
-    ("long-ErrorAdditionalInfo", NOTIFY_URL, msg(ERROR, ErrorAdditionalInfo="x" * 251), "ErrorAdditionalInfo"),
-    ("long-PartnerProductID", NOTIFY_URL, msg(START, PartnerProductID="x" * 51), "PartnerProductID"),
-    ("long-SignedMeteringValue", cdr_url(),
-     msg(CDR, SignedMeteringValues=[{"SignedMeteringValue": "x" * 3001, "MeteringStatus": "Start"}]),
-     "SignedMeteringValues"),
-    ("eleven-SignedMeteringValues", cdr_url(),
-     msg(CDR, SignedMeteringValues=[{"SignedMeteringValue": "x", "MeteringStatus": "Progress"}] * 11),
-     "SignedMeteringValues"),
-    ("long-PublicKey", cdr_url(), msg(CDR, CalibrationLawVerificationInfo={"PublicKey": "k" * 1001}),
-     "CalibrationLawVerificationInfo"),
-    ("NUL-in-partner-id", NOTIFY_URL, msg(START, EMPPartnerSessionID="a\u0000b"), "EMPPartnerSessionID"),
     # enums
     ("unknown-Type", NOTIFY_URL, msg(START, Type="Stop"), "Type"),
     ("lower-case-Type", NOTIFY_URL, msg(START, Type="start"), "Type"),
     ("number-Type", NOTIFY_URL, msg(START, Type=1), "Type"),
-    ("sample-ErrorType-typo", NOTIFY_URL, msg(ERROR, ErrorType="Connector Error"), "ErrorType"),
+]
+
+
+REAL_WORLD = [
+    # (id, url, body, the anomaly code, the field it names): accepted with 200/000, kept as sent, flagged
+    ("list-for-string", NOTIFY_URL, msg(START, CPOPartnerSessionID=["1234XYZ"]), "ignored", "CPOPartnerSessionID"),
+    ("float-duration", NOTIFY_URL, msg(PROGRESS, ChargingDuration=1.5), "number_form", "ChargingDuration"),
+    ("string-identification", cdr_url(), msg(CDR, Identification="DE-DCB-C12345678-X"), "ignored", "Identification"),
+    ("bare-meter-list", NOTIFY_URL, msg(END, MeterValueInBetween=[0, 1]), "spelling", "MeterValueInBetween"),
+    ("meter-value-string", cdr_url(), msg(CDR, MeterValueInBetween={"meterValues": ["1"]}), "ignored", "MeterValueInBetween"),
+    ("signed-values-object", cdr_url(), msg(CDR, SignedMeteringValues={"SignedMeteringValue": "x"}), "ignored", "SignedMeteringValues"),
+    ("four-decimals", NOTIFY_URL, msg(PROGRESS, ConsumedEnergyProgress=1.2345), "rounded", "ConsumedEnergyProgress"),
+    ("negative-meter", cdr_url(), msg(CDR, MeterValueStart=-0.5), "ignored", "MeterValueStart"),
+    ("progress-missing-EventOccurred", NOTIFY_URL, msg(PROGRESS, EventOccurred=...), "missing", "EventOccurred"),
+    ("bad-OperatorID", NOTIFY_URL, msg(START, OperatorID="DE-ABC"), "ignored", "OperatorID"),
+    ("bad-HubOperatorID", cdr_url(), msg(CDR, HubOperatorID="DEUTSCHLAND"), "ignored", "HubOperatorID"),
+    ("bad-HubProviderID", cdr_url(), msg(CDR, HubProviderID="D|E"), "ignored", "HubProviderID"),
+    ("bad-path-operator", cdr_url("not!an-op"), CDR, "path_operator", "operatorID"),
+    ("other-operator-in-path", cdr_url("FR*QQQ"), CDR, "path_operator", "operatorID"),
+    ("two-hub-provider-spellings", cdr_url(), msg(CDR, HubProviderId="DE-XXX"), "ignored", "HubProviderId"),
+    ("not-a-date", NOTIFY_URL, msg(PROGRESS, EventOccurred="yesterday"), "ignored", "EventOccurred"),
+    ("number-timestamp", NOTIFY_URL, msg(START, SessionStart=1600870673), "ignored", "SessionStart"),
+    ("long-CPOPartnerSessionID", NOTIFY_URL, msg(START, CPOPartnerSessionID="x" * 251), "ignored", "CPOPartnerSessionID"),
+    ("long-EMPPartnerSessionID", cdr_url(), msg(CDR, EMPPartnerSessionID="x" * 251), "ignored", "EMPPartnerSessionID"),
+    ("long-ErrorAdditionalInfo", NOTIFY_URL, msg(ERROR, ErrorAdditionalInfo="x" * 251), "over_long", "ErrorAdditionalInfo"),
+    ("long-SignedMeteringValue", cdr_url(),
+     msg(CDR, SignedMeteringValues=[{"SignedMeteringValue": "x" * 3001, "MeteringStatus": "Start"}]), "over_long", "SignedMeteringValues"),
+    ("eleven-SignedMeteringValues", cdr_url(),
+     msg(CDR, SignedMeteringValues=[{"SignedMeteringValue": "x", "MeteringStatus": "Progress"}] * 11), "too_many", "SignedMeteringValues"),
+    ("long-PublicKey", cdr_url(), msg(CDR, CalibrationLawVerificationInfo={"PublicKey": "k" * 1001}), "over_long", "CalibrationLawVerificationInfo"),
+    ("NUL-in-partner-id", NOTIFY_URL, msg(START, EMPPartnerSessionID="a\u0000b"), "ignored", "EMPPartnerSessionID"),
+    ("sample-ErrorType-typo", NOTIFY_URL, msg(ERROR, ErrorType="Connector Error"), "spelling", "ErrorType"),
     ("bad-MeteringStatus", cdr_url(),
-     msg(CDR, SignedMeteringValues=[{"SignedMeteringValue": "x", "MeteringStatus": "Middle"}]),
-     "SignedMeteringValues"),
+     msg(CDR, SignedMeteringValues=[{"SignedMeteringValue": "x", "MeteringStatus": "Middle"}]), "unknown_value", "SignedMeteringValues"),
+    ("start-missing-OperatorID", NOTIFY_URL, msg(START, OperatorID=...), "derived", "OperatorID"),
+    ("cdr-missing-Identification", cdr_url(), msg(CDR, Identification=...), "missing", "Identification"),
+    ("float-noise-energy", NOTIFY_URL, msg(END, ConsumedEnergy=1234.5000000000002), "rounded", "ConsumedEnergy"),
+    ("float-noise-cdr", cdr_url(), msg(CDR, ConsumedEnergy=12.3456), "rounded", "ConsumedEnergy"),
+    ("float-duration-whole", NOTIFY_URL, msg(PROGRESS, ChargingDuration=48000.0), "number_form", "ChargingDuration"),
+    ("very-long-PartnerProductID", NOTIFY_URL, msg(START, PartnerProductID="x" * 101), "over_long", "PartnerProductID"),
+    ("cdr-long-PartnerProductID", cdr_url(), msg(CDR, PartnerProductID="x" * 130), "over_long", "PartnerProductID"),
+    ("unknown-ErrorType", NOTIFY_URL, msg(ERROR, ErrorType="GroundFault"), "unknown_value", "ErrorType"),
+    ("critical-error-spaced", NOTIFY_URL, msg(ERROR, ErrorType="critical error"), "spelling", "ErrorType"),
+    ("hub-operator-sample", NOTIFY_URL, START, "operator_differs", "OperatorID"),
 ]
 
 
@@ -584,14 +599,87 @@ def test_bad_messages_are_refused_with_022_naming_the_field_and_change_nothing(c
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize(("url", "body", "code", "field"), [case[1:] for case in REAL_WORLD],
+                         ids=[case[0] for case in REAL_WORLD])
+def test_real_world_variants_are_accepted_kept_as_sent_and_flagged(client, url, body, code, field):
+    charging_session = ChargingSessionFactory(session_id=SID, evse_id="DE*XYZ*ETEST1", operator_id="DE*XYZ")
+    raw = body if isinstance(body, bytes) else json.dumps(body)
+
+    response = post(client, url, raw)
+
+    ack = assert_ack(response, result=True, code="000", status=200)
+    assert ack["SessionID"] == SID
+    message = InboundMessage.objects.get()
+    assert message.raw == raw  # the body is kept exactly as sent
+    assert message.flagged and not message.held_back
+    assert message.charging_session == charging_session
+    flagged = {(anomaly["code"], anomaly["field"]) for anomaly in message.anomalies}
+    assert (code, field) in flagged, message.anomalies
+    assert all(anomaly["text"] for anomaly in message.anomalies)
+    # The same anomalies are in the audit trail, for the session's timeline.
+    record = AuditRecord.objects.filter(event_type__in=[Event.NOTIFICATION_RECEIVED, Event.CDR_RECEIVED]).get()
+    assert record.charging_session == charging_session
+    assert record.data["anomalies"] == message.anomalies
+
+
+@pytest.mark.django_db
+def test_a_tidy_message_has_no_anomalies(client):
+    ChargingSessionFactory(session_id=SID, evse_id="DE*XYZ*ETEST1", operator_id="DE*XYZ")
+
+    assert_ack(post(client, NOTIFY_URL, msg(START, OperatorID="DE*XYZ", PartnerProductID="x" * 100)),
+               result=True, code="000", status=200)
+    assert_ack(post(client, cdr_url(), CDR), result=True, code="000", status=200)
+
+    assert not InboundMessage.objects.filter(flagged=True).exists()
+    assert all(message.anomalies == [] for message in InboundMessage.objects.all())
+
+
+@pytest.mark.django_db
+def test_float_noise_is_stored_rounded_and_says_so(client):
+    charging_session = ChargingSessionFactory(session_id=SID, evse_id="DE*XYZ*ETEST1", operator_id="DE*XYZ")
+
+    post(client, NOTIFY_URL, msg(PROGRESS, ConsumedEnergyProgress=12.3456))
+    charging_session.refresh_from_db()
+    assert charging_session.energy_kwh == Decimal("12.346")
+    texts = [anomaly["text"] for anomaly in InboundMessage.objects.get().anomalies]
+    assert "ConsumedEnergyProgress 12.3456 stored as 12.346" in texts
+
+    post(client, cdr_url(), msg(CDR, SessionID=SID, ConsumedEnergy=1234.5000000000002))
+    charging_session.refresh_from_db()
+    assert charging_session.energy_kwh == Decimal("1234.500")
+    assert charging_session.cdr.consumed_energy_kwh == Decimal("1234.500")
+
+
+@pytest.mark.django_db
+def test_hubjects_connector_error_sample_spelling_is_read_as_the_enum(client):
+    charging_session = ChargingSessionFactory(session_id=SID, evse_id="DE*XYZ*ETEST1", operator_id="DE*XYZ")
+
+    assert_ack(post(client, NOTIFY_URL, msg(ERROR, ErrorType="Connector Error")), result=True, code="000", status=200)
+
+    charging_session.refresh_from_db()
+    assert charging_session.last_error_type == "ConnectorError"
+    texts = [anomaly["text"] for anomaly in InboundMessage.objects.get().anomalies]
+    assert "ErrorType 'Connector Error' read as ConnectorError" in texts
+
+
+@pytest.mark.django_db
+def test_a_cdr_pushed_to_another_operators_path_is_kept_and_says_whose_evse_it_is(client):
+    assert_ack(post(client, cdr_url("DE*QQQ"), msg(CDR, SessionID=SID)), result=True, code="000", status=200)
+
+    texts = [anomaly["text"] for anomaly in InboundMessage.objects.get().anomalies]
+    assert "CDR pushed for operator DE*QQQ; its EvseID belongs to DE*XYZ" in texts
+    assert ChargingSession.objects.get().status == ChargingSession.Status.CLOSED
+
+
+@pytest.mark.django_db
 def test_every_problem_is_named_at_once(client):
-    body = msg(START, EvseID="XX", ChargingStart="2020-09-23T14:17:53", CPOPartnerSessionID="x" * 251)
+    body = msg(START, EvseID="XX", ChargingStart="2020-09-23T14:17:53", Type="Stopp", CPOPartnerSessionID="x" * 251)
 
     ack = assert_ack(post(client, NOTIFY_URL, body), result=False, code="022", status=400)
 
     info = ack["StatusCode"]["AdditionalInfo"]
     assert "EvseID: 'XX' is not an EvseID" in info
-    assert "ChargingStart:" in info and "CPOPartnerSessionID:" in info
+    assert "Type:" in info
     assert ack["SessionID"] == SID  # a valid SessionID is echoed even in a refusal
     assert ack["CPOPartnerSessionID"] is None  # an invalid one is not
 

@@ -45,7 +45,9 @@ SAMPLE = {
 
 @pytest.fixture
 def sim() -> Iterator[SimulatorServer]:
+    """A simulator that issued the sample's session, as HBS did for the portal's RemoteStart."""
     server = make_server(port=0)
+    server.cpo.add_sessions([{"SessionID": SESSION_ID, "EvseID": SAMPLE["EvseID"]}])
     thread = serve_in_thread(server)
     try:
         yield server
@@ -675,7 +677,7 @@ def test_new_sessions_push_start_then_progress_with_growing_energy(portal: Recei
     server = start_cpo_sim(portal.url, progress_interval_seconds=0.15)
     try:
         response = requests.post(f"{server.url}/_sim/sessions", json=[demo_session()], timeout=5)
-        assert response.json() == {"added": 1, "already_known": 0}
+        assert response.json() == {"added": 1, "already_known": 0, "issued": []}
 
         [start] = portal.wait_for("Start", SESSION_ID)
         progress = portal.wait_for("Progress", SESSION_ID, count=2)
@@ -702,7 +704,7 @@ def test_posting_a_known_session_again_pushes_no_second_start(cpo_sim: Simulator
     portal.wait_for("Start")
     time.sleep(0.2)
 
-    assert again.json() == {"added": 0, "already_known": 1}
+    assert again.json() == {"added": 0, "already_known": 1, "issued": []}
     assert len(portal.of("Start")) == 1
 
 
@@ -733,6 +735,7 @@ def test_accepted_stop_pushes_end_after_the_delay_then_the_cdr(cpo_sim: Simulato
 
 
 def test_a_second_accepted_stop_does_not_end_the_session_twice(cpo_sim: SimulatorServer, portal: Receiver) -> None:
+    requests.post(f"{cpo_sim.url}/_sim/sessions", json=[demo_session()], timeout=5)
     post(cpo_sim, stop_body())
     post(cpo_sim, stop_body())
     portal.wait_for("CDR", SESSION_ID)
@@ -741,9 +744,10 @@ def test_a_second_accepted_stop_does_not_end_the_session_twice(cpo_sim: Simulato
     assert len(portal.of("End", SESSION_ID)) == 1 and len(portal.of("CDR", SESSION_ID)) == 1
 
 
-def test_a_session_the_simulator_was_never_told_about_still_ends(cpo_sim: SimulatorServer, portal: Receiver) -> None:
+def test_tidy_a_session_the_simulator_was_never_told_about_still_ends(cpo_sim: SimulatorServer, portal: Receiver) -> None:
+    configure(cpo_sim, {"tidy": True})
     other = "b2688855-7f00-0002-6d8e-48d883f6abb6"
-    post(cpo_sim, stop_body(other, "NL*FST*E0007*1"))
+    assert post(cpo_sim, stop_body(other, "NL*FST*E0007*1")).json()["Result"] is True
 
     [end] = portal.wait_for("End", other)
     [cdr] = portal.wait_for("CDR", other)
@@ -755,12 +759,14 @@ def test_a_session_the_simulator_was_never_told_about_still_ends(cpo_sim: Simula
 
 def test_a_cpo_that_never_confirms_accepts_but_pushes_nothing(cpo_sim: SimulatorServer, portal: Receiver) -> None:
     configure(cpo_sim, {"operators": {"DE*NCF": {"action": "accept", "confirm": False}}})
+    requests.post(f"{cpo_sim.url}/_sim/sessions", json=[demo_session(evse_id="DE*NCF*E0001*1")], timeout=5)
+    portal.wait_for("Start")
 
     answer = post(cpo_sim, stop_body(evse_id="DE*NCF*E0001*1")).json()
     time.sleep(0.6)
 
     assert answer["Result"] is True and answer["StatusCode"]["Code"] == "000"
-    assert portal.requests == []
+    assert [r["body"]["Type"] for r in portal.requests] == ["Start"]
     assert requests.get(f"{cpo_sim.url}/_sim/cdrs", timeout=5).json() == []
 
 
@@ -792,7 +798,7 @@ def test_confirm_is_a_boolean_for_accept_only(behaviour: dict[str, Any]) -> None
 
 def test_a_portal_that_is_down_never_stops_the_simulator(portal: Receiver) -> None:
     dead_port = free_port()
-    server = start_cpo_sim(f"http://127.0.0.1:{dead_port}", push_attempts=2)
+    server = start_cpo_sim(f"http://127.0.0.1:{dead_port}", push_attempts=2, behaviours={"tidy": True})
     try:
         post(server, stop_body())
         deadline = time.monotonic() + 5

@@ -62,6 +62,12 @@ class RemoteStopResult:
         return self.outcome is not Outcome.TRANSIENT
 
     @property
+    def outcome_unknown(self) -> bool:
+        """The request left, but no answer came back (read timeout, connection reset): Hubject
+        may have forwarded the stop to the CPO, or not."""
+        return self.request_sent and self.http_status is None and self.outcome is not Outcome.ACCEPTED
+
+    @property
     def playbook(self) -> StatusCodeInfo:
         """What the agent says and does: by OICP code when there is one, else by failure kind."""
         if self.oicp_code in STATUS_CODES:

@@ -13,7 +13,7 @@ import json
 import re
 from collections.abc import Callable
 from datetime import datetime
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
 from . import ids
@@ -167,11 +167,11 @@ def enum(allowed: tuple[str, ...]) -> Callable[[Any], str]:
     return parse
 
 
-def identifier(check: Callable[[object], bool], what: str, *, lower: bool = False) -> Callable[[Any], str]:
+def identifier(check: Callable[[object], bool], what: str, *, keep_case: bool = False) -> Callable[[Any], str]:
     def parse(value: Any) -> str:
         if not isinstance(value, str):
             raise FieldError(f"must be a string, not {json_type(value)}")
-        normalised = value.lower() if lower else value.upper()
+        normalised = value if keep_case else value.upper()
         if not check(normalised):
             raise FieldError(f"{show(value)} is not {what}")
         return normalised
@@ -179,8 +179,10 @@ def identifier(check: Callable[[object], bool], what: str, *, lower: bool = Fals
     return parse
 
 
-# IDs as HBS stores them: EvseID, OperatorID and ProviderID upper case, the SessionID lower case.
-session_id = identifier(ids.is_session_id, "a SessionID (GUID shape)", lower=True)
+# EvseID, OperatorID and ProviderID upper case, as HBS stores them. The SessionID exactly as sent:
+# Hubject compares it as given, so it is echoed and sent back unchanged (and looked up by
+# ChargingSession.session_key, its lower-case form).
+session_id = identifier(ids.is_session_id, "a SessionID (GUID shape)", keep_case=True)
 evse_id = identifier(ids.is_evse_id, "an EvseID")
 operator_id = identifier(ids.is_operator_id, "an OperatorID")
 provider_id = identifier(ids.is_provider_id, "a ProviderID")
@@ -211,17 +213,26 @@ def timestamp(value: Any) -> datetime:
     return parsed
 
 
-def kwh(value: Any) -> Decimal:
-    """A non-negative Decimal(,3) in kWh, at most MAX_KWH; JSON numbers only (never a boolean or a string)."""
+def kwh_rounded(value: Any) -> tuple[Decimal, bool]:
+    """A non-negative amount of kWh, at most MAX_KWH, rounded half-up to Decimal(,3) (the columns'
+    precision), and whether rounding changed it. JSON numbers only (never a boolean or a string):
+    float noise from a CPO's serialiser (1234.5000000000002) is usable, text is not."""
     if isinstance(value, bool) or not isinstance(value, (int, Decimal)):
         raise FieldError(f"must be a number of kWh, not {json_type(value)}")
     amount = Decimal(value)
     if not amount.is_finite() or amount < 0 or amount > MAX_KWH:
         raise FieldError(f"{clip(str(value))} is not between 0 and {MAX_KWH} kWh")
     try:
-        rounded = amount.quantize(_THOUSANDTH)
+        rounded = amount.quantize(_THOUSANDTH, rounding=ROUND_HALF_UP)
     except InvalidOperation:
         raise FieldError(f"{clip(str(value))} is not a valid amount") from None
-    if rounded != amount:
+    return rounded, rounded != amount
+
+
+def kwh(value: Any) -> Decimal:
+    """A non-negative Decimal(,3) in kWh, at most MAX_KWH, with at most 3 decimal places (strict:
+    for the EMP's own session feed; what Hubject forwards is read with `kwh_rounded`)."""
+    rounded, changed = kwh_rounded(value)
+    if changed:
         raise FieldError(f"{clip(str(value))} has more than 3 decimal places")
     return rounded

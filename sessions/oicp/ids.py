@@ -35,6 +35,12 @@ def is_session_id(value: object) -> bool:
     return isinstance(value, str) and bool(SESSION_ID.fullmatch(value))
 
 
+def session_key(session_id: str) -> str:
+    """The form every lookup uses: SessionIDs are GUIDs, and a GUID's case carries no meaning,
+    but Hubject compares them as given, so the SessionID itself is kept and sent as received."""
+    return session_id.lower()
+
+
 def operator_id_from_evse_id(evse_id: str) -> str:
     """The CPO's OperatorID as HBS derives it from an EvseID, upper case ("DE*ABC", "+49*810").
 

@@ -5,28 +5,72 @@ tests. It answers the remote-stop path the way HBS does (DIGEST §1-§3): acknow
 HTTP 200, FaultBody / OicpERoamingFault JSON for HTTP errors, nginx HTML pages for gateway errors,
 plus the network failures a real HBS connection can show (no answer, connection reset).
 
+It plays the real world by default:
+- HBS answers `400 Session is invalid` (HTTP 200, Result false) to an "accept" stop whose SessionID
+  it never issued or whose CDR it already has (the session is closed). SessionIDs are compared
+  exactly as given, case included. Issued = learned via POST /_sim/sessions, the demo sessions
+  file, or started by the simulated CPOs themselves. The other actions model failures that happen
+  whatever the SessionID, so they answer as configured. `--tidy` (or "tidy": true in the table)
+  turns the check off: every SessionID is accepted, as in the simulator's first versions.
+- HBS waits `cpo_window_seconds` (60 s, like HBS) for the CPO: an accept, reject or no_answer
+  whose delay_seconds is longer gets `310 Partner did not respond` (HTTP 200, Result false) when
+  the window ends. A CPO that accepts that late still ends the session afterwards (End, CDR).
+  A no_answer with "hang": true holds the connection for its whole delay (HBS itself silent).
+
 It also plays the CPOs (DIGEST §5.2-§5.4): with --portal-url it pushes ChargingNotifications
 (Start and Progress for the sessions it runs; End after an accepted stop) and then the CDR to the
 portal's inbound endpoints, and it answers eRoamingGetChargeDetailRecords_V2.2 (paged) over every
 CDR it made, pushed or not. A behaviour with "confirm": false accepts stops but never ends the
 session (no End, no CDR). Pushes run in background threads, are retried twice on transport errors
-and 5xx, then dropped and logged: a portal that is down never stops the simulator.
+and 5xx, then dropped and logged: a portal that is down never stops the simulator. Messages are
+tidy unless a behaviour asks for the quirks real CPOs show (see below).
 
 Run:  python -m sessions.oicp.simulator [--host 127.0.0.1] [--port 8090] [--config FILE.json] [--demo]
+          [--tidy] [--cpo-window 60]
           [--portal-url http://127.0.0.1:8000] [--push-delay 3] [--cdr-delay 1] [--progress-interval 60]
           [--demo-sessions-file var/demo-sessions.json] [--new-session-interval 0]
 
 Stdlib only, and deliberately no Django: it must start without settings, in its own process.
 
+Behaviour table (PUT format; `--config` file, /_sim/behaviours):
+    {"default": {...}, "operators": {"DE*ABC": {...}}, "evses": {"DE*ABC*E1": {...}},
+     "tidy": false, "cpo_window_seconds": 60}
+  A PUT without "tidy"/"cpo_window_seconds" goes back to the values the simulator started with
+  (--tidy, --cpo-window); a PATCH keeps the current ones. A behaviour (exact EvseID, then the
+  EVSE's OperatorID, then default) has these keys:
+    action            accept | reject | http_error | html_error | non_json | wrong_shape | no_answer | reset
+    delay_seconds     wait before answering (no_answer: how long the connection is held, default 600)
+    code              reject: the OICP code ("400", "501", ...)
+    http_status       http_error / html_error: the HTTP status
+    additional_info   accept / reject: StatusCode.AdditionalInfo
+    confirm           accept: false = the CPO never ends the session (no End, no CDR)
+    hang              no_answer: true = hold for delay_seconds even past the CPO window (no 310)
+    cpo_window_seconds  this CPO's window, instead of the table's
+  and keys shaping what the CPO pushes, whatever the action:
+    cable_stuck_after_seconds  charging ends by itself this long after the session starts: End is
+                      pushed, the cable stays locked (no CDR) until a stop is accepted; then the CDR
+                      alone follows (no second End)
+    error_types       Error notifications to push, one per session, cycling through the list:
+                      "ConnectorError", "CriticalError", "Connector Error" (Hubject's sample spelling)
+    error_after_seconds  when, after the session starts (default 10)
+    hub_operator_id   a hub operator (e.g. "DE*HUB") sending for this CPO: notifications carry its
+                      OperatorID, CDRs carry HubOperatorID and are pushed to /operators/{hub}/...
+    quirks            a list of: eichrecht, eichrecht_over_10, float_noise, four_decimals,
+                      float_duration, explicit_nulls, upper_case_session_ids, long_product_id,
+                      no_operator_id (QUIRKS describes each)
+
 Control API (JSON), for tests and trainers:
     GET    /_sim/health                      {"ok": true}
     GET    /_sim/behaviours                  the behaviour table
-    PUT    /_sim/behaviours                  replace it   {"default": {...}, "operators": {...}, "evses": {...}}
+    PUT    /_sim/behaviours                  replace it (format above)
     PATCH  /_sim/behaviours                  merge into it (a null entry removes that operator/EVSE)
     GET    /_sim/received[?evse_id=&session_id=]   requests received outside /_sim/, oldest first
+                                             ("hbs_answer" says when HBS answered 400 or 310 itself)
     DELETE /_sim/received                    clear that log
     GET    /_sim/sessions                    sessions the CPOs run, with their state and energy
-    POST   /_sim/sessions                    add sessions (JSON list; Start + Progress are pushed)
+    POST   /_sim/sessions                    add sessions (JSON list; Start + Progress are pushed);
+                                             an entry without SessionID gets one issued by its CPO,
+                                             returned in "issued"
     GET    /_sim/cdrs                        every CDR HBS holds (generated or added), with "forwarded"
     POST   /_sim/cdrs                        add CDRs that were never pushed (JSON list; need ChargingEnd)
     DELETE /_sim/cdrs                        forget them
@@ -39,9 +83,11 @@ from __future__ import annotations
 import argparse
 import collections
 import copy
+import hashlib
 import heapq
 import ipaddress
 import json
+import math
 import random
 import re
 import select
@@ -91,7 +137,32 @@ HTTP_ERROR_STATUSES = (400, 401, 403, 404, 500, 502, 503, 504)
 DEFAULT_HTTP_ERROR_STATUS = 503
 DEFAULT_HTML_ERROR_STATUS = 502
 DEFAULT_REJECT_CODE = "400"
-BEHAVIOUR_KEYS = {"action", "code", "delay_seconds", "http_status", "additional_info", "confirm"}
+# HBS gives the CPO 60 s to answer a forwarded stop, then answers 310 itself (DIGEST §3).
+DEFAULT_CPO_WINDOW_SECONDS = 60.0
+# Answers that come from the CPO, so they are subject to that window; the other actions are HBS's own.
+CPO_ACTIONS = ("accept", "reject", "no_answer")
+# ErrorType values CPOs send: the enum, and the spelling of Hubject's own published sample (DIGEST §8.11).
+ERROR_TYPES = ("ConnectorError", "CriticalError", "Connector Error")
+DEFAULT_ERROR_AFTER_SECONDS = 10.0
+# Messages as real CPOs send them (DIGEST §8, §9); a behaviour picks them with "quirks": [...].
+QUIRKS = {
+    "eichrecht": "CDRs carry SignedMeteringValues (Start, Progress..., End; at most 10) and "
+    "CalibrationLawVerificationInfo (German calibration law)",
+    "eichrecht_over_10": "as eichrecht, with 15 SignedMeteringValues (the spec allows 10)",
+    "float_noise": "kWh values with binary float noise, e.g. 1234.5000000000002",
+    "four_decimals": "kWh values with 4 decimals, e.g. 12.3456 (the spec has 3)",
+    "float_duration": "ChargingDuration as a float, e.g. 48000.0 (the spec has an integer)",
+    "explicit_nulls": "optional fields sent as JSON null instead of left out",
+    "upper_case_session_ids": "the sessions this CPO starts have upper-case GUIDs as SessionIDs",
+    "long_product_id": "a PartnerProductID longer than 50 characters (the spec's limit)",
+    "no_operator_id": "notifications without OperatorID",
+}
+BEHAVIOUR_KEYS = {
+    "action", "code", "delay_seconds", "http_status", "additional_info", "confirm", "hang", "cpo_window_seconds",
+    # what the CPO pushes, whatever the action
+    "quirks", "hub_operator_id", "cable_stuck_after_seconds", "error_types", "error_after_seconds",
+}
+TABLE_KEYS = {"default", "operators", "evses", "tidy", "cpo_window_seconds"}
 
 
 class BehaviourError(ValueError):
@@ -131,7 +202,59 @@ def normalise_behaviour(raw: object, where: str = "behaviour") -> Behaviour:
         result["confirm"] = True if confirm is None else confirm
     elif confirm is not None:
         raise BehaviourError(f"{where}: confirm only applies to accept, not {action}")
+    _hang(raw, action, where, result)
+    if raw.get("cpo_window_seconds") is not None:
+        result["cpo_window_seconds"] = _cpo_window(raw["cpo_window_seconds"], f"{where}: cpo_window_seconds")
+    _cpo_messages(raw, where, result)
     return result
+
+
+def _hang(raw: Mapping[str, Any], action: str, where: str, result: Behaviour) -> None:
+    hang = raw.get("hang")
+    if hang is None:
+        return
+    if not isinstance(hang, bool):
+        raise BehaviourError(f"{where}: hang must be true or false")
+    if action != "no_answer":
+        raise BehaviourError(f"{where}: hang only applies to no_answer, not {action}")
+    result["hang"] = hang
+
+
+def _cpo_window(value: object, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= MAX_DELAY_SECONDS:
+        raise BehaviourError(f"{where} must be a number above 0 and at most {MAX_DELAY_SECONDS:g}")
+    return float(value)
+
+
+def _seconds_key(raw: Mapping[str, Any], key: str, where: str, default: float = 0.0) -> float:
+    value = raw.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= MAX_DELAY_SECONDS:
+        raise BehaviourError(f"{where}: {key} must be a number between 0 and {MAX_DELAY_SECONDS:g}")
+    return float(value)
+
+
+def _cpo_messages(raw: Mapping[str, Any], where: str, result: Behaviour) -> None:
+    """Keys that shape what the CPO pushes; they combine with any action."""
+    quirks = raw.get("quirks")
+    if quirks is not None:
+        if not isinstance(quirks, list) or not all(isinstance(q, str) and q in QUIRKS for q in quirks):
+            raise BehaviourError(f"{where}: quirks must be a list of {sorted(QUIRKS)}")
+        result["quirks"] = list(dict.fromkeys(quirks))  # each once, in the given order
+    hub = raw.get("hub_operator_id")
+    if hub is not None:
+        if not is_operator_id(hub):
+            raise BehaviourError(f"{where}: hub_operator_id {hub!r} is not an OperatorID such as DE*ABC")
+        result["hub_operator_id"] = hub.upper()
+    if raw.get("cable_stuck_after_seconds") is not None:
+        result["cable_stuck_after_seconds"] = _seconds_key(raw, "cable_stuck_after_seconds", where)
+    errors = raw.get("error_types")
+    if errors is not None:
+        if not isinstance(errors, list) or not errors or not all(e in ERROR_TYPES for e in errors):
+            raise BehaviourError(f"{where}: error_types must be a non-empty list of {list(ERROR_TYPES)}")
+        result["error_types"] = list(errors)
+        result["error_after_seconds"] = _seconds_key(raw, "error_after_seconds", where, DEFAULT_ERROR_AFTER_SECONDS)
+    elif raw.get("error_after_seconds") is not None:
+        raise BehaviourError(f"{where}: error_after_seconds only applies with error_types")
 
 
 def _delay(raw: Mapping[str, Any], action: str, where: str) -> float:
@@ -185,41 +308,68 @@ def _operator_key(operator_id: str) -> str:
 
 @dataclass
 class BehaviourTable:
-    """Which behaviour answers a request: exact EvseID, then the EVSE's OperatorID, then the default."""
+    """Which behaviour answers a request: exact EvseID, then the EVSE's OperatorID, then the default.
+
+    Two table-wide options: `tidy` (accept stops for any SessionID) and `cpo_window_seconds`.
+    """
 
     default: Behaviour = field(
         default_factory=lambda: {"action": "accept", "delay_seconds": 0.0, "code": "000", "confirm": True}
     )
     operators: dict[str, Behaviour] = field(default_factory=dict)
     evses: dict[str, Behaviour] = field(default_factory=dict)
+    tidy: bool = False
+    cpo_window_seconds: float = DEFAULT_CPO_WINDOW_SECONDS
 
     @classmethod
-    def from_json(cls, data: object) -> "BehaviourTable":
-        """Build from the PUT format; raises BehaviourError with a readable message."""
-        return cls().merged(data, replace=True)
+    def from_json(cls, data: object, **options: Any) -> "BehaviourTable":
+        """Build from the PUT format; `options` (tidy, cpo_window_seconds) apply where `data` has none.
+
+        Raises BehaviourError with a readable message.
+        """
+        return cls(**options).merged(data)
 
     def to_json(self) -> dict[str, Any]:
-        return copy.deepcopy({"default": self.default, "operators": self.operators, "evses": self.evses})
+        return copy.deepcopy({"default": self.default, "operators": self.operators, "evses": self.evses,
+                              **self.options()})
 
-    def merged(self, data: object, replace: bool = False) -> "BehaviourTable":
-        """A new table: `data` replaces (PUT) or is merged into (PATCH) this one."""
+    def options(self) -> dict[str, Any]:
+        return {"tidy": self.tidy, "cpo_window_seconds": self.cpo_window_seconds}
+
+    def merged(self, data: object) -> "BehaviourTable":
+        """A new table with `data` merged into this one (PATCH; PUT merges into an empty table)."""
         if not isinstance(data, Mapping):
             raise BehaviourError("behaviour table: must be a JSON object with default, operators, evses")
-        unknown = sorted(set(data) - {"default", "operators", "evses"})
+        unknown = sorted(set(data) - TABLE_KEYS)
         if unknown:
-            raise BehaviourError(f"behaviour table: unknown key(s) {unknown}; allowed: default, operators, evses")
-        base = BehaviourTable() if replace else BehaviourTable(**self._copy_fields())
+            raise BehaviourError(f"behaviour table: unknown key(s) {unknown}; allowed: {sorted(TABLE_KEYS)}")
+        base = BehaviourTable(**self._copy_fields())
         if data.get("default") is not None:
             base.default = normalise_behaviour(data["default"], "default")
         _merge_map(base.operators, data.get("operators"), "operators", is_operator_id, "an OperatorID such as DE*ABC")
         _merge_map(base.evses, data.get("evses"), "evses", is_evse_id, "an EvseID such as DE*ABC*E123")
+        if data.get("tidy") is not None:
+            if not isinstance(data["tidy"], bool):
+                raise BehaviourError("behaviour table: tidy must be true or false")
+            base.tidy = data["tidy"]
+        if data.get("cpo_window_seconds") is not None:
+            base.cpo_window_seconds = _cpo_window(data["cpo_window_seconds"], "behaviour table: cpo_window_seconds")
         return base
 
     def _copy_fields(self) -> dict[str, Any]:
-        return {"default": dict(self.default), "operators": dict(self.operators), "evses": dict(self.evses)}
+        return {"default": dict(self.default), "operators": dict(self.operators), "evses": dict(self.evses),
+                **self.options()}
 
     def lookup(self, evse_id: str | None) -> tuple[Behaviour, str]:
-        """The behaviour for an EvseID and what matched ("evse:…", "operator:…" or "default")."""
+        """The behaviour for an EvseID and what matched ("evse:…", "operator:…" or "default").
+
+        The behaviour comes with the CPO window that applies to it filled in.
+        """
+        behaviour, matched_by = self._match(evse_id)
+        behaviour.setdefault("cpo_window_seconds", self.cpo_window_seconds)
+        return behaviour, matched_by
+
+    def _match(self, evse_id: str | None) -> tuple[Behaviour, str]:
         if evse_id:
             key = evse_id.upper()
             if key in self.evses:
@@ -287,7 +437,8 @@ DEMO_OPERATORS: list[dict[str, Any]] = [
     {
         "operator_id": "DE*DWN",
         "name": "Downtime Energie",
-        "behaviour": {"action": "no_answer"},
+        # hang: HBS itself is silent, so no 310 after the CPO window (DE*LAT shows that one).
+        "behaviour": {"action": "no_answer", "hang": True},
         "summary": "Hubject never answers: the stop times out and its outcome is unknown.",
     },
     {
@@ -302,6 +453,56 @@ DEMO_OPERATORS: list[dict[str, Any]] = [
         "behaviour": {"action": "accept", "confirm": False},
         "summary": "Stops are accepted (code 000), but the operator never confirms them: no End "
         "notification and no charge detail record arrive, so the stop becomes unconfirmed.",
+    },
+    {
+        "operator_id": "DE*LAT",
+        "name": "Lahm Laden",
+        "behaviour": {"action": "accept", "delay_seconds": 90},
+        "summary": "The operator answers after 90 s, too late: Hubject gives up after 60 s with 310 (partner "
+        "did not respond). The operator still stops the session: End and CDR arrive about 30 s after "
+        "the 310. Look for them before you retry.",
+    },
+    {
+        "operator_id": "DE*CBL",
+        "name": "Kabelklemme Laden",
+        "behaviour": {"action": "accept", "cable_stuck_after_seconds": 30},
+        "summary": "Cable stuck: charging ends by itself (End notification about 30 s after the session "
+        "starts) but the car stays plugged in, with no charge detail record, until you send a stop. "
+        "The operator accepts it (000) and then sends the CDR.",
+    },
+    {
+        "operator_id": "DE*FLT",
+        "name": "Fehlerstrom Technik",
+        "behaviour": {"action": "accept", "error_types": list(ERROR_TYPES), "error_after_seconds": 20},
+        "summary": "Chargers report faults: an Error notification (ConnectorError, CriticalError, or "
+        "\"Connector Error\" as Hubject's own sample spells it) about 20 s after the session starts. "
+        "Stops work (000).",
+    },
+    {
+        "operator_id": "DE*MSY",
+        "name": "Messy Mobility",
+        "behaviour": {"action": "accept",
+                      "quirks": ["float_noise", "float_duration", "explicit_nulls", "long_product_id",
+                                 "eichrecht_over_10"]},
+        "summary": "Stops work (000). Untidy messages, as many real CPOs send them: kWh values with float "
+        "noise (1234.5000000000002), ChargingDuration as 48000.0, explicit nulls, a product ID over 50 "
+        "characters, and CDRs with 15 signed meter values (Eichrecht).",
+    },
+    {
+        "operator_id": "DE*SUB",
+        "name": "Subnetz Strom",
+        "behaviour": {"action": "accept", "hub_operator_id": "DE*HUB", "quirks": ["four_decimals", "eichrecht"]},
+        "summary": "Stops work (000). A sub-operator of the hub DE*HUB: its notifications carry OperatorID "
+        "DE*HUB and its CDRs (HubOperatorID DE*HUB, Eichrecht signed values) come on the hub's path; "
+        "kWh values have 4 decimals (12.3456).",
+    },
+    {
+        "operator_id": "FR*MAJ",
+        "name": "Majuscule Recharge",
+        "behaviour": {"action": "accept", "quirks": ["upper_case_session_ids", "no_operator_id"]},
+        "summary": "Stops work (000) if they carry the SessionID exactly as sent: the operator's new sessions "
+        "have upper-case SessionIDs, and Hubject answers 400 (session is invalid) to any other spelling. "
+        "Its notifications carry no OperatorID.",
     },
 ]
 
@@ -326,6 +527,8 @@ class SimulatorState:
     def __init__(self, behaviours: BehaviourTable | None = None, max_received: int = MAX_RECEIVED) -> None:
         self.lock = threading.Lock()
         self.behaviours = behaviours or BehaviourTable()
+        # A PUT that names no option goes back to these: what the simulator was started with (CLI).
+        self.startup_options = self.behaviours.options()
         self.received: collections.deque[dict[str, Any]] = collections.deque(maxlen=max_received)
         self._seq = 0
 
@@ -334,7 +537,7 @@ class SimulatorState:
             return self.behaviours.to_json()
 
     def replace_behaviours(self, data: object) -> dict[str, Any]:
-        table = BehaviourTable.from_json(data)  # validate outside the lock
+        table = BehaviourTable.from_json(data, **self.startup_options)  # validate outside the lock
         with self.lock:
             self.behaviours = table
             return table.to_json()
@@ -347,6 +550,10 @@ class SimulatorState:
     def lookup(self, evse_id: str | None) -> tuple[Behaviour, str]:
         with self.lock:
             return self.behaviours.lookup(evse_id)
+
+    def tidy(self) -> bool:
+        with self.lock:
+            return self.behaviours.tidy
 
     def record(self, entry: dict[str, Any]) -> dict[str, Any]:
         """Append an entry (its seq assigned here) and return it; the handler updates it later."""
@@ -551,6 +758,112 @@ def evco_id_for(provider_id: str, key: str) -> str:
     return f"{country.upper()}-{party.upper()}-C{instance}-{check}"
 
 
+# --------------------------------------------------------------------------------------------------
+# Messages as real CPOs send them: the tidy message, then the quirks its CPO's behaviour asks for
+# (DIGEST §8, §9). HBS forwards them unchanged, so the EMP sees them as sent.
+
+KWH_FIELDS = ("MeterValueStart", "MeterValueEnd", "ConsumedEnergy", "ConsumedEnergyProgress")
+# Optional fields a CPO with "explicit_nulls" sends as null when it has no value for them.
+OPTIONAL_FIELDS = ("CPOPartnerSessionID", "EMPPartnerSessionID", "PartnerProductID")
+OPTIONAL_FIELDS_BY_KIND = {
+    "End": ("PenaltyTimeStart",),
+    "CDR": ("HubOperatorID", "HubProviderID", "SignedMeteringValues", "CalibrationLawVerificationInfo"),
+}
+# A tariff name as some CPOs send it; OICP's ProductIDType allows 50 characters.
+LONG_PRODUCT_ID = "AC 22 kW Ad-hoc Roaming Tarif inkl. Blockiergebuehr ab 240 Minuten (Standort Nord)"
+ERROR_INFO = {
+    "ConnectorError": "Connector 1: the plug lock did not release",
+    "CriticalError": "Charging station restarted after a residual current fault",
+    "Connector Error": "Plug was not connected, EVSEID timed out reached",  # Hubject's sample text
+}
+SIGNED_VALUES_OVER_10 = 15
+MAX_SIGNED_VALUES = 10  # the spec's limit
+
+
+def shape_message(kind: str, body: dict[str, Any], session: "SimSession", behaviour: Mapping[str, Any]) -> dict:
+    """`body` (a tidy Start/Progress/End/Error notification or CDR) as this CPO sends it."""
+    quirks = behaviour.get("quirks") or ()
+    hub = behaviour.get("hub_operator_id")
+    if "long_product_id" in quirks:
+        body["PartnerProductID"] = LONG_PRODUCT_ID
+    if kind == "CDR":
+        if hub:
+            body["HubOperatorID"] = hub
+        if "eichrecht" in quirks or "eichrecht_over_10" in quirks:
+            count = SIGNED_VALUES_OVER_10 if "eichrecht_over_10" in quirks else None
+            body.update(eichrecht_fields(session, count))
+    elif hub:
+        body["OperatorID"] = hub  # a hub sends for its sub-operators under its own ID (Hubject's samples)
+    if "no_operator_id" in quirks:
+        body.pop("OperatorID", None)
+    if "four_decimals" in quirks:
+        # A meter reading 0.1 Wh: e.g. 12.345 → 12.3456.
+        _map_kwh(body, lambda kwh: round(kwh + 0.0006, 4))
+    if "float_noise" in quirks:
+        # What a serialiser prints after float arithmetic: the next float up, e.g. 1234.5000000000002.
+        _map_kwh(body, lambda kwh: math.nextafter(kwh, math.inf) if kwh else kwh)
+    if "float_duration" in quirks and isinstance(body.get("ChargingDuration"), int):
+        body["ChargingDuration"] = float(body["ChargingDuration"])
+    if "explicit_nulls" in quirks:
+        for name in OPTIONAL_FIELDS + OPTIONAL_FIELDS_BY_KIND.get(kind, ()):
+            body.setdefault(name, None)
+    return body
+
+
+def _map_kwh(body: dict[str, Any], change: Callable[[float], float]) -> None:
+    for name in KWH_FIELDS:
+        if isinstance(body.get(name), (int, float)):
+            body[name] = change(body[name])
+    between = body.get("MeterValueInBetween")
+    if isinstance(between, dict) and isinstance(between.get("meterValues"), list):
+        between["meterValues"] = [change(v) for v in between["meterValues"]]
+
+
+def eichrecht_fields(session: "SimSession", count: int | None = None) -> dict[str, Any]:
+    """SignedMeteringValues (Start, Progress..., End) and CalibrationLawVerificationInfo of a CDR.
+
+    `count` None: one Progress value per meter reading in between, at most 10 values in all.
+    The signatures are not real (the EMP stores and shows them, it does not verify them).
+    """
+    start, end = session.charging_start, session.charging_end or datetime.now(timezone.utc)
+    start_wh, end_wh = session.meter_start_wh, session.meter_start_wh + session.energy_wh(end)
+    if count is None:
+        count = min(MAX_SIGNED_VALUES, 2 + len(session.meter_values_wh))
+    values = []
+    for index in range(count):
+        share = index / (count - 1)
+        status = "Start" if index == 0 else "End" if index == count - 1 else "Progress"
+        reading_wh = start_wh + round((end_wh - start_wh) * share)
+        values.append({"SignedMeteringValue": _ocmf(session, index, status, reading_wh, start + (end - start) * share),
+                       "MeteringStatus": status})
+    key = hashlib.sha256(session.operator_id.encode()).hexdigest().upper()
+    return {
+        "SignedMeteringValues": values,
+        "CalibrationLawVerificationInfo": {
+            "CalibrationLawCertificateID": f"PTB-SIM-{session.operator_id.replace('*', '')}-0001",
+            "PublicKey": "3059301306072A8648CE3D020106082A8648CE3D030107034200" + "04" + key + key[::-1],
+            "MeteringSignatureUrl": "https://www.safe-ev.de/de/transparenzsoftware.php",
+            "MeteringSignatureEncodingFormat": "OCMF",
+            "SignedMeteringValuesVerificationInstruction": "Open the signed values with the public key in the "
+            "S.A.F.E. Transparenzsoftware.",
+        },
+    }
+
+
+def _ocmf(session: "SimSession", index: int, status: str, reading_wh: int, when: datetime) -> str:
+    """One signed meter value in the Open Charge Metering Format most German meters use."""
+    stamp = when.astimezone(session.zone).strftime("%Y-%m-%dT%H:%M:%S,000%z") + " S"
+    payload = {
+        "FV": "1.0", "GI": "SIM EICHRECHT METER", "GS": session.evse_id, "PG": f"T{index + 1}",
+        "IS": True, "IT": "ISO14443", "ID": session.evco_id,
+        "RD": [{"TM": stamp, "TX": {"Start": "B", "Progress": "T", "End": "E"}[status],
+                "RV": reading_wh / 1000, "RI": "1-b:1.8.0", "RU": "kWh", "ST": "G"}],
+    }
+    data = json.dumps(payload, separators=(",", ":"))
+    signature = hashlib.sha256(data.encode()).hexdigest().upper()
+    return f"OCMF|{data}|" + json.dumps({"SA": "ECDSA-secp256r1-SHA256", "SD": signature}, separators=(",", ":"))
+
+
 @dataclass
 class SimSession:
     """A charging session the simulated CPO is running (or has ended)."""
@@ -564,7 +877,9 @@ class SimSession:
     meter_start_wh: int
     emp_partner_session_id: str | None = None
     cpo_partner_session_id: str | None = None
-    state: str = "CHARGING"  # CHARGING → ENDING (stop accepted) → ENDED (End sent) → CLOSED (CDR made)
+    # CHARGING → ENDING (stop accepted) → ENDED (End sent) → CLOSED (CDR made); a stuck cable:
+    # CHARGING → PLUGGED (End sent by itself, no CDR) → ENDED (stop accepted) → CLOSED (CDR made).
+    state: str = "CHARGING"
     meter_values_wh: list[int] = field(default_factory=list)
     charging_end: datetime | None = None
     learned_from: str = "sessions"
@@ -634,6 +949,15 @@ class SimSession:
             "OperatorID": self.operator_id,
         }
 
+    def error_notification(self, error_type: str) -> dict[str, Any]:
+        return {
+            "Type": "Error",
+            **self.common(),
+            "ErrorType": error_type,
+            "ErrorAdditionalInfo": ERROR_INFO[error_type],
+            "OperatorID": self.operator_id,
+        }
+
     def charge_detail_record(self, now: datetime) -> dict[str, Any]:
         """eRoamingChargeDetailRecord_V2.2: the car was unplugged (SessionEnd) after charging ended."""
         charging_end = self.charging_end or now
@@ -672,8 +996,9 @@ def session_violations(index: int, raw: object) -> list[str]:
     if not isinstance(raw, Mapping):
         return [f"{where}: must be an object with SessionID, EvseID, OperatorID"]
     problems = [f"{where}.{name}: not a known field" for name in sorted(set(raw) - SESSION_FIELDS)]
-    if not isinstance(raw.get("SessionID"), str) or not SESSION_ID_PATTERN.fullmatch(raw["SessionID"]):
-        problems.append(f"{where}.SessionID: {raw.get('SessionID')!r} is not a GUID-shaped SessionID")
+    session_id = raw.get("SessionID")  # absent: the CPO issues one
+    if session_id is not None and (not isinstance(session_id, str) or not SESSION_ID_PATTERN.fullmatch(session_id)):
+        problems.append(f"{where}.SessionID: {session_id!r} is not a GUID-shaped SessionID")
     if not is_evse_id(raw.get("EvseID")):
         problems.append(f"{where}.EvseID: {raw.get('EvseID')!r} is not an EvseID")
     operator = raw.get("OperatorID")
@@ -873,8 +1198,11 @@ class ChargePointOperators:
         self.stopping = stopping
         self.lock = threading.Lock()
         self.rng = random.Random(seed)
+        # Keyed by the SessionID exactly as issued: HBS compares IDs as given, case included.
         self.sessions: dict[str, SimSession] = {}
         self.cdrs: list[dict[str, Any]] = []
+        self.cdr_session_ids: set[str] = set()  # sessions HBS holds a CDR for: closed
+        self.errors_reported: collections.Counter[str] = collections.Counter()  # per operator, to cycle types
         self.pushed: collections.deque[dict[str, Any]] = collections.deque(maxlen=MAX_PUSHED)
         self._seq = 0
         self.scheduler = Scheduler(stopping)
@@ -887,34 +1215,69 @@ class ChargePointOperators:
     # ---- sessions
 
     def add_sessions(self, entries: object, source: str = "sessions") -> dict[str, Any]:
-        """Validate and add sessions (POST /_sim/sessions format); raises BehaviourError listing every problem."""
+        """Validate and add sessions (POST /_sim/sessions format); raises BehaviourError listing every problem.
+
+        These count as sessions HBS issued. An entry without SessionID gets one from its CPO ("issued").
+        """
         if not isinstance(entries, list):
             raise BehaviourError("sessions: must be a JSON list of {SessionID, EvseID, OperatorID, ...}")
         problems = [p for index, raw in enumerate(entries) for p in session_violations(index, raw)]
         if problems:
             raise BehaviourError("; ".join(problems[:50]))
-        added, known = [], 0
         now = datetime.now(timezone.utc)
+        issued = []
+        prepared = []
+        for raw in entries:  # outside the lock: issuing an ID looks up the CPO's behaviour
+            session_id = raw.get("SessionID")
+            if session_id is None:
+                session_id = self._issue_session_id(raw["EvseID"])
+                issued.append(session_id)
+            prepared.append(self._new_sim_session(
+                session_id=session_id,
+                evse_id=raw["EvseID"].upper(),
+                operator_id=(raw.get("OperatorID") or operator_id_from_evse_id(raw["EvseID"])).upper(),
+                charging_start=parse_oicp_datetime(raw.get("ChargingStart")) or now,
+                emp_partner_session_id=raw.get("EMPPartnerSessionID") or None,
+                cpo_partner_session_id=raw.get("CPOPartnerSessionID") or None,
+                learned_from=source,
+            ))
+        added, known = [], 0
         with self.lock:
-            for raw in entries:
-                key = raw["SessionID"].lower()
-                if key in self.sessions:
+            for session in prepared:
+                if session.session_id in self.sessions:
                     known += 1
                     continue
-                start = parse_oicp_datetime(raw.get("ChargingStart")) or now
-                self.sessions[key] = session = self._new_sim_session(
-                    session_id=raw["SessionID"],
-                    evse_id=raw["EvseID"].upper(),
-                    operator_id=(raw.get("OperatorID") or operator_id_from_evse_id(raw["EvseID"])).upper(),
-                    charging_start=start,
-                    emp_partner_session_id=raw.get("EMPPartnerSessionID") or None,
-                    cpo_partner_session_id=raw.get("CPOPartnerSessionID") or None,
-                    learned_from=source,
-                )
+                self.sessions[session.session_id] = session
                 added.append(session)
         for index, session in enumerate(added):
             self._started(session, stagger=index * 0.05)
-        return {"added": len(added), "already_known": known}
+        return {"added": len(added), "already_known": known, "issued": issued}
+
+    def _issue_session_id(self, evse_id: str) -> str:
+        """A new GUID SessionID; upper case for a CPO whose behaviour has the upper_case_session_ids quirk."""
+        session_id = str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
+        return session_id.upper() if "upper_case_session_ids" in self._quirks(evse_id) else session_id
+
+    def _behaviour(self, evse_id: str) -> Behaviour:
+        return self.behaviour_lookup(evse_id)[0] if self.behaviour_lookup else {}
+
+    def _quirks(self, evse_id: str) -> Sequence[str]:
+        return self._behaviour(evse_id).get("quirks") or ()
+
+    def _shaped(self, kind: str, session: SimSession, body: dict[str, Any]) -> dict[str, Any]:
+        """The message as the session's CPO sends it (quirks, hub operator); call without holding the lock."""
+        return shape_message(kind, body, session, self._behaviour(session.evse_id))
+
+    def session_invalid(self, session_id: str) -> str | None:
+        """Why HBS would answer "400 Session is invalid" to a stop: "never issued", "closed", or None (open).
+
+        Compared exactly as given: HBS does not fold the case of SessionIDs.
+        """
+        with self.lock:
+            session = self.sessions.get(session_id)
+            if session_id in self.cdr_session_ids or (session is not None and session.state == "CLOSED"):
+                return "closed"  # its CDR closed the HBS session (DIGEST §2, §8.5)
+            return None if session is not None else "never issued"
 
     def _new_sim_session(self, **values: Any) -> SimSession:
         return SimSession(
@@ -925,23 +1288,61 @@ class ChargePointOperators:
         )
 
     def _started(self, session: SimSession, stagger: float = 0.0) -> None:
-        """Push Start, then Progress every progress interval (spread out so they do not arrive at once)."""
+        """Push Start, then Progress every progress interval (spread out so they do not arrive at once).
+
+        A cable-stuck CPO ends charging by itself later, and a faulty one reports an error; these
+        change the session's state, so they are scheduled with or without a portal to push to.
+        """
+        behaviour = self._behaviour(session.evse_id)
+        if behaviour.get("cable_stuck_after_seconds") is not None:
+            self.scheduler.call_later(stagger + behaviour["cable_stuck_after_seconds"], self._charging_finished,
+                                      session.session_id)
+        if behaviour.get("error_types") and self.portal_url:
+            self.scheduler.call_later(stagger + behaviour["error_after_seconds"], self._report_error,
+                                      session.session_id)
         if not self.portal_url:
             return
         self.scheduler.call_later(stagger, self._push, "Start", session.session_id, NOTIFICATION_PATH,
-                                  session.start_notification())
+                                  self._shaped("Start", session, session.start_notification()))
         if self.progress_interval > 0:
             first = self.progress_interval * (0.2 + 0.8 * self.rng.random())
             self.scheduler.call_later(first, self._progress_tick, session.session_id)
 
     def _progress_tick(self, session_id: str) -> None:
         with self.lock:
-            session = self.sessions.get(session_id.lower())
+            session = self.sessions.get(session_id)
             if session is None or session.state != "CHARGING":
                 return
             body = session.progress_notification(datetime.now(timezone.utc))
-        self._push("Progress", session.session_id, NOTIFICATION_PATH, body)
+        self._push("Progress", session.session_id, NOTIFICATION_PATH, self._shaped("Progress", session, body))
         self.scheduler.call_later(self.progress_interval, self._progress_tick, session_id)
+
+    def _charging_finished(self, session_id: str) -> None:
+        """Cable stuck: charging ends (End pushed) but the car stays plugged in, without CDR, until a stop."""
+        with self.lock:
+            session = self.sessions.get(session_id)
+            if session is None or session.state != "CHARGING":
+                return
+            session.state = "PLUGGED"
+            body = session.end_notification(datetime.now(timezone.utc))
+        if self.portal_url:
+            self._push("End", session.session_id, NOTIFICATION_PATH, self._shaped("End", session, body),
+                       reason="charging_finished")
+
+    def _report_error(self, session_id: str) -> None:
+        """An Error notification; the CPO's sessions take its error_types in turn, so all of them show."""
+        with self.lock:
+            session = self.sessions.get(session_id)
+            if session is None or session.state not in ("CHARGING", "PLUGGED"):
+                return
+        types = self._behaviour(session.evse_id).get("error_types")
+        if not types:  # the behaviour changed since the session started
+            return
+        with self.lock:
+            error_type = types[self.errors_reported[session.operator_id] % len(types)]
+            self.errors_reported[session.operator_id] += 1
+        body = self._shaped("Error", session, session.error_notification(error_type))
+        self._push("Error", session.session_id, NOTIFICATION_PATH, body, error_type=error_type)
 
     def _new_session_tick(self) -> None:
         """Demo: a driver plugs in at a random demo EVSE (Start pushed); at the cap, the oldest one finishes."""
@@ -953,8 +1354,7 @@ class ChargePointOperators:
             if finishing:
                 self._end_session(min(finishing, key=lambda s: s.charging_start).session_id, reason="finished")
         operator = self.rng.choice(DEMO_OPERATORS)["operator_id"]
-        entry = {
-            "SessionID": str(uuid.UUID(int=self.rng.getrandbits(128), version=4)),
+        entry = {  # no SessionID: the CPO issues it (as its quirks say)
             "EvseID": f"{operator}*E{self.rng.randint(1, 9999):04d}*{self.rng.randint(1, 4)}",
             "OperatorID": operator,
             "EMPPartnerSessionID": f"EMP-{self.rng.randint(100000, 999999)}",
@@ -964,8 +1364,7 @@ class ChargePointOperators:
         self.add_sessions([entry], source="new_session")
 
     def _confirms(self, evse_id: str) -> bool:
-        behaviour = self.behaviour_lookup(evse_id)[0] if self.behaviour_lookup else {}
-        return behaviour.get("confirm", True) is not False
+        return self._behaviour(evse_id).get("confirm", True) is not False
 
     def sessions_list(self) -> list[dict[str, Any]]:
         with self.lock:
@@ -974,51 +1373,82 @@ class ChargePointOperators:
     # ---- a stop was accepted: End notification, then the CDR
 
     def stop_accepted(self, request: Mapping[str, Any], behaviour: Behaviour) -> None:
-        """The CPO ends the session after an accepted stop, unless its behaviour says confirm: false."""
+        """The CPO ends the session after an accepted stop, unless its behaviour says confirm: false.
+
+        Charging: End, then the CDR. A stuck cable (End already sent): the CDR alone.
+        """
         if behaviour.get("confirm") is False:
             return
-        key = str(request["SessionID"]).lower()
         with self.lock:
-            session = self.sessions.get(key)
-            if session is None:  # a session the portal knows but we were never told about
-                now = datetime.now(timezone.utc)
-                self.sessions[key] = session = self._new_sim_session(
-                    session_id=request["SessionID"],
-                    evse_id=request["EvseID"].upper(),
-                    operator_id=operator_id_from_evse_id(request["EvseID"]),
-                    charging_start=now - timedelta(minutes=self.rng.randint(10, 120)),
-                    emp_partner_session_id=request.get("EMPPartnerSessionID") or None,
-                    cpo_partner_session_id=request.get("CPOPartnerSessionID") or None,
-                    learned_from="remote_stop",
-                )
-            if session.state != "CHARGING":
+            session = self._find(str(request["SessionID"]))
+            if session is None:  # tidy: a session the portal knows but we were never told about
+                session = self._learn_from_stop(request)
+            if session.state == "PLUGGED":
+                session.state = "ENDED"
+                next_step: tuple[Any, ...] = (self._charge_detail_record, session.session_id)
+            elif session.state == "CHARGING":
+                session.state = "ENDING"
+                next_step = (self._end_session, session.session_id, "remote_stop")
+            else:
                 return  # already ending: one End and one CDR per session
-            session.state = "ENDING"
-        self.scheduler.call_later(self.push_delay, self._end_session, session.session_id, "remote_stop")
+        self.scheduler.call_later(self.push_delay, *next_step)
+
+    def stop_accepted_later(self, delay: float, request: Mapping[str, Any], behaviour: Behaviour) -> None:
+        """The CPO answered after HBS gave up (310), but it did act on the stop."""
+        self.scheduler.call_later(delay, self.stop_accepted, dict(request), behaviour)
+
+    def _find(self, session_id: str) -> SimSession | None:
+        """Caller holds the lock. Exact ID first; then any case (only tidy stops get this far unknown)."""
+        session = self.sessions.get(session_id)
+        if session is None:
+            folded = session_id.lower()
+            session = next((s for key, s in self.sessions.items() if key.lower() == folded), None)
+        return session
+
+    def _learn_from_stop(self, request: Mapping[str, Any]) -> SimSession:
+        """Caller holds the lock."""
+        self.sessions[request["SessionID"]] = session = self._new_sim_session(
+            session_id=request["SessionID"],
+            evse_id=request["EvseID"].upper(),
+            operator_id=operator_id_from_evse_id(request["EvseID"]),
+            charging_start=datetime.now(timezone.utc) - timedelta(minutes=self.rng.randint(10, 120)),
+            emp_partner_session_id=request.get("EMPPartnerSessionID") or None,
+            cpo_partner_session_id=request.get("CPOPartnerSessionID") or None,
+            learned_from="remote_stop",
+        )
+        return session
 
     def _end_session(self, session_id: str, reason: str) -> None:
         with self.lock:
-            session = self.sessions.get(session_id.lower())
-            if session is None or session.state in ("ENDED", "CLOSED"):
+            session = self.sessions.get(session_id)
+            if session is None or session.state not in ("CHARGING", "ENDING"):
                 return
             session.state = "ENDED"
             body = session.end_notification(datetime.now(timezone.utc))
         if self.portal_url:
-            self._push("End", session.session_id, NOTIFICATION_PATH, body, reason=reason)
+            self._push("End", session.session_id, NOTIFICATION_PATH, self._shaped("End", session, body), reason=reason)
         self.scheduler.call_later(self.cdr_delay, self._charge_detail_record, session.session_id)
 
     def _charge_detail_record(self, session_id: str) -> None:
+        behaviour = self._behaviour_of(session_id)
         with self.lock:
-            session = self.sessions.get(session_id.lower())
+            session = self.sessions.get(session_id)
             if session is None or session.state == "CLOSED":
                 return
             session.state = "CLOSED"
-            cdr = session.charge_detail_record(datetime.now(timezone.utc))
+            cdr = shape_message("CDR", session.charge_detail_record(datetime.now(timezone.utc)), session, behaviour)
             entry = self._store_cdr(cdr, source="generated")
         if self.portal_url:
-            pushed = self._push("CDR", session.session_id, CDR_PUSH_PATH.format(operator_id=session.operator_id), cdr)
+            # A hub operator's CDRs come on its own path, not the EvseID's operator's (DIGEST §9).
+            operator_id = behaviour.get("hub_operator_id") or session.operator_id
+            pushed = self._push("CDR", session.session_id, CDR_PUSH_PATH.format(operator_id=operator_id), cdr)
             with self.lock:
                 entry["forwarded"] = bool(pushed.get("acknowledged"))
+
+    def _behaviour_of(self, session_id: str) -> Behaviour:
+        with self.lock:
+            session = self.sessions.get(session_id)
+        return self._behaviour(session.evse_id) if session is not None else {}
 
     # ---- the CDR store (what HBS keeps, pushed or not)
 
@@ -1028,6 +1458,8 @@ class ChargePointOperators:
         entry = {"seq": self._seq, "cdr": cdr, "charging_end": parse_oicp_datetime(cdr.get("ChargingEnd")),
                  "forwarded": False, "source": source}
         self.cdrs.append(entry)
+        if isinstance(cdr.get("SessionID"), str):
+            self.cdr_session_ids.add(cdr["SessionID"])
         del self.cdrs[:-MAX_CDRS]
         return entry
 
@@ -1056,6 +1488,7 @@ class ChargePointOperators:
         with self.lock:
             count = len(self.cdrs)
             self.cdrs.clear()
+            self.cdr_session_ids.clear()
             return count
 
     def select_cdrs(self, body: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -1143,6 +1576,13 @@ def load_sessions_file(path: str) -> list[Any]:
 
 # --------------------------------------------------------------------------------------------------
 # HTTP server
+
+
+def _cpo_too_late(behaviour: Behaviour) -> bool:
+    """The CPO's answer comes after HBS's window (a hanging no_answer is HBS itself: no window)."""
+    if behaviour["action"] not in CPO_ACTIONS or behaviour.get("hang"):
+        return False
+    return behaviour["delay_seconds"] > behaviour.get("cpo_window_seconds", DEFAULT_CPO_WINDOW_SECONDS)
 
 
 class SimulatorHandler(BaseHTTPRequestHandler):
@@ -1265,6 +1705,7 @@ class SimulatorHandler(BaseHTTPRequestHandler):
             "violations": [],
             "behaviour": None,
             "matched_by": None,
+            "hbs_answer": None,  # HBS answered itself: "400 ..." (session) or "310 ..." (CPO window)
             "outcome": None,
             "answered_status": None,
             "answered_at": None,
@@ -1350,6 +1791,13 @@ class SimulatorHandler(BaseHTTPRequestHandler):
 
     def _behave(self, behaviour: Behaviour, request: dict[str, Any]) -> str:
         action = behaviour["action"]
+        if action == "accept" and not self.server.state.tidy():
+            # HBS checks the session before it forwards the stop to the CPO (DIGEST §2).
+            invalid = self.server.cpo.session_invalid(request["SessionID"])
+            if invalid:
+                return self._hbs_answers(request, "400", f"session {invalid}")
+        if _cpo_too_late(behaviour):
+            return self._partner_did_not_respond(behaviour, request)
         outcome = self._hold(behaviour["delay_seconds"])  # for no_answer, the time the connection is held
         if action == "no_answer" or outcome != "elapsed":
             self.close_connection = True  # close without any answer
@@ -1358,6 +1806,28 @@ class SimulatorHandler(BaseHTTPRequestHandler):
             self._reset()
             return "reset"
         self._answer(action, behaviour, request)
+        return "answered"
+
+    def _hbs_answers(self, request: dict[str, Any], code: str, why: str, info: str | None = None) -> str:
+        """A negative acknowledgement from HBS itself (HTTP 200); the received log says why."""
+        if self._entry is not None:
+            self.server.state.update(self._entry, hbs_answer=f"{code}: {why}")
+        self._send_json(200, acknowledgement(request, False, code, info))
+        return "answered"
+
+    def _partner_did_not_respond(self, behaviour: Behaviour, request: dict[str, Any]) -> str:
+        """HBS stops waiting for the CPO at the end of its window and answers 310 (DIGEST §3)."""
+        window = behaviour.get("cpo_window_seconds", DEFAULT_CPO_WINDOW_SECONDS)
+        outcome = self._hold(window)
+        if outcome != "elapsed":  # the client hung up first: as with any held answer, nothing happens
+            self.close_connection = True
+            return outcome
+        # The wording is ours; HBS is documented to say that the partner could not be reached.
+        self._hbs_answers(request, "310", f"the CPO did not answer within {window:g} s",
+                          f"No response from the partner within {window:g} seconds")
+        if behaviour["action"] == "accept":
+            # The CPO did get the stop and acts on it late: the session still ends after the 310.
+            self.server.cpo.stop_accepted_later(behaviour["delay_seconds"] - window, request, behaviour)
         return "answered"
 
     def _answer(self, action: str, behaviour: Behaviour, request: dict[str, Any]) -> None:
@@ -1594,6 +2064,12 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--port", type=int, default=8090)
     parser.add_argument("--config", help="behaviour table JSON (PUT format); with --demo it is merged over the demo")
     parser.add_argument("--demo", action="store_true", help="load DEMO_BEHAVIOURS (the portal's demo CPOs)")
+    parser.add_argument("--tidy", action="store_true",
+                        help="accept stops for any SessionID: no 400 Session is invalid for sessions HBS never "
+                        "issued or already closed (for tests about something else); \"tidy\" in the table")
+    parser.add_argument("--cpo-window", type=_window_seconds, default=None,
+                        help="seconds HBS waits for the CPO's answer before answering 310 Partner did not "
+                        f"respond (default {DEFAULT_CPO_WINDOW_SECONDS:g}); \"cpo_window_seconds\" in the table")
     parser.add_argument("--allow-non-loopback", action="store_true", help="allow binding to a non-loopback address")
     parser.add_argument("--quiet", action="store_true", help="do not log requests to stderr")
     cpo = parser.add_argument_group("the CPOs behind HBS: pushes to the portal and CDRs to pull")
@@ -1622,12 +2098,24 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _window_seconds(text: str) -> float:
+    try:
+        return _cpo_window(float(text), "--cpo-window")
+    except (ValueError, BehaviourError) as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _load_table(args: argparse.Namespace) -> BehaviourTable:
     table = BehaviourTable.from_json(DEMO_BEHAVIOURS) if args.demo else BehaviourTable()
     if args.config:
         with open(args.config, encoding="utf-8") as fh:
             data = json.load(fh)
         table = table.merged(data) if args.demo else BehaviourTable.from_json(data)
+    # The command line wins over the config file; these are also what a later PUT falls back to.
+    if args.tidy:
+        table.tidy = True
+    if args.cpo_window is not None:
+        table.cpo_window_seconds = args.cpo_window
     return table
 
 

@@ -39,8 +39,8 @@ def insert_charging_session(
 ) -> ChargingSession:
     """INSERT the session row only; the caller writes `session_created_entry` in the same transaction.
 
-    IDs are validated and stored as the rest of the portal looks them up (SessionID lower case,
-    EvseID and ProviderID upper case). `learned_late`: the portal first hears of it from something
+    IDs are validated; EvseID and ProviderID are stored upper case, the SessionID exactly as
+    given (Hubject compares it as given; the database keeps its lower-case `session_key`). `learned_late`: the portal first hears of it from something
     other than a Start (a later notification or the CDR); `status` lets such a session start out
     CHARGING_ENDED or CLOSED; `more` sets further fields at once (an End's charging_ended_at), so
     a new session needs no UPDATE right after its INSERT.
@@ -51,7 +51,7 @@ def insert_charging_session(
         raise ValueError(f"{provider_id!r} is not a ProviderID")
     evse_id = evse_id.upper()
     return ChargingSession.objects.create(
-        session_id=session_id.lower(),
+        session_id=session_id,
         evse_id=evse_id,
         operator_id=ids.operator_id_from_evse_id(evse_id),
         provider_id=provider_id.upper(),

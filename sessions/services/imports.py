@@ -38,7 +38,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from ..models import AuditRecord, ChargingSession, RemoteStopRequest
-from ..oicp import fields
+from ..oicp import fields, ids
 from ..oicp.fields import FieldError, clip, json_type
 from .audit import record_audit
 from .charging_sessions import create_charging_session
@@ -233,10 +233,11 @@ def read_session_lines(stream: IO[bytes], report: ImportReport) -> list[SessionL
         if row is None:
             report.error(number, "; ".join(problems))
             continue
-        if row.session_id in first_line:
-            report.error(number, f"SessionID: {row.session_id} is also on line {first_line[row.session_id]}")
+        key = ids.session_key(row.session_id)
+        if key in first_line:
+            report.error(number, f"SessionID: {row.session_id} is also on line {first_line[key]}")
             continue
-        first_line[row.session_id] = number
+        first_line[key] = number
         rows.append(row)
     return rows
 
@@ -247,10 +248,11 @@ def read_session_lines(stream: IO[bytes], report: ImportReport) -> list[SessionL
 def _existing(session_ids: list[str], lock: bool) -> dict[str, ChargingSession]:
     found: dict[str, ChargingSession] = {}
     for start in range(0, len(session_ids), LOOKUP_BATCH):
-        query = ChargingSession.objects.filter(session_id__in=session_ids[start:start + LOOKUP_BATCH])
+        keys = [ids.session_key(session_id) for session_id in session_ids[start:start + LOOKUP_BATCH]]
+        query = ChargingSession.objects.filter(session_key__in=keys)
         if lock:
             query = query.select_for_update()
-        found.update({s.session_id: s for s in query})
+        found.update({ids.session_key(s.session_id): s for s in query})
     return found
 
 
@@ -288,7 +290,7 @@ def _plan(rows: list[SessionLine], report: ImportReport, lock: bool) -> list[tup
     ) if existing else set()
     planned = []
     for row in rows:
-        current = existing.get(row.session_id)
+        current = existing.get(ids.session_key(row.session_id))
         if current is None:
             change = PlannedChange(row.line, row.session_id, "create")
         else:
@@ -328,7 +330,7 @@ def _apply(row: SessionLine, change: PlannedChange, *, acting_user, source: str)
         return
     if change.action != "update":
         return
-    charging_session = ChargingSession.objects.get(session_id=row.session_id)
+    charging_session = ChargingSession.objects.get(session_key=ids.session_key(row.session_id))
     for name, (_, new) in change.changes.items():
         setattr(charging_session, name, new)
     charging_session.last_update_at = timezone.now()

@@ -8,11 +8,20 @@ row. Messages are validated before they get here (`sessions.oicp.inbound`).
 
 Status only moves forward (ACTIVE → CHARGING_ENDED → CLOSED): a notification arriving after the
 CDR is kept and audited but does not reopen the session or overwrite the CDR's energy.
+
+A message never changes a session it does not match (DIGEST §9): one whose EvseID is not the
+session's, or a second CDR that disagrees with the first, is kept, linked to the session for its
+timeline and flagged, but held back: the session and its stops stay as they were. Every anomaly
+the reader found (`sessions.oicp.anomalies`) is stored on the InboundMessage and in its audit record.
+
+Sessions are found by `session_key` (the SessionID in lower case), so a CPO that upper-cases the
+SessionID still reaches the session; the SessionID itself is kept as first received.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,12 +32,15 @@ from django.utils import timezone
 
 from ..models import AuditRecord, ChargeDetailRecord, ChargingSession, InboundMessage
 from ..oicp import ids
+from ..oicp.anomalies import HELD_BACK, Anomaly
+from ..oicp.inbound import ERROR_ADDITIONAL_INFO_MAX
 from ..oicp.inbound import ChargeDetailRecord as ParsedCdr
 from ..oicp.inbound import ChargingNotification
 from .audit import AuditEntry, record_audit, record_audits
 from .charging_sessions import insert_charging_session, session_created_entry
 from .stops import confirmation_entries
 
+logger = logging.getLogger(__name__)
 Event = AuditRecord.EventType
 Status = ChargingSession.Status
 
@@ -44,6 +56,8 @@ class RecordOutcome:
     # A CDR for a session that already has one: kept as an InboundMessage, not stored again.
     duplicate: bool = False
     stops_confirmed: int = 0
+    # Kept and flagged, but not applied: it does not match its session (or contradicts its CDR).
+    held_back: bool = False
 
     @property
     def created(self) -> bool:
@@ -58,12 +72,15 @@ def record_charging_notification(
 
     Start: creates the session, or fills in what a late-learned one lacks. Progress: energy
     (ConsumedEnergyProgress) and last_update_at. End: CHARGING_ENDED, charging_ended_at, energy,
-    and the session's accepted stops are confirmed (confirmed_by END). Error: last_error_*.
-    Any Type but Start for an unknown session creates it marked learned_late.
+    and, when the End is news (the session was still charging), the stops sent before it are
+    confirmed (confirmed_by END); a stop sent after the End waits for the CDR. Error: last_error_*.
+    Any Type but Start for an unknown session creates it marked learned_late. A notification for
+    another EVSE than the session's is kept and flagged, and changes nothing.
     """
     # A queued message counts from when it arrived (the session's last update, time to confirmation).
     now = message.received_at if message is not None else timezone.now()
     parsed = notification.to_json()
+    anomalies = list(notification.anomalies)
     with transaction.atomic():
         new_status = Status.CHARGING_ENDED if notification.type == "End" else Status.ACTIVE
         charging_session, created = _lock_or_create_session(
@@ -79,7 +96,10 @@ def record_charging_notification(
             **_notification_changes(notification, status=new_status, charging_ended_at=None, now=now),
         )
         status_before = new_status if created else charging_session.status
-        if not created:
+        mismatch = None if created else _evse_mismatch(charging_session, notification.evse_id, "notification")
+        if mismatch is not None:
+            anomalies.append(mismatch)
+        elif not created:
             changes = _notification_changes(notification, status=charging_session.status,
                                             charging_ended_at=charging_session.charging_ended_at, now=now)
             changes.update(_fill_in(charging_session, notification))
@@ -96,10 +116,13 @@ def record_charging_notification(
             remote_addr=remote_addr,
             raw=raw,
             parsed=parsed,
+            anomalies=anomalies,
         )
         audit = [session_created_entry(charging_session, source=f"NOTIFICATION_{notification.kind}")] if created else []
         confirmations = []
-        if notification.type == "End" and not created:  # a session created just now has no stops
+        # End confirms only when it is news: a session created just now has no stops, and a stop
+        # sent after an earlier End can only be confirmed by the CDR.
+        if notification.type == "End" and not created and mismatch is None and status_before == Status.ACTIVE:
             confirmations = confirmation_entries(charging_session=charging_session, confirmed_by="END", at=now)
         confirmed = len(confirmations)
         audit += confirmations
@@ -113,17 +136,47 @@ def record_charging_notification(
             "status_before": status_before,
             "status_after": charging_session.status,
             "stops_confirmed": confirmed,
+            **_anomaly_data(anomalies, held_back=mismatch is not None),
         }
-        if charging_session.evse_id != notification.evse_id:
-            data["evse_id_differs"] = {"session": charging_session.evse_id, "message": notification.evse_id}
         audit.append(AuditEntry(Event.NOTIFICATION_RECEIVED, charging_session=charging_session, data=data))
         record_audits(audit)
+    _log_anomalies(message, anomalies)
     return RecordOutcome(
         charging_session=charging_session,
         inbound_message=message,
         session_created=created,
         stops_confirmed=confirmed,
+        held_back=mismatch is not None,
     )
+
+
+def _same_evse(first: str, second: str) -> bool:
+    """DE*ABC*E123 and DEABCE123 are one EVSE (the separators are optional in the ID format)."""
+    return first.replace("*", "").upper() == second.replace("*", "").upper()
+
+
+def _evse_mismatch(charging_session: ChargingSession, evse_id: str, what: str) -> Anomaly | None:
+    if _same_evse(charging_session.evse_id, evse_id):
+        return None
+    return Anomaly("evse_mismatch", "EvseID",
+                   f"The {what} is for EVSE {evse_id}, but the session runs at {charging_session.evse_id}: "
+                   "kept, not applied to the session and not taken as a stop's confirmation")
+
+
+def _anomaly_data(anomalies: list[Anomaly], *, held_back: bool) -> dict[str, Any]:
+    """What the audit record says about the message's anomalies (nothing when there were none)."""
+    data: dict[str, Any] = {}
+    if anomalies:
+        data["anomalies"] = [anomaly.to_json() for anomaly in anomalies]
+    if held_back:
+        data["held_back"] = True
+    return data
+
+
+def _log_anomalies(message: InboundMessage, anomalies: list[Anomaly]) -> None:
+    for anomaly in anomalies:
+        logger.warning("inbound message %s (%s for %s): %s", message.pk, message.kind, message.session_id,
+                       anomaly.text)
 
 
 def _notification_changes(notification: ChargingNotification, *, status: str, charging_ended_at, now) -> dict:
@@ -141,7 +194,7 @@ def _notification_changes(notification: ChargingNotification, *, status: str, ch
             changes["charging_ended_at"] = notification.charging_end
     elif notification.type == "Error":
         changes["last_error_type"] = notification.error_type
-        changes["last_error_info"] = notification.error_additional_info or ""
+        changes["last_error_info"] = (notification.error_additional_info or "")[:ERROR_ADDITIONAL_INFO_MAX]
         changes["last_error_at"] = now
     return changes
 
@@ -151,16 +204,19 @@ def record_cdr(
 ) -> RecordOutcome:
     """Store a charge detail record and close its session (creating it, learned_late, if unknown).
 
-    One CDR per SessionID, as at Hubject: a repeated one (a re-push, or the pull bringing one that
+    One CDR per session, as at Hubject: a repeated one (a re-push, or the pull bringing one that
     was pushed) is kept as a raw InboundMessage whose parsed data says `"duplicate": true`, and its
     CDR_RECEIVED audit record says so too; no second ChargeDetailRecord is stored and the session
-    is not changed. `source` is "PUSH" or "PULL".
+    is not changed. A repeat whose values differ from the first is also flagged and held back. A
+    CDR for another EVSE than the session's is kept and flagged, and changes nothing: the real CDR
+    can still arrive. `source` is "PUSH" or "PULL".
     """
     if source not in ChargeDetailRecord.Source.values:
         raise ValueError(f"source must be one of {ChargeDetailRecord.Source.values}, not {source!r}")
     # A queued message counts from when it arrived (the session's last update, time to confirmation).
     now = message.received_at if message is not None else timezone.now()
     parsed = cdr.to_json()
+    anomalies = list(cdr.anomalies)
     with transaction.atomic():
         charging_session, created = _lock_or_create_session(
             session_id=cdr.session_id,
@@ -174,31 +230,44 @@ def record_cdr(
             **_cdr_changes(cdr, charging_ended_at=None, now=now),
         )
         status_before = Status.CLOSED if created else charging_session.status
+        mismatch = None if created else _evse_mismatch(charging_session, cdr.evse_id, "CDR")
         stored = None
-        try:
-            # The unique SessionID decides: no look first, a repeat is the rare case.
-            with transaction.atomic():
-                ChargeDetailRecord.objects.create(
-                    charging_session=charging_session,
-                    session_id=cdr.session_id,
-                    evse_id=cdr.evse_id,
-                    operator_id=cdr.operator_id,
-                    charging_start=cdr.charging_start,
-                    charging_end=cdr.charging_end,
-                    session_start=cdr.session_start,
-                    session_end=cdr.session_end,
-                    consumed_energy_kwh=cdr.consumed_energy,
-                    source=source,
-                    received_at=now,
-                    data=parsed,
-                )
-        except IntegrityError:  # already stored (pushed again, or pulled after the push)
-            stored = ChargeDetailRecord.objects.only("pk", "data").get(session_id=cdr.session_id)
+        if mismatch is not None:
+            anomalies.append(mismatch)
+        else:
+            try:
+                # The session's one CDR decides: no look first, a repeat is the rare case.
+                with transaction.atomic():
+                    ChargeDetailRecord.objects.create(
+                        charging_session=charging_session,
+                        session_id=cdr.session_id,
+                        evse_id=cdr.evse_id,
+                        operator_id=cdr.operator_id,
+                        charging_start=cdr.charging_start,
+                        charging_end=cdr.charging_end,
+                        session_start=cdr.session_start,
+                        session_end=cdr.session_end,
+                        consumed_energy_kwh=cdr.consumed_energy,
+                        source=source,
+                        received_at=now,
+                        data=parsed,
+                    )
+            except IntegrityError:  # already stored (pushed again, or pulled after the push)
+                stored = ChargeDetailRecord.objects.only("pk", "data").get(charging_session=charging_session)
         duplicate = stored is not None
+        differences = _cdr_differences(stored.data, parsed) if duplicate else []
+        if differences:
+            anomalies.append(Anomaly(
+                "cdr_conflict", "",
+                f"A second CDR for this session differs from the one received first (#{stored.pk}): "
+                f"{'; '.join(differences)}. The first one stays; this one is kept apart.",
+            ))
+        held_back = mismatch is not None or bool(differences)
 
         audit = [session_created_entry(charging_session, source=f"CDR_{source}")] if created else []
         confirmations = []
-        if not duplicate and not created:  # a session created just now has its CDR's facts and no stops
+        if not duplicate and not created and mismatch is None:
+            # A session created just now has its CDR's facts and no stops.
             changes = _cdr_changes(cdr, charging_ended_at=charging_session.charging_ended_at, now=now)
             changes.update(_fill_in(charging_session, cdr))
             for name, value in changes.items():
@@ -217,6 +286,7 @@ def record_cdr(
             remote_addr=remote_addr,
             raw=raw,
             parsed={**parsed, "duplicate": True} if duplicate else parsed,
+            anomalies=anomalies,
         )
         data: dict[str, Any] = {
             "kind": "CDR",
@@ -230,20 +300,36 @@ def record_cdr(
             "status_before": status_before,
             "status_after": charging_session.status,
             "stops_confirmed": confirmed,
+            **_anomaly_data(anomalies, held_back=held_back),
         }
         if duplicate:
             # Hubject keeps one CDR per SessionID; say whether the repeat differs from the stored one.
             data["cdr_id"] = stored.pk
-            data["differs_from_stored"] = stored.data != parsed
+            data["differs_from_stored"] = bool(differences)
         audit.append(AuditEntry(Event.CDR_RECEIVED, charging_session=charging_session, data=data))
         record_audits(audit)
+    _log_anomalies(message, anomalies)
     return RecordOutcome(
         charging_session=charging_session,
         inbound_message=message,
         session_created=created,
         duplicate=duplicate,
         stops_confirmed=confirmed,
+        held_back=held_back,
     )
+
+
+# What makes two CDRs of one session different records, not a harmless repeat.
+_CDR_FACTS = ("EvseID", "ChargingStart", "ChargingEnd", "SessionStart", "SessionEnd", "ConsumedEnergy",
+              "MeterValueStart", "MeterValueEnd")
+
+
+def _cdr_differences(first: dict[str, Any], second: dict[str, Any]) -> list[str]:
+    return [
+        f"{name} {first.get(name, 'missing')} then {second.get(name, 'missing')}"
+        for name in _CDR_FACTS
+        if first.get(name) != second.get(name)
+    ]
 
 
 def _cdr_changes(cdr: ParsedCdr, *, charging_ended_at, now) -> dict:
@@ -272,8 +358,10 @@ def _provider_id(hub_provider_id: str | None) -> str:
 
 
 def _locked_session(session_id: str) -> ChargingSession | None:
-    # order_by(): SessionID is unique, and compiling the model's default ordering costs more than the query.
-    return next(iter(ChargingSession.objects.select_for_update().filter(session_id=session_id).order_by()), None)
+    # By the lower-case key: Hubject's SessionIDs are GUIDs, whatever case a CPO writes them in.
+    # order_by(): the key is unique, and compiling the model's default ordering costs more than the query.
+    query = ChargingSession.objects.select_for_update().filter(session_key=ids.session_key(session_id)).order_by()
+    return next(iter(query), None)
 
 
 def _lock_or_create_session(
@@ -334,25 +422,33 @@ def _fill_in(charging_session: ChargingSession, message) -> dict[str, Any]:
 
 def _store_message(
     message: InboundMessage | None, *, kind: str, charging_session: ChargingSession, operator_id: str, received_at,
-    remote_addr, raw: str, parsed
+    remote_addr, raw: str, parsed, anomalies: list[Anomaly]
 ) -> InboundMessage:
-    """Keep the message, applied: a new row, or the queued row the worker is applying."""
+    """Keep the message, applied (or held back): a new row, or the queued row the worker is applying."""
+    flags = {
+        "anomalies": [anomaly.to_json() for anomaly in anomalies],
+        "flagged": bool(anomalies),
+        "held_back": any(anomaly.code in HELD_BACK for anomaly in anomalies),
+    }
     if message is not None:
         message.charging_session = charging_session
         message.parsed = parsed
         message.applied_at = timezone.now()
-        message.save(update_fields=["charging_session", "parsed", "applied_at"])
+        for name, value in flags.items():
+            setattr(message, name, value)
+        message.save(update_fields=["charging_session", "parsed", "applied_at", *flags])
         return message
     return InboundMessage.objects.create(
         kind=kind,
         charging_session=charging_session,
-        session_id=charging_session.session_id,
+        session_id=ids.session_key(charging_session.session_id),
         operator_id=operator_id,
         received_at=received_at,
         remote_addr=_ip_or_none(remote_addr),
         raw=raw,
         parsed=parsed,
         applied_at=received_at,
+        **flags,
     )
 
 

@@ -35,7 +35,7 @@ from django.db import OperationalError, connection, transaction
 from django.utils import timezone
 
 from ..models import InboundMessage
-from ..oicp import inbound
+from ..oicp import ids, inbound
 from ..oicp.inbound import ChargeDetailRecord as ParsedCdr
 from ..oicp.inbound import ChargingNotification
 from .inbound import _ip_or_none, record_cdr, record_charging_notification
@@ -64,32 +64,40 @@ def receive_charging_notification(*, notification: ChargingNotification, raw: st
         record_charging_notification(notification=notification, raw=raw, remote_addr=remote_addr)
         return Received()
     _queue(kind=notification.kind, session_id=notification.session_id, operator_id=notification.operator_id,
-           raw=raw, remote_addr=remote_addr)
+           raw=raw, remote_addr=remote_addr, anomalies=notification.anomalies)
     return Received()
 
 
-def receive_cdr(*, cdr: ParsedCdr, raw: str, remote_addr: str | None) -> Received:
-    """Keep a pushed CDR; `duplicate` when one for its SessionID was received before."""
+def receive_cdr(*, cdr: ParsedCdr, raw: str, remote_addr: str | None, path_operator_id: str = "") -> Received:
+    """Keep a pushed CDR; `duplicate` when one for its SessionID was received before.
+
+    `path_operator_id` is the {operatorID} of the URL it was posted to: applying reads the CDR
+    again with it, so the anomaly "pushed for another operator" is kept with the message.
+    """
     if settings.OICP_INBOUND_APPLY == "request":
         outcome = record_cdr(cdr=cdr, raw=raw, source="PUSH", remote_addr=remote_addr)
         return Received(duplicate=outcome.duplicate)
     # Pushed or pulled, applied or still queued: every CDR ever received is an InboundMessage.
     # Only the SessionID in the query: its index finds a session's few messages; `kind` (in every row)
     # could lead the planner to the wrong index.
-    kinds = InboundMessage.objects.filter(session_id=cdr.session_id.lower()).order_by().values_list("kind", flat=True)
+    kinds = (InboundMessage.objects.filter(session_id=ids.session_key(cdr.session_id)).order_by()
+             .values_list("kind", flat=True))
     duplicate = InboundMessage.Kind.CDR in kinds
-    # The operator of the URL path, which parsing checked against the EvseID, is what applying re-checks.
     _queue(kind=InboundMessage.Kind.CDR, session_id=cdr.session_id, operator_id=cdr.operator_id, raw=raw,
-           remote_addr=remote_addr)
+           remote_addr=remote_addr, anomalies=cdr.anomalies, path_operator_id=path_operator_id)
     return Received(duplicate=duplicate)
 
 
-def _queue(*, kind: str, session_id: str, operator_id: str, raw: str, remote_addr: str | None) -> None:
+def _queue(*, kind: str, session_id: str, operator_id: str, raw: str, remote_addr: str | None,
+           anomalies=(), path_operator_id: str = "") -> None:
     # One INSERT, committed on its own (autocommit): the message is safe before Hubject hears "000".
-    # `parsed` is filled in when the message is applied (from `raw`, parsed again there).
-    _insert_message(kind=kind, session_id=session_id.lower(), operator_id=operator_id or "",
-                    received_at=timezone.now(), remote_addr=_ip_or_none(remote_addr), raw=raw, parsed={},
-                    apply_error="")
+    # `parsed` is filled in when the message is applied (from `raw`, parsed again there); so are the
+    # anomalies, which applying completes (a message that does not match its session).
+    _insert_message(kind=kind, session_id=ids.session_key(session_id), operator_id=operator_id or "",
+                    path_operator_id=(path_operator_id or "")[:10], received_at=timezone.now(),
+                    remote_addr=_ip_or_none(remote_addr), raw=raw, parsed={}, apply_error="",
+                    anomalies=[anomaly.to_json() for anomaly in anomalies], flagged=bool(anomalies),
+                    held_back=False)
     transaction.on_commit(kick_inbound_worker)  # at once, unless a caller's transaction is still open
 
 
@@ -214,7 +222,8 @@ def _apply(message_id: int) -> int:
                 return 0  # applied meanwhile
             body = message.raw.encode()
             if message.kind == InboundMessage.Kind.CDR:
-                _, cdr = inbound.parse_charge_detail_record(body, path_operator_id=message.operator_id)
+                _, cdr = inbound.parse_charge_detail_record(
+                    body, path_operator_id=message.path_operator_id or message.operator_id)
                 record_cdr(cdr=cdr, raw=message.raw, source="PUSH", remote_addr=message.remote_addr, message=message)
             else:
                 _, notification = inbound.parse_charging_notification(body)

@@ -239,6 +239,11 @@ def _record_result(*, stop_request_id: int, result: RemoteStopResult) -> SendOut
         if result.http_status is not None:
             stop_request.answered_at = now
         audit = {"attempt": stop_request.attempt_count, **result.to_audit()}
+        if result.outcome_unknown:
+            # The request left, no answer came back (read timeout, connection reset): Hubject
+            # may have performed the stop. Kept for good, even when a later attempt is answered.
+            stop_request.outcome_unknown = True
+            audit["outcome_unknown"] = True
         retry_in = None
         if result.outcome == Outcome.ACCEPTED:
             stop_request.state, event = State.ACCEPTED, Event.STOP_ACCEPTED
@@ -254,7 +259,11 @@ def _record_result(*, stop_request_id: int, result: RemoteStopResult) -> SendOut
         if stop_request.state in RemoteStopRequest.FINAL_STATES:
             stop_request.finished_at = now
         stop_request.save()
-        record_audit(event_type=event, stop_request=stop_request, data=audit)
+        entries = [AuditEntry(event, stop_request=stop_request, data=audit)]
+        if stop_request.charging_session.cdr_received_at is not None and stop_request.state in SETTLED_BY_PROOF:
+            # The CDR arrived while this attempt waited for Hubject's answer: that is the proof.
+            entries += _confirm(stop_request, confirmed_by="CDR", at=stop_request.charging_session.cdr_received_at)
+        record_audits(entries)
     logger.info(
         "stop request %s attempt %s: %s (http %s, oicp %s)",
         stop_request_id,
@@ -287,10 +296,9 @@ def mark_remote_stop_failed(*, stop_request_id: int, error: str) -> None:
 
 
 def confirm_remote_stops(*, charging_session: ChargingSession, confirmed_by: str, at=None) -> int:
-    """Mark the session's ACCEPTED (or UNCONFIRMED) stops CONFIRMED, with their audit records; how many.
-
-    An UNCONFIRMED stop is confirmed too when the proof arrives late: the record then says when it
-    really ended.
+    """Mark the session's stops sent before this proof CONFIRMED (`confirmation_entries`), with their
+    audit records; how many. An UNCONFIRMED or FAILED stop is confirmed too when the proof arrives
+    late: the record then says when it really ended.
     """
     with transaction.atomic():
         entries = confirmation_entries(charging_session=charging_session, confirmed_by=confirmed_by, at=at)
@@ -298,33 +306,59 @@ def confirm_remote_stops(*, charging_session: ChargingSession, confirmed_by: str
     return len(entries)
 
 
-def confirmation_entries(*, charging_session: ChargingSession, confirmed_by: str, at=None) -> list[AuditEntry]:
-    """Confirm the session's waiting stops; the caller writes the returned audit records last.
+# Stops the CPO's End or CDR settles as CONFIRMED when it arrives after they were sent: accepted
+# ones, those never confirmed in time, and failed ones that reached Hubject (a timeout or a broken
+# connection may have reached the CPO; a stop answered 310 may still have been performed). A
+# rejected stop was not performed (Hubject said so), and one that never left was not sent at all.
+SETTLED_BY_PROOF = (State.ACCEPTED, State.UNCONFIRMED, State.FAILED)
 
-    Called inside the transaction that records an End notification or a CDR.
+
+def confirmation_entries(*, charging_session: ChargingSession, confirmed_by: str, at=None) -> list[AuditEntry]:
+    """Confirm the session's stops sent before this End or CDR; the caller writes the returned audit
+    records last (inside the transaction that records the End notification or the CDR).
+
+    The caller decides whether the message is news: an End confirms only when the session was still
+    charging; a stop sent after an End waits for the CDR. A stop still waiting for a retry after an
+    attempt that may have reached the CPO is settled too: nothing more is sent for it.
     """
     now = at or timezone.now()
     entries = []
+    reached_hubject = Q(outcome_unknown=True) | Q(http_status__isnull=False)
     waiting = RemoteStopRequest.objects.select_for_update().filter(
-        charging_session=charging_session, state__in=[State.ACCEPTED, State.UNCONFIRMED]
+        Q(state__in=[State.ACCEPTED, State.UNCONFIRMED])
+        | Q(reached_hubject, state__in=[State.FAILED, State.PENDING], first_sent_at__lte=now),
+        charging_session=charging_session,
+        requested_at__lte=now,
     ).order_by("pk")
     for stop_request in waiting:
-        previous = stop_request.state
-        stop_request.state = State.CONFIRMED
-        stop_request.confirmed_at = now
-        stop_request.confirmed_by = confirmed_by
-        stop_request.time_to_confirmation = now - stop_request.requested_at
-        stop_request.save(update_fields=["state", "confirmed_at", "confirmed_by", "time_to_confirmation"])
-        entries.append(AuditEntry(
-            Event.STOP_CONFIRMED,
-            stop_request=stop_request,
-            data={
-                "confirmed_by": confirmed_by,
-                "previous_state": previous,
-                "seconds_to_confirmation": round(stop_request.time_to_confirmation.total_seconds(), 3),
-            },
-        ))
+        entries += _confirm(stop_request, confirmed_by=confirmed_by, at=now)
     return entries
+
+
+def _confirm(stop_request: RemoteStopRequest, *, confirmed_by: str, at) -> list[AuditEntry]:
+    previous = stop_request.state
+    stop_request.state = State.CONFIRMED
+    stop_request.confirmed_at = at
+    stop_request.confirmed_by = confirmed_by
+    stop_request.time_to_confirmation = max(at - stop_request.requested_at, timedelta(0))
+    stop_request.finished_at = stop_request.finished_at or at
+    stop_request.next_attempt_at = None
+    stop_request.save(update_fields=["state", "confirmed_at", "confirmed_by", "time_to_confirmation",
+                                     "finished_at", "next_attempt_at"])
+    data = {
+        "confirmed_by": confirmed_by,
+        "previous_state": previous,
+        "seconds_to_confirmation": round(stop_request.time_to_confirmation.total_seconds(), 3),
+    }
+    if previous in (State.FAILED, State.PENDING):
+        data["settled"] = (
+            f"The stop was {'still being retried' if previous == State.PENDING else 'marked failed'}"
+            f"{' with its outcome unknown' if stop_request.outcome_unknown else ''}; the "
+            f"{'CDR' if confirmed_by == 'CDR' else 'End notification'} that arrived after it was sent shows "
+            "the session ended."
+        )
+        data["outcome_unknown"] = stop_request.outcome_unknown
+    return [AuditEntry(Event.STOP_CONFIRMED, stop_request=stop_request, data=data)]
 
 
 def mark_unconfirmed_stops(*, now=None) -> int:
