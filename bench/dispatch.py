@@ -52,7 +52,7 @@ def wait_received(simulator, session_ids: set[str], timeout: float) -> dict[str,
 
 def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="bench-dispatch-"))
-    with servers.redis_server() as redis_url, servers.simulator_process("--quiet") as simulator:
+    with servers.redis_server() as redis_url, servers.simulator_process("--quiet", "--tidy") as simulator:
         env = {
             "DJANGO_SETTINGS_MODULE": "portal.settings",
             "PORTAL_ENV_FILE": "/nonexistent/.env",

@@ -307,14 +307,18 @@ class StuckQueue:
 
 
 def stuck_queue(*, limit: int = 50) -> StuckQueue:
-    """Unconfirmed stops and silent active sessions, oldest first (a constant number of queries)."""
+    """Unconfirmed stops (and failed ones whose outcome is unknown) and silent active sessions,
+    oldest first (a constant number of queries)."""
     # Driven by the few sessions not yet closed (index stop_state_session_idx): unconfirmed stops of
     # closed sessions stay UNCONFIRMED for ever, and walking all of them grew with the history.
     open_sessions = ChargingSession.objects.filter(
         status__in=[value for value in ChargingSession.Status.values if value != ChargingSession.Status.CLOSED]
     ).order_by().values("pk")
+    # A failed stop whose last attempt may have reached the CPO (a timeout, a broken connection)
+    # waits here too, until the End or CDR settles it.
     unconfirmed = (
-        RemoteStopRequest.objects.filter(state=State.UNCONFIRMED, charging_session_id__in=open_sessions)
+        RemoteStopRequest.objects.filter(Q(state=State.UNCONFIRMED) | Q(state=State.FAILED, outcome_unknown=True),
+                                         charging_session_id__in=open_sessions)
         .select_related("charging_session", "requested_by")
         .order_by("finished_at", "pk")
     )

@@ -118,6 +118,12 @@ class Simulator:
         """Merge entries into the behaviour table (a None entry removes that EVSE or operator)."""
         requests.patch(f"{self.url}/_sim/behaviours", json=table, timeout=5).raise_for_status()
 
+    def add_sessions(self, *charging_sessions) -> None:
+        """Make the simulated HBS know the test's sessions, as if it had issued them: like the real
+        one, it answers "400 Session is invalid" to a stop for a SessionID it never issued."""
+        entries = [{"SessionID": cs.session_id, "EvseID": cs.evse_id} for cs in charging_sessions]
+        requests.post(f"{self.url}/_sim/sessions", json=entries, timeout=30).raise_for_status()
+
 
 @contextmanager
 def simulator_process(*extra: str):

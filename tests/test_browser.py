@@ -63,6 +63,7 @@ def submit_stop(page, reason="Cable locked / cannot unplug", case_reference=""):
 def test_agent_stops_a_session_and_follows_it_live_to_accepted(agent_page, live):
     page = agent_page
     charging_session = ChargingSessionFactory(evse_id="DE*SLW*E0001*1", operator_id="DE*SLW")
+    live.add_sessions(charging_session)
     open_session_by_search(page, charging_session.evse_id)
 
     # The dialog opens with the reason focused, and Esc cancels with focus back on the button.

@@ -51,6 +51,7 @@ def _wait_all_final(pks: list[int], timeout: float = 240) -> None:
 
 def test_twenty_agents_stopping_one_session_at_once_make_one_request_and_one_hubject_call(live):
     charging_session = ChargingSessionFactory()
+    live.add_sessions(charging_session)
     clients = []
     for index in range(20):
         client = Client()
@@ -79,6 +80,7 @@ def test_twenty_agents_stopping_one_session_at_once_make_one_request_and_one_hub
 def test_two_hundred_stops_for_two_hundred_sessions_at_once_all_become_final(live):
     operators = ["DE*ACC", "NL*FST", "DE*AAA", "DE*BBB"]
     sessions = [ChargingSessionFactory(evse_id=f"{operators[n % 4]}*E{n:05d}*9") for n in range(200)]
+    live.add_sessions(*sessions)
     agents = [AgentFactory() for _ in range(20)]
 
     def submit(index):
@@ -115,6 +117,7 @@ def test_a_slow_cpo_does_not_hold_up_stops_for_other_cpos(simulator, slow_cpo_wo
                                               "NL*FST": {"action": "accept"}}})
     slow = [ChargingSessionFactory(evse_id=f"DE*SLO*E{n:05d}*1") for n in range(30)]
     fast = ChargingSessionFactory(evse_id="NL*FST*E00001*1")
+    simulator.add_sessions(*slow, fast)
     slow_ids = {cs.session_id for cs in slow}
     for cs in slow:
         services.request_remote_stop(charging_session_id=cs.pk, acting_user=agent, reason=StopReason.DRIVER_ASKED)

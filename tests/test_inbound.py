@@ -572,6 +572,7 @@ REAL_WORLD = [
     ("float-noise-energy", NOTIFY_URL, msg(END, ConsumedEnergy=1234.5000000000002), "rounded", "ConsumedEnergy"),
     ("float-noise-cdr", cdr_url(), msg(CDR, ConsumedEnergy=12.3456), "rounded", "ConsumedEnergy"),
     ("float-duration-whole", NOTIFY_URL, msg(PROGRESS, ChargingDuration=48000.0), "number_form", "ChargingDuration"),
+    ("long-PartnerProductID", NOTIFY_URL, msg(START, PartnerProductID="x" * 51), "over_long", "PartnerProductID"),
     ("very-long-PartnerProductID", NOTIFY_URL, msg(START, PartnerProductID="x" * 101), "over_long", "PartnerProductID"),
     ("cdr-long-PartnerProductID", cdr_url(), msg(CDR, PartnerProductID="x" * 130), "over_long", "PartnerProductID"),
     ("unknown-ErrorType", NOTIFY_URL, msg(ERROR, ErrorType="GroundFault"), "unknown_value", "ErrorType"),
@@ -626,7 +627,7 @@ def test_real_world_variants_are_accepted_kept_as_sent_and_flagged(client, url, 
 def test_a_tidy_message_has_no_anomalies(client):
     ChargingSessionFactory(session_id=SID, evse_id="DE*XYZ*ETEST1", operator_id="DE*XYZ")
 
-    assert_ack(post(client, NOTIFY_URL, msg(START, OperatorID="DE*XYZ", PartnerProductID="x" * 100)),
+    assert_ack(post(client, NOTIFY_URL, msg(START, OperatorID="DE*XYZ", PartnerProductID="x" * 50)),
                result=True, code="000", status=200)
     assert_ack(post(client, cdr_url(), CDR), result=True, code="000", status=200)
 

@@ -36,6 +36,7 @@ def stop_and_wait(charging_session) -> RemoteStopRequest:
 def test_stop_reaches_accepted_and_the_request_matches_hubjects_openapi(live):
     charging_session = ChargingSessionFactory(evse_id="DE*ACC*E0042*1", operator_id="DE*ACC",
                                               cpo_partner_session_id="CPO-1")
+    live.add_sessions(charging_session)  # a session Hubject issued: anything else gets 400
     stop = stop_and_wait(charging_session)
     assert (stop.state, stop.oicp_code, stop.http_status, stop.attempt_count) == (State.ACCEPTED, "000", 200, 1)
     assert stop.process_id  # the simulator, like HBS, sends a Process-ID header

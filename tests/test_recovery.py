@@ -62,6 +62,7 @@ def test_broker_down_the_stop_is_saved_queued_and_sent_exactly_once_when_redis_i
             client.force_login(agent)
             charging_session = ChargingSessionFactory()
             simulator.patch_behaviours({"evses": {charging_session.evse_id: {"action": "accept"}}})
+            simulator.add_sessions(charging_session)
 
             redis.stop()
             started = time.monotonic()
@@ -121,6 +122,7 @@ def test_worker_killed_mid_call_outcome_unknown_is_recorded_and_shown_then_settl
     # Hubject holds both calls for a long time: the worker dies while waiting.
     held = {"action": "accept", "delay_seconds": 60}
     simulator.patch_behaviours({"evses": {retried.evse_id: held, given_up.evse_id: held}})
+    simulator.add_sessions(retried, given_up)
 
     with servers.celery_publisher(broker):
         first = servers.celery_worker(broker_url=broker, database_url=database_url, oicp_base_url=simulator.url,

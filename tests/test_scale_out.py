@@ -58,6 +58,7 @@ def test_two_web_servers_and_two_workers_make_one_request_and_one_call_per_sessi
         UserFactory(username=f"scale-agent-{index}", role=roles.AGENT)
     sessions = [ChargingSessionFactory(evse_id=f"DE*ACC*E{9000 + n:05d}*1") for n in range(SESSIONS)]
     simulator.patch_behaviours({"operators": {"DE*ACC": {"action": "accept"}}})
+    simulator.add_sessions(*sessions)
 
     worker_one = servers.celery_worker(broker_url=broker, database_url=database_url, oicp_base_url=simulator.url,
                                        concurrency=4)

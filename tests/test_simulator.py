@@ -1044,3 +1044,373 @@ def test_cli_loads_the_demo_sessions_file_and_pushes_to_the_portal(tmp_path: Pat
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+# ---- HBS checks the session: 400 Session is invalid (DIGEST §2, §8.5)
+
+OTHER_SESSION = "b2688855-7f00-0002-6d8e-48d883f6abb6"
+
+
+def assert_hbs_answered(response: requests.Response, code: str) -> dict[str, Any]:
+    assert response.status_code == 200  # an acknowledgement, not an HTTP error
+    ack = response.json()
+    assert ack["Result"] is False
+    assert ack["StatusCode"]["Code"] == code and ack["StatusCode"]["Description"] == HUBJECT_DESCRIPTIONS[code]
+    return ack
+
+
+def test_a_stop_for_a_session_hbs_never_issued_is_400_session_is_invalid(sim: SimulatorServer) -> None:
+    ack = assert_hbs_answered(post(sim, body(SessionID=OTHER_SESSION)), "400")
+
+    assert ack["SessionID"] == OTHER_SESSION
+    [entry] = received(sim)
+    assert entry["violations"] == [] and entry["hbs_answer"] == "400: session never issued"
+    assert [s["SessionID"] for s in sim.cpo.sessions_list()] == [SESSION_ID]  # the CPO never heard of it
+
+
+def test_session_ids_are_compared_exactly_as_given(sim: SimulatorServer) -> None:
+    assert_hbs_answered(post(sim, body(SessionID=SESSION_ID.upper())), "400")
+    assert post(sim, SAMPLE).json()["StatusCode"]["Code"] == "000"
+
+
+def test_the_session_check_comes_before_accept_only(sim: SimulatorServer) -> None:
+    """Other actions are failures a test asks for, whatever the SessionID."""
+    configure(sim, {"evses": {"DE*OFF*E1": {"action": "reject", "code": "501"},
+                              "FR*ERR*E1": {"action": "http_error", "http_status": 503}}})
+
+    assert post(sim, body(SessionID=OTHER_SESSION, EvseID="DE*OFF*E1")).json()["StatusCode"]["Code"] == "501"
+    assert post(sim, body(SessionID=OTHER_SESSION, EvseID="FR*ERR*E1")).status_code == 503
+
+
+def test_sessions_the_cpo_issues_count_as_issued(sim: SimulatorServer) -> None:
+    answer = requests.post(f"{sim.url}/_sim/sessions", json=[{"EvseID": "DE*ACC*E0001*1"}], timeout=5).json()
+
+    [issued] = answer["issued"]
+    assert answer["added"] == 1 and re.fullmatch(r"[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}", issued)
+    assert post(sim, body(SessionID=issued, EvseID="DE*ACC*E0001*1")).json()["Result"] is True
+
+
+def test_a_stop_after_the_cdr_is_400_session_is_invalid(cpo_sim: SimulatorServer, portal: Receiver) -> None:
+    requests.post(f"{cpo_sim.url}/_sim/sessions", json=[demo_session()], timeout=5)
+    assert post(cpo_sim, stop_body()).json()["Result"] is True
+    portal.wait_for("CDR", SESSION_ID)
+
+    assert_hbs_answered(post(cpo_sim, stop_body()), "400")
+    assert received(cpo_sim)[-1]["hbs_answer"] == "400: session closed"
+    time.sleep(0.4)
+    assert len(portal.of("End", SESSION_ID)) == 1 and len(portal.of("CDR", SESSION_ID)) == 1
+
+
+def test_a_stop_for_a_session_whose_cdr_hbs_holds_is_400(sim: SimulatorServer) -> None:
+    cdr = dict(injected_cdr(1), SessionID=OTHER_SESSION)
+    requests.post(f"{sim.url}/_sim/cdrs", json=[cdr], timeout=5).raise_for_status()
+
+    assert_hbs_answered(post(sim, body(SessionID=OTHER_SESSION)), "400")
+    assert received(sim)[-1]["hbs_answer"] == "400: session closed"
+
+
+# ---- the tidy switch
+
+
+def test_tidy_accepts_any_session_id_and_a_put_returns_to_the_startup_setting(sim: SimulatorServer) -> None:
+    assert configure(sim, {"tidy": True}).json()["tidy"] is True
+    assert post(sim, body(SessionID=OTHER_SESSION)).json()["Result"] is True
+    assert received(sim)[-1]["hbs_answer"] is None
+
+    configure(sim, {"default": {"action": "accept"}})  # a PUT naming no option: back to how it started
+    assert requests.get(f"{sim.url}/_sim/behaviours", timeout=5).json()["tidy"] is False
+    assert_hbs_answered(post(sim, body(SessionID="c2688855-7f00-0002-6d8e-48d883f6abb6")), "400")
+
+
+def test_a_simulator_started_tidy_stays_tidy_across_puts() -> None:
+    from sessions.oicp.simulator import _load_table, _parse_args
+
+    table = _load_table(_parse_args(["--tidy", "--cpo-window", "5"]))
+    assert (table.tidy, table.cpo_window_seconds) == (True, 5.0)
+    server = make_server(port=0, behaviours=table)
+    serve_in_thread(server)
+    try:
+        configure(server, {"default": {"action": "accept"}})
+        assert post(server, body(SessionID=OTHER_SESSION)).json()["Result"] is True
+        options = requests.get(f"{server.url}/_sim/behaviours", timeout=5).json()
+        assert (options["tidy"], options["cpo_window_seconds"]) == (True, 5.0)
+        configure(server, {"tidy": False}, method="PATCH")
+        assert_hbs_answered(post(server, body(SessionID="c2688855-7f00-0002-6d8e-48d883f6abb6")), "400")
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+# ---- HBS's CPO window: 310 Partner did not respond (DIGEST §3)
+
+
+def test_an_answer_later_than_the_cpo_window_is_310_at_the_window(sim: SimulatorServer) -> None:
+    configure(sim, {"cpo_window_seconds": 0.3, "default": {"action": "accept", "delay_seconds": 30}})
+
+    started = time.monotonic()
+    response = post(sim, SAMPLE)
+    took = time.monotonic() - started
+
+    assert 0.3 <= took < 3
+    ack = assert_hbs_answered(response, "310")
+    assert ack["SessionID"] == SESSION_ID
+    assert received(sim)[-1]["hbs_answer"] == "310: the CPO did not answer within 0.3 s"
+
+
+@pytest.mark.parametrize("behaviour", [{"action": "no_answer"}, {"action": "reject", "code": "501", "delay_seconds": 5}])
+def test_no_answer_and_late_rejections_become_310(sim: SimulatorServer, behaviour: dict[str, Any]) -> None:
+    configure(sim, {"cpo_window_seconds": 0.2, "default": behaviour})
+    assert_hbs_answered(post(sim, SAMPLE), "310")
+
+
+def test_a_behaviour_can_have_its_own_window_and_answers_inside_it_are_unchanged(sim: SimulatorServer) -> None:
+    configure(sim, {"evses": {"DE*SLO*E1": {"action": "accept", "delay_seconds": 5, "cpo_window_seconds": 0.2},
+                              "DE*SLO*E2": {"action": "accept", "delay_seconds": 0.3}}})
+    assert_hbs_answered(post(sim, body(EvseID="DE*SLO*E1")), "310")
+    assert post(sim, body(EvseID="DE*SLO*E2")).json()["Result"] is True  # well inside the default 60 s
+
+
+def test_a_hanging_no_answer_ignores_the_window(sim: SimulatorServer) -> None:
+    configure(sim, {"cpo_window_seconds": 0.1, "default": {"action": "no_answer", "hang": True, "delay_seconds": 0.6}})
+
+    started = time.monotonic()
+    with pytest.raises(requests.ConnectionError):
+        post(sim, SAMPLE, timeout=5)
+
+    assert time.monotonic() - started >= 0.6
+    time.sleep(0.05)
+    assert received(sim)[-1]["outcome"] == "no_answer"
+
+
+def test_the_default_window_is_hubjects_60_seconds() -> None:
+    table = BehaviourTable.from_json(DEMO_BEHAVIOURS)
+    assert table.cpo_window_seconds == 60
+    late = table.lookup("DE*LAT*E1")[0]
+    assert late["delay_seconds"] > late["cpo_window_seconds"] == 60
+    assert table.lookup("DE*DWN*E1")[0]["hang"] is True  # the demo CPO that never answers still does not
+
+
+def test_a_cpo_that_accepts_after_the_window_still_ends_the_session(cpo_sim: SimulatorServer, portal: Receiver) -> None:
+    configure(cpo_sim, {"cpo_window_seconds": 0.2, "default": {"action": "accept", "delay_seconds": 0.6}})
+    requests.post(f"{cpo_sim.url}/_sim/sessions", json=[demo_session()], timeout=5)
+    answered = time.monotonic()
+    assert_hbs_answered(post(cpo_sim, stop_body()), "310")
+
+    [end] = portal.wait_for("End", SESSION_ID)
+    portal.wait_for("CDR", SESSION_ID)
+    assert end["at"] - answered >= 0.4 + 0.2  # the CPO's late acceptance, then its push delay
+
+
+# ---- demo CPOs and message variants
+
+
+def session_pushes(cpo_sim: SimulatorServer, portal: Receiver, evse_id: str) -> dict[str, dict[str, Any]]:
+    """Run one session to its CDR (Start, Progress, accepted stop, End, CDR): the last push of each kind."""
+    requests.post(f"{cpo_sim.url}/_sim/sessions", json=[demo_session(evse_id=evse_id)], timeout=5).raise_for_status()
+    portal.wait_for("Progress", SESSION_ID)
+    assert post(cpo_sim, stop_body(evse_id=evse_id)).json()["Result"] is True
+    portal.wait_for("CDR", SESSION_ID)
+    return {kind: portal.of(kind, SESSION_ID)[-1] for kind in ("Start", "Progress", "End", "CDR")}
+
+
+@pytest.fixture
+def quirky_sim(portal: Receiver) -> Iterator[SimulatorServer]:
+    server = start_cpo_sim(portal.url, progress_interval_seconds=0.1)
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def with_quirks(sim: SimulatorServer, *quirks: str, **keys: Any) -> None:
+    configure(sim, {"operators": {"DE*QRK": {"action": "accept", "quirks": list(quirks), **keys}}})
+
+
+def test_cable_stuck_ends_charging_then_only_the_stop_brings_the_cdr(cpo_sim: SimulatorServer, portal: Receiver) -> None:
+    configure(cpo_sim, {"operators": {"DE*CBL": {"action": "accept", "cable_stuck_after_seconds": 0.2}}})
+    requests.post(f"{cpo_sim.url}/_sim/sessions", json=[demo_session(evse_id="DE*CBL*E0001*1")], timeout=5)
+
+    [end] = portal.wait_for("End", SESSION_ID)
+    time.sleep(0.5)  # well past the CDR delay: the car is still plugged in
+    assert portal.of("CDR", SESSION_ID) == []
+    [session] = requests.get(f"{cpo_sim.url}/_sim/sessions", timeout=5).json()
+    assert session["state"] == "PLUGGED"
+    assert_valid_oicp(end)
+    assert requests.get(f"{cpo_sim.url}/_sim/pushed", params={"kind": "End"}, timeout=5).json()[0]["reason"] == \
+        "charging_finished"
+
+    assert post(cpo_sim, stop_body(evse_id="DE*CBL*E0001*1")).json()["Result"] is True
+    [cdr] = portal.wait_for("CDR", SESSION_ID)
+    time.sleep(0.3)
+
+    assert len(portal.of("End", SESSION_ID)) == 1  # no second End
+    assert_valid_oicp(cdr)
+    assert cdr["body"]["ChargingEnd"] == end["body"]["ChargingEnd"]
+    assert cdr["body"]["ConsumedEnergy"] == end["body"]["ConsumedEnergy"]
+    assert cdr["at"] > end["at"] + 0.5
+    assert_hbs_answered(post(cpo_sim, stop_body(evse_id="DE*CBL*E0001*1")), "400")  # now closed
+
+
+def test_error_notifications_use_each_error_type_in_turn(cpo_sim: SimulatorServer, portal: Receiver) -> None:
+    types = ["ConnectorError", "CriticalError", "Connector Error"]
+    configure(cpo_sim, {"operators": {"DE*FLT": {"action": "accept", "error_types": types, "error_after_seconds": 0.1}}})
+    ids = [f"{n}2688855-7f00-0002-6d8e-48d883f6abb6" for n in "abc"]
+    requests.post(f"{cpo_sim.url}/_sim/sessions", timeout=5,
+                  json=[demo_session(session_id, evse_id=f"DE*FLT*E000{n}*1") for n, session_id in enumerate(ids)])
+
+    errors = portal.wait_for("Error", count=3)
+
+    assert sorted(e["body"]["ErrorType"] for e in errors) == sorted(types)
+    for error in errors:
+        assert error["path"] == NOTIFICATIONS
+        assert {"Type", "SessionID", "EvseID", "OperatorID", "ErrorType", "ErrorAdditionalInfo"} <= set(error["body"])
+        assert error["body"]["OperatorID"] == "DE*FLT" and len(error["body"]["ErrorAdditionalInfo"]) <= 250
+    [sample] = [e for e in errors if e["body"]["ErrorType"] == "Connector Error"]
+    assert sample["body"]["ErrorAdditionalInfo"] == "Plug was not connected, EVSEID timed out reached"
+    assert post(cpo_sim, stop_body(ids[0], "DE*FLT*E0000*1")).json()["Result"] is True  # stops still work
+
+
+def test_eichrecht_cdrs_carry_signed_values_and_verification_info(quirky_sim: SimulatorServer, portal: Receiver) -> None:
+    with_quirks(quirky_sim, "eichrecht")
+    cdr = session_pushes(quirky_sim, portal, "DE*QRK*E0001*1")["CDR"]["body"]
+
+    values = cdr["SignedMeteringValues"]
+    assert 2 <= len(values) <= 10
+    assert [v["MeteringStatus"] for v in values] == ["Start"] + ["Progress"] * (len(values) - 2) + ["End"]
+    assert all(v["SignedMeteringValue"].startswith("OCMF|") and len(v["SignedMeteringValue"]) <= 3000 for v in values)
+    info = cdr["CalibrationLawVerificationInfo"]
+    limits = {"CalibrationLawCertificateID": 100, "PublicKey": 1000, "MeteringSignatureUrl": 200,
+              "MeteringSignatureEncodingFormat": 50, "SignedMeteringValuesVerificationInstruction": 400}
+    assert set(info) == set(limits) and all(0 < len(info[k]) <= limit for k, limit in limits.items())
+
+
+def test_eichrecht_over_10_sends_more_signed_values_than_the_spec_allows(quirky_sim: SimulatorServer,
+                                                                         portal: Receiver) -> None:
+    with_quirks(quirky_sim, "eichrecht_over_10")
+    cdr = session_pushes(quirky_sim, portal, "DE*QRK*E0001*1")["CDR"]["body"]
+    assert len(cdr["SignedMeteringValues"]) > 10
+
+
+def test_float_noise_in_kwh_values(quirky_sim: SimulatorServer, portal: Receiver) -> None:
+    with_quirks(quirky_sim, "float_noise")
+    pushes = session_pushes(quirky_sim, portal, "DE*QRK*E0001*1")
+
+    for kind in ("Start", "End", "CDR"):
+        raw = pushes[kind]["raw"].decode()
+        value = re.search(r'"MeterValueStart": (\d+\.\d+)', raw).group(1)
+        assert len(value.split(".")[1]) > 3, value  # e.g. 1234.5000000000002
+        assert abs(float(value) - round(float(value), 3)) < 1e-9  # noise, not a different reading
+
+
+def test_four_decimals_in_kwh_values(quirky_sim: SimulatorServer, portal: Receiver) -> None:
+    with_quirks(quirky_sim, "four_decimals")
+    raw = session_pushes(quirky_sim, portal, "DE*QRK*E0001*1")["CDR"]["raw"].decode()
+    for name in ("MeterValueStart", "MeterValueEnd", "ConsumedEnergy"):
+        assert re.search(rf'"{name}": \d+\.\d{{4}}[,}}]', raw), (name, raw)
+
+
+def test_float_charging_duration(quirky_sim: SimulatorServer, portal: Receiver) -> None:
+    with_quirks(quirky_sim, "float_duration")
+    progress = session_pushes(quirky_sim, portal, "DE*QRK*E0001*1")["Progress"]
+    assert re.search(r'"ChargingDuration": \d+\.0[,}]', progress["raw"].decode())
+
+
+def test_explicit_nulls_for_optional_fields(quirky_sim: SimulatorServer, portal: Receiver) -> None:
+    with_quirks(quirky_sim, "explicit_nulls")
+    pushes = session_pushes(quirky_sim, portal, "DE*QRK*E0001*1")
+
+    for kind in ("Start", "Progress", "End", "CDR"):
+        assert "PartnerProductID" in pushes[kind]["body"] and pushes[kind]["body"]["PartnerProductID"] is None
+    cdr = pushes["CDR"]["body"]
+    assert cdr["HubOperatorID"] is None and cdr["SignedMeteringValues"] is None
+    assert cdr["SessionID"] == SESSION_ID and cdr["ConsumedEnergy"] is not None  # mandatory ones stay
+
+
+def test_long_product_id(quirky_sim: SimulatorServer, portal: Receiver) -> None:
+    with_quirks(quirky_sim, "long_product_id")
+    pushes = session_pushes(quirky_sim, portal, "DE*QRK*E0001*1")
+    for kind in ("Start", "End", "CDR"):
+        assert 50 < len(pushes[kind]["body"]["PartnerProductID"]) <= 100
+
+
+def test_notifications_without_operator_id(quirky_sim: SimulatorServer, portal: Receiver) -> None:
+    with_quirks(quirky_sim, "no_operator_id")
+    pushes = session_pushes(quirky_sim, portal, "DE*QRK*E0001*1")
+    for kind in ("Start", "Progress", "End"):
+        assert "OperatorID" not in pushes[kind]["body"]
+    assert pushes["CDR"]["path"].endswith("/operators/DE*QRK/charge-detail-record")
+
+
+def test_a_hub_operator_sends_cdrs_on_its_own_path(quirky_sim: SimulatorServer, portal: Receiver) -> None:
+    with_quirks(quirky_sim, hub_operator_id="DE*HUB")
+    pushes = session_pushes(quirky_sim, portal, "DE*QRK*E0001*1")
+
+    cdr = pushes["CDR"]
+    assert cdr["path"] == "/api/oicp/cdrmgmt/v22/operators/DE*HUB/charge-detail-record"
+    assert cdr["body"]["HubOperatorID"] == "DE*HUB" and cdr["body"]["EvseID"] == "DE*QRK*E0001*1"
+    assert pushes["End"]["body"]["OperatorID"] == "DE*HUB"  # as in Hubject's samples
+
+
+def test_upper_case_session_ids_must_come_back_exactly(quirky_sim: SimulatorServer, portal: Receiver) -> None:
+    with_quirks(quirky_sim, "upper_case_session_ids")
+    answer = requests.post(f"{quirky_sim.url}/_sim/sessions", json=[{"EvseID": "DE*QRK*E0001*1"}], timeout=5).json()
+    [session_id] = answer["issued"]
+    assert session_id == session_id.upper() and re.search("[A-F]", session_id)
+    [start] = portal.wait_for("Start", session_id)
+
+    assert_hbs_answered(post(quirky_sim, stop_body(session_id.lower(), "DE*QRK*E0001*1")), "400")
+    assert post(quirky_sim, stop_body(session_id, "DE*QRK*E0001*1")).json()["Result"] is True
+    [cdr] = portal.wait_for("CDR", session_id)
+    assert start["body"]["SessionID"] == cdr["body"]["SessionID"] == session_id
+
+
+def test_without_quirks_messages_stay_tidy(quirky_sim: SimulatorServer, portal: Receiver) -> None:
+    pushes = session_pushes(quirky_sim, portal, "DE*ACC*E0001*1")
+    for push in pushes.values():
+        assert_valid_oicp(push)
+        assert None not in push["body"].values()
+    assert isinstance(pushes["Progress"]["body"]["ChargingDuration"], int)
+    assert "SignedMeteringValues" not in pushes["CDR"]["body"] and "PartnerProductID" not in pushes["CDR"]["body"]
+
+
+@pytest.mark.parametrize(
+    "behaviour",
+    [
+        {"action": "accept", "quirks": ["sparkles"]},
+        {"action": "accept", "quirks": "float_noise"},
+        {"action": "accept", "hang": True},
+        {"action": "no_answer", "hang": "yes"},
+        {"action": "accept", "error_types": ["Kaputt"]},
+        {"action": "accept", "error_types": []},
+        {"action": "accept", "error_after_seconds": 3},
+        {"action": "accept", "hub_operator_id": "DE-HUB"},
+        {"action": "accept", "cable_stuck_after_seconds": -1},
+        {"action": "accept", "cpo_window_seconds": 0},
+    ],
+)
+def test_bad_new_behaviour_keys_are_refused(behaviour: dict[str, Any]) -> None:
+    with pytest.raises(BehaviourError):
+        BehaviourTable.from_json({"default": behaviour})
+
+
+@pytest.mark.parametrize("table", [{"tidy": "yes"}, {"cpo_window_seconds": -5}, {"cpo_window_seconds": "60"}])
+def test_bad_table_options_are_refused(sim: SimulatorServer, table: dict[str, Any]) -> None:
+    assert configure(sim, table).status_code == 400
+
+
+def test_demo_has_cable_stuck_erroring_and_messy_cpos_and_keeps_the_old_ones() -> None:
+    by_id = {op["operator_id"]: op for op in DEMO_OPERATORS}
+    original = ["DE*ACC", "NL*FST", "DE*SLO", "DE*OFF", "AT*RJX", "DE*DWN", "FR*ERR", "DE*NCF"]
+    assert list(by_id)[:8] == original
+    for operator_id in original:  # integration tests use these: tidy messages
+        assert not {"quirks", "hub_operator_id", "error_types", "cable_stuck_after_seconds"} & set(
+            by_id[operator_id]["behaviour"])
+    assert by_id["DE*CBL"]["behaviour"]["cable_stuck_after_seconds"] > 0
+    assert set(by_id["DE*FLT"]["behaviour"]["error_types"]) == {"ConnectorError", "CriticalError", "Connector Error"}
+    quirks = {q for op in DEMO_OPERATORS for q in op["behaviour"].get("quirks", ())}
+    from sessions.oicp.simulator import QUIRKS
+
+    assert quirks == set(QUIRKS)  # the demo shows every variant
+    assert any(op["behaviour"].get("hub_operator_id") for op in DEMO_OPERATORS)
+    for op in DEMO_OPERATORS:
+        assert op["summary"] and len(op["name"]) <= 22  # load_demo prints names in 22 columns
+        assert re.fullmatch(r"[A-Z]{2}\*[A-Z0-9]{3}", op["operator_id"])

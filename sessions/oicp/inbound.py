@@ -56,7 +56,7 @@ from .fields import (
 MAX_METER_VALUES_IN_BETWEEN = 1000
 MAX_SIGNED_METERING_VALUES = 10  # asciidoc: list of at most 10 (more are kept and flagged)
 MAX_SIGNED_METERING_VALUE = 3000
-PARTNER_PRODUCT_ID_MAX = 100  # Hubject's pattern; the EMP text says 50, CPOs send up to 100
+PARTNER_PRODUCT_ID_MAX = 50  # the message schemas; Hubject's ProductID pattern allows 100, CPOs send that
 ERROR_ADDITIONAL_INFO_MAX = 250  # ChargingSession.last_error_info keeps this much; the message keeps all
 ERROR_TYPE_MAX = 30  # ChargingSession.last_error_type
 ADDITIONAL_INFO_MAX = 1000  # StatusCode.AdditionalInfo of the acknowledgement
@@ -240,7 +240,8 @@ def calibration_law_verification_info(value: Any, note: Note) -> dict[str, Any]:
 def partner_product_id(value: Any, note: Note) -> str:
     text = string(10_000)(value)
     if len(text) > PARTNER_PRODUCT_ID_MAX:
-        note("over_long", f"has {len(text)} characters (OICP allows {PARTNER_PRODUCT_ID_MAX}); kept")
+        note("over_long", f"has {len(text)} characters (the message schema allows {PARTNER_PRODUCT_ID_MAX}, "
+                          "Hubject's product IDs up to 100); kept")
     return text
 
 

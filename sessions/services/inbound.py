@@ -23,6 +23,8 @@ from __future__ import annotations
 import ipaddress
 import logging
 from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from django.conf import settings
@@ -325,11 +327,26 @@ _CDR_FACTS = ("EvseID", "ChargingStart", "ChargingEnd", "SessionStart", "Session
 
 
 def _cdr_differences(first: dict[str, Any], second: dict[str, Any]) -> list[str]:
+    """The facts two CDRs disagree on, compared as values: the same instant written with another
+    offset (a push at +01:00, the pull in UTC) or 10 and 10.000 kWh are the same fact."""
     return [
         f"{name} {first.get(name, 'missing')} then {second.get(name, 'missing')}"
         for name in _CDR_FACTS
-        if first.get(name) != second.get(name)
+        if _fact(first.get(name)) != _fact(second.get(name))
     ]
+
+
+def _fact(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value)
+        except ValueError:
+            pass
+        try:
+            return Decimal(value)
+        except InvalidOperation:
+            return value.replace("*", "").upper()  # an EvseID, with or without its separators
+    return value
 
 
 def _cdr_changes(cdr: ParsedCdr, *, charging_ended_at, now) -> dict:
