@@ -167,10 +167,11 @@ QUEUED_WHILE_WORKER_UNREACHABLE = (
     "Stop saved and queued. The background service that sends stops to Hubject cannot be reached "
     "right now; the stop is sent automatically as soon as it is back. Nothing is lost: do not click again."
 )
-# Part of the detail line in every state once a worker died during a call (outcome_unknown).
+# Part of the detail line in every state once an attempt left without an answer coming back
+# (a read timeout, a broken connection, a worker that died during the call: outcome_unknown).
 OUTCOME_UNKNOWN_NOTE = (
-    "The outcome of one attempt is unknown: the worker stopped while waiting for Hubject's answer, "
-    "so that call may or may not have reached the CPO."
+    "The outcome of one attempt is unknown: the stop left for Hubject but no answer came back, "
+    "so it may or may not have reached the CPO."
 )
 
 
@@ -230,11 +231,21 @@ def stop_progress(*, stop_request: RemoteStopRequest) -> StopProgress:
         playbook = None if is_final else describe("000")
     elif state == State.ACCEPTED:
         marks = ["done", "done", "done", "current"]
-        headline = "Accepted: waiting for the CPO to end the session"
-        detail = (
-            "Hubject forwarded the stop and the CPO accepted it. The session ends when the CPO sends its "
-            f"End notification or CDR (usually within minutes; flagged after {settings.STOP_CONFIRMATION_MINUTES} min)."
-        )
+        if _sent_after_charging_ended(stop_request):
+            # End already came (charging stopped, the cable may still be locked): only the CDR can
+            # show that the session is over.
+            headline = "Accepted: waiting for the CPO's CDR to confirm the session ended"
+            detail = (
+                "Hubject forwarded the stop and the CPO accepted it. Charging had already stopped, so the "
+                "CPO's charge detail record (CDR) confirms the end (usually within minutes; flagged after "
+                f"{settings.STOP_CONFIRMATION_MINUTES} min). Ask the driver whether the cable is released."
+            )
+        else:
+            headline = "Accepted: waiting for the CPO to end the session"
+            detail = (
+                "Hubject forwarded the stop and the CPO accepted it. The session ends when the CPO sends its "
+                f"End notification or CDR (usually within minutes; flagged after {settings.STOP_CONFIRMATION_MINUTES} min)."
+            )
         playbook = describe(stop_request.oicp_code or "000")
     elif state == State.UNCONFIRMED:
         marks = ["done", "done", "done", "failed"]
@@ -252,6 +263,9 @@ def stop_progress(*, stop_request: RemoteStopRequest) -> StopProgress:
             f"{code}{stop_request.oicp_description}".strip() or (playbook.description if playbook else "")
         )
         detail = playbook.meaning if playbook else stop_request.last_error
+        if state == State.FAILED and stop_request.outcome_unknown:
+            detail = (f"{detail} It waits on the stuck-sessions queue until the CPO's End or CDR "
+                      "shows whether the session ended.").strip()
     elif state == State.SENDING:
         marks = ["done", "current", "todo", "todo"]
         headline = "Sent to Hubject, waiting for the CPO's answer"
@@ -285,6 +299,13 @@ def stop_progress(*, stop_request: RemoteStopRequest) -> StopProgress:
         is_success=state in (State.ACCEPTED, State.CONFIRMED),
         playbook=playbook,
     )
+
+
+def _sent_after_charging_ended(stop_request: RemoteStopRequest) -> bool:
+    ended = stop_request.charging_session.charging_ended_at
+    sent = stop_request.first_sent_at or stop_request.requested_at
+    return stop_request.charging_session.status == ChargingSession.Status.CHARGING_ENDED or (
+        ended is not None and sent is not None and ended <= sent)
 
 
 def _seconds(duration) -> str:

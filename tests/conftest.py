@@ -1,3 +1,6 @@
+import os
+import shutil
+
 import pytest
 
 from tests import servers
@@ -100,3 +103,19 @@ SIMULATOR_BEHAVIOURS = {
     },
     "evses": {},
 }
+
+
+# --- the browser: Debian's Chromium driven by Playwright (never `playwright install`) ------------
+
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args):
+    if not shutil.which("chromium"):
+        message = "Debian's chromium is not installed; `make test` installs it"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return {**browser_type_launch_args, "executable_path": "/usr/bin/chromium", "args": CHROMIUM_ARGS}

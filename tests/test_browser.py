@@ -3,7 +3,6 @@ server, a real Celery worker, Redis and the Hubject simulator."""
 
 import os
 import re
-import shutil
 
 import pytest
 
@@ -14,31 +13,22 @@ from tests.factories import ChargingSessionFactory, UserFactory
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # Playwright's loop beside the live server
 pytestmark = [pytest.mark.browser, pytest.mark.integration,
               pytest.mark.django_db(transaction=True)]
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run"]
 
 
-@pytest.fixture(scope="session")
-def browser_type_launch_args(browser_type_launch_args):
-    if not shutil.which("chromium"):
-        message = "Debian's chromium is not installed; `make test` installs it"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return {**browser_type_launch_args, "executable_path": CHROMIUM, "args": ARGS}
-
-
-@pytest.fixture
-def agent_page(page, live_server, live):
-    UserFactory(username="browser-agent", role=roles.AGENT)
+def log_in_as_agent(page, live_server, username="browser-agent"):
+    UserFactory(username=username, role=roles.AGENT)
     page.set_default_timeout(15_000)
     page.goto(live_server.url + "/")
-    page.get_by_label("Username").fill("browser-agent")
+    page.get_by_label("Username").fill(username)
     page.get_by_label("Password").fill("pw")
     page.get_by_role("button", name="Log in").click()
     page.get_by_role("heading", name="Charging sessions").wait_for()
     return page
+
+
+@pytest.fixture
+def agent_page(page, live_server, live):
+    return log_in_as_agent(page, live_server)
 
 
 def open_session_by_search(page, evse_id):
