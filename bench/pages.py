@@ -23,6 +23,37 @@ from bench.support import PYTHON, Dataset, log, portal_env, run_on_datasets
 REQUESTS = int(os.environ.get("BENCH_PAGES_REQUESTS", "30"))
 WARMUP = 3
 TARGET_MS = 150.0
+# Search as drivers speak (issue 12): each search the way a driver reads the ID out, p95 < 100 ms.
+DRIVER_PREFIX = "driver: "
+DRIVER_TARGET_MS = 100.0
+
+
+def _target_ms(name: str) -> float:
+    return DRIVER_TARGET_MS if name.startswith(DRIVER_PREFIX) else TARGET_MS
+
+
+def _give_sessions_identification() -> None:
+    """Every generated session gets a contract ID, card UID and printed card number, as the
+    notifications and CDRs of real sessions bring them (generate_load_data leaves them empty; a
+    no-op once it fills them): DE-EMP-C00050000-0, 04000000000C350, "0005 0000" for session 50000.
+    The database computes the search keys (GeneratedFields), as on every write."""
+    from django.db import connection
+
+    from sessions.models import ChargingSession
+
+    table = connection.ops.quote_name(ChargingSession._meta.db_table)
+    if connection.vendor == "sqlite":
+        values = ("'DE-EMP-C' || printf('%08d', id) || '-' || (id % 10)", "printf('04%012X', id)",
+                  "printf('%04d %04d', id / 10000, id % 10000)")
+    else:
+        values = ("'DE-EMP-C' || lpad(id::text, 8, '0') || '-' || (id % 10)",
+                  "'04' || lpad(upper(to_hex(id)), 12, '0')",
+                  "lpad((id / 10000)::text, 4, '0') || ' ' || lpad((id % 10000)::text, 4, '0')")
+    with connection.cursor() as cursor:
+        cursor.execute(f"UPDATE {table} SET contract_id = {values[0]}, card_uid = {values[1]}, "
+                       f"printed_number = {values[2]} WHERE contract_id = ''")
+        if cursor.rowcount and connection.vendor == "postgresql":
+            cursor.execute(f"VACUUM ANALYZE {table}")  # what autovacuum does after a bulk change
 
 
 def _pages(client_user) -> dict[str, str]:
@@ -52,6 +83,29 @@ def _pages(client_user) -> dict[str, str]:
         "stop history, search": f"{history}?q={stop.charging_session.evse_id}",
         "stuck sessions": reverse("charging_sessions:stuck-sessions"),
         "stop timeline": reverse("charging_sessions:stop-timeline", args=[stop.pk]),
+        **_driver_searches(sessions, one, other),
+    }
+
+
+def _driver_searches(sessions_url: str, one, other) -> dict[str, str]:
+    """The searches of issue 12, each as a driver reads the ID out, from the top bar (any state):
+    every one finds one session and goes straight to it (HTTP 302)."""
+    from urllib.parse import urlencode
+
+    def url(query: str) -> str:
+        return f"{sessions_url}?{urlencode({'q': query, 'status': ''})}"
+
+    spaced = one.evse_id.replace("*", " ").lower()  # "de l25 e0097525 1"
+    contract = other.contract_id  # DE-EMP-C00050000-0
+    return {
+        f"{DRIVER_PREFIX}EvseID with spaces, lower case": url(spaced),
+        f"{DRIVER_PREFIX}EvseID without separators": url(one.evse_id.replace("*", "")),
+        f"{DRIVER_PREFIX}SessionID prefix (8 characters)": url(other.session_id[:8]),
+        f"{DRIVER_PREFIX}partner session ID in lower case": url(other.emp_partner_session_id.lower()),
+        f"{DRIVER_PREFIX}contract ID spoken (spaces, lower case)": url(contract.replace("-", " ").lower()),
+        f"{DRIVER_PREFIX}contract ID without its check digit": url(contract.replace("-", "")[:-1]),
+        f"{DRIVER_PREFIX}card UID with colons": url(":".join(other.card_uid[i:i + 2] for i in range(0, 14, 2))),
+        f"{DRIVER_PREFIX}printed number without its space": url(other.printed_number.replace(" ", "")),
     }
 
 
@@ -71,6 +125,7 @@ def worker(url: str) -> None:
     user.groups.add(Group.objects.get(name=roles.SUPERVISOR))
     client = Client()
     client.force_login(user)
+    _give_sessions_identification()
     result = {}
     for name, page in _pages(user).items():
         for _ in range(WARMUP):
@@ -120,12 +175,13 @@ def run(sets: dict[tuple[str, str], Dataset]) -> None:
                 notes.append("HTTP 302: one hit goes straight to the session")
             elif figures["status"] != 200:
                 notes.append(f"HTTP {figures['status']}")
+            target = _target_ms(name)
             report(f"page {name}, {full.label}",
                    f"p95 {figures['p95']:.1f} ms (p50 {figures['p50']:.1f}); {figures['queries']} queries "
                    f"(1/100 size: {small_queries})",
-                   figures["p95"] / TARGET_MS, f"p95 < {TARGET_MS:.0f} ms, queries constant",
-                   figures["p95"] < TARGET_MS and same and figures["status"] in (200, 302), "; ".join(notes))
-            if figures["p95"] >= TARGET_MS:
+                   figures["p95"] / target, f"p95 < {target:.0f} ms, queries constant",
+                   figures["p95"] < target and same and figures["status"] in (200, 302), "; ".join(notes))
+            if figures["p95"] >= target:
                 log(f"  slowest SQL of {name}: {figures['slowest_sql']}")
 
 

@@ -10,9 +10,9 @@ from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.template.response import TemplateResponse
 from django.utils import timezone
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
-from . import selectors, services
+from . import selectors, selectors_anomalies, services
 from .forms import AdminRemoteStopForm
 from .models import (
     AuditCheckpoint,
@@ -25,6 +25,7 @@ from .models import (
     LegalHold,
     RemoteStopRequest,
 )
+from .oicp.anomalies import KINDS
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -146,20 +147,63 @@ class InboundAppliedFilter(admin.SimpleListFilter):
         return queryset
 
 
+class AnomalyCodeFilter(admin.SimpleListFilter):
+    """Messages whose anomalies include one code (sessions.oicp.anomalies.KINDS).
+
+    Matched in the list's JSON text, the same on SQLite (no JSON containment there) and PostgreSQL.
+    """
+
+    title = "anomaly"
+    parameter_name = "anomaly"
+
+    def lookups(self, request, model_admin):
+        return list(KINDS.items())
+
+    def queryset(self, request, queryset):
+        if self.value() in KINDS:
+            return selectors_anomalies.with_anomaly_text(queryset).filter(selectors_anomalies.code_q(self.value()))
+        return queryset
+
+
 @admin.register(InboundMessage)
 class InboundMessageAdmin(ReadOnlyAdmin):
     list_display = ["pk", "kind", "session_id", "operator_id", "charging_session", "received_at", "applied",
-                    "remote_addr"]
-    list_filter = [InboundAppliedFilter, "kind", "operator_id"]
+                    "anomaly_summary", "held_back", "remote_addr"]
+    list_filter = [InboundAppliedFilter, "kind", "flagged", "held_back", AnomalyCodeFilter, "operator_id"]
     search_fields = ["=session_id", "charging_session__evse_id"]
     list_select_related = ["charging_session"]
     date_hierarchy = "received_at"
+    fields = ["kind", "session_id", "charging_session", "operator_id", "path_operator_id", "received_at",
+              "remote_addr", "applied_at", "apply_error", "flagged", "held_back", "anomaly_list", "raw", "parsed"]
+    readonly_fields = ["anomaly_list"]
 
     @admin.display(description="applied", ordering="applied_at")
     def applied(self, obj: InboundMessage) -> str:
         if obj.apply_error:
             return f"not applied: {obj.apply_error[:80]}"
         return timezone.localtime(obj.applied_at).strftime("%H:%M:%S") if obj.applied_at else "waiting"
+
+    @admin.display(description="anomalies")
+    def anomaly_summary(self, obj: InboundMessage) -> str:
+        anomalies = selectors_anomalies.labelled(obj.anomalies)
+        if not anomalies:
+            return "—"
+        first = anomalies[0]["text"] or anomalies[0]["label"]
+        first = first if len(first) <= 80 else first[:79] + "…"
+        return first if len(anomalies) == 1 else f"{first} (+{len(anomalies) - 1} more)"
+
+    @admin.display(description="anomalies")
+    def anomaly_list(self, obj: InboundMessage) -> str:
+        anomalies = selectors_anomalies.labelled(obj.anomalies)
+        if not anomalies:
+            return "none"
+        return format_html(
+            "<ul>{}</ul>",
+            format_html_join("", "<li>{} <small>({}{})</small></li>", (
+                (anomaly.get("text", ""), anomaly["label"], f"; {anomaly['field']}" if anomaly.get("field") else "")
+                for anomaly in anomalies
+            )),
+        )
 
 
 @admin.register(ChargeDetailRecord)

@@ -12,20 +12,27 @@ Each line reads back through `csv.reader` to the values the Python writer produc
   quoting or neutralising;
 - `occurred_at` as `datetime.isoformat(timespec="microseconds")` in UTC, `correlation_id` as
   `str(uuid)`, NULLs as empty cells;
-- `data` as the column's stored text (not re-serialised: readers parse it as JSON).
+- `data` as the column's stored text (not re-serialised: readers parse it as JSON);
+- `outcome` as `audit_outcomes.outcome_text` words it: `OutcomeText` compiles the same RULES into
+  one CASE (always quoted; its text never starts like a formula, see `audit_outcomes`).
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.db import connections
 from django.db.models import F, Func, QuerySet, TextField
 
-# (cell kind, field path) in exports.COLUMNS order.
+from . import audit_outcomes as words
+from .models import AuditRecord
+
+# (cell kind, field path) in exports.COLUMNS order; the outcome is worded from event_type and data.
 CELLS = (
     ("id", "id"),
     ("datetime", "occurred_at"),
@@ -36,10 +43,12 @@ CELLS = (
     ("text", "charging_session__operator_id"),
     ("int", "stop_request_id"),
     ("uuid", "correlation_id"),
+    ("outcome", "outcome"),
     ("json", "data"),
     ("plain", "prev_hash"),
     ("plain", "record_hash"),
 )
+_PATHS = tuple(path for kind, path in CELLS if kind != "outcome")
 VENDORS = ("sqlite", "postgresql")
 
 
@@ -60,7 +69,8 @@ class _Either:
 
 
 def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
+    # '%' doubled: the SQL goes through the driver's parameter formatting (Django, COPY's mogrify).
+    return "'" + text.replace("'", "''").replace("%", "%%") + "'"
 
 
 def _concat(parts: list) -> str:
@@ -123,24 +133,181 @@ def _cell(kind: str, column: str, vendor: str) -> list:
     raise ValueError(kind)
 
 
+# --- the outcome in words: audit_outcomes.RULES compiled into one CASE -------------------------------
+
+
+class _OutcomeCompiler:
+    """SQL for the parts of a rule, reading `data` as `audit_outcomes` does (see its readers there).
+
+    SQLite reads a member's JSON text (`data -> '$.key'`, the stored token as written) and decodes only
+    the strings it shows; PostgreSQL parses `data` once per row into jsonb `_outcome.j` (a sub-select,
+    only for the events whose words read data). Both see U+0000 in a string as U+FFFD, as jsonb must.
+    `proven` holds the members an enclosing condition has shown to be a string or an integer, so
+    their values need no second check.
+    """
+
+    def __init__(self, vendor: str, data: str):
+        self.sqlite = vendor == "sqlite"
+        self.data = data
+
+    def member(self, key: str) -> str:
+        """The member's JSON (text in SQLite, jsonb in PostgreSQL), NULL when absent."""
+        return f"({self.data} -> {_literal('$.' + key)})" if self.sqlite else f"(_outcome.j -> {_literal(key)})"
+
+    def _is_string(self, key: str) -> str:
+        if self.sqlite:
+            return f"{self.member(key)} GLOB '\"*'"
+        return f"jsonb_typeof({self.member(key)}) = 'string'"
+
+    def _string(self, key: str) -> str:
+        """The decoded string of a member known to be one."""
+        if self.sqlite:
+            return f"(replace({self.member(key)}, '\\u0000', '\\ufffd') ->> '$')"
+        return f"(_outcome.j ->> {_literal(key)})"
+
+    def _int_test(self, key: str) -> str:
+        if self.sqlite:  # an integer's JSON is a '-' and digits; a real has '.' or an exponent
+            return f"{self.member(key)} NOT GLOB '*[^-0-9]*'"
+        return f"(jsonb_typeof({self.member(key)}) = 'number' AND ({self._string(key)}) ~ '^-?[0-9]+$')"
+
+    def _int(self, key: str) -> str:
+        return self.member(key) if self.sqlite else self._string(key)
+
+    def condition(self, condition: words.Condition, proven: frozenset) -> str:
+        if isinstance(condition, words.Text):
+            if self.sqlite:  # a JSON string with at least one character
+                return f"{self.member(condition.key)} GLOB '\"?*'"
+            return f"({self._is_string(condition.key)} AND {self._string(condition.key)} <> '')"
+        if isinstance(condition, words.Int):
+            return self._int_test(condition.key)
+        if isinstance(condition, words.Flag):
+            value = "true" if condition.value else "false"
+            return f"{self.member(condition.key)} = " + (f"'{value}'" if self.sqlite else f"'{value}'::jsonb")
+        if isinstance(condition, words.Equals):
+            encoded = _literal(json.dumps(condition.value, ensure_ascii=False))
+            return f"{self.member(condition.key)} = " + (encoded if self.sqlite else f"{encoded}::jsonb")
+        raise TypeError(condition)
+
+    @staticmethod
+    def _proves(condition: words.Condition) -> set:
+        if isinstance(condition, (words.Text, words.Equals)):
+            return {("text", condition.key)}
+        if isinstance(condition, words.Int):
+            return {("int", condition.key)}
+        return set()
+
+    def _text_value(self, key: str, proven: frozenset) -> str:
+        if ("text", key) in proven:
+            return self._string(key)
+        return f"COALESCE(CASE WHEN {self._is_string(key)} THEN {self._string(key)} END, '')"
+
+    def _int_value(self, key: str, proven: frozenset) -> str:
+        if ("int", key) in proven:
+            return self._int(key)
+        return f"COALESCE(CASE WHEN {self._int_test(key)} THEN {self._int(key)} END, '')"
+
+    def parts(self, parts: tuple, proven: frozenset = frozenset()) -> list:
+        out: list = []
+        for part in parts:
+            if isinstance(part, str):
+                out.append(_Text(part))
+            elif isinstance(part, words.Text):
+                out.append(self._text_value(part.key, proven))
+            elif isinstance(part, words.Int):
+                out.append(self._int_value(part.key, proven))
+            elif isinstance(part, words.Setting):
+                out.append(_Text(str(getattr(settings, part.name))))
+            elif isinstance(part, words.Count):
+                value = self._int_value(part.key, proven)
+                noun = f"CASE WHEN {value} = '1' THEN {_literal(part.singular)} ELSE {_literal(part.plural)} END"
+                out.append(f"COALESCE(CASE WHEN {self._int_test(part.key)} THEN {value} || ' ' || {noun} END, '')"
+                           if ("int", part.key) not in proven else f"{value} || ' ' || {noun}")
+            elif isinstance(part, words.Words):
+                out.append(self._words(part, proven))
+            elif isinstance(part, words.If):
+                then = self.parts(part.then, proven | self._proves(part.condition))
+                otherwise = self.parts(part.otherwise, proven)
+                out.append(f"CASE WHEN {self.condition(part.condition, proven)} THEN {_concat(then) or "''"} "
+                           f"ELSE {_concat(otherwise) or "''"} END")
+            else:
+                raise TypeError(part)
+        return out
+
+    def _words(self, part: words.Words, proven: frozenset) -> str:
+        if self.sqlite:  # compared as JSON text: the stored token of a plain word is the word in quotes
+            tested = self.member(part.key)
+            whens = " ".join(f"WHEN {_literal(json.dumps(value, ensure_ascii=False))} THEN {_literal(text)}"
+                             for value, text in part.table.items())
+        else:
+            tested = self._string(part.key)
+            whens = " ".join(f"WHEN {_literal(value)} THEN {_literal(text)}" for value, text in part.table.items())
+        other = _concat([_Text(part.before), self._string(part.key), _Text(part.after)])
+        sql = f"CASE {tested} {whens} ELSE {other} END"
+        if ("text", part.key) in proven:
+            return sql
+        return f"COALESCE(CASE WHEN {self._is_string(part.key)} THEN {sql} END, '')"
+
+
+def _rule_reads_data(parts: tuple) -> bool:
+    return any(not isinstance(part, (str, words.Setting)) for part in parts)
+
+
+def outcome_sql(event_type: str, data: str, vendor: str) -> str:
+    """The outcome words of a record (never NULL) from its compiled event_type and data columns."""
+    compiler = _OutcomeCompiler(vendor, data)
+    whens = []
+    for event, rule in words.RULES.items():
+        text = _concat(compiler.parts(rule))
+        if vendor == "postgresql" and _rule_reads_data(rule):
+            # One jsonb parse per row (OFFSET 0 keeps the planner from copying it into each use).
+            document = f"replace({data}, '\\u0000', '\\ufffd')::jsonb"
+            text = f"(SELECT {text} FROM (SELECT {document} AS j OFFSET 0) AS _outcome)"
+        whens.append(f"WHEN {_literal(event)} THEN {text}")
+    whens += [f"WHEN {_literal(event)} THEN {_literal(words.fallback(event))}"
+              for event in AuditRecord.EventType.values if event not in words.RULES]
+    return f"CASE {event_type} {' '.join(whens)} ELSE {event_type} END"
+
+
+class OutcomeText(Func):
+    """The outcome words alone (the CSV cell adds its quotes): for tests and reads."""
+
+    output_field = TextField()
+
+    def __init__(self):
+        super().__init__(F("event_type"), F("data"))
+
+    def as_sql(self, compiler, connection, **extra_context):
+        if connection.vendor not in VENDORS:
+            raise NotImplementedError(f"Outcome words are not rendered on {connection.vendor}")
+        (event_type, _), (data, _) = (compiler.compile(e) for e in self.get_source_expressions())
+        return outcome_sql(event_type, data, connection.vendor), []
+
+
 class CsvLine(Func):
     """The whole CSV line of an audit record (without its line end), built in SQL."""
 
     output_field = TextField()
 
     def __init__(self):
-        super().__init__(*(F(path) for _kind, path in CELLS))
+        super().__init__(*(F(path) for path in _PATHS))
 
     def as_sql(self, compiler, connection, **extra_context):
         if connection.vendor not in VENDORS:
             raise NotImplementedError(f"CSV lines are not rendered on {connection.vendor}")
-        parts: list = []
-        for (kind, _path), expression in zip(CELLS, self.get_source_expressions()):
+        columns = {}
+        for path, expression in zip(_PATHS, self.get_source_expressions()):
             column, params = compiler.compile(expression)
             assert not params, "plain column references take no parameters"
+            columns[path] = column
+        parts: list = []
+        for kind, path in CELLS:
             if parts:
                 parts.append(_Text(","))
-            parts += _cell(kind, column, connection.vendor)
+            if kind == "outcome":
+                words_sql = outcome_sql(columns["event_type"], columns["data"], connection.vendor)
+                parts += [_Text("\""), f"replace({words_sql}, '\"', '\"\"')", _Text("\"")]
+            else:
+                parts += _cell(kind, columns[path], connection.vendor)
         if connection.vendor == "sqlite":
             # As a BLOB the line reaches Python as bytes: no decoding to str and encoding back.
             return f"CAST({_concat(parts)} AS BLOB)", []

@@ -8,10 +8,29 @@ import uuid
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
-from django.db.models.functions import Lower
+from django.db.models import F, Q, Value
+from django.db.models.functions import Lower, Replace, Upper
 
 from .fields import CanonicalJSONField
+from .oicp import ids
+
+
+def _id_search_key(field_name: str):
+    """The database's `ids.id_search_key`: upper case, without ids.ID_SEPARATORS."""
+    expression = F(field_name)
+    for separator in ids.ID_SEPARATORS:
+        expression = Replace(expression, Value(separator), Value(""))
+    return Upper(expression)
+
+
+def _search_key_field(field_name: str, max_length: int) -> models.GeneratedField:
+    return models.GeneratedField(expression=_id_search_key(field_name),
+                                 output_field=models.CharField(max_length=max_length), db_persist=True)
+
+
+def _partner_key_field(field_name: str) -> models.GeneratedField:
+    return models.GeneratedField(expression=Lower(field_name), output_field=models.CharField(max_length=250),
+                                 db_persist=True)
 
 
 class ChargingSession(models.Model):
@@ -32,11 +51,27 @@ class ChargingSession(models.Model):
     session_key = models.GeneratedField(
         expression=Lower("session_id"), output_field=models.CharField(max_length=36), db_persist=True, unique=True
     )
-    evse_id = models.CharField("EvseID", max_length=41, db_index=True)
+    evse_id = models.CharField("EvseID", max_length=41)
     operator_id = models.CharField("OperatorID", max_length=10, db_index=True)
     provider_id = models.CharField("ProviderID", max_length=7)
-    emp_partner_session_id = models.CharField("EMP partner session ID", max_length=250, blank=True, db_index=True)
-    cpo_partner_session_id = models.CharField("CPO partner session ID", max_length=250, blank=True, db_index=True)
+    emp_partner_session_id = models.CharField("EMP partner session ID", max_length=250, blank=True)
+    cpo_partner_session_id = models.CharField("CPO partner session ID", max_length=250, blank=True)
+    # What identified the driver (OICP Identification), as first received from a notification, the
+    # CDR or the session feed; a later, different value is recorded in that message's audit record.
+    contract_id = models.CharField("contract ID (EvcoID)", max_length=ids.CONTRACT_ID_MAX, blank=True)
+    card_uid = models.CharField("card UID", max_length=ids.CARD_UID_MAX, blank=True)
+    printed_number = models.CharField("printed card number", max_length=ids.PRINTED_NUMBER_MAX, blank=True)
+    # Search keys, one per way a driver names the session (selectors.session_lookups), computed by the
+    # database like session_key: EvseID, EvcoID, UID and printed number upper case without separators
+    # (ids.id_search_key: "DE ACC E7260 4" → DEACCE72604), partner session IDs in lower case. Each
+    # has an index (Meta.indexes); the partner keys replace the partner IDs' own indexes, the EVSE key
+    # the EvseID's.
+    evse_key = _search_key_field("evse_id", 41)
+    emp_partner_key = _partner_key_field("emp_partner_session_id")
+    cpo_partner_key = _partner_key_field("cpo_partner_session_id")
+    contract_key = _search_key_field("contract_id", ids.CONTRACT_ID_MAX)
+    card_uid_key = _search_key_field("card_uid", ids.CARD_UID_MAX)
+    printed_number_key = _search_key_field("printed_number", ids.PRINTED_NUMBER_MAX)
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.ACTIVE, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)
     ended_at = models.DateTimeField(null=True, blank=True)
@@ -65,6 +100,16 @@ class ChargingSession(models.Model):
             # The stuck-sessions queue: active sessions by last update, oldest first, pk as tiebreaker
             # (bench/RESULTS.md: PostgreSQL otherwise walked every closed session's last_update_at).
             models.Index(fields=["status", "last_update_at", "id"], name="session_status_stale_idx"),
+            # Search as drivers speak. The EVSE and contract keys are searched by prefix too: on
+            # PostgreSQL their pattern_ops index serves LIKE 'KEY%' (and =) in any collation; SQLite
+            # ignores the opclass and searches the index by range (selectors.prefix_q). The SessionID
+            # prefix uses session_key's own indexes (unique, and Django's `_like` on PostgreSQL).
+            models.Index(fields=["evse_key"], name="session_evse_key_idx", opclasses=["varchar_pattern_ops"]),
+            models.Index(fields=["contract_key"], name="session_contract_key_idx", opclasses=["varchar_pattern_ops"]),
+            models.Index(fields=["emp_partner_key"], name="session_emp_partner_key_idx"),
+            models.Index(fields=["cpo_partner_key"], name="session_cpo_partner_key_idx"),
+            models.Index(fields=["card_uid_key"], name="session_card_uid_key_idx"),
+            models.Index(fields=["printed_number_key"], name="session_printed_number_key_idx"),
         ]
 
     def __str__(self) -> str:

@@ -12,6 +12,7 @@ from django.utils import timezone
 from django.utils.timesince import timesince
 
 from .models import AuditRecord, ChargingSession, RemoteStopRequest
+from .oicp import ids
 from .oicp.status_codes import StatusCodeInfo, describe, describe_failure
 
 State = RemoteStopRequest.State
@@ -32,21 +33,16 @@ def search_charging_sessions(
     status: str = "",
     stale_hours: int | None = None,
 ) -> QuerySet[ChargingSession]:
-    """Sessions matching the agent's search, newest update first, with the open stop's state."""
+    """Sessions matching the agent's search, newest update first, with the open stop's state.
+
+    The query is whatever the driver said (`session_lookups`); the sessions any lookup finds match.
+    """
     sessions = ChargingSession.objects.annotate(open_stop_state=_open_stop_state())
-    query = query.strip()
-    if query:
-        upper = query.upper()
+    lookups = list(session_lookups(query).values())
+    if lookups:
         # One indexed lookup per kind of ID, joined by UNION (bench/RESULTS.md: an OR across these
         # columns and the stop requests' join, with DISTINCT, scanned every session on each search).
-        # SessionIDs are found by their lower-case key, EvseIDs are stored upper case.
-        matching = ChargingSession.objects.filter(session_key=query.lower()).order_by().values("pk").union(
-            ChargingSession.objects.filter(prefix_q("evse_id", upper)).order_by().values("pk"),
-            ChargingSession.objects.filter(emp_partner_session_id=query).order_by().values("pk"),
-            ChargingSession.objects.filter(cpo_partner_session_id=query).order_by().values("pk"),
-            RemoteStopRequest.objects.filter(case_reference=query).order_by().values("charging_session_id"),
-        )
-        sessions = sessions.filter(pk__in=matching)
+        sessions = sessions.filter(pk__in=lookups[0].union(*lookups[1:]))
     if operator_id:
         sessions = sessions.filter(operator_id=operator_id.upper())
     if status:
@@ -54,6 +50,42 @@ def search_charging_sessions(
     if stale_hours:
         sessions = sessions.filter(last_update_at__lt=timezone.now() - timedelta(hours=stale_hours))
     return sessions.order_by("-last_update_at", "-pk")
+
+
+def session_lookups(query: str) -> dict[str, QuerySet]:
+    """Search as drivers speak: each way the query may name a session → the pks it finds.
+
+    Every lookup is one equality or prefix on an indexed key the database computes from the stored
+    value (ChargingSession's GeneratedFields), the query normalised the same way (`ids`):
+    an EvseID in any spacing, separator or case, or its start ("DE ACC E7260 4", "DEACCE72604");
+    the start of a SessionID (8 characters or more, any case); a partner session ID in any case;
+    the contract ID (EvcoID) in any spelling, or without its check digit; the card's UID or printed
+    number in any spacing or case; a stop's case reference (as typed). A query that cannot be a
+    kind of ID makes no lookup of that kind. Empty for an empty query.
+    """
+    query = query.strip()
+    if not query:
+        return {}
+    sessions = ChargingSession.objects.order_by()
+    lookups: dict[str, QuerySet] = {}
+    session_prefix = ids.session_id_prefix(query)
+    if session_prefix:
+        lookups["session_id"] = sessions.filter(prefix_q("session_key", session_prefix))
+    key = ids.id_search_key(query)
+    if key:
+        lookups["evse_id"] = sessions.filter(prefix_q("evse_key", key))
+    partner = ids.partner_search_key(query)
+    lookups["emp_partner_session_id"] = sessions.filter(emp_partner_key=partner)
+    lookups["cpo_partner_session_id"] = sessions.filter(cpo_partner_key=partner)
+    if key:
+        lookups["contract_id"] = sessions.filter(
+            prefix_q("contract_key", key) if len(key) >= ids.CONTRACT_PREFIX_MIN else Q(contract_key=key))
+        lookups["card_uid"] = sessions.filter(card_uid_key=key)
+        lookups["printed_number"] = sessions.filter(printed_number_key=key)
+    lookups = {kind: lookup.values("pk") for kind, lookup in lookups.items()}
+    lookups["case_reference"] = RemoteStopRequest.objects.filter(case_reference=query).order_by().values(
+        "charging_session_id")
+    return lookups
 
 
 def prefix_q(field_name: str, prefix: str) -> Q:

@@ -26,7 +26,7 @@ from .models import (
     RemoteStopRequest,
     StopReason,
 )
-from .selectors import distinct_values, prefix_q
+from .selectors import distinct_values, session_lookups
 
 
 def _start_of_day(day: date) -> datetime:
@@ -44,14 +44,18 @@ def _date_range_q(field_name: str, date_from: date | None, date_to: date | None)
 
 
 def _search_q(query: str) -> Q:
-    """SessionID (exact), EvseID (exact or prefix); index-friendly lookups only.
+    """The sessions the query names as the driver speaks (`selectors.session_lookups`: EvseID in any
+    spelling or its start, SessionID or its start, partner session ID, contract ID, card UID or
+    printed number); index-friendly lookups only.
 
     The sessions are found first, through their own indexes, and the rows by their session's id
-    (an OR over the joined session's columns made both databases scan every row).
+    (an OR over the joined session's columns made both databases scan every row). The case
+    reference is the callers' own lookup (on the stop request).
     """
-    query = query.strip()
-    sessions = ChargingSession.objects.filter(Q(session_key=query.lower()) | prefix_q("evse_id", query.upper()))
-    return Q(charging_session_id__in=sessions.order_by().values("pk"))
+    lookups = [lookup for kind, lookup in session_lookups(query).items() if kind != "case_reference"]
+    if not lookups:
+        return Q(pk__in=[])
+    return Q(charging_session_id__in=lookups[0].union(*lookups[1:]))
 
 
 # --- stop history ------------------------------------------------------------------------------

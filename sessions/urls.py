@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views, views_history
+from . import views, views_anomalies, views_history
 
 app_name = "charging_sessions"
 
@@ -18,4 +18,6 @@ urlpatterns = [
     path("audit/export/start/", views_history.start_audit_export, name="audit-export-start"),
     path("audit/exports/<int:pk>/", views_history.audit_export_detail, name="audit-export-detail"),
     path("audit/exports/<int:pk>/download/", views_history.audit_export_download, name="audit-export-download"),
+    path("anomalies/", views_anomalies.message_anomalies, name="anomalies"),
+    path("anomalies/<int:pk>/", views_anomalies.anomaly_message, name="anomaly-message"),
 ]

@@ -9,9 +9,10 @@ from dataclasses import dataclass
 
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 
 from sessions import roles, services
-from sessions.models import StopReason
+from sessions.models import InboundMessage, StopReason
 from sessions.selectors_history import AuditLogFilters
 from tests.factories import ChargingSessionFactory, RemoteStopRequestFactory, UserFactory
 
@@ -35,6 +36,7 @@ def everyone(code):
 
 
 EXPORTERS = {NOBODY: 403, AGENT: 403, ADMIN: 403, SUPERVISOR: 200, AUDITOR: 200}
+SEES_ALL = {NOBODY: 403, AGENT: 403, ADMIN: 200, SUPERVISOR: 200, AUDITOR: 200}
 STAFF = {NOBODY: ADMIN_LOGIN, AGENT: ADMIN_LOGIN, ADMIN: 200, SUPERVISOR: 200, AUDITOR: 200}
 
 CASES = [
@@ -55,6 +57,9 @@ CASES = [
          EXPORTERS),
     Case("audit export download",
          lambda w: reverse("charging_sessions:audit-export-download", args=[w["export"].pk]), EXPORTERS),
+    # Flagged messages: everyone who sees all stops (admin, supervisor, auditor), not agents.
+    Case("message anomalies", lambda w: reverse("charging_sessions:anomalies"), SEES_ALL),
+    Case("anomaly message", lambda w: reverse("charging_sessions:anomaly-message", args=[w["flagged"].pk]), SEES_ALL),
     Case("admin index", lambda w: reverse("admin:index"), STAFF),
     *[
         Case(f"admin {model}", lambda w, model=model: reverse(f"admin:charging_sessions_{model}_changelist"), STAFF)
@@ -75,6 +80,10 @@ def world(db, settings, tmp_path, no_broker):
         "session": ChargingSessionFactory(),
         "stop": RemoteStopRequestFactory(requested_by=owner),
         "export": export,
+        "flagged": InboundMessage.objects.create(
+            kind=InboundMessage.Kind.CDR, session_id="refused", received_at=timezone.now(), raw="{}",
+            apply_error="Refused by the CDR pull: EvseID missing", flagged=True,
+            anomalies=[{"code": "refused", "field": "EvseID", "text": "EvseID missing"}]),
     }
 
 
@@ -110,7 +119,8 @@ def test_every_new_url_is_in_the_matrix():
     from sessions import urls
 
     covered = {"session-list", "session-detail", "request-stop", "stop-status", "stop-history", "stop-timeline",
-               "audit-export", "audit-export-start", "audit-export-detail", "audit-export-download"}
+               "audit-export", "audit-export-start", "audit-export-detail", "audit-export-download",
+               "anomalies", "anomaly-message"}
     others = {"stuck-sessions", "resend-stop", "close-session"}  # covered by tests/test_stuck_sessions.py
     names = {pattern.name for pattern in urls.urlpatterns}
     assert names - others <= covered, names - others - covered

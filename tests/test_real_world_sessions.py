@@ -331,3 +331,18 @@ class _Trickle(io.BytesIO):
 
     def read(self, size=-1):
         return super().read(min(size, 7) if size and size > 0 else size)
+
+
+def test_the_session_timeline_shows_each_anomaly_and_a_held_back_message(client, admin_user):
+    charging_session = ChargingSessionFactory(evse_id=EVSE)
+    push(client, NOTIFY_URL, {"Type": "Progress", "SessionID": charging_session.session_id, "EvseID": EVSE,
+                              "ChargingStart": "2026-12-06T09:00:00+01:00", "EventOccurred": "2026-12-06T09:30:00+01:00",
+                              "ConsumedEnergyProgress": 12.3456})
+    push(client, cdr_url("DE*XYZ"), cdr(charging_session.session_id, evse_id="DE*XYZ*E9*1"))
+    client.force_login(admin_user)
+
+    page = client.get(f"/sessions/{charging_session.pk}/").content.decode()
+
+    assert "ConsumedEnergyProgress 12.3456 stored as 12.346" in page
+    assert "Held back: not applied to this session" in page
+    assert "but the session runs at DE*ACC*E00001*1" in page

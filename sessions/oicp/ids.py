@@ -41,6 +41,85 @@ def session_key(session_id: str) -> str:
     return session_id.lower()
 
 
+# --- search as drivers speak (issue 12) ---------------------------------------------------------
+#
+# A driver reads an EvseID, a contract ID (EvcoID), a card's UID or its printed number aloud, with
+# spaces, dashes, dots or stars, in any case: "DE ACC E7260 4", "de-emp-c12345678-x", "04:a2:3b:c1".
+# Each such ID is searched by one key: its text in upper case without these separators. The
+# database computes the same key from the stored value (ChargingSession's GeneratedFields build their
+# expression from ID_SEPARATORS), so a search is one indexed equality or prefix. IDs are ASCII by
+# their formats (DIGEST §6); SQLite upper-cases ASCII letters only, so the query side does too.
+
+# "*" and "+" of EvseIDs (ISO "DE*ACC*E1*1", DIN "+49*810*000*438"), "-" and "*" of EvcoIDs, and
+# what people add when they read or write an ID: spaces, dots, colons (card readers), slashes.
+ID_SEPARATORS = " *+-.:/"
+_DROP_FROM_QUERY = str.maketrans("", "", ID_SEPARATORS)
+_ASCII_UPPER = str.maketrans("abcdefghijklmnopqrstuvwxyz", "ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+SESSION_ID_PREFIX_MIN = 8  # "1df4fad6": the first group of a SessionID
+_SESSION_ID_PART = re.compile(r"^[A-Za-z0-9-]+$")
+# An EvcoID without its check digit still names one contract: DIN has 11 characters before it
+# (DE 8EO Aet5e4), ISO 14 (DE 8EO CAet5e4XY). Shorter prefixes would list a provider's contracts.
+CONTRACT_PREFIX_MIN = 11
+
+# What the session keeps of a message's Identification (DIGEST §6, OICP IdentificationType).
+CONTRACT_ID_MAX = 50  # EvcoIDs have 15–18 characters; room for a CPO's odd spelling
+CARD_UID_MAX = 50  # UID: "field length 50"
+PRINTED_NUMBER_MAX = 150  # RFIDIdentification.PrintedNumber: 150
+IDENTIFICATION_MAX = {"contract_id": CONTRACT_ID_MAX, "card_uid": CARD_UID_MAX, "printed_number": PRINTED_NUMBER_MAX}
+# Where each value is found, in the order OICP lists the kinds. Usually one kind is sent; Hubject's
+# own samples send several, with the same EvcoID in each.
+IDENTIFICATION_SOURCES = {
+    "contract_id": (("RFIDIdentification", "EvcoID"), ("QRCodeIdentification", "EvcoID"),
+                    ("PlugAndChargeIdentification", "EvcoID"), ("RemoteIdentification", "EvcoID")),
+    "card_uid": (("RFIDMifareFamilyIdentification", "UID"), ("RFIDIdentification", "UID")),
+    "printed_number": (("RFIDIdentification", "PrintedNumber"),),
+}
+
+
+def id_search_key(value: str) -> str:
+    """An EvseID, EvcoID, card UID or printed number as searched: upper case, without separators
+    or white space. "DE ACC E7260 4", "de-acc-e7260-4" and "DE*ACC*E7260*4" are all "DEACCE72604"."""
+    return "".join(value.translate(_DROP_FROM_QUERY).split()).translate(_ASCII_UPPER)
+
+
+def partner_search_key(value: str) -> str:
+    """A partner session ID as searched: free text (OICP gives it no format), found in any case."""
+    return value.strip().translate(_ASCII_LOWER)
+
+
+def session_id_prefix(query: str) -> str | None:
+    """The lower-case start of a SessionID the query may be (8 characters or more), else None."""
+    query = query.strip()
+    if len(query) < SESSION_ID_PREFIX_MIN or not _SESSION_ID_PART.fullmatch(query):
+        return None
+    return session_key(query)
+
+
+def identification_values(identification: object) -> dict[str, list[str]]:
+    """The contract ID, card UID and printed number an OICP Identification carries: for each, the
+    usable values in IDENTIFICATION_SOURCES order, one per search key (the same contract spelled
+    twice is one value). A value that is not a string, is blank or too long for the session is
+    left out (the raw message keeps it)."""
+    found: dict[str, list[str]] = {name: [] for name in IDENTIFICATION_SOURCES}
+    if not isinstance(identification, dict):
+        return found
+    for name, places in IDENTIFICATION_SOURCES.items():
+        keys = set()
+        for kind, field in places:
+            part = identification.get(kind)
+            value = part.get(field) if isinstance(part, dict) else None
+            if not isinstance(value, str) or not value.strip() or len(value.strip()) > IDENTIFICATION_MAX[name]:
+                continue
+            value = value.strip()
+            key = id_search_key(value)
+            if key and key not in keys:
+                keys.add(key)
+                found[name].append(value)
+    return found
+
+
 def operator_id_from_evse_id(evse_id: str) -> str:
     """The CPO's OperatorID as HBS derives it from an EvseID, upper case ("DE*ABC", "+49*810").
 

@@ -10,7 +10,10 @@ One JSON object per line, UTF-8 (a BOM is allowed), blank lines ignored:
                                          CLOSED when SessionEnd is given, else ACTIVE)
      "SessionStart": "2026-01-05T10:00:00+01:00",           required, ISO 8601 with seconds and a UTC offset
      "SessionEnd": "2026-01-05T11:02:00+01:00",             optional, not before SessionStart; not with ACTIVE
-     "ConsumedEnergy": 12.345}                              optional, kWh, at most 3 decimals, not negative
+     "ConsumedEnergy": 12.345,                              optional, kWh, at most 3 decimals, not negative
+     "EvcoID": "DE-EMP-C12345678-X",    optional: the driver's contract ID, at most 50 characters
+     "UID": "04A23BC1D2E3F4",           optional: the card's UID, at most 50 characters
+     "PrintedNumber": "9876 655"}       optional: the number printed on the card, at most 150 characters
 
 The fields are checked as OICP's are when Hubject pushes them (`sessions.oicp.fields`): timestamps
 in 1970–2199, no NUL or unpaired surrogate in strings, no key twice in one line.
@@ -19,8 +22,10 @@ A SessionID the portal does not know creates a session (SESSION_CREATED); a know
 with the fields the line gives (SESSION_UPDATED naming each change); absent or null fields are left
 as they are. A line is bad, and changes nothing, when it breaks these rules, repeats a SessionID
 of an earlier line, gives a known session another EvseID or ProviderID, moves its status
-backwards (ACTIVE → CHARGING_ENDED → CLOSED only), changes what Hubject's CDR settled, or would
-close a session whose stop is still being sent.
+backwards (ACTIVE → CHARGING_ENDED → CLOSED only), changes what Hubject's CDR settled, would
+close a session whose stop is still being sent, or gives another contract ID, card UID or printed
+number than the session has (the first value stays, as with Hubject's messages; the same value
+spelled otherwise, "DEEMPC12345678X" for "DE-EMP-C12345678-X", changes nothing).
 
 `import_sessions` is a dry run unless `commit`; with any bad line nothing is written unless
 `skip_bad`. A commit runs in one transaction, with one SESSIONS_IMPORTED audit record.
@@ -50,6 +55,21 @@ MAX_LINE_BYTES = 64 * 1024
 MAX_REPORTED_ERRORS = 1000
 LOOKUP_BATCH = 500
 STATUS_ORDER = {Status.ACTIVE: 0, Status.CHARGING_ENDED: 1, Status.CLOSED: 2}
+
+
+def _identification_value(max_length: int):
+    """A contract ID, card UID or printed number: text, stored without its surrounding spaces."""
+    text = fields.string(max_length)
+
+    def parse(value: Any) -> str:
+        value = text(value).strip()
+        if not value:
+            raise FieldError("empty")
+        return value
+
+    return parse
+
+
 # Each field of a line: whether it is required, and its check (OICP's, shared with what Hubject pushes).
 _RULES = {
     "SessionID": (True, fields.session_id),
@@ -61,7 +81,12 @@ _RULES = {
     "SessionStart": (True, fields.timestamp),
     "SessionEnd": (False, fields.timestamp),
     "ConsumedEnergy": (False, fields.kwh),
+    "EvcoID": (False, _identification_value(ids.CONTRACT_ID_MAX)),
+    "UID": (False, _identification_value(ids.CARD_UID_MAX)),
+    "PrintedNumber": (False, _identification_value(ids.PRINTED_NUMBER_MAX)),
 }
+# The feed's identification fields → the session's fields they fill (searched by ids.id_search_key).
+_IDENTIFICATION = {"EvcoID": "contract_id", "UID": "card_uid", "PrintedNumber": "printed_number"}
 FIELDS = tuple(_RULES)
 
 
@@ -81,6 +106,9 @@ class SessionLine:
     started_at: datetime
     ended_at: datetime | None
     energy_kwh: Decimal | None
+    contract_id: str | None = None
+    card_uid: str | None = None
+    printed_number: str | None = None
 
 
 @dataclass
@@ -214,6 +242,7 @@ def _parse_line(number: int, raw: bytes) -> tuple[SessionLine | None, list[str]]
         started_at=values["SessionStart"],
         ended_at=end,
         energy_kwh=values.get("ConsumedEnergy"),
+        **{attr: values.get(name) for name, attr in _IDENTIFICATION.items()},
     ), []
 
 
@@ -269,6 +298,15 @@ def _changes(row: SessionLine, current: ChargingSession, sending: set[int]) -> t
         value = getattr(row, attr)
         if value is not None:
             wanted[attr] = value
+    for name, attr in _IDENTIFICATION.items():
+        value, known = getattr(row, attr), getattr(current, attr)
+        if value is None or ids.id_search_key(value) == ids.id_search_key(known):
+            continue
+        if known:
+            problems.append(f"{name}: {value!r} differs from {known!r}, the {current._meta.get_field(attr).verbose_name} "
+                            "the portal has for this SessionID")
+        else:
+            wanted[attr] = value
     changes = {name: (getattr(current, name), value) for name, value in wanted.items()
                if getattr(current, name) != value}
     if "status" in changes and STATUS_ORDER[row.status] < STATUS_ORDER[current.status]:
@@ -320,6 +358,7 @@ def _apply(row: SessionLine, change: PlannedChange, *, acting_user, source: str)
             emp_partner_session_id=row.emp_partner_session_id or "",
             cpo_partner_session_id=row.cpo_partner_session_id or "",
             energy_kwh=row.energy_kwh,
+            **{attr: getattr(row, attr) for attr in _IDENTIFICATION.values() if getattr(row, attr)},
             acting_user=acting_user,
             source=f"import:{source}:line {row.line}",
             status=row.status or (Status.CLOSED if row.ended_at else Status.ACTIVE),

@@ -96,9 +96,11 @@ def record_charging_notification(
             now=now,
             # A new session gets the notification's facts in its INSERT (no UPDATE after it).
             **_notification_changes(notification, status=new_status, charging_ended_at=None, now=now),
+            **_identification(notification),
         )
         status_before = new_status if created else charging_session.status
         mismatch = None if created else _evse_mismatch(charging_session, notification.evse_id, "notification")
+        differs = _identification_differs(charging_session, notification) if mismatch is None else []
         if mismatch is not None:
             anomalies.append(mismatch)
         elif not created:
@@ -139,6 +141,7 @@ def record_charging_notification(
             "status_after": charging_session.status,
             "stops_confirmed": confirmed,
             **_anomaly_data(anomalies, held_back=mismatch is not None),
+            **_differs_data(differs),
         }
         audit.append(AuditEntry(Event.NOTIFICATION_RECEIVED, charging_session=charging_session, data=data))
         record_audits(audit)
@@ -230,6 +233,7 @@ def record_cdr(
             now=now,
             hub_provider_id=cdr.hub_provider_id,
             **_cdr_changes(cdr, charging_ended_at=None, now=now),
+            **_identification(cdr),
         )
         status_before = Status.CLOSED if created else charging_session.status
         mismatch = None if created else _evse_mismatch(charging_session, cdr.evse_id, "CDR")
@@ -268,6 +272,7 @@ def record_cdr(
 
         audit = [session_created_entry(charging_session, source=f"CDR_{source}")] if created else []
         confirmations = []
+        differs = _identification_differs(charging_session, cdr) if not held_back else []
         if not duplicate and not created and mismatch is None:
             # A session created just now has its CDR's facts and no stops.
             changes = _cdr_changes(cdr, charging_ended_at=charging_session.charging_ended_at, now=now)
@@ -303,6 +308,7 @@ def record_cdr(
             "status_after": charging_session.status,
             "stops_confirmed": confirmed,
             **_anomaly_data(anomalies, held_back=held_back),
+            **_differs_data(differs),
         }
         if duplicate:
             # Hubject keeps one CDR per SessionID; say whether the repeat differs from the stored one.
@@ -425,7 +431,9 @@ def _lock_or_create_session(
 
 
 def _fill_in(charging_session: ChargingSession, message) -> dict[str, Any]:
-    """What the session does not know yet (start time, partner session IDs); never overwrites."""
+    """What the session does not know yet (start time, partner session IDs, the driver's contract
+    ID, card UID and printed card number); never overwrites: the first value stays, and a
+    different later one goes to the message's audit record (`_identification_differs`)."""
     changes: dict[str, Any] = {}
     started_at = message.session_start or message.charging_start
     if charging_session.started_at is None and started_at is not None:
@@ -434,7 +442,33 @@ def _fill_in(charging_session: ChargingSession, message) -> dict[str, Any]:
         value = getattr(message, attr)
         if value and not getattr(charging_session, attr):
             changes[attr] = value
+    for attr, value in _identification(message).items():
+        if not getattr(charging_session, attr):
+            changes[attr] = value
     return changes
+
+
+def _identification(message) -> dict[str, str]:
+    """The contract ID (EvcoID), card UID and printed number the message's Identification carries
+    (the first usable one of each, `ids.identification_values`)."""
+    values = ids.identification_values(message.identification)
+    return {attr: found[0] for attr, found in values.items() if found}
+
+
+def _identification_differs(charging_session: ChargingSession, message) -> list[dict[str, str]]:
+    """Each identification value of the message that is not the session's (compared by search key,
+    so "DE-EMP-C12345678-X" and "DEEMPC12345678X" are one contract): the session keeps its first
+    value, never overwritten silently; the audit record says what came."""
+    differs = []
+    for attr, found in ids.identification_values(message.identification).items():
+        kept = getattr(charging_session, attr) or (found[0] if found else "")
+        differs += [{"field": attr, "kept": kept, "received": value} for value in found
+                    if ids.id_search_key(value) != ids.id_search_key(kept)]
+    return differs
+
+
+def _differs_data(differs: list[dict[str, str]]) -> dict[str, Any]:
+    return {"identification_differs": differs} if differs else {}
 
 
 def _store_message(

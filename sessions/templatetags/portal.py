@@ -9,6 +9,7 @@ from django.utils.safestring import mark_safe
 from django.utils.timesince import timesince
 
 from sessions.models import StopReason
+from sessions.selectors_anomalies import labelled
 
 register = template.Library()
 
@@ -43,6 +44,13 @@ def copyable(value: str | None):
         value,
         value,
     )
+
+
+@register.filter
+def anomaly_labels(anomalies) -> list[dict]:
+    """A message's anomalies (from an InboundMessage or its audit record) with their kinds' labels,
+    for sessions/_anomaly_list.html."""
+    return labelled(anomalies)
 
 
 @register.filter

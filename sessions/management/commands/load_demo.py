@@ -55,8 +55,11 @@ class Command(BaseCommand):
         for index in range(max(0, sessions - active)):
             operator = DEMO_OPERATORS[index % len(DEMO_OPERATORS)]
             started = now - timedelta(minutes=rng.randint(5, 300))
+            session_id = str(uuid.UUID(int=rng.getrandbits(128), version=4)) if seed is not None else str(uuid.uuid4())
+            if "upper_case_session_ids" in operator["behaviour"].get("quirks", ()):
+                session_id = session_id.upper()  # as this CPO writes them; the stop sends them back so
             services.create_charging_session(
-                session_id=str(uuid.UUID(int=rng.getrandbits(128), version=4)) if seed is not None else str(uuid.uuid4()),
+                session_id=session_id,
                 evse_id=f"{operator['operator_id']}*E{rng.randint(1, 9999):04d}*{rng.randint(1, 4)}",
                 provider_id=provider_id,
                 started_at=started,
