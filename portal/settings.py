@@ -213,6 +213,8 @@ CELERY_BEAT_SCHEDULE = {
     "sweep-stop-requests": {"task": "charging_sessions.sweep_stop_requests", "schedule": 30.0},
     # Supervisors see when the audit chain was last verified; walk it once a day.
     "verify-audit-chain": {"task": "charging_sessions.verify_audit_chain", "schedule": 24 * 3600.0},
+    # Refused inbound callers: one audit record per caller and minute, with the count.
+    "report-inbound-refusals": {"task": "charging_sessions.report_inbound_refusals", "schedule": 60.0},
 }
 
 # --------------------------------------------------------------------------------------------

@@ -2,18 +2,28 @@
 
 Nothing here writes directly: the stop action goes through `services.request_remote_stop`,
 with the same eligibility rules and the same audit records as the agent's screen.
+
+Every ModelAdmin (the apps' own included, see the end of this module) shows datetimes through
+`LocalTimesMixin`: local time with the UTC offset, once for every list and record page.
+templates/admin/base_site.html adds the environment badge to every admin page.
 """
 
 import json
 
+from django.apps import apps
+from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
+from django.db import models
+from django.template.defaultfilters import pluralize
 from django.template.response import TemplateResponse
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
-from . import selectors, selectors_anomalies, services
+from . import selectors_anomalies, services
 from .forms import AdminRemoteStopForm
+from .forms_history import HISTORY_IDS_MAX, ids_param
 from .models import (
     AuditCheckpoint,
     AuditExport,
@@ -26,9 +36,85 @@ from .models import (
     RemoteStopRequest,
 )
 from .oicp.anomalies import KINDS
+from .selectors import stop_blocker
+
+# --- times: local, with the UTC offset, on every list and record page -----------------------------
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+def local_time(value):
+    """`2026-12-06 21:02:13 +01:00` in a <time> element (machine-readable ISO 8601); None stays None."""
+    if value is None:
+        return None
+    local = timezone.localtime(value)
+    stamp = local.isoformat(timespec="seconds")
+    text = f"{local:%Y-%m-%d %H:%M:%S} {stamp[-6:]}"
+    return format_html('<time datetime="{}" class="admin-time">{}</time>', stamp, text)
+
+
+def _local_time_display(field: models.DateTimeField):
+    @admin.display(description=field.verbose_name, ordering=field.name)
+    def display(obj):
+        return local_time(getattr(obj, field.name))
+
+    return display
+
+
+class LocalTimesMixin:
+    """Shows each DateTimeField of the model as `local_time` on the list and, where it is read-only,
+    on the record page; sortable by its field, labelled with its verbose name.
+
+    Django's own display is the locale's ("Dec. 6, 2026, 8:02 p.m.", no offset). Each datetime
+    field `x` gets a display `x_local` on the ModelAdmin, used in its place.
+    """
+
+    def __init__(self, model, admin_site):
+        super().__init__(model, admin_site)
+        self.datetime_fields = {
+            field.name: field for field in model._meta.concrete_fields if isinstance(field, models.DateTimeField)
+        }
+        for name, field in self.datetime_fields.items():
+            setattr(self, f"{name}_local", _local_time_display(field))
+
+    def _local(self, name):
+        return f"{name}_local" if isinstance(name, str) and name in self.datetime_fields else name
+
+    def get_list_display(self, request):
+        return [self._local(name) for name in super().get_list_display(request)]
+
+    def get_list_display_links(self, request, list_display):
+        links = super().get_list_display_links(request, list_display)
+        return links if links is None else [self._local(name) for name in links]
+
+    def get_readonly_fields(self, request, obj=None):
+        names = list(super().get_readonly_fields(request, obj))
+        return names + [self._local(name) for name in names if name in self.datetime_fields]
+
+    def get_fieldsets(self, request, obj=None):
+        """Read-only datetimes (all of them on a view-only page) as their local display."""
+        view_only = obj is not None and not self.has_change_permission(request, obj)
+        readonly = set(super().get_readonly_fields(request, obj))
+
+        def shown(name):
+            return self._local(name) if view_only or name in readonly else name
+
+        fieldsets, seen = [], set()
+        for title, options in super().get_fieldsets(request, obj):
+            fields = []
+            for line in options.get("fields", ()):
+                line = tuple(shown(name) for name in line) if isinstance(line, (list, tuple)) else shown(line)
+                names = set(line) if isinstance(line, tuple) else {line}
+                if not names & seen:  # `x` and `x_local` both listed: show it once
+                    fields.append(line)
+                    seen |= names
+            fieldsets.append((title, {**options, "fields": fields}))
+        return fieldsets
+
+
+class PortalModelAdmin(LocalTimesMixin, admin.ModelAdmin):
+    """The base of the portal's ModelAdmins."""
+
+
+class ReadOnlyAdmin(PortalModelAdmin):
     """No add, change or delete for anyone, superusers included: these are records."""
 
     def has_add_permission(self, request, obj=None):
@@ -41,37 +127,60 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
 
+# --- the bulk stop (shaped like Django's delete_selected) ---------------------------------------
+
+
+def _queued_message(request, stop_ids: list[int]) -> str:
+    """"3 stops queued for Hubject PRODUCTION", linking to the stop history of exactly those requests."""
+    count = len(stop_ids)
+    text = f"{count} stop{pluralize(count)} queued for Hubject {settings.PORTAL_ENVIRONMENT}."
+    if not request.user.has_perm("charging_sessions.view_remotestoprequest"):
+        return text
+    shown = sorted(stop_ids)[:HISTORY_IDS_MAX]
+    url = f"{reverse('charging_sessions:stop-history')}?ids={ids_param(shown)}"
+    link_text = ("Follow their outcomes in the stop history" if len(shown) == count
+                 else f"Follow the first {len(shown)} in the stop history")
+    return format_html('{} <a href="{}">{}</a>.', text, url, link_text)
+
+
 @admin.action(description="Stop selected sessions via Hubject…", permissions=["remote_stop"])
 def stop_selected_sessions(modeladmin, request, queryset):
-    """Shaped like Django's delete_selected: a confirmation page listing the sessions, then the stops."""
+    """A confirmation page listing the sessions (which will be sent, which cannot and why), then the stops."""
     sessions = list(queryset.order_by("pk"))
     form = AdminRemoteStopForm(request.POST if request.POST.get("post") else None)
     if request.POST.get("post") and form.is_valid():
-        stopped, refused = 0, []
+        queued, refused = [], []
         for charging_session in sessions:
             try:
-                services.request_remote_stop(
+                stop = services.request_remote_stop(
                     charging_session_id=charging_session.pk, acting_user=request.user, **form.cleaned_data
                 )
-                stopped += 1
+                queued.append(stop.pk)
             except services.StopNotAllowed as refusal:
                 refused.append(f"{charging_session.evse_id}: {refusal}")
-        if stopped:
-            modeladmin.message_user(request, f"{stopped} stop request(s) queued for Hubject.", messages.SUCCESS)
+        if queued:
+            modeladmin.message_user(request, _queued_message(request, queued), messages.SUCCESS)
         for line in refused:
             modeladmin.message_user(request, f"Not sent: {line}", messages.WARNING)
         return None
-    rows = [(cs, selectors.stop_blocker(charging_session=cs)) for cs in sessions]
+    rows = [
+        {"session": cs, "blocker": stop_blocker(charging_session=cs), "started": local_time(cs.started_at)}
+        for cs in sessions
+    ]
+    sendable = sum(1 for row in rows if not row["blocker"])
+    form.fields["reason"].widget.attrs["autofocus"] = True  # as the agent's dialog: the reason first
     context = {
         **modeladmin.admin_site.each_context(request),
         "title": "Stop these charging sessions?",
         "opts": modeladmin.model._meta,
         "rows": rows,
-        "sendable": sum(1 for _, blocker in rows if not blocker),
+        "sendable": sendable,
+        "blocked": len(rows) - sendable,
         "form": form,
         "queryset": queryset,
         "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
         "action_name": "stop_selected_sessions",
+        "back_url": request.get_full_path(),
     }
     return TemplateResponse(request, "admin/charging_sessions/chargingsession/stop_selected_confirmation.html", context)
 
@@ -181,7 +290,7 @@ class InboundMessageAdmin(ReadOnlyAdmin):
     def applied(self, obj: InboundMessage) -> str:
         if obj.apply_error:
             return f"not applied: {obj.apply_error[:80]}"
-        return timezone.localtime(obj.applied_at).strftime("%H:%M:%S") if obj.applied_at else "waiting"
+        return local_time(obj.applied_at) if obj.applied_at else "waiting"
 
     @admin.display(description="anomalies")
     def anomaly_summary(self, obj: InboundMessage) -> str:
@@ -247,7 +356,7 @@ def release_legal_holds(modeladmin, request, queryset):
 
 
 @admin.register(LegalHold)
-class LegalHoldAdmin(AuditTrailViewMixin, admin.ModelAdmin):
+class LegalHoldAdmin(AuditTrailViewMixin, PortalModelAdmin):
     """Superusers set holds (add) and release them (action), both through the audited service."""
 
     list_display = ["pk", "reason", "set_by", "set_at", "released_at", "released_by"]
@@ -274,3 +383,14 @@ class LegalHoldAdmin(AuditTrailViewMixin, admin.ModelAdmin):
     def save_model(self, request, obj, form, change):
         hold = services.set_legal_hold(reason=form.cleaned_data["reason"], acting_user=request.user)
         obj.pk, obj.set_by, obj.set_at = hold.pk, hold.set_by, hold.set_at
+
+
+# --- the same local times on the other apps' admin pages (users, django-axes' login attempts) -----
+
+if apps.is_installed("axes"):
+    from axes import admin as axes_admin  # noqa: F401  (registers its ModelAdmins now, to be wrapped below)
+
+for _model, _model_admin in list(admin.site._registry.items()):
+    if not isinstance(_model_admin, LocalTimesMixin):
+        admin.site.unregister(_model)
+        admin.site.register(_model, type(type(_model_admin).__name__, (LocalTimesMixin, type(_model_admin)), {}))

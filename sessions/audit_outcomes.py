@@ -19,6 +19,7 @@ literal word, so the text never starts like a spreadsheet formula (no neutralisi
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Union
@@ -242,8 +243,13 @@ def _member(data: Any, key: str) -> Any:
 
 def _text(data: Any, key: str) -> str | None:
     value = _member(data, key)
-    # PostgreSQL reads `data` as jsonb, which has no U+0000: it sees U+FFFD (SQLite is told to match).
-    return value.replace("\x00", "\ufffd") if isinstance(value, str) else None
+    if not isinstance(value, str):
+        return None
+    if "\x00" in value or "\\u0000" in value:
+        # jsonb has no U+0000: the databases read `data` with each `\u0000` of its JSON text made
+        # `\ufffd` (PostgreSQL must; SQLite is told to match), and so does this reader.
+        value = json.loads(json.dumps(value, ensure_ascii=False).replace("\\u0000", "\\ufffd"))
+    return value
 
 
 def _int(data: Any, key: str) -> str | None:

@@ -15,7 +15,7 @@ The checksum (SHA-256) covers the data rows exactly as written:
   (UTF-8, CRLF line ends): `grep -v '^#' export.csv | sha256sum`.
 - JSON Lines: the data lines (each starts with `{"id":`), UTF-8, LF line ends:
   `grep '^{"id":' export.jsonl | sha256sum`.
-- XLSX: the same rows written as CSV (the value a CSV export of the same selection carries).
+- XLSX: the same selection written as CSV (the value a CSV export of the same selection carries).
 Files carry the checksum in their header (CSV `# sha256:` comment line, the JSONL metadata line,
 the XLSX "Export" sheet); a response streamed to the browser cannot, so it ends with a trailer
 (`# sha256: …` for CSV, a `{"_trailer": {...}}` line for JSONL, which stays valid JSON Lines).
@@ -43,8 +43,10 @@ from pathlib import Path
 from typing import Any
 
 from django.db.models import QuerySet
+from django.utils import timezone
 
 from . import exports_sql
+from .audit_outcomes import outcome_text
 
 COLUMNS = [
     "id",
@@ -56,6 +58,7 @@ COLUMNS = [
     "operator_id",
     "stop_request_id",
     "correlation_id",
+    "outcome",
     "data",
     "prev_hash",
     "record_hash",
@@ -109,8 +112,14 @@ class ExportInfo:
         covers = {
             "csv": "every line not starting with # (header row and data rows), UTF-8, CRLF",
             "jsonl": 'the data lines (those starting with {"id":), UTF-8, LF',
-            "xlsx": "the rows of the 'Audit log' sheet written as CSV (UTF-8, CRLF), as in a CSV export",
+            "xlsx": "the same records exported as CSV: its header row and data rows (UTF-8, CRLF); "
+                    "the 'Audit log' sheet holds the same values, typed",
         }[self.format]
+        zone = timezone.get_default_timezone_name()
+        times = {
+            "xlsx": f"'Occurred at' is local time in {zone} (Excel date-times carry no offset; the CSV and "
+                    "JSON Lines exports give UTC); the filters' days are days in " + zone,
+        }.get(self.format, f"occurred_at is UTC (ISO 8601); the filters' days are days in {zone}")
         return [
             ("export", "EMP support portal audit log"),
             ("export_id", "" if self.export_id is None else str(self.export_id)),
@@ -122,6 +131,7 @@ class ExportInfo:
             ("sha256", sha256 or "in the last line of this file"),
             ("sha256_covers", covers),
             ("columns", ",".join(COLUMNS)),
+            ("times", times),
         ]
 
 
@@ -156,6 +166,7 @@ def export_rows(records: QuerySet) -> Iterator[tuple]:
             operator_id or "",
             stop_id,
             str(correlation_id) if correlation_id else "",
+            outcome_text(event_type, data),
             data,
             prev_hash,
             record_hash,
@@ -326,27 +337,55 @@ def _xlsx_text(value: Any) -> Any:
     return value
 
 
-def _xlsx_row(cells: list[str]) -> list[Any]:
-    """A CSV line read back as the sheet's row: the ids as numbers, as in the JSONL export."""
-    row: list[Any] = [_xlsx_text(cell) for cell in cells]
-    row[0] = int(cells[0])
-    row[7] = int(cells[7]) if cells[7] else None
-    return row
+# The sheet's header: what each column holds, the time zone of the times named (Excel has none).
+def xlsx_headers() -> list[str]:
+    return [
+        "Record id", f"Occurred at ({timezone.get_default_timezone_name()})", "Event type", "Actor",
+        "SessionID", "EvseID", "OperatorID", "Stop request id", "Correlation id", "Outcome", "Data (JSON)",
+        "Previous hash", "Record hash",
+    ]
+
+
+_XLSX_WIDTHS = [10, 20, 22, 14, 38, 22, 11, 10, 38, 56, 60, 20, 20]
+_XLSX_TIME_FORMAT = "yyyy-mm-dd hh:mm:ss"
+_ID, _OCCURRED, _STOP_ID = COLUMNS.index("id"), COLUMNS.index("occurred_at"), COLUMNS.index("stop_request_id")
+
+
+def _xlsx_rows(sheet, lines: bytes, zone) -> Iterator[list[Any]]:
+    """CSV lines read back as the sheet's rows, typed: the record and stop request ids as numbers,
+    the time as an Excel date-time in `zone` (naive: Excel has no zones), every other cell as text
+    (SessionID, EvseID, OperatorID, correlation id and hashes are identifiers, never numbers)."""
+    from openpyxl.cell import WriteOnlyCell
+
+    for cells in csv.reader(io.StringIO(lines.decode(), newline="")):
+        row: list[Any] = [_xlsx_text(cell) for cell in cells]
+        row[_ID] = int(cells[_ID])
+        row[_STOP_ID] = int(cells[_STOP_ID]) if cells[_STOP_ID] else None
+        occurred = WriteOnlyCell(sheet, value=datetime.fromisoformat(cells[_OCCURRED]).astimezone(zone)
+                                 .replace(tzinfo=None))
+        occurred.number_format = _XLSX_TIME_FORMAT
+        row[_OCCURRED] = occurred
+        yield row
 
 
 def _write_xlsx(path: Path, info: ExportInfo, records: QuerySet, result: ExportResult,
                 progress: Callable[[int], None] | None) -> None:
     from openpyxl import Workbook
+    from openpyxl.utils import get_column_letter
 
     workbook = Workbook(write_only=True)
     meta_sheet = workbook.create_sheet("Export")
     data_sheet = workbook.create_sheet("Audit log")
-    data_sheet.append(COLUMNS)
-    # The cells are the CSV export's lines read back, so the checksum is that of the same rows as
-    # CSV, and the neutralisation is the same.
+    data_sheet.freeze_panes = "A2"
+    for number, width in enumerate(_XLSX_WIDTHS, 1):
+        data_sheet.column_dimensions[get_column_letter(number)].width = width
+    data_sheet.append(xlsx_headers())
+    zone = timezone.get_default_timezone()
+    # The cells are the CSV export's lines read back, so the checksum is that of the same records
+    # as CSV, and the neutralisation is the same.
     for lines, _chunk in _csv_chunks(records, result):
-        for cells in csv.reader(io.StringIO(lines.decode(), newline="")):
-            data_sheet.append(_xlsx_row(cells))
+        for row in _xlsx_rows(data_sheet, lines, zone):
+            data_sheet.append(row)
         if progress and lines:
             progress(result.rows)
     info.row_count = result.rows

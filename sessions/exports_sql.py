@@ -78,6 +78,8 @@ def _concat(parts: list) -> str:
     each `||` and function per row, so fewer of them is most of what this costs."""
     merged: list = []
     for part in parts:
+        if isinstance(part, _Text) and not part.text:
+            continue
         last = merged[-1] if merged else None
         if isinstance(part, _Text) and isinstance(last, _Text):
             merged[-1] = _Text(last.text + part.text)
@@ -175,8 +177,8 @@ class _OutcomeCompiler:
 
     def condition(self, condition: words.Condition, proven: frozenset) -> str:
         if isinstance(condition, words.Text):
-            if self.sqlite:  # a JSON string with at least one character
-                return f"{self.member(condition.key)} GLOB '\"?*'"
+            if self.sqlite:  # a JSON string with at least one character: '"', something, '"'
+                return f"{self.member(condition.key)} GLOB '\"??*'"
             return f"({self._is_string(condition.key)} AND {self._string(condition.key)} <> '')"
         if isinstance(condition, words.Int):
             return self._int_test(condition.key)
@@ -227,8 +229,8 @@ class _OutcomeCompiler:
             elif isinstance(part, words.If):
                 then = self.parts(part.then, proven | self._proves(part.condition))
                 otherwise = self.parts(part.otherwise, proven)
-                out.append(f"CASE WHEN {self.condition(part.condition, proven)} THEN {_concat(then) or "''"} "
-                           f"ELSE {_concat(otherwise) or "''"} END")
+                out.append(f"CASE WHEN {self.condition(part.condition, proven)} THEN {_concat(then) or _EMPTY} "
+                           f"ELSE {_concat(otherwise) or _EMPTY} END")
             else:
                 raise TypeError(part)
         return out
@@ -246,6 +248,9 @@ class _OutcomeCompiler:
         if ("text", part.key) in proven:
             return sql
         return f"COALESCE(CASE WHEN {self._is_string(part.key)} THEN {sql} END, '')"
+
+
+_EMPTY = "''"
 
 
 def _rule_reads_data(parts: tuple) -> bool:

@@ -33,7 +33,10 @@ class SessionSearchForm(forms.Form):
     operator = forms.CharField(required=False, max_length=10, label="CPO")
     status = forms.ChoiceField(
         required=False,
-        choices=[("ACTIVE", "Active"), ("CHARGING_ENDED", "Charging ended"), ("CLOSED", "Closed"), ("", "Any state")],
+        # "Open": every session Hubject still has open (no CDR yet), charging or not: a driver whose
+        # cable is locked after charging ended is exactly who calls.
+        choices=[("OPEN", "Open (no CDR yet)"), ("ACTIVE", "Charging"), ("CHARGING_ENDED", "Charging ended"),
+                 ("CLOSED", "Closed"), ("", "Any state")],
         label="State",
     )
     stale_hours = forms.IntegerField(required=False, min_value=1, max_value=720, label="No update for more than (hours)")

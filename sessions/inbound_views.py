@@ -8,7 +8,9 @@ eRoamingAcknowledgement. Every answer is an acknowledgement, whatever came in:
   200  Result true,  000  accepted: stored, and applied to its session by the worker moments later
                           (OICP_INBOUND_APPLY); a repeated CDR too (acknowledged, not applied twice)
   400  Result false, 022  the message breaks a rule; AdditionalInfo names the field(s)
-  403  Result false, 017  the caller may not call (audited as INBOUND_REFUSED, without the body)
+  403  Result false, 017  the caller may not call (counted per caller and minute, audited once a
+                          minute as INBOUND_REFUSED with the count, never the body; also with the
+                          database down)
   405  Result false, 022  not a POST
   413  Result false, 022  body larger than OICP_INBOUND_MAX_BODY_BYTES (not read)
   503  Result false, 021  the database is unavailable; HBS may try again
@@ -24,7 +26,7 @@ from functools import lru_cache
 from ipaddress import IPv4Address, IPv6Address, ip_address, ip_network
 
 from django.conf import settings
-from django.db import OperationalError
+from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
@@ -120,10 +122,7 @@ def _guard(request: HttpRequest) -> tuple[str | None, bytes | None, HttpResponse
     """Caller, method and size checks; the body when they pass, else the answer to give."""
     client, refusal = _check_caller(request)
     if refusal:
-        logger.warning("inbound OICP call refused: %s from %s to %s", refusal, client, request.path[:200])
-        services.record_inbound_refusal(
-            client_address=client, path=request.path, method=request.method or "", reason=refusal
-        )
+        _count_refusal(client, request.path, refusal)
         return client, None, _ack(status=403, code="017", description="Unauthorized Access")
     if request.method != "POST":
         response = _data_error(405, f"Method {request.method[:10]} not allowed: POST only")
@@ -149,6 +148,19 @@ def _guard(request: HttpRequest) -> tuple[str | None, bytes | None, HttpResponse
     if len(body) > limit:
         return client, None, _data_error(413, f"body: larger than {limit} bytes")
     return client, body, None
+
+
+def _count_refusal(client: str | None, path: str, refusal: str) -> None:
+    """Counted per caller and minute, audited once per minute with the count (never one record per
+    call: anyone can call). The 403 is answered whatever happens to the count, database down included."""
+    try:
+        first = services.count_inbound_refusal(client_address=client, path=path, reason=refusal)
+    except (OperationalError, InterfaceError):
+        logger.warning("inbound OICP call refused: %s from %s to %s (not counted: the database is unavailable)",
+                       refusal, client, path[:200])
+        return
+    if first:  # one line per caller and minute; the minute's count follows when it is audited
+        logger.warning("inbound OICP call refused: %s from %s to %s", refusal, client, path[:200])
 
 
 def _read_at_most(stream, size: int) -> bytes:

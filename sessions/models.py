@@ -477,3 +477,29 @@ class CdrPullRun(models.Model):
 
     def __str__(self) -> str:
         return f"CDR pull #{self.pk} {self.date_from:%Y-%m-%d %H:%M} to {self.date_to:%Y-%m-%d %H:%M}"
+
+
+class InboundRefusalCount(models.Model):
+    """Refused calls to the inbound OICP endpoints, counted per caller, minute and reason.
+
+    Anyone can call those endpoints. Counting here (one UPDATE per refused call, no audit chain
+    lock) and auditing once per caller and minute, with the counts, keeps the audit trail for what
+    matters: 10,000 refused calls from one address leave a handful of records, not 10,000.
+    """
+
+    client_address = models.CharField(max_length=64)
+    minute = models.DateTimeField()  # the minute (UTC) the calls were refused in
+    reason = models.CharField(max_length=200)
+    count = models.PositiveIntegerField(default=0)
+    first_path = models.CharField(max_length=200)
+    # The audit record that reported this caller's minute, once the minute is over.
+    audit_record_id = models.BigIntegerField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["client_address", "minute", "reason"],
+                                               name="one_refusal_count_per_minute")]
+        indexes = [models.Index(fields=["minute"], name="refusal_unreported_idx",
+                                condition=Q(audit_record_id__isnull=True))]
+
+    def __str__(self) -> str:
+        return f"{self.count} refused call(s) from {self.client_address} at {self.minute:%Y-%m-%d %H:%M}"

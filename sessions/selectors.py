@@ -45,7 +45,9 @@ def search_charging_sessions(
         sessions = sessions.filter(pk__in=lookups[0].union(*lookups[1:]))
     if operator_id:
         sessions = sessions.filter(operator_id=operator_id.upper())
-    if status:
+    if status == "OPEN":  # every session without its CDR: charging, or charging ended and still plugged
+        sessions = sessions.filter(status__in=[ChargingSession.Status.ACTIVE, ChargingSession.Status.CHARGING_ENDED])
+    elif status:
         sessions = sessions.filter(status=status)
     if stale_hours:
         sessions = sessions.filter(last_update_at__lt=timezone.now() - timedelta(hours=stale_hours))

@@ -92,6 +92,8 @@ class StopHistoryFilters:
     reason: str = ""
     q: str = ""
     sort: str = DEFAULT_HISTORY_SORT
+    # Exactly these stop requests (the admin's bulk stop links to them); None: no such filter, (): none.
+    ids: tuple[int, ...] | None = None
 
 
 def stop_history(*, filters: StopHistoryFilters, only_requested_by=None) -> QuerySet[RemoteStopRequest]:
@@ -112,6 +114,8 @@ def stop_history(*, filters: StopHistoryFilters, only_requested_by=None) -> Quer
         stops = stops.filter(oicp_code=filters.oicp_code)
     if filters.reason:
         stops = stops.filter(reason=filters.reason)
+    if filters.ids is not None:
+        stops = stops.filter(pk__in=filters.ids)
     if filters.q.strip():
         # UNION of two indexed lookups: with an OR, PostgreSQL scanned every stop request.
         query = filters.q.strip()

@@ -70,3 +70,8 @@ def verify_audit_chain() -> None:
 def apply_inbound_messages() -> None:
     """Apply stored charging notifications and CDRs to their sessions (kicked by each new message)."""
     services.apply_inbound_messages()
+
+
+@shared_task(name="charging_sessions.report_inbound_refusals", ignore_result=True)
+def report_inbound_refusals() -> None:
+    services.report_inbound_refusals()

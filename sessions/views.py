@@ -23,9 +23,9 @@ def _can_stop(request: HttpRequest) -> bool:
 @permission_required("charging_sessions.view_chargingsession", raise_exception=True)
 def session_list(request: HttpRequest) -> HttpResponse:
     data = request.GET.copy()
-    data.setdefault("status", "ACTIVE")
+    data.setdefault("status", "OPEN")
     form = SessionSearchForm(data)
-    filters = form.cleaned_data if form.is_valid() else {"status": "ACTIVE"}
+    filters = form.cleaned_data if form.is_valid() else {"status": "OPEN"}
     sessions = selectors.search_charging_sessions(
         query=filters.get("q", ""),
         operator_id=filters.get("operator", ""),

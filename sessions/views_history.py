@@ -73,8 +73,18 @@ def stop_history(request: HttpRequest) -> HttpResponse:
         "querystring": _querystring(request, "page"),
         "verification": _chain_status(request),
         "filtered": any(value for key, value in request.GET.items() if key not in ("page", "sort")),
+        "selection": _selection_chip(request, filters),
     }
     return render(request, "sessions/stop_history.html", context)
+
+
+def _selection_chip(request: HttpRequest, filters) -> dict | None:
+    """The `ids` filter as a removable chip ("3 selected requests"), or None without one."""
+    if not request.GET.get("ids", "").strip():
+        return None
+    rest = _querystring(request, "page", "ids")
+    remove_url = reverse("charging_sessions:stop-history") + (f"?{rest}" if rest else "")
+    return {"count": len(filters.ids or ()), "remove_url": remove_url}
 
 
 @require_GET

@@ -19,12 +19,14 @@ from openpyxl import load_workbook
 
 from sessions import exports, roles, services, tasks
 from sessions.models import AuditExport, AuditRecord
+from sessions.audit_outcomes import outcome_text
 from sessions.selectors_history import AuditLogFilters, audit_log
 from tests.factories import ChargingSessionFactory, RemoteStopRequestFactory, UserFactory
 
 Event = AuditRecord.EventType
 START = reverse("charging_sessions:audit-export-start")
 PAGE = reverse("charging_sessions:audit-export")
+OUTCOME, DATA = exports.COLUMNS.index("outcome"), exports.COLUMNS.index("data")
 
 
 @pytest.fixture(autouse=True)
@@ -152,7 +154,8 @@ def test_csv_read_back(sup_client, trail, supervisor):
         assert row[1] == rec.occurred_at.astimezone(UTC).isoformat(timespec="microseconds")
         assert row[2] == rec.event_type and row[3] == (rec.actor.username if rec.actor else "")
         assert row[4] == rec.charging_session.session_id and row[5] == rec.charging_session.evse_id
-        assert json.loads(row[9]) == rec.data and (row[10], row[11]) == (rec.prev_hash, rec.record_hash)
+        assert row[OUTCOME] == outcome_text(rec.event_type, rec.data)
+        assert json.loads(row[DATA]) == rec.data and (row[11], row[12]) == (rec.prev_hash, rec.record_hash)
     export = AuditExport.objects.get()
     checksum = hashlib.sha256("".join(data_lines).encode()).hexdigest()
     assert meta["sha256"] == checksum == export.sha256  # the trailer line
@@ -186,13 +189,42 @@ def test_xlsx_read_back_and_its_checksum_is_that_of_the_same_rows_as_csv(sup_cli
     assert workbook.sheetnames == ["Export", "Audit log"]
     meta = {row[0]: row[1] for row in workbook["Export"].iter_rows(values_only=True)}
     rows = list(workbook["Audit log"].iter_rows(values_only=True))
-    assert list(rows[0]) == exports.COLUMNS
+    assert list(rows[0]) == exports.xlsx_headers() and rows[0][1] == "Occurred at (Europe/Berlin)"
     assert [row[0] for row in rows[1:]] == [trail["created_acc"].pk, trail["created_fst"].pk]
-    assert json.loads(rows[1][9]) == {"note": "first"}
+    assert json.loads(rows[1][DATA]) == {"note": "first"}
+    assert "Europe/Berlin" in meta["times"]
     xlsx_export = AuditExport.objects.get()
     assert meta["sha256"] == xlsx_export.sha256 and meta["rows"] == "2" and meta["generated_by"] == "supervisor-x"
     start(sup_client, "csv", **filters)
     assert AuditExport.objects.latest("pk").sha256 == xlsx_export.sha256
+
+
+def test_xlsx_cells_are_typed_numbers_times_and_identifiers_as_text(sup_client, trail):
+    """Numbers as numbers, times as Excel date-times in the portal's zone (named in the header),
+    identifiers as text even when they look like numbers."""
+    numeric = ChargingSessionFactory(evse_id="DE*123*E1*1", operator_id="DE*123")
+    berlin_summer = datetime(2026, 7, 1, 21, 30, 5, 250000, tzinfo=UTC)  # 23:30:05.25 in Berlin
+    special = record(Event.STOP_FAILED, at=berlin_summer, stop_request=trail["stop"], charging_session=numeric,
+                     attempt=3, oicp_code="310")
+    _, body = start(sup_client, "xlsx", q=str(trail["stop"].correlation_id))
+    sheet = load_workbook(io.BytesIO(body))["Audit log"]
+    header = [cell.value for cell in sheet[1]]
+    rows = {row[0].value: row for row in sheet.iter_rows(min_row=2)}
+    row = rows[special.pk]
+    cell = dict(zip(exports.COLUMNS, row))
+    assert cell["id"].data_type == "n" and cell["id"].value == special.pk
+    assert cell["stop_request_id"].data_type == "n" and cell["stop_request_id"].value == trail["stop"].pk
+    assert cell["occurred_at"].is_date and cell["occurred_at"].value == datetime(2026, 7, 1, 23, 30, 5, 250000)
+    assert cell["occurred_at"].number_format == "yyyy-mm-dd hh:mm:ss"
+    assert header[1] == "Occurred at (Europe/Berlin)"
+    for name in ("event_type", "session_id", "evse_id", "operator_id", "correlation_id", "outcome", "data",
+                 "prev_hash", "record_hash"):
+        assert cell[name].data_type == "s", name
+    assert cell["outcome"].value == "Stop failed: 310 Partner did not respond (attempt 3 of 3)"
+    assert cell["correlation_id"].value == str(trail["stop"].correlation_id)
+    winter = rows[trail["requested"].pk]
+    assert winter[1].value == datetime(2026, 3, 2, 10, 0)  # local 10:00 (UTC+01:00) as the trail was written
+    assert sheet.freeze_panes == "A2"
 
 
 def test_formula_injection_is_neutralised_in_csv_and_xlsx(sup_client, db):
@@ -237,7 +269,8 @@ def reference_cells(rec: AuditRecord) -> list[str]:
     values = [rec.pk, rec.occurred_at.astimezone(UTC).isoformat(timespec="microseconds"), rec.event_type,
               rec.actor.username if rec.actor else "", cs.session_id if cs else "", cs.evse_id if cs else "",
               cs.operator_id if cs else "", rec.stop_request_id or "",
-              str(rec.correlation_id) if rec.correlation_id else "", None, rec.prev_hash, rec.record_hash]
+              str(rec.correlation_id) if rec.correlation_id else "", outcome_text(rec.event_type, rec.data), None,
+              rec.prev_hash, rec.record_hash]
     return [str(exports.neutralise(value)) if value is not None else None for value in values]
 
 
@@ -246,8 +279,8 @@ def assert_rows_match(rows: list[list[str]], records: list[AuditRecord]) -> None
     assert len(rows) == len(records) + 1
     for row, rec in zip(rows[1:], records):
         expected = reference_cells(rec)
-        assert row[:9] + row[10:] == expected[:9] + expected[10:], rec.pk
-        assert json.loads(row[9].removeprefix("'")) == rec.data
+        assert row[:DATA] + row[DATA + 1:] == expected[:DATA] + expected[DATA + 1:], rec.pk
+        assert json.loads(row[DATA].removeprefix("'")) == rec.data
 
 
 def stream_export(filters: AuditLogFilters, fmt="csv", user=None) -> bytes:
@@ -272,8 +305,8 @@ def test_each_free_text_cell_is_neutralised_for_each_dangerous_first_character(d
     records = all_records()
     rows = csv_rows(stream_export(AuditLogFilters(max_id=safe.pk)))
     assert rows[1][3:7] == [f"'{first}user", f"'{first}sid", f"'{first}DE*X*E1*1", f"'{first}DE*X"]
-    assert json.loads(rows[1][9]) == {"note": f"{first}not the first"}  # JSON starts with {
-    assert rows[2][9] == "'-1"
+    assert json.loads(rows[1][DATA]) == {"note": f"{first}not the first"}  # JSON starts with {
+    assert rows[2][DATA] == "'-1"
     assert rows[3][5] == "DE*OK*E1*1" and not rows[3][3].startswith("'")
     assert_rows_match(rows, records)
 
@@ -297,7 +330,7 @@ def test_quotes_commas_newlines_backslashes_and_unicode_round_trip(db):
     body = stream_export(AuditLogFilters())
     rows = csv_rows(body)
     assert_rows_match(rows, records)
-    assert rows[2][9] and json.loads(rows[2][9])["text"] == AWKWARD[1]
+    assert rows[2][DATA] and json.loads(rows[2][DATA])["text"] == AWKWARD[1]
     assert rows[3][5] == "DE*2" + AWKWARD[2][:30]
     # Records end in CRLF; the LF and CR inside quoted cells stay as they were.
     lines = data_lines(body)
@@ -353,7 +386,7 @@ def test_chunks_of_lines_add_up_whatever_the_chunk_boundaries(db, count):
     with mock.patch.object(exports, "ROWS_PER_WRITE", 2):
         body = stream_export(AuditLogFilters())
     rows = csv_rows(body)
-    assert [json.loads(row[9])["n"] for row in rows[1:]] == list(range(count))
+    assert [json.loads(row[DATA])["n"] for row in rows[1:]] == list(range(count))
     trailer = dict(line[2:].split(": ", 1) for line in body.decode().splitlines()[-2:])
     assert trailer == {"rows_written": str(count), "sha256": hashlib.sha256(data_lines(body)).hexdigest()}
 
@@ -607,7 +640,7 @@ def test_an_export_outside_a_transaction_reports_progress_while_it_reads(tmp_pat
     assert seen_progress[1:4] == [0, 2, 4]  # after the claim: each UPDATE saw the one before it
     body = (tmp_path / "t.csv").read_bytes()
     rows = csv_rows(body)
-    assert [json.loads(row[9]) for row in rows[1:]] == [{"n": n, "text": f"row {n}, \\ \t\n"} for n in range(7)]
+    assert [json.loads(row[DATA]) for row in rows[1:]] == [{"n": n, "text": f"row {n}, \\ \t\n"} for n in range(7)]
     assert export.sha256 == hashlib.sha256(data_lines(body)).hexdigest()
 
 

@@ -346,3 +346,16 @@ def test_the_session_timeline_shows_each_anomaly_and_a_held_back_message(client,
     assert "ConsumedEnergyProgress 12.3456 stored as 12.346" in page
     assert "Held back: not applied to this session" in page
     assert "but the session runs at DE*ACC*E00001*1" in page
+
+
+def test_the_sessions_list_shows_open_sessions_by_default_charging_ended_included(client, agent):
+    charging = ChargingSessionFactory(evse_id="DE*ACC*E00001*1")
+    ended = ChargingSessionFactory(evse_id="DE*CBL*E00002*1", status=Status.CHARGING_ENDED,
+                                   charging_ended_at=timezone.now())
+    closed = ChargingSessionFactory(evse_id="DE*ACC*E00003*1", status=Status.CLOSED, ended_at=timezone.now())
+    client.force_login(agent)
+
+    page = client.get("/").content.decode()
+
+    assert charging.evse_id in page and ended.evse_id in page and closed.evse_id not in page
+    assert 'value="OPEN" selected' in page

@@ -12,7 +12,11 @@ from __future__ import annotations
 
 import html
 import signal
+import socket
+import subprocess
+import threading
 import time
+from contextlib import contextmanager
 from datetime import timedelta
 
 import pytest
@@ -228,6 +232,104 @@ def test_an_answer_is_recorded_even_when_the_slot_cannot_be_given_back(monkeypat
         services.send_remote_stop(stop_request_id=stop.pk)
     stop.refresh_from_db()
     assert (stop.state, stop.attempt_count) == (State.ACCEPTED, 1)
+
+
+@contextmanager
+def stalled_broker():
+    """A "Redis" that accepts connections and never answers: a broker that hangs (a stuck server, a
+    half-open connection through a firewall), the way the agent's click was found frozen. Yields its URL."""
+    listener = socket.create_server(("127.0.0.1", 0), backlog=64)
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept():
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                connection, _ = listener.accept()
+            except (TimeoutError, OSError):
+                continue
+            accepted.append(connection)  # held open, never read, never answered
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield f"redis://127.0.0.1:{listener.getsockname()[1]}/0"
+    finally:
+        stop.set()
+        thread.join()
+        for connection in accepted:
+            connection.close()
+        listener.close()
+
+
+def _post_stop(client, charging_session):
+    started = time.monotonic()
+    response = client.post(reverse("charging_sessions:request-stop", args=[charging_session.pk]),
+                           {"reason": StopReason.CABLE_LOCKED}, HTTP_HX_REQUEST="true")
+    return response, time.monotonic() - started
+
+
+@pytest.mark.integration
+@pytest.mark.django_db(transaction=True)
+def test_a_broker_that_accepts_and_never_answers_cannot_hold_the_click_for_more_than_3_s(client):
+    """Cold: the web process has no broker connection yet; the broker's TCP accept works, nothing else."""
+    client.force_login(AgentFactory())
+    charging_session = ChargingSessionFactory()
+    with stalled_broker() as broker, servers.celery_publisher(broker):
+        response, took = _post_stop(client, charging_session)
+    assert took < 3, f"the click answered after {took:.1f} s"
+    _assert_saved_and_said(response, charging_session)
+
+
+@pytest.mark.integration
+@pytest.mark.django_db(transaction=True)
+def test_a_paused_redis_cannot_hold_the_click_for_more_than_3_s_and_the_worker_survives_it(
+        client, simulator):
+    """Warm: the web process and a worker are connected when Redis stops answering (CLIENT PAUSE ALL:
+    every command waits). The click answers within 3 s; when Redis answers again, the worker, still
+    running with its own (longer) timeouts, sends the stop, exactly once, after the sweeper re-queues it."""
+    redis = servers.RedisServer().start()
+    agent = AgentFactory()
+    client.force_login(agent)
+    charging_session = ChargingSessionFactory()
+    simulator.patch_behaviours({"evses": {charging_session.evse_id: {"action": "accept"}}})
+    simulator.add_sessions(charging_session)
+    try:
+        broker = redis.url(4)
+        worker = servers.celery_worker(broker_url=broker, database_url=servers.database_url_for_children(),
+                                       oicp_base_url=simulator.url, concurrency=2)
+        with worker as proc, servers.celery_publisher(broker):
+            from sessions.tasks import send_remote_stop
+
+            send_remote_stop.apply_async(args=[0], retry=False)  # the web process's pool is connected
+            cli = [servers.require("redis-cli", "redis-server"), "-p", str(redis.port)]
+            subprocess.run([*cli, "CLIENT", "PAUSE", "6000", "ALL"], check=True, capture_output=True)
+            response, took = _post_stop(client, charging_session)
+            assert took < 3, f"the click answered after {took:.1f} s"
+            stop = _assert_saved_and_said(response, charging_session)
+            time.sleep(6)  # the pause ends by itself, as a stalled broker's does
+            assert proc.proc.poll() is None, "the worker died while Redis did not answer:\n" + proc.output()
+            RemoteStopRequest.objects.filter(pk=stop.pk).update(requested_at=timezone.now() - timedelta(minutes=2))
+            from portal.celery import app
+
+            app.send_task("charging_sessions.sweep_stop_requests")
+            _wait_for_state(stop, [State.ACCEPTED], timeout=60)
+    finally:
+        redis.close()
+    assert stop.attempt_count == 1
+    assert len(simulator.received(session_id=charging_session.session_id)) == 1
+
+
+def _assert_saved_and_said(response, charging_session) -> RemoteStopRequest:
+    assert response.status_code == 200
+    page = html.unescape(response.content.decode())
+    assert 'id="stop-queued"' in page
+    assert "Stop saved: it will be sent to Hubject" in page
+    stop = RemoteStopRequest.objects.get(charging_session=charging_session)
+    assert (stop.state, stop.attempt_count) == (State.PENDING, 0)
+    assert stop.audit_records.filter(event_type=Event.STOP_REQUESTED).count() == 1
+    return stop
 
 
 def mock_raise(error):

@@ -116,8 +116,9 @@ def test_unusable_identification_values_are_left_in_the_raw_message(identificati
 def test_the_database_computes_the_same_keys_as_the_query_side(evse_id, contract):
     """The keys are GeneratedFields (no write path can forget them); the query side normalises the
     agent's text with the same function, so the two must agree for every ID the formats allow."""
-    charging_session = ChargingSessionFactory(evse_id=evse_id, operator_id="DE*ACC", contract_id=contract, card_uid=contract.lower(),
-                                              printed_number=contract, emp_partner_session_id=contract)
+    charging_session = ChargingSessionFactory(evse_id=evse_id, operator_id="DE*ACC", contract_id=contract,
+                                              card_uid=contract.lower(), printed_number=contract,
+                                              emp_partner_session_id=contract)
     keys = ChargingSession.objects.filter(pk=charging_session.pk).values(
         "evse_key", "contract_key", "card_uid_key", "printed_number_key", "emp_partner_key").get()
     assert keys == {
@@ -148,7 +149,8 @@ DRIVER_SPEAK = [
 @pytest.mark.parametrize("spoken", DRIVER_SPEAK)
 def test_each_way_a_driver_names_the_session_opens_it(agent_client, driver_session, spoken):
     response = search(agent_client, spoken)
-    assert response.status_code == 302, f"{spoken!r} found {response.context and response.context['page'].paginator.count}"
+    found = response.context["page"].paginator.count if response.context else None
+    assert response.status_code == 302, f"{spoken!r} found {found} sessions"
     assert response["Location"] == detail_url(driver_session)
 
 

@@ -25,7 +25,13 @@ from .audit_exports import (
     write_audit_export,
 )
 from .charging_sessions import create_charging_session
-from .inbound import RecordOutcome, record_cdr, record_charging_notification, record_inbound_refusal
+from .inbound import (
+    RecordOutcome,
+    count_inbound_refusal,
+    record_cdr,
+    record_charging_notification,
+    report_inbound_refusals,
+)
 from .inbound_queue import (
     Received,
     apply_inbound_messages,
@@ -77,7 +83,8 @@ __all__ = [
     "receive_charging_notification",
     "record_cdr",
     "record_charging_notification",
-    "record_inbound_refusal",
+    "count_inbound_refusal",
+    "report_inbound_refusals",
     "SendOutcome",
     "StopNotAllowed",
     "close_session_manually",

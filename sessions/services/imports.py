@@ -303,8 +303,8 @@ def _changes(row: SessionLine, current: ChargingSession, sending: set[int]) -> t
         if value is None or ids.id_search_key(value) == ids.id_search_key(known):
             continue
         if known:
-            problems.append(f"{name}: {value!r} differs from {known!r}, the {current._meta.get_field(attr).verbose_name} "
-                            "the portal has for this SessionID")
+            what = current._meta.get_field(attr).verbose_name
+            problems.append(f"{name}: {value!r} differs from {known!r}, the {what} the portal has for this SessionID")
         else:
             wanted[attr] = value
     changes = {name: (getattr(current, name), value) for name, value in wanted.items()

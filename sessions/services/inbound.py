@@ -30,15 +30,16 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import IntegrityError, transaction
+from django.db.models import F
 from django.utils import timezone
 
-from ..models import AuditRecord, ChargeDetailRecord, ChargingSession, InboundMessage
+from ..models import AuditRecord, ChargeDetailRecord, ChargingSession, InboundMessage, InboundRefusalCount
 from ..oicp import ids
 from ..oicp.anomalies import HELD_BACK, Anomaly
 from ..oicp.inbound import ERROR_ADDITIONAL_INFO_MAX
 from ..oicp.inbound import ChargeDetailRecord as ParsedCdr
 from ..oicp.inbound import ChargingNotification
-from .audit import AuditEntry, record_audit, record_audits
+from .audit import AuditEntry, record_audits
 from .charging_sessions import insert_charging_session, session_created_entry
 from .stops import confirmation_entries
 
@@ -510,14 +511,58 @@ def _ip_or_none(value) -> str | None:
         return None
 
 
-def record_inbound_refusal(*, client_address: str | None, path: str, method: str, reason: str) -> None:
-    """Audit a caller the inbound endpoints refused: who, where, why; never the body (bounded)."""
-    record_audit(
-        event_type=Event.INBOUND_REFUSED,
-        data={
-            "client_address": (client_address or "")[:64],
-            "path": path[:200],
-            "method": method[:10],
-            "reason": reason[:200],
-        },
-    )
+def count_inbound_refusal(*, client_address: str | None, path: str, reason: str, now=None) -> bool:
+    """Count a call the inbound endpoints refused; True for the caller's first such call (for this
+    reason) in this minute.
+
+    Anyone can call those endpoints, so a refusal is counted (one UPDATE, no audit-chain lock),
+    never audited one by one: `report_inbound_refusals` writes one INBOUND_REFUSED record per
+    caller and minute, with the counts, once the minute is over. Never the body.
+    """
+    address, reason = (client_address or "unknown")[:64], reason[:200]
+    minute = (now or timezone.now()).replace(second=0, microsecond=0)
+    counted = InboundRefusalCount.objects.filter(client_address=address, minute=minute, reason=reason)
+    if counted.update(count=F("count") + 1):
+        return False
+    try:
+        with transaction.atomic():
+            InboundRefusalCount.objects.create(client_address=address, minute=minute, reason=reason, count=1,
+                                               first_path=path[:200])
+        return True
+    except IntegrityError:  # another process counted this caller's first call of the minute
+        counted.update(count=F("count") + 1)
+        return False
+
+
+def report_inbound_refusals(*, now=None, batch: int = 500) -> int:
+    """Audit the refused calls of every minute that is over: one record per caller and minute,
+    carrying the counts by reason (beat, every minute). Returns how many records were written."""
+    current_minute = (now or timezone.now()).replace(second=0, microsecond=0)
+    written = 0
+    while True:
+        with transaction.atomic():
+            rows = list(InboundRefusalCount.objects.select_for_update(skip_locked=True)
+                        .filter(audit_record_id__isnull=True, minute__lt=current_minute)
+                        .order_by("minute", "client_address", "pk")[:batch])
+            if not rows:
+                return written
+            callers: dict[tuple, list[InboundRefusalCount]] = {}
+            for row in rows:
+                callers.setdefault((row.client_address, row.minute), []).append(row)
+            entries = [AuditEntry(Event.INBOUND_REFUSED, data={
+                "client_address": address,
+                "minute": minute.isoformat(),
+                "refused_calls": sum(row.count for row in group),
+                "reasons": {row.reason: row.count for row in group},
+                "first_path": group[0].first_path,
+            }) for (address, minute), group in callers.items()]
+            records = record_audits(entries)
+            for group, record in zip(callers.values(), records):
+                for row in group:
+                    row.audit_record_id = record.pk
+            InboundRefusalCount.objects.bulk_update(rows, ["audit_record_id"])
+        for entry in entries:
+            logger.warning("%s inbound OICP call(s) refused from %s in the minute of %s: %s",
+                           entry.data["refused_calls"], entry.data["client_address"], entry.data["minute"],
+                           entry.data["reasons"])
+        written += len(entries)
