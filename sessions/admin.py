@@ -51,10 +51,11 @@ def local_time(value):
     return format_html('<time datetime="{}" class="admin-time">{}</time>', stamp, text)
 
 
-def _local_time_display(field: models.DateTimeField):
+def _local_time_display(field: models.DateTimeField, empty: str):
     @admin.display(description=field.verbose_name, ordering=field.name)
     def display(obj):
-        return local_time(getattr(obj, field.name))
+        value = getattr(obj, field.name)
+        return empty if value is None else local_time(value)
 
     return display
 
@@ -73,7 +74,7 @@ class LocalTimesMixin:
             field.name: field for field in model._meta.concrete_fields if isinstance(field, models.DateTimeField)
         }
         for name, field in self.datetime_fields.items():
-            setattr(self, f"{name}_local", _local_time_display(field))
+            setattr(self, f"{name}_local", _local_time_display(field, self.get_empty_value_display()))
 
     def _local(self, name):
         return f"{name}_local" if isinstance(name, str) and name in self.datetime_fields else name

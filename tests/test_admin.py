@@ -301,3 +301,24 @@ def test_history_ids_filter_never_widens_what_an_agent_may_see(client, db):
 def test_ids_param_is_compact_and_parses_back(ids, expected):
     assert ids_param(ids) == expected
     assert parse_ids(expected) == sorted(set(ids))
+
+
+def test_a_missing_time_shows_as_empty_not_none(admin_client_for):
+    stop = RemoteStopRequestFactory()  # never sent: first_sent_at is None
+    client = admin_client_for(roles.ADMIN)
+    html = client.get(reverse("admin:charging_sessions_remotestoprequest_change", args=[stop.pk])).content.decode()
+    shown = re.search(r'field-first_sent_at_local.*?<div class="readonly">(.*?)</div>', html, re.S)
+    assert shown and shown.group(1).strip() == "-"
+    assert ">None<" not in html
+
+
+def test_every_listed_id_column_is_monospaced_and_never_wraps():
+    """An ID column added to an admin list must get admin.css's nowrap/monospace rule too."""
+    css = (settings.BASE_DIR / "static/portal/admin.css").read_text()
+    id_like = re.compile(r"(_id|_uid|hash|sha256|_number)$|^charging_session$")
+    for model, model_admin in admin.site._registry.items():
+        if model._meta.app_label != "charging_sessions":
+            continue
+        for name in model_admin.list_display:
+            if isinstance(name, str) and id_like.search(name) and name not in ("first_broken_id", "last_purged_id"):
+                assert f".field-{name}" in css, f"{model.__name__}.{name}"
