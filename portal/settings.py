@@ -111,6 +111,14 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "charging_sessions:session-list"
 LOGOUT_REDIRECT_URL = "login"
+# The second factor (django-otp): authenticator apps (TOTP) and recovery codes; who must use it is
+# TWO_FACTOR_REQUIRED_ROLES below. After AuthenticationMiddleware: request.user.is_verified(), then
+# the gate that keeps a login still owing its second factor (or a new password, after an admin's
+# reset) on the page that settles it, the Django admin included (sessions/accounts/middleware.py).
+INSTALLED_APPS += ["django_otp", "django_otp.plugins.otp_totp", "django_otp.plugins.otp_static"]
+_after_auth = MIDDLEWARE.index("django.contrib.auth.middleware.AuthenticationMiddleware") + 1
+MIDDLEWARE[_after_auth:_after_auth] = ["django_otp.middleware.OTPMiddleware",
+                                       "sessions.accounts.middleware.AccountGateMiddleware"]
 
 LANGUAGE_CODE = "en"
 TIME_ZONE = env.str("TIME_ZONE", default="Europe/Berlin")
@@ -132,6 +140,11 @@ SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SECURE = env.bool("DJANGO_SECURE_COOKIES", default=not DEBUG)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# The TLS-terminating proxies in front of the portal (CIDRs). Only a request from one of them may
+# say it came over HTTPS (the header above; dropped from anyone else by the first middleware) or
+# name the client's address in X-Forwarded-For (login throttling). Default: a proxy on this host.
+DJANGO_TRUSTED_PROXIES = env.list("DJANGO_TRUSTED_PROXIES", default=["127.0.0.0/8", "::1/128"])
+MIDDLEWARE.insert(0, "sessions.proxy.TrustedProxyHeaderMiddleware")
 SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=False)
 SECURE_HSTS_SECONDS = env.int("DJANGO_SECURE_HSTS_SECONDS", default=0 if DEBUG else 31536000)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = not DEBUG
@@ -160,7 +173,10 @@ if not SECURE_HSTS_PRELOAD:
 
 # --------------------------------------------------------------------------------------------
 # Login throttling (django-axes): after AXES_FAILURE_LIMIT failed logins for one username from
-# one IP address, that pair is locked out for AXES_COOLOFF_TIME. `manage.py axes_reset` unlocks.
+# one IP address, that pair is locked out for AXES_COOLOFF_TIME; after AXES_USERNAME_FAILURE_LIMIT
+# failed logins for one username from any addresses within AXES_COOLOFF_TIME, that username is
+# locked for every address it has not recently logged in from (sessions/accounts/lockout.py).
+# `manage.py axes_reset` (or axes_reset_username NAME) unlocks.
 # --------------------------------------------------------------------------------------------
 INSTALLED_APPS.append("axes")
 # Last: the middleware turns the backend's lockout signal into the lockout page.
@@ -172,6 +188,10 @@ AUTHENTICATION_BACKENDS = [
 AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
 AXES_COOLOFF_TIME = timedelta(minutes=env.int("AXES_COOLOFF_MINUTES", default=15))
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_USERNAME_FAILURE_LIMIT = env.int("AXES_USERNAME_FAILURE_LIMIT", default=20)  # 0: no per-username limit
+AXES_HANDLER = "sessions.accounts.lockout.PortalAxesHandler"
+# REMOTE_ADDR, or from a trusted proxy (DJANGO_TRUSTED_PROXIES) the client it names.
+AXES_CLIENT_IP_CALLABLE = "sessions.proxy.client_ip"
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_CALLABLE = "sessions.lockout.locked_out"  # renders registration/locked_out.html, HTTP 429
 
@@ -198,6 +218,15 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "socket_timeout": 10,  # above the worker's 1 s BRPOP poll
 }
 CELERY_BROKER_CONNECTION_TIMEOUT = 3
+# The options above are the worker's (its BRPOP poll needs socket_timeout above 1 s, and a worker
+# should ride out a slow broker, not give up). Publishing a stop is different: the agent's click
+# waits for it. services.dispatch_remote_stop therefore publishes on a connection of its own, with
+# this bound on the TCP connect and on each broker reply and no retries (kombu's max_retries=0,
+# redis-py retries nothing), and the stop is saved before it is published. Measured with a broker
+# that accepts and never answers, and with a Redis in CLIENT PAUSE: the click answers in ~1.1 s
+# (it took 10.6 s with the options above, and froze for 30 s in the field). A stop the broker did
+# not take stays PENDING and the sweeper sends it.
+STOP_PUBLISH_TIMEOUT_SECONDS = env.float("STOP_PUBLISH_TIMEOUT_SECONDS", default=1.0)
 # Celery's Django fixup closes every database connection before and after each task unless this is
 # set; on PostgreSQL that is a new connection (a server process) per task: measured ~20 ms of each
 # stop's latency. Connections are then kept as DATABASE_CONN_MAX_AGE says (and health-checked).
@@ -332,6 +361,32 @@ if not DEBUG:
         )
 
 # --------------------------------------------------------------------------------------------
+# Two-factor authentication (django-otp; sessions/accounts)
+# --------------------------------------------------------------------------------------------
+# Roles (sessions/roles.py group names, or "Superuser") that must log in with a second factor: set
+# it up at the first login, then a code at every login. Everyone else may turn it on. Default: the
+# roles that can stop sessions in bulk (in the Django admin), and superusers, whenever the portal
+# talks to a real Hubject system; nobody in the sandbox (the demo's loopback simulator), so the
+# demo stays two commands away from a stop. Empty the variable to require it of nobody.
+_SANDBOX = _environment_from_url(OICP_BASE_URL) in ("SANDBOX", "UNCONFIGURED")
+TWO_FACTOR_REQUIRED_ROLES = [
+    role.strip() for role in env.list(
+        "TWO_FACTOR_REQUIRED_ROLES", default=[] if _SANDBOX else ["Support admin", "Supervisor", "Superuser"])
+    if role.strip()
+]
+_ROLES = {"Support agent", "Support admin", "Supervisor", "Auditor", "Superuser"}  # sessions/roles.py
+if set(TWO_FACTOR_REQUIRED_ROLES) - _ROLES:
+    raise ImproperlyConfigured(f"TWO_FACTOR_REQUIRED_ROLES: {sorted(set(TWO_FACTOR_REQUIRED_ROLES) - _ROLES)} "
+                               f"is not a role; use {sorted(_ROLES)}")
+# The account's name in the authenticator app, with the environment outside production.
+OTP_TOTP_ISSUER = "EMP support portal" + ("" if PORTAL_ENVIRONMENT == "PRODUCTION" else f" ({PORTAL_ENVIRONMENT})")
+for _cidr in DJANGO_TRUSTED_PROXIES:
+    try:
+        ip_network(_cidr, strict=False)
+    except ValueError:
+        raise ImproperlyConfigured(f"DJANGO_TRUSTED_PROXIES: {_cidr!r} is not an IP network (CIDR)") from None
+
+# --------------------------------------------------------------------------------------------
 # Audit trail: exports, retention
 # --------------------------------------------------------------------------------------------
 # Exports up to this many rows stream straight to the browser; larger ones run as a Celery job.
@@ -347,7 +402,11 @@ AUDIT_RETENTION_DAYS = env.int("AUDIT_RETENTION_DAYS", default=3650)
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"correlation": {"()": "sessions.logging.CorrelationIdFilter"}},
+    "filters": {
+        "correlation": {"()": "sessions.logging.CorrelationIdFilter"},
+        # A refused request (403): one line with the user, path and missing permission, no traceback.
+        "forbidden_one_line": {"()": "sessions.accounts.denials.OneLineForbiddenFilter"},
+    },
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s [cid=%(correlation_id)s] %(message)s"},
     },
@@ -356,5 +415,6 @@ LOGGING = {
     },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     # axes announces itself at INFO in every process; keep its warnings (lockouts) only.
-    "loggers": {"django.db.backends": {"level": "WARNING"}, "axes": {"level": "WARNING"}},
+    "loggers": {"django.db.backends": {"level": "WARNING"}, "axes": {"level": "WARNING"},
+                "django.request": {"filters": ["forbidden_one_line"]}},
 }

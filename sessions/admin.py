@@ -10,7 +10,6 @@ templates/admin/base_site.html adds the environment badge to every admin page.
 
 import json
 
-from django.apps import apps
 from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
@@ -20,6 +19,7 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
+from django.utils.module_loading import autodiscover_modules
 
 from . import selectors_anomalies, services
 from .forms import AdminRemoteStopForm
@@ -386,12 +386,19 @@ class LegalHoldAdmin(AuditTrailViewMixin, PortalModelAdmin):
         obj.pk, obj.set_by, obj.set_at = hold.pk, hold.set_by, hold.set_at
 
 
-# --- the same local times on the other apps' admin pages (users, django-axes' login attempts) -----
+# --- the same local times on the other apps' admin pages (users, django-axes, django-otp) ---------
 
-if apps.is_installed("axes"):
-    from axes import admin as axes_admin  # noqa: F401  (registers its ModelAdmins now, to be wrapped below)
 
-for _model, _model_admin in list(admin.site._registry.items()):
-    if not isinstance(_model_admin, LocalTimesMixin):
-        admin.site.unregister(_model)
-        admin.site.register(_model, type(type(_model_admin).__name__, (LocalTimesMixin, type(_model_admin)), {}))
+def give_every_admin_local_times(site: admin.AdminSite = admin.site) -> None:
+    """Re-register each ModelAdmin that lacks LocalTimesMixin with it mixed in (same class otherwise)."""
+    for model, model_admin in list(site._registry.items()):
+        if not isinstance(model_admin, LocalTimesMixin):
+            site.unregister(model)
+            site.register(model, type(type(model_admin).__name__, (LocalTimesMixin, type(model_admin)), {}))
+
+
+# The apps listed after this one in INSTALLED_APPS (axes, django-otp) register their admins after this
+# module is imported: import their admin modules now (Django's own autodiscovery, which skips what is
+# already imported), so that every admin page, theirs included, shows times the same way.
+autodiscover_modules("admin", register_to=admin.site)
+give_every_admin_local_times()

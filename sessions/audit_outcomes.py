@@ -147,6 +147,7 @@ _ATTEMPT = If(Int("attempt"), (
 ))
 _OUTCOME_UNKNOWN = If(Flag("outcome_unknown"), ("; outcome unknown (the CPO may have stopped it)",))
 _HELD_BACK = If(Flag("held_back"), ("; held back: it does not match the session",))
+_USERNAME = If(Text("username"), (": ", Text("username")))
 
 RULES: dict[str, tuple[Part, ...]] = {
     Event.STOP_REQUESTED: (
@@ -226,6 +227,26 @@ RULES: dict[str, tuple[Part, ...]] = {
            (If(Equals("action", "released"), ("Legal hold released", If(Text("reason"), (": ", Text("reason")))),
                ("Legal hold changed",)),)),
     ),
+    # The portal's own accounts (sessions/accounts/services.py): `username` is the account changed,
+    # the record's actor who changed it. Never a password or a code.
+    Event.USER_CREATED: ("Team member created", _USERNAME, If(Text("role"), (" as ", Text("role")))),
+    Event.USER_ROLE_CHANGED: (
+        "Role changed", _USERNAME,
+        If(Text("new_role"), (If(Text("old_role"), (" from ", Text("old_role"))), " to ", Text("new_role"))),
+    ),
+    Event.USER_DEACTIVATED: ("Team member deactivated", _USERNAME),
+    Event.USER_REACTIVATED: ("Team member reactivated", _USERNAME),
+    Event.USER_PASSWORD_RESET: ("Password reset by an admin", _USERNAME, "; a new one is required at the next login"),
+    Event.PASSWORD_CHANGED: (
+        "Password changed", _USERNAME, If(Flag("was_temporary"), ("; the temporary password replaced",)),
+    ),
+    Event.TWO_FACTOR_ENROLLED: ("Two-factor authentication set up", _USERNAME),
+    Event.TWO_FACTOR_CODES_RENEWED: ("New two-factor recovery codes", _USERNAME),
+    Event.TWO_FACTOR_RECOVERY_USED: (
+        "Recovery code used to log in", _USERNAME, If(Int("codes_left"), ("; ", Int("codes_left"), " left")),
+    ),
+    Event.TWO_FACTOR_DISABLED: ("Two-factor authentication turned off", _USERNAME),
+    Event.TWO_FACTOR_RESET: ("Two-factor authentication reset by an admin", _USERNAME),
 }
 
 

@@ -148,13 +148,14 @@ class _OutcomeCompiler:
     their values need no second check.
     """
 
-    def __init__(self, vendor: str, data: str):
+    def __init__(self, vendor: str, data: str, document: str = "_outcome.j"):
         self.sqlite = vendor == "sqlite"
         self.data = data
+        self.document = document  # PostgreSQL: the parsed jsonb of `data`
 
     def member(self, key: str) -> str:
         """The member's JSON (text in SQLite, jsonb in PostgreSQL), NULL when absent."""
-        return f"({self.data} -> {_literal('$.' + key)})" if self.sqlite else f"(_outcome.j -> {_literal(key)})"
+        return f"({self.data} -> {_literal('$.' + key)})" if self.sqlite else f"({self.document} -> {_literal(key)})"
 
     def _is_string(self, key: str) -> str:
         if self.sqlite:
@@ -165,7 +166,7 @@ class _OutcomeCompiler:
         """The decoded string of a member known to be one."""
         if self.sqlite:
             return f"(replace({self.member(key)}, '\\u0000', '\\ufffd') ->> '$')"
-        return f"(_outcome.j ->> {_literal(key)})"
+        return f"({self.document} ->> {_literal(key)})"
 
     def _int_test(self, key: str) -> str:
         if self.sqlite:  # an integer's JSON is a '-' and digits; a real has '.' or an exponent
@@ -257,20 +258,34 @@ def _rule_reads_data(parts: tuple) -> bool:
     return any(not isinstance(part, (str, words.Setting)) for part in parts)
 
 
-def outcome_sql(event_type: str, data: str, vendor: str) -> str:
-    """The outcome words of a record (never NULL) from its compiled event_type and data columns."""
-    compiler = _OutcomeCompiler(vendor, data)
+def _jsonb(data: str) -> str:
+    # jsonb has no U+0000: its escapes become U+FFFD (sessions.fields._TextAsJSON does the same).
+    return f"replace({data}, '\\u0000', '\\ufffd')::jsonb"
+
+
+def outcome_sql(event_type: str, data: str, vendor: str, document: str | None = None) -> str:
+    """The outcome words of a record (never NULL) from its compiled event_type and data columns.
+
+    PostgreSQL: `document` is the record's `data` already parsed (`OutcomeDocument`); without it,
+    each branch that reads data parses it in a sub-select of its own (simple, but a correlated
+    sub-select keeps PostgreSQL from running the query in parallel: `line_query` passes one).
+    """
+    compiler = _OutcomeCompiler(vendor, data, document or "_outcome.j")
     whens = []
     for event, rule in words.RULES.items():
-        text = _concat(compiler.parts(rule))
-        if vendor == "postgresql" and _rule_reads_data(rule):
-            # One jsonb parse per row (OFFSET 0 keeps the planner from copying it into each use).
-            document = f"replace({data}, '\\u0000', '\\ufffd')::jsonb"
-            text = f"(SELECT {text} FROM (SELECT {document} AS j OFFSET 0) AS _outcome)"
+        text = _concat(compiler.parts(rule)) or _EMPTY
+        if vendor == "postgresql" and document is None and _rule_reads_data(rule):
+            # One parse per row (OFFSET 0 keeps the planner from copying it into each use).
+            text = f"(SELECT {text} FROM (SELECT {_jsonb(data)} AS j OFFSET 0) AS _outcome)"
         whens.append(f"WHEN {_literal(event)} THEN {text}")
     whens += [f"WHEN {_literal(event)} THEN {_literal(words.fallback(event))}"
               for event in AuditRecord.EventType.values if event not in words.RULES]
     return f"CASE {event_type} {' '.join(whens)} ELSE {event_type} END"
+
+
+def _quoted(words_sql: str) -> list:
+    """The outcome as a CSV cell: always quoted (it never starts like a formula)."""
+    return [_Text("\""), f"replace({words_sql}, '\"', '\"\"')", _Text("\"")]
 
 
 class OutcomeText(Func):
@@ -288,12 +303,27 @@ class OutcomeText(Func):
         return outcome_sql(event_type, data, connection.vendor), []
 
 
+class OutcomeDocument(Func):
+    """PostgreSQL: the record's `data` parsed as jsonb, for the events whose words read it (else NULL)."""
+
+    output_field = TextField()  # never read in Python
+
+    def __init__(self):
+        super().__init__(F("event_type"), F("data"))
+
+    def as_sql(self, compiler, connection, **extra_context):
+        (event_type, _), (data, _) = (compiler.compile(e) for e in self.get_source_expressions())
+        reading = ", ".join(_literal(event) for event, rule in words.RULES.items() if _rule_reads_data(rule))
+        return f"CASE WHEN {event_type} IN ({reading}) THEN {_jsonb(data)} END", []
+
+
 class CsvLine(Func):
-    """The whole CSV line of an audit record (without its line end), built in SQL."""
+    """The CSV line of an audit record (without its line end), or some of its cells, built in SQL."""
 
     output_field = TextField()
 
-    def __init__(self):
+    def __init__(self, cells: tuple = CELLS):
+        self.cells = cells
         super().__init__(*(F(path) for path in _PATHS))
 
     def as_sql(self, compiler, connection, **extra_context):
@@ -305,24 +335,41 @@ class CsvLine(Func):
             assert not params, "plain column references take no parameters"
             columns[path] = column
         parts: list = []
-        for kind, path in CELLS:
+        for kind, path in self.cells:
             if parts:
                 parts.append(_Text(","))
             if kind == "outcome":
-                words_sql = outcome_sql(columns["event_type"], columns["data"], connection.vendor)
-                parts += [_Text("\""), f"replace({words_sql}, '\"', '\"\"')", _Text("\"")]
+                parts += _quoted(outcome_sql(columns["event_type"], columns["data"], connection.vendor))
             else:
                 parts += _cell(kind, columns[path], connection.vendor)
-        if connection.vendor == "sqlite":
+        if connection.vendor == "sqlite" and self.cells == CELLS:
             # As a BLOB the line reaches Python as bytes: no decoding to str and encoding back.
             return f"CAST({_concat(parts)} AS BLOB)", []
         return _concat(parts), []
 
 
 def line_query(records: QuerySet) -> tuple[str, tuple]:
-    """The SELECT (and its parameters) of the CSV lines of `records`, in the queryset's order."""
-    query = records.annotate(csv_line=CsvLine()).values_list("csv_line").query
-    sql, params = query.get_compiler(using=records.db).as_sql()
+    """The SELECT (and its parameters) of the CSV lines of `records` (ordered by id)."""
+    connection = connections[records.db]
+    if connection.vendor != "postgresql":
+        query = records.annotate(csv_line=CsvLine()).values_list("csv_line").query
+        sql, params = query.get_compiler(using=records.db).as_sql()
+        return sql, tuple(params)
+    # PostgreSQL: the cells before and after the outcome and the parsed `data` come from an inner
+    # query, which the server may run in parallel (parsing each record's data once, in the workers);
+    # the outer one only puts the words between them. OFFSET 0 keeps the planner from merging the
+    # two, which would copy the parse into every place the words read it.
+    at = [kind for kind, _ in CELLS].index("outcome")
+    inner = records.annotate(
+        csv_row_id=F("id"), csv_before=CsvLine(CELLS[:at]), csv_event=F("event_type"),
+        csv_document=OutcomeDocument(), csv_after=CsvLine(CELLS[at + 1:]),
+    ).values_list("csv_row_id", "csv_before", "csv_event", "csv_document", "csv_after")
+    inner_sql, params = inner.query.get_compiler(using=records.db).as_sql()
+    if not records.query.low_mark:
+        inner_sql += " OFFSET 0"
+    words_sql = outcome_sql('"_r"."csv_event"', "NULL", "postgresql", document='"_r"."csv_document"')
+    line = _concat(['"_r"."csv_before"', _Text(","), *_quoted(words_sql), _Text(","), '"_r"."csv_after"'])
+    sql = f'SELECT {line} FROM ({inner_sql}) AS "_r" ORDER BY "_r"."csv_row_id"'
     return sql, tuple(params)
 
 

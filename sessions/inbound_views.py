@@ -22,21 +22,18 @@ from __future__ import annotations
 
 import json
 import logging
-from functools import lru_cache
-from ipaddress import IPv4Address, IPv6Address, ip_address, ip_network
 
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from . import services
+from . import proxy, services
 from .oicp import inbound
 
 logger = logging.getLogger(__name__)
 
 CONTENT_TYPE = "application/json;charset=UTF-8"
-MAX_FORWARDED_HOPS = 32
 
 
 def _ack(
@@ -65,52 +62,29 @@ def _data_error(status: int, additional_info: str, echo: dict[str, str] | None =
 # --- who may call ----------------------------------------------------------------------------
 
 
-@lru_cache(maxsize=16)
-def _networks(cidrs: tuple[str, ...]):
-    return tuple(ip_network(cidr.strip(), strict=False) for cidr in cidrs if cidr.strip())
-
-
-def _address(value: str) -> IPv4Address | IPv6Address | None:
-    try:
-        address = ip_address(value.strip().removeprefix("[").removesuffix("]"))
-    except ValueError:
-        return None
-    if isinstance(address, IPv6Address) and address.ipv4_mapped is not None:
-        return address.ipv4_mapped
-    return address
-
-
-def _within(address, networks) -> bool:
-    return any(address in network for network in networks)
-
-
 def _check_caller(request: HttpRequest) -> tuple[str | None, str]:
     """The client's address and, when it may not call, why (empty when it may)."""
-    remote = _address(request.META.get("REMOTE_ADDR", ""))
+    remote = proxy.address(request.META.get("REMOTE_ADDR", ""))
     if remote is None:
         return None, "no usable REMOTE_ADDR"
-    proxies = _networks(tuple(settings.OICP_INBOUND_TRUSTED_PROXIES))
-    via_proxy = _within(remote, proxies)
+    proxies = proxy.networks(settings.OICP_INBOUND_TRUSTED_PROXIES)
+    via_proxy = proxy.within(remote, proxies)
     client = remote
     if via_proxy:
         forwarded = request.headers.get("X-Forwarded-For", "")
         if forwarded.strip():
             # The rightmost hop not itself a trusted proxy: what the proxies saw, not what the
             # client claims (a client may put anything at the left of the header).
-            for hop in reversed(forwarded.split(",")[-MAX_FORWARDED_HOPS:]):
-                address = _address(hop)
-                if address is None:
-                    return str(remote), "unreadable X-Forwarded-For"
-                client = address
-                if not _within(address, proxies):
-                    break
+            client = proxy.forwarded_client(remote, forwarded, proxies)
+            if client is None:
+                return str(remote), "unreadable X-Forwarded-For"
     header = settings.OICP_INBOUND_VERIFIED_HEADER
     if header:
         if not via_proxy:
             return str(client), f"{header} required: not through a trusted proxy"
         if request.headers.get(header, "") != settings.OICP_INBOUND_VERIFIED_VALUE:
             return str(client), f"{header} is not {settings.OICP_INBOUND_VERIFIED_VALUE}"
-    if not _within(client, _networks(tuple(settings.OICP_INBOUND_ALLOWED_NETWORKS))):
+    if not proxy.within(client, proxy.networks(settings.OICP_INBOUND_ALLOWED_NETWORKS)):
         return str(client), "address not in OICP_INBOUND_ALLOWED_NETWORKS"
     return str(client), ""
 

@@ -243,6 +243,18 @@ class AuditRecord(models.Model):
         AUDIT_VERIFIED = "AUDIT_VERIFIED", "Audit chain verified"
         AUDIT_PURGED = "AUDIT_PURGED", "Audit records purged"
         LEGAL_HOLD_CHANGED = "LEGAL_HOLD_CHANGED", "Legal hold changed"
+        # The portal's own accounts (sessions/accounts): who manages whom, passwords, second factor.
+        USER_CREATED = "USER_CREATED", "Team member created"
+        USER_ROLE_CHANGED = "USER_ROLE_CHANGED", "Team member's role changed"
+        USER_DEACTIVATED = "USER_DEACTIVATED", "Team member deactivated"
+        USER_REACTIVATED = "USER_REACTIVATED", "Team member reactivated"
+        USER_PASSWORD_RESET = "USER_PASSWORD_RESET", "Password reset by an admin"
+        PASSWORD_CHANGED = "PASSWORD_CHANGED", "Password changed"
+        TWO_FACTOR_ENROLLED = "TWO_FACTOR_ENROLLED", "Two-factor authentication set up"
+        TWO_FACTOR_CODES_RENEWED = "TWO_FACTOR_CODES_RENEWED", "New two-factor recovery codes"
+        TWO_FACTOR_RECOVERY_USED = "TWO_FACTOR_RECOVERY_USED", "Recovery code used to log in"
+        TWO_FACTOR_DISABLED = "TWO_FACTOR_DISABLED", "Two-factor authentication turned off"
+        TWO_FACTOR_RESET = "TWO_FACTOR_RESET", "Two-factor authentication reset by an admin"
 
     event_type = models.CharField(max_length=32, choices=EventType.choices, db_index=True)
     occurred_at = models.DateTimeField(db_index=True)

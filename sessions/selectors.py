@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import connection
 from django.db.models import OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
-from django.utils.timesince import timesince
 
 from .models import AuditRecord, ChargingSession, RemoteStopRequest
 from .oicp import ids
-from .oicp.status_codes import StatusCodeInfo, describe, describe_failure
 
 State = RemoteStopRequest.State
 
@@ -142,16 +140,28 @@ def latest_stop_request(*, charging_session: ChargingSession) -> RemoteStopReque
     return charging_session.stop_requests.select_related("requested_by").order_by("-requested_at", "-pk").first()
 
 
-def stop_blocker(*, charging_session: ChargingSession) -> str:
-    """Why a stop cannot be requested now, in the agent's words; empty when it can.
+@dataclass(frozen=True)
+class StopBlock:
+    """Why a stop cannot be requested now (the rule's typed result; the words are in stop_advice)."""
+
+    kind: str  # ENDED: the CDR closed the session (or it was closed by hand); OPEN: a stop is still being
+    #            sent; ACCEPTED: one was accepted within STOP_CONFIRMATION_MINUTES
+    charging_session: ChargingSession
+    stop_request: RemoteStopRequest | None = None
+    until: datetime | None = None  # ACCEPTED: a new stop is allowed from then on
+
+    ENDED, OPEN, ACCEPTED = "ENDED", "OPEN", "ACCEPTED"
+
+
+def stop_block(*, charging_session: ChargingSession) -> StopBlock | None:
+    """Why a stop cannot be requested now; None when it can.
 
     A session may be stopped while Hubject still has it open: until its CDR arrives (active,
     charging ended, learned late, after an Error), unless a stop is open or one was accepted
     within the confirmation window.
     """
     if charging_session.status == ChargingSession.Status.CLOSED:
-        when = timezone.localtime(charging_session.ended_at).strftime("%H:%M") if charging_session.ended_at else ""
-        return f"The session has ended: its charge detail record arrived {when}".strip() + "."
+        return StopBlock(StopBlock.ENDED, charging_session)
     # Charging ended (End) is not the end of the session: "the vehicle is blocking the charging
     # station … the session is still active" (OICP, End). A locked cable is exactly that case, so
     # every session without its CDR may be stopped.
@@ -164,21 +174,20 @@ def stop_blocker(*, charging_session: ChargingSession) -> str:
     )
     open_request = next((r for r in recent if r.state in RemoteStopRequest.OPEN_STATES), None)
     if open_request is not None:
-        return (f"A stop requested {_ago(open_request.requested_at)} is still open "
-                f"({open_request.get_state_display().lower()}).")
+        return StopBlock(StopBlock.OPEN, charging_session, open_request)
     # A second stop right after an accepted one only confuses the CPO: give it time to act.
     accepted = max(recent, key=lambda r: r.finished_at, default=None)
     if accepted is not None:
-        until = timezone.localtime(accepted.finished_at + window).strftime("%H:%M")
-        return (
-            f"A stop was accepted {_ago(accepted.finished_at)}; the CPO is ending the session. "
-            f"If it is still running at {until}, you can send the stop again."
-        )
-    return ""
+        return StopBlock(StopBlock.ACCEPTED, charging_session, accepted, until=accepted.finished_at + window)
+    return None
 
 
-def _ago(moment) -> str:
-    return "just now" if timezone.now() - moment < timedelta(minutes=1) else f"{timesince(moment)} ago"
+def stop_blocker(*, charging_session: ChargingSession) -> str:
+    """`stop_block` in the agent's words (the services' refusal, the admin's list); empty when a stop
+    may be requested."""
+    from . import stop_advice  # the words live with the screens' presenter, which reads through here
+
+    return stop_advice.blocker_text(stop_block(charging_session=charging_session))
 
 
 def get_stop_request(*, pk: int) -> RemoteStopRequest | None:
@@ -194,159 +203,16 @@ def session_timeline(*, charging_session: ChargingSession, limit: int = 200) -> 
     )
 
 
-# --- the live status of one stop request, as the agent's page shows it -----------------------
-
-# Shown (as a message) when the broker did not take the stop: it is saved, the sweeper sends it.
-QUEUED_WHILE_WORKER_UNREACHABLE = (
-    "Stop saved and queued. The background service that sends stops to Hubject cannot be reached "
-    "right now; the stop is sent automatically as soon as it is back. Nothing is lost: do not click again."
-)
-# Part of the detail line in every state once an attempt left without an answer coming back
-# (a read timeout, a broken connection, a worker that died during the call: outcome_unknown).
-OUTCOME_UNKNOWN_NOTE = (
-    "The outcome of one attempt is unknown: the stop left for Hubject but no answer came back, "
-    "so it may or may not have reached the CPO."
-)
+# --- what the agent's stop card is chosen from (the words: stop_advice) --------------------------
 
 
-@dataclass(frozen=True)
-class StopStep:
-    label: str
-    status: str  # "done", "current", "failed", "todo"
-
-
-@dataclass(frozen=True)
-class StopProgress:
-    stop_request: RemoteStopRequest
-    steps: list[StopStep]
-    headline: str
-    detail: str
-    is_final: bool
-    is_success: bool
-    playbook: StatusCodeInfo | None
-
-
-def _playbook(stop_request: RemoteStopRequest) -> StatusCodeInfo | None:
-    if stop_request.oicp_code:
-        return describe(stop_request.oicp_code)
+def last_failure_kind(*, stop_request: RemoteStopRequest) -> str:
+    """The failure kind of the request's last unsuccessful attempt (a key of FAILURE_KINDS), "" if none."""
     last = stop_request.audit_records.filter(
         event_type__in=[AuditRecord.EventType.STOP_FAILED, AuditRecord.EventType.STOP_REJECTED,
                         AuditRecord.EventType.STOP_ATTEMPT_FAILED]
     ).order_by("-occurred_at", "-pk").first()
-    kind = (last.data or {}).get("failure_kind", "") if last else ""
-    return describe_failure(kind or "connection") if stop_request.state != State.ACCEPTED else None
-
-
-def stop_progress(*, stop_request: RemoteStopRequest) -> StopProgress:
-    """The step indicator and the words the agent sees for one stop request.
-
-    Queued → Sent to Hubject → Accepted by the CPO → Session ended (End notification or CDR).
-    The page keeps polling until nothing more can happen (`is_final`).
-    """
-    state = stop_request.state
-    charging_session = stop_request.charging_session
-    sent = stop_request.attempt_count > 0
-    steps = ["Queued", "Sent to Hubject", "Accepted by the CPO", "Session ended"]
-    playbook = None
-    is_final = state in (State.REJECTED, State.FAILED, State.UNCONFIRMED)
-    if state == State.CONFIRMED:
-        marks = ["done", "done", "done", "done"]
-        if charging_session.cdr_received_at:
-            received = timezone.localtime(charging_session.cdr_received_at).strftime("%H:%M")
-            headline = f"Session ended, confirmed by the CDR (received {received})"
-            is_final = True
-        else:
-            headline = "Charging stopped, confirmed by the CPO's End notification"
-        detail = (
-            f"Stop to confirmation: {_seconds(stop_request.time_to_confirmation)}. "
-            + ("Tell the driver the session has ended; the CDR on this page holds the final energy."
-               if is_final else "The charge detail record (CDR) will close the session.")
-        )
-        playbook = None if is_final else describe("000")
-    elif state == State.ACCEPTED:
-        marks = ["done", "done", "done", "current"]
-        if _sent_after_charging_ended(stop_request):
-            # End already came (charging stopped, the cable may still be locked): only the CDR can
-            # show that the session is over.
-            headline = "Accepted: waiting for the CPO's CDR to confirm the session ended"
-            detail = (
-                "Hubject forwarded the stop and the CPO accepted it. Charging had already stopped, so the "
-                "CPO's charge detail record (CDR) confirms the end (usually within minutes; flagged after "
-                f"{settings.STOP_CONFIRMATION_MINUTES} min). Ask the driver whether the cable is released."
-            )
-        else:
-            headline = "Accepted: waiting for the CPO to end the session"
-            detail = (
-                "Hubject forwarded the stop and the CPO accepted it. The session ends when the CPO sends its "
-                f"End notification or CDR (usually within minutes; flagged after {settings.STOP_CONFIRMATION_MINUTES} min)."
-            )
-        playbook = describe(stop_request.oicp_code or "000")
-    elif state == State.UNCONFIRMED:
-        marks = ["done", "done", "done", "failed"]
-        steps[3] = "Not confirmed"
-        headline = f"Accepted, but the CPO has not confirmed the end after {settings.STOP_CONFIRMATION_MINUTES} min"
-        detail = ("The session may still be running. It is on the supervisors' stuck-sessions queue; "
-                  "ask the driver whether charging stopped.")
-    elif state in (State.REJECTED, State.FAILED):
-        marks = ["done", "done", "failed", "todo"] if sent else ["done", "failed", "todo", "todo"]
-        if sent:
-            steps[2] = "Rejected" if state == State.REJECTED else "Failed"
-        playbook = _playbook(stop_request)
-        code = f"{stop_request.oicp_code} " if stop_request.oicp_code else ""
-        headline = ("Rejected: " if state == State.REJECTED else "Failed: ") + (
-            f"{code}{stop_request.oicp_description}".strip() or (playbook.description if playbook else "")
-        )
-        detail = playbook.meaning if playbook else stop_request.last_error
-        if state == State.FAILED and stop_request.outcome_unknown:
-            detail = (f"{detail} It waits on the stuck-sessions queue until the CPO's End or CDR "
-                      "shows whether the session ended.").strip()
-    elif state == State.SENDING:
-        marks = ["done", "current", "todo", "todo"]
-        headline = "Sent to Hubject, waiting for the CPO's answer"
-        detail = "The CPO usually answers within a minute."
-    else:  # PENDING: first queueing, or waiting for a retry
-        marks = ["current", "todo", "todo", "todo"]
-        if sent and stop_request.next_attempt_at:
-            seconds = max(0, int((stop_request.next_attempt_at - timezone.now()).total_seconds()))
-            problem = ("The worker stopped during the call" if stop_request.outcome_unknown
-                       else "Hubject did not answer")
-            headline = (
-                f"{problem}; retrying ({stop_request.attempt_count + 1} of "
-                f"{settings.OICP_MAX_ATTEMPTS}) in {seconds} s"
-            )
-            detail = stop_request.last_error
-        elif timezone.now() - stop_request.requested_at > timedelta(seconds=10):
-            headline = "Queued: the stop is saved and will be sent as soon as the worker is reachable"
-            detail = "Nothing is lost; you do not need to click again."
-        else:
-            headline = "Queued: waiting for the worker to send the stop"
-            detail = ""
-    if stop_request.outcome_unknown and OUTCOME_UNKNOWN_NOTE not in detail:
-        # Whatever happened since, the agent must know one call may or may not have reached the CPO.
-        detail = f"{OUTCOME_UNKNOWN_NOTE} {detail}".strip()
-    return StopProgress(
-        stop_request=stop_request,
-        steps=[StopStep(label, mark) for label, mark in zip(steps, marks)],
-        headline=headline,
-        detail=detail,
-        is_final=is_final,
-        is_success=state in (State.ACCEPTED, State.CONFIRMED),
-        playbook=playbook,
-    )
-
-
-def _sent_after_charging_ended(stop_request: RemoteStopRequest) -> bool:
-    ended = stop_request.charging_session.charging_ended_at
-    sent = stop_request.first_sent_at or stop_request.requested_at
-    return stop_request.charging_session.status == ChargingSession.Status.CHARGING_ENDED or (
-        ended is not None and sent is not None and ended <= sent)
-
-
-def _seconds(duration) -> str:
-    if duration is None:
-        return "—"
-    total = int(duration.total_seconds())
-    return f"{total // 60} min {total % 60:02d} s" if total >= 60 else f"{total} s"
+    return ((last.data or {}).get("failure_kind", "") if last else "") or ""
 
 
 # --- the stuck-sessions queue --------------------------------------------------------------------

@@ -1,4 +1,4 @@
-from django.urls import path
+from django.urls import include, path
 
 from . import views, views_anomalies, views_history
 
@@ -20,4 +20,6 @@ urlpatterns = [
     path("audit/exports/<int:pk>/download/", views_history.audit_export_download, name="audit-export-download"),
     path("anomalies/", views_anomalies.message_anomalies, name="anomalies"),
     path("anomalies/<int:pk>/", views_anomalies.anomaly_message, name="anomaly-message"),
+    # Your password and second factor; the team pages of support admins (sessions/accounts/urls.py).
+    path("", include("sessions.accounts.urls")),
 ]

@@ -8,7 +8,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from . import selectors, services
+from . import selectors, services, stop_advice
 from .forms import RemoteStopForm, SessionSearchForm
 
 PAGE_SIZE = 50
@@ -56,6 +56,24 @@ def _querystring_without_page(request: HttpRequest) -> str:
     return params.urlencode()
 
 
+def _stop_context(request: HttpRequest, charging_session, *, form: RemoteStopForm | None = None,
+                  notice: stop_advice.Notice | None = None) -> dict:
+    """What the session page's stop area, dialog and status card show."""
+    block = selectors.stop_block(charging_session=charging_session)
+    latest = selectors.latest_stop_request(charging_session=charging_session)
+    can_stop = _can_stop(request)
+    return {
+        "charging_session": charging_session,
+        "blocker": stop_advice.blocker_text(block),
+        "blocker_tone": stop_advice.blocker_tone(block),
+        "blocker_mark": stop_advice.TONE_MARKS.get(stop_advice.blocker_tone(block), ""),
+        "can_stop": can_stop,
+        "form": form or RemoteStopForm(),
+        "notice": notice,
+        "progress": stop_advice.stop_progress(stop_request=latest, can_stop=can_stop) if latest else None,
+    }
+
+
 @require_GET
 @login_required
 @permission_required("charging_sessions.view_chargingsession", raise_exception=True)
@@ -63,15 +81,8 @@ def session_detail(request: HttpRequest, pk: int) -> HttpResponse:
     charging_session = selectors.get_charging_session(pk=pk)
     if charging_session is None:
         raise Http404("No such charging session")
-    latest = selectors.latest_stop_request(charging_session=charging_session)
-    context = {
-        "charging_session": charging_session,
-        "blocker": selectors.stop_blocker(charging_session=charging_session),
-        "can_stop": _can_stop(request),
-        "form": RemoteStopForm(),
-        "progress": selectors.stop_progress(stop_request=latest) if latest else None,
-        "timeline": selectors.session_timeline(charging_session=charging_session),
-    }
+    context = _stop_context(request, charging_session)
+    context["timeline"] = selectors.session_timeline(charging_session=charging_session)
     return render(request, "sessions/session_detail.html", context)
 
 
@@ -79,11 +90,17 @@ def session_detail(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 @permission_required("charging_sessions.request_remote_stop", raise_exception=True)
 def request_stop(request: HttpRequest, pk: int) -> HttpResponse:
+    """Every submit answers where the agent is looking (htmx): a field error inside the open dialog,
+    next to its field; a refusal, the broker's warning or the success in the stop area. The stop is
+    saved before it is published, and the publish is bounded, so the answer comes within seconds."""
     charging_session = selectors.get_charging_session(pk=pk)
     if charging_session is None:
         raise Http404("No such charging session")
     form = RemoteStopForm(request.POST)
     if not form.is_valid():
+        if request.htmx:
+            # 200, so htmx swaps it: the form with its errors replaces itself inside the open dialog.
+            return render(request, "sessions/_stop_form.html", {"charging_session": charging_session, "form": form})
         messages.error(request, "The stop was not sent: " + "; ".join(e for errs in form.errors.values() for e in errs))
         return redirect("charging_sessions:session-detail", pk=pk)
     try:
@@ -91,29 +108,35 @@ def request_stop(request: HttpRequest, pk: int) -> HttpResponse:
             charging_session_id=charging_session.pk, acting_user=request.user, **form.cleaned_data
         )
     except services.StopNotAllowed as refusal:
-        messages.error(request, f"The stop was not sent: {refusal}")
+        notice = stop_advice.stop_notice(refusal=str(refusal))
     else:
-        if getattr(stop_request, "queued", None) is False:
-            # The broker (Redis) is down: the request is saved and the sweeper sends it later.
-            messages.warning(request, selectors.QUEUED_WHILE_WORKER_UNREACHABLE)
-        else:
-            messages.success(request, "Stop requested. Its progress is shown below.")
-    return redirect(reverse("charging_sessions:session-detail", kwargs={"pk": pk}) + "#stop-status")
+        # `queued` False: the broker did not take it in time; it is saved and the sweeper sends it.
+        notice = stop_advice.stop_notice(queued=getattr(stop_request, "queued", None))
+    if not request.htmx:
+        {"bad": messages.error, "warn": messages.warning}.get(notice.tone, messages.success)(request, notice.text)
+        return redirect(reverse("charging_sessions:session-detail", kwargs={"pk": pk}) + "#stop-status")
+    context = _stop_context(request, charging_session, notice=notice)
+    # The answer goes to the stop area, not into the dialog; a fresh form replaces the dialog's (out
+    # of band), and the page closes the dialog and moves focus to the answer.
+    response = render(request, "sessions/_stop_answer.html", {**context, "fresh_form": RemoteStopForm()})
+    response["HX-Retarget"] = "#stop-area"
+    response["HX-Reswap"] = "outerHTML"
+    response["HX-Trigger-After-Settle"] = "stop-dialog-done"
+    return response
 
 
 @require_GET
 @login_required
 @permission_required("charging_sessions.view_chargingsession", raise_exception=True)
 def stop_status(request: HttpRequest, pk: int) -> HttpResponse:
-    """The live status fragment the session page polls until the request is final."""
+    """The live status fragment the session page polls while the card can still change."""
     stop_request = selectors.get_stop_request(pk=pk)
     if stop_request is None:
         raise Http404("No such stop request")
-    response = render(
-        request, "sessions/_stop_status.html", {"progress": selectors.stop_progress(stop_request=stop_request)}
-    )
+    progress = stop_advice.stop_progress(stop_request=stop_request, can_stop=_can_stop(request))
+    response = render(request, "sessions/_stop_status.html", {"progress": progress, "can_stop": _can_stop(request)})
     seen = request.GET.get("seen", "")
-    if seen and seen != stop_request.state:
+    if seen and seen != progress.fingerprint:
         # Tell the page to refresh the parts that depend on the state (header, button, timeline).
         response["HX-Trigger"] = "stop-changed"
     return response

@@ -322,3 +322,18 @@ def test_every_listed_id_column_is_monospaced_and_never_wraps():
         for name in model_admin.list_display:
             if isinstance(name, str) and id_like.search(name) and name not in ("first_broken_id", "last_purged_id"):
                 assert f".field-{name}" in css, f"{model.__name__}.{name}"
+
+
+def test_admin_lists_have_no_nameless_links_or_landmarks(admin_client_for):
+    """axe's findings in Django's admin templates: the date links' <nav> has a name, and a blank
+    value (an inbound message without OperatorID) is a named filter link, not an empty one."""
+    from sessions.models import InboundMessage
+
+    InboundMessage.objects.create(kind=InboundMessage.Kind.END, session_id="x", operator_id="",
+                                  received_at=timezone.now(), raw="{}")
+    client = admin_client_for(roles.ADMIN)
+    html = client.get(reverse("admin:charging_sessions_inboundmessage_changelist")).content.decode()
+    assert '<nav class="toplinks" aria-label="Dates">' in html
+    assert re.search(r'<a href="\?operator_id=">\(blank\)</a>', html), "the empty OperatorID gets a name"
+    nameless = [a for a in re.findall(r"<a [^>]*>\s*</a>", html) if "title=" not in a and "aria-label=" not in a]
+    assert not nameless

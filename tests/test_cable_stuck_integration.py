@@ -16,7 +16,7 @@ from __future__ import annotations
 import pytest
 import requests
 
-from sessions import selectors, services
+from sessions import selectors, services, stop_advice
 from sessions.models import AuditRecord, ChargingSession, InboundMessage, RemoteStopRequest, StopReason
 from tests import servers
 from tests.factories import AgentFactory, ChargingSessionFactory
@@ -100,7 +100,7 @@ def test_the_cable_stuck_session_is_stopped_after_end_and_confirmed_by_the_cdr(h
     assert stop_request.confirmed_by == RemoteStopRequest.ConfirmedBy.CDR  # End came before the stop
     charging_session.refresh_from_db()
     assert charging_session.status == Status.CLOSED
-    progress = selectors.stop_progress(stop_request=stop_request)
+    progress = stop_advice.stop_progress(stop_request=stop_request)
     assert progress.headline.startswith("Session ended, confirmed by the CDR")
     # The stop carried the SessionID exactly as issued, and HBS accepted it (it knows the session).
     [sent] = [entry for entry in hbs.received() if entry["path"].endswith("/authorize-remote/stop")]

@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 import pytest
 from django.urls import reverse
 
-from sessions import selectors, services
+from sessions import services, stop_advice
 from sessions.models import AuditRecord, RemoteStopRequest, StopReason
-from sessions.oicp.status_codes import FAILURE_PLAYBOOK, STATUS_CODES
+from sessions.oicp.status_codes import FAILURE_KINDS, STATUS_CODES
 from tests import servers
 from tests.factories import AgentFactory, ChargingSessionFactory
 
@@ -46,7 +46,7 @@ class Case:
     state: str
     attempts: int
     headline: str  # the exact headline the agent reads
-    playbook: str  # text of the playbook card (next step) the agent reads when final
+    subject: str  # the row of the advice table the card must come from (an OICP code or a failure kind)
     http_status: int | None = None
     oicp_code: str = ""
     failure_kind: str = ""
@@ -61,43 +61,43 @@ class Case:
 def _rejected(code: str) -> Case:
     info = STATUS_CODES[code]
     return Case(f"reject-{code}", {"action": "reject", "code": code}, State.REJECTED, 1,
-                f"Rejected: {code} {info.description}", info.next_step, 200, code)
+                f"Rejected: {code} {info.description}", code, 200, code)
 
 
 def _failed(case_id: str, behaviour: dict | None, kind: str, headline: str | None = None,
             http_status: int | None = None, oicp_code: str = "", answered: bool = True) -> Case:
-    info = FAILURE_PLAYBOOK[kind]
+    info = FAILURE_KINDS[kind]
     return Case(case_id, behaviour, State.FAILED, MAX_ATTEMPTS, headline or f"Failed: {info.description}",
-                info.next_step, http_status, oicp_code, kind, answered)
+                kind, http_status, oicp_code, kind, answered)
 
 
 ACCEPTED_HEADLINE = "Accepted: waiting for the CPO to end the session"
 CASES = [
-    Case("accepted", {"action": "accept"}, State.ACCEPTED, 1, ACCEPTED_HEADLINE, "", 200, "000"),
+    Case("accepted", {"action": "accept"}, State.ACCEPTED, 1, ACCEPTED_HEADLINE, "000", 200, "000"),
     *[_rejected(code) for code in ("400", "501", "510", "022", "017")],
     # 310 "Partner did not respond" is transient: retried up to the bound, then failed.
     Case("reject-310", {"action": "reject", "code": "310"}, State.FAILED, MAX_ATTEMPTS,
-         f"Failed: 310 {STATUS_CODES['310'].description}", STATUS_CODES["310"].next_step, 200, "310"),
-    # HTTP 5xx: temporary, retried. 500 carries a FaultBody whose message becomes the description.
+         f"Failed: 310 {STATUS_CODES['310'].description}", "310", 200, "310"),
+    # HTTP 5xx: temporary, retried. 500 carries a FaultBody whose message becomes the description. The
+    # headline names the status Hubject answered (never "did not answer").
     _failed("http-500", {"action": "http_error", "http_status": 500}, "http_error",
-            "Failed: Processing error", 500),
-    *[_failed(f"http-{status}", {"action": "http_error", "http_status": status}, "http_error", http_status=status)
-      for status in (502, 503, 504)],
+            "Failed: Hubject answered HTTP 500: Processing error", 500),
+    *[_failed(f"http-{status}", {"action": "http_error", "http_status": status}, "http_error",
+              f"Failed: Hubject answered HTTP {status}", http_status=status) for status in (502, 503, 504)],
     # 401 (OicpERoamingFault with code 017) and 403 (empty body): not authorised, final at once.
     Case("http-401", {"action": "http_error", "http_status": 401}, State.REJECTED, 1,
-         f"Rejected: 017 {STATUS_CODES['017'].description}", STATUS_CODES["017"].next_step, 401, "017",
-         "unauthorized"),
+         f"Rejected: 017 {STATUS_CODES['017'].description}", "017", 401, "017", "unauthorized"),
     Case("http-403", {"action": "http_error", "http_status": 403}, State.REJECTED, 1,
-         f"Rejected: {FAILURE_PLAYBOOK['unauthorized'].description}", FAILURE_PLAYBOOK["unauthorized"].next_step,
-         403, "", "unauthorized"),
-    _failed("html-502", {"action": "html_error", "http_status": 502}, "http_error", http_status=502),
+         "Rejected: Not authorised at Hubject (HTTP 403)", "unauthorized", 403, "", "unauthorized"),
+    _failed("html-502", {"action": "html_error", "http_status": 502}, "http_error",
+            "Failed: Hubject answered HTTP 502", http_status=502),
     _failed("html-200", {"action": "html_error", "http_status": 200}, "unreadable", http_status=200),
     _failed("non-json-200", {"action": "non_json"}, "unreadable", http_status=200),
     _failed("wrong-shape", {"action": "wrong_shape"}, "unreadable", http_status=200),
     _failed("connection-refused", None, "connection", answered=False),
     _failed("connection-reset", {"action": "reset"}, "connection", answered=False),
     Case("answer-just-inside-timeout", {"action": "accept", "delay_seconds": TIMEOUT - 0.6}, State.ACCEPTED, 1,
-         ACCEPTED_HEADLINE, "", 200, "000"),
+         ACCEPTED_HEADLINE, "000", 200, "000"),
     _failed("answer-just-after-timeout", {"action": "accept", "delay_seconds": TIMEOUT + 1.5}, "timeout",
             answered=False),
     _failed("no-answer", {"action": "no_answer"}, "timeout", answered=False),
@@ -185,16 +185,31 @@ def test_each_hubject_fault_ends_right_is_retried_only_when_safe_and_is_explaine
     assert stop.outcome_unknown is (case.behaviour is not None and not case.answered)
 
     # 2. What the agent sees: the selector and the status fragment the page polls.
-    progress = selectors.stop_progress(stop_request=stop)
+    progress = stop_advice.stop_progress(stop_request=stop)
     assert progress.headline == case.headline
     page = html.unescape(web.get(reverse("charging_sessions:stop-status", args=[stop.pk])).content.decode())
     assert case.headline in page
     assert f'data-state="{case.state}"' in page
+    card = progress.card
+    assert card.subject == case.subject
     if case.state in (State.REJECTED, State.FAILED):
         assert progress.is_final and not progress.is_success
-        assert "What to do next" in page and case.playbook in page
+        # The card for the code read with the facts: after the last attempt, the session still open.
+        assert card.situation == ("final_unknown" if stop.outcome_unknown else "final")
+        assert (card.tone, progress.tone) == ("bad", "bad")
+        assert "What to do next" in page
+        for text in (card.code_line, card.context, card.meaning, card.tell_driver, card.next_step):
+            assert text in page
+        # Nothing is retried any more: no word on the page may promise it.
+        for promise in ("trying again", "retries automatically", "retrying", "will retry"):
+            assert promise not in page.lower(), promise
+        if case.state == State.FAILED:
+            assert f"The portal has stopped trying after {MAX_ATTEMPTS} attempts." in page
+        if case.http_status and case.http_status >= 500:
+            assert f"HTTP {case.http_status}" in card.code_line and "did not answer" not in page
     else:
-        assert progress.is_success
+        assert progress.is_success and (card.situation, card.tone) == ("accepted", "ok")
+        assert "✓" in page and "⚠" not in page  # success in green with ✓, never amber
 
     # 3. The audit trail: every attempt, with the exact request and (when there was one) response.
     records = list(stop.audit_records.order_by("pk"))

@@ -1,7 +1,7 @@
 """Nothing lost when the broker is down or a worker dies mid-call; nothing sent twice.
 
-- Broker down: the agent's stop (through the view) is saved as PENDING at once and the agent is
-  told it is queued; when Redis is back on the same port, the periodic sweeper (the beat task,
+- Broker down or stalled (accepts, never answers; a Redis in CLIENT PAUSE): the agent's stop (through
+  the view) is saved as PENDING first and the agent is told within 3 s that it is saved and will be sent; when Redis is back on the same port, the periodic sweeper (the beat task,
   run by the worker) dispatches it, and Hubject receives it exactly once.
 - Worker killed (SIGKILL to its process group) while a call waits on Hubject: after a restart the
   sweeper settles the SENDING row: the record says the first call's outcome is unknown (audit
@@ -23,7 +23,7 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from sessions import selectors, services
+from sessions import services, stop_advice
 from sessions.models import AuditRecord, RemoteStopRequest, StopReason
 from sessions.services.stops import _sending_deadline_seconds
 from tests import servers
@@ -73,15 +73,15 @@ def test_broker_down_the_stop_is_saved_queued_and_sent_exactly_once_when_redis_i
             response = client.post(reverse("charging_sessions:request-stop", args=[charging_session.pk]),
                                    {"reason": StopReason.CABLE_LOCKED}, follow=True)
             took = time.monotonic() - started
-            # The agent is not kept waiting on the broker (measured: ~0.05 s; minutes without the
-            # transport options in settings). A liveness bound, not a benchmark.
-            assert took < 30, f"submitting with the broker down took {took:.1f} s"
+            # The agent is not kept waiting on the broker (measured: ~0.05 s refused; a stalled broker is
+            # bounded by STOP_PUBLISH_TIMEOUT_SECONDS, see the stalled-broker tests below).
+            assert took < 3, f"submitting with the broker down took {took:.1f} s"
             assert response.status_code == 200
             page = html.unescape(response.content.decode())
-            assert selectors.QUEUED_WHILE_WORKER_UNREACHABLE in page
+            assert stop_advice.QUEUED_WHILE_WORKER_UNREACHABLE in page
             stop = RemoteStopRequest.objects.get(charging_session=charging_session)
             assert (stop.state, stop.attempt_count) == (State.PENDING, 0)
-            assert "Queued" in selectors.stop_progress(stop_request=stop).headline
+            assert "Queued" in stop_advice.stop_progress(stop_request=stop).headline
             # A minute later (older than STOP_REDISPATCH_AFTER_SECONDS), the page still says it is safe.
             RemoteStopRequest.objects.filter(pk=stop.pk).update(requested_at=timezone.now() - timedelta(minutes=2))
             stop.refresh_from_db()
@@ -145,7 +145,7 @@ def test_worker_killed_mid_call_outcome_unknown_is_recorded_and_shown_then_settl
         for stop in stops:
             stop.refresh_from_db()
             assert stop.state == State.SENDING  # nobody knows yet what Hubject did with the call
-            assert "Sent to Hubject" in selectors.stop_progress(stop_request=stop).headline
+            assert "Sent to Hubject" in stop_advice.stop_progress(stop_request=stop).headline
 
         simulator.patch_behaviours({"evses": {retried.evse_id: {"action": "accept"}}})
         second = servers.celery_worker(broker_url=broker, database_url=database_url, oicp_base_url=simulator.url,
@@ -169,10 +169,10 @@ def test_worker_killed_mid_call_outcome_unknown_is_recorded_and_shown_then_settl
                                                Event.STOP_SENDING, Event.STOP_ACCEPTED]
     lost = events[2].data
     assert (lost["failure_kind"], lost["outcome_unknown"], lost["attempt"]) == ("worker_lost", True, 1)
-    progress = selectors.stop_progress(stop_request=retry_stop)
+    progress = stop_advice.stop_progress(stop_request=retry_stop)
     assert progress.headline.startswith("Accepted")
-    assert selectors.OUTCOME_UNKNOWN_NOTE in progress.detail
-    assert selectors.OUTCOME_UNKNOWN_NOTE in _page(client, retry_stop)
+    assert stop_advice.OUTCOME_UNKNOWN_NOTE in progress.detail
+    assert stop_advice.OUTCOME_UNKNOWN_NOTE in _page(client, retry_stop)
 
     # The stop that had no attempt left: failed, outcome unknown, with the worker-lost playbook.
     assert (failed_stop.state, failed_stop.attempt_count, failed_stop.outcome_unknown) == (State.FAILED, 1, True)
@@ -181,7 +181,7 @@ def test_worker_killed_mid_call_outcome_unknown_is_recorded_and_shown_then_settl
     assert (last.event_type, last.data["failure_kind"]) == (Event.STOP_FAILED, "worker_lost")
     page = _page(client, failed_stop)
     assert "Failed: Worker stopped while waiting." in page
-    assert selectors.OUTCOME_UNKNOWN_NOTE in page
+    assert stop_advice.OUTCOME_UNKNOWN_NOTE in page
 
 
 @pytest.mark.django_db
@@ -191,8 +191,8 @@ def test_the_agent_sees_an_unknown_outcome_in_every_state(state):
     stop = RemoteStopRequestFactory(state=state, attempt_count=1, outcome_unknown=True,
                                     next_attempt_at=timezone.now() + timedelta(seconds=5),
                                     time_to_confirmation=timedelta(seconds=30))
-    progress = selectors.stop_progress(stop_request=stop)
-    assert selectors.OUTCOME_UNKNOWN_NOTE in progress.detail
+    progress = stop_advice.stop_progress(stop_request=stop)
+    assert stop_advice.OUTCOME_UNKNOWN_NOTE in progress.detail
     if state == State.PENDING:
         assert progress.headline.startswith("The worker stopped during the call; retrying (2 of")
 

@@ -5,6 +5,7 @@ from unittest import mock
 
 import pytest
 import responses
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -59,7 +60,14 @@ def test_enqueues_only_after_commit(charging_session, agent, no_broker, django_c
     assert no_broker.call_count == 0  # nothing is sent before the row is committed
     assert len(callbacks) == 1
     callbacks[0]()
-    no_broker.assert_called_once_with(args=[stop.pk], retry=False)
+    # Published on a connection of its own, bounded so a stalled broker cannot hold the agent's click.
+    no_broker.assert_called_once_with(args=[stop.pk], retry=False, connection=mock.ANY)
+    connection = no_broker.call_args.kwargs["connection"]
+    bound = settings.STOP_PUBLISH_TIMEOUT_SECONDS
+    assert bound <= 1.0 and connection.connect_timeout == bound
+    assert {key: connection.transport_options[key] for key in ("socket_connect_timeout", "socket_timeout",
+                                                                "max_retries", "retry_on_timeout")} == {
+        "socket_connect_timeout": bound, "socket_timeout": bound, "max_retries": 0, "retry_on_timeout": False}
 
 
 def test_nothing_enqueued_when_the_transaction_rolls_back(charging_session, agent, no_broker,
@@ -272,7 +280,12 @@ def test_stop_is_not_sent_when_the_cdr_arrived_while_it_was_queued(pending):
     assert len(responses.calls) == 0 and pending.attempt_count == 0
     record = pending.audit_records.get(event_type=Event.STOP_REJECTED)
     assert record.data["failure_kind"] == "session_ended" and record.data["sent"] is False
-    from sessions import selectors
+    from sessions import stop_advice
 
-    progress = selectors.stop_progress(stop_request=pending)
-    assert progress.playbook.description == "Session already ended."
+    progress = stop_advice.stop_progress(stop_request=pending)
+    # The CDR closed the session: the card says so, whatever the stop was told (it was never sent).
+    assert (progress.card.subject, progress.card.situation, progress.card.tone) == (
+        "session_ended", "session_ended", "ok")
+    assert progress.card.code_line == "Session already ended."
+    assert progress.card.tell_driver == "Your session has ended; you can unplug."
+    assert progress.headline == "Rejected: Session already ended."

@@ -41,11 +41,16 @@ def test_transient_codes_are_exactly_the_retryable_ones():
 
 
 def test_key_entries_give_the_right_advice():
+    # Without the facts of a stop (lists, the history's timeline), a code's words must hold in every state:
+    # 400 does not tell the driver the session ended (the portal may show it open), 310 promises no retry.
+    # The state-aware card is sessions.stop_advice's (tests/test_stop_advice.py).
     assert "CDR" in STATUS_CODES["400"].meaning and "CDR" in STATUS_CODES["400"].next_step
-    assert STATUS_CODES["400"].tell_driver == "Your session has ended."
-    assert "60 seconds" in STATUS_CODES["310"].meaning
-    assert "retries automatically" in STATUS_CODES["310"].next_step
-    assert "hotline" in STATUS_CODES["310"].next_step
+    assert "does not know this session" in STATUS_CODES["400"].meaning
+    assert "ended" not in STATUS_CODES["400"].tell_driver
+    assert "SessionID" in STATUS_CODES["400"].next_step and "hotline" in STATUS_CODES["400"].next_step
+    assert "60-second" in STATUS_CODES["310"].meaning
+    assert "retr" not in STATUS_CODES["310"].next_step and "trying again" not in STATUS_CODES["310"].tell_driver
+    assert "send a new stop" in STATUS_CODES["310"].next_step and "hotline" in STATUS_CODES["310"].next_step
     assert "offline" in STATUS_CODES["501"].meaning and "CPO" in STATUS_CODES["501"].next_step
     assert "certificate" in STATUS_CODES["017"].meaning and "not your fault" in STATUS_CODES["017"].tell_driver
     assert "operators" in STATUS_CODES["017"].next_step

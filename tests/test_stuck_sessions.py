@@ -1,6 +1,7 @@
 """The stuck-sessions queue, re-sending a stop, closing by hand, and unconfirmed stops."""
 
 from datetime import timedelta
+from unittest import mock
 
 import pytest
 from django.urls import reverse
@@ -133,7 +134,7 @@ def test_sweeper_redispatches_old_pending_requests_only(db, settings, no_broker)
     RemoteStopRequestFactory(requested_at=timezone.now() - timedelta(minutes=5),
                              next_attempt_at=timezone.now() + timedelta(seconds=30))  # a retry is scheduled
     assert services.sweep_stop_requests() == {"redispatched": 1, "recovered": 0}
-    no_broker.assert_called_once_with(args=[old.pk], retry=False)
+    no_broker.assert_called_once_with(args=[old.pk], retry=False, connection=mock.ANY)
 
 
 def test_sweeper_recovers_a_request_a_dead_worker_left_in_sending(db, settings, no_broker):
@@ -147,4 +148,4 @@ def test_sweeper_recovers_a_request_a_dead_worker_left_in_sending(db, settings, 
     assert (stuck.state, stuck.outcome_unknown) == (State.PENDING, True)
     assert (exhausted.state, exhausted.outcome_unknown) == (State.FAILED, True)
     assert exhausted.audit_records.get().data["failure_kind"] == "worker_lost"
-    no_broker.assert_called_once_with(args=[stuck.pk], retry=False)
+    no_broker.assert_called_once_with(args=[stuck.pk], retry=False, connection=mock.ANY)

@@ -1,8 +1,11 @@
 """The agent's screens over the Django test client: permissions, search, the stop POST, live status."""
 
+import html
+from unittest import mock
 
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 
 from sessions import roles
 from sessions.models import AuditRecord, ChargingSession, RemoteStopRequest, StopReason
@@ -168,15 +171,95 @@ def test_status_fragment_polls_until_final_then_shows_playbook(agent_client, cha
     url = reverse("charging_sessions:stop-status", args=[stop.pk])
     open_fragment = agent_client.get(url)
     assert b'hx-trigger="every 1s"' in open_fragment.content and "HX-Trigger" not in open_fragment
-    assert agent_client.get(url, {"seen": "SENDING"}).get("HX-Trigger") is None  # unchanged: nothing to refresh
+    assert b"seen=SENDING.ACTIVE" in open_fragment.content  # the state of the stop and of its session
+    assert agent_client.get(url, {"seen": "SENDING.ACTIVE"}).get("HX-Trigger") is None  # unchanged: nothing to refresh
     RemoteStopRequest.objects.filter(pk=stop.pk).update(
         state=State.REJECTED, oicp_code="501", oicp_description="Communication to EVSE failed.", http_status=200
     )
-    final = agent_client.get(url, {"seen": "SENDING"})
+    final = agent_client.get(url, {"seen": "SENDING.ACTIVE"})
     content = final.content.decode()
-    assert b"every 1s" not in final.content and b"hx-get" not in final.content  # polling ends
+    # The stop is settled; the card still follows the session slowly (an End or a CDR changes the advice).
+    assert b"every 1s" not in final.content and b'hx-trigger="every 5s"' in final.content
     assert final["HX-Trigger"] == "stop-changed"
     assert "OICP 501" in content and "Tell the driver" in content and "Next step" in content
+    # The CDR arrives: the card says the session is over, and polling ends.
+    ChargingSession.objects.filter(pk=charging_session.pk).update(
+        status=ChargingSession.Status.CLOSED, cdr_received_at=timezone.now(), ended_at=timezone.now())
+    closed = agent_client.get(url, {"seen": "REJECTED.ACTIVE"})
+    assert b"hx-get" not in closed.content and b"hx-trigger" not in closed.content  # polling ends
+    assert closed["HX-Trigger"] == "stop-changed"
+    assert "Your session has ended; you can unplug." in html.unescape(closed.content.decode())
+
+
+# --- every submit answers in place (htmx): the dialog, the stop area --------------------------------
+
+
+def htmx_post(client, charging_session, data):
+    return client.post(stop_url(charging_session), data, HTTP_HX_REQUEST="true")
+
+
+def test_a_field_error_answers_inside_the_dialog_next_to_its_field(agent_client, charging_session):
+    response = htmx_post(agent_client, charging_session, {"reason": StopReason.OTHER, "case_reference": "T-1"})
+    content = html.unescape(response.content.decode())
+    assert response.status_code == 200  # htmx swaps 2xx only
+    assert "HX-Retarget" not in response and "HX-Trigger-After-Settle" not in response  # the dialog stays open
+    assert content.lstrip().startswith('<form id="stop-form"')  # it replaces the form inside the dialog
+    assert '<p class="field-error" id="note-error">Explain the reason when you choose “Other”.</p>' in content
+    assert 'aria-describedby="note-help note-error" aria-invalid="true"' in content
+    assert '<option value="OTHER" selected>' in content and 'value="T-1"' in content  # what was chosen stays
+    assert 'hx-disabled-elt="find button[type=\'submit\']"' in content  # the button comes back after the answer
+    assert not RemoteStopRequest.objects.exists() and not AuditRecord.objects.exists()
+
+
+def test_a_missing_reason_is_said_next_to_the_reason(agent_client, charging_session):
+    content = htmx_post(agent_client, charging_session, {"reason": ""}).content.decode()
+    assert '<p class="field-error" id="reason-error">Choose a reason for the stop.</p>' in content
+    assert 'aria-invalid="true" aria-describedby="reason-error"' in content
+    assert not RemoteStopRequest.objects.exists()
+
+
+def test_a_refusal_answers_in_the_stop_area(agent_client, charging_session, agent):
+    RemoteStopRequestFactory(charging_session=charging_session, requested_by=agent, state=State.SENDING,
+                             attempt_count=1)
+    response = htmx_post(agent_client, charging_session, {"reason": StopReason.DRIVER_ASKED})
+    content = html.unescape(response.content.decode())
+    assert (response["HX-Retarget"], response["HX-Reswap"]) == ("#stop-area", "outerHTML")
+    assert response["HX-Trigger-After-Settle"] == "stop-dialog-done"  # the page closes the dialog
+    assert ('<p id="stop-refusal" class="notice tone-bad" role="alert" tabindex="-1"><span class="tone-mark" '
+            'aria-hidden="true">✕</span> The stop was not sent: A stop requested just now is still open (sent to '
+            'hubject).</p>') in content
+    assert content.lstrip().startswith('<div id="stop-area"') and 'id="stop-status"' in content
+    assert '<form id="stop-form"' in content and 'hx-swap-oob="true"' in content  # a fresh form for the dialog
+    assert RemoteStopRequest.objects.count() == 1
+
+
+@pytest.mark.django_db(transaction=True)  # real commits: the publish runs inside the request, as in production
+def test_a_stop_answers_in_the_stop_area_and_the_broker_warning_says_saved(agent_client, charging_session):
+    from sessions import stop_advice
+
+    with mock.patch("sessions.services.stops.dispatch_remote_stop", return_value=False):
+        response = htmx_post(agent_client, charging_session, {"reason": StopReason.CABLE_LOCKED})
+    content = html.unescape(response.content.decode())
+    assert f'role="alert" tabindex="-1"><span class="tone-mark" aria-hidden="true">⚠</span> ' \
+           f'{stop_advice.QUEUED_WHILE_WORKER_UNREACHABLE}</p>' in content
+    assert 'id="stop-queued"' in content
+    assert RemoteStopRequest.objects.get().state == State.PENDING
+    assert 'id="stop-button"' in content and "disabled" in content  # the open stop blocks a second one
+
+    RemoteStopRequest.objects.update(state=State.REJECTED, oicp_code="400", finished_at=timezone.now())
+    second = htmx_post(agent_client, charging_session, {"reason": StopReason.CABLE_LOCKED})  # no_broker: taken
+    assert f'id="stop-requested" class="notice tone-info" role="status"' in second.content.decode()
+    assert stop_advice.REQUESTED in second.content.decode()
+
+
+def test_the_session_page_has_the_shortcuts_and_the_dialog_even_while_a_stop_is_open(agent_client, charging_session,
+                                                                                     agent):
+    RemoteStopRequestFactory(charging_session=charging_session, requested_by=agent)
+    content = agent_client.get(detail_url(charging_session)).content.decode()
+    assert 'aria-keyshortcuts="s"' in content and 'id="shortcuts-dialog"' in content
+    assert "<kbd>s</kbd></dt><dd>Open the stop dialog" in content
+    # The dialog is there for when the button is enabled again (no reload needed).
+    assert 'id="stop-dialog"' in content and 'id="stop-button"' in content
 
 
 def test_csrf_is_enforced_on_the_stop(charging_session, agent):

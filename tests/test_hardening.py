@@ -1,0 +1,74 @@
+"""Issue 13 hardening: the proxy's HTTPS header only from trusted proxies, 403s in one log line,
+and a lockout that also slows guessing one username from many addresses."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from django.test import Client
+
+from sessions import roles
+from tests.factories import ChargingSessionFactory, UserFactory
+
+UNTRUSTED = "203.0.113.9"
+
+
+# --- X-Forwarded-Proto -----------------------------------------------------------------------------
+
+
+def _scheme_seen(client: Client, remote_addr: str, settings) -> bool:
+    """Whether Django took the request for HTTPS: HSTS is only sent on secure requests."""
+    response = client.get("/login/", HTTP_X_FORWARDED_PROTO="https", REMOTE_ADDR=remote_addr)
+    return "Strict-Transport-Security" in response
+
+
+def test_the_https_header_from_an_untrusted_address_is_ignored(db, settings):
+    settings.DJANGO_TRUSTED_PROXIES = ["10.0.0.0/8"]
+    assert not _scheme_seen(Client(), UNTRUSTED, settings)
+
+
+def test_the_https_header_from_a_trusted_proxy_is_honoured(db, settings):
+    settings.DJANGO_TRUSTED_PROXIES = ["10.0.0.0/8"]
+    assert _scheme_seen(Client(), "10.1.2.3", settings)
+
+
+# --- 403s: one line, no traceback ------------------------------------------------------------------
+
+
+def test_a_403_is_logged_in_one_line_with_user_path_and_permission(db, caplog):
+    auditor = UserFactory(username="auditor-403", role=roles.AUDITOR)
+    charging_session = ChargingSessionFactory()
+    client = Client()
+    client.force_login(auditor)
+    caplog.set_level(logging.WARNING, logger="django.request")
+    path = f"/sessions/{charging_session.pk}/stop/"
+    response = client.post(path, {"reason": "DRIVER_ASKED"})
+    assert response.status_code == 403
+    forbidden = [record for record in caplog.records if record.name == "django.request"]
+    assert len(forbidden) == 1
+    line = forbidden[0].getMessage()
+    assert line == (f"Forbidden: user=auditor-403 path={path} "
+                    "permission=charging_sessions.request_remote_stop")
+    assert forbidden[0].exc_info is None and "Traceback" not in caplog.text
+    assert "\n" not in caplog.text.strip()
+
+
+# --- guessing one username from many addresses -----------------------------------------------------
+
+
+def _login(username: str, password: str, address: str):
+    return Client(REMOTE_ADDR=address).post("/login/", {"username": username, "password": password})
+
+
+def test_guessing_one_username_from_many_addresses_is_slowed_down(db, settings):
+    UserFactory(username="carol")  # password "pw"
+    limit = settings.AXES_USERNAME_FAILURE_LIMIT
+    assert limit > settings.AXES_FAILURE_LIMIT
+    for attempt in range(limit - 1):  # one guess from each of many addresses: no pair is locked
+        assert _login("carol", f"guess-{attempt}", f"198.51.100.{attempt + 1}").status_code == 200
+    response = _login("carol", "guess-last", "198.51.100.250")
+    assert response.status_code == 429  # the username's limit is reached
+    assert "from many network addresses" in response.content.decode()
+    # Locked for unknown addresses, right password or not.
+    assert _login("carol", "pw", "198.51.100.251").status_code == 429
