@@ -205,6 +205,14 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ACKS_LATE = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Workers and beat ride out a broker outage of any length: they reconnect every 2, 4 … 30 s for as
+# long as Redis is away (Celery's default gives up after 100 attempts, ~47 minutes, and exits).
+# portal/celery.py keeps a worker with work in flight from crashing on the lost connection.
+CELERY_BROKER_CONNECTION_RETRY = True
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None
+# A call in flight when Redis goes away finishes and records Hubject's answer (it needs only the
+# database); cancelling it would leave its outcome unknown. Explicit, as Celery 6 flips the default.
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
 # A redelivered message must not arrive while a retry countdown is still legitimately waiting.
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": 3600,

@@ -314,6 +314,8 @@ class OutcomeDocument(Func):
     def as_sql(self, compiler, connection, **extra_context):
         (event_type, _), (data, _) = (compiler.compile(e) for e in self.get_source_expressions())
         reading = ", ".join(_literal(event) for event, rule in words.RULES.items() if _rule_reads_data(rule))
+        if not reading:
+            return "NULL::jsonb", []
         return f"CASE WHEN {event_type} IN ({reading}) THEN {_jsonb(data)} END", []
 
 

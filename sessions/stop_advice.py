@@ -65,9 +65,11 @@ class StopFacts:
         """The row of the table: the code, else the failure kind, else success for accepted stops."""
         if self.code:
             return self.code
+        if self.state in (State.ACCEPTED, State.UNCONFIRMED):
+            return "000"
         if self.failure_kind:
-            return self.failure_kind
-        return "000" if self.state in (State.ACCEPTED, State.CONFIRMED, State.UNCONFIRMED) else "unknown"
+            return self.failure_kind  # a CONFIRMED one too: it failed, then the End or CDR settled it
+        return "000" if self.state == State.CONFIRMED else "unknown"
 
     @property
     def situation(self) -> str:
@@ -235,8 +237,8 @@ ADVICE: dict[str, Row] = {
             "final_unknown": Words(
                 "An earlier attempt may have reached the CPO and stopped the session: Hubject now answers 400, as it "
                 "does once it has closed a session. The CDR has not reached the portal yet.",
-                "We have probably stopped the charge. Please check the station: if it shows the charge has ended, "
-                "you can unplug; if it is still charging, end it at the station or from your car.",
+                "We have probably stopped the charge. Please check the station: if charging has stopped, you can "
+                "unplug; if it is still charging, end it at the station or from your car.",
                 "Wait for the CDR on this page: it confirms the end. If the driver says it is still charging, call "
                 "the CPO's hotline with the EvseID and the correlation id."),
             "final_after_end": Words(
@@ -402,12 +404,12 @@ CONTEXT: dict[str, str] = {
                      "reached the CPO).",
     "final_after_end": "Charging stopped at {end_at} (End notification); no CDR yet, so the session is still open "
                        "at Hubject.",
-    "session_ended": "CDR received at {cdr_at}: the session is closed.",
+    "session_ended": "The CPO's CDR arrived at {cdr_at}: the session is closed at the portal.",
     "closed_by_hand": "Closed by hand at {ended_at}.",
     "accepted": "Accepted at {accepted_at}; no End notification or CDR yet.",
     "accepted_after_end": "Accepted at {accepted_at}; charging had stopped at {end_at}; no CDR yet.",
     "confirmed_end": "End notification at {confirmed_at}; the CDR has not arrived yet.",
-    "confirmed_cdr": "CDR received at {cdr_at}.",
+    "confirmed_cdr": "The CPO's CDR arrived at {cdr_at}; nothing more will change.",
     "unconfirmed": "Accepted at {accepted_at}; no End notification or CDR since.",
 }
 _FINAL_NOTE_GAVE_UP = "The portal has stopped trying after {attempts} attempt{attempts_s}."
@@ -510,9 +512,9 @@ def _fill(row: Row, situation: str, facts: StopFacts, base_only: bool = False) -
 def _code_line(subject: str, facts: StopFacts) -> str:
     if subject in HUBJECT_DESCRIPTIONS:
         return f"OICP {subject} · {HUBJECT_DESCRIPTIONS[subject]}"
-    info = describe_failure(subject) if subject in ADVICE else describe(subject)
-    if subject == "unknown" and facts.code:
+    if facts.code:  # a code outside the OICP 2.3 table
         return f"OICP {facts.code} · {describe(facts.code).description}"
+    info = describe_failure(subject)
     if facts.http_status and facts.http_status != 200 and subject in ("http_error", "unauthorized", "validation"):
         return f"HTTP {facts.http_status} · {info.description}"
     return info.description
@@ -596,8 +598,9 @@ def blocker_text(block: selectors.StopBlock | None) -> str:
         return f"The session has ended: its charge detail record arrived {when}".strip() + "."
     stop_request = block.stop_request
     if block.kind == block.OPEN:
-        return (f"A stop requested {ago(stop_request.requested_at)} is still open "
-                f"({stop_request.get_state_display().lower()}).")
+        where = "waiting for Hubject's answer" if stop_request.state == State.SENDING else (
+            "waiting for its next attempt" if stop_request.attempt_count else "queued")
+        return f"A stop requested {ago(stop_request.requested_at)} is still open ({where})."
     return (f"A stop was accepted {ago(stop_request.finished_at)}; the CPO is ending the session. "
             f"If it is still running at {clock(block.until).text}, you can send the stop again.")
 
@@ -896,6 +899,8 @@ def _problem(stop_request: RemoteStopRequest, facts: StopFacts) -> str:
         return "Hubject's answer was unreadable"
     if kind == "connection" and facts.outcome_unknown:
         return "The connection broke after the stop was sent"
+    if facts.outcome_unknown:
+        return "No answer came back from Hubject"
     return "Hubject could not be reached"
 
 

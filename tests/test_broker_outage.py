@@ -36,7 +36,7 @@ def make_run_worker(name: str, queue: str, *, broker_url: str, database_url: str
     """A worker with `make run`'s command line (scripts/run.py), on the test's Redis and database."""
     env = servers.child_env(CELERY_BROKER_URL=broker_url, DATABASE_URL=database_url, OICP_BASE_URL=oicp_base_url,
                             CACHE_URL=broker_url.replace("redis://", "rediscache://", 1), **extra_env)
-    return servers.Process(name, [str(servers.BIN / "celery"), "-A", "portal", "worker", "--pool", "threads",
+    return servers.Process(name, [str(servers.BIN / "celery"), "-A", __import__("os").environ.get("H8_APP", "portal"), "worker", "--pool", "threads",
                                   "-Q", queue, "-n", f"{name}@%h", "--concurrency", "8", "--loglevel", "INFO"], env)
 
 

@@ -113,7 +113,9 @@ def test_a_refusal_is_said_in_the_stop_area_and_the_page_follows_the_open_stop(a
 
     refusal = page.locator("#stop-refusal")
     refusal.wait_for()
-    assert refusal.inner_text().startswith("The stop was not sent: A stop requested just now is still open")
+    assert refusal.inner_text() == ("✕ The stop was not sent: A stop requested just now is still open "
+                                    "(waiting for Hubject's answer).")
+    assert refusal.get_attribute("role") == "alert"
     assert dialog.is_hidden()
     assert page.locator("#stop-button").is_disabled()
     page.wait_for_selector("#stop-status[data-state=SENDING]")  # the other agent's stop, followed live
@@ -177,4 +179,4 @@ def test_shortcuts_s_opens_the_stop_dialog_and_question_mark_lists_them_never_wh
     assert help_dialog.is_hidden()
     page.keyboard.press("Escape")
     assert stop_dialog.is_hidden()
-    assert page.evaluate("document.activeElement.id") == "stop-button"
+    page.wait_for_function("document.activeElement.id === 'stop-button'")  # the close event is queued

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 
-import pytest
 from django.test import Client
 
 from sessions import roles
@@ -17,20 +16,39 @@ UNTRUSTED = "203.0.113.9"
 # --- X-Forwarded-Proto -----------------------------------------------------------------------------
 
 
-def _scheme_seen(client: Client, remote_addr: str, settings) -> bool:
+def _taken_for_https(remote_addr: str) -> bool:
     """Whether Django took the request for HTTPS: HSTS is only sent on secure requests."""
-    response = client.get("/login/", HTTP_X_FORWARDED_PROTO="https", REMOTE_ADDR=remote_addr)
+    response = Client().get("/login/", HTTP_X_FORWARDED_PROTO="https", REMOTE_ADDR=remote_addr)
     return "Strict-Transport-Security" in response
 
 
 def test_the_https_header_from_an_untrusted_address_is_ignored(db, settings):
     settings.DJANGO_TRUSTED_PROXIES = ["10.0.0.0/8"]
-    assert not _scheme_seen(Client(), UNTRUSTED, settings)
+    assert not _taken_for_https(UNTRUSTED)
+    # Written as an IPv4-mapped IPv6 address, an untrusted client is still untrusted.
+    assert not _taken_for_https("::ffff:198.51.100.7")
 
 
 def test_the_https_header_from_a_trusted_proxy_is_honoured(db, settings):
     settings.DJANGO_TRUSTED_PROXIES = ["10.0.0.0/8"]
-    assert _scheme_seen(Client(), "10.1.2.3", settings)
+    assert _taken_for_https("10.1.2.3")
+    settings.DJANGO_TRUSTED_PROXIES = []  # no proxy configured: nobody is believed
+    assert not _taken_for_https("10.1.2.3")
+
+
+def test_the_default_trusts_only_a_proxy_on_this_host(settings):
+    assert settings.DJANGO_TRUSTED_PROXIES == ["127.0.0.0/8", "::1/128"]
+    assert settings.MIDDLEWARE[0] == "sessions.proxy.TrustedProxyHeaderMiddleware"
+
+
+def test_behind_a_trusted_proxy_the_lockout_sees_the_clients_address(settings, rf):
+    from sessions.proxy import client_ip
+
+    settings.DJANGO_TRUSTED_PROXIES = ["10.0.0.0/8"]
+    via_proxy = rf.get("/", REMOTE_ADDR="10.0.0.2", HTTP_X_FORWARDED_FOR="6.6.6.6, 198.51.100.4, 10.0.0.9")
+    assert client_ip(via_proxy) == "198.51.100.4"  # the rightmost hop not a proxy; the left is the client's claim
+    direct = rf.get("/", REMOTE_ADDR=UNTRUSTED, HTTP_X_FORWARDED_FOR="198.51.100.4")
+    assert client_ip(direct) == UNTRUSTED
 
 
 # --- 403s: one line, no traceback ------------------------------------------------------------------
@@ -72,3 +90,24 @@ def test_guessing_one_username_from_many_addresses_is_slowed_down(db, settings):
     assert "from many network addresses" in response.content.decode()
     # Locked for unknown addresses, right password or not.
     assert _login("carol", "pw", "198.51.100.251").status_code == 429
+
+
+def test_the_owner_still_logs_in_from_an_address_they_used_before(db, settings):
+    UserFactory(username="dave")  # password "pw"
+    assert _login("dave", "pw", "192.0.2.10").status_code == 302  # dave's usual desk
+    for attempt in range(settings.AXES_USERNAME_FAILURE_LIMIT):
+        _login("dave", f"guess-{attempt}", f"198.51.100.{attempt + 1}")
+    assert _login("dave", "pw", "198.51.100.252").status_code == 429  # a new address: locked
+    assert _login("dave", "pw", "192.0.2.10").status_code == 302  # his desk: in
+    # ...but a guesser there is still held by the lockout per username and address.
+    for _ in range(settings.AXES_FAILURE_LIMIT):
+        _login("dave", "guess", "192.0.2.10")
+    assert _login("dave", "pw", "192.0.2.10").status_code == 429
+
+
+def test_the_per_username_limit_can_be_turned_off(db, settings):
+    settings.AXES_USERNAME_FAILURE_LIMIT = 0
+    UserFactory(username="erin")
+    for attempt in range(25):
+        assert _login("erin", f"guess-{attempt}", f"198.51.100.{attempt + 1}").status_code == 200
+    assert _login("erin", "pw", "198.51.100.200").status_code == 302

@@ -38,6 +38,13 @@ def everyone(code):
 EXPORTERS = {NOBODY: 403, AGENT: 403, ADMIN: 403, SUPERVISOR: 200, AUDITOR: 200}
 SEES_ALL = {NOBODY: 403, AGENT: 403, ADMIN: 200, SUPERVISOR: 200, AUDITOR: 200}
 STAFF = {NOBODY: ADMIN_LOGIN, AGENT: ADMIN_LOGIN, ADMIN: 200, SUPERVISOR: 200, AUDITOR: 200}
+ALL_USERS = {NOBODY: 200, AGENT: 200, ADMIN: 200, SUPERVISOR: 200, AUDITOR: 200}
+TEAM_ADMINS = {NOBODY: 403, AGENT: 403, ADMIN: 200, SUPERVISOR: 403, AUDITOR: 403}
+
+
+def redirects(expect):
+    """The same people get through, and are sent on (302) instead of a page (200)."""
+    return {who: 302 if code == 200 else code for who, code in expect.items()}
 
 CASES = [
     Case("session list", lambda w: reverse("charging_sessions:session-list"), everyone(200)),
@@ -60,6 +67,29 @@ CASES = [
     # Flagged messages: everyone who sees all stops (admin, supervisor, auditor), not agents.
     Case("message anomalies", lambda w: reverse("charging_sessions:anomalies"), SEES_ALL),
     Case("anomaly message", lambda w: reverse("charging_sessions:anomaly-message", args=[w["flagged"].pk]), SEES_ALL),
+    # Your own password and second factor: everyone logged in, with a role or not.
+    Case("password change", lambda w: reverse("charging_sessions:password-change"), ALL_USERS),
+    Case("two-factor", lambda w: reverse("charging_sessions:two-factor"), ALL_USERS),
+    Case("two-factor setup", lambda w: reverse("charging_sessions:two-factor-setup"), ALL_USERS),
+    # Nothing to verify (no authenticator set up): on to the page asked for.
+    Case("two-factor verify", lambda w: reverse("charging_sessions:two-factor-verify"), redirects(ALL_USERS)),
+    Case("two-factor recovery codes", lambda w: reverse("charging_sessions:two-factor-recovery-codes"),
+         redirects(ALL_USERS), method="post"),
+    Case("two-factor turn off", lambda w: reverse("charging_sessions:two-factor-turn-off"), redirects(ALL_USERS),
+         method="post"),
+    # The team: support admins only.
+    Case("team", lambda w: reverse("charging_sessions:team"), TEAM_ADMINS),
+    Case("team member new", lambda w: reverse("charging_sessions:team-member-new"), TEAM_ADMINS),
+    Case("team member new POST", lambda w: reverse("charging_sessions:team-member-new"), TEAM_ADMINS,
+         method="post", data={"username": "new-agent", "role": "Support agent"}),
+    Case("team member", lambda w: reverse("charging_sessions:team-member", args=[w["member"].pk]), TEAM_ADMINS),
+    *[
+        Case(f"team member {action}", lambda w, action=action: reverse(f"charging_sessions:team-member-{action}",
+                                                                       args=[w["member"].pk]),
+             TEAM_ADMINS if action == "password-reset" else redirects(TEAM_ADMINS), method="post",
+             data={"role": "Support admin"})
+        for action in ("role", "password-reset", "two-factor-reset", "deactivate", "reactivate")
+    ],
     Case("admin index", lambda w: reverse("admin:index"), STAFF),
     *[
         Case(f"admin {model}", lambda w, model=model: reverse(f"admin:charging_sessions_{model}_changelist"), STAFF)
@@ -78,6 +108,7 @@ def world(db, settings, tmp_path, no_broker):
     services.write_audit_export(export_id=export.pk)
     return {
         "session": ChargingSessionFactory(),
+        "member": UserFactory(username="team-agent", role=roles.AGENT),
         "stop": RemoteStopRequestFactory(requested_by=owner),
         "export": export,
         "flagged": InboundMessage.objects.create(
@@ -120,7 +151,16 @@ def test_every_new_url_is_in_the_matrix():
 
     covered = {"session-list", "session-detail", "request-stop", "stop-status", "stop-history", "stop-timeline",
                "audit-export", "audit-export-start", "audit-export-detail", "audit-export-download",
-               "anomalies", "anomaly-message"}
+               "anomalies", "anomaly-message",
+               "password-change", "two-factor", "two-factor-setup", "two-factor-verify", "two-factor-recovery-codes",
+               "two-factor-turn-off", "team", "team-member-new", "team-member", "team-member-role",
+               "team-member-password-reset", "team-member-two-factor-reset", "team-member-deactivate",
+               "team-member-reactivate"}
     others = {"stuck-sessions", "resend-stop", "close-session"}  # covered by tests/test_stuck_sessions.py
-    names = {pattern.name for pattern in urls.urlpatterns}
+
+    def walk(patterns):
+        for pattern in patterns:
+            yield from walk(pattern.url_patterns) if hasattr(pattern, "url_patterns") else [pattern.name]
+
+    names = set(walk(urls.urlpatterns))
     assert names - others <= covered, names - others - covered

@@ -188,13 +188,20 @@ def test_worker_killed_mid_call_outcome_unknown_is_recorded_and_shown_then_settl
 @pytest.mark.parametrize("state", [State.PENDING, State.SENDING, State.ACCEPTED, State.REJECTED, State.FAILED,
                                    State.CONFIRMED, State.UNCONFIRMED])
 def test_the_agent_sees_an_unknown_outcome_in_every_state(state):
+    from sessions.services.audit import record_audit
+
     stop = RemoteStopRequestFactory(state=state, attempt_count=1, outcome_unknown=True,
                                     next_attempt_at=timezone.now() + timedelta(seconds=5),
                                     time_to_confirmation=timedelta(seconds=30))
+    # What recover_lost_attempt records when the sweeper finds the dead worker's call.
+    record_audit(event_type=Event.STOP_ATTEMPT_FAILED, stop_request=stop,
+                 data={"attempt": 1, "failure_kind": "worker_lost", "outcome_unknown": True})
     progress = stop_advice.stop_progress(stop_request=stop)
     assert stop_advice.OUTCOME_UNKNOWN_NOTE in progress.detail
     if state == State.PENDING:
-        assert progress.headline.startswith("The worker stopped during the call; retrying (2 of")
+        assert progress.headline.startswith("The worker stopped during the call; retrying (2 of 3) in ")
+        assert [step.label for step in progress.steps][1] == "Sent to Hubject · attempt 2 of 3"
+        assert [step.status for step in progress.steps] == ["done", "current", "todo", "todo"]  # never back
 
 
 STOP_URL = "http://127.0.0.1:9/api/oicp/charging/v21/providers/DE-EMP/authorize-remote/stop"

@@ -226,8 +226,8 @@ def test_a_refusal_answers_in_the_stop_area(agent_client, charging_session, agen
     assert (response["HX-Retarget"], response["HX-Reswap"]) == ("#stop-area", "outerHTML")
     assert response["HX-Trigger-After-Settle"] == "stop-dialog-done"  # the page closes the dialog
     assert ('<p id="stop-refusal" class="notice tone-bad" role="alert" tabindex="-1"><span class="tone-mark" '
-            'aria-hidden="true">✕</span> The stop was not sent: A stop requested just now is still open (sent to '
-            'hubject).</p>') in content
+            'aria-hidden="true">✕</span> The stop was not sent: A stop requested just now is still open (waiting '
+            'for Hubject\'s answer).</p>') in content
     assert content.lstrip().startswith('<div id="stop-area"') and 'id="stop-status"' in content
     assert '<form id="stop-form"' in content and 'hx-swap-oob="true"' in content  # a fresh form for the dialog
     assert RemoteStopRequest.objects.count() == 1

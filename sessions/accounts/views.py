@@ -257,7 +257,7 @@ def team_member_role(request: HttpRequest, pk: int) -> HttpResponse:
     role = form.cleaned_data["role"]
     return _refused_or(request, pk,
                        lambda: services.change_team_member_role(acting_user=request.user, member=member, role=role),
-                       f"{member.get_username()} is now a {role}.", f"{member.get_username()} already is a {role}.")
+                       f"{member.get_username()} is now a {role}.", f"{member.get_username()} is already a {role}.")
 
 
 @require_POST
