@@ -19,7 +19,6 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
-from django.utils.module_loading import autodiscover_modules
 
 from . import selectors_anomalies, services
 from .forms import AdminRemoteStopForm
@@ -397,8 +396,5 @@ def give_every_admin_local_times(site: admin.AdminSite = admin.site) -> None:
             site.register(model, type(type(model_admin).__name__, (LocalTimesMixin, type(model_admin)), {}))
 
 
-# The apps listed after this one in INSTALLED_APPS (axes, django-otp) register their admins after this
-# module is imported: import their admin modules now (Django's own autodiscovery, which skips what is
-# already imported), so that every admin page, theirs included, shows times the same way.
-autodiscover_modules("admin", register_to=admin.site)
-give_every_admin_local_times()
+# Called from ChargingSessionsConfig.ready(): django.contrib.admin's own ready() (listed first in
+# INSTALLED_APPS) has imported every app's admin module by then, the apps after this one included.

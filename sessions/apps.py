@@ -6,3 +6,10 @@ class ChargingSessionsConfig(AppConfig):
     name = "sessions"
     label = "charging_sessions"
     verbose_name = "Charging sessions"
+
+    def ready(self) -> None:
+        from .admin import give_every_admin_local_times
+
+        # Every admin page, other apps' included (users, django-axes, django-otp), shows times the
+        # same way: local, with their UTC offset.
+        give_every_admin_local_times()

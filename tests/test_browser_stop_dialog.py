@@ -81,7 +81,7 @@ def test_a_field_error_is_said_in_the_dialog_and_every_button_works_after_it(age
 
     # Esc cancels; the page's button still opens the dialog (it did nothing until a reload before).
     page.keyboard.press("Escape")
-    assert dialog.is_hidden()
+    dialog.wait_for(state="hidden")  # closing is an event away
     page.get_by_role("button", name="Stop session…").click()
     assert dialog.is_visible()
     assert page.evaluate("document.activeElement.id") == "id_note"  # the first error, still shown
@@ -91,7 +91,7 @@ def test_a_field_error_is_said_in_the_dialog_and_every_button_works_after_it(age
     dialog.get_by_role("button", name="Send stop to Hubject").click()
     warning = page.locator("#stop-area [role=alert], #stop-area [role=status]").filter(has_text="saved")
     warning.first.wait_for()
-    assert dialog.is_hidden()
+    dialog.wait_for(state="hidden")  # closing is an event away
     assert RemoteStopRequest.objects.get().note == "Driver is in a hurry"
     page.wait_for_selector("#stop-status[data-state=PENDING]")
     assert page.locator("#stop-button").is_disabled()
@@ -116,7 +116,7 @@ def test_a_refusal_is_said_in_the_stop_area_and_the_page_follows_the_open_stop(a
     assert refusal.inner_text() == ("✕ The stop was not sent: A stop requested just now is still open "
                                     "(waiting for Hubject's answer).")
     assert refusal.get_attribute("role") == "alert"
-    assert dialog.is_hidden()
+    dialog.wait_for(state="hidden")  # closing is an event away
     assert page.locator("#stop-button").is_disabled()
     page.wait_for_selector("#stop-status[data-state=SENDING]")  # the other agent's stop, followed live
     assert RemoteStopRequest.objects.count() == 1
@@ -167,7 +167,7 @@ def test_shortcuts_s_opens_the_stop_dialog_and_question_mark_lists_them_never_wh
     help_dialog.wait_for()
     assert "Open the stop dialog" in help_dialog.inner_text()
     page.keyboard.press("Escape")
-    assert help_dialog.is_hidden()
+    help_dialog.wait_for(state="hidden")
 
     page.keyboard.press("s")
     assert stop_dialog.is_visible()
@@ -178,5 +178,5 @@ def test_shortcuts_s_opens_the_stop_dialog_and_question_mark_lists_them_never_wh
     assert stop_dialog.get_by_label("Note").input_value() == "s?"
     assert help_dialog.is_hidden()
     page.keyboard.press("Escape")
-    assert stop_dialog.is_hidden()
+    stop_dialog.wait_for(state="hidden")
     page.wait_for_function("document.activeElement.id === 'stop-button'")  # the close event is queued
