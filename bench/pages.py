@@ -35,7 +35,7 @@ def _target_ms(name: str) -> float:
 def _give_sessions_identification() -> None:
     """Every generated session gets a contract ID, card UID and printed card number, as the
     notifications and CDRs of real sessions bring them (generate_load_data leaves them empty; a
-    no-op once it fills them): DE-EMP-C00050000-0, 04000000000C350, "0005 0000" for session 50000.
+    no-op once it fills them): DE-EMP-C00047501-1, 0400000000B98D, "0004 7501" for session 47501.
     The database computes the search keys (GeneratedFields), as on every write."""
     from django.db import connection
 
@@ -95,7 +95,7 @@ def _driver_searches(sessions_url: str, one, other) -> dict[str, str]:
     def url(query: str) -> str:
         return f"{sessions_url}?{urlencode({'q': query, 'status': ''})}"
 
-    spaced = one.evse_id.replace("*", " ").lower()  # "de l25 e0097525 1"
+    spaced = one.evse_id.replace("*", " ").lower()  # "de l00 e0097500 1"
     contract = other.contract_id  # DE-EMP-C00050000-0
     return {
         f"{DRIVER_PREFIX}EvseID with spaces, lower case": url(spaced),

@@ -13,3 +13,6 @@ class ChargingSessionsConfig(AppConfig):
         # Every admin page, other apps' included (users, django-axes, django-otp), shows times the
         # same way: local, with their UTC offset.
         give_every_admin_local_times()
+
+        # What a login still owes (a second factor, a new password) is settled once per login.
+        from .accounts import signals  # noqa: F401

@@ -260,7 +260,9 @@ def _rule_reads_data(parts: tuple) -> bool:
 
 def _jsonb(data: str) -> str:
     # jsonb has no U+0000: its escapes become U+FFFD (sessions.fields._TextAsJSON does the same).
-    return f"replace({data}, '\\u0000', '\\ufffd')::jsonb"
+    # replace() copies every text it is given: only the few that hold the escape.
+    return (f"(CASE WHEN strpos({data}, '\\u0000') > 0 THEN replace({data}, '\\u0000', '\\ufffd') "
+            f"ELSE {data} END)::jsonb")
 
 
 def outcome_sql(event_type: str, data: str, vendor: str, document: str | None = None) -> str:

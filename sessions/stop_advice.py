@@ -397,8 +397,7 @@ SITUATION_WORDS: dict[str, Words] = {
 
 # The line of facts a card was chosen from, so the agent can see why it says what it says.
 CONTEXT: dict[str, str] = {
-    "retrying": "Attempt {attempt} of {max_attempts} failed; attempt {next_attempt} of {max_attempts} starts at "
-                "{retry_at}.",
+    "retrying": "Attempt {attempt} of {max_attempts} failed; the portal sends the next one by itself.",
     "final": "The portal still shows the session {status}: no End notification and no CDR yet.",
     "final_unknown": "The portal still shows the session {status}; one attempt's outcome is unknown (it may have "
                      "reached the CPO).",
@@ -790,10 +789,9 @@ def stop_progress(*, stop_request: RemoteStopRequest, can_stop: bool = False, no
         if situation == "session_ended":
             marks[3], steps[3] = "done", "Session ended (CDR)"
         headline = ("Rejected: " if state == State.REJECTED else "Failed: ") + _answer(stop_request, facts)
-        detail = card.context if card else stop_request.last_error
+        detail = "" if card else stop_request.last_error  # the card says the rest
         if state == State.FAILED and facts.outcome_unknown and situation != "session_ended":
-            detail = f"{detail} It waits on the stuck-sessions queue until the CPO's End or CDR shows whether the " \
-                     "session ended."
+            detail = "It waits on the stuck-sessions queue until the CPO's End or CDR shows whether the session ended."
         if stop_request.finished_at:
             times.append(TimeRow("Answered" if stop_request.answered_at else "Given up", clock(stop_request.finished_at),
                                  f"{duration(stop_request.finished_at - stop_request.requested_at)} after the request"))
@@ -822,10 +820,11 @@ def stop_progress(*, stop_request: RemoteStopRequest, can_stop: bool = False, no
             marks = ["done", "current", "todo", "todo"]
             next_label = f"attempt {facts.attempts + 1} of {facts.max_attempts}"
             steps[1] = f"Sent to Hubject · {next_label}"
-            seconds = max(0, int((facts.retry_at - now).total_seconds()))
-            headline = f"{_problem(stop_request, facts)}; retrying ({facts.attempts + 1} of {facts.max_attempts}) " \
-                       f"in {seconds} s"
-            detail = card.context if card else ""
+            seconds = int((facts.retry_at - now).total_seconds())
+            when = f"in {seconds} s" if seconds >= 0 else (
+                "now" if seconds > -10 else "as soon as the worker is reachable (it is overdue; nothing is lost)")
+            headline = f"{_problem(stop_request, facts)}; retrying ({facts.attempts + 1} of {facts.max_attempts}) {when}"
+            detail = ""  # the card says what failed and when the next attempt starts
             times.append(TimeRow(f"Next try ({next_label})", clock(facts.retry_at)))
             times.append(TimeRow("Outcome known by", clock(_worst_case_end(facts, facts.retry_at, pending=True)),
                                  "at the latest, if every attempt left waits its full time"))

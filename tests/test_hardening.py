@@ -72,6 +72,16 @@ def test_a_403_is_logged_in_one_line_with_user_path_and_permission(db, caplog):
     assert "\n" not in caplog.text.strip()
 
 
+def test_a_403_without_a_permission_check_names_the_reason(db, caplog):
+    client = Client()
+    client.force_login(UserFactory(username="agent-403", role=roles.AGENT))
+    caplog.set_level(logging.WARNING, logger="django.request")
+    assert client.get("/team/").status_code == 403
+    [record] = [record for record in caplog.records if record.name == "django.request"]
+    assert record.getMessage() == ("Forbidden: user=agent-403 path=/team/ "
+                                   "permission=support admins only (team management)")
+
+
 # --- guessing one username from many addresses -----------------------------------------------------
 
 

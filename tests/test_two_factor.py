@@ -248,4 +248,7 @@ def test_a_support_admin_resets_a_colleagues_second_factor_who_sets_it_up_again(
     [reset] = AuditRecord.objects.filter(event_type=Event.TWO_FACTOR_RESET)
     assert reset.actor == admin and reset.data == {"user_id": colleague.pk, "username": "adm-lost"}
     # The colleague's open login no longer counts as verified: their role sends them to set it up again.
-    assert colleague_client.get("/")["Location"].startswith("/accounts/two-factor/setup/")
+    page = colleague_client.get("/", follow=True)
+    assert page.redirect_chain[-1][0] == "/accounts/two-factor/setup/"
+    assert b"Set up two-factor authentication" in page.content
+    assert colleague_client.get("/stops/")["Location"].startswith("/accounts/two-factor/setup/")

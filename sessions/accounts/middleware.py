@@ -20,25 +20,33 @@ from django.utils.functional import cached_property
 from django.utils.http import url_has_allowed_host_and_scheme
 
 from . import selectors
+from .signals import PASSWORD_CHANGE_REQUIRED, TWO_FACTOR_ENROLLED
 
-PASSWORD_CHANGE_REQUIRED = "accounts_password_change_required"
+
+def _noted(request: HttpRequest, key: str, read) -> bool:
+    """What signals.py noted at login (read now for a login from before it noted anything)."""
+    value = request.session.get(key)
+    if value is None:
+        value = request.session[key] = read(request.user)
+    return value
 
 
 def pending_step(request: HttpRequest) -> str | None:
-    """What the logged-in user still owes: "verify", "setup", "password" or nothing."""
+    """What the logged-in user still owes: "verify", "setup", "password" or nothing.
+
+    No query for a login that owes nothing, except the role check when TWO_FACTOR_REQUIRED_ROLES is
+    set (a role may change during a login). A login from before its user set up a second factor
+    elsewhere is not asked for it; one whose authenticator was removed is sent on by the verify page.
+    """
     user = request.user
     if not user.is_authenticated:
         return None
     if not user.is_verified():
-        if selectors.has_two_factor(user):
+        if _noted(request, TWO_FACTOR_ENROLLED, selectors.has_two_factor):
             return "verify"
         if selectors.two_factor_required(user):
             return "setup"
-    required = request.session.get(PASSWORD_CHANGE_REQUIRED)
-    if required is None:
-        required = selectors.password_change_required(user)
-        request.session[PASSWORD_CHANGE_REQUIRED] = required
-    return "password" if required else None
+    return "password" if _noted(request, PASSWORD_CHANGE_REQUIRED, selectors.password_change_required) else None
 
 
 def safe_next(request: HttpRequest, default: str = "") -> str:

@@ -27,7 +27,8 @@ from django_otp.plugins.otp_static.models import StaticDevice
 
 from . import selectors, services
 from .forms import PasswordChangeForm, RoleForm, SecondFactorForm, SetupCodeForm, TeamMemberForm
-from .middleware import PASSWORD_CHANGE_REQUIRED, pending_step, safe_next
+from .middleware import pending_step, safe_next
+from .signals import PASSWORD_CHANGE_REQUIRED, TWO_FACTOR_ENROLLED
 
 
 def _home() -> str:
@@ -102,6 +103,7 @@ def two_factor_setup(request: HttpRequest) -> HttpResponse:
             return redirect(reverse("charging_sessions:two-factor-setup"))
         if codes is not None:
             otp_login(request, device)
+            request.session[TWO_FACTOR_ENROLLED] = True
             return _secret_page(request, "accounts/recovery_codes.html",
                                 {"codes": codes, "next": next_url or _home(), "first_time": True})
         form.add_error("code", "That code is not right. Check that your phone's clock is set automatically, "
@@ -128,7 +130,8 @@ def two_factor_verify(request: HttpRequest) -> HttpResponse:
     next_url = safe_next(request, _home())
     if user.is_verified():
         return redirect(next_url)
-    if not selectors.has_two_factor(user):
+    if not selectors.has_two_factor(user):  # a support admin reset it meanwhile, or it was turned off
+        request.session[TWO_FACTOR_ENROLLED] = False
         return redirect(reverse("charging_sessions:two-factor-setup") if selectors.two_factor_required(user)
                         else next_url)
     form = SecondFactorForm(request.POST or None)
@@ -170,6 +173,7 @@ def two_factor_turn_off(request: HttpRequest) -> HttpResponse:
     except services.AccountChangeRefused as refused:
         messages.error(request, str(refused))
     else:
+        request.session[TWO_FACTOR_ENROLLED] = False
         messages.success(request, "Two-factor authentication is off: you log in with your password only.")
     return redirect("charging_sessions:two-factor")
 
