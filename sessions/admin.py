@@ -8,12 +8,14 @@ Every ModelAdmin (the apps' own included, see the end of this module) shows date
 templates/admin/base_site.html adds the environment badge to every admin page.
 """
 
+import datetime
 import json
 
 from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.db import models
+from django.http import HttpResponseRedirect
 from django.template.defaultfilters import pluralize
 from django.template.response import TemplateResponse
 from django.urls import reverse
@@ -112,6 +114,46 @@ class LocalTimesMixin:
 
 class PortalModelAdmin(LocalTimesMixin, admin.ModelAdmin):
     """The base of the portal's ModelAdmins."""
+
+    def changelist_view(self, request, extra_context=None):
+        # Filters come from the URL, so anything can arrive. Django turns what it cannot build into
+        # "invalid lookup", but not what only the database refuses: a NUL (PostgreSQL text cannot
+        # hold one) or a date drill-down past the calendar. Drop those filters, say so, show the rest.
+        unusable = [key for key, values in request.GET.lists() if not _usable_filter(key, values)]
+        unusable += [] if unusable else _impossible_day(request.GET)
+        if unusable:
+            query = request.GET.copy()
+            for key in unusable:
+                del query[key]
+            messages.warning(request, f"Filter{pluralize(len(unusable))} not applied (not a usable value): "
+                                      f"{', '.join(sorted(unusable))}.")
+            return HttpResponseRedirect(f"{request.path}?{query.urlencode()}" if query else request.path)
+        return super().changelist_view(request, extra_context)
+
+
+_DATE_PARTS = {"__year": (1, 9999), "__month": (1, 12), "__day": (1, 31)}
+
+
+def _impossible_day(query) -> list[str]:
+    """The day of a date drill-down that the calendar does not have (February 31)."""
+    for key in query:
+        if key.endswith("__day"):
+            field = key.removesuffix("__day")
+            try:
+                datetime.date(int(query.get(f"{field}__year", 2000)), int(query.get(f"{field}__month", 1)),
+                              int(query[key]))
+            except ValueError:
+                return [key]
+    return []
+
+
+def _usable_filter(key: str, values: list[str]) -> bool:
+    if any("\x00" in value for value in values):
+        return False
+    for suffix, (low, high) in _DATE_PARTS.items():
+        if key.endswith(suffix):
+            return all(value.isdigit() and low <= int(value) <= high for value in values)
+    return True
 
 
 class ReadOnlyAdmin(PortalModelAdmin):

@@ -8,7 +8,7 @@ primary key so pages are stable and the indexes on requested_at / id can serve t
 from __future__ import annotations
 
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import InitVar, asdict, dataclass, field
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
@@ -34,13 +34,33 @@ def _start_of_day(day: date) -> datetime:
 
 
 def _date_range_q(field_name: str, date_from: date | None, date_to: date | None) -> Q:
-    """Both days inclusive, in the portal's time zone."""
+    """Both days inclusive, in the portal's time zone (the forms keep the days plausible; the last
+    day there is means no upper bound rather than an overflow)."""
     q = Q()
     if date_from:
         q &= Q(**{f"{field_name}__gte": _start_of_day(date_from)})
-    if date_to:
+    if date_to and date_to < date.max:
         q &= Q(**{f"{field_name}__lt": _start_of_day(date_to + timedelta(days=1))})
     return q
+
+
+# --- periods: named spans of days, in the portal's time zone ---------------------------------------
+
+PERIODS = {"today": "today", "last7": "last 7 days", "last_month": "last month"}
+
+
+def period_days(period: str, today: date | None = None) -> tuple[date, date]:
+    """The first and last day (both included) of a named period: today; the last 7 days, today
+    included; last month, the previous calendar month."""
+    today = today or timezone.localdate(timezone.now(), timezone.get_default_timezone())
+    if period == "today":
+        return today, today
+    if period == "last7":
+        return today - timedelta(days=6), today
+    if period == "last_month":
+        last = today.replace(day=1) - timedelta(days=1)
+        return last.replace(day=1), last
+    raise ValueError(f"Unknown period {period!r}")
 
 
 def _search_q(query: str) -> Q:
@@ -189,17 +209,27 @@ class AuditLogFilters:
 
     date_from: date | None = None
     date_to: date | None = None
-    event_type: str = ""
+    event_types: tuple[str, ...] = ()  # none: every event type
     actor: str = ""  # a username, or "system" for records without an actor
     operator_id: str = ""
     q: str = ""  # correlation id, SessionID, EvseID (or its prefix) or case reference
+    period: str = ""  # the named period the dates come from (PERIODS), for the summary
     # Records appended after the export was prepared are not part of it.
     max_id: int | None = field(default=None, compare=False)
+    # One event type, as exports stored it before several could be chosen (and export_audit passes it).
+    event_type: InitVar[str] = ""
+
+    def __post_init__(self, event_type: str) -> None:
+        types = tuple(self.event_types or ())
+        if event_type and event_type not in types:
+            types += (event_type,)
+        object.__setattr__(self, "event_types", types)
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         for key in ("date_from", "date_to"):
             data[key] = data[key].isoformat() if data[key] else None
+        data["event_types"] = list(self.event_types)
         return data
 
     @classmethod
@@ -212,6 +242,8 @@ class AuditLogFilters:
     def summary(self) -> str:
         """The selection in words, as the export page, the file header and the audit record say it."""
         parts = []
+        if self.period in PERIODS:
+            parts.append(PERIODS[self.period])
         if self.date_from and self.date_to:
             parts.append(f"from {self.date_from:%Y-%m-%d} to {self.date_to:%Y-%m-%d}")
         elif self.date_from:
@@ -220,9 +252,10 @@ class AuditLogFilters:
             parts.append(f"up to {self.date_to:%Y-%m-%d}")
         else:
             parts.append("all dates")
-        if self.event_type:
-            label = AuditRecord.EventType(self.event_type).label if self.event_type in AuditRecord.EventType.values else self.event_type
-            parts.append(f"event {label} ({self.event_type})")
+        if self.event_types:
+            labels = [f"{AuditRecord.EventType(event).label if event in AuditRecord.EventType.values else event} "
+                      f"({event})" for event in self.event_types]
+            parts.append(("event " if len(labels) == 1 else "events ") + ", ".join(labels))
         if self.actor:
             parts.append(f"actor {self.actor}")
         if self.operator_id:
@@ -231,15 +264,17 @@ class AuditLogFilters:
             parts.append(f"matching “{self.q}”")
         if self.max_id is not None:
             parts.append(f"records up to id {self.max_id}")
-        zone = timezone.get_current_timezone_name()
+        zone = timezone.get_default_timezone_name()
         return f"Audit records, {', '.join(parts)} (days in {zone})"
 
 
 def audit_log(*, filters: AuditLogFilters) -> QuerySet[AuditRecord]:
     """Audit records matching the filters, in chain (id) order."""
     records = AuditRecord.objects.filter(_date_range_q("occurred_at", filters.date_from, filters.date_to))
-    if filters.event_type:
-        records = records.filter(event_type=filters.event_type)
+    if len(filters.event_types) == 1:
+        records = records.filter(event_type=filters.event_types[0])
+    elif filters.event_types:
+        records = records.filter(event_type__in=filters.event_types)
     if filters.actor:
         if filters.actor == "system":
             records = records.filter(actor__isnull=True)

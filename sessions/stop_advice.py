@@ -226,7 +226,7 @@ ADVICE: dict[str, Row] = {
         Words(tell_driver=_TRYING_AGAIN), new_stop_helps=True, call_cpo=True),
     "400": Row(
         Words("Hubject does not know this session, or has already closed it at its end (Hubject closes a session "
-              "when the CPO sends its CDR). The portal still shows the session open: no CDR has reached us.",
+              "when the CPO sends its CDR), while no CDR has reached the portal.",
               "We could not stop the charge remotely yet. Please check whether the station is still charging; if "
               "it is, end it at the station or from your car and unplug.",
               "Check that the SessionID on this page is the one Hubject issued for this charge: a wrong or mixed-up "

@@ -10,10 +10,19 @@ from django.core.paginator import Paginator
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from . import exports, selectors, selectors_history, services
-from .forms_history import AuditLogFilterForm, StartExportForm, StopHistoryForm
+from .forms_history import (
+    CUSTOM,
+    FAILED_STOPS,
+    PERIOD_CHOICES,
+    AuditLogFilterForm,
+    StartExportForm,
+    StopHistoryForm,
+    event_groups,
+)
 from .models import AuditExport
 from .oicp.status_codes import describe
 
@@ -44,10 +53,11 @@ def _sort_links(request: HttpRequest, current: str) -> dict[str, dict[str, str]]
     return links
 
 
-def _chain_status(request: HttpRequest):
-    if request.user.has_perm("charging_sessions.view_auditrecord"):
-        return selectors_history.latest_verification()
-    return None
+def _chain_context(request: HttpRequest) -> dict:
+    """The audit chain's last verification, for those who may see the audit trail."""
+    if not request.user.has_perm("charging_sessions.view_auditrecord"):
+        return {"verification": None}
+    return {"verification": selectors_history.latest_verification()}
 
 
 # --- stop history ---------------------------------------------------------------------------------
@@ -71,7 +81,7 @@ def stop_history(request: HttpRequest) -> HttpResponse:
         "codes": selectors_history.stop_oicp_codes(),
         "sorts": _sort_links(request, filters.sort),
         "querystring": _querystring(request, "page"),
-        "verification": _chain_status(request),
+        **_chain_context(request),
         "filtered": any(value for key, value in request.GET.items() if key not in ("page", "sort")),
         "selection": _selection_chip(request, filters),
     }
@@ -115,38 +125,50 @@ def stop_timeline(request: HttpRequest, pk: int) -> HttpResponse:
 # --- audit-log export ------------------------------------------------------------------------------
 
 
+def _export_page(request: HttpRequest, form: AuditLogFilterForm, *, status: int = 200) -> HttpResponse:
+    """What will be exported (summary, row count) and the format; recent exports; the chain's state.
+    A form with errors shows them beside their fields and offers nothing to export."""
+    filters = form.filters()
+    count = selectors_history.audit_log(filters=filters).count() if filters is not None else None
+    context = {
+        "form": form,
+        "filters": filters,
+        "summary": filters.summary() if filters is not None else None,
+        "row_count": count,
+        "background": count is not None and count > settings.AUDIT_EXPORT_SYNC_MAX_ROWS,
+        "threshold": settings.AUDIT_EXPORT_SYNC_MAX_ROWS,
+        "formats": AuditExport.Format.choices,
+        "chosen_format": form.data.get("format") or AuditExport.Format.CSV,
+        "event_groups": event_groups(),
+        "chosen_events": set(form.data.getlist("event_type")) if form.is_bound else set(),
+        "failed_stops": FAILED_STOPS,
+        "periods": PERIOD_CHOICES,
+        "chosen_period": (form.data.get("period") or CUSTOM) if form.is_bound else CUSTOM,
+        "operators": form.operators,
+        "time_zone": timezone.get_default_timezone_name(),
+        "exports": selectors_history.recent_exports(),
+        **_chain_context(request),
+    }
+    return render(request, "sessions/audit_export.html", context, status=status)
+
+
 @require_GET
 @login_required
 @permission_required(EXPORT, raise_exception=True)
 def audit_export(request: HttpRequest) -> HttpResponse:
-    """What will be exported (summary, row count), the format, then the start button; recent exports."""
     if request.htmx and request.GET.get("part") == "exports":
         return render(request, "sessions/_audit_export_list.html", {"exports": selectors_history.recent_exports()})
-    form = AuditLogFilterForm(request.GET or None)
-    filters = form.filters()
-    count = selectors_history.audit_log(filters=filters).count()
-    context = {
-        "form": form,
-        "summary": filters.summary(),
-        "row_count": count,
-        "background": count > settings.AUDIT_EXPORT_SYNC_MAX_ROWS,
-        "threshold": settings.AUDIT_EXPORT_SYNC_MAX_ROWS,
-        "formats": AuditExport.Format.choices,
-        "exports": selectors_history.recent_exports(),
-        "verification": selectors_history.latest_verification(),
-        "querystring": _querystring(request),
-    }
-    return render(request, "sessions/audit_export.html", context)
+    return _export_page(request, AuditLogFilterForm(request.GET or None, operators=selectors.operator_ids()))
 
 
 @require_POST
 @login_required
 @permission_required(EXPORT, raise_exception=True)
 def start_audit_export(request: HttpRequest) -> HttpResponse:
-    form = StartExportForm(request.POST)
+    form = StartExportForm(request.POST, operators=selectors.operator_ids())
     if not form.is_valid():
-        messages.error(request, "The export did not start: " + "; ".join(e for errs in form.errors.values() for e in errs))
-        return redirect(reverse("charging_sessions:audit-export") + "?" + _post_filters(request))
+        # Said beside the fields it concerns; nothing is exported or recorded.
+        return _export_page(request, form, status=400)
     export = services.prepare_audit_export(
         filters=form.filters(), export_format=form.cleaned_data["format"], acting_user=request.user
     )
@@ -164,13 +186,6 @@ def start_audit_export(request: HttpRequest) -> HttpResponse:
     response["X-Export-Id"] = str(export.pk)
     response["Cache-Control"] = "no-store"
     return response
-
-
-def _post_filters(request: HttpRequest) -> str:
-    params = request.POST.copy()
-    for name in ("csrfmiddlewaretoken", "format"):
-        params.pop(name, None)
-    return params.urlencode()
 
 
 def _file_response(export: AuditExport) -> HttpResponse:

@@ -227,3 +227,21 @@ def test_a_changed_word_changes_both_readers_and_survives_the_drivers_formatting
     monkeypatch.setitem(RULES, Event.SESSION_UPDATED, ("100% updated (", audit_outcomes.Text("source"), ")"))
     records = [store(Event.SESSION_UPDATED, {"source": "%s %%"})]
     assert sql_words(records) == python_words(records) == csv_words(records) == ["100% updated (%s %%)"]
+
+
+@pytest.mark.postgres
+def test_postgres_parses_each_records_data_once_and_without_a_correlated_sub_select(db):
+    """A correlated sub-select per row would keep PostgreSQL from reading the export in parallel, and
+    a parse per use of `data` would multiply the cost: the CSV query has neither."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("the query plan is PostgreSQL's")
+    store(Event.STOP_FAILED, {"attempt": 1, "oicp_code": "310"})
+    sql, params = exports_sql.line_query(AuditRecord.objects.order_by("id"))
+    with connection.cursor() as cursor:
+        cursor.execute("EXPLAIN (VERBOSE) " + sql, params)
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    assert "SubPlan" not in plan
+    outer = plan.splitlines()[1]  # the words: read from the inner query's one parse of each record
+    assert "csv_document ->" in outer and "::jsonb" not in outer.replace("'::jsonb", "")

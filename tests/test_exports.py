@@ -668,3 +668,95 @@ def test_a_download_stopped_mid_export_outside_a_transaction_leaves_no_connectio
     assert export.state == AuditExport.State.FAILED and "stopped after 2 rows" in export.error
     assert AuditRecord.objects.get(event_type=Event.AUDIT_EXPORTED).data["row_count"] == 2
     assert connections_open() == before
+
+
+# --- what the supervisor asks for: several event types, a period, one known CPO ---------------------
+
+
+FAILED_STOPS = [Event.STOP_FAILED, Event.STOP_REJECTED]
+
+
+def test_several_event_types_at_once(trail, sup_client):
+    failed = record(Event.STOP_FAILED, at=local(trail["days"][1], 12), stop_request=trail["stop"], attempt=3,
+                    oicp_code="310")
+    page = sup_client.get(PAGE, {"event_type": FAILED_STOPS})
+    assert page.status_code == 200 and page.context["row_count"] == 2
+    content = page.content.decode()
+    assert "Stop failed (STOP_FAILED)" in content and "Stop rejected (STOP_REJECTED)" in content
+    _, body = start(sup_client, "csv", event_type=FAILED_STOPS)
+    rows = csv_rows(body)
+    assert [int(row[0]) for row in rows[1:]] == [trail["rejected"].pk, failed.pk]
+    assert rows[2][OUTCOME] == "Stop failed: 310 Partner did not respond (attempt 3 of 3)"
+    assert AuditExport.objects.get().filters["event_types"] == FAILED_STOPS
+
+
+def test_an_old_single_type_export_is_still_readable(trail):
+    old = {"date_from": None, "date_to": "2026-03-02", "event_type": "STOP_REJECTED", "actor": "",
+           "operator_id": "", "q": "", "max_id": None}
+    filters = AuditLogFilters.from_json(old)
+    assert filters.event_types == ("STOP_REJECTED",)
+    assert ids(audit_log(filters=filters)) == [trail["rejected"].pk]
+    assert "Stop rejected (STOP_REJECTED)" in filters.summary()
+    assert AuditLogFilters(event_type="STOP_REJECTED").event_types == ("STOP_REJECTED",)  # the command's way
+
+
+def test_the_operator_is_chosen_from_the_known_ones(trail, sup_client):
+    page = sup_client.get(PAGE)
+    content = page.content.decode()
+    assert '<select id="id_operator" name="operator"' in content
+    assert '<option value="DE*ACC"' in content and '<option value="NL*FST"' in content
+    typo = sup_client.get(PAGE, {"operator": "DE*AC"})
+    assert typo.status_code == 200 and "DE*AC is not an OperatorID the portal knows" in typo.content.decode()
+    assert typo.context["row_count"] is None and 'name="format"' not in typo.content.decode()
+    response = sup_client.post(START, {"format": "csv", "operator": "DE*AC"})
+    assert response.status_code == 400 and not AuditExport.objects.exists()
+    assert "DE*AC is not an OperatorID the portal knows" in response.content.decode()
+
+
+@pytest.mark.parametrize("params, field, message", [
+    ({"date_from": "2026-03-03", "date_to": "2026-03-01"}, "date_to", "“To” is before “From”."),
+    ({"date_to": "9999-12-31"}, "date_to", "Choose a day between"),
+    ({"date_from": "0001-01-01"}, "date_from", "Choose a day between"),
+    ({"date_from": "March"}, "date_from", "Enter a valid date."),
+    ({"period": "last_year"}, "period", "Select a valid choice."),
+    ({"event_type": ["STOP_FAILED", "NOT_AN_EVENT"]}, "event_type", "Select a valid choice."),
+])
+def test_an_impossible_selection_is_said_next_to_the_field_and_exports_nothing(trail, sup_client, params, field,
+                                                                               message):
+    page = sup_client.get(PAGE, params)
+    content = page.content.decode()
+    assert page.status_code == 200 and message in content
+    assert f'id="{field}-error"' in content
+    assert page.context["row_count"] is None and 'name="format"' not in content  # no export offered
+    response = sup_client.post(START, {"format": "csv", **params})
+    assert response.status_code == 400 and message in response.content.decode()
+    assert not AuditExport.objects.exists() and not AuditRecord.objects.filter(event_type=Event.AUDIT_EXPORTED).exists()
+
+
+def _today_is(day):
+    return mock.patch("django.utils.timezone.now", return_value=local(day, 12))
+
+
+@pytest.mark.parametrize("period, today, first, last", [
+    ("today", date(2026, 3, 3), date(2026, 3, 3), date(2026, 3, 3)),
+    ("last7", date(2026, 3, 3), date(2026, 2, 25), date(2026, 3, 3)),
+    ("last_month", date(2026, 3, 3), date(2026, 2, 1), date(2026, 2, 28)),
+    ("last_month", date(2026, 1, 15), date(2025, 12, 1), date(2025, 12, 31)),
+])
+def test_date_presets_resolve_to_days_in_the_portals_zone(trail, sup_client, period, today, first, last):
+    with _today_is(today):
+        page = sup_client.get(PAGE, {"period": period, "date_from": "2020-01-01"})  # a preset wins over dates
+    filters = page.context["filters"]
+    assert (filters.date_from, filters.date_to, filters.period) == (first, last, period)
+    content = page.content.decode()
+    assert f"from {first:%Y-%m-%d} to {last:%Y-%m-%d}" in content and "Europe/Berlin" in content
+
+
+def test_the_preset_is_in_the_exports_metadata(trail, sup_client):
+    with _today_is(date(2026, 3, 3)):
+        _, body = start(sup_client, "csv", period="last7", event_type=FAILED_STOPS)
+    meta = dict(line[2:].strip().split(": ", 1) for line in body.decode().splitlines() if line.startswith("# "))
+    assert "last 7 days, from 2026-02-25 to 2026-03-03" in meta["filters"]
+    assert json.loads(meta["filters_json"])["period"] == "last7"
+    export = AuditExport.objects.get()
+    assert "last 7 days" in export.filter_summary and export.filters["date_from"] == "2026-02-25"

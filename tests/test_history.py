@@ -240,3 +240,22 @@ def test_nav_links_follow_the_permissions(client, people, db):
         content = login(client, user).get(reverse("charging_sessions:session-list")).content.decode()
         assert (f'href="{HISTORY}"' in content) is history
         assert (f'href="{reverse("charging_sessions:audit-export")}"' in content) is exports
+
+
+# --- dates a user can type: never a 500, always an error next to the field ---------------------------
+
+
+@pytest.mark.parametrize("params, field", [
+    ({"date_to": "9999-12-31"}, "date_to"),
+    ({"date_from": "9999-12-31"}, "date_from"),
+    ({"date_from": "0001-01-01"}, "date_from"),
+    ({"date_from": "2026-04-03", "date_to": "2026-04-01"}, "date_to"),
+    ({"date_from": "yesterday"}, "date_from"),
+    ({"date_to": "2026-02-30"}, "date_to"),
+])
+def test_impossible_dates_are_said_next_to_the_field_and_never_answer_500(client, people, stops, params, field):
+    response = login(client, people["admin"]).get(HISTORY, params)
+    assert response.status_code == 200
+    content = response.content.decode()
+    assert f'id="{field}-error"' in content and f'aria-describedby="{field}-error"' in content
+    assert response.context["form"].errors[field]

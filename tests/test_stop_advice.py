@@ -142,7 +142,8 @@ def test_every_code_in_every_state_gets_advice_that_follows_the_facts(subject, s
 def test_400_with_the_session_still_open_says_what_it_really_means_and_how_to_escalate():
     card = advise("400", facts_for("final", "400"))
     assert card.meaning.startswith("Hubject does not know this session, or has already closed it")
-    assert "The portal still shows the session open: no CDR has reached us." in card.meaning
+    assert card.meaning.endswith("while no CDR has reached the portal.")
+    assert card.context == "The portal still shows the session active: no End notification and no CDR yet."
     assert "Check that the SessionID on this page is the one Hubject issued" in card.next_step
     assert "the CDR is probably late" in card.next_step
     assert "escalate to IT with the correlation id" in card.next_step
