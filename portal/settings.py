@@ -255,6 +255,18 @@ CELERY_BEAT_SCHEDULE = {
 }
 
 # --------------------------------------------------------------------------------------------
+# Web server (gunicorn reads these through portal/gunicorn_conf.py: `gunicorn portal.wsgi -c
+# python:portal.gunicorn_conf`)
+# --------------------------------------------------------------------------------------------
+# Processes, and threads in each (gthread). A connection that is idle or sends half a request holds
+# a thread for at most a few seconds (gunicorn_conf.py), so 64 threads per process keep /healthz
+# answering with 50 such connections open. Each thread serving a request at the same moment may
+# hold a database connection: keep WEB_CONCURRENCY × WEB_THREADS per web machine within
+# PostgreSQL's max_connections.
+WEB_CONCURRENCY = env.int("WEB_CONCURRENCY", default=2)
+WEB_THREADS = env.int("WEB_THREADS", default=64)
+
+# --------------------------------------------------------------------------------------------
 # OICP / Hubject
 # --------------------------------------------------------------------------------------------
 OICP_BASE_URL = env.str("OICP_BASE_URL", default="").rstrip("/")

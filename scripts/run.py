@@ -1,14 +1,22 @@
-"""`make run`: the whole portal on one machine, stopped together with Ctrl-C.
+"""`make run`: the whole portal on one machine, supervised, stopped together with Ctrl-C.
 
 Sandbox (no OICP_BASE_URL given): Redis, the Hubject simulator (whose simulated CPOs push
-notifications and CDRs to the portal), a Celery worker, Celery beat and the web server, with demo
-users and sessions. Trial against a real Hubject system (OICP_BASE_URL set in
-the environment or .env): the same without the simulator and the demo sessions. A value given in
-the environment or .env is never overridden; we only fill in what is missing.
+notifications and CDRs to the portal), a Celery worker, a retry worker, Celery beat and the web
+server, with demo users and sessions. Trial against a real Hubject system (OICP_BASE_URL set in
+the environment or .env): the same without the simulator, the demo sessions and the demo users
+(their passwords are published); it prints how to create the first administrator instead. A value
+given in the environment or .env is never overridden; we only fill in what is missing.
+
+Supervision: a process that exits is started again after 1, 2, 4 … 30 s (the delay starts over
+once it has run for a minute), with a line naming it and its exit status; the rest keeps running.
+Ctrl-C, or SIGTERM/SIGHUP once or any number of times, stops everything: each process group gets
+SIGTERM, whatever is left after STOP_GRACE_SECONDS gets SIGKILL, Redis last (so workers can still
+acknowledge on their way out). Children also get SIGTERM if this script itself is killed.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
 import shutil
 import signal
@@ -26,6 +34,14 @@ VAR = Path(os.environ.get("PORTAL_RUN_DIR") or ROOT / "var")  # logs, demo-sessi
 PY = str(ROOT / ".venv" / "bin" / "python")
 BIN = ROOT / ".venv" / "bin"
 
+STOP_GRACE_SECONDS = 15  # a worker's warm shutdown waits for calls in flight; gunicorn's is 10 s
+BACKOFF_MAX_SECONDS = 30
+STABLE_AFTER_SECONDS = 60  # a process that ran this long starts over at a 1 s delay when it exits
+
+
+class Stopping(Exception):
+    """A stop signal arrived while starting up."""
+
 
 def port_open(host: str, port: int) -> bool:
     with socket.socket() as probe:
@@ -33,46 +49,172 @@ def port_open(host: str, port: int) -> bool:
         return probe.connect_ex((host, port)) == 0
 
 
-def wait_for(host: str, port: int, what: str, seconds: float = 20) -> None:
-    deadline = time.monotonic() + seconds
-    while not port_open(host, port):
-        if time.monotonic() > deadline:
-            sys.exit(f"{what} did not start on {host}:{port}; see {VAR}/*.log")
-        time.sleep(0.1)
+def exit_status(code: int) -> str:
+    if code < 0:
+        try:
+            return f"signal {signal.Signals(-code).name}"
+        except ValueError:
+            return f"signal {-code}"
+    return f"code {code}"
+
+
+try:
+    _prctl = ctypes.CDLL(None, use_errno=True).prctl  # loaded here: after fork only the call is safe
+except (OSError, AttributeError):  # not Linux
+    _prctl = None
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGTERM when this script dies, even by SIGKILL (Linux)."""
+    if _prctl is not None:
+        _prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
+
+
+def say(text: str) -> None:
+    """Print, but never fail: with the terminal gone (SIGHUP, make killed) stopping must go on."""
+    try:
+        print(text, flush=True)
+    except OSError:
+        pass
+
+
+def kill_group(pid: int, sig: int) -> None:
+    try:
+        os.killpg(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+class Child:
+    def __init__(self, name: str, args: list[str], env: dict[str, str]):
+        self.name, self.args, self.env = name, args, env
+        self.proc: subprocess.Popen | None = None
+        self.started_at = 0.0
+        self.failures = 0  # exits in a row, each after less than STABLE_AFTER_SECONDS
+        self.restart_at: float | None = None
 
 
 class Supervisor:
-    """Starts child processes and stops them all, newest first."""
+    """Starts child processes (each in its own process group), restarts those that exit, stops all."""
 
     def __init__(self) -> None:
-        self.children: list[tuple[str, subprocess.Popen]] = []
+        self.children: list[Child] = []
+        self.signals = 0
 
-    def start(self, name: str, args: list[str], env: dict[str, str], log: bool = True) -> subprocess.Popen:
-        out = open(VAR / f"{name}.log", "ab") if log else None  # noqa: SIM115 - kept open for the child
-        proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT if log else None,
-                                start_new_session=True)
-        self.children.append((name, proc))
-        return proc
+    @property
+    def stopping(self) -> bool:
+        return self.signals > 0
+
+    def on_signal(self, signum, frame) -> None:
+        # Only count: raising here could interrupt the shutdown itself half-way (and leave orphans).
+        self.signals += 1
+
+    def check(self) -> None:
+        if self.stopping:
+            raise Stopping
+
+    def _spawn(self, child: Child) -> None:
+        out = open(VAR / f"{child.name}.log", "ab")  # noqa: SIM115 - closed below, the child has its copy
+        try:
+            child.proc = subprocess.Popen(child.args, cwd=ROOT, env=child.env, stdout=out, stderr=subprocess.STDOUT,
+                                          start_new_session=True, preexec_fn=_die_with_parent)
+        finally:
+            out.close()
+        child.started_at = time.monotonic()
+        child.restart_at = None
+
+    def start(self, name: str, args: list[str], env: dict[str, str]) -> Child:
+        child = Child(name, args, env)
+        self.children.append(child)
+        self._spawn(child)
+        return child
+
+    def run_step(self, env: dict[str, str], *args: str) -> None:
+        """One `manage.py` command in the foreground; stops it when we are told to stop."""
+        proc = subprocess.Popen([PY, "manage.py", *args], cwd=ROOT, env=env, start_new_session=True,
+                                preexec_fn=_die_with_parent)
+        try:
+            while proc.poll() is None:
+                self.check()
+                time.sleep(0.1)
+        except Stopping:
+            kill_group(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                kill_group(proc.pid, signal.SIGKILL)
+                proc.wait()
+            raise
+        if proc.returncode != 0:
+            sys.exit(f"manage.py {' '.join(args)} failed with {exit_status(proc.returncode)}")
+
+    def wait_for(self, host: str, port: int, what: str, seconds: float = 20) -> None:
+        deadline = time.monotonic() + seconds
+        while not port_open(host, port):
+            self.check()
+            if time.monotonic() > deadline:
+                sys.exit(f"{what} did not start on {host}:{port}; see {VAR}/*.log")
+            time.sleep(0.1)
+
+    def watch(self) -> None:
+        """Until a stop signal: restart every child that exits, with backoff."""
+        while not self.stopping:
+            now = time.monotonic()
+            for child in self.children:
+                if child.proc is None:
+                    if child.restart_at is not None and now >= child.restart_at:
+                        self._spawn(child)
+                        say(f"{child.name} restarted (pid {child.proc.pid})")
+                    continue
+                code = child.proc.poll()
+                if code is None:
+                    continue
+                # Whatever is left of its process group (a dead gunicorn master's workers, say)
+                # would keep the port or the work; the new process starts clean.
+                kill_group(child.proc.pid, signal.SIGKILL)
+                if now - child.started_at >= STABLE_AFTER_SECONDS:
+                    child.failures = 0
+                delay = min(BACKOFF_MAX_SECONDS, 2 ** child.failures)
+                child.failures += 1
+                say(f"{child.name} exited with {exit_status(code)}; restarting it in {delay} s "
+                    f"(see {VAR}/{child.name}.log)")
+                child.proc, child.restart_at = None, now + delay
+            time.sleep(0.2)
 
     def stop_all(self) -> None:
-        for name, proc in reversed(self.children):
-            if proc.poll() is None:
-                print(f"stopping {name}…", flush=True)
-                os.killpg(proc.pid, signal.SIGTERM)
-        for _, proc in reversed(self.children):
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
+        """Stop every child's process group: SIGTERM, then SIGKILL after the grace period.
 
-
-def manage(env: dict[str, str], *args: str) -> None:
-    subprocess.run([PY, "manage.py", *args], cwd=ROOT, env=env, check=True)
+        Signals that arrive meanwhile only add to the count, so a second Ctrl-C or SIGTERM cannot
+        cut this short and leave processes behind.
+        """
+        running = [c for c in self.children if c.proc is not None]
+        last = [c for c in running if c.name == "redis"]
+        for group, grace in (([c for c in running if c not in last], STOP_GRACE_SECONDS), (last, 5)):
+            for child in reversed(group):
+                if child.proc.poll() is None:
+                    say(f"stopping {child.name}…")
+                kill_group(child.proc.pid, signal.SIGTERM)
+            deadline = time.monotonic() + grace
+            seen = self.signals
+            while time.monotonic() < deadline and any(c.proc.poll() is None for c in group):
+                if self.signals != seen:
+                    seen = self.signals
+                    say(f"still stopping; anything left is killed in {deadline - time.monotonic():.0f} s")
+                time.sleep(0.1)
+            for child in group:
+                if child.proc.poll() is None:
+                    say(f"{child.name} did not stop within {grace} s: killed")
+                kill_group(child.proc.pid, signal.SIGKILL)  # the leader and anything left in its group
+                try:
+                    child.proc.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    pass
 
 
 def main() -> None:
-    VAR.mkdir(exist_ok=True)
-    environ.Env.read_env(ROOT / ".env", overwrite=False)  # the process environment wins
+    VAR.mkdir(parents=True, exist_ok=True)
+    # The process environment wins; PORTAL_ENV_FILE points elsewhere, as in portal/settings.py.
+    environ.Env.read_env(os.environ.get("PORTAL_ENV_FILE") or ROOT / ".env", overwrite=False)
     env = dict(os.environ)
     sandbox = not env.get("OICP_BASE_URL")
     port = int(env.get("PORT", "8000"))
@@ -88,9 +230,9 @@ def main() -> None:
     env.setdefault("DATABASE_URL", f"sqlite:///{ROOT / 'db.sqlite3'}")
 
     sup = Supervisor()
-    # Ctrl-C and SIGTERM both stop everything (a shell may start us with SIGINT ignored).
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt))
+    # Ctrl-C, SIGTERM and a closed terminal all stop everything (a shell may start us with SIGINT ignored).
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, sup.on_signal)
     try:
         broker = env.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0")
         env["CELERY_BROKER_URL"] = broker
@@ -103,23 +245,25 @@ def main() -> None:
                 sys.exit("redis-server is not installed: run `make run` as root, or apt-get install redis-server.")
             sup.start("redis", ["redis-server", "--port", str(rport), "--bind", "127.0.0.1", "--save", "",
                                 "--appendonly", "no", "--dir", str(VAR)], env)
-            wait_for(host, rport, "Redis")
+            sup.wait_for(host, rport, "Redis")
             print(f"Redis started on {host}:{rport}", flush=True)
 
-        manage(env, "migrate", "--noinput", "-v", "0")
+        sup.run_step(env, "migrate", "--noinput", "-v", "0")
         if sandbox:
-            manage(env, "load_demo")
+            sup.run_step(env, "load_demo")
             # The simulated CPOs run the sessions the portal shows (Progress, then End and CDR after a stop).
-            manage(env, "export_sim_sessions", str(VAR / "demo-sessions.json"))
-        else:
-            manage(env, "load_demo", "--sessions", "0")
-        manage(env, "collectstatic", "--noinput", "-v", "0")
+            sup.run_step(env, "export_sim_sessions", str(VAR / "demo-sessions.json"))
+        sup.run_step(env, "collectstatic", "--noinput", "-v", "0")
 
         if sandbox:
             if port_open("127.0.0.1", sim_port):
                 sys.exit(f"Port {sim_port} is taken; set SIMULATOR_PORT to a free one.")
         else:
             print(f"Talking to Hubject at {env['OICP_BASE_URL']}", flush=True)
+            # Demo users have published passwords: never outside the sandbox.
+            print("No demo users outside the sandbox. To create the first administrator (once):\n"
+                  "  .venv/bin/python manage.py createsuperuser\n"
+                  "then sign in and add the others on the Team page (/team/) or in /admin/.", flush=True)
 
         # Threads: a stop spends its time waiting on Hubject, so many cheap slots; the per-CPO
         # limit in the service keeps one slow CPO from taking them all.
@@ -132,9 +276,10 @@ def main() -> None:
                                    "--concurrency", "20", "--loglevel", "INFO"], env)
         if port_open("127.0.0.1", port):
             sys.exit(f"Port {port} is taken; set PORT to a free one.")
-        sup.start("web", [str(BIN / "gunicorn"), "portal.wsgi", "--bind", f"127.0.0.1:{port}",
-                                "--workers", env.get("WEB_CONCURRENCY", "2"), "--access-logfile", "-"], env)
-        wait_for("127.0.0.1", port, "The web server")
+        # gthread workers, threads and timeouts: portal/gunicorn_conf.py (WEB_CONCURRENCY, WEB_THREADS).
+        sup.start("web", [str(BIN / "gunicorn"), "portal.wsgi", "--config", "python:portal.gunicorn_conf",
+                          "--bind", f"127.0.0.1:{port}", "--access-logfile", "-"], env)
+        sup.wait_for("127.0.0.1", port, "The web server")
         # Periodic jobs: unconfirmed stops, the stop sweeper, the CDR pull (CELERY_BEAT_SCHEDULE).
         sup.start("beat", [str(BIN / "celery"), "-A", "portal", "beat", "--loglevel", "INFO",
                            "--schedule", str(VAR / "celerybeat-schedule")], env)
@@ -146,21 +291,16 @@ def main() -> None:
                                     "--demo-sessions-file", str(VAR / "demo-sessions.json"),
                                     "--progress-interval", "60", "--push-delay", "3",
                                     "--new-session-interval", "180"], env)
-            wait_for("127.0.0.1", sim_port, "The Hubject simulator")
+            sup.wait_for("127.0.0.1", sim_port, "The Hubject simulator")
             print(f"Hubject simulator (SANDBOX) on http://127.0.0.1:{sim_port}", flush=True)
         print(f"\nThe portal is running: http://127.0.0.1:{port}/   (logs in {VAR}/, Ctrl-C stops everything)",
               flush=True)
-        while True:
-            for name, proc in sup.children:
-                if proc.poll() is not None:
-                    print(f"{name} exited with {proc.returncode}; see {VAR}/{name}.log", flush=True)
-                    raise KeyboardInterrupt
-            time.sleep(0.5)
-    except KeyboardInterrupt:
+        sup.watch()
+    except Stopping:
         pass
     finally:
         sup.stop_all()
-        print("stopped.", flush=True)
+        say("stopped.")
 
 
 if __name__ == "__main__":

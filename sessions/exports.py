@@ -24,6 +24,13 @@ A file is written as `NAME.part` and renamed once complete: it never appears hal
 Spreadsheet formula injection: in CSV and XLSX, text cells starting with =, +, -, @, a tab or a
 carriage return are prefixed with a single quote (in SQL for CSV and XLSX, see `exports_sql`).
 CSV cells: free text and `data` always in double quotes (RFC 4180); `data` is the stored JSON text.
+
+`outcome`, beside `data`, is the record's outcome in plain words, from `audit_outcomes.RULES` (read in
+Python for JSON Lines, compiled into the SQL of the CSV lines, and so of the XLSX rows).
+XLSX cells are typed: the record and stop request ids as numbers, `occurred_at` as an Excel
+date-time in the portal's time zone (Excel has no zones: the header names it, "Occurred at
+(Europe/Berlin)"), everything else as text (SessionID, EvseID, OperatorID, hashes are identifiers).
+CSV and JSON Lines keep UTC with its offset.
 """
 
 from __future__ import annotations

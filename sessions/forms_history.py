@@ -4,6 +4,7 @@ A value a user can type (in the form or the address bar) that cannot be used get
 field; nothing is exported from a form with errors, and no date answers 500.
 """
 
+import re
 from datetime import date
 
 from django import forms
@@ -52,6 +53,56 @@ class _DateRangeForm(forms.Form):
         return cleaned
 
 
+# --- a set of stop request ids, `?ids=12,13,14` or `?ids=12-14`: the admin's bulk stop links to its requests ---
+
+HISTORY_IDS_MAX = 1000  # ids in one selection; a longer address is refused, not cut
+_ID_OR_RANGE = re.compile(r"([0-9]{1,18})(?:-([0-9]{1,18}))?")
+
+
+def parse_ids(value: str) -> list[int]:
+    """`12,13,14`, `12-14` or a mix, as sorted distinct ids; ValidationError on anything else."""
+    ids: set[int] = set()
+    for part in (part.strip() for part in value.split(",")):
+        if not part:
+            continue
+        match = _ID_OR_RANGE.fullmatch(part.replace(" ", ""))
+        if match is None:
+            raise forms.ValidationError(f"“{part}” is not a request id or a range of ids such as 12-14.")
+        start = int(match[1])
+        end = int(match[2]) if match[2] else start
+        if start < 1 or end < start:
+            raise forms.ValidationError(f"“{part}” is not a range of request ids: ids start at 1, the smaller first.")
+        if end - start + 1 + len(ids) > HISTORY_IDS_MAX:
+            raise forms.ValidationError(f"At most {HISTORY_IDS_MAX} requests can be selected at once.")
+        ids.update(range(start, end + 1))
+    if not ids:
+        raise forms.ValidationError("Name at least one request id.")
+    return sorted(ids)
+
+
+def ids_param(ids) -> str:
+    """The shortest `ids` value for these ids: runs of consecutive ids as ranges (`1-3,7,9-11`)."""
+    parts, run = [], []
+    for pk in sorted(set(ids)):
+        if run and pk != run[-1] + 1:
+            parts.append(f"{run[0]}-{run[-1]}" if len(run) > 2 else ",".join(map(str, run)))
+            run = []
+        run.append(pk)
+    if run:
+        parts.append(f"{run[0]}-{run[-1]}" if len(run) > 2 else ",".join(map(str, run)))
+    return ",".join(parts)
+
+
+class RequestIdsField(forms.CharField):
+    def to_python(self, value):
+        value = super().to_python(value)
+        if not value:
+            return None
+        if len(value) > 20 * HISTORY_IDS_MAX:
+            raise forms.ValidationError(f"At most {HISTORY_IDS_MAX} requests can be selected at once.")
+        return parse_ids(value)
+
+
 class StopHistoryForm(_DateRangeForm):
     agent = forms.TypedChoiceField(required=False, coerce=int, empty_value=None, label="Agent")
     operator = forms.CharField(required=False, max_length=10, label="OperatorID")
@@ -60,6 +111,7 @@ class StopHistoryForm(_DateRangeForm):
     reason = forms.ChoiceField(required=False, choices=[("", "Any reason"), *StopReason.choices])
     q = forms.CharField(required=False, max_length=250, label="Search")
     sort = forms.ChoiceField(required=False, choices=[(key, key) for key in HISTORY_SORTS])
+    ids = RequestIdsField(required=False, label="Selected requests")
 
     def __init__(self, *args, users=(), **kwargs):
         super().__init__(*args, **kwargs)
@@ -78,6 +130,8 @@ class StopHistoryForm(_DateRangeForm):
             reason=data.get("reason", ""),
             q=data.get("q", ""),
             sort=data.get("sort") or DEFAULT_HISTORY_SORT,
+            # A selection that is not understood selects nothing (never every request).
+            ids=tuple(data["ids"]) if data.get("ids") else (() if "ids" in self.errors else None),
         )
 
 

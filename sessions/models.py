@@ -385,14 +385,26 @@ class AuditCheckpoint(models.Model):
 
 
 class AuditVerification(models.Model):
-    """The result of one walk over the audit chain, shown to supervisors."""
+    """One walk over the audit chain, shown to supervisors: the daily one (created DONE), or one a
+    supervisor asked for ("verify now": QUEUED, RUNNING in a worker, then DONE or FAILED)."""
 
-    started_at = models.DateTimeField()
-    finished_at = models.DateTimeField()
-    ok = models.BooleanField()
-    records_checked = models.PositiveIntegerField()
+    class State(models.TextChoices):
+        QUEUED = "QUEUED", "Queued"
+        RUNNING = "RUNNING", "Running"
+        DONE = "DONE", "Done"
+        FAILED = "FAILED", "Did not run"
+
+    state = models.CharField(max_length=8, choices=State.choices, default=State.DONE)
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True,
+                                     related_name="+")
+    requested_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    ok = models.BooleanField(null=True)  # None until the walk is done
+    records_checked = models.PositiveIntegerField(default=0)
     first_broken_id = models.BigIntegerField(null=True, blank=True)
     detail = models.TextField(blank=True)
+    error = models.CharField(max_length=500, blank=True)  # why a requested walk did not run
 
     class Meta:
         ordering = ["-started_at"]

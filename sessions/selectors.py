@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from decimal import Decimal, InvalidOperation
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import OuterRef, Q, QuerySet, Subquery
+from django.db.models import Exists, F, OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
 from .models import AuditRecord, ChargingSession, RemoteStopRequest
@@ -16,12 +17,39 @@ from .oicp import ids
 State = RemoteStopRequest.State
 
 
-def _open_stop_state() -> Subquery:
-    return Subquery(
-        RemoteStopRequest.objects.filter(
-            charging_session=OuterRef("pk"), state__in=RemoteStopRequest.OPEN_STATES
-        ).values("state")[:1]
+def _latest_stop() -> QuerySet[RemoteStopRequest]:
+    """The session's newest stop request, for correlated subqueries (OuterRef("pk") is the session)."""
+    return RemoteStopRequest.objects.filter(charging_session=OuterRef("pk")).order_by("-requested_at", "-pk")
+
+
+def with_last_stop(sessions: QuerySet[ChargingSession]) -> QuerySet[ChargingSession]:
+    """Each session with its last stop's state, outcome_unknown flag and OICP code, in the same query."""
+    latest = _latest_stop()
+    return sessions.annotate(
+        last_stop_state=Subquery(latest.values("state")[:1]),
+        last_stop_outcome_unknown=Subquery(latest.values("outcome_unknown")[:1]),
+        last_stop_code=Subquery(latest.values("oicp_code")[:1]),
     )
+
+
+# The sessions list's sortable columns (the `sort` parameter: the key, "-" in front for descending).
+SESSION_SORTS = {"evse": "evse_id", "cpo": "operator_id", "started": "started_at", "energy": "energy_kwh",
+                 "updated": "last_update_at", "state": "status"}
+DEFAULT_SESSION_SORT = "-updated"
+_NULLABLE = {"started_at", "energy_kwh"}
+
+
+def session_ordering(sort: str) -> list:
+    """The ORDER BY for a whitelisted sort key; anything else gives the default (newest update first)."""
+    if sort.lstrip("-") not in SESSION_SORTS:
+        sort = DEFAULT_SESSION_SORT
+    descending = sort.startswith("-")
+    field_name = SESSION_SORTS[sort.lstrip("-")]
+    if field_name in _NULLABLE:  # unknown values last, whichever way
+        first = F(field_name).desc(nulls_last=True) if descending else F(field_name).asc(nulls_last=True)
+    else:
+        first = f"-{field_name}" if descending else field_name
+    return [first, "-pk" if descending else "pk"]
 
 
 def search_charging_sessions(
@@ -30,12 +58,14 @@ def search_charging_sessions(
     operator_id: str = "",
     status: str = "",
     stale_hours: int | None = None,
+    sort: str = DEFAULT_SESSION_SORT,
 ) -> QuerySet[ChargingSession]:
-    """Sessions matching the agent's search, newest update first, with the open stop's state.
+    """Sessions matching the agent's search, newest update first (or by `sort`), with their last stop's
+    state (`with_last_stop`).
 
     The query is whatever the driver said (`session_lookups`); the sessions any lookup finds match.
     """
-    sessions = ChargingSession.objects.annotate(open_stop_state=_open_stop_state())
+    sessions = with_last_stop(ChargingSession.objects.all())
     lookups = list(session_lookups(query).values())
     if lookups:
         # One indexed lookup per kind of ID, joined by UNION (bench/RESULTS.md: an OR across these
@@ -49,7 +79,7 @@ def search_charging_sessions(
         sessions = sessions.filter(status=status)
     if stale_hours:
         sessions = sessions.filter(last_update_at__lt=timezone.now() - timedelta(hours=stale_hours))
-    return sessions.order_by("-last_update_at", "-pk")
+    return sessions.order_by(*session_ordering(sort))
 
 
 def session_lookups(query: str) -> dict[str, QuerySet]:
@@ -194,13 +224,94 @@ def get_stop_request(*, pk: int) -> RemoteStopRequest | None:
     return RemoteStopRequest.objects.select_related("charging_session", "requested_by").filter(pk=pk).first()
 
 
-def session_timeline(*, charging_session: ChargingSession, limit: int = 200) -> list[AuditRecord]:
-    """The session's audit records, newest first."""
-    return list(
-        AuditRecord.objects.filter(charging_session=charging_session)
-        .select_related("actor", "stop_request")
-        .order_by("-occurred_at", "-pk")[:limit]
-    )
+# --- the session page's timeline ------------------------------------------------------------------
+
+# Progress notifications come about once a minute: folded into one line (`ProgressFold`) so the
+# stop events stay in view. One with anomalies, or held back, stays a line of its own.
+_FOLDED_PROGRESS = Q(event_type=AuditRecord.EventType.NOTIFICATION_RECEIVED, data__kind="PROGRESS",
+                     data__anomalies__isnull=True, data__held_back__isnull=True)
+PROGRESS_SHOWN = 20  # the newest Progress notifications listed inside the fold
+
+# What a viewer without `view_all_remote_stops` sees of another person's stop (or manual close):
+# that it happened, who, when and its outcome. Their note, case reference and the exact request and
+# response are left out here, so no template can show them.
+_STOP_EVENTS = {value for value in AuditRecord.EventType.values if value.startswith("STOP_")}
+_SHARED_STOP_FACTS = {
+    "reason", "attempt", "max_attempts", "retry_in_seconds", "outcome", "http_status", "oicp_code", "description",
+    "failure_kind", "error", "request_sent", "sent", "outcome_unknown", "accepted_at", "waited_minutes",
+    "confirmed_by", "previous_state", "seconds_to_confirmation", "settled", "session_id", "evse_id",
+}
+_SHARED_CLOSE_FACTS = {"previous_status", "remote_stop_sent"}  # its free-text reason is the supervisor's note
+
+
+@dataclass(frozen=True)
+class ProgressFold:
+    count: int
+    latest: list[tuple[AuditRecord, str | None]]  # newest first, at most PROGRESS_SHOWN, with their energy
+    energy_kwh: str | None  # the latest notification's ConsumedEnergyProgress, as stored
+    at: datetime
+
+
+@dataclass(frozen=True)
+class TimelineEntry:
+    """One line of the session's timeline: an audit record with the data this viewer may see, or the fold."""
+
+    record: AuditRecord | None = None
+    data: dict | None = None
+    withheld: bool = False  # someone else's note, case reference or exchange was left out
+    progress: ProgressFold | None = None
+
+
+def session_timeline(*, charging_session: ChargingSession, viewer=None, sees_all: bool = True,
+                     limit: int = 200) -> list[TimelineEntry]:
+    """The session's audit records, newest first, Progress notifications folded into one entry placed
+    where the newest of them is (three queries at most, whatever the number of notifications).
+
+    `viewer`/`sees_all`: unless `sees_all`, the stops (and manual closes) of anyone but `viewer` show
+    only their shared facts (`_SHARED_STOP_FACTS`).
+    """
+    records = (AuditRecord.objects.filter(charging_session=charging_session)
+               .select_related("actor", "stop_request").order_by("-occurred_at", "-pk"))
+    shown = list(records.exclude(_FOLDED_PROGRESS)[:limit])
+    progress = list(records.filter(_FOLDED_PROGRESS)[:PROGRESS_SHOWN])
+    entries = [_visible_entry(record, viewer=viewer, sees_all=sees_all) for record in shown]
+    if progress:
+        count = len(progress) if len(progress) < PROGRESS_SHOWN else records.filter(_FOLDED_PROGRESS).count()
+        newest = progress[0]
+        rows = [(record, _kwh(((record.data or {}).get("message") or {}).get("ConsumedEnergyProgress")))
+                for record in progress]
+        fold = TimelineEntry(progress=ProgressFold(count, rows, rows[0][1], newest.occurred_at))
+        position = next((i for i, record in enumerate(shown)
+                         if (record.occurred_at, record.pk) < (newest.occurred_at, newest.pk)), len(shown))
+        entries.insert(position, fold)
+    return entries
+
+
+def _kwh(value) -> str | None:
+    """An energy as people read it: 22.900 → 22.9, 12.346 stays."""
+    if value is None:
+        return None
+    try:
+        return format(Decimal(str(value)).normalize(), "f")
+    except InvalidOperation:
+        return str(value)
+
+
+def _visible_entry(record: AuditRecord, *, viewer, sees_all: bool) -> TimelineEntry:
+    data = record.data if isinstance(record.data, dict) else {}
+    if sees_all:
+        return TimelineEntry(record, data)
+    if record.event_type in _STOP_EVENTS:
+        owner_id = record.stop_request.requested_by_id if record.stop_request_id else record.actor_id
+        shared = _SHARED_STOP_FACTS
+    elif record.event_type == AuditRecord.EventType.SESSION_CLOSED_MANUALLY:
+        owner_id, shared = record.actor_id, _SHARED_CLOSE_FACTS
+    else:
+        return TimelineEntry(record, data)
+    if viewer is not None and owner_id is not None and owner_id == viewer.pk:
+        return TimelineEntry(record, data)
+    visible = {key: value for key, value in data.items() if key in shared}
+    return TimelineEntry(record, visible, withheld=len(visible) < len(data))
 
 
 # --- what the agent's stop card is chosen from (the words: stop_advice) --------------------------
@@ -218,45 +329,96 @@ def last_failure_kind(*, stop_request: RemoteStopRequest) -> str:
 # --- the stuck-sessions queue --------------------------------------------------------------------
 
 
+# The kinds of problem the queue lists (its `kind` filter): a stop accepted and never confirmed, a
+# stop failed with its outcome unknown, an open session without updates.
+UNCONFIRMED, UNKNOWN, STALE = "unconfirmed", "unknown", "stale"
+STUCK_KINDS = (UNCONFIRMED, UNKNOWN, STALE)
+# Sort keys of the queue: by age (oldest first by default) or by CPO; "-" in front reverses.
+STUCK_SORTS = ("age", "-age", "cpo", "-cpo")
+
+
 @dataclass(frozen=True)
 class StuckQueue:
-    unconfirmed: list[RemoteStopRequest]
+    unconfirmed: list[RemoteStopRequest]  # each with latest_stop_pk / latest_stop_state (`_with_latest`)
     unconfirmed_count: int
     stale: list[ChargingSession]
     stale_count: int
     stale_hours: int
 
 
-def stuck_queue(*, limit: int = 50) -> StuckQueue:
-    """Unconfirmed stops (and failed ones whose outcome is unknown) and silent active sessions,
-    oldest first (a constant number of queries)."""
+def _stuck_stops(*, open_sessions) -> QuerySet[RemoteStopRequest]:
+    """Stops accepted and never confirmed, or failed with an unknown outcome, of sessions not yet closed,
+    unless a later stop took over (one still on its way, accepted, confirmed, or stuck itself)."""
+    later = RemoteStopRequest.objects.filter(charging_session=OuterRef("charging_session"), pk__gt=OuterRef("pk"))
+    took_over = later.exclude(state=State.REJECTED).exclude(state=State.FAILED, outcome_unknown=False)
+    return (
+        RemoteStopRequest.objects.filter(Q(state=State.UNCONFIRMED) | Q(state=State.FAILED, outcome_unknown=True),
+                                         charging_session_id__in=open_sessions)
+        .filter(~Exists(took_over))
+    )
+
+
+def _with_latest(stops: QuerySet[RemoteStopRequest]) -> QuerySet[RemoteStopRequest]:
+    """Each stop with its session's newest stop (a re-send shows as "re-sent, now: …")."""
+    latest = RemoteStopRequest.objects.filter(charging_session=OuterRef("charging_session")).order_by("-pk")
+    return stops.select_related("charging_session", "requested_by").annotate(
+        latest_stop_pk=Subquery(latest.values("pk")[:1]),
+        latest_stop_state=Subquery(latest.values("state")[:1]),
+        latest_stop_code=Subquery(latest.values("oicp_code")[:1]),
+    )
+
+
+def stuck_queue(*, kind: str = "", operator_id: str = "", min_age_minutes: int | None = None, sort: str = "age",
+                limit: int = 50, now: datetime | None = None) -> StuckQueue:
+    """Unconfirmed stops (and failed ones whose outcome is unknown) and open sessions without updates
+    (charging, or charging ended without a CDR), oldest first or by `sort` (a constant number of queries).
+
+    `kind` (STUCK_KINDS) keeps one kind of problem; `operator_id` one CPO; `min_age_minutes` only the
+    rows stuck at least that long (a stop since its answer or its end, a session since its last update).
+    """
+    now = now or timezone.now()
     # Driven by the few sessions not yet closed (index stop_state_session_idx): unconfirmed stops of
     # closed sessions stay UNCONFIRMED for ever, and walking all of them grew with the history.
     open_sessions = ChargingSession.objects.filter(
         status__in=[value for value in ChargingSession.Status.values if value != ChargingSession.Status.CLOSED]
-    ).order_by().values("pk")
-    # A failed stop whose last attempt may have reached the CPO (a timeout, a broken connection)
-    # waits here too, until the End or CDR settles it.
-    unconfirmed = (
-        RemoteStopRequest.objects.filter(Q(state=State.UNCONFIRMED) | Q(state=State.FAILED, outcome_unknown=True),
-                                         charging_session_id__in=open_sessions)
-        .select_related("charging_session", "requested_by")
-        .order_by("finished_at", "pk")
-    )
-    cutoff = timezone.now() - timedelta(hours=settings.STUCK_SESSION_HOURS)
-    latest_stop = RemoteStopRequest.objects.filter(charging_session=OuterRef("pk")).order_by("-requested_at", "-pk")
-    stale = (
-        ChargingSession.objects.filter(status=ChargingSession.Status.ACTIVE, last_update_at__lt=cutoff)
-        .annotate(
-            last_oicp_code=Subquery(latest_stop.values("oicp_code")[:1]),
-            last_stop_state=Subquery(latest_stop.values("state")[:1]),
-        )
-        .order_by("last_update_at", "pk")
-    )
+    ).order_by()
+    if operator_id:
+        open_sessions = open_sessions.filter(operator_id=operator_id.upper())
+    stops = _stuck_stops(open_sessions=open_sessions.values("pk"))
+    if kind == UNCONFIRMED:
+        stops = stops.filter(state=State.UNCONFIRMED)
+    elif kind == UNKNOWN:
+        stops = stops.filter(state=State.FAILED)
+    elif kind == STALE:
+        stops = stops.none()
+    if min_age_minutes:
+        stops = stops.filter(finished_at__lte=now - timedelta(minutes=min_age_minutes))
+    descending = sort.startswith("-")
+    if sort.lstrip("-") == "cpo":
+        stop_order = ["-charging_session__operator_id" if descending else "charging_session__operator_id",
+                      "finished_at", "pk"]
+        stale_order = ["-operator_id" if descending else "operator_id", "last_update_at", "pk"]
+    else:  # age: oldest first; "-age" newest first
+        stop_order = ["-finished_at", "-pk"] if descending else ["finished_at", "pk"]
+        stale_order = ["-last_update_at", "-pk"] if descending else ["last_update_at", "pk"]
+    stops = _with_latest(stops).order_by(*stop_order)
+
+    hours = settings.STUCK_SESSION_HOURS
+    cutoff = now - timedelta(hours=hours)
+    if min_age_minutes:
+        cutoff = min(cutoff, now - timedelta(minutes=min_age_minutes))
+    stale = with_last_stop(open_sessions.filter(last_update_at__lt=cutoff)).order_by(*stale_order)
+    if kind in (UNCONFIRMED, UNKNOWN):
+        stale = stale.none()
     return StuckQueue(
-        unconfirmed=list(unconfirmed[:limit]),
-        unconfirmed_count=unconfirmed.count(),
+        unconfirmed=list(stops[:limit]),
+        unconfirmed_count=stops.count(),
         stale=list(stale[:limit]),
         stale_count=stale.count(),
-        stale_hours=settings.STUCK_SESSION_HOURS,
+        stale_hours=hours,
     )
+
+
+def stuck_stop(*, pk: int) -> RemoteStopRequest | None:
+    """One stop as the queue's row shows it (with its session's newest stop)."""
+    return _with_latest(RemoteStopRequest.objects.filter(pk=pk)).first()

@@ -310,7 +310,15 @@ def get_export(*, pk: int) -> AuditExport | None:
 
 
 def latest_verification() -> AuditVerification | None:
-    return AuditVerification.objects.order_by("-started_at", "-pk").first()
+    """The newest completed walk of the chain (daily or asked for)."""
+    return (AuditVerification.objects.filter(state=AuditVerification.State.DONE)
+            .order_by("-finished_at", "-pk").first())
+
+
+def latest_requested_verification() -> AuditVerification | None:
+    """The newest "verify now" request, whatever its state."""
+    return (AuditVerification.objects.filter(requested_at__isnull=False).select_related("requested_by")
+            .order_by("-requested_at", "-pk").first())
 
 
 __all__ = [

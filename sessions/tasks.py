@@ -66,6 +66,13 @@ def verify_audit_chain() -> None:
     services.verify_audit_chain()
 
 
+@shared_task(name="charging_sessions.verify_audit_chain_requested", ignore_result=True, acks_late=True,
+             soft_time_limit=3600)
+def verify_audit_chain_requested(verification_id: int) -> None:
+    """A supervisor's "verify now": the same walk and audit record as the daily one; idempotent."""
+    services.run_requested_verification(verification_id=verification_id)
+
+
 @shared_task(name="charging_sessions.apply_inbound_messages", ignore_result=True)
 def apply_inbound_messages() -> None:
     """Apply stored charging notifications and CDRs to their sessions (kicked by each new message)."""

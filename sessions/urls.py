@@ -18,6 +18,8 @@ urlpatterns = [
     path("audit/export/start/", views_history.start_audit_export, name="audit-export-start"),
     path("audit/exports/<int:pk>/", views_history.audit_export_detail, name="audit-export-detail"),
     path("audit/exports/<int:pk>/download/", views_history.audit_export_download, name="audit-export-download"),
+    path("audit/verification/", views_history.audit_chain_status, name="audit-chain-status"),
+    path("audit/verify/", views_history.verify_audit_chain_now, name="audit-verify"),
     path("anomalies/", views_anomalies.message_anomalies, name="anomalies"),
     path("anomalies/<int:pk>/", views_anomalies.anomaly_message, name="anomaly-message"),
     # Your password and second factor; the team pages of support admins (sessions/accounts/urls.py).

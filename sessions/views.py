@@ -6,12 +6,14 @@ from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from . import selectors, services, stop_advice
-from .forms import RemoteStopForm, SessionSearchForm
+from .forms import RemoteStopForm, SessionSearchForm, StuckQueueForm
 
 PAGE_SIZE = 50
+# Sees every agent's note, case reference and exchange with Hubject (support admins, supervisors, auditors).
+SEE_ALL = "charging_sessions.view_all_remote_stops"
 
 
 def _can_stop(request: HttpRequest) -> bool:
@@ -31,6 +33,7 @@ def session_list(request: HttpRequest) -> HttpResponse:
         operator_id=filters.get("operator", ""),
         status=filters.get("status", ""),
         stale_hours=filters.get("stale_hours"),
+        sort=request.GET.get("sort", ""),  # whitelisted by the selector: anything else is the default order
     )
     query = filters.get("q", "")
     if query and "page" not in request.GET:
@@ -39,12 +42,18 @@ def session_list(request: HttpRequest) -> HttpResponse:
         if len(first_two) == 1 and not request.htmx:
             return redirect("charging_sessions:session-detail", pk=first_two[0].pk)
     page = Paginator(sessions, PAGE_SIZE).get_page(request.GET.get("page"))
+    sort = request.GET.get("sort", "")
     context = {
         "form": form,
         "page": page,
+        "rows": [(cs, stop_advice.last_stop_badge(state=cs.last_stop_state, outcome_unknown=cs.last_stop_outcome_unknown,
+                                                  code=cs.last_stop_code or "")) for cs in page.object_list],
         "operators": selectors.operator_ids(),
         "stale_after_hours": 2,
         "querystring": _querystring_without_page(request),
+        "sort": sort if sort.lstrip("-") in selectors.SESSION_SORTS else "",
+        "sorts": sort_links(request, sort, selectors.SESSION_SORTS, default=selectors.DEFAULT_SESSION_SORT,
+                            first={"updated": "-", "started": "-", "energy": "-"}),
     }
     template = "sessions/_session_rows.html" if request.htmx else "sessions/session_list.html"
     return render(request, template, context)
@@ -54,6 +63,28 @@ def _querystring_without_page(request: HttpRequest) -> str:
     params = request.GET.copy()
     params.pop("page", None)
     return params.urlencode()
+
+
+def sort_links(request: HttpRequest, current: str, keys, *, default: str, first: dict[str, str] | None = None
+               ) -> dict[str, dict[str, str]]:
+    """Each sortable column's header link (the filters kept, the page dropped) and its aria-sort.
+
+    A click on the sorted column reverses it; on another, sorts by it in its natural first direction
+    (`first`: "-" for newest or largest first)."""
+    current = current if current.lstrip("-") in keys else default
+    params = request.GET.copy()
+    params.pop("page", None)
+    params.pop("sort", None)
+    base = params.urlencode()
+    links = {}
+    for key in keys:
+        if current.lstrip("-") == key:
+            target = key if current.startswith("-") else f"-{key}"
+            aria = "descending" if current.startswith("-") else "ascending"
+        else:
+            target, aria = f"{(first or {}).get(key, '')}{key}", "none"
+        links[key] = {"url": f"?{base + '&' if base else ''}sort={target}", "aria": aria}
+    return links
 
 
 def _stop_context(request: HttpRequest, charging_session, *, form: RemoteStopForm | None = None,
@@ -82,7 +113,9 @@ def session_detail(request: HttpRequest, pk: int) -> HttpResponse:
     if charging_session is None:
         raise Http404("No such charging session")
     context = _stop_context(request, charging_session)
-    context["timeline"] = selectors.session_timeline(charging_session=charging_session)
+    context["timeline"] = selectors.session_timeline(charging_session=charging_session, viewer=request.user,
+                                                     sees_all=request.user.has_perm(SEE_ALL))
+    context["withheld_words"] = stop_advice.WITHHELD
     return render(request, "sessions/session_detail.html", context)
 
 
@@ -146,22 +179,84 @@ def stop_status(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 @permission_required("charging_sessions.view_stuck_sessions", raise_exception=True)
 def stuck_sessions(request: HttpRequest) -> HttpResponse:
-    return render(request, "sessions/stuck_sessions.html", {"queue": selectors.stuck_queue()})
+    form = StuckQueueForm(request.GET)
+    filters = form.filters()
+    queue = selectors.stuck_queue(**filters)
+    context = {
+        "form": form,
+        "queue": queue,
+        "stop_rows": [(stop, stop_advice.stuck_stop_line(stop)) for stop in queue.unconfirmed],
+        "stale_rows": [(cs, stop_advice.stuck_session_line(cs),
+                        stop_advice.last_stop_badge(state=cs.last_stop_state, outcome_unknown=cs.last_stop_outcome_unknown,
+                                                    code=cs.last_stop_code or "")) for cs in queue.stale],
+        "operators": selectors.operator_ids(),
+        "sorts": sort_links(request, filters["sort"], ("age", "cpo"), default="age"),
+        "filtered": any(request.GET.get(name) for name in ("kind", "operator", "min_age")),
+    }
+    return render(request, "sessions/stuck_sessions.html", context)
 
 
-@require_POST
+def _stuck_row(request: HttpRequest, pk: int, *, notice: stop_advice.Notice | None = None) -> HttpResponse:
+    stop_request = selectors.stuck_stop(pk=pk)
+    if stop_request is None:
+        raise Http404("No such stop request")
+    return render(request, "sessions/_stuck_stop_row.html",
+                  {"stop": stop_request, "line": stop_advice.stuck_stop_line(stop_request), "notice": notice})
+
+
+def _resend_context(stop_request, form: RemoteStopForm) -> dict:
+    return {
+        "stop": stop_request,
+        "form": form,
+        "action_url": reverse("charging_sessions:resend-stop", kwargs={"pk": stop_request.pk}),
+        "title": stop_advice.RESEND_TITLE,
+        "description": stop_advice.resend_description(stop_request),
+    }
+
+
+@require_http_methods(["GET", "POST"])
 @login_required
 @permission_required(["charging_sessions.view_stuck_sessions", "charging_sessions.request_remote_stop"],
                      raise_exception=True)
 def resend_stop(request: HttpRequest, pk: int) -> HttpResponse:
+    """"Send stop again" from the stuck queue, behind the session page's confirmation (reason required).
+
+    GET: the confirmation (the dialog's content for htmx, a page of its own without JavaScript), or with
+    `row=1` the queue's row as it is now (it follows the new request). POST: a field error answers inside
+    the open dialog; otherwise the row answers, showing the new request (or why nothing was sent).
+    """
+    stop_request = selectors.get_stop_request(pk=pk)
+    if stop_request is None:
+        raise Http404("No such stop request")
+    if request.method == "GET":
+        if request.GET.get("row"):
+            return _stuck_row(request, pk)
+        context = _resend_context(stop_request, RemoteStopForm())
+        if not request.htmx:
+            return render(request, "sessions/stuck_resend.html", context)
+        response = render(request, "sessions/_stuck_resend_dialog.html", context)
+        response["HX-Trigger-After-Settle"] = "stop-dialog-open"  # the page opens the dialog, reason focused
+        return response
+    form = RemoteStopForm(request.POST)
+    if not form.is_valid():
+        context = _resend_context(stop_request, form)
+        # 200, so htmx swaps it: the form with its errors replaces itself inside the open dialog.
+        return render(request, "sessions/_stop_form.html" if request.htmx else "sessions/stuck_resend.html", context)
     try:
-        stop_request = services.resend_remote_stop(stop_request_id=pk, acting_user=request.user)
+        new = services.resend_remote_stop(stop_request_id=pk, acting_user=request.user, **form.cleaned_data)
     except services.StopNotAllowed as refusal:
-        messages.error(request, f"Not sent again: {refusal}")
+        notice = stop_advice.Notice("stop-refusal", "bad", stop_advice.RESEND_REFUSED.format(reason=refusal), "alert")
     else:
-        messages.success(request, f"Stop sent again as request #{stop_request.pk} for "
-                                  f"{stop_request.charging_session.evse_id}.")
-    return redirect("charging_sessions:stuck-sessions")
+        notice = stop_advice.Notice("stop-requested", "info", stop_advice.RESENT.format(
+            pk=new.pk, evse_id=new.charging_session.evse_id), "status")
+    if not request.htmx:
+        (messages.error if notice.tone == "bad" else messages.success)(request, notice.text)
+        return redirect("charging_sessions:stuck-sessions")
+    response = _stuck_row(request, pk, notice=notice)
+    response["HX-Retarget"] = f"#stuck-stop-{pk}"
+    response["HX-Reswap"] = "outerHTML"
+    response["HX-Trigger-After-Settle"] = "stop-dialog-done"
+    return response
 
 
 @require_POST

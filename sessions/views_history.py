@@ -11,6 +11,7 @@ from django.http import FileResponse, Http404, HttpRequest, HttpResponse, Stream
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
 from . import exports, selectors, selectors_history, services
@@ -53,11 +54,27 @@ def _sort_links(request: HttpRequest, current: str) -> dict[str, dict[str, str]]
     return links
 
 
+VIEW_AUDIT = "charging_sessions.view_auditrecord"
+
+
 def _chain_context(request: HttpRequest) -> dict:
-    """The audit chain's last verification, for those who may see the audit trail."""
-    if not request.user.has_perm("charging_sessions.view_auditrecord"):
-        return {"verification": None}
-    return {"verification": selectors_history.latest_verification()}
+    """The audit chain's last verification and the newest "verify now" request, for those who may
+    see the audit trail; those who may export may also ask for a verification."""
+    if not request.user.has_perm(VIEW_AUDIT):
+        return {"verification": None, "running_verification": None, "failed_verification": None,
+                "can_verify": False}
+    done = selectors_history.latest_verification()
+    requested = selectors_history.latest_requested_verification()
+    state = requested.state if requested is not None else None
+    newer = requested is not None and (done is None or requested.requested_at > done.finished_at)
+    return {
+        "verification": done,
+        "running_verification": requested if state in ("QUEUED", "RUNNING") else None,
+        "failed_verification": requested if state == "FAILED" and newer else None,
+        "can_verify": request.user.has_perm(EXPORT),
+        # Where the form without JavaScript leads back to: the page, not this fragment's address.
+        "chain_back": (request.htmx.current_url_abs_path if request.htmx else None) or request.get_full_path(),
+    }
 
 
 # --- stop history ---------------------------------------------------------------------------------
@@ -226,3 +243,30 @@ def audit_export_download(request: HttpRequest, pk: int) -> HttpResponse:
         raise Http404("This export has no file (it is not finished, it was streamed, or the file was removed)")
     services.record_export_download(export=export, acting_user=request.user)
     return _file_response(export)
+
+
+# --- the audit chain: its state, and "verify now" ------------------------------------------------------
+
+
+@require_GET
+@login_required
+@permission_required(VIEW_AUDIT, raise_exception=True)
+def audit_chain_status(request: HttpRequest) -> HttpResponse:
+    """The chain's state as a fragment: polled while a requested verification waits or runs."""
+    return render(request, "sessions/_audit_chain_status.html", _chain_context(request))
+
+
+@require_POST
+@login_required
+@permission_required(EXPORT, raise_exception=True)
+def verify_audit_chain_now(request: HttpRequest) -> HttpResponse:
+    """Queue a walk of the chain in the background (or follow the one already queued)."""
+    services.request_audit_verification(acting_user=request.user)
+    if request.htmx:
+        return render(request, "sessions/_audit_chain_status.html", _chain_context(request))
+    messages.success(request, "The audit trail is being verified in the background; the result appears here.")
+    back = request.POST.get("next", "")
+    if not url_has_allowed_host_and_scheme(back, allowed_hosts={request.get_host()},
+                                           require_https=request.is_secure()):
+        back = reverse("charging_sessions:audit-export")
+    return redirect(back)

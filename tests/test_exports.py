@@ -459,7 +459,7 @@ def test_each_export_is_an_audit_record(sup_client, trail, supervisor):
     assert audit.actor == supervisor
     assert audit.data["export_id"] == export.pk and audit.data["format"] == "jsonl"
     assert audit.data["row_count"] == 1 and audit.data["sha256"] == export.sha256 and audit.data["completed"] is True
-    assert audit.data["filters"]["actor"] == "agent-e" and audit.data["filters"]["event_type"] == "STOP_REQUESTED"
+    assert audit.data["filters"]["actor"] == "agent-e" and audit.data["filters"]["event_types"] == ["STOP_REQUESTED"]
     assert "actor agent-e" in audit.data["filter_summary"]
     assert services.verify_audit_chain().ok  # the export's record is chained like any other
 

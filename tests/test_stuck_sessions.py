@@ -78,7 +78,10 @@ def test_queue_is_for_supervisors_and_admins(client, db, role, status):
 
 def test_resend_creates_a_new_audited_request(supervisor_client):
     old = RemoteStopRequestFactory(state=State.UNCONFIRMED, reason=StopReason.CABLE_LOCKED, case_reference="C-7")
-    response = supervisor_client.post(reverse("charging_sessions:resend-stop", args=[old.pk]), follow=True)
+    url = reverse("charging_sessions:resend-stop", args=[old.pk])
+    # The reason is confirmed again, as in the session page's dialog: without it nothing is sent.
+    assert supervisor_client.post(url).status_code == 200 and RemoteStopRequest.objects.count() == 1
+    response = supervisor_client.post(url, {"reason": StopReason.CABLE_LOCKED}, follow=True)
     assert response.status_code == 200
     new = RemoteStopRequest.objects.exclude(pk=old.pk).get()
     assert (new.state, new.reason, new.case_reference) == (State.PENDING, StopReason.CABLE_LOCKED, "C-7")
@@ -88,7 +91,8 @@ def test_resend_creates_a_new_audited_request(supervisor_client):
 
 def test_resend_refused_for_an_accepted_stop(supervisor_client):
     stop = RemoteStopRequestFactory(state=State.ACCEPTED, finished_at=timezone.now())
-    response = supervisor_client.post(reverse("charging_sessions:resend-stop", args=[stop.pk]), follow=True)
+    response = supervisor_client.post(reverse("charging_sessions:resend-stop", args=[stop.pk]),
+                                      {"reason": StopReason.DRIVER_ASKED}, follow=True)
     assert "Not sent again" in response.content.decode()
     assert RemoteStopRequest.objects.count() == 1
 

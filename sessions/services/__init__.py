@@ -12,6 +12,8 @@ from .audit import (
     purge_audit_records,
     record_audit,
     release_legal_hold,
+    request_audit_verification,
+    run_requested_verification,
     set_legal_hold,
     verify_audit_chain,
 )
@@ -73,6 +75,8 @@ __all__ = [
     "set_legal_hold",
     "stream_audit_export",
     "verify_audit_chain",
+    "request_audit_verification",
+    "run_requested_verification",
     "write_audit_export",
     "RecordOutcome",
     "Received",

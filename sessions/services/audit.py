@@ -196,16 +196,29 @@ def _check_chain() -> ChainWalk:
 def verify_audit_chain(*, acting_user=None) -> AuditVerification:
     """Walk the whole chain in id order, store the result and append an AUDIT_VERIFIED record."""
     started_at = timezone.now()
-    walk = _check_chain()
+    return _record_verification(_check_chain(), started_at=started_at, acting_user=acting_user)
+
+
+def _record_verification(walk: ChainWalk, *, started_at: datetime, acting_user,
+                         verification: AuditVerification | None = None) -> AuditVerification:
+    """Store a walk's result (on the requested row, or a new one) with its AUDIT_VERIFIED record."""
+    detail = walk.detail or f"{walk.checked} records checked, chain intact"
     with transaction.atomic():
-        verification = AuditVerification.objects.create(
-            started_at=started_at,
-            finished_at=timezone.now(),
-            ok=walk.ok,
-            records_checked=walk.checked,
-            first_broken_id=walk.broken_id,
-            detail=walk.detail or f"{walk.checked} records checked, chain intact",
-        )
+        result = {
+            "state": AuditVerification.State.DONE,
+            "started_at": started_at,
+            "finished_at": timezone.now(),
+            "ok": walk.ok,
+            "records_checked": walk.checked,
+            "first_broken_id": walk.broken_id,
+            "detail": detail,
+        }
+        if verification is None:
+            verification = AuditVerification.objects.create(**result)
+        else:
+            for name, value in result.items():
+                setattr(verification, name, value)
+            verification.save(update_fields=list(result))
         record_audit(
             event_type=Event.AUDIT_VERIFIED,
             actor=acting_user,
@@ -214,14 +227,74 @@ def verify_audit_chain(*, acting_user=None) -> AuditVerification:
                 "ok": walk.ok,
                 "records_checked": walk.checked,
                 "first_broken_id": walk.broken_id,
-                "detail": verification.detail,
+                "detail": detail,
                 "chain_last_id": walk.last_id if walk.ok else None,
                 "chain_last_hash": walk.last_hash if walk.ok else None,
+                **({"requested_at": verification.requested_at.isoformat()} if verification.requested_at else {}),
             },
         )
     log = logger.info if walk.ok else logger.error
-    log("audit chain verification: %s", verification.detail)
+    log("audit chain verification: %s", detail)
     return verification
+
+
+# --- "verify now": a supervisor asks, a worker walks -------------------------------------------------
+
+# A request no worker has finished by then did not run (the broker or the worker was down); a new
+# one may be made. A walk of millions of records takes seconds, not minutes.
+VERIFICATION_STALE_AFTER = timedelta(minutes=30)
+_OPEN = (AuditVerification.State.QUEUED, AuditVerification.State.RUNNING)
+
+
+def request_audit_verification(*, acting_user) -> AuditVerification:
+    """Queue a walk of the chain (QUEUED) for a worker; one already waiting or running is returned
+    instead of queueing a second. The walk is audited (AUDIT_VERIFIED, this user) when it runs."""
+    now = timezone.now()
+    with transaction.atomic():
+        AuditVerification.objects.filter(state__in=_OPEN, requested_at__lt=now - VERIFICATION_STALE_AFTER).update(
+            state=AuditVerification.State.FAILED, finished_at=now,
+            error=f"No worker finished it within {VERIFICATION_STALE_AFTER.seconds // 60} minutes "
+                  "(is the Celery worker running?).")
+        pending = AuditVerification.objects.filter(state__in=_OPEN).order_by("-requested_at", "-pk").first()
+        if pending is not None:
+            return pending
+        verification = AuditVerification.objects.create(
+            state=AuditVerification.State.QUEUED, requested_by=acting_user, requested_at=now)
+        transaction.on_commit(lambda: _dispatch_verification(verification.pk))
+    return verification
+
+
+def _dispatch_verification(verification_id: int) -> None:
+    from ..tasks import verify_audit_chain_requested  # the task module imports this package
+
+    try:
+        verify_audit_chain_requested.apply_async(args=[verification_id], retry=False)
+    except Exception as error:  # noqa: BLE001 - kombu raises several types
+        logger.exception("could not queue audit verification %s", verification_id)
+        AuditVerification.objects.filter(pk=verification_id, state=AuditVerification.State.QUEUED).update(
+            state=AuditVerification.State.FAILED, finished_at=timezone.now(),
+            error=f"Could not queue the job: {error}"[:500])
+
+
+def run_requested_verification(*, verification_id: int) -> AuditVerification | None:
+    """The worker's side of "verify now": QUEUED → RUNNING (once: a redelivered message does
+    nothing), the walk, then the result and its audit record, as the daily verification writes them."""
+    started_at = timezone.now()
+    claimed = AuditVerification.objects.filter(pk=verification_id, state=AuditVerification.State.QUEUED).update(
+        state=AuditVerification.State.RUNNING, started_at=started_at)
+    verification = AuditVerification.objects.select_related("requested_by").filter(pk=verification_id).first()
+    if not claimed or verification is None:
+        return verification
+    try:
+        walk = _check_chain()
+    except Exception as error:
+        logger.exception("audit verification %s failed", verification_id)
+        AuditVerification.objects.filter(pk=verification_id).update(
+            state=AuditVerification.State.FAILED, finished_at=timezone.now(),
+            error=f"{type(error).__name__}: {error}"[:500])
+        raise
+    return _record_verification(walk, started_at=started_at, acting_user=verification.requested_by,
+                                verification=verification)
 
 
 # --- retention -----------------------------------------------------------------------------------

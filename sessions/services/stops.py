@@ -469,20 +469,27 @@ def recover_lost_attempt(*, stop_request_id: int) -> bool:
 # --- supervisors' actions from the stuck-sessions queue ---------------------------------------
 
 
-def resend_remote_stop(*, stop_request_id: int, acting_user) -> RemoteStopRequest:
-    """Send an unconfirmed (or failed) stop again, as a new audited request with the same reason."""
+def resend_remote_stop(*, stop_request_id: int, acting_user, reason: str = "", note: str = "",
+                       case_reference: str = "") -> RemoteStopRequest:
+    """Send an unconfirmed (or failed) stop again, as a new audited request.
+
+    The reason and note are the ones confirmed in the dialog (the previous request's reason when none
+    is given); the note ends with which request this re-sends; an empty case reference keeps the
+    previous one (the case goes on).
+    """
     previous = RemoteStopRequest.objects.select_related("charging_session").filter(pk=stop_request_id).first()
     if previous is None:
         raise StopNotAllowed("This stop request does not exist.")
     if previous.state not in (State.UNCONFIRMED, State.FAILED, State.REJECTED):
         raise StopNotAllowed("Only an unconfirmed, failed or rejected stop can be sent again.")
-    note = f"Sent again from the stuck-sessions queue (previous request #{previous.pk})."
+    marker = f"Sent again from the stuck-sessions queue (previous request #{previous.pk})."
+    note = note.strip()
     return request_remote_stop(
         charging_session_id=previous.charging_session_id,
         acting_user=acting_user,
-        reason=previous.reason,
-        note=(f"{previous.note}\n{note}" if previous.note else note)[:2000],
-        case_reference=previous.case_reference,
+        reason=reason or previous.reason,
+        note=(f"{note}\n{marker}" if note else marker)[:2000],
+        case_reference=case_reference.strip() or previous.case_reference,
     )
 
 

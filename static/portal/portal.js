@@ -68,7 +68,7 @@
     if (event.target.tagName !== "DIALOG") return;
     if (opener && document.contains(opener) && !opener.disabled) opener.focus();
     else {  // the opener was replaced (the stop area swapped): the stop's answer or its status
-      const next = document.querySelector("#stop-area .notice, #stop-blocker, #stop-status");
+      const next = document.querySelector("#stop-area .notice, #stop-blocker, #stop-status, #stuck-announce .notice");
       if (next) { if (!next.hasAttribute("tabindex")) next.setAttribute("tabindex", "-1"); next.focus(); }
     }
   }, true);
@@ -87,6 +87,17 @@
     opener = null;
     const dialog = document.getElementById("stop-dialog");
     if (dialog && dialog.open) dialog.close();  // the close handler moves focus to the answer
+  });
+
+  // The stuck queue's "Send stop again": the server fills #stop-dialog with the session page's
+  // confirmation and asks for it to open ("stop-dialog-open", HX-Trigger-After-Settle, fired on the
+  // button that asked): open it, focus the reason, and give focus back to that button on Esc.
+  document.body.addEventListener("stop-dialog-open", function (event) {
+    const dialog = document.getElementById("stop-dialog");
+    if (!dialog) return;
+    opener = event.target instanceof Element && event.target !== document.body ? event.target : null;
+    if (!dialog.open) dialog.showModal();
+    focusFirstField(dialog);
   });
 
   // Elapsed time since the request, ticking between the server's refreshes ("1 min 05 s").

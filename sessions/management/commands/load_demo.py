@@ -12,7 +12,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
 from sessions import roles, services
@@ -37,6 +37,12 @@ class Command(BaseCommand):
         parser.add_argument("--seed", type=int, default=None, help="random seed, for repeatable data")
 
     def handle(self, *args, sessions: int, seed: int | None, **options):
+        if settings.PORTAL_ENVIRONMENT != "SANDBOX":
+            # The demo users' passwords are published (README); never against a real Hubject system.
+            raise CommandError(
+                f"load_demo only runs in the sandbox (this is {settings.PORTAL_ENVIRONMENT}, OICP_BASE_URL "
+                f"{settings.OICP_BASE_URL or '(empty)'}): its users have published passwords. Create the first "
+                "administrator with `manage.py createsuperuser`, then the others on the Team page or in /admin/.")
         rng = random.Random(seed)
         self.stdout.write("Demo users (username / password, role):")
         User = get_user_model()
