@@ -13,7 +13,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     # For load balancers: no login, reveals only ok/error for database, broker and worker.
     path("healthz", health.healthz, name="healthz"),
-    # Browsers ask for /favicon.ico whatever the page links: send them to the SVG (no 404 in the log).
+    # Browsers ask for /favicon.ico whatever the page links: answer with the SVG icon (no 404 in the log).
     path("favicon.ico", error_views.favicon, name="favicon"),
     # OICP 2.3 endpoints Hubject pushes to (machine endpoints: no login, no CSRF; see inbound_views).
     path("api/oicp/notificationmgmt/v11/charging-notifications", inbound_views.charging_notifications,

@@ -14,9 +14,13 @@ The log line stays Django's one (django.request, rewritten by OneLineForbiddenFi
 
 from __future__ import annotations
 
-from django.http import HttpRequest, HttpResponseRedirect, HttpResponse, HttpResponseForbidden, HttpResponseNotFound
+import functools
+from pathlib import Path
+
+from django.contrib.staticfiles import finders
+
+from django.http import HttpRequest, HttpResponse, HttpResponseForbidden, HttpResponseNotFound
 from django.template import loader
-from django.templatetags.static import static
 from django.template.exceptions import TemplateDoesNotExist
 
 from . import roles
@@ -46,6 +50,8 @@ WHAT: dict[str, str] = {
     "audit-export-start": "export the audit log",
     "audit-export-detail": "open this audit export",
     "audit-export-download": "download this audit export",
+    "audit-chain-status": "see the audit trail's verification",
+    "audit-verify": "verify the audit trail",
     "anomalies": "see the message anomalies",
     "anomaly-message": "open this flagged message",
     "team": "manage the team",
@@ -118,8 +124,15 @@ def page_not_found(request: HttpRequest, exception: BaseException | None = None,
     return HttpResponseNotFound(template.render({"reason": reason, "request_path": request.path}, request))
 
 
+@functools.cache
+def _favicon_svg() -> bytes:
+    path = finders.find("portal/favicon.svg")
+    return Path(path).read_bytes() if path else b""
+
+
 def favicon(request: HttpRequest) -> HttpResponse:
-    """/favicon.ico, which browsers ask for whatever the page links: the SVG (static/portal/favicon.svg)."""
-    response = HttpResponseRedirect(static("portal/favicon.svg"))
-    response["Cache-Control"] = "max-age=86400"
+    """/favicon.ico, which browsers ask for whatever the page links: the portal's SVG icon itself
+    (static/portal/favicon.svg), so no 404 lands in the log; no login, no database."""
+    response = HttpResponse(_favicon_svg(), content_type="image/svg+xml")
+    response["Cache-Control"] = "public, max-age=86400"
     return response

@@ -52,11 +52,18 @@ def session_list(request: HttpRequest) -> HttpResponse:
         "stale_after_hours": 2,
         "querystring": _querystring_without_page(request),
         "sort": sort if sort.lstrip("-") in selectors.SESSION_SORTS else "",
+        "sort_choices": SESSION_SORT_CHOICES,
         "sorts": sort_links(request, sort, selectors.SESSION_SORTS, default=selectors.DEFAULT_SESSION_SORT,
                             first={"updated": "-", "started": "-", "energy": "-"}),
     }
     template = "sessions/_session_rows.html" if request.htmx else "sessions/session_list.html"
     return render(request, template, context)
+
+
+# The sessions list's order as a field too (the column headers are hidden where the table stacks, on phones).
+SESSION_SORT_CHOICES = [("", "Newest update first"), ("updated", "Oldest update first"), ("-started", "Newest start first"),
+                        ("started", "Oldest start first"), ("evse", "EvseID"), ("cpo", "CPO"), ("-energy", "Most energy"),
+                        ("state", "State")]
 
 
 def _querystring_without_page(request: HttpRequest) -> str:
@@ -192,6 +199,7 @@ def stuck_sessions(request: HttpRequest) -> HttpResponse:
         "operators": selectors.operator_ids(),
         "sorts": sort_links(request, filters["sort"], ("age", "cpo"), default="age"),
         "filtered": any(request.GET.get(name) for name in ("kind", "operator", "min_age")),
+        "sort_choices": [("age", "Oldest first"), ("-age", "Newest first"), ("cpo", "CPO A–Z"), ("-cpo", "CPO Z–A")],
     }
     return render(request, "sessions/stuck_sessions.html", context)
 

@@ -15,7 +15,8 @@ import pytest
 from django.utils import timezone
 
 from sessions import roles
-from sessions.models import RemoteStopRequest, StopReason
+from sessions.models import AuditRecord, RemoteStopRequest, StopReason
+from sessions.services.audit import record_audit
 from tests.axe import assert_no_violations
 from tests.factories import ChargingSessionFactory, RemoteStopRequestFactory, UserFactory
 
@@ -149,7 +150,29 @@ def test_the_sessions_list_with_the_last_stop_session_ids_and_sorting(page, live
     full = cell.get_attribute("title")
     assert len(full) == 36 and cell.inner_text() == full
     box = cell.bounding_box()
-    assert box["height"] < 30 and box["width"] < 120  # one line, shortened
+    assert box["height"] < 30 and box["width"] < 160  # one line, shortened
     assert page.locator("table.sessions .session-id button.copy").first.get_attribute("data-copy") == full
     axe_at_both_widths(page, "the sessions list")
     shoot(page, "sessions-list")
+
+    # The session page's timeline: Progress folded into one line, someone else's stop without its note.
+    charging_session = queue.charging_session
+    start = timezone.now() - timedelta(hours=2)
+    for minute in range(40):
+        record = record_audit(event_type=AuditRecord.EventType.NOTIFICATION_RECEIVED, charging_session=charging_session,
+                              data={"kind": "PROGRESS", "message": {"Type": "Progress",
+                                                                    "ConsumedEnergyProgress": f"{minute * 0.3:.3f}"}})
+        AuditRecord.objects.filter(pk=record.pk).update(occurred_at=start + timedelta(minutes=minute))
+    record_audit(event_type=AuditRecord.EventType.STOP_REQUESTED, stop_request=queue, actor=queue.requested_by,
+                 data={"reason": queue.reason, "note": "a private note", "case_reference": "CASE-77"})
+    page.set_viewport_size({"width": 1366, "height": 850})
+    page.goto(f"{live_server.url}/sessions/{charging_session.pk}/")
+    timeline = page.locator("#timeline")
+    fold = timeline.locator("summary", has_text="40 Progress notifications, latest 11.7 kWh at")
+    fold.wait_for()
+    assert "a private note" not in timeline.inner_text() and "CASE-77" not in page.content()
+    assert "Stop requested" in timeline.inner_text()
+    fold.click()  # it opens with the keyboard's Enter as well: a <summary>
+    timeline.get_by_text("The latest message as received").wait_for()
+    axe_at_both_widths(page, "the session page with its timeline")
+    shoot(page, "session-timeline")

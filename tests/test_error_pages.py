@@ -104,7 +104,8 @@ def test_500_is_static_and_needs_no_database(django_assert_num_queries):
 
 def test_favicon_is_linked_and_served(client):
     response = client.get("/favicon.ico")
-    assert response.status_code == 302 and response["Location"].endswith("portal/favicon.svg")
+    assert response.status_code == 200 and response["Content-Type"] == "image/svg+xml"
+    assert response.content.startswith(b"<svg")
     assert 'rel="icon"' in client.get(reverse("login")).content.decode()
     admin_login = client.get(reverse("admin:login")).content.decode()
     assert 'rel="icon"' in admin_login and "favicon.svg" in admin_login

@@ -90,3 +90,46 @@ def test_database_down_is_503_without_the_error_text():
 def test_only_get_and_head():
     assert Client().head("/healthz").status_code in (200, 503)
     assert Client().post("/healthz").status_code in (403, 405)  # CSRF first, then the method
+
+
+# As `make run` and README "Scaling out" start the web server (gthread workers, threads, timeouts).
+GUNICORN_LIKE_MAKE_RUN = {"GUNICORN_CMD_ARGS": "--config python:portal.gunicorn_conf"}
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_healthz_answers_within_1_s_with_50_idle_and_half_open_connections_open(live, redis_url, simulator):
+    """As found (issue 13, finding 6): two idle half-open connections held gunicorn's sync workers for
+    ~30 s (`/healthz` answered after 34 s). One gunicorn process here (make run has two): 25
+    connections that send nothing, 25 that send half a request line and then nothing."""
+    import socket
+    import time
+
+    import requests
+
+    env = servers.child_env(DATABASE_URL=servers.database_url_for_children(), CELERY_BROKER_URL=redis_url,
+                            CACHE_URL=redis_url.replace("redis://", "rediscache://", 1), OICP_BASE_URL=simulator.url,
+                            **GUNICORN_LIKE_MAKE_RUN)
+    with servers.gunicorn_server(env=env, workers=1) as url:
+        # The first answer includes the worker ping (1 s, then cached for 10 s).
+        assert requests.get(f"{url}/healthz", timeout=10).status_code == 200
+        port = int(url.rsplit(":", 1)[1])
+        idle = []
+        try:
+            for index in range(50):
+                connection = socket.create_connection(("127.0.0.1", port), timeout=5)
+                if index % 2:
+                    connection.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # never finished
+                idle.append(connection)
+            time.sleep(0.5)  # accepted and waiting in the server
+            took = []
+            for _ in range(3):
+                started = time.monotonic()
+                response = requests.get(f"{url}/healthz", timeout=30)
+                took.append(time.monotonic() - started)
+                assert response.status_code == 200, response.content
+        finally:
+            for connection in idle:
+                connection.close()
+    # Measured: ~0.01 s each (sync workers: no answer within 60 s).
+    assert max(took) < 1.0, f"/healthz took {took}"

@@ -34,7 +34,7 @@ from tests.factories import (
 
 ROOT = Path(__file__).resolve().parent.parent
 INBOUND_PREFIX = "/api/oicp/"
-PUBLIC = {"/login/", "/healthz", "/admin/login/"}
+PUBLIC = {"/login/", "/healthz", "/admin/login/", "/favicon.ico"}  # the favicon (the static SVG)
 LOGIN_PAGES = {"/login/", "/admin/login/"}
 
 
