@@ -355,8 +355,8 @@ class CsvLine(Func):
 def line_query(records: QuerySet) -> tuple[str, tuple]:
     """The SELECT (and its parameters) of the CSV lines of `records` (ordered by id)."""
     connection = connections[records.db]
-    if connection.vendor != "postgresql":
-        query = records.annotate(csv_line=CsvLine()).values_list("csv_line").query
+    if connection.vendor != "postgresql" or "outcome" not in [kind for kind, _ in CELLS]:
+        query = records.annotate(csv_line=CsvLine(CELLS)).values_list("csv_line").query
         sql, params = query.get_compiler(using=records.db).as_sql()
         return sql, tuple(params)
     # PostgreSQL: the cells before and after the outcome and the parsed `data` come from an inner

@@ -12,7 +12,7 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from sessions import roles, stop_advice
+from sessions import roles
 from sessions.models import AuditRecord, ChargingSession, RemoteStopRequest, StopReason
 from sessions.services.audit import record_audit
 from tests.factories import ChargingSessionFactory, RemoteStopRequestFactory, UserFactory
@@ -59,10 +59,8 @@ def queue_world(db, settings):
     known = RemoteStopRequestFactory(
         state=State.FAILED, outcome_unknown=False, attempt_count=3, finished_at=now - timedelta(hours=1),
         charging_session=ChargingSessionFactory(evse_id="DE*KNW*E1*1"))
-    silent = ChargingSessionFactory(evse_id="DE*SIL*E1*1", last_update_at=now - timedelta(hours=3, minutes=10),
-                                    started_at=now - timedelta(hours=5))
-    silent.last_update_at = now - timedelta(hours=5)
-    silent.save()
+    silent = ChargingSessionFactory(evse_id="DE*SIL*E1*1", last_update_at=now - timedelta(hours=5),
+                                    started_at=now - timedelta(hours=6))
     ended = ChargingSessionFactory(evse_id="DE*CBL*E1*1", status=Status.CHARGING_ENDED,
                                    charging_ended_at=now - timedelta(hours=7), last_update_at=now - timedelta(hours=7))
     ChargingSessionFactory(evse_id="DE*FRS*E1*1", last_update_at=now - timedelta(hours=1))

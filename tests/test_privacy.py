@@ -64,7 +64,7 @@ def test_another_agent_sees_who_when_and_the_outcome_but_no_note_case_or_exchang
     page = words(pages(client, stopped)["page"])
     assert "agent-a" in page  # who stopped it
     assert "Stop rejected" in page and "OICP 501" in page  # its outcome
-    assert f'datetime="' in page  # when
+    assert 'datetime="' in page  # when
     assert "visible to the agent who sent the stop" in page  # and why the rest is not shown
     # The stop's own page in the history is not theirs either.
     assert client.get(reverse("charging_sessions:stop-timeline", args=[stopped.pk])).status_code == 404
