@@ -205,7 +205,7 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ACKS_LATE = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-# Workers and beat ride out a broker outage of any length: they reconnect every 2, 4 … 30 s for as
+# Workers and beat ride out a broker outage of any length: they reconnect every 2, 4, 6 … 30 s for as
 # long as Redis is away (Celery's default gives up after 100 attempts, ~47 minutes, and exits).
 # portal/celery.py keeps a worker with work in flight from crashing on the lost connection.
 CELERY_BROKER_CONNECTION_RETRY = True

@@ -13,8 +13,14 @@ Each line reads back through `csv.reader` to the values the Python writer produc
 - `occurred_at` as `datetime.isoformat(timespec="microseconds")` in UTC, `correlation_id` as
   `str(uuid)`, NULLs as empty cells;
 - `data` as the column's stored text (not re-serialised: readers parse it as JSON);
-- `outcome` as `audit_outcomes.outcome_text` words it: `OutcomeText` compiles the same RULES into
+- `outcome` as `audit_outcomes.outcome_text` words it: `outcome_sql` compiles the same RULES into
   one CASE (always quoted; its text never starts like a formula, see `audit_outcomes`).
+
+Reading `data` for the words costs a parse per record: SQLite reads each member it needs from the
+stored text (its JSON functions cache the parse within a row); PostgreSQL parses `data` into jsonb
+once per record, in an inner query the server may run in parallel, and words it in the outer one
+(`line_query`). Measured on 300,000 stop records (3 in 4 read their data): SQLite +15-30 %,
+PostgreSQL +70-85 % over the same lines without the outcome.
 """
 
 from __future__ import annotations

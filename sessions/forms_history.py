@@ -171,10 +171,16 @@ def event_groups() -> list[tuple[str, list[tuple[str, str]]]]:
 FAILED_STOPS = [Event.STOP_REJECTED, Event.STOP_FAILED]
 
 
+class _EventTypesField(forms.MultipleChoiceField):
+    def to_python(self, value):
+        # `event_type=` is how links from the single-choice form said "any event".
+        return [event for event in super().to_python(value) if event]
+
+
 class AuditLogFilterForm(_DateRangeForm):
     period = forms.ChoiceField(required=False, choices=PERIOD_CHOICES, label="Period")
-    event_type = forms.MultipleChoiceField(required=False, choices=Event.choices, label="Event types",
-                                           widget=forms.CheckboxSelectMultiple)
+    event_type = _EventTypesField(required=False, choices=Event.choices, label="Event types",
+                                  widget=forms.CheckboxSelectMultiple)
     actor = forms.CharField(required=False, max_length=150, label="Actor",
                             help_text="A username, or “system” for the portal's own records.")
     operator = forms.CharField(required=False, max_length=10, label="OperatorID")

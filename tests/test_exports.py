@@ -690,6 +690,14 @@ def test_several_event_types_at_once(trail, sup_client):
     assert AuditExport.objects.get().filters["event_types"] == FAILED_STOPS
 
 
+def test_links_made_with_the_single_choice_form_still_work(trail, sup_client):
+    any_event = sup_client.get(PAGE, {"date_from": "2026-03-02", "date_to": "2026-03-02", "event_type": "",
+                                      "actor": "", "operator": "", "q": ""})
+    assert any_event.status_code == 200 and any_event.context["row_count"] == 2
+    one_event = sup_client.get(PAGE, {"event_type": "STOP_REJECTED"})
+    assert one_event.context["row_count"] == 1
+
+
 def test_an_old_single_type_export_is_still_readable(trail):
     old = {"date_from": None, "date_to": "2026-03-02", "event_type": "STOP_REJECTED", "actor": "",
            "operator_id": "", "q": "", "max_id": None}

@@ -21,7 +21,6 @@ import requests
 
 from tests import servers
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
 RUN_PY = servers.ROOT / "scripts" / "run.py"
 
 
@@ -104,8 +103,12 @@ class MakeRun:
         os.killpg(self.proc.proc.pid, sig)
 
     def left_behind(self) -> dict[int, tuple[int, int, str]]:
+        """Processes of this run still alive: ones seen before (same command line, so a reused pid
+        does not count) or members of their process groups."""
         groups = {pgid for _, pgid, _ in self.seen.values()} | {self.proc.proc.pid}
-        return {pid: info for pid, info in _processes().items() if pid in self.seen or info[1] in groups}
+        commands = {cmd for _, _, cmd in self.seen.values()} | {" ".join(self.proc.proc.args)}
+        return {pid: info for pid, info in _processes().items()
+                if (pid in self.seen or info[1] in groups) and info[2] in commands}
 
     def cleanup(self) -> None:
         """Whatever happened in the test, leave nothing running."""
@@ -134,6 +137,8 @@ def make_run(tmp_path):
         run.cleanup()
 
 
+@pytest.mark.integration
+@pytest.mark.slow
 def test_a_killed_worker_is_restarted_and_the_portal_keeps_answering(make_run):
     run = make_run()
     servers.wait_until(run.healthy, timeout=60, message=f"/healthz 200:\n{run.proc.output()}")
@@ -158,6 +163,8 @@ def test_a_killed_worker_is_restarted_and_the_portal_keeps_answering(make_run):
     servers.wait_until(run.healthy, timeout=30, message="/healthz 200 after the restart")
 
 
+@pytest.mark.integration
+@pytest.mark.slow
 def test_two_sigterms_during_shutdown_stop_every_process_and_free_every_port(make_run):
     run = make_run()
     tree = run.remember()
@@ -182,6 +189,8 @@ def _nothing_listens(port: int) -> bool:
         return probe.connect_ex(("127.0.0.1", port)) != 0
 
 
+@pytest.mark.integration
+@pytest.mark.slow
 def test_against_hubject_qa_no_demo_user_is_created_and_one_ctrl_c_stops_everything(make_run):
     run = make_run(OICP_BASE_URL="https://service-qa.hubject.com", OICP_PROVIDER_ID="DE-ABC", DJANGO_DEBUG="true")
     output = run.proc.output()
@@ -195,3 +204,15 @@ def test_against_hubject_qa_no_demo_user_is_created_and_one_ctrl_c_stops_everyth
     run.signal_group(signal.SIGINT)  # what Ctrl-C in the terminal sends
     run.proc.proc.wait(timeout=40)
     assert run.left_behind() == {}, run.proc.output()
+
+
+@pytest.mark.django_db
+def test_load_demo_refuses_outside_the_sandbox_and_creates_no_user(settings):
+    from django.contrib.auth import get_user_model
+    from django.core.management import call_command
+    from django.core.management.base import CommandError
+
+    settings.PORTAL_ENVIRONMENT = "QA"
+    with pytest.raises(CommandError, match="only runs in the sandbox"):
+        call_command("load_demo", "--sessions", "0")
+    assert not get_user_model().objects.exists()

@@ -64,6 +64,11 @@ CASES = [
          EXPORTERS),
     Case("audit export download",
          lambda w: reverse("charging_sessions:audit-export-download", args=[w["export"].pk]), EXPORTERS),
+    # The audit chain's verification: its status for everyone who sees the audit trail, "verify now"
+    # for those who may export it.
+    Case("audit chain status", lambda w: reverse("charging_sessions:audit-chain-status"), SEES_ALL),
+    Case("audit verify now", lambda w: reverse("charging_sessions:audit-verify"), redirects(EXPORTERS),
+         method="post"),
     # Flagged messages: everyone who sees all stops (admin, supervisor, auditor), not agents.
     Case("message anomalies", lambda w: reverse("charging_sessions:anomalies"), SEES_ALL),
     Case("anomaly message", lambda w: reverse("charging_sessions:anomaly-message", args=[w["flagged"].pk]), SEES_ALL),
@@ -151,6 +156,7 @@ def test_every_new_url_is_in_the_matrix():
 
     covered = {"session-list", "session-detail", "request-stop", "stop-status", "stop-history", "stop-timeline",
                "audit-export", "audit-export-start", "audit-export-detail", "audit-export-download",
+               "audit-chain-status", "audit-verify",
                "anomalies", "anomaly-message",
                "password-change", "two-factor", "two-factor-setup", "two-factor-verify", "two-factor-recovery-codes",
                "two-factor-turn-off", "team", "team-member-new", "team-member", "team-member-role",
