@@ -14,7 +14,7 @@ from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
-from . import exports, selectors, selectors_history, services
+from . import exports, selectors, selectors_history, services, stop_advice
 from .forms_history import (
     CUSTOM,
     FAILED_STOPS,
@@ -134,7 +134,8 @@ def stop_timeline(request: HttpRequest, pk: int) -> HttpResponse:
         "stop": stop_request,
         "timeline": timeline,
         "steps": steps,
-        "code_info": describe(stop_request.oicp_code) if stop_request.oicp_code else None,
+        # One advice resolver: the words follow the code and the facts, as on the session page.
+        "card": stop_advice.stop_progress(stop_request=stop_request).card,
     }
     return render(request, "sessions/stop_timeline.html", context)
 
