@@ -22,7 +22,10 @@ the XLSX "Export" sheet); a response streamed to the browser cannot, so it ends 
 A file is written as `NAME.part` and renamed once complete: it never appears half written.
 
 Spreadsheet formula injection: in CSV and XLSX, text cells starting with =, +, -, @, a tab or a
-carriage return are prefixed with a single quote (in SQL for CSV and XLSX, see `exports_sql`).
+carriage return (also after leading spaces, and in the full-width forms ＝ ＋ － ＠) are prefixed with a
+single quote (in SQL for CSV and XLSX, see `exports_sql`). The CSV's `#` comment lines and the JSON
+Lines metadata are written so that no cell a spreadsheet may cut them into starts like a formula
+(`inert_line`, `inert_json`); the XLSX metadata sheet's cells are neutralised like data cells.
 CSV cells: free text and `data` always in double quotes (RFC 4180); `data` is the stored JSON text.
 
 `outcome`, beside `data`, is the record's outcome in plain words, from `audit_outcomes.RULES` (read in
@@ -41,6 +44,7 @@ import io
 import json
 import os
 import queue
+import re
 import shutil
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -92,15 +96,30 @@ CONTENT_TYPES = {
     "jsonl": "application/x-ndjson; charset=utf-8",
     "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
 }
-_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+# What a spreadsheet may read as the start of a formula: also in their full-width forms (Excel and
+# LibreOffice accept ＝ ＋ － ＠), and after leading spaces (they skip them).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\uff1d", "\uff0b", "\uff0d", "\uff20")
 XLSX_MAX_CELL = 32_767
+# Where a spreadsheet may cut a comment or metadata line into cells: "," and, in German and other
+# locales, ";". A cell that starts there (after spaces and an opening quote) must not be a formula.
+_CELL_BREAK = re.compile('([,;])(\\s*"?\\s*)(?=[' + "".join(re.escape(c) for c in FORMULA_STARTS) + "])")
+
+
+def starts_like_formula(text: str) -> bool:
+    return text.lstrip(" ").startswith(FORMULA_STARTS)
 
 
 def neutralise(value: Any) -> Any:
     """Make a cell inert in a spreadsheet: text that could start a formula gets a leading quote."""
-    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
+    if isinstance(value, str) and starts_like_formula(value):
         return "'" + value
     return value
+
+
+def inert_line(line: str) -> str:
+    """A comment or metadata line that no spreadsheet can turn into a formula, wherever it cuts it
+    into cells: a quote goes before each piece that would start like one (the text stays readable)."""
+    return _CELL_BREAK.sub(lambda match: match.group(1) + "'" + match.group(2), neutralise(line))
 
 
 @dataclass
@@ -188,7 +207,7 @@ def _one_line(value: str) -> str:
 
 
 def _csv_header(info: ExportInfo, sha256: str | None) -> bytes:
-    return "".join(f"# {key}: {_one_line(value)}\r\n" for key, value in info.pairs(sha256)).encode()
+    return "".join(inert_line(f"# {key}: {_one_line(value)}") + "\r\n" for key, value in info.pairs(sha256)).encode()
 
 
 _HEADER_ROW = (",".join(COLUMNS) + "\r\n").encode()  # what csv.writer writes for these names
@@ -228,7 +247,27 @@ def _jsonl_meta(info: ExportInfo, sha256: str | None) -> bytes:
     meta["filters_json"] = info.filters
     meta["rows"] = info.row_count
     meta["sha256"] = sha256
-    return (json.dumps({"_meta": meta}, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
+    return (inert_json({"_meta": meta}) + "\n").encode()
+
+
+_COMMA_STANDIN, _SEMICOLON_STANDIN = "\ue000", "\ue001"  # private-use characters, escaped by json.dumps
+
+
+def inert_json(value: Any) -> str:
+    """JSON text (one line) in which no spreadsheet finds a cell break inside a string: commas and
+    semicolons in strings are written as the JSON escapes \\u002c and \\u003b (the same values for
+    every JSON reader), and a string that starts like a formula gets a leading quote."""
+    def walk(item: Any) -> Any:
+        if isinstance(item, str):
+            return neutralise(item).replace(",", _COMMA_STANDIN).replace(";", _SEMICOLON_STANDIN)
+        if isinstance(item, dict):
+            return {key: walk(member) for key, member in item.items()}
+        if isinstance(item, (list, tuple)):
+            return [walk(member) for member in item]
+        return item
+
+    text = json.dumps(walk(value), ensure_ascii=True, separators=(",", ":"))
+    return text.replace("\\ue000", "\\u002c").replace("\\ue001", "\\u003b")
 
 
 def _jsonl_data(rows: Iterable[tuple], result: ExportResult, progress: Callable[[int], None] | None = None) -> Iterator[bytes]:

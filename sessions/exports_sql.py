@@ -104,11 +104,13 @@ def _concat(parts: list) -> str:
 
 
 def _formula_start(value: str, vendor: str) -> str:
-    """True when the text starts like a formula (exports.neutralise: = + - @ tab CR); NULL for NULL."""
+    """True when the text starts like a formula (exports.starts_like_formula: = + - @ tab CR and their
+    full-width forms, after any leading spaces); NULL for NULL."""
     if vendor == "sqlite":
         # One GLOB (the pattern is a constant: built once); a leading '-' in a set is itself.
-        return f"{value} GLOB ('[-=+@' || char(9, 13) || ']*')"
-    return f"left({value}, 1) IN ('=', '+', '-', '@', chr(9), chr(13))"
+        return f"ltrim({value}, ' ') GLOB ('[-=+@\uff1d\uff0b\uff0d\uff20' || char(9, 13) || ']*')"
+    return (f"left(ltrim({value}, ' '), 1) IN ('=', '+', '-', '@', chr(9), chr(13), "
+            "'\uff1d', '\uff0b', '\uff0d', '\uff20')")
 
 
 def _cell(kind: str, column: str, vendor: str) -> list:

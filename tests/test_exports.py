@@ -768,3 +768,62 @@ def test_the_preset_is_in_the_exports_metadata(trail, sup_client):
     assert json.loads(meta["filters_json"])["period"] == "last7"
     export = AuditExport.objects.get()
     assert "last 7 days" in export.filter_summary and export.filters["date_from"] == "2026-02-25"
+
+
+# --- formula injection in every line of every file (issue 13: found in the CSV's `# filters:` lines) ---
+
+FORMULA_FORMS = ['=HYPERLINK("http://evil.example","x")', "+1+1", "-2+3", "@SUM(A1)", " =1+1", "  +cmd",
+                 "\uff1dHYPERLINK(1)", "\uff0b1", "\uff0d1", "\uff20SUM(1)", '"=1+1"']
+
+
+def _cells(line: str, delimiter: str) -> list[str]:
+    return next(csv.reader([line], delimiter=delimiter))
+
+
+def _assert_no_cell_starts_like_a_formula(lines: list[str]) -> None:
+    for line in lines:
+        for delimiter in (",", ";", "\t"):  # the separators spreadsheets guess, by locale
+            for cell in _cells(line, delimiter):
+                assert not exports.starts_like_formula(cell), (delimiter, cell, line)
+
+
+@pytest.mark.parametrize("form", FORMULA_FORMS)
+def test_no_line_of_a_csv_export_can_start_a_formula_in_any_cell(sup_client, db, form):
+    """As found: the `# filters:` comment lines were not quoted, so a comma in the search or actor
+    filter started a new cell such as =HYPERLINK(…). Every line now, comments included."""
+    record(actor=UserFactory(username=form.strip('"')[:150]), charging_session=ChargingSessionFactory())
+
+    _, body = start(sup_client, "csv", q=f"x, {form}; {form}", actor=f"a,{form}")
+
+    lines = body.decode().splitlines()
+    assert any(line.startswith("# filters:") for line in lines)
+    _assert_no_cell_starts_like_a_formula(lines)
+
+
+@pytest.mark.parametrize("form", FORMULA_FORMS)
+def test_no_cell_of_the_jsonl_metadata_or_the_xlsx_sheets_can_start_a_formula(sup_client, db, form):
+    record(charging_session=ChargingSessionFactory())
+    filters = {"q": f"x, {form}; {form}", "actor": f"a,{form}"}
+
+    _, jsonl = start(sup_client, "jsonl", **filters)
+    meta_line = jsonl.decode().splitlines()[0]
+    assert json.loads(meta_line)["_meta"]["filters"]  # still JSON, same values for a JSON reader
+    _assert_no_cell_starts_like_a_formula([meta_line])
+
+    _, xlsx = start(sup_client, "xlsx", **filters)
+    book = load_workbook(io.BytesIO(xlsx))
+    for sheet in book.worksheets:
+        for row in sheet.iter_rows(values_only=True):
+            for cell in row:
+                assert not (isinstance(cell, str) and exports.starts_like_formula(cell)), (sheet.title, cell)
+
+
+@pytest.mark.parametrize("form", FORMULA_FORMS)
+def test_a_data_cell_after_leading_spaces_or_in_full_width_is_neutralised(db, form):
+    record(actor=UserFactory(username=form[:150]), charging_session=ChargingSessionFactory())
+
+    rows = csv_rows(stream_export(AuditLogFilters()))
+
+    actor_cells = [row[3] for row in rows[1:]]
+    assert any(cell.lstrip("'") == form for cell in actor_cells)
+    assert not any(exports.starts_like_formula(cell) for row in rows for cell in row)
