@@ -17,7 +17,7 @@ from django.db import connections
 from django.test import Client
 from django.urls import reverse
 
-from sessions import services
+from sessions import services, stop_advice
 from sessions.models import RemoteStopRequest, StopReason
 from tests import servers
 from tests.factories import AgentFactory, ChargingSessionFactory
@@ -68,8 +68,8 @@ def test_twenty_agents_stopping_one_session_at_once_make_one_request_and_one_hub
 
     stops = list(RemoteStopRequest.objects.filter(charging_session=charging_session))
     assert len(stops) == 1
-    accepted = [page for page in pages if "Stop requested. Its progress is shown below." in page]
-    refused = [page for page in pages if "The stop was not sent:" in page]
+    accepted = [page for page in pages if stop_advice.REQUESTED in page]
+    refused = [page for page in pages if stop_advice.REFUSED.format(reason="") in page]
     assert (len(accepted), len(refused)) == (1, 19)
     _wait_all_final([stops[0].pk], timeout=60)
     assert len(live.received(session_id=charging_session.session_id)) == 1
