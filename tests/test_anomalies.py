@@ -276,9 +276,9 @@ def test_bad_filter_input_is_said_next_to_its_field_and_the_rest_still_applies(c
     assert listed(response) == [world["held_back"].pk]  # the valid filter still applies
 
 
-@pytest.mark.parametrize("page", ["garbage", "-1", "0", "999999", "1e9"])
-def test_a_bad_page_number_is_never_an_error(client, world, page):
-    response = login(client).get(LIST, {"page": page})
+@pytest.mark.parametrize("page_number", ["garbage", "-1", "0", "999999", "1e9"])
+def test_a_bad_page_number_is_never_an_error(client, world, page_number):
+    response = login(client).get(LIST, {"page": page_number})
     assert response.status_code == 200
 
 
