@@ -119,7 +119,8 @@ def neutralise(value: Any) -> Any:
 def inert_line(line: str) -> str:
     """A comment or metadata line that no spreadsheet can turn into a formula, wherever it cuts it
     into cells: a quote goes before each piece that would start like one (the text stays readable)."""
-    return _CELL_BREAK.sub(lambda match: match.group(1) + "'" + match.group(2), neutralise(line))
+    line = "'" + line if starts_like_formula(line) else line
+    return _CELL_BREAK.sub(lambda match: match.group(1) + "'" + match.group(2), line)
 
 
 @dataclass
