@@ -10,7 +10,6 @@ PORTAL_SCREENSHOTS=/some/dir also saves each page at 1366 and 390 px wide, for a
 import os
 import re
 import time
-from pathlib import Path
 
 import pytest
 from django.utils import timezone
@@ -18,6 +17,7 @@ from django.utils import timezone
 from sessions import roles
 from sessions.models import ChargingSession, InboundMessage, RemoteStopRequest
 from tests.axe import assert_no_violations
+from tests.screens import shoot
 from tests.factories import ChargingSessionFactory, RemoteStopRequestFactory, UserFactory
 
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # Playwright's loop beside the live server
@@ -40,17 +40,6 @@ def log_in_to_the_admin(page, live_server, username="browser-admin"):
     page.get_by_role("heading", name="Site administration").wait_for()
     return page
 
-
-def shoot(page, name):
-    """With PORTAL_SCREENSHOTS set: the page at 1366 and at 390 px wide (full height)."""
-    folder = os.environ.get("PORTAL_SCREENSHOTS")
-    if not folder:
-        return
-    Path(folder).mkdir(parents=True, exist_ok=True)
-    for width in (1366, 390):
-        page.set_viewport_size({"width": width, "height": 850})
-        page.screenshot(path=f"{folder}/{name}-{width}.png", full_page=True)
-    page.set_viewport_size({"width": 1366, "height": 850})
 
 
 def badge(page):

@@ -17,7 +17,6 @@ from __future__ import annotations
 import os
 import uuid
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from django.urls import reverse
@@ -27,6 +26,7 @@ from sessions import roles, services
 from sessions.models import AuditRecord, ChargingSession, InboundMessage, RemoteStopRequest
 from sessions.selectors_history import AuditLogFilters
 from tests.axe import violations
+from tests.screens import shoot
 from tests.factories import ChargingSessionFactory, RemoteStopRequestFactory, UserFactory
 
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # Playwright's loop beside the live server
@@ -159,16 +159,6 @@ def pages_for(role: str, world: dict) -> list[tuple[str, str, int]]:
                                         args=[stops[State.ACCEPTED].charging_session.pk]), 200)]
     return pages + refused
 
-
-def shoot(page, name):
-    folder = os.environ.get("PORTAL_SCREENSHOTS")
-    if not folder:
-        return
-    Path(folder).mkdir(parents=True, exist_ok=True)
-    for width in (1366, 390):
-        page.set_viewport_size({"width": width, "height": 850})
-        page.screenshot(path=f"{folder}/{name}-{width}.png", full_page=True)
-    page.set_viewport_size({"width": 1366, "height": 850})
 
 
 def describe(found: list[dict]) -> list[str]:

@@ -9,7 +9,6 @@ PORTAL_SCREENSHOTS=/some/dir also saves the pages at 1366 and 390 px wide, for a
 import os
 import re
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from django.utils import timezone
@@ -18,6 +17,7 @@ from sessions import roles
 from sessions.models import AuditRecord, RemoteStopRequest, StopReason
 from sessions.services.audit import record_audit
 from tests.axe import assert_no_violations
+from tests.screens import axe_at_both_widths, shoot
 from tests.factories import ChargingSessionFactory, RemoteStopRequestFactory, UserFactory
 
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # Playwright's loop beside the live server
@@ -37,23 +37,6 @@ def log_in(page, live_server, username, role):
     return page
 
 
-def shoot(page, name):
-    """With PORTAL_SCREENSHOTS set: the page at 1366 and at 390 px wide (full height)."""
-    folder = os.environ.get("PORTAL_SCREENSHOTS")
-    if not folder:
-        return
-    Path(folder).mkdir(parents=True, exist_ok=True)
-    for width in (1366, 390):
-        page.set_viewport_size({"width": width, "height": 850})
-        page.screenshot(path=f"{folder}/{name}-{width}.png", full_page=True)
-    page.set_viewport_size({"width": 1366, "height": 850})
-
-
-def axe_at_both_widths(page, what):
-    for width in (1366, 390):
-        page.set_viewport_size({"width": width, "height": 850})
-        assert_no_violations(page, what=f"{what} at {width} px")
-    page.set_viewport_size({"width": 1366, "height": 850})
 
 
 @pytest.fixture
