@@ -58,6 +58,8 @@ def main() -> None:
             "PORTAL_ENV_FILE": "/nonexistent/.env",
             "DJANGO_DEBUG": "false",
             "DJANGO_SECRET_KEY": "bench-" + uuid.uuid4().hex,
+            "AUDIT_CHAIN_KEY": "bench-audit-" + uuid.uuid4().hex,
+            "AUDIT_ANCHOR_DIR": str(workdir / "audit-anchors"),
             "OICP_BASE_URL": simulator.url,
             "OICP_PROVIDER_ID": "DE-EMP",
             "DATABASE_URL": os.environ.get("BENCH_DATABASE_URL", f"sqlite:///{workdir}/bench.sqlite3"),

@@ -69,6 +69,10 @@ def portal_env(database_url: str, **extra: str) -> dict[str, str]:
         "DJANGO_SETTINGS_MODULE": "portal.settings",
         "DJANGO_DEBUG": "false",
         "DJANGO_SECRET_KEY": "bench-" + uuid.uuid4().hex,
+        "AUDIT_CHAIN_KEY": "bench-audit-chain-key-for-this-run-only",
+        # Datasets are regenerated under the same names: anchors of an earlier run's chain would
+        # read as a wiped table.
+        "AUDIT_ANCHOR_DIR": tempfile.mkdtemp(prefix="bench-anchors-"),
         "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost,testserver",
         "DJANGO_SECURE_COOKIES": "false",
         "OICP_BASE_URL": "http://127.0.0.1:9",  # the loopback sandbox: no certificate needed, never called

@@ -1,6 +1,7 @@
 """Chain verification: `manage.py verify_audit` over every audit record (1,000,000), against reading
-the same rows with a plain database cursor and chaining SHA-256 over their stored bytes in a bare
-Python loop (sha256(prev + data column text) per row), in the same run.
+the same rows with a plain database cursor and chaining HMAC-SHA-256 (the chain's function, with
+the same key) over their stored bytes in a bare Python loop (HMAC(key, prev + data column text) per
+row), in the same run.
 
     python -m bench.verify --baseline sqlite /path/db.sqlite3     the baseline alone (used by the run)
     python -m bench.verify --baseline postgres postgres://…/db
@@ -9,6 +10,7 @@ Python loop (sha256(prev + data column text) per row), in the same run.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import os
 import sys
 import time
@@ -23,7 +25,7 @@ COLUMNS = ("id, event_type, occurred_at, actor_id, charging_session_id, stop_req
 
 
 def baseline(kind: str, where: str) -> None:
-    """Read every row with a plain cursor and chain SHA-256 over prev + the data column's text."""
+    """Read every row with a plain cursor and chain HMAC-SHA-256 over prev + the data column's text."""
     started = time.perf_counter()
     prev, count = "", 0
     if kind == "sqlite":
@@ -37,9 +39,11 @@ def baseline(kind: str, where: str) -> None:
         connection = psycopg.connect(where.replace("postgres://", "postgresql://", 1))
         cursor = connection.cursor()  # a plain client-side cursor
         cursor.execute(f"SELECT {COLUMNS.format(data='data::text')} FROM charging_sessions_auditrecord ORDER BY id")
-    sha256 = hashlib.sha256
+    keyed = hmac.new(os.environ["AUDIT_CHAIN_KEY"].encode(), digestmod=hashlib.sha256)
     for row in cursor:
-        prev = sha256((prev + row[7]).encode()).hexdigest()
+        mac = keyed.copy()
+        mac.update((prev + row[7]).encode())
+        prev = mac.hexdigest()
         count += 1
     connection.close()
     print(f"BASELINE {count} {time.perf_counter() - started:.3f} {prev}", flush=True)
@@ -59,7 +63,7 @@ def run(sets: dict[tuple[str, str], Dataset]) -> None:
             continue
         rows = int(bare.stdout.split()[1])
         ratio = ours.seconds / bare.seconds
-        report(f"verify_audit, {dataset.label}", f"{ours.seconds:.1f} s; bare cursor + SHA-256 loop {bare.seconds:.1f} s",
+        report(f"verify_audit, {dataset.label}", f"{ours.seconds:.1f} s; bare cursor + HMAC-SHA-256 loop {bare.seconds:.1f} s",
                ratio, f"≤ {TARGET:.0f}× bare loop", ratio <= TARGET,
                f"{rows:,} records; both as whole processes (interpreter and Django start-up included); "
                + ours.stdout.strip().splitlines()[-1][:120])

@@ -27,6 +27,15 @@ DEBUG = env.bool("DJANGO_DEBUG", default=False)
 SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="")
 if DEBUG and not SECRET_KEY:
     SECRET_KEY = "insecure-development-key-do-not-use-in-production"
+# The audit chain's key (HMAC-SHA-256, sessions/audit_keys.py): kept out of the database, so that
+# write access to the database is not enough to rewrite the audit trail unseen. Its id is stored
+# on every record; to rotate, give a new key and id, and move the old pair to
+# AUDIT_CHAIN_RETIRED_KEYS ("id=key,id=key"), which only verify. Only DEBUG may go without one.
+AUDIT_CHAIN_KEY = env.str("AUDIT_CHAIN_KEY", default="")
+AUDIT_CHAIN_KEY_ID = env.str("AUDIT_CHAIN_KEY_ID", default="1")
+AUDIT_CHAIN_RETIRED_KEYS = env.dict("AUDIT_CHAIN_RETIRED_KEYS", default={})
+if DEBUG and not AUDIT_CHAIN_KEY:
+    AUDIT_CHAIN_KEY, AUDIT_CHAIN_KEY_ID = "insecure-development-audit-chain-key-do-not-use", "dev"
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 
@@ -362,6 +371,7 @@ if not DEBUG:
         name
         for name, value in (
             ("DJANGO_SECRET_KEY", SECRET_KEY),
+            ("AUDIT_CHAIN_KEY", AUDIT_CHAIN_KEY),
             ("OICP_BASE_URL", OICP_BASE_URL),
             ("OICP_PROVIDER_ID", OICP_PROVIDER_ID),
         )
@@ -379,6 +389,13 @@ if not DEBUG:
         raise ImproperlyConfigured(
             "The portal cannot start with DJANGO_DEBUG off: set " + ", ".join(_missing) + " (see .env.example)."
         )
+    if len(AUDIT_CHAIN_KEY) < 32:
+        raise ImproperlyConfigured("AUDIT_CHAIN_KEY must be at least 32 characters (for example the output of "
+                                   "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`).")
+for _key_id in [AUDIT_CHAIN_KEY_ID, *AUDIT_CHAIN_RETIRED_KEYS]:
+    if not _key_id or len(_key_id) > 16:
+        raise ImproperlyConfigured(f"Audit chain key id {_key_id!r}: 1 to 16 characters (AUDIT_CHAIN_KEY_ID, "
+                                   "AUDIT_CHAIN_RETIRED_KEYS)")
 
 # --------------------------------------------------------------------------------------------
 # Two-factor authentication (django-otp; sessions/accounts)
@@ -413,8 +430,22 @@ for _cidr in DJANGO_TRUSTED_PROXIES:
 AUDIT_EXPORT_SYNC_MAX_ROWS = env.int("AUDIT_EXPORT_SYNC_MAX_ROWS", default=50_000)
 # Where background (and XLSX) exports are written; only the portal's download view serves them.
 AUDIT_EXPORT_DIR = Path(env.str("AUDIT_EXPORT_DIR", default=str(BASE_DIR / "var" / "exports")))
-# Audit records younger than this may not be purged (manage.py purge_audit).
+# Audit records younger than this may not be purged (manage.py purge_audit). On PostgreSQL
+# `migrate` also writes it into the database's purge policy, which the purge function enforces.
 AUDIT_RETENTION_DAYS = env.int("AUDIT_RETENTION_DAYS", default=3650)
+# Signed anchors of the chain's head (sessions/audit_anchors.py), one JSON line per anchor in
+# <dir>/anchors.jsonl, written by every verification, every export and every
+# AUDIT_ANCHOR_INTERVAL_MINUTES. Keep it off the database's host and append-only (a separate
+# volume with `chattr +a`, or a shipped log): verification compares the chain with it, so records
+# cut off the end, a wiped table or a forged purge checkpoint are reported.
+AUDIT_ANCHOR_DIR = Path(env.str("AUDIT_ANCHOR_DIR", default=str(BASE_DIR / "var" / "audit-anchors")))
+AUDIT_ANCHOR_INTERVAL_MINUTES = env.int("AUDIT_ANCHOR_INTERVAL_MINUTES", default=15)
+CELERY_BEAT_SCHEDULE["anchor-audit-chain"] = {
+    "task": "charging_sessions.anchor_audit_chain", "schedule": AUDIT_ANCHOR_INTERVAL_MINUTES * 60.0}
+# PostgreSQL: the role the portal connects as, when it is not the owner of the tables (it should
+# not be: see README "Database roles"). `migrate`, run as the owner, grants it what the portal
+# needs, and no UPDATE, DELETE or TRUNCATE on the audit trail.
+DATABASE_APP_ROLE = env.str("DATABASE_APP_ROLE", default="")
 
 # --------------------------------------------------------------------------------------------
 # Logging: one line per event, with the correlation id of the stop request when there is one.

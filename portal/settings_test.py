@@ -10,6 +10,8 @@ from pathlib import Path
 _fixed = {
     "DJANGO_DEBUG": "false",
     "DJANGO_SECRET_KEY": "test-secret-key-not-for-production",
+    "AUDIT_CHAIN_KEY": "test-audit-chain-key-not-for-production-0123456789",
+    "AUDIT_CHAIN_KEY_ID": "test",
     "OICP_BASE_URL": "http://127.0.0.1:9",
     "OICP_PROVIDER_ID": "DE-EMP",
     "CACHE_URL": "locmemcache://",
@@ -35,4 +37,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     _test_db_dir = Path(os.environ.get("PORTAL_TEST_DB_DIR", BASE_DIR / "var"))
     _test_db_dir.mkdir(parents=True, exist_ok=True)
     DATABASES["default"]["TEST"] = {"NAME": str(_test_db_dir / "test.sqlite3")}
+# The anchors of the test database's chain, shared with the worker the tests start (it inherits
+# the variable); tests/conftest.py empties the file before each test, as the database is emptied.
+if os.environ.get("PORTAL_TEST_CHILD") != "1":
+    os.environ["AUDIT_ANCHOR_DIR"] = str(Path(os.environ.get("PORTAL_TEST_DB_DIR", BASE_DIR / "var"))
+                                         / f"audit-anchors-{os.getpid()}")
+AUDIT_ANCHOR_DIR = Path(os.environ["AUDIT_ANCHOR_DIR"])
 OICP_INBOUND_APPLY = "request"  # most tests read the effect right after the POST; tests/test_inbound_queue.py covers "worker"

@@ -16,3 +16,10 @@ class ChargingSessionsConfig(AppConfig):
 
         # What a login still owes (a second factor, a new password) is settled once per login.
         from .accounts import signals  # noqa: F401
+
+        # PostgreSQL: the purge policy and the portal role's privileges, after every migrate.
+        from django.db.models.signals import post_migrate
+
+        from .audit_database import configure_audit_database
+
+        post_migrate.connect(configure_audit_database, sender=self, dispatch_uid="configure_audit_database")

@@ -1,9 +1,13 @@
 """The audit trail's hash chain: canonical bytes of a record, its hash, and the walk that checks it.
 
-No ORM here, so the data migration that back-fills old records, the audit service, the
-verification and the tests all hash exactly the same way.
+No ORM and no settings here (keys are passed in, see `sessions.audit_keys`), so the migrations,
+the audit service, the verification and the tests all hash exactly the same way.
 
-    record_hash = sha256(prev_hash (64 hex chars, "" for the first record) + canonical_bytes)
+    record_hash = HMAC-SHA-256(key named by key_id, prev_hash (64 hex chars, "" for the first
+                               record) + canonical_bytes)
+
+Keyed, so that rewriting the chain needs the key, which is not in the database. (Before
+migration 0016 the chain was plain SHA-256; that migration re-chained every record with the key.)
 
 canonical_bytes is compact JSON (sorted keys, no spaces, UTF-8) of the record's content:
 event_type, occurred_at (ISO 8601 in UTC with microseconds), actor_id, charging_session_id,
@@ -19,9 +23,10 @@ reference (and the only way for records stored before that, whose text is not ca
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -38,6 +43,7 @@ CHAIN_FIELDS = (
     "data",
     "prev_hash",
     "record_hash",
+    "key_id",
 )
 
 
@@ -72,13 +78,22 @@ def canonical_bytes(
     return json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def chain_hash(prev_hash: str, content: bytes) -> str:
+def chain_hash(prev_hash: str, content: bytes, key: bytes) -> str:
+    return hmac.new(key, prev_hash.encode("ascii") + content, hashlib.sha256).hexdigest()
+
+
+def unkeyed_chain_hash(prev_hash: str, content: bytes) -> str:
+    """The chain before migration 0016 (plain SHA-256): only the migrations that predate it use it."""
     return hashlib.sha256(prev_hash.encode("ascii") + content).hexdigest()
 
 
-def row_hash(row: tuple) -> str:
-    """The hash a row read in CHAIN_FIELDS order should carry, given its own prev_hash."""
-    _id, event_type, occurred_at, actor_id, session_id, stop_id, correlation_id, data, prev_hash, _ = row
+def row_hash(row: tuple, keys: Mapping[str, bytes]) -> str | None:
+    """The hash a row read in CHAIN_FIELDS order should carry, given its own prev_hash and key id;
+    None when the portal does not have the key the row names."""
+    _id, event_type, occurred_at, actor_id, session_id, stop_id, correlation_id, data, prev_hash, _, key_id = row
+    key = keys.get(key_id or "")
+    if key is None:
+        return None
     content = canonical_bytes(
         event_type=event_type,
         occurred_at=occurred_at,
@@ -88,17 +103,17 @@ def row_hash(row: tuple) -> str:
         correlation_id=correlation_id,
         data=data if isinstance(data, dict) else json.loads(data or "{}"),
     )
-    return chain_hash(prev_hash or "", content)
+    return chain_hash(prev_hash or "", content, key)
 
 
-def content_matches(row: tuple) -> bool:
+def content_matches(row: tuple, keys: Mapping[str, bytes]) -> bool:
     """Whether a row (CHAIN_FIELDS order) carries the hash of its own content and prev_hash.
 
     A value the hash cannot be computed from (data that is not JSON, a malformed UUID, a missing
     time: possible only behind the portal's back) does not match.
     """
     try:
-        return bool(row[9]) and row_hash(row) == row[9]
+        return bool(row[9]) and row_hash(row, keys) == row[9]
     except (ValueError, TypeError, AttributeError):
         return False
 
@@ -117,8 +132,9 @@ class ChainWalk:
     before_last: str | None = None
 
 
-def walk_chain(rows: Iterable[tuple], *, start_hash: str, start_after_id: int | None = None,
-               walk: ChainWalk | None = None, content_ok: Callable[[tuple], bool] = content_matches) -> ChainWalk:
+def walk_chain(rows: Iterable[tuple], *, keys: Mapping[str, bytes], start_hash: str,
+               start_after_id: int | None = None, walk: ChainWalk | None = None,
+               content_ok: Callable[[tuple], bool] | None = None) -> ChainWalk:
     """Check rows (CHAIN_FIELDS order, ascending id) against the chain; stop at the first break.
 
     Each record must carry the hash of the record before it (prev_hash) and a record_hash that
@@ -130,6 +146,9 @@ def walk_chain(rows: Iterable[tuple], *, start_hash: str, start_after_id: int | 
     `walk` continues an earlier walk (its state included); `content_ok(row)` checks a row's
     record_hash against its content (a caller may know that already from a faster check).
     """
+    if content_ok is None:
+        def content_ok(row: tuple) -> bool:
+            return content_matches(row, keys)
     walk = walk or ChainWalk(last_id=start_after_id, last_hash=start_hash)
     expected = walk.last_hash
     before_last = walk.before_last
@@ -161,6 +180,9 @@ def walk_chain(rows: Iterable[tuple], *, start_hash: str, start_after_id: int | 
             )
         elif not record_hash:
             walk.detail = f"inserted: record {record_id} has no hash (not written by the audit service)"
+        elif (row[10] or "") not in keys:
+            walk.detail = (f"unknown key: record {record_id} names chain key {row[10]!r}, which this portal "
+                           "does not have (AUDIT_CHAIN_KEY_ID, AUDIT_CHAIN_RETIRED_KEYS)")
         elif not content_good:
             walk.detail = f"edited: the content of record {record_id} no longer matches its hash"
         else:

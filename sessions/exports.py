@@ -134,6 +134,9 @@ class ExportInfo:
     row_count: int
     generated_by: str
     generated_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    # The audit chain's head when the export began (also written as a signed anchor outside the
+    # database): a later verification shows whether the trail still reaches it.
+    chain_head: str = ""
 
     def pairs(self, sha256: str | None) -> list[tuple[str, str]]:
         covers = {
@@ -155,6 +158,7 @@ class ExportInfo:
             ("filters", self.filter_summary),
             ("filters_json", json.dumps(self.filters, sort_keys=True, separators=(",", ":"))),
             ("rows", str(self.row_count)),
+            ("audit_chain_head", self.chain_head),
             ("sha256", sha256 or "in the last line of this file"),
             ("sha256_covers", covers),
             ("columns", ",".join(COLUMNS)),

@@ -5,6 +5,7 @@ through `sessions.services`, every read used by a screen through `sessions.selec
 """
 
 import uuid
+from datetime import UTC
 
 from django.conf import settings
 from django.db import models
@@ -271,9 +272,11 @@ class AuditRecord(models.Model):
     # The exact request sent and response received, and any state change, as JSON; stored as the
     # canonical text the hash chain covers, so verification hashes it without re-serialising.
     data = CanonicalJSONField(default=dict, blank=True)
-    # Tamper evidence: SHA-256 of this record's canonical content chained to the previous hash.
+    # Tamper evidence: HMAC-SHA-256 of this record's canonical content chained to the previous
+    # hash (sessions/audit_chain.py), with the key named by key_id (sessions/audit_keys.py).
     prev_hash = models.CharField(max_length=64, blank=True)
     record_hash = models.CharField(max_length=64, blank=True)
+    key_id = models.CharField(max_length=16, blank=True)
 
     class Meta:
         ordering = ["-occurred_at", "-id"]
@@ -370,7 +373,12 @@ class AuditChainHead(models.Model):
 
 
 class AuditCheckpoint(models.Model):
-    """Left by a purge, so verification still starts from a known hash on what remains."""
+    """Left by a purge, so verification still starts from a known hash on what remains.
+
+    Signed with the chain key (`signature_payload`), so that a checkpoint written behind the
+    portal's back (to make deleted recent records look purged) is reported. On PostgreSQL only the
+    purge function writes these rows; the portal's database role may read them.
+    """
 
     created_at = models.DateTimeField()
     purged_before = models.DateTimeField()
@@ -379,9 +387,21 @@ class AuditCheckpoint(models.Model):
     last_purged_hash = models.CharField(max_length=64)
     actor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True,
                               related_name="+")
+    key_id = models.CharField(max_length=16, blank=True)
+    signature = models.CharField(max_length=64, blank=True)
+
+    def signature_payload(self) -> dict:
+        return checkpoint_payload(purged_before=self.purged_before, purged_count=self.purged_count,
+                                  last_purged_id=self.last_purged_id, last_purged_hash=self.last_purged_hash)
 
     class Meta:
         ordering = ["-created_at"]
+
+
+def checkpoint_payload(*, purged_before, purged_count: int, last_purged_id: int, last_purged_hash: str) -> dict:
+    """What a purge checkpoint's signature covers (the same before the purge and when verified)."""
+    return {"purged_before": purged_before.astimezone(UTC).isoformat(timespec="microseconds"),
+            "purged_count": purged_count, "last_purged_id": last_purged_id, "last_purged_hash": last_purged_hash}
 
 
 class AuditVerification(models.Model):

@@ -66,6 +66,13 @@ def verify_audit_chain() -> None:
     services.verify_audit_chain()
 
 
+@shared_task(name="charging_sessions.anchor_audit_chain", ignore_result=True)
+def anchor_audit_chain() -> None:
+    """Every AUDIT_ANCHOR_INTERVAL_MINUTES: check what was appended since the newest anchor and
+    anchor the new head outside the database (a full verification when that check fails)."""
+    services.anchor_audit_chain_periodically()
+
+
 @shared_task(name="charging_sessions.verify_audit_chain_requested", ignore_result=True, acks_late=True,
              soft_time_limit=3600)
 def verify_audit_chain_requested(verification_id: int) -> None:

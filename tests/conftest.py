@@ -23,6 +23,24 @@ def roles_after_flush(request):
         importlib.import_module("sessions.migrations.0004_roles_stuck_sessions").add_permissions(apps, None)
 
 
+@pytest.fixture(autouse=True)
+def empty_audit_anchors():
+    """Each test starts with an empty database, so with no anchor of an earlier test's audit chain
+    (the worker the tests start shares the directory: settings_test.py)."""
+    from django.conf import settings
+
+    (settings.AUDIT_ANCHOR_DIR / "anchors.jsonl").unlink(missing_ok=True)
+    yield
+
+
+@pytest.fixture(scope="session", autouse=True)
+def remove_audit_anchor_dir():
+    yield
+    from django.conf import settings
+
+    shutil.rmtree(settings.AUDIT_ANCHOR_DIR, ignore_errors=True)
+
+
 @pytest.fixture
 def no_broker():
     """The broker is outside unit tests: capture what would be enqueued instead."""

@@ -14,11 +14,12 @@ from sessions import services
 from sessions.audit_chain import (
     CHAIN_FIELDS,
     canonical_bytes,
-    chain_hash,
     content_matches,
     row_hash,
+    unkeyed_chain_hash,
     walk_chain,
 )
+from sessions.audit_keys import all_keys
 from sessions.fields import canonical_json
 from sessions.models import AuditChainHead, AuditRecord
 from sessions.services import audit_verify
@@ -46,7 +47,8 @@ def exact_checks():
 
 def _reference(start_hash=""):
     """What walk_chain says over the ORM's rows (the exact path, every row)."""
-    return walk_chain(list(AuditRecord.objects.order_by("id").values_list(*CHAIN_FIELDS)), start_hash=start_hash)
+    return walk_chain(list(AuditRecord.objects.order_by("id").values_list(*CHAIN_FIELDS)), keys=all_keys(),
+                      start_hash=start_hash)
 
 
 def _outcome(walk):
@@ -133,8 +135,8 @@ def test_a_forged_record_between_pages_is_classified_the_same(db):
     forged_id = before[-1].pk + 3
     occurred = datetime(2025, 1, 1, tzinfo=UTC)
     row = (forged_id, Event.SESSION_UPDATED, occurred, None, None, None, None, {"forged": True},
-           before[-1].record_hash, "")
-    insert_raw(forged_id, prev_hash=before[-1].record_hash, record_hash=row_hash(row), occurred_at=occurred,
+           before[-1].record_hash, "", "test")
+    insert_raw(forged_id, prev_hash=before[-1].record_hash, record_hash=row_hash(row, all_keys()), occurred_at=occurred,
                data='{"forged":true}')
     ok, _, _, _, broken_id, detail = _assert_same_as_reference()
     assert not ok and broken_id == forged_id and detail.startswith("inserted") and str(after[0].pk) in detail
@@ -177,7 +179,8 @@ def test_data_that_is_not_json_is_an_edit_not_a_crash(db):
 
 @pytest.mark.django_db(transaction=True)
 def test_records_written_before_the_migration_verify_after_it():
-    """0007 turns the JSON column into text; the old text stays as it was and still verifies."""
+    """Records chained before 0007 (JSON column) and 0016 (plain SHA-256) verify after them: 0016
+    re-chains them with the key."""
     before = ("charging_sessions", "0006_stop_state_session_idx")
     executor = MigrationExecutor(connection)
     executor.migrate([before])
@@ -187,7 +190,7 @@ def test_records_written_before_the_migration_verify_after_it():
         prev = ""
         for i, data in enumerate([{"b": 1, "a": "ü"}, {}, {"nested": {"z": [1, {"y": None}], "c": 2}}]):
             occurred = datetime(2025, 1, 1, 0, 0, i, 1000 * i, tzinfo=UTC)
-            record_hash = chain_hash(prev, canonical_bytes(
+            record_hash = unkeyed_chain_hash(prev, canonical_bytes(
                 event_type=Event.SESSION_UPDATED, occurred_at=occurred, actor_id=None, charging_session_id=None,
                 stop_request_id=None, correlation_id=None, data=data))
             last = OldRecord.objects.create(event_type=Event.SESSION_UPDATED, occurred_at=occurred, data=data,

@@ -568,8 +568,8 @@ def test_export_command_refuses_bad_dates(db):
 def _bulk_records(count):
     """Rows straight into the table with executemany (no chain: this test does not verify it)."""
     occurred = connection.ops.adapt_datetimefield_value(timezone.now())
-    sql = (f"INSERT INTO {AuditRecord._meta.db_table} (event_type, occurred_at, data, prev_hash, record_hash) "
-           f"VALUES (%s, %s, %s, '', '')")  # data: canonical JSON text, as the portal stores it
+    sql = (f"INSERT INTO {AuditRecord._meta.db_table} (event_type, occurred_at, data, prev_hash, record_hash, key_id) "
+           f"VALUES (%s, %s, %s, '', '', '')")  # data: canonical JSON text, as the portal stores it
     note = "x" * 40
     with connection.cursor() as cursor:
         for start in range(0, count, 20_000):

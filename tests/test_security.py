@@ -125,13 +125,14 @@ def test_the_same_post_with_the_token_goes_through(db, no_broker):
 PRODUCTION_ENV = {
     "DJANGO_DEBUG": "false",
     "DJANGO_SECRET_KEY": "k3y-" + "x7Qp9LmZ2vR8sT4w" * 4,  # long and varied: passes security.W009
+    "AUDIT_CHAIN_KEY": "chain-" + "Zq8w3Lk5Vn2Rt7Ys" * 3,
     "DJANGO_ALLOWED_HOSTS": "support.example.com",
     "OICP_BASE_URL": "https://service-qa.hubject.com",
     "OICP_PROVIDER_ID": "DE-ABC",
     "OICP_CLIENT_CERT": "/etc/portal/hubject-qa.crt",
     "OICP_CLIENT_KEY": "/etc/portal/hubject-qa.key",
 }
-_SCRUB = ["DJANGO_", "OICP_", "PORTAL_", "DATABASE_URL", "CELERY_", "CACHE_URL"]
+_SCRUB = ["DJANGO_", "OICP_", "PORTAL_", "DATABASE_URL", "CELERY_", "CACHE_URL", "AUDIT_"]
 
 
 def _production(args: list[str], **extra: str) -> subprocess.CompletedProcess:

@@ -9,7 +9,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 NAMES = ["DJANGO_SECRET_KEY", "DJANGO_DEBUG", "OICP_BASE_URL", "OICP_PROVIDER_ID", "OICP_CLIENT_CERT",
-         "OICP_CLIENT_KEY", "OICP_CA_BUNDLE", "PORTAL_ENVIRONMENT", "PORTAL_TEST_CHILD", "DJANGO_SETTINGS_MODULE"]
+         "OICP_CLIENT_KEY", "OICP_CA_BUNDLE", "PORTAL_ENVIRONMENT", "PORTAL_TEST_CHILD", "DJANGO_SETTINGS_MODULE",
+         "AUDIT_CHAIN_KEY", "AUDIT_CHAIN_KEY_ID", "AUDIT_CHAIN_RETIRED_KEYS"]
+AUDIT_KEY = "k" * 40
 
 
 def load_settings(**values: str) -> subprocess.CompletedProcess:
@@ -24,12 +26,23 @@ def test_production_refuses_to_start_and_names_every_missing_setting():
     result = load_settings(DJANGO_DEBUG="false")
     assert result.returncode != 0
     assert "ImproperlyConfigured" in result.stderr
-    for name in ["DJANGO_SECRET_KEY", "OICP_BASE_URL", "OICP_PROVIDER_ID"]:
+    for name in ["DJANGO_SECRET_KEY", "AUDIT_CHAIN_KEY", "OICP_BASE_URL", "OICP_PROVIDER_ID"]:
         assert name in result.stderr
 
 
+def test_the_audit_chain_key_must_be_long_and_its_ids_short():
+    complete = {"DJANGO_DEBUG": "false", "DJANGO_SECRET_KEY": "x" * 50, "OICP_BASE_URL": "http://127.0.0.1:8090",
+                "OICP_PROVIDER_ID": "DE-ABC"}
+    result = load_settings(**complete, AUDIT_CHAIN_KEY="short")
+    assert result.returncode != 0 and "AUDIT_CHAIN_KEY must be at least 32 characters" in result.stderr
+    result = load_settings(**complete, AUDIT_CHAIN_KEY=AUDIT_KEY, AUDIT_CHAIN_RETIRED_KEYS="a-very-long-key-id-2024=" + "o" * 40)
+    assert result.returncode != 0 and "1 to 16 characters" in result.stderr
+    assert load_settings(**complete, AUDIT_CHAIN_KEY=AUDIT_KEY, AUDIT_CHAIN_KEY_ID="2027",
+                         AUDIT_CHAIN_RETIRED_KEYS="2026=" + "o" * 40).returncode == 0
+
+
 def test_hubject_over_https_needs_the_client_certificate():
-    result = load_settings(DJANGO_DEBUG="false", DJANGO_SECRET_KEY="x" * 50,
+    result = load_settings(DJANGO_DEBUG="false", DJANGO_SECRET_KEY="x" * 50, AUDIT_CHAIN_KEY=AUDIT_KEY,
                            OICP_BASE_URL="https://service-qa.hubject.com", OICP_PROVIDER_ID="DE-ABC")
     assert result.returncode != 0
     assert "OICP_CLIENT_CERT" in result.stderr and "OICP_CLIENT_KEY" in result.stderr
@@ -42,7 +55,7 @@ def test_hubject_over_https_needs_the_client_certificate():
      ("http://127.0.0.1:8090", "SANDBOX")],
 )
 def test_complete_production_settings_start_with_the_right_badge(url, badge):
-    result = load_settings(DJANGO_DEBUG="false", DJANGO_SECRET_KEY="x" * 50, OICP_BASE_URL=url,
+    result = load_settings(DJANGO_DEBUG="false", DJANGO_SECRET_KEY="x" * 50, AUDIT_CHAIN_KEY=AUDIT_KEY, OICP_BASE_URL=url,
                            OICP_PROVIDER_ID="DE-ABC", OICP_CLIENT_CERT="/etc/portal/cert.pem",
                            OICP_CLIENT_KEY="/etc/portal/key.pem")
     assert result.returncode == 0, result.stderr

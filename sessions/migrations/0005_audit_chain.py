@@ -4,11 +4,14 @@
 2. On PostgreSQL, a trigger rejects UPDATE and DELETE on the audit table, except for the retention
    purge, which identifies itself with `SET LOCAL portal.audit_purge = 'on'` in its transaction.
    (TRUNCATE stays possible for the database owner: the test runner's flush uses it.)
+
+Migration 0016 replaces both: a keyed chain, and a trigger that no session setting unlocks.
 """
 
 from django.db import migrations
 
-from sessions.audit_chain import canonical_bytes, chain_hash, normalise_data
+from sessions.audit_chain import canonical_bytes, normalise_data
+from sessions.audit_chain import unkeyed_chain_hash as chain_hash
 
 TABLE = "charging_sessions_auditrecord"
 

@@ -6,16 +6,21 @@ from this package, never from its modules, so the modules can be reorganised fre
 """
 
 from .audit import (
+    ChainHead,
+    anchor_audit_chain,
+    anchor_audit_chain_periodically,
+    record_audit,
+    request_audit_verification,
+    run_requested_verification,
+    verify_audit_chain,
+)
+from .audit_retention import (
     PurgePlan,
     PurgeRefused,
     active_legal_hold,
     purge_audit_records,
-    record_audit,
     release_legal_hold,
-    request_audit_verification,
-    run_requested_verification,
     set_legal_hold,
-    verify_audit_chain,
 )
 from .audit_exports import (
     export_path,
@@ -59,6 +64,9 @@ from .stops import (
 )
 
 __all__ = [
+    "ChainHead",
+    "anchor_audit_chain",
+    "anchor_audit_chain_periodically",
     "ReconciliationReport",
     "pull_charge_detail_records",
     "pull_recent_charge_detail_records",

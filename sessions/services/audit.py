@@ -1,4 +1,4 @@
-"""The audit trail: its single write path, the hash chain's verification, retention and legal holds.
+"""The audit trail: its single write path, its anchors outside the database, its verification.
 
 Every audit record is chained to the one before it (see `sessions.audit_chain`). Appends are
 serialised by locking the one `AuditChainHead` row in the caller's transaction, and that lock is
@@ -6,29 +6,30 @@ held until the transaction ends. So a service writes its audit records *last*, a
 (`record_audits`): the content is hashed before the lock is taken, and under the lock there are
 exactly three statements (read the head, one multi-row INSERT, move the head) followed by COMMIT.
 Every other writer of the trail waits only for those, never for the rest of a transaction.
+
+Retention and legal holds are in `audit_retention`; the walk itself in `audit_verify`.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Count, Max, Min
 from django.utils import timezone
 
+from .. import audit_anchors
 from ..audit_chain import ChainWalk, canonical_bytes, chain_hash, normalise_data
+from ..audit_keys import all_keys, current_key, signature_valid
 from ..models import (
     AuditChainHead,
     AuditCheckpoint,
     AuditRecord,
     AuditVerification,
     ChargingSession,
-    LegalHold,
     RemoteStopRequest,
 )
 
@@ -38,7 +39,6 @@ logger = logging.getLogger(__name__)
 Event = AuditRecord.EventType
 
 HEAD_PK = 1
-PURGE_BATCH_SIZE = 10_000
 
 
 @dataclass
@@ -78,7 +78,7 @@ def _locked_head_hash(cursor) -> str:
     return row[0]
 
 
-def _lock_chain() -> None:
+def lock_audit_chain() -> None:
     """Hold the chain head until the transaction ends: no append, legal hold or purge meanwhile."""
     with connection.cursor() as cursor:
         _locked_head_hash(cursor)
@@ -102,6 +102,7 @@ def record_audits(entries: Sequence[AuditEntry]) -> list[AuditRecord]:
             correlation_id=stop_request.correlation_id if stop_request is not None else None,
             data=normalise_data(entry.data),
         ))
+    key_id, key = current_key()
     # savepoint=False: inside the caller's transaction this adds no statement at all.
     with transaction.atomic(savepoint=False), connection.cursor() as cursor:
         previous = _locked_head_hash(cursor)
@@ -118,8 +119,8 @@ def record_audits(entries: Sequence[AuditEntry]) -> list[AuditRecord]:
                 correlation_id=record.correlation_id,
                 data=record.data,
             )
-            record.prev_hash = previous
-            record.record_hash = previous = chain_hash(previous, content)
+            record.prev_hash, record.key_id = previous, key_id
+            record.record_hash = previous = chain_hash(previous, content, key)
         AuditRecord.objects.bulk_create(records)
         cursor.execute(_head_sql()[1], [previous, records[-1].pk, HEAD_PK])
     return records
@@ -137,10 +138,77 @@ def record_audit(
     return record_audits([AuditEntry(event_type, actor, charging_session, stop_request, data)])[0]
 
 
+# --- anchors outside the database ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ChainHead:
+    """The chain's newest record as the head row points at it, and how many records there are."""
+
+    record_id: int | None
+    record_hash: str
+    records: int
+
+    def describe(self) -> str:
+        if self.record_id is None:
+            return "no records"
+        return f"record {self.record_id}, hash {self.record_hash}, {self.records} records"
+
+
+def _chain_head() -> ChainHead:
+    # One statement, so the count and the head are of the same moment on PostgreSQL too.
+    quote = connection.ops.quote_name
+    head, records = quote(AuditChainHead._meta.db_table), quote(AuditRecord._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT h.last_record_id, h.last_hash, (SELECT COUNT(*) FROM {records} r WHERE r.id <= h.last_record_id) "
+            f"FROM {head} h WHERE h.id = %s", [HEAD_PK])
+        row = cursor.fetchone()
+    if row is None or row[0] is None:
+        return ChainHead(None, "", 0)
+    return ChainHead(row[0], row[1], row[2])
+
+
+def anchor_audit_chain(*, reason: str) -> ChainHead:
+    """Write a signed anchor of the chain's head outside the database; the head it anchored.
+
+    A store that cannot be written is logged as an error, never the failure of what asked for
+    the anchor (an export still runs; the next verification reports the missing anchors' gap).
+    """
+    head = _chain_head()
+    try:
+        audit_anchors.append_anchor(at=timezone.now(), reason=reason, head_id=head.record_id,
+                                    head_hash=head.record_hash, records=head.records)
+    except OSError:
+        logger.exception("could not write the audit chain anchor to %s (AUDIT_ANCHOR_DIR)", audit_anchors.anchor_path())
+    return head
+
+
+def anchor_audit_chain_periodically() -> AuditVerification | None:
+    """The periodic job: walk only what was appended since the newest anchor, then anchor the head.
+
+    Cheap enough to run every few minutes. When the newest anchor's record is gone or changed, or
+    the new part does not link on, the whole chain is verified (and the failure recorded for
+    supervisors) instead of anchoring a head that would hide it.
+    """
+    newest = audit_anchors.read_anchors().newest
+    if newest is not None and newest.head_id is not None:
+        found = AuditRecord.objects.filter(pk=newest.head_id).values_list("record_hash", flat=True).first()
+        if found == newest.head_hash:
+            walk = walk_chain_fast(start_hash=newest.head_hash, start_after_id=newest.head_id)
+            head = _chain_head()
+            if walk.ok and head.record_id == walk.last_id and head.record_hash == walk.last_hash:
+                anchor_audit_chain(reason="periodic")
+                return None
+    return verify_audit_chain()
+
+
 # --- verification --------------------------------------------------------------------------------
 
 # The walk itself: canonical content put together from the stored values, the exact
 # re-serialisation only where that does not give a record's hash.
+
+ANCHOR_BATCH = 1000
 
 
 def _broken(walk: ChainWalk, record_id: int | None, detail: str) -> ChainWalk:
@@ -148,14 +216,61 @@ def _broken(walk: ChainWalk, record_id: int | None, detail: str) -> ChainWalk:
     return walk
 
 
+def _checkpoint_problem(checkpoint: AuditCheckpoint) -> str:
+    """Why a purge checkpoint cannot be trusted ("" when it can): signed with the chain key, and
+    named by the AUDIT_PURGED record the purge appended (the chain protects that one)."""
+    if not signature_valid(checkpoint.signature_payload(), key_id=checkpoint.key_id, signature=checkpoint.signature):
+        return (f"forged checkpoint: purge checkpoint #{checkpoint.pk} (records up to id {checkpoint.last_purged_id}) "
+                "is not signed with the chain key; the records it claims were purged were deleted behind the "
+                "portal's back")
+    purges = AuditRecord.objects.filter(event_type=Event.AUDIT_PURGED, id__gt=checkpoint.last_purged_id)
+    for data in purges.values_list("data", flat=True).iterator():
+        if (data or {}).get("checkpoint_id") == checkpoint.pk and data.get("last_id") == checkpoint.last_purged_id:
+            return ""
+    return (f"forged checkpoint: no 'Audit records purged' record names purge checkpoint #{checkpoint.pk} "
+            f"(records up to id {checkpoint.last_purged_id})")
+
+
+def _anchor_problem(walk: ChainWalk, start_after: int | None, anchors: audit_anchors.AnchorFile) -> tuple[int | None, str]:
+    """(first bad record id, what is wrong) when the chain no longer reaches every anchor written
+    since the last purge; (None, "") when it does."""
+    expected: dict[int, audit_anchors.Anchor] = {}
+    for anchor in anchors.anchors:
+        if anchor.head_id is not None and (start_after is None or anchor.head_id > start_after):
+            expected.setdefault(anchor.head_id, anchor)
+    ids = sorted(expected)
+    for low in range(0, len(ids), ANCHOR_BATCH):
+        chunk = ids[low:low + ANCHOR_BATCH]
+        present = dict(AuditRecord.objects.filter(id__in=chunk).values_list("id", "record_hash"))
+        for record_id in chunk:
+            anchor = expected[record_id]
+            written = f"the anchor written at {anchor.at} ({anchor.reason}, line {anchor.line} of {audit_anchors.FILE_NAME})"
+            if record_id not in present:
+                return record_id, (
+                    f"deleted: record {record_id}, the newest record when {written}, is missing: records were cut "
+                    f"off the end of the chain or the table was wiped ({walk.checked} records left since the "
+                    f"last purge; {anchor.records} when anchored)")
+            if present[record_id] != anchor.head_hash:
+                return record_id, (f"re-hashed: record {record_id} no longer carries the hash {written} saw")
+    if anchors.bad_lines:
+        lines = ", ".join(str(n) for n in anchors.bad_lines[:5]) + ("…" if len(anchors.bad_lines) > 5 else "")
+        return None, (f"anchor store altered: line(s) {lines} of {audit_anchors.anchor_path()} are not anchors "
+                      "signed with the chain key")
+    return None, ""
+
+
 def _check_chain() -> ChainWalk:
+    keys = all_keys()
     checkpoint = AuditCheckpoint.objects.order_by("-last_purged_id").first()
     start_hash = checkpoint.last_purged_hash if checkpoint else ""
     start_after = checkpoint.last_purged_id if checkpoint else None
-    walk = walk_chain_fast(start_hash=start_hash, start_after_id=start_after)
+    walk = walk_chain_fast(start_hash=start_hash, start_after_id=start_after, keys=keys)
     if not walk.ok:
         return walk
     if checkpoint is not None:
+        problem = _checkpoint_problem(checkpoint)
+        if problem:
+            return _broken(walk, checkpoint.last_purged_id, problem)
         leftover = AuditRecord.objects.filter(id__lte=checkpoint.last_purged_id).order_by("id").first()
         if leftover is not None:
             return _broken(walk, leftover.pk, f"inserted: record {leftover.pk} is older than the purge checkpoint "
@@ -170,7 +285,7 @@ def _check_chain() -> ChainWalk:
             break
         if head_id is not None and (walk.last_id is None or head_id > walk.last_id):
             before = walk.checked
-            walk = walk_chain_fast(walk=walk)
+            walk = walk_chain_fast(walk=walk, keys=keys)
             if not walk.ok:
                 return walk
             if walk.checked == before:
@@ -179,22 +294,16 @@ def _check_chain() -> ChainWalk:
             continue
         return _broken(walk, walk.last_id, f"inserted: records after id {head_id} (the chain head) were added "
                                            "outside the audit service")
-    # The newest record of the previous verification must still be there, unchanged.
-    anchor = (
-        AuditRecord.objects.filter(event_type=Event.AUDIT_VERIFIED).order_by("-id").values_list("data", flat=True).first()
-    )
-    anchor_id = (anchor or {}).get("chain_last_id")
-    if anchor_id and (start_after is None or anchor_id > start_after):
-        found = AuditRecord.objects.filter(pk=anchor_id).values_list("record_hash", flat=True).first()
-        if found != anchor.get("chain_last_hash"):
-            what = "deleted" if found is None else "edited"
-            return _broken(walk, anchor_id, f"{what}: record {anchor_id}, the newest record at the previous "
-                                            "verification, is no longer in the chain as it was")
+    # The chain must still reach every anchor written outside the database since the last purge.
+    broken_id, problem = _anchor_problem(walk, start_after, audit_anchors.read_anchors())
+    if problem:
+        return _broken(walk, broken_id, problem)
     return walk
 
 
 def verify_audit_chain(*, acting_user=None) -> AuditVerification:
-    """Walk the whole chain in id order, store the result and append an AUDIT_VERIFIED record."""
+    """Walk the whole chain in id order, store the result, append an AUDIT_VERIFIED record and,
+    when the chain is intact, anchor its new head outside the database."""
     started_at = timezone.now()
     return _record_verification(_check_chain(), started_at=started_at, acting_user=acting_user)
 
@@ -233,6 +342,9 @@ def _record_verification(walk: ChainWalk, *, started_at: datetime, acting_user,
                 **({"requested_at": verification.requested_at.isoformat()} if verification.requested_at else {}),
             },
         )
+    if walk.ok:
+        # Only an intact chain is anchored: an anchor of a cut chain would make the cut look normal.
+        anchor_audit_chain(reason=f"verification {verification.pk}")
     log = logger.info if walk.ok else logger.error
     log("audit chain verification: %s", detail)
     return verification
@@ -297,135 +409,3 @@ def run_requested_verification(*, verification_id: int) -> AuditVerification | N
                                 verification=verification)
 
 
-# --- retention -----------------------------------------------------------------------------------
-
-
-class PurgeRefused(Exception):
-    """The purge may not run (legal hold, retention period); the message says why."""
-
-
-@dataclass
-class PurgePlan:
-    before: datetime
-    count: int = 0
-    first_id: int | None = None
-    last_id: int | None = None
-    last_hash: str = ""
-    committed: bool = False
-    checkpoint: AuditCheckpoint | None = field(default=None, repr=False)
-
-
-def active_legal_hold() -> LegalHold | None:
-    return LegalHold.objects.filter(released_at__isnull=True).select_related("set_by").order_by("set_at").first()
-
-
-def _refuse_if_held() -> None:
-    hold = active_legal_hold()
-    if hold is not None:
-        by = hold.set_by.get_username() if hold.set_by else "system"
-        raise PurgeRefused(
-            f"Legal hold #{hold.pk} is active (set by {by} on {timezone.localtime(hold.set_at):%Y-%m-%d}: "
-            f"“{hold.reason}”); nothing may be purged until it is released."
-        )
-
-
-def _purge_plan(before: datetime) -> PurgePlan:
-    # Only a prefix of the chain (in id order) is removed: everything before the first record
-    # that is not older than `before`.
-    first_kept = AuditRecord.objects.filter(occurred_at__gte=before).order_by("id").values_list("id", flat=True).first()
-    candidates = AuditRecord.objects.all() if first_kept is None else AuditRecord.objects.filter(id__lt=first_kept)
-    stats = candidates.aggregate(count=Count("id"), first=Min("id"), last=Max("id"))
-    plan = PurgePlan(before=before, count=stats["count"], first_id=stats["first"], last_id=stats["last"])
-    if plan.last_id is not None:
-        plan.last_hash = AuditRecord.objects.filter(pk=plan.last_id).values_list("record_hash", flat=True).get()
-    return plan
-
-
-def purge_audit_records(*, before: datetime, commit: bool = False, acting_user=None) -> PurgePlan:
-    """Delete audit records older than `before` (a dry run unless `commit`), leaving a checkpoint.
-
-    Refused while a legal hold is active, and for records younger than AUDIT_RETENTION_DAYS.
-    """
-    oldest_allowed = timezone.now() - timedelta(days=settings.AUDIT_RETENTION_DAYS)
-    if before > oldest_allowed:
-        raise PurgeRefused(
-            f"Audit records are kept for {settings.AUDIT_RETENTION_DAYS} days (AUDIT_RETENTION_DAYS): "
-            f"choose a date on or before {timezone.localtime(oldest_allowed):%Y-%m-%d}."
-        )
-    _refuse_if_held()
-    plan = _purge_plan(before)
-    if not commit or plan.count == 0:
-        return plan
-    with transaction.atomic():
-        _lock_chain()
-        _refuse_if_held()
-        plan = _purge_plan(before)
-        if plan.count:
-            if connection.vendor == "postgresql":
-                # The append-only trigger lets this transaction, and only it, delete.
-                with connection.cursor() as cursor:
-                    cursor.execute("SET LOCAL portal.audit_purge = 'on'")
-            low = plan.first_id - 1
-            while low < plan.last_id:
-                high = min(low + PURGE_BATCH_SIZE, plan.last_id)
-                AuditRecord.objects.filter(id__gt=low, id__lte=high)._raw_delete(connection.alias)
-                low = high
-            plan.checkpoint = AuditCheckpoint.objects.create(
-                created_at=timezone.now(),
-                purged_before=before,
-                purged_count=plan.count,
-                last_purged_id=plan.last_id,
-                last_purged_hash=plan.last_hash,
-                actor=acting_user,
-            )
-            record_audit(
-                event_type=Event.AUDIT_PURGED,
-                actor=acting_user,
-                data={
-                    "purged_before": before.isoformat(),
-                    "count": plan.count,
-                    "first_id": plan.first_id,
-                    "last_id": plan.last_id,
-                    "last_hash": plan.last_hash,
-                    "checkpoint_id": plan.checkpoint.pk,
-                    "retention_days": settings.AUDIT_RETENTION_DAYS,
-                },
-            )
-            plan.committed = True
-    logger.warning("purged %s audit records older than %s (ids %s-%s)", plan.count, before, plan.first_id, plan.last_id)
-    return plan
-
-
-# --- legal holds ---------------------------------------------------------------------------------
-
-
-def set_legal_hold(*, reason: str, acting_user) -> LegalHold:
-    """Stop every purge until the hold is released."""
-    reason = (reason or "").strip()
-    if not reason:
-        raise ValueError("A legal hold needs a reason (for example the case or authority that requires it).")
-    with transaction.atomic():
-        hold = LegalHold.objects.create(reason=reason[:500], set_by=acting_user, set_at=timezone.now())
-        record_audit(
-            event_type=Event.LEGAL_HOLD_CHANGED,
-            actor=acting_user,
-            data={"action": "set", "hold_id": hold.pk, "reason": hold.reason},
-        )
-    return hold
-
-
-def release_legal_hold(*, hold_id: int, acting_user) -> LegalHold:
-    """Release one hold; purges stay refused while any other hold is active."""
-    with transaction.atomic():
-        hold = LegalHold.objects.select_for_update().get(pk=hold_id)
-        if hold.released_at is not None:
-            return hold
-        hold.released_at = timezone.now()
-        hold.released_by = acting_user
-        hold.save(update_fields=["released_at", "released_by"])
-        record_audit(
-            event_type=Event.LEGAL_HOLD_CHANGED,
-            actor=acting_user,
-            data={"action": "released", "hold_id": hold.pk, "reason": hold.reason},
-        )
-    return hold

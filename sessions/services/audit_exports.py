@@ -18,7 +18,7 @@ from django.utils import timezone
 from .. import exports
 from ..models import AuditExport, AuditRecord
 from ..selectors_history import AuditLogFilters, audit_log, newest_audit_record_id
-from .audit import record_audit
+from .audit import anchor_audit_chain, record_audit
 
 logger = logging.getLogger(__name__)
 Event = AuditRecord.EventType
@@ -65,7 +65,9 @@ def export_file_name(export: AuditExport) -> str:
 
 
 def _info(export: AuditExport) -> exports.ExportInfo:
+    head = anchor_audit_chain(reason=f"export {export.pk}")
     return exports.ExportInfo(
+        chain_head=head.describe(),
         export_id=export.pk,
         format=export.format,
         filter_summary=export.filter_summary,

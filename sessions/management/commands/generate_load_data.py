@@ -19,6 +19,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from sessions.audit_chain import canonical_bytes, chain_hash
+from sessions.audit_keys import current_key
 from sessions.models import AuditChainHead, AuditRecord, ChargingSession, RemoteStopRequest, StopReason
 
 OPERATORS = [f"DE*L{n:02d}" for n in range(50)]
@@ -82,6 +83,7 @@ class Command(BaseCommand):
         events = [AuditRecord.EventType.STOP_REQUESTED, AuditRecord.EventType.STOP_SENDING,
                   AuditRecord.EventType.STOP_ACCEPTED, AuditRecord.EventType.STOP_CONFIRMED]
         prev = ""
+        key_id, key = current_key()
         batch: list[AuditRecord] = []
         with transaction.atomic():
             for i in range(audit):
@@ -94,10 +96,10 @@ class Command(BaseCommand):
                         "response": {"status": 200, "body": {"Result": True, "StatusCode": {"Code": "000"}}}}
                 record_hash = chain_hash(prev, canonical_bytes(
                     event_type=event, occurred_at=occurred, actor_id=None, charging_session_id=session_pk,
-                    stop_request_id=stop_pk, correlation_id=correlation, data=data))
+                    stop_request_id=stop_pk, correlation_id=correlation, data=data), key)
                 batch.append(AuditRecord(event_type=event, occurred_at=occurred, charging_session_id=session_pk,
                                          stop_request_id=stop_pk, correlation_id=correlation, data=data,
-                                         prev_hash=prev, record_hash=record_hash))
+                                         prev_hash=prev, record_hash=record_hash, key_id=key_id))
                 prev = record_hash
                 if len(batch) == BATCH:
                     AuditRecord.objects.bulk_create(batch)
