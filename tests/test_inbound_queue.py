@@ -71,16 +71,16 @@ def test_a_notification_is_acknowledged_stored_and_applied_only_by_the_worker(cl
 def test_a_message_stored_while_another_applier_finishes_is_not_left_behind(client, monkeypatch):
     post(client, NOTIFY_URL, START)
     late = msg(START, SessionID="00000000-02d8-4fa0-b810-9a9d50d2c527")
-    release = inbound_queue._release_applier_lock
+    release = inbound_queue.ApplierLock.release
 
-    def release_after_a_late_message():
+    def release_after_a_late_message(lock):
         # The late message's own task ran while the lock was held, and gave up.
         if not InboundMessage.objects.filter(session_id=late["SessionID"]).exists():
             post(client, NOTIFY_URL, late)
             assert services.apply_inbound_messages() == 0
-        release()
+        release(lock)
 
-    monkeypatch.setattr(inbound_queue, "_release_applier_lock", release_after_a_late_message)
+    monkeypatch.setattr(inbound_queue.ApplierLock, "release", release_after_a_late_message)
     assert services.apply_inbound_messages() == 2
     assert services.pending_inbound_messages() == 0
 

@@ -15,6 +15,16 @@ OICP_INBOUND_SWEEP_SECONDS, which also covers a broker that was down. A task tha
 applier at work leaves the queue to it, and an applier looks once more after it lets go, so
 nothing stored meanwhile is left behind.
 
+One applier at a time: a short lock in the cache (APPLIER_LOCK_SECONDS), whose value is its
+owner's token, kept alive by a heartbeat thread while the applier works. A worker killed mid-apply
+(SIGKILL, the OOM killer, a lost machine) stops its heartbeat with it, so its lock expires within
+seconds; the task that found the lock taken comes back just after the lock's expiry (one such
+follow-up at a time, APPLIER_FOLLOW_UP_KEY) and applies what waits, without waiting for a new
+message or for beat. A lock is refreshed and deleted only by its owner (compare-and-expire,
+compare-and-delete in one Lua script on Redis), so an applier whose lock expired (it was paused
+longer than the TTL) never takes over or frees the lock of the applier that took it next; it
+sees that it lost the lock and stops after the message in hand.
+
 During a burst (more than OICP_INBOUND_BURST_RATE messages a second, e.g. Hubject re-pushing after
 an outage) the applier waits, for at most OICP_INBOUND_MAX_DEFER_SECONDS: the acknowledgements get
 the database and the CPU first (on SQLite, the single writer), and the queue is applied once the
@@ -24,13 +34,17 @@ burst eases. Normal traffic is applied within moments.
 from __future__ import annotations
 
 import logging
-from functools import lru_cache
+import math
+import secrets
+import threading
 import time
-from datetime import timedelta
 from dataclasses import dataclass
+from datetime import timedelta
+from functools import lru_cache
 
 from django.conf import settings
-from django.core.cache import cache
+from django.core.cache import cache, caches
+from django.core.cache.backends.redis import RedisCache
 from django.db import OperationalError, connection, transaction
 from django.utils import timezone
 
@@ -45,8 +59,21 @@ logger = logging.getLogger(__name__)
 KICK_INTERVAL = 0.1  # seconds
 _last_kick = 0.0
 APPLIER_KEY = "inbound-applier"
-# A killed applier's lock expires after this; one batch takes far less.
-APPLIER_LOCK_SECONDS = 120
+# The applier's lock lives this long unless its heartbeat renews it (every third of it, so two
+# renewals in a row may fail or come late before it lapses). It bounds how long a killed worker
+# holds up the queue: after a crash, pushed Ends and CDRs wait at most this long, plus the
+# follow-up's margin (it was 120 s; measured in tests/test_inbound_applier_recovery.py: ~10.5 s).
+# Shorter would risk a live applier losing the lock to a pause (CPU starved, a Redis blip).
+APPLIER_LOCK_SECONDS = 10
+APPLIER_HEARTBEAT_SECONDS = APPLIER_LOCK_SECONDS / 3
+# An applier that has not moved on (no message applied, no batch read, no burst pause) for this
+# long is taken to hang (a database call that never returns): its heartbeat stops renewing, so the
+# queue is not held up for ever. Far above one message's worst case (SQLite's 20 s busy timeout).
+APPLIER_STALL_SECONDS = 120
+# A task that finds the lock taken schedules one follow-up task (at most one waiting at a time)
+# for just after the lock's expiry: after a crash nobody else may come (no new message, no beat).
+APPLIER_FOLLOW_UP_KEY = "inbound-applier-follow-up"
+APPLIER_FOLLOW_UP_MARGIN_SECONDS = 0.5
 BATCH_SIZE = 200
 BURST_PAUSE_SECONDS = 0.25
 
@@ -140,32 +167,45 @@ def pending_inbound_messages() -> int:
     return InboundMessage.objects.filter(applied_at__isnull=True, apply_error="").count()
 
 
-def apply_inbound_messages(*, limit: int | None = None) -> int:
+def apply_inbound_messages(*, limit: int | None = None, follow_up: bool = False) -> int:
     """Apply stored messages in arrival order until none is left (or `limit`); how many were applied.
 
-    One applier at a time (a cache lock), so the messages of a session are applied in the order
-    they arrived; each message in its own transaction, claimed there, so nothing is applied twice.
+    One applier at a time (a cache lock with a heartbeat), so the messages of a session are applied
+    in the order they arrived; each message in its own transaction, claimed there, so nothing is
+    applied twice. When another applier holds the lock, a follow-up task is scheduled for just
+    after the lock would expire (in case that applier is dead) and this run leaves the queue to it.
+    `follow_up`: this run is that task; the next run to find the lock taken may schedule another.
     """
+    if follow_up:
+        _forget_follow_up()
     applied = 0
     while limit is None or applied < limit:
-        if not _take_applier_lock():
+        lock = ApplierLock()
+        if not lock.acquire():
+            _follow_up_after(lock)
             return applied  # another applier is at work; it looks again before it stops
         try:
-            while limit is None or applied < limit:
+            while (limit is None or applied < limit) and lock.working():
                 if _burst_in_progress():
                     # Hubject is pushing hard: the database (SQLite's single writer above all) and
-                    # the CPU serve the acknowledgements first; apply once the burst eases.
-                    _refresh_applier_lock()
+                    # the CPU serve the acknowledgements first; apply once the burst eases. The
+                    # heartbeat keeps the lock meanwhile.
                     time.sleep(BURST_PAUSE_SECONDS)
                     continue
                 batch = _pending_ids(BATCH_SIZE if limit is None else min(BATCH_SIZE, limit - applied))
                 if not batch:
                     break
                 for message_id in batch:
+                    if not lock.working():
+                        break  # the lock lapsed and may be someone else's: leave the rest to them
                     applied += _apply(message_id)
-                _refresh_applier_lock()
         finally:
-            _release_applier_lock()
+            lock.release()
+        if lock.lost:
+            logger.warning("inbound applier lost its lock (paused for longer than %s s?); leaving the queue to "
+                           "the next applier", APPLIER_LOCK_SECONDS)
+            _follow_up_after(lock)
+            return applied
         # A message stored after our last look, whose own task found the lock taken, is ours.
         if not _pending_ids(1):
             break
@@ -191,24 +231,154 @@ def _pending_ids(count: int) -> list[int]:
                 .order_by("id").values_list("id", flat=True)[:count])
 
 
-def _take_applier_lock() -> bool:
+# Compare-and-expire and compare-and-delete: each one atomic script, so a lock that expired and was
+# taken by another applier between our GET and our EXPIRE/DEL can never be renewed or freed by us.
+_REFRESH_SCRIPT = """
+if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end
+return 0
+"""
+_RELEASE_SCRIPT = """
+if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
+return 0
+"""
+
+
+class ApplierLock:
+    """The one-applier-at-a-time lock: its value is a token only this holder knows.
+
+    acquire() takes it for APPLIER_LOCK_SECONDS (SET NX through the cache) and starts a daemon
+    thread that renews it every APPLIER_HEARTBEAT_SECONDS while the applier reports progress
+    (working()); release() stops the thread and deletes the lock if it is still ours. A killed
+    process takes its heartbeat with it, so its lock lapses within APPLIER_LOCK_SECONDS.
+
+    On Redis (django.core.cache.backends.redis.RedisCache, what production and the workers the
+    tests start use) renewing and deleting compare the token in one Lua script. Any other cache
+    backend (locmem in unit tests, one process) gets the same steps as a GET, then TOUCH or DELETE:
+    not atomic, so there a lock that lapsed and was retaken in between could be renewed or
+    deleted by its previous owner. Locmem is per process, so it cannot coordinate workers anyway;
+    the per-message claim (`_apply`) still applies each message once.
+
+    Without a cache at all (Redis unreachable) acquire() answers True and nothing is renewed:
+    the claims keep each message applied once, as before.
+    """
+
+    def __init__(self) -> None:
+        self.token = secrets.randbits(62)  # an int: stored as plain digits by Django's Redis serializer
+        self.lost = False
+        self._cache = caches["default"]  # the caller's; the heartbeat thread uses the same one
+        self._held = False
+        self._last_progress = time.monotonic()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # --- the lock --------------------------------------------------------------------------------
+
+    def acquire(self) -> bool:
+        try:
+            taken = self._cache.add(APPLIER_KEY, self.token, timeout=APPLIER_LOCK_SECONDS)
+        except Exception:  # noqa: BLE001 - no cache: apply anyway, the claims keep it correct
+            logger.warning("cache unavailable; applying inbound messages without the applier lock", exc_info=True)
+            return True
+        if taken:
+            self._held = True
+            self._last_progress = time.monotonic()
+            self._thread = threading.Thread(target=self._heartbeat, name="inbound-applier-heartbeat", daemon=True)
+            self._thread.start()
+        return taken
+
+    def working(self) -> bool:
+        """The applier moves on: True while the lock is still ours (then the heartbeat renews it)."""
+        self._last_progress = time.monotonic()
+        return not self.lost
+
+    def release(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=1)  # a renewal in flight; the thread never outlives a stuck Redis call long
+        if not self._held:
+            return
+        self._held = False
+        try:
+            if self._redis() is not None:
+                self._redis().eval(_RELEASE_SCRIPT, 1, self._key(), self.token)
+            elif self._cache.get(APPLIER_KEY) == self.token:
+                self._cache.delete(APPLIER_KEY)
+        except Exception:  # noqa: BLE001 - it expires by itself within APPLIER_LOCK_SECONDS
+            logger.warning("could not release the inbound applier lock; it expires by itself", exc_info=True)
+
+    def refresh(self) -> bool:
+        """Renew the lock if it is still ours; False when it is not (it lapsed, maybe retaken)."""
+        if self._redis() is not None:
+            milliseconds = int(APPLIER_LOCK_SECONDS * 1000)
+            return bool(self._redis().eval(_REFRESH_SCRIPT, 1, self._key(), self.token, milliseconds))
+        if self._cache.get(APPLIER_KEY) != self.token:
+            return False
+        return self._cache.touch(APPLIER_KEY, max(1, math.ceil(APPLIER_LOCK_SECONDS)))
+
+    def seconds_left(self) -> float:
+        """How long the lock, whoever holds it, lives at most without a renewal."""
+        try:
+            if self._redis() is not None:
+                milliseconds = self._redis().pttl(self._key())
+                if milliseconds >= 0:
+                    return milliseconds / 1000
+                return 0.0 if milliseconds == -2 else APPLIER_LOCK_SECONDS  # -2: gone; -1: no expiry (not ours)
+        except Exception:  # noqa: BLE001
+            pass
+        return APPLIER_LOCK_SECONDS
+
+    # --- the heartbeat ---------------------------------------------------------------------------
+
+    def _heartbeat(self) -> None:
+        while not self._stop.wait(APPLIER_HEARTBEAT_SECONDS):
+            if time.monotonic() - self._last_progress > APPLIER_STALL_SECONDS:
+                logger.error("inbound applier made no progress for %s s; no longer renewing its lock",
+                             APPLIER_STALL_SECONDS)
+                return
+            try:
+                if not self.refresh():
+                    self.lost = True
+                    return
+            except Exception:  # noqa: BLE001 - Redis away for a moment: try again at the next beat
+                logger.warning("could not renew the inbound applier lock", exc_info=True)
+
+    # --- Redis -----------------------------------------------------------------------------------
+
+    def _key(self) -> str:
+        return self._cache.make_and_validate_key(APPLIER_KEY)
+
+    def _redis(self):
+        if isinstance(self._cache, RedisCache):
+            return self._cache._cache.get_client(self._key(), write=True)
+        return None
+
+
+def _follow_up_after(lock: ApplierLock) -> None:
+    """Come back just after the lock would lapse, in case its holder died; never raises.
+
+    One follow-up waits at a time (a cache key that lives as long as its countdown), so a burst of
+    kicks finding the lock taken queues one task, not thousands. A live holder renews its lock and
+    looks again itself before it stops; the follow-up then finds the queue empty (or the lock
+    taken again, and schedules the next one).
+    """
+    from ..tasks import apply_inbound_messages  # the task module imports this one
+
+    countdown = min(lock.seconds_left(), APPLIER_LOCK_SECONDS) + APPLIER_FOLLOW_UP_MARGIN_SECONDS
     try:
-        return cache.add(APPLIER_KEY, 1, timeout=APPLIER_LOCK_SECONDS)
-    except Exception:  # noqa: BLE001 - no cache: apply anyway, the claims keep it correct
-        logger.warning("cache unavailable; applying inbound messages without the applier lock", exc_info=True)
-        return True
+        # The key outlives the countdown a little, in case the follow-up is late; the follow-up
+        # deletes it when it starts, and a lost one (its worker died too) frees it by expiring.
+        if not cache.add(APPLIER_FOLLOW_UP_KEY, 1, timeout=math.ceil(countdown) + 1):
+            return  # one is already waiting
+        apply_inbound_messages.apply_async(kwargs={"follow_up": True}, countdown=countdown, retry=False)
+    except Exception:  # noqa: BLE001 - broker or cache down: beat's sweep applies the queue
+        logger.warning("could not schedule the inbound apply follow-up; the next sweep applies the queue",
+                       exc_info=True)
+        _forget_follow_up()
 
 
-def _refresh_applier_lock() -> None:
+def _forget_follow_up() -> None:
     try:
-        cache.touch(APPLIER_KEY, APPLIER_LOCK_SECONDS)
-    except Exception:  # noqa: BLE001
-        pass
-
-
-def _release_applier_lock() -> None:
-    try:
-        cache.delete(APPLIER_KEY)
+        cache.delete(APPLIER_FOLLOW_UP_KEY)
     except Exception:  # noqa: BLE001 - it expires by itself
         pass
 
