@@ -208,7 +208,7 @@ def new_database(kind: str, name: str, workdir: Path, pg_url: str | None) -> str
 
 
 def generate(kind: str, size: str, workdir: Path, pg_url: str | None) -> Dataset:
-    """A fresh database, migrated, with generate_load_data's sessions, stops and chained audit records."""
+    """A fresh database, migrated, with bench.generate_load_data's sessions, stops and chained audit records."""
     url = new_database(kind, f"bench_{size}", workdir, pg_url)
     env = portal_env(url)
     manage(env, "migrate", "--verbosity", "0")
@@ -216,8 +216,11 @@ def generate(kind: str, size: str, workdir: Path, pg_url: str | None) -> Dataset
     log(f"generating {numbers['sessions']:,} sessions, {numbers['stops']:,} stops, {numbers['audit']:,} audit "
         f"records on {kind} ({size})")
     started = time.perf_counter()
-    manage(env, "generate_load_data", "--sessions", str(numbers["sessions"]), "--stops", str(numbers["stops"]),
-           "--audit", str(numbers["audit"]))
+    done = subprocess.run([PYTHON, "-m", "bench.generate_load_data", "--sessions", str(numbers["sessions"]),
+                           "--stops", str(numbers["stops"]), "--audit", str(numbers["audit"])],
+                          cwd=ROOT, env=env, text=True, capture_output=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"bench.generate_load_data failed:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}")
     seconds = time.perf_counter() - started
     if kind == "postgres":
         # What autovacuum does on its own shortly after a bulk load (planner statistics, visibility map).

@@ -21,5 +21,8 @@ class ChargingSessionsConfig(AppConfig):
         from django.db.models.signals import post_migrate
 
         from .audit_database import configure_audit_database
+        from .roles import sync_roles
 
         post_migrate.connect(configure_audit_database, sender=self, dispatch_uid="configure_audit_database")
+        # The roles (groups and their permissions) as sessions/roles.py defines them.
+        post_migrate.connect(sync_roles, sender=self, dispatch_uid="sync_roles")

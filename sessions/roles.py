@@ -1,6 +1,8 @@
 """The portal's roles, as Django groups and the permissions each one holds.
 
-The data migration creates them; the permission test checks every view against them.
+`sync_roles` makes the groups hold exactly these permissions after every `migrate` (and after a
+test's flush, which also ends with post_migrate); the permission test checks every view against
+them. Adding a permission to a role is a change here only.
 """
 
 AGENT = "Support agent"
@@ -21,3 +23,23 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
     # Read only: no stop.
     AUDITOR: [*_VIEW, "view_all_remote_stops", "view_auditrecord", "export_auditrecord"],
 }
+
+
+def sync_roles(*, apps=None, using: str = "default", **kwargs) -> None:
+    """post_migrate: create the role groups and give each exactly its permissions.
+
+    Runs after django.contrib.auth's own post_migrate handler has created the permissions. A
+    permission the database does not have yet (a migration of this app not applied) is left out.
+    """
+    from django.apps import apps as global_apps
+
+    apps = apps or global_apps
+    try:
+        Group = apps.get_model("auth", "Group")
+        Permission = apps.get_model("auth", "Permission")
+    except LookupError:
+        return
+    for role, codenames in ROLE_PERMISSIONS.items():
+        group, _ = Group.objects.using(using).get_or_create(name=role)
+        group.permissions.set(Permission.objects.using(using).filter(
+            content_type__app_label="charging_sessions", codename__in=codenames))

@@ -10,20 +10,6 @@ from tests.factories import ChargingSessionFactory, UserFactory
 
 
 @pytest.fixture(autouse=True)
-def roles_after_flush(request):
-    """Transactional tests flush the database, groups included; put the migrated roles back."""
-    marker = request.node.get_closest_marker("django_db")
-    if marker and marker.kwargs.get("transaction"):
-        import importlib
-
-        from django.apps import apps
-
-        request.getfixturevalue("transactional_db")
-        importlib.import_module("sessions.migrations.0002_roles").create_roles(apps, None)
-        importlib.import_module("sessions.migrations.0004_roles_stuck_sessions").add_permissions(apps, None)
-
-
-@pytest.fixture(autouse=True)
 def empty_audit_anchors():
     """Each test starts with an empty database, so with no anchor of an earlier test's audit chain
     (the worker the tests start shares the directory: settings_test.py)."""

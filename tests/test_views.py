@@ -69,6 +69,25 @@ def test_roles_module_matches_the_migrated_groups(db):
         assert sorted(group.permissions.values_list("codename", flat=True)) == sorted(codenames)
 
 
+@pytest.mark.django_db(transaction=True)
+def test_roles_come_back_after_a_flush_and_lose_what_they_should_not_hold():
+    """post_migrate (after migrate, and after the flush that ends a transactional test) makes the
+    groups hold exactly sessions/roles.py's permissions: nothing imports a migration for it."""
+    from django.contrib.auth.models import Group, Permission
+    from django.core.management import call_command
+
+    agent = Group.objects.get(name=roles.AGENT)
+    agent.permissions.add(Permission.objects.get(codename="export_auditrecord"))  # granted by hand
+    call_command("flush", "--no-input")
+    assert Group.objects.count() == len(roles.ROLE_PERMISSIONS)
+    for role, codenames in roles.ROLE_PERMISSIONS.items():
+        assert sorted(Group.objects.get(name=role).permissions.values_list("codename", flat=True)) == sorted(codenames)
+    agent = Group.objects.get(name=roles.AGENT)
+    agent.permissions.add(Permission.objects.get(codename="export_auditrecord"))
+    call_command("migrate", verbosity=0)
+    assert "export_auditrecord" not in agent.permissions.values_list("codename", flat=True)
+
+
 # --- the list and search ----------------------------------------------------------------------
 
 

@@ -50,6 +50,9 @@ class AuditEntry:
     charging_session: ChargingSession | None = None
     stop_request: RemoteStopRequest | None = None
     data: dict[str, Any] | None = None
+    # Only for loading history in bulk (bench/generate_load_data.py): when it happened. Every
+    # change the portal makes is recorded at the time it is appended (under the chain lock).
+    occurred_at: datetime | None = None
 
 
 def _head_sql() -> tuple[str, str]:
@@ -101,6 +104,7 @@ def record_audits(entries: Sequence[AuditEntry]) -> list[AuditRecord]:
             stop_request=stop_request,
             correlation_id=stop_request.correlation_id if stop_request is not None else None,
             data=normalise_data(entry.data),
+            occurred_at=entry.occurred_at,
         ))
     key_id, key = current_key()
     # savepoint=False: inside the caller's transaction this adds no statement at all.
@@ -109,10 +113,11 @@ def record_audits(entries: Sequence[AuditEntry]) -> list[AuditRecord]:
         # Taken under the lock, so the chain's order (ids) and the records' times agree.
         occurred_at = timezone.now()
         for record in records:
-            record.occurred_at = occurred_at
+            if record.occurred_at is None:
+                record.occurred_at = occurred_at
             content = canonical_bytes(
                 event_type=record.event_type,
-                occurred_at=occurred_at,
+                occurred_at=record.occurred_at,
                 actor_id=record.actor_id,
                 charging_session_id=record.charging_session_id,
                 stop_request_id=record.stop_request_id,

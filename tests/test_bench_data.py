@@ -1,0 +1,16 @@
+"""The benchmarks' data: written through the audit service's bulk path, so the chain verifies."""
+
+from sessions import services
+from sessions.models import AuditRecord, ChargingSession, RemoteStopRequest
+
+
+def test_generated_load_data_is_a_valid_keyed_chain_with_its_own_times(db):
+    from bench.generate_load_data import generate
+
+    generate(sessions=20, stops=40, audit=120, seed=1)
+    assert (ChargingSession.objects.count(), RemoteStopRequest.objects.count(), AuditRecord.objects.count()) == (
+        20, 40, 120)
+    times = list(AuditRecord.objects.order_by("id").values_list("occurred_at", flat=True))
+    assert times == sorted(times) and (times[-1] - times[0]).total_seconds() == 119 * 5
+    verification = services.verify_audit_chain()
+    assert verification.ok and verification.records_checked == 120
