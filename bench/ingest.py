@@ -112,7 +112,7 @@ def drain(env: dict[str, str], started: float, count_before: int) -> tuple[float
 def run_database(kind: str, pg_url: str | None, base: Path) -> None:
     url = new_database(kind, "bench_ingest", base, pg_url)
     with servers.redis_server() as redis_url:
-        env = portal_env(url, DJANGO_ROOT_URLCONF="bench.urls", DATABASE_CONN_MAX_AGE="60", LOG_LEVEL="INFO",
+        env = portal_env(url, DJANGO_SETTINGS_MODULE="bench.settings", DATABASE_CONN_MAX_AGE="60", LOG_LEVEL="INFO",
                          WEB_CONCURRENCY="2", OICP_INBOUND_APPLY="worker", CELERY_BROKER_URL=redis_url,
                          CACHE_URL=redis_url.replace("redis://", "rediscache://", 1))
         manage(env, "migrate", "--verbosity", "0")

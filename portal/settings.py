@@ -64,8 +64,7 @@ MIDDLEWARE = [
     "sessions.middleware.CorrelationIdMiddleware",
 ]
 
-# Benchmarks serve portal.urls plus their own baseline views (bench/urls.py); nothing else sets this.
-ROOT_URLCONF = env.str("DJANGO_ROOT_URLCONF", default="portal.urls")
+ROOT_URLCONF = "portal.urls"
 WSGI_APPLICATION = "portal.wsgi.application"
 
 TEMPLATES = [

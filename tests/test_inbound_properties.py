@@ -56,7 +56,8 @@ SPEC = SPEC_DIR / "openapi.yaml"
 if not SPEC.exists():
     message = f"Hubject's OpenAPI file is not at {SPEC} (../shared/oicp-spec/openapi.yaml)"
     if os.environ.get("CI"):
-        raise RuntimeError(message)  # in CI the reference files must be there
+        # In CI the reference files must be there: the module's tests fail rather than skip.
+        pytest.fail(message, pytrace=False)
     pytest.skip(message, allow_module_level=True)
 
 import jsonschema

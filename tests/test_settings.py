@@ -1,6 +1,7 @@
 """Settings come from the environment; production refuses to start half-configured."""
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -76,3 +77,29 @@ def test_sqlite_runs_in_wal_mode_with_a_busy_timeout(settings):
         pytest.skip("SQLite only")
     assert "journal_mode=WAL" in options["init_command"]
     assert options["timeout"] >= 5 and options["transaction_mode"] == "IMMEDIATE"
+
+
+# --- one list of settings: what the code reads, .env.example and the README's table agree ----------
+
+_READS = re.compile(r'\benv(?:\.\w+)?\(\s*"([A-Z][A-Z0-9_]+)"|environ(?:\.get)?\(\s*"([A-Z][A-Z0-9_]+)"'
+                    r'|\benv\.get\(\s*"([A-Z][A-Z0-9_]+)"|environ\[\s*"([A-Z][A-Z0-9_]+)"\]')
+# Read by the code but set by the machinery, not by an operator.
+_INTERNAL = {"DJANGO_SETTINGS_MODULE", "PORTAL_TEST_CHILD", "CI"}
+
+
+def _names(pattern: re.Pattern, text: str) -> set[str]:
+    return {next(group for group in match.groups() if group) for match in pattern.finditer(text)}
+
+
+def test_every_setting_read_is_in_env_example_and_the_readme_and_nothing_else_is():
+    sources = ["portal/settings.py", "portal/gunicorn_conf.py", "scripts/run.py"]
+    read = set().union(*(_names(_READS, (ROOT / path).read_text()) for path in sources)) - _INTERNAL
+    example = set(re.findall(r"(?m)^#?([A-Z][A-Z0-9_]+)=", (ROOT / ".env.example").read_text()))
+    readme = (ROOT / "README.md").read_text()
+    table = readme[readme.index("## Settings"):readme.index("## Failure behaviour")]
+    documented = set(re.findall(r"`([A-Z][A-Z0-9_]+)`", "\n".join(
+        line.split("|")[1] for line in table.splitlines() if line.startswith("| `"))))
+    assert sorted(read - example) == [], "read by the code, missing from .env.example"
+    assert sorted(example - read) == [], "in .env.example, read by nothing"
+    assert sorted(read - documented) == [], "read by the code, missing from the README's settings table"
+    assert sorted(documented - read) == [], "in the README's settings table, read by nothing"
