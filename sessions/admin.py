@@ -37,7 +37,7 @@ from .models import (
     RemoteStopRequest,
 )
 from .oicp.anomalies import KINDS
-from .selectors import stop_blocker
+from .stop_advice import refusal_text, stop_blocker
 
 # --- times: local, with the UTC offset, on every list and record page -----------------------------
 
@@ -199,7 +199,7 @@ def stop_selected_sessions(modeladmin, request, queryset):
                 )
                 queued.append(stop.pk)
             except services.StopNotAllowed as refusal:
-                refused.append(f"{charging_session.evse_id}: {refusal}")
+                refused.append(f"{charging_session.evse_id}: {refusal_text(refusal)}")
         if queued:
             modeladmin.message_user(request, _queued_message(request, queued), messages.SUCCESS)
         for line in refused:

@@ -11,8 +11,10 @@ from django.db import connection
 from django.db.models import Exists, F, OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
+from . import stop_rules
 from .models import AuditRecord, ChargingSession, RemoteStopRequest
 from .oicp import ids
+from .stop_rules import StopBlock
 
 State = RemoteStopRequest.State
 
@@ -170,54 +172,19 @@ def latest_stop_request(*, charging_session: ChargingSession) -> RemoteStopReque
     return charging_session.stop_requests.select_related("requested_by").order_by("-requested_at", "-pk").first()
 
 
-@dataclass(frozen=True)
-class StopBlock:
-    """Why a stop cannot be requested now (the rule's typed result; the words are in stop_advice)."""
-
-    kind: str  # ENDED: the CDR closed the session (or it was closed by hand); OPEN: a stop is still being
-    #            sent; ACCEPTED: one was accepted within STOP_CONFIRMATION_MINUTES
-    charging_session: ChargingSession
-    stop_request: RemoteStopRequest | None = None
-    until: datetime | None = None  # ACCEPTED: a new stop is allowed from then on
-
-    ENDED, OPEN, ACCEPTED = "ENDED", "OPEN", "ACCEPTED"
-
-
-def stop_block(*, charging_session: ChargingSession) -> StopBlock | None:
-    """Why a stop cannot be requested now; None when it can.
-
-    A session may be stopped while Hubject still has it open: until its CDR arrives (active,
-    charging ended, learned late, after an Error), unless a stop is open or one was accepted
-    within the confirmation window.
+def stop_block(*, charging_session: ChargingSession, now: datetime | None = None) -> StopBlock | None:
+    """Why a stop cannot be requested now, None when it can: the eligibility rule
+    (`stop_rules.stop_block`, a code and its facts, no words) over the stops that could stand in the
+    way, read in one query (none once the session is closed: the rule decides before reading them).
     """
-    if charging_session.status == ChargingSession.Status.CLOSED:
-        return StopBlock(StopBlock.ENDED, charging_session)
-    # Charging ended (End) is not the end of the session: "the vehicle is blocking the charging
-    # station … the session is still active" (OICP, End). A locked cable is exactly that case, so
-    # every session without its CDR may be stopped.
-    # One query for both rules below: an open stop, or one accepted within the confirmation window.
+    now = now or timezone.now()
     window = timedelta(minutes=settings.STOP_CONFIRMATION_MINUTES)
-    recent = list(
-        charging_session.stop_requests.filter(
-            Q(state__in=RemoteStopRequest.OPEN_STATES) | Q(state=State.ACCEPTED, finished_at__gte=timezone.now() - window)
-        ).order_by("-requested_at", "-pk")[:5]
-    )
-    open_request = next((r for r in recent if r.state in RemoteStopRequest.OPEN_STATES), None)
-    if open_request is not None:
-        return StopBlock(StopBlock.OPEN, charging_session, open_request)
-    # A second stop right after an accepted one only confuses the CPO: give it time to act.
-    accepted = max(recent, key=lambda r: r.finished_at, default=None)
-    if accepted is not None:
-        return StopBlock(StopBlock.ACCEPTED, charging_session, accepted, until=accepted.finished_at + window)
-    return None
-
-
-def stop_blocker(*, charging_session: ChargingSession) -> str:
-    """`stop_block` in the agent's words (the services' refusal, the admin's list); empty when a stop
-    may be requested."""
-    from . import stop_advice  # the words live with the screens' presenter, which reads through here
-
-    return stop_advice.blocker_text(stop_block(charging_session=charging_session))
+    # One query for both kinds the rule looks at: an open stop, or one accepted within the confirmation window.
+    recent = charging_session.stop_requests.filter(
+        Q(state__in=RemoteStopRequest.OPEN_STATES) | Q(state=State.ACCEPTED, finished_at__gte=now - window)
+    ).order_by("-requested_at", "-pk")[:5]
+    return stop_rules.stop_block(charging_session=charging_session, recent_stops=recent, now=now,
+                                 confirmation_window=window)
 
 
 def get_stop_request(*, pk: int) -> RemoteStopRequest | None:

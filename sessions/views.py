@@ -148,7 +148,7 @@ def request_stop(request: HttpRequest, pk: int) -> HttpResponse:
             charging_session_id=charging_session.pk, acting_user=request.user, **form.cleaned_data
         )
     except services.StopNotAllowed as refusal:
-        notice = stop_advice.stop_notice(refusal=str(refusal))
+        notice = stop_advice.stop_notice(refusal=stop_advice.refusal_text(refusal))
     else:
         # `queued` False: the broker did not take it in time; it is saved and the sweeper sends it.
         notice = stop_advice.stop_notice(queued=getattr(stop_request, "queued", None))
@@ -253,7 +253,7 @@ def resend_stop(request: HttpRequest, pk: int) -> HttpResponse:
     try:
         new = services.resend_remote_stop(stop_request_id=pk, acting_user=request.user, **form.cleaned_data)
     except services.StopNotAllowed as refusal:
-        notice = stop_advice.Notice("stop-refusal", "bad", stop_advice.RESEND_REFUSED.format(reason=refusal), "alert")
+        notice = stop_advice.Notice("stop-refusal", "bad", stop_advice.RESEND_REFUSED.format(reason=stop_advice.refusal_text(refusal)), "alert")
     else:
         notice = stop_advice.Notice("stop-requested", "info", stop_advice.RESENT.format(
             pk=new.pk, evse_id=new.charging_session.evse_id), "status")

@@ -16,7 +16,7 @@ from __future__ import annotations
 import pytest
 import requests
 
-from sessions import selectors, services, stop_advice
+from sessions import services, stop_advice
 from sessions.models import AuditRecord, ChargingSession, InboundMessage, RemoteStopRequest, StopReason
 from tests import servers
 from tests.factories import AgentFactory, ChargingSessionFactory
@@ -87,7 +87,7 @@ def test_the_cable_stuck_session_is_stopped_after_end_and_confirmed_by_the_cdr(h
     wait_for(charging_ended, "the End notification to be applied")
     charging_session = ChargingSession.objects.get(session_key=session_id.lower())
     assert charging_session.session_id == session_id  # kept as Hubject sent it
-    assert selectors.stop_blocker(charging_session=charging_session) == ""
+    assert stop_advice.stop_blocker(charging_session=charging_session) == ""
 
     stop_request = services.request_remote_stop(charging_session_id=charging_session.pk, acting_user=AgentFactory(),
                                                 reason=StopReason.CABLE_LOCKED)

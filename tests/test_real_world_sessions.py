@@ -15,7 +15,7 @@ from django.test import Client
 from django.test.client import ClientHandler
 from django.utils import timezone
 
-from sessions import selectors, services
+from sessions import selectors, services, stop_advice
 from sessions.models import AuditRecord, ChargeDetailRecord, ChargingSession, InboundMessage, RemoteStopRequest
 from tests.factories import ChargingSessionFactory, RemoteStopRequestFactory
 
@@ -76,7 +76,7 @@ def accepted(**more) -> dict:
 def test_a_session_without_its_cdr_can_be_stopped(agent, no_broker, facts):
     charging_session = ChargingSessionFactory(**facts)
 
-    assert selectors.stop_blocker(charging_session=charging_session) == ""
+    assert stop_advice.stop_blocker(charging_session=charging_session) == ""
     stop_request = stop(charging_session, agent)
 
     assert stop_request.state == State.PENDING

@@ -62,9 +62,9 @@ class StatusCodeInfo:
     kind: str = ""  # the failure kind for non-OICP outcomes (a key of FAILURE_KINDS)
 
     def _row(self):
-        from sessions import stop_advice  # the words; imported late: this module stays pure protocol
+        from sessions.stop_advice.cards import code_words  # the words; imported late: this module stays pure protocol
 
-        return stop_advice.code_words(self.kind or self.code)
+        return code_words(self.kind or self.code)
 
     @property
     def meaning(self) -> str:

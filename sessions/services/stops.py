@@ -18,8 +18,9 @@ from .. import selectors
 from ..concurrency import acquire_operator_slot, release_operator_slot
 from ..logging import correlation_id_var
 from ..models import AuditRecord, ChargingSession, RemoteStopRequest, StopReason
-from .audit import AuditEntry, record_audit, record_audits
 from ..oicp.client import HubjectClient, Outcome, RemoteStopResult
+from ..stop_rules import StopBlock, StopBlockCode
+from .audit import AuditEntry, record_audit, record_audits
 
 logger = logging.getLogger(__name__)
 State = RemoteStopRequest.State
@@ -27,7 +28,28 @@ Event = AuditRecord.EventType
 
 
 class StopNotAllowed(Exception):
-    """The portal refuses the stop; the message is meant for the agent."""
+    """The portal refuses the stop.
+
+    A refusal by the eligibility rule carries its verdict and no words of its own: `block` (a
+    `stop_rules.StopBlock`: the code and the facts) and `code`. The interfaces turn it into the
+    presenter's words (`stop_advice.refusal_text`); str() gives the same words, for logs and tests.
+    Other refusals (a bad reason, an unknown session) carry their message as before.
+    """
+
+    def __init__(self, message: str = "", *, block: StopBlock | None = None):
+        super().__init__(message)
+        self.block = block
+
+    @property
+    def code(self) -> StopBlockCode | None:
+        return self.block.code if self.block is not None else None
+
+    def __str__(self) -> str:
+        if self.block is not None:
+            from ..stop_advice.blockers import blocker_text  # the words are the presenter's, not the service's
+
+            return blocker_text(self.block)
+        return super().__str__()
 
 
 @dataclass(frozen=True)
@@ -64,9 +86,9 @@ def request_remote_stop(
         charging_session = ChargingSession.objects.select_for_update().filter(pk=charging_session_id).first()
         if charging_session is None:
             raise StopNotAllowed("This charging session does not exist.")
-        blocker = selectors.stop_blocker(charging_session=charging_session)
-        if blocker:
-            raise StopNotAllowed(blocker)
+        block = selectors.stop_block(charging_session=charging_session)  # the eligibility rule (stop_rules)
+        if block is not None:
+            raise StopNotAllowed(block=block)
         try:
             with transaction.atomic():
                 stop_request = RemoteStopRequest.objects.create(
