@@ -132,7 +132,7 @@ def worker(url: str) -> None:
             response = client.get(page)
         queries: list[tuple[float, str]] = []
 
-        def counting(execute, sql, params, many, context):
+        def counting(execute, sql, params, many, context, queries=queries):
             started = time.perf_counter()
             try:
                 return execute(sql, params, many, context)

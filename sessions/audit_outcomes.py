@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
 from django.conf import settings
 
@@ -98,8 +98,8 @@ class If:
     otherwise: tuple[Part, ...] = ()
 
 
-Condition = Union[Text, Int, Flag, Equals]
-Part = Union[str, Text, Int, Words, Count, Setting, If]
+Condition = Text | Int | Flag | Equals
+Part = str | Text | Int | Words | Count | Setting | If
 
 
 # --- the words -------------------------------------------------------------------------------------

@@ -371,6 +371,9 @@ class AuditChainHead(models.Model):
     last_hash = models.CharField(max_length=64, blank=True)
     last_record_id = models.BigIntegerField(null=True, blank=True)
 
+    def __str__(self) -> str:
+        return f"Audit chain head: record {self.last_record_id}"
+
 
 class AuditCheckpoint(models.Model):
     """Left by a purge, so verification still starts from a known hash on what remains.
@@ -390,12 +393,15 @@ class AuditCheckpoint(models.Model):
     key_id = models.CharField(max_length=16, blank=True)
     signature = models.CharField(max_length=64, blank=True)
 
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"Purge checkpoint #{self.pk}: {self.purged_count} records up to id {self.last_purged_id}"
+
     def signature_payload(self) -> dict:
         return checkpoint_payload(purged_before=self.purged_before, purged_count=self.purged_count,
                                   last_purged_id=self.last_purged_id, last_purged_hash=self.last_purged_hash)
-
-    class Meta:
-        ordering = ["-created_at"]
 
 
 def checkpoint_payload(*, purged_before, purged_count: int, last_purged_id: int, last_purged_hash: str) -> dict:
@@ -428,6 +434,9 @@ class AuditVerification(models.Model):
 
     class Meta:
         ordering = ["-started_at"]
+
+    def __str__(self) -> str:
+        return f"Audit verification #{self.pk} ({self.get_state_display()})"
 
 
 class LegalHold(models.Model):
@@ -477,6 +486,9 @@ class AuditExport(models.Model):
 
     class Meta:
         ordering = ["-requested_at"]
+
+    def __str__(self) -> str:
+        return f"Audit export #{self.pk} ({self.format}, {self.get_state_display()})"
 
 
 class CdrPullRun(models.Model):

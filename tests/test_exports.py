@@ -240,7 +240,7 @@ def test_formula_injection_is_neutralised_in_csv_and_xlsx(sup_client, db):
     for username, cs in evil.items():
         record(actor=UserFactory(username=username), charging_session=cs)
     _, body = start(sup_client, "csv", event_type=Event.SESSION_UPDATED)
-    rows = list(csv.reader(io.StringIO("".join(l for l in body.decode().splitlines(True) if not l.startswith("#")))))
+    rows = list(csv.reader(io.StringIO("".join(line for line in body.decode().splitlines(True) if not line.startswith("#")))))
     assert [row[3] for row in rows[1:]] == ["'" + name for name in evil]
     assert [row[5] for row in rows[1:3]] == ["'\tDE*ACC*E1*1", "'\rDE*ACC*E2*1"]
     _, xlsx = start(sup_client, "xlsx", event_type=Event.SESSION_UPDATED)
@@ -511,7 +511,7 @@ def test_a_large_export_runs_in_the_background(sup_client, trail, settings, supe
     lines = path.read_bytes().decode().splitlines(keepends=True)
     header = dict(line[2:].strip().split(": ", 1) for line in lines if line.startswith("#"))
     assert header["sha256"] == export.sha256 == hashlib.sha256(
-        "".join(l for l in lines if not l.startswith("#")).encode()).hexdigest()
+        "".join(line for line in lines if not line.startswith("#")).encode()).hexdigest()
     assert not lines[-1].startswith("#")  # a file carries its checksum in the header, no trailer
 
     done = sup_client.get(detail).content.decode()

@@ -149,7 +149,7 @@ def test_sort_links_keep_the_filters_and_say_the_order(client, people, stops):
 
 def test_pages_keep_the_filters_and_queries_stay_constant(client, people, django_assert_max_num_queries):
     def make(n):
-        for i in range(n):
+        for _ in range(n):
             RemoteStopRequestFactory(requested_by=people["agent"], state=State.REJECTED, oicp_code="400",
                                      attempt_count=1)
 
