@@ -30,7 +30,7 @@ def generate(*, sessions: int, stops: int, audit: int, seed: int) -> None:
     from django.utils import timezone
 
     from sessions.models import AuditRecord, ChargingSession, RemoteStopRequest, StopReason
-    from sessions.services.audit import AuditEntry, record_audits
+    from sessions.audit.records import AuditEntry, record_audits
 
     State = RemoteStopRequest.State
     final = [State.CONFIRMED, State.CONFIRMED, State.CONFIRMED, State.REJECTED, State.FAILED, State.UNCONFIRMED]

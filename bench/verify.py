@@ -19,7 +19,7 @@ from bench.common import ROOT, report
 from bench.support import PYTHON, Dataset, log, measure_process, portal_env, run_on_datasets
 
 TARGET = 2.0
-# The columns verify_audit reads (sessions.audit_chain.CHAIN_FIELDS), in id order.
+# The columns verify_audit reads (sessions.audit.chain.CHAIN_FIELDS), in id order.
 COLUMNS = ("id, event_type, occurred_at, actor_id, charging_session_id, stop_request_id, correlation_id, {data}, "
            "prev_hash, record_hash")
 

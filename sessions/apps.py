@@ -20,7 +20,7 @@ class ChargingSessionsConfig(AppConfig):
         # PostgreSQL: the purge policy and the portal role's privileges, after every migrate.
         from django.db.models.signals import post_migrate
 
-        from .audit_database import configure_audit_database
+        from .audit.database import configure_audit_database
         from .roles import sync_roles
 
         post_migrate.connect(configure_audit_database, sender=self, dispatch_uid="configure_audit_database")

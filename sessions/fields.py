@@ -12,7 +12,7 @@ from django.db.models.fields.json import KeyTransform
 
 
 def canonical_json(value: Any) -> str:
-    """Sorted keys, no spaces, UTF-8 text: exactly what sessions.audit_chain.canonical_bytes writes."""
+    """Sorted keys, no spaces, UTF-8 text: exactly what sessions.audit.chain.canonical_bytes writes."""
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 

@@ -14,7 +14,8 @@ from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
-from . import exports, selectors, selectors_history, services, stop_advice
+from . import selectors, selectors_history, services, stop_advice
+from .audit import export_formats as exports
 from .forms_history import (
     CUSTOM,
     FAILED_STOPS,

@@ -15,7 +15,7 @@ from django.test import Client
 from sessions import roles
 from sessions.accounts import selectors, services
 from sessions.models import AuditRecord
-from sessions.services.audit import verify_audit_chain
+from sessions.audit.records import verify_audit_chain
 from tests.factories import UserFactory
 
 Event = AuditRecord.EventType
@@ -262,7 +262,7 @@ def test_the_user_menu_offers_password_two_factor_and_for_support_admins_the_tea
 
 
 def test_the_account_audit_records_read_in_words_in_exports(db):
-    from sessions.audit_outcomes import outcome_text
+    from sessions.audit.outcomes import outcome_text
 
     assert outcome_text(Event.USER_ROLE_CHANGED, {"username": "dora", "old_role": "Support agent",
                                                   "new_role": "Support admin"}) == \

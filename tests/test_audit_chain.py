@@ -15,9 +15,9 @@ from django.urls import reverse
 from django.utils import timezone
 
 from sessions import services
-from sessions.audit_chain import CHAIN_FIELDS, row_hash
-from sessions.audit_database import configure_audit_database
-from sessions.audit_keys import all_keys
+from sessions.audit.chain import CHAIN_FIELDS, row_hash
+from sessions.audit.database import configure_audit_database
+from sessions.audit.keys import all_keys
 from sessions.models import (
     AuditChainHead,
     AuditCheckpoint,

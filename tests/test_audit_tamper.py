@@ -19,9 +19,10 @@ from django.core.management.base import CommandError
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
-from sessions import audit_anchors, services
-from sessions.audit_chain import CHAIN_FIELDS, canonical_bytes, unkeyed_chain_hash
-from sessions.audit_database import configure_audit_database, grant_statements
+from sessions import services
+from sessions.audit import anchors as audit_anchors
+from sessions.audit.chain import CHAIN_FIELDS, canonical_bytes, unkeyed_chain_hash
+from sessions.audit.database import configure_audit_database, grant_statements
 from sessions.models import AuditChainHead, AuditCheckpoint, AuditRecord, AuditVerification, LegalHold
 from tests.test_audit_chain import TABLE, append, insert_raw, tamper
 
@@ -137,7 +138,7 @@ def test_a_forged_purge_checkpoint_over_recent_records_is_reported(db):
 def test_a_checkpoint_copied_with_a_valid_signature_but_no_purge_record_is_reported(db):
     """The signature is valid (written by the portal's own key, e.g. replayed), but no purge ever
     appended its AUDIT_PURGED record."""
-    from sessions.audit_keys import sign
+    from sessions.audit.keys import sign
     from sessions.models import checkpoint_payload
 
     records = append(4)

@@ -11,7 +11,7 @@ from django.db import connection, transaction
 from django.db.migrations.executor import MigrationExecutor
 
 from sessions import services
-from sessions.audit_chain import (
+from sessions.audit.chain import (
     CHAIN_FIELDS,
     canonical_bytes,
     content_matches,
@@ -19,10 +19,10 @@ from sessions.audit_chain import (
     unkeyed_chain_hash,
     walk_chain,
 )
-from sessions.audit_keys import all_keys
+from sessions.audit.keys import all_keys
 from sessions.fields import canonical_json
 from sessions.models import AuditChainHead, AuditRecord
-from sessions.services import audit_verify
+from sessions.audit import walk as audit_verify
 from tests.factories import RemoteStopRequestFactory, UserFactory
 from tests.test_audit_chain import TABLE, append, insert_raw, leave_id_gap, tamper
 

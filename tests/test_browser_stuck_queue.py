@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from sessions import roles
 from sessions.models import AuditRecord, RemoteStopRequest, StopReason
-from sessions.services.audit import record_audit
+from sessions.audit.records import record_audit
 from tests.axe import assert_no_violations
 from tests.screens import axe_at_both_widths, shoot
 from tests.factories import ChargingSessionFactory, RemoteStopRequestFactory, UserFactory

@@ -1,4 +1,4 @@
-"""The `outcome` column: its words come from one table (sessions.audit_outcomes.RULES), read in Python
+"""The `outcome` column: its words come from one table (sessions.audit.outcomes.RULES), read in Python
 (JSON Lines) and compiled into SQL (the CSV and XLSX rows, rendered by the database); both give the
 same text for records of any shape, on SQLite and on PostgreSQL."""
 
@@ -10,8 +10,11 @@ import pytest
 from django.utils import timezone
 from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
 
-from sessions import audit_outcomes, exports, exports_sql, services
-from sessions.audit_outcomes import RULES, outcome_text
+from sessions import services
+from sessions.audit import export_formats as exports
+from sessions.audit import export_sql as exports_sql
+from sessions.audit import outcomes as audit_outcomes
+from sessions.audit.outcomes import RULES, outcome_text
 from sessions.models import AuditRecord
 from sessions.selectors_history import AuditLogFilters
 from tests.factories import UserFactory

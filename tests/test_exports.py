@@ -17,9 +17,10 @@ from django.urls import reverse
 from django.utils import timezone
 from openpyxl import load_workbook
 
-from sessions import exports, roles, services, tasks
+from sessions import roles, services, tasks
+from sessions.audit import export_formats as exports
 from sessions.models import AuditExport, AuditRecord
-from sessions.audit_outcomes import outcome_text
+from sessions.audit.outcomes import outcome_text
 from sessions.selectors_history import AuditLogFilters, audit_log
 from tests.factories import ChargingSessionFactory, RemoteStopRequestFactory, UserFactory
 
@@ -499,9 +500,9 @@ def test_a_large_export_runs_in_the_background(sup_client, trail, settings, supe
     assert "2 of 5 records written" in running and 'value="40"' in running
     AuditExport.objects.filter(pk=export.pk).update(state=AuditExport.State.QUEUED, rows_done=0)
 
-    with mock.patch("sessions.services.audit_exports.PROGRESS_EVERY_ROWS", 2), \
+    with mock.patch("sessions.audit.export_jobs.PROGRESS_EVERY_ROWS", 2), \
             mock.patch.object(exports, "ROWS_PER_WRITE", 2), \
-            mock.patch("sessions.services.audit_exports.AuditExport.objects.filter",
+            mock.patch("sessions.audit.export_jobs.AuditExport.objects.filter",
                        wraps=AuditExport.objects.filter) as progress_updates:
         tasks.export_audit_log(export.pk)  # what the worker runs
     assert progress_updates.call_count >= 3  # the claim and at least two progress updates
@@ -527,7 +528,7 @@ def test_a_large_export_runs_in_the_background(sup_client, trail, settings, supe
 
 def test_a_failed_job_says_why(trail, supervisor, settings):
     export = services.prepare_audit_export(filters=AuditLogFilters(), export_format="jsonl", acting_user=supervisor)
-    with mock.patch("sessions.exports.write_file", side_effect=OSError("disk full")), pytest.raises(OSError):
+    with mock.patch("sessions.audit.export_formats.write_file", side_effect=OSError("disk full")), pytest.raises(OSError):
         services.write_audit_export(export_id=export.pk)
     export.refresh_from_db()
     assert export.state == AuditExport.State.FAILED and "disk full" in export.error
@@ -631,10 +632,10 @@ def test_an_export_outside_a_transaction_reports_progress_while_it_reads(tmp_pat
         seen_progress.append(AuditExport.objects.values_list("rows_done", flat=True).get(pk=export.pk))
         return queryset
 
-    with mock.patch("sessions.services.audit_exports.PROGRESS_EVERY_ROWS", 2), \
+    with mock.patch("sessions.audit.export_jobs.PROGRESS_EVERY_ROWS", 2), \
             mock.patch.object(exports, "ROWS_PER_WRITE", 2), \
             mock.patch.object(exports.exports_sql, "_copy_pages", side_effect=AssertionError("paged")), \
-            mock.patch("sessions.services.audit_exports.AuditExport.objects.filter", side_effect=progress_filter):
+            mock.patch("sessions.audit.export_jobs.AuditExport.objects.filter", side_effect=progress_filter):
         services.write_audit_export(export_id=export.pk, output=tmp_path / "t.csv")
     export.refresh_from_db()
     assert (export.state, export.row_count, export.rows_done) == (AuditExport.State.DONE, 7, 7)

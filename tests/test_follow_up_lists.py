@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from sessions import roles
 from sessions.models import AuditRecord, ChargingSession, RemoteStopRequest, StopReason
-from sessions.services.audit import record_audit
+from sessions.audit.records import record_audit
 from tests.factories import ChargingSessionFactory, RemoteStopRequestFactory, UserFactory
 
 pytestmark = pytest.mark.usefixtures("no_broker")

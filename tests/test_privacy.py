@@ -10,7 +10,7 @@ from django.urls import reverse
 
 from sessions import roles, services
 from sessions.models import AuditRecord, RemoteStopRequest, StopReason
-from sessions.services.audit import record_audit
+from sessions.audit.records import record_audit
 from tests.factories import ChargingSessionFactory, UserFactory
 
 pytestmark = pytest.mark.usefixtures("no_broker")

@@ -188,7 +188,7 @@ def test_worker_killed_mid_call_outcome_unknown_is_recorded_and_shown_then_settl
 @pytest.mark.parametrize("state", [State.PENDING, State.SENDING, State.ACCEPTED, State.REJECTED, State.FAILED,
                                    State.CONFIRMED, State.UNCONFIRMED])
 def test_the_agent_sees_an_unknown_outcome_in_every_state(state):
-    from sessions.services.audit import record_audit
+    from sessions.audit.records import record_audit
 
     stop = RemoteStopRequestFactory(state=state, attempt_count=1, outcome_unknown=True,
                                     next_attempt_at=timezone.now() + timedelta(seconds=5),

@@ -22,7 +22,7 @@ from django.utils import timezone
 from sessions import stop_advice
 from sessions.models import AuditRecord, ChargingSession, RemoteStopRequest
 from sessions.oicp.status_codes import FAILURE_KINDS, HUBJECT_DESCRIPTIONS, TRANSIENT_CODES
-from sessions.services.audit import record_audit
+from sessions.audit.records import record_audit
 from sessions.stop_advice import SITUATIONS, StopFacts, advise
 from tests.factories import ChargingSessionFactory, RemoteStopRequestFactory
 

@@ -26,7 +26,7 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from .. import roles
 from ..models import AuditRecord
-from ..services.audit import record_audit
+from ..audit.records import record_audit
 from . import selectors
 
 Event = AuditRecord.EventType

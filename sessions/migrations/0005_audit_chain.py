@@ -10,8 +10,8 @@ Migration 0016 replaces both: a keyed chain, and a trigger that no session setti
 
 from django.db import migrations
 
-from sessions.audit_chain import canonical_bytes, normalise_data
-from sessions.audit_chain import unkeyed_chain_hash as chain_hash
+from sessions.audit.chain import canonical_bytes, normalise_data
+from sessions.audit.chain import unkeyed_chain_hash as chain_hash
 
 TABLE = "charging_sessions_auditrecord"
 

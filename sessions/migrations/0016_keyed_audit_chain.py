@@ -15,7 +15,7 @@
 
 from django.db import migrations, models
 
-from sessions.audit_chain import canonical_bytes, chain_hash
+from sessions.audit.chain import canonical_bytes, chain_hash
 
 TABLE = "charging_sessions_auditrecord"
 
@@ -111,7 +111,7 @@ DROP TABLE IF EXISTS charging_sessions_audit_policy;
 
 
 def rechain_with_key(apps, schema_editor):
-    from sessions.audit_keys import current_key, sign
+    from sessions.audit.keys import current_key, sign
     from sessions.models import checkpoint_payload
 
     AuditRecord = apps.get_model("charging_sessions", "AuditRecord")

@@ -127,7 +127,7 @@ FAILURE_KINDS: dict[str, StatusCodeInfo] = {
         _failure("worker_lost", "Worker stopped while waiting.", True),
     )
 }
-FAILURE_PLAYBOOK = FAILURE_KINDS  # the former name (sessions.audit_outcomes reads the descriptions)
+FAILURE_PLAYBOOK = FAILURE_KINDS  # the former name (sessions.audit.outcomes reads the descriptions)
 
 
 def describe_failure(kind: str | None) -> StatusCodeInfo:

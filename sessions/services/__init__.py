@@ -5,7 +5,7 @@ Functions are verb-first and keyword-only. Rule violations raise domain exceptio
 from this package, never from its modules, so the modules can be reorganised freely.
 """
 
-from .audit import (
+from ..audit.records import (
     ChainHead,
     anchor_audit_chain,
     anchor_audit_chain_periodically,
@@ -14,7 +14,7 @@ from .audit import (
     run_requested_verification,
     verify_audit_chain,
 )
-from .audit_retention import (
+from ..audit.retention import (
     PurgePlan,
     PurgeRefused,
     active_legal_hold,
@@ -22,7 +22,7 @@ from .audit_retention import (
     release_legal_hold,
     set_legal_hold,
 )
-from .audit_exports import (
+from ..audit.export_jobs import (
     export_path,
     export_runs_in_background,
     prepare_audit_export,

@@ -7,7 +7,7 @@ from django.utils import timezone
 
 from ..models import AuditRecord, ChargingSession
 from ..oicp import ids
-from .audit import AuditEntry, record_audits
+from ..audit.records import AuditEntry, record_audits
 
 Event = AuditRecord.EventType
 

@@ -45,7 +45,7 @@ from django.utils import timezone
 from ..models import AuditRecord, ChargingSession, RemoteStopRequest
 from ..oicp import fields, ids
 from ..oicp.fields import FieldError, clip, json_type
-from .audit import record_audit
+from ..audit.records import record_audit
 from .charging_sessions import create_charging_session
 
 Event = AuditRecord.EventType

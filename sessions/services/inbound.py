@@ -39,7 +39,7 @@ from ..oicp.anomalies import HELD_BACK, Anomaly
 from ..oicp.inbound import ERROR_ADDITIONAL_INFO_MAX
 from ..oicp.inbound import ChargeDetailRecord as ParsedCdr
 from ..oicp.inbound import ChargingNotification
-from .audit import AuditEntry, record_audits
+from ..audit.records import AuditEntry, record_audits
 from .charging_sessions import insert_charging_session, session_created_entry
 from .stops import confirmation_entries
 

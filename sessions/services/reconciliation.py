@@ -46,7 +46,7 @@ from django.utils import timezone
 from ..models import AuditRecord, CdrPullRun, ChargeDetailRecord, ChargingSession, InboundMessage
 from ..oicp import ids, inbound
 from ..oicp.client import MAX_CDR_PAGE_SIZE, HubjectClient
-from .audit import record_audit
+from ..audit.records import record_audit
 from .inbound import record_cdr
 
 logger = logging.getLogger(__name__)

@@ -20,7 +20,7 @@ from ..logging import correlation_id_var
 from ..models import AuditRecord, ChargingSession, RemoteStopRequest, StopReason
 from ..oicp.client import HubjectClient, Outcome, RemoteStopResult
 from ..stop_rules import StopBlock, StopBlockCode
-from .audit import AuditEntry, record_audit, record_audits
+from ..audit.records import AuditEntry, record_audit, record_audits
 
 logger = logging.getLogger(__name__)
 State = RemoteStopRequest.State

@@ -24,7 +24,7 @@ from typing import Any
 
 from django.conf import settings
 
-from .audit_keys import canonical, sign, signature_valid
+from .keys import canonical, sign, signature_valid
 
 logger = logging.getLogger("sessions.audit.anchor")
 

@@ -1,6 +1,6 @@
 """The audit chain's verification, fast: no JSON, datetime or UUID parsing per record.
 
-`sessions.audit_chain.canonical_bytes` is compact JSON with sorted keys. The audit record stores
+`sessions.audit.chain.canonical_bytes` is compact JSON with sorted keys. The audit record stores
 `data` as exactly that text (`sessions.fields.CanonicalJSONField`) and the other members are ids,
 a UUID, a time and an event type, so each record's canonical text is put together from the stored
 values as they are, and only hashed and compared:
@@ -29,8 +29,8 @@ from collections.abc import Callable, Iterator, Mapping
 
 from django.db import connection
 
-from ..audit_chain import CHAIN_FIELDS, ChainWalk, content_matches, walk_chain
-from ..audit_keys import all_keys
+from .chain import CHAIN_FIELDS, ChainWalk, content_matches, walk_chain
+from .keys import all_keys
 from ..models import AuditRecord
 
 # A page's rows checked against the chain: (rows, the hash they must start from, the keys' MACs).
@@ -185,7 +185,7 @@ def walk_chain_fast(*, start_hash: str = "", start_after_id: int | None = None,
                     walk: ChainWalk | None = None, keys: Mapping[str, bytes] | None = None) -> ChainWalk:
     """Walk the stored chain after start_after_id (or continue `walk`); same outcome as walk_chain.
 
-    `keys`: the chain keys by id (default: the portal's, sessions.audit_keys.all_keys)."""
+    `keys`: the chain keys by id (default: the portal's, sessions.audit.keys.all_keys)."""
     keys = all_keys() if keys is None else keys
     macs = _macs(keys)
     walk = walk or ChainWalk(last_id=start_after_id, last_hash=start_hash)

@@ -35,8 +35,8 @@ from django.conf import settings
 from django.db import connections
 from django.db.models import F, Func, QuerySet, TextField
 
-from . import audit_outcomes as words
-from .models import AuditRecord
+from . import outcomes as words
+from ..models import AuditRecord
 
 # (cell kind, field path) in exports.COLUMNS order; the outcome is worded from event_type and data.
 CELLS = (

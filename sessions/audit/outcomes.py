@@ -26,8 +26,8 @@ from typing import Any
 
 from django.conf import settings
 
-from .models import AuditRecord, StopReason
-from .oicp.status_codes import FAILURE_PLAYBOOK, HUBJECT_DESCRIPTIONS
+from ..models import AuditRecord, StopReason
+from ..oicp.status_codes import FAILURE_PLAYBOOK, HUBJECT_DESCRIPTIONS
 
 Event = AuditRecord.EventType
 

@@ -21,9 +21,9 @@ from typing import Any
 from django.db import connection, transaction
 from django.utils import timezone
 
-from .. import audit_anchors
-from ..audit_chain import ChainWalk, canonical_bytes, chain_hash, normalise_data
-from ..audit_keys import all_keys, current_key, signature_valid
+from . import anchors as audit_anchors
+from .chain import ChainWalk, canonical_bytes, chain_hash, normalise_data
+from .keys import all_keys, current_key, signature_valid
 from ..models import (
     AuditChainHead,
     AuditCheckpoint,
@@ -33,7 +33,7 @@ from ..models import (
     RemoteStopRequest,
 )
 
-from .audit_verify import walk_chain_fast
+from .walk import walk_chain_fast
 
 logger = logging.getLogger(__name__)
 Event = AuditRecord.EventType

@@ -18,9 +18,9 @@ from django.db import DatabaseError, connection, transaction
 from django.db.models import Count, Max, Min
 from django.utils import timezone
 
-from ..audit_keys import sign
+from .keys import sign
 from ..models import AuditCheckpoint, AuditRecord, LegalHold, checkpoint_payload
-from .audit import lock_audit_chain, record_audit
+from .records import lock_audit_chain, record_audit
 
 logger = logging.getLogger(__name__)
 Event = AuditRecord.EventType

@@ -56,8 +56,8 @@ from typing import Any
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from . import exports_sql
-from .audit_outcomes import outcome_text
+from . import export_sql as exports_sql
+from .outcomes import outcome_text
 
 COLUMNS = [
     "id",

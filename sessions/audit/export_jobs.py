@@ -15,10 +15,10 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from .. import exports
+from . import export_formats as exports
 from ..models import AuditExport, AuditRecord
 from ..selectors_history import AuditLogFilters, audit_log, newest_audit_record_id
-from .audit import anchor_audit_chain, record_audit
+from .records import anchor_audit_chain, record_audit
 
 logger = logging.getLogger(__name__)
 Event = AuditRecord.EventType
