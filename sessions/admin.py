@@ -37,7 +37,7 @@ from .models import (
     RemoteStopRequest,
 )
 from .oicp.anomalies import KINDS
-from .stop_advice import refusal_text, stop_blocker
+from .stops.presenters import refusal_text, stop_blocker
 
 # --- times: local, with the UTC offset, on every list and record page -----------------------------
 

@@ -2,7 +2,7 @@ from django import forms
 
 from .models import RemoteStopRequest, StopReason
 from .selectors import STUCK_SORTS
-from .stop_advice.follow_up import STUCK_KIND_LABELS
+from .stops.presenters.follow_up import STUCK_KIND_LABELS
 
 
 class RemoteStopForm(forms.Form):

@@ -11,10 +11,10 @@ from django.db import connection
 from django.db.models import Exists, F, OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
-from . import stop_rules
+from .stops import rules as stop_rules
 from .models import AuditRecord, ChargingSession, RemoteStopRequest
 from .oicp import ids
-from .stop_rules import StopBlock
+from .stops.rules import StopBlock
 
 State = RemoteStopRequest.State
 
@@ -281,7 +281,7 @@ def _visible_entry(record: AuditRecord, *, viewer, sees_all: bool) -> TimelineEn
     return TimelineEntry(record, visible, withheld=len(visible) < len(data))
 
 
-# --- what the agent's stop card is chosen from (the words: stop_advice) --------------------------
+# --- what the agent's stop card is chosen from (the words: stops.presenters) --------------------------
 
 
 def last_failure_kind(*, stop_request: RemoteStopRequest) -> str:

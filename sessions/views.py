@@ -8,7 +8,8 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from . import selectors, services, stop_advice
+from . import selectors, services
+from .stops import presenters
 from .forms import RemoteStopForm, SessionSearchForm, StuckQueueForm
 
 PAGE_SIZE = 50
@@ -46,7 +47,7 @@ def session_list(request: HttpRequest) -> HttpResponse:
     context = {
         "form": form,
         "page": page,
-        "rows": [(cs, stop_advice.last_stop_badge(state=cs.last_stop_state, outcome_unknown=cs.last_stop_outcome_unknown,
+        "rows": [(cs, presenters.last_stop_badge(state=cs.last_stop_state, outcome_unknown=cs.last_stop_outcome_unknown,
                                                   code=cs.last_stop_code or "")) for cs in page.object_list],
         "operators": selectors.operator_ids(),
         "stale_after_hours": 2,
@@ -95,20 +96,20 @@ def sort_links(request: HttpRequest, current: str, keys, *, default: str, first:
 
 
 def _stop_context(request: HttpRequest, charging_session, *, form: RemoteStopForm | None = None,
-                  notice: stop_advice.Notice | None = None) -> dict:
+                  notice: presenters.Notice | None = None) -> dict:
     """What the session page's stop area, dialog and status card show."""
     block = selectors.stop_block(charging_session=charging_session)
     latest = selectors.latest_stop_request(charging_session=charging_session)
     can_stop = _can_stop(request)
     return {
         "charging_session": charging_session,
-        "blocker": stop_advice.blocker_text(block),
-        "blocker_tone": stop_advice.blocker_tone(block),
-        "blocker_mark": stop_advice.TONE_MARKS.get(stop_advice.blocker_tone(block), ""),
+        "blocker": presenters.blocker_text(block),
+        "blocker_tone": presenters.blocker_tone(block),
+        "blocker_mark": presenters.TONE_MARKS.get(presenters.blocker_tone(block), ""),
         "can_stop": can_stop,
         "form": form or RemoteStopForm(),
         "notice": notice,
-        "progress": stop_advice.stop_progress(stop_request=latest, can_stop=can_stop) if latest else None,
+        "progress": presenters.stop_progress(stop_request=latest, can_stop=can_stop) if latest else None,
     }
 
 
@@ -122,7 +123,7 @@ def session_detail(request: HttpRequest, pk: int) -> HttpResponse:
     context = _stop_context(request, charging_session)
     context["timeline"] = selectors.session_timeline(charging_session=charging_session, viewer=request.user,
                                                      sees_all=request.user.has_perm(SEE_ALL))
-    context["withheld_words"] = stop_advice.WITHHELD
+    context["withheld_words"] = presenters.WITHHELD
     return render(request, "sessions/session_detail.html", context)
 
 
@@ -148,10 +149,10 @@ def request_stop(request: HttpRequest, pk: int) -> HttpResponse:
             charging_session_id=charging_session.pk, acting_user=request.user, **form.cleaned_data
         )
     except services.StopNotAllowed as refusal:
-        notice = stop_advice.stop_notice(refusal=stop_advice.refusal_text(refusal))
+        notice = presenters.stop_notice(refusal=presenters.refusal_text(refusal))
     else:
         # `queued` False: the broker did not take it in time; it is saved and the sweeper sends it.
-        notice = stop_advice.stop_notice(queued=getattr(stop_request, "queued", None))
+        notice = presenters.stop_notice(queued=getattr(stop_request, "queued", None))
     if not request.htmx:
         {"bad": messages.error, "warn": messages.warning}.get(notice.tone, messages.success)(request, notice.text)
         return redirect(reverse("charging_sessions:session-detail", kwargs={"pk": pk}) + "#stop-status")
@@ -173,7 +174,7 @@ def stop_status(request: HttpRequest, pk: int) -> HttpResponse:
     stop_request = selectors.get_stop_request(pk=pk)
     if stop_request is None:
         raise Http404("No such stop request")
-    progress = stop_advice.stop_progress(stop_request=stop_request, can_stop=_can_stop(request))
+    progress = presenters.stop_progress(stop_request=stop_request, can_stop=_can_stop(request))
     response = render(request, "sessions/_stop_status.html", {"progress": progress, "can_stop": _can_stop(request)})
     seen = request.GET.get("seen", "")
     if seen and seen != progress.fingerprint:
@@ -192,9 +193,9 @@ def stuck_sessions(request: HttpRequest) -> HttpResponse:
     context = {
         "form": form,
         "queue": queue,
-        "stop_rows": [(stop, stop_advice.stuck_stop_line(stop)) for stop in queue.unconfirmed],
-        "stale_rows": [(cs, stop_advice.stuck_session_line(cs),
-                        stop_advice.last_stop_badge(state=cs.last_stop_state, outcome_unknown=cs.last_stop_outcome_unknown,
+        "stop_rows": [(stop, presenters.stuck_stop_line(stop)) for stop in queue.unconfirmed],
+        "stale_rows": [(cs, presenters.stuck_session_line(cs),
+                        presenters.last_stop_badge(state=cs.last_stop_state, outcome_unknown=cs.last_stop_outcome_unknown,
                                                     code=cs.last_stop_code or "")) for cs in queue.stale],
         "operators": selectors.operator_ids(),
         "sorts": sort_links(request, filters["sort"], ("age", "cpo"), default="age"),
@@ -204,12 +205,12 @@ def stuck_sessions(request: HttpRequest) -> HttpResponse:
     return render(request, "sessions/stuck_sessions.html", context)
 
 
-def _stuck_row(request: HttpRequest, pk: int, *, notice: stop_advice.Notice | None = None) -> HttpResponse:
+def _stuck_row(request: HttpRequest, pk: int, *, notice: presenters.Notice | None = None) -> HttpResponse:
     stop_request = selectors.stuck_stop(pk=pk)
     if stop_request is None:
         raise Http404("No such stop request")
     return render(request, "sessions/_stuck_stop_row.html",
-                  {"stop": stop_request, "line": stop_advice.stuck_stop_line(stop_request), "notice": notice})
+                  {"stop": stop_request, "line": presenters.stuck_stop_line(stop_request), "notice": notice})
 
 
 def _resend_context(stop_request, form: RemoteStopForm) -> dict:
@@ -217,8 +218,8 @@ def _resend_context(stop_request, form: RemoteStopForm) -> dict:
         "stop": stop_request,
         "form": form,
         "action_url": reverse("charging_sessions:resend-stop", kwargs={"pk": stop_request.pk}),
-        "title": stop_advice.RESEND_TITLE,
-        "description": stop_advice.resend_description(stop_request),
+        "title": presenters.RESEND_TITLE,
+        "description": presenters.resend_description(stop_request),
     }
 
 
@@ -253,9 +254,9 @@ def resend_stop(request: HttpRequest, pk: int) -> HttpResponse:
     try:
         new = services.resend_remote_stop(stop_request_id=pk, acting_user=request.user, **form.cleaned_data)
     except services.StopNotAllowed as refusal:
-        notice = stop_advice.Notice("stop-refusal", "bad", stop_advice.RESEND_REFUSED.format(reason=stop_advice.refusal_text(refusal)), "alert")
+        notice = presenters.Notice("stop-refusal", "bad", presenters.RESEND_REFUSED.format(reason=presenters.refusal_text(refusal)), "alert")
     else:
-        notice = stop_advice.Notice("stop-requested", "info", stop_advice.RESENT.format(
+        notice = presenters.Notice("stop-requested", "info", presenters.RESENT.format(
             pk=new.pk, evse_id=new.charging_session.evse_id), "status")
     if not request.htmx:
         (messages.error if notice.tone == "bad" else messages.success)(request, notice.text)

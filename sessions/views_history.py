@@ -14,7 +14,8 @@ from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
-from . import selectors, selectors_history, services, stop_advice
+from . import selectors, selectors_history, services
+from .stops import presenters
 from .audit import export_formats as exports
 from .forms_history import (
     CUSTOM,
@@ -136,7 +137,7 @@ def stop_timeline(request: HttpRequest, pk: int) -> HttpResponse:
         "timeline": timeline,
         "steps": steps,
         # One advice resolver: the words follow the code and the facts, as on the session page.
-        "card": stop_advice.stop_progress(stop_request=stop_request).card,
+        "card": presenters.stop_progress(stop_request=stop_request).card,
     }
     return render(request, "sessions/stop_timeline.html", context)
 

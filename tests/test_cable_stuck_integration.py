@@ -16,7 +16,8 @@ from __future__ import annotations
 import pytest
 import requests
 
-from sessions import services, stop_advice
+from sessions import services
+from sessions.stops import presenters as stop_advice
 from sessions.models import AuditRecord, ChargingSession, InboundMessage, RemoteStopRequest, StopReason
 from tests import servers
 from tests.factories import AgentFactory, ChargingSessionFactory

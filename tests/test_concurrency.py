@@ -17,7 +17,8 @@ from django.db import connections
 from django.test import Client
 from django.urls import reverse
 
-from sessions import services, stop_advice
+from sessions import services
+from sessions.stops import presenters as stop_advice
 from sessions.models import RemoteStopRequest, StopReason
 from tests import servers
 from tests.factories import AgentFactory, ChargingSessionFactory

@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 import pytest
 from django.urls import reverse
 
-from sessions import services, stop_advice
+from sessions import services
+from sessions.stops import presenters as stop_advice
 from sessions.models import AuditRecord, RemoteStopRequest, StopReason
 from sessions.oicp.status_codes import FAILURE_KINDS, STATUS_CODES
 from tests import servers

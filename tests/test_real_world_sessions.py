@@ -15,7 +15,8 @@ from django.test import Client
 from django.test.client import ClientHandler
 from django.utils import timezone
 
-from sessions import selectors, services, stop_advice
+from sessions import selectors, services
+from sessions.stops import presenters as stop_advice
 from sessions.models import AuditRecord, ChargeDetailRecord, ChargingSession, InboundMessage, RemoteStopRequest
 from tests.factories import ChargingSessionFactory, RemoteStopRequestFactory
 

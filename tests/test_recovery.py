@@ -23,9 +23,10 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from sessions import services, stop_advice
+from sessions import services
+from sessions.stops import presenters as stop_advice
 from sessions.models import AuditRecord, RemoteStopRequest, StopReason
-from sessions.services.stops import _sending_deadline_seconds
+from sessions.stops.services import _sending_deadline_seconds
 from tests import servers
 from tests.factories import (
     AgentFactory,

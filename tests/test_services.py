@@ -280,7 +280,7 @@ def test_stop_is_not_sent_when_the_cdr_arrived_while_it_was_queued(pending):
     assert len(responses.calls) == 0 and pending.attempt_count == 0
     record = pending.audit_records.get(event_type=Event.STOP_REJECTED)
     assert record.data["failure_kind"] == "session_ended" and record.data["sent"] is False
-    from sessions import stop_advice
+    from sessions.stops import presenters as stop_advice
 
     progress = stop_advice.stop_progress(stop_request=pending)
     # The CDR closed the session: the card says so, whatever the stop was told (it was never sent).

@@ -43,7 +43,7 @@ def test_transient_codes_are_exactly_the_retryable_ones():
 def test_key_entries_give_the_right_advice():
     # Without the facts of a stop (lists, the history's timeline), a code's words must hold in every state:
     # 400 does not tell the driver the session ended (the portal may show it open), 310 promises no retry.
-    # The state-aware card is sessions.stop_advice's (tests/test_stop_advice.py).
+    # The state-aware card is sessions.stops.presenters's (tests/test_stop_advice.py).
     assert "CDR" in STATUS_CODES["400"].meaning and "CDR" in STATUS_CODES["400"].next_step
     assert "does not know this session" in STATUS_CODES["400"].meaning
     assert "ended" not in STATUS_CODES["400"].tell_driver

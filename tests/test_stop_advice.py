@@ -5,7 +5,7 @@ The card must never promise a retry that will not happen, never tell the driver 
 while the portal shows it open, always offer a next action (a button where the portal can do it,
 "Send a new stop…" only where the rules allow one), and say what `400 Session is invalid` really
 means while the session is still open at the portal. The words are written once, in
-sessions/stop_advice/table.py.
+sessions/stops/presenters/table.py.
 """
 
 from __future__ import annotations
@@ -19,11 +19,11 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from sessions import stop_advice
+from sessions.stops import presenters as stop_advice
 from sessions.models import AuditRecord, ChargingSession, RemoteStopRequest
 from sessions.oicp.status_codes import FAILURE_KINDS, HUBJECT_DESCRIPTIONS, TRANSIENT_CODES
 from sessions.audit.records import record_audit
-from sessions.stop_advice import SITUATIONS, StopFacts, advise
+from sessions.stops.presenters import SITUATIONS, StopFacts, advise
 from tests.factories import ChargingSessionFactory, RemoteStopRequestFactory
 
 State = RemoteStopRequest.State
@@ -180,7 +180,7 @@ def test_each_text_is_written_once_in_the_presenter():
     texts.update(text for words in stop_advice.SITUATION_WORDS.values() for text in vars(words).values() if text)
     texts.update(stop_advice.CONTEXT.values())
     table = Path(stop_advice.table.__file__).resolve()  # the one module that holds the words
-    root = table.parents[2]
+    root = Path(__file__).resolve().parents[1]  # the project
     sources = {path: path.read_text() for folder in ("sessions", "templates") for path in (root / folder).rglob("*")
                if path.suffix in (".py", ".html") and path != table}
     assert len(sources) > 50  # the scan finds the code and the templates

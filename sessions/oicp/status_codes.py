@@ -1,6 +1,6 @@
 """The complete OICP 2.3 StatusCode table (CodeType): each code's description, area and whether it is
 transient, and the kinds of outcome that carry no code (timeouts, HTTP errors, …). Pure protocol: what
-the agent reads about an answer is in `sessions.stop_advice`.
+the agent reads about an answer is in `sessions.stops.presenters`.
 
 Codes are 3-character strings with leading zeros ("000"); backends must evaluate the code, not
 Hubject's description (DIGEST §2).
@@ -50,7 +50,7 @@ class StatusCodeInfo:
     and whether sending the same stop again is safe and may succeed.
 
     What the answer means for the agent, what to tell the driver and what to do next depends on the
-    state of the session and the request too; those words are in `sessions.stop_advice` (the table of
+    state of the session and the request too; those words are in `sessions.stops.presenters` (the table of
     code × state and its one resolver). `meaning`, `tell_driver` and `next_step` below are that table's
     state-free row, for pages that show a code without its stop (lists, the history's timeline).
     """
@@ -62,7 +62,7 @@ class StatusCodeInfo:
     kind: str = ""  # the failure kind for non-OICP outcomes (a key of FAILURE_KINDS)
 
     def _row(self):
-        from sessions.stop_advice.cards import code_words  # the words; imported late: this module stays pure protocol
+        from sessions.stops.presenters.cards import code_words  # the words; imported late: this module stays pure protocol
 
         return code_words(self.kind or self.code)
 

@@ -48,7 +48,7 @@ from .inbound_queue import (
     receive_charging_notification,
 )
 from .reconciliation import ReconciliationReport, pull_charge_detail_records, pull_recent_charge_detail_records
-from .stops import (
+from ..stops.services import (
     SendOutcome,
     StopNotAllowed,
     close_session_manually,

@@ -41,7 +41,7 @@ from ..oicp.inbound import ChargeDetailRecord as ParsedCdr
 from ..oicp.inbound import ChargingNotification
 from ..audit.records import AuditEntry, record_audits
 from .charging_sessions import insert_charging_session, session_created_entry
-from .stops import confirmation_entries
+from ..stops.services import confirmation_entries
 
 logger = logging.getLogger(__name__)
 Event = AuditRecord.EventType

@@ -8,9 +8,9 @@ from datetime import datetime
 
 from django.utils import timezone
 
-from .. import selectors
-from ..models import ChargingSession, RemoteStopRequest
-from ..oicp.status_codes import describe
+from ... import selectors
+from ...models import ChargingSession, RemoteStopRequest
+from ...oicp.status_codes import describe
 from .facts import HBS_CPO_WINDOW_SECONDS
 from .times import Moment, age, ago, clock
 from .tones import TONE_MARKS

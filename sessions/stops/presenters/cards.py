@@ -10,8 +10,8 @@ from django.conf import settings
 from django.urls import reverse
 from django.utils.http import urlencode
 
-from ..models import ChargingSession, RemoteStopRequest
-from ..oicp.status_codes import HUBJECT_DESCRIPTIONS, describe, describe_failure
+from ...models import ChargingSession, RemoteStopRequest
+from ...oicp.status_codes import HUBJECT_DESCRIPTIONS, describe, describe_failure
 from .facts import FINAL_FAILURE_SITUATIONS, StopFacts
 from .table import (
     _FINAL_NOTE_ANSWER,

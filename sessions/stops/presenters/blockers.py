@@ -3,9 +3,9 @@
 
 from __future__ import annotations
 
-from .. import selectors
-from ..models import ChargingSession, RemoteStopRequest
-from ..stop_rules import StopBlock, StopBlockCode
+from ... import selectors
+from ...models import ChargingSession, RemoteStopRequest
+from ..rules import StopBlock, StopBlockCode
 from .times import ago, clock
 
 State = RemoteStopRequest.State

@@ -19,7 +19,7 @@ from ..concurrency import acquire_operator_slot, release_operator_slot
 from ..logging import correlation_id_var
 from ..models import AuditRecord, ChargingSession, RemoteStopRequest, StopReason
 from ..oicp.client import HubjectClient, Outcome, RemoteStopResult
-from ..stop_rules import StopBlock, StopBlockCode
+from .rules import StopBlock, StopBlockCode
 from ..audit.records import AuditEntry, record_audit, record_audits
 
 logger = logging.getLogger(__name__)
@@ -32,7 +32,7 @@ class StopNotAllowed(Exception):
 
     A refusal by the eligibility rule carries its verdict and no words of its own: `block` (a
     `stop_rules.StopBlock`: the code and the facts) and `code`. The interfaces turn it into the
-    presenter's words (`stop_advice.refusal_text`); str() gives the same words, for logs and tests.
+    presenter's words (`presenters.refusal_text`); str() gives the same words, for logs and tests.
     Other refusals (a bad reason, an unknown session) carry their message as before.
     """
 
@@ -46,7 +46,7 @@ class StopNotAllowed(Exception):
 
     def __str__(self) -> str:
         if self.block is not None:
-            from ..stop_advice.blockers import blocker_text  # the words are the presenter's, not the service's
+            from .presenters.blockers import blocker_text  # the words are the presenter's, not the service's
 
             return blocker_text(self.block)
         return super().__str__()

@@ -2,7 +2,7 @@
 
 Pure: it decides over a session and the stops that could stand in the way (read by
 `selectors.stop_block`, in one query), at a given time. It writes nothing and holds no words: the
-agent's and the admin's words for each code are the presenter's (`stop_advice.blockers`).
+agent's and the admin's words for each code are the presenter's (`stops.presenters.blockers`).
 
 A session may be stopped while Hubject still has it open: until its CDR arrives (active, charging
 ended, learned late, after an Error), unless a stop is open or one was accepted within the
@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from .models import ChargingSession, RemoteStopRequest
+from ..models import ChargingSession, RemoteStopRequest
 
 State = RemoteStopRequest.State
 
