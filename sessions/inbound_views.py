@@ -30,6 +30,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from . import proxy, services
 from .oicp import inbound
+from .oicp.acknowledgements import acknowledgement
 
 logger = logging.getLogger(__name__)
 
@@ -44,14 +45,7 @@ def _ack(
     additional_info: str | None = None,
     echo: dict[str, str] | None = None,
 ) -> HttpResponse:
-    echo = echo or {}
-    body = {
-        "Result": code == "000",
-        "StatusCode": {"Code": code, "Description": description, "AdditionalInfo": additional_info},
-        "SessionID": echo.get("SessionID"),
-        "CPOPartnerSessionID": echo.get("CPOPartnerSessionID"),
-        "EMPPartnerSessionID": echo.get("EMPPartnerSessionID"),
-    }
+    body = acknowledgement(code == "000", code, additional_info, description=description, echo=echo)
     return HttpResponse(json.dumps(body), status=status, content_type=CONTENT_TYPE)
 
 

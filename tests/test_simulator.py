@@ -489,12 +489,12 @@ def test_demo_operators_and_behaviours() -> None:
 
 
 def test_config_file_is_loaded_and_bad_config_refused(tmp_path: Path) -> None:
-    from sessions.oicp.simulator import _load_table, _parse_args, main
+    from sessions.oicp.simulator.cli import load_table, main, parse_args
 
     good = tmp_path / "good.json"
     good.write_text(json.dumps({"operators": {"DE*OFF": {"action": "reject", "code": "310"}}}))
-    assert _load_table(_parse_args(["--config", str(good)])).lookup("DE*OFF*E1")[0]["code"] == "310"
-    merged = _load_table(_parse_args(["--demo", "--config", str(good)]))
+    assert load_table(parse_args(["--config", str(good)])).lookup("DE*OFF*E1")[0]["code"] == "310"
+    merged = load_table(parse_args(["--demo", "--config", str(good)]))
     assert merged.lookup("DE*OFF*E1")[0]["code"] == "310" and merged.lookup("DE*SLO*E1")[0]["delay_seconds"] == 8
 
     bad = tmp_path / "bad.json"
@@ -926,11 +926,11 @@ def test_get_cdrs_pages_over_every_cdr_in_the_window(sim: SimulatorServer) -> No
 
 
 def test_get_cdrs_defaults_to_20_and_includes_generated_cdrs(sim: SimulatorServer) -> None:
-    sim.cpo.cdr_delay = 0
-    sim.cpo.push_delay = 0
+    sim.cpo.config.cdr_delay_seconds = 0
+    sim.cpo.config.push_delay_seconds = 0
     post(sim, stop_body())
     deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and not sim.cpo.cdrs_list():
+    while time.monotonic() < deadline and not sim.cdrs.listed():
         time.sleep(0.02)
     now = datetime.now(timezone.utc)
     window = {"ProviderID": "DE-EMP", "From": (now - timedelta(hours=1)).isoformat(),
@@ -1123,9 +1123,9 @@ def test_tidy_accepts_any_session_id_and_a_put_returns_to_the_startup_setting(si
 
 
 def test_a_simulator_started_tidy_stays_tidy_across_puts() -> None:
-    from sessions.oicp.simulator import _load_table, _parse_args
+    from sessions.oicp.simulator.cli import load_table, parse_args
 
-    table = _load_table(_parse_args(["--tidy", "--cpo-window", "5"]))
+    table = load_table(parse_args(["--tidy", "--cpo-window", "5"]))
     assert (table.tidy, table.cpo_window_seconds) == (True, 5.0)
     server = make_server(port=0, behaviours=table)
     serve_in_thread(server)

@@ -22,9 +22,11 @@ from urllib3.exceptions import ProxyError as Urllib3ProxyError
 from urllib3.exceptions import ReadTimeoutError
 from urllib3.exceptions import SSLError as Urllib3SSLError
 
+from .paths import AUTHORIZE_REMOTE_STOP as STOP_PATH
+from .paths import GET_CHARGE_DETAIL_RECORDS as CDR_PULL_PATH
+from .paths import MAX_CDR_PAGE_SIZE
 from .status_codes import HUBJECT_DESCRIPTIONS, STATUS_CODES, StatusCodeInfo, describe, describe_failure
 
-STOP_PATH = "/api/oicp/charging/v21/providers/{provider_id}/authorize-remote/stop"
 CODE = re.compile(r"[0-9]{3}")
 DESCRIPTION_MAX = 200
 ADDITIONAL_INFO_MAX = 1000
@@ -369,8 +371,6 @@ def _transport_failure(exc: BaseException) -> tuple[_Verdict, bool]:
 
 # --- eRoamingGetChargeDetailRecords_V2.2 (DIGEST §5.4): the CDR pull ------------------------------
 
-CDR_PULL_PATH = "/api/oicp/cdrmgmt/v22/providers/{provider_id}/get-charge-detail-records-request"
-MAX_CDR_PAGE_SIZE = 2000  # HBS's maximum; its default is 20
 
 
 @dataclass(frozen=True)

@@ -136,6 +136,12 @@ def operator_id_from_evse_id(evse_id: str) -> str:
     return f"{country}{star}{operator}".upper()
 
 
+def operator_key(operator_id: str) -> str:
+    """One key per CPO: "DE*ABC" and "DEABC" are one operator (the `*` is optional), "+49*810" and
+    "49*810" too (so is the `+`); case carries no meaning."""
+    return operator_id.upper().lstrip("+").replace("*", "")
+
+
 def remote_stop_violations(body: object) -> list[str]:
     """Every rule of eRoamingAuthorizeRemoteStop_V2.1 that `body` breaks; empty when valid.
 

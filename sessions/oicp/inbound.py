@@ -520,7 +520,7 @@ def charging_notification_from_dict(data: dict[str, Any]) -> ChargingNotificatio
         if data.get("OperatorID") is None:
             anomalies.add("derived", "OperatorID", f"OperatorID missing; taken from the EvseID: {evse_operator}")
         values["operator_id"] = evse_operator
-    elif _canonical_operator(sent) != _canonical_operator(evse_operator):
+    elif ids.operator_key(sent) != ids.operator_key(evse_operator):
         anomalies.add("operator_differs", "OperatorID",
                       f"OperatorID {sent} is not the EvseID's operator {evse_operator} "
                       "(a hub operator sending for a sub-operator?)")
@@ -556,17 +556,12 @@ def _check_path_operator(path_operator_id: str, values: dict[str, Any], anomalie
     except FieldError as exc:
         anomalies.add("path_operator", "operatorID", f"operatorID of the URL ignored: {exc}")
         return
-    senders = {_canonical_operator(values["operator_id"])}
+    senders = {ids.operator_key(values["operator_id"])}
     if values.get("hub_operator_id"):
-        senders.add(_canonical_operator(values["hub_operator_id"]))
-    if _canonical_operator(path_operator) not in senders:
+        senders.add(ids.operator_key(values["hub_operator_id"]))
+    if ids.operator_key(path_operator) not in senders:
         anomalies.add("path_operator", "operatorID",
                       f"CDR pushed for operator {path_operator}; its EvseID belongs to {values['operator_id']}")
-
-
-def _canonical_operator(value: str) -> str:
-    """DE*ABC and DEABC are one operator, +49*810 and 49*810 too."""
-    return value.upper().lstrip("+").replace("*", "")
 
 
 def parse_charging_notification(body: bytes | str) -> tuple[str, ChargingNotification]:
