@@ -2,7 +2,8 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from sessions import error_views, health, inbound_views
+from sessions import error_views, health
+from sessions.inbound import endpoints as inbound_views
 
 admin.site.site_header = "EMP support portal: administration"
 admin.site.site_title = "EMP support portal"

@@ -22,7 +22,8 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
-from . import selectors_anomalies, services
+from . import services
+from .inbound import selectors as selectors_anomalies
 from .forms import AdminRemoteStopForm
 from .forms_history import HISTORY_IDS_MAX, ids_param
 from .models import (

@@ -496,7 +496,7 @@ class CdrPullRun(models.Model):
 
     Written when the run starts (a run that never finishes stays visible, unfinished) and again
     when it ends, with its RECONCILIATION_RUN audit record. `covered_to` is set only on a run that
-    counts for the next run's start (sessions.services.reconciliation.next_pull_start): complete,
+    counts for the next run's start (sessions.inbound.reconciliation.next_pull_start): complete,
     no CDR that could not be stored, and a window containing the start a periodic run would have
     used, so the pulled span goes on without a gap.
     """

@@ -1,6 +1,7 @@
 from django.urls import include, path
 
-from . import views, views_anomalies, views_history
+from . import views, views_history
+from .inbound import views as views_anomalies
 
 app_name = "charging_sessions"
 

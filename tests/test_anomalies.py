@@ -395,7 +395,7 @@ def test_a_message_that_is_not_flagged_is_not_shown_here(client, world):
 def test_the_anomaly_list_include_renders_texts_with_labels():
     from django.template.loader import render_to_string
 
-    from sessions.selectors_anomalies import labelled
+    from sessions.inbound.selectors import labelled
 
     html = render_to_string("sessions/_anomaly_list.html", {"anomalies": labelled([
         {"code": "evse_mismatch", "field": "EvseID", "text": "EvseID <X> is not the session's"},

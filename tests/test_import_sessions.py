@@ -197,7 +197,7 @@ def test_blank_lines_bom_and_crlf_are_fine(tmp_path):
 
 
 def test_a_huge_line_is_refused_without_reading_it_whole(tmp_path):
-    from sessions.services.imports import MAX_LINE_BYTES
+    from sessions.inbound.imports import MAX_LINE_BYTES
 
     huge = json.dumps(line(EMPPartnerSessionID="x" * (MAX_LINE_BYTES * 3)))
     path = write(tmp_path, line(), huge, line())

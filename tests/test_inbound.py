@@ -431,7 +431,7 @@ def test_every_openapi_example_is_accepted(client):
 def test_losing_the_race_to_create_a_session_applies_the_message_to_the_winner(monkeypatch):
     """Two Starts for one unknown SessionID: the loser's insert fails on the unique SessionID,
     and its message is applied to the winner's row (deterministic stand-in for the race)."""
-    from sessions.services import inbound as inbound_services
+    from sessions.inbound import services as inbound_services
 
     winner = ChargingSessionFactory(session_id=SID, evse_id="DE*XYZ*ETEST1", operator_id="DE*XYZ")
     real_lookup = inbound_services._locked_session

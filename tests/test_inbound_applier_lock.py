@@ -17,8 +17,8 @@ from django.core.cache.backends.redis import RedisCache
 from django.test import TestCase
 
 from sessions import services
-from sessions.services import inbound_queue
-from sessions.services.inbound_queue import ApplierLock
+from sessions.inbound import queue as inbound_queue
+from sessions.inbound.queue import ApplierLock
 from tests import test_inbound
 from tests.test_inbound import NOTIFY_URL, START, msg
 

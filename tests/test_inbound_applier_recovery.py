@@ -21,7 +21,7 @@ from django.utils import timezone
 
 from sessions.models import AuditRecord, ChargingSession, InboundMessage
 from sessions.oicp import ids
-from sessions.services import inbound_queue
+from sessions.inbound import queue as inbound_queue
 from tests import servers, test_inbound
 from tests.test_inbound import END, NOTIFY_URL, START, assert_ack, msg
 

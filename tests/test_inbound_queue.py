@@ -19,7 +19,7 @@ from django.utils import timezone
 
 from sessions import services
 from sessions.models import AuditRecord, ChargeDetailRecord, ChargingSession, InboundMessage, RemoteStopRequest
-from sessions.services import inbound_queue
+from sessions.inbound import queue as inbound_queue
 from tests.factories import ChargingSessionFactory, RemoteStopRequestFactory
 from tests import test_inbound
 from tests.test_inbound import CDR, END, NOTIFY_URL, SID, START, assert_ack, cdr_url, msg

@@ -245,7 +245,7 @@ def test_a_cdr_that_cannot_be_stored_is_an_error_and_the_others_are_kept(hbs):
             raise RuntimeError("disk full")
         return real(**kwargs)
 
-    with mock.patch("sessions.services.reconciliation.record_cdr", side_effect=flaky):
+    with mock.patch("sessions.inbound.reconciliation.record_cdr", side_effect=flaky):
         report = run()
 
     assert (report.new, report.errors, report.complete, report.ok) == (1, 1, True, False)
@@ -268,7 +268,7 @@ def test_task_pulls_the_sliding_window(settings):
     from sessions.tasks import pull_charge_detail_records
 
     settings.OICP_CDR_PULL_WINDOW_HOURS = 6
-    with mock.patch("sessions.services.reconciliation.pull_charge_detail_records") as service:
+    with mock.patch("sessions.inbound.reconciliation.pull_charge_detail_records") as service:
         pull_charge_detail_records.run()
     window = service.call_args.kwargs
     assert window["date_to"] - window["date_from"] == timedelta(hours=6)
@@ -442,7 +442,7 @@ def test_the_audit_record_lists_every_refused_cdr_up_to_a_cap(hbs):
     bad = [cdr(evse_id="XX") for _ in range(25)]
     paged(hbs, bad, page_size=2000)
 
-    with mock.patch("sessions.services.reconciliation.MAX_REFUSED_LISTED", 22):
+    with mock.patch("sessions.inbound.reconciliation.MAX_REFUSED_LISTED", 22):
         report = run()
 
     assert report.refused == 25 and refused_rows().count() == 25
@@ -466,7 +466,7 @@ def test_a_held_back_cdr_is_counted_and_named_and_not_kept_again_by_the_next_run
         return mock.Mock(held_back=True, duplicate=False, session_created=False, stops_confirmed=0,
                          inbound_message=kept, charging_session=None)
 
-    with mock.patch("sessions.services.reconciliation.record_cdr", side_effect=holding_back) as recorder:
+    with mock.patch("sessions.inbound.reconciliation.record_cdr", side_effect=holding_back) as recorder:
         first = run()
         second = run()
 
@@ -558,7 +558,7 @@ def test_a_cdr_that_could_not_be_stored_does_not_move_the_start(hbs, settings, n
     services.pull_recent_charge_detail_records(now=now - timedelta(days=5))
     hbs.reset()
     paged(hbs, [cdr()], page_size=2000)
-    with mock.patch("sessions.services.reconciliation.record_cdr", side_effect=RuntimeError("disk full")):
+    with mock.patch("sessions.inbound.reconciliation.record_cdr", side_effect=RuntimeError("disk full")):
         lossy = services.pull_recent_charge_detail_records(now=now - timedelta(days=1))
     answer_empty(hbs)
 
@@ -593,7 +593,7 @@ def test_pull_cdrs_without_from_starts_where_the_periodic_job_would(hbs, now):
 
 
 def test_a_manual_window_counts_only_when_it_contains_the_next_start(hbs, now):
-    from sessions.services.reconciliation import next_pull_start
+    from sessions.inbound.reconciliation import next_pull_start
 
     answer_empty(hbs)
     services.pull_recent_charge_detail_records(now=now - timedelta(days=5))

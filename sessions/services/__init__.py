@@ -31,15 +31,15 @@ from ..audit.export_jobs import (
     stream_audit_export,
     write_audit_export,
 )
-from .charging_sessions import create_charging_session
-from .inbound import (
+from ..charging.services import create_charging_session
+from ..inbound.services import (
     RecordOutcome,
     count_inbound_refusal,
     record_cdr,
     record_charging_notification,
     report_inbound_refusals,
 )
-from .inbound_queue import (
+from ..inbound.queue import (
     Received,
     apply_inbound_messages,
     kick_inbound_worker,
@@ -47,7 +47,7 @@ from .inbound_queue import (
     receive_cdr,
     receive_charging_notification,
 )
-from .reconciliation import ReconciliationReport, pull_charge_detail_records, pull_recent_charge_detail_records
+from ..inbound.reconciliation import ReconciliationReport, pull_charge_detail_records, pull_recent_charge_detail_records
 from ..stops.services import (
     SendOutcome,
     StopNotAllowed,

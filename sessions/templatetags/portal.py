@@ -9,7 +9,7 @@ from django.utils.safestring import mark_safe
 from django.utils.timesince import timesince
 
 from sessions.models import StopReason
-from sessions.selectors_anomalies import labelled
+from sessions.inbound.selectors import labelled
 
 register = template.Library()
 

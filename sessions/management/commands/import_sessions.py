@@ -3,7 +3,7 @@
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
-from sessions.services import imports
+from sessions.inbound import imports
 
 MAX_PRINTED = 200
 

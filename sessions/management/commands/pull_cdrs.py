@@ -16,7 +16,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from sessions import services
-from sessions.services.reconciliation import next_pull_start
+from sessions.inbound.reconciliation import next_pull_start
 
 MAX_NAMED_IN_ERROR = 10  # refused SessionIDs named in the error message; all are printed above it
 

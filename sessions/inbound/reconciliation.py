@@ -47,7 +47,7 @@ from ..models import AuditRecord, CdrPullRun, ChargeDetailRecord, ChargingSessio
 from ..oicp import ids, inbound
 from ..oicp.client import MAX_CDR_PAGE_SIZE, HubjectClient
 from ..audit.records import record_audit
-from .inbound import record_cdr
+from .services import record_cdr
 
 logger = logging.getLogger(__name__)
 Event = AuditRecord.EventType

@@ -52,7 +52,7 @@ from ..models import InboundMessage
 from ..oicp import ids, inbound
 from ..oicp.inbound import ChargeDetailRecord as ParsedCdr
 from ..oicp.inbound import ChargingNotification
-from .inbound import _ip_or_none, record_cdr, record_charging_notification
+from .services import _ip_or_none, record_cdr, record_charging_notification
 
 logger = logging.getLogger(__name__)
 

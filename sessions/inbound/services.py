@@ -40,7 +40,7 @@ from ..oicp.inbound import ERROR_ADDITIONAL_INFO_MAX
 from ..oicp.inbound import ChargeDetailRecord as ParsedCdr
 from ..oicp.inbound import ChargingNotification
 from ..audit.records import AuditEntry, record_audits
-from .charging_sessions import insert_charging_session, session_created_entry
+from ..charging.services import insert_charging_session, session_created_entry
 from ..stops.services import confirmation_entries
 
 logger = logging.getLogger(__name__)

@@ -10,10 +10,10 @@ from datetime import date, timedelta
 from django import forms
 from django.utils import timezone
 
-from .models import InboundMessage
-from .oicp import ids
-from .oicp.anomalies import KINDS
-from .selectors_anomalies import AnomalyFilters
+from ..models import InboundMessage
+from ..oicp import ids
+from ..oicp.anomalies import KINDS
+from .selectors import AnomalyFilters
 
 # Period presets: how many days before today the period starts (today included).
 PERIODS = {"today": ("Today", 0), "7d": ("Last 7 days", 6), "30d": ("Last 30 days", 29)}

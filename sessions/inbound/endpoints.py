@@ -28,9 +28,9 @@ from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from . import proxy, services
-from .oicp import inbound
-from .oicp.acknowledgements import acknowledgement
+from .. import proxy, services
+from ..oicp import inbound
+from ..oicp.acknowledgements import acknowledgement
 
 logger = logging.getLogger(__name__)
 

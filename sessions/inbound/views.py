@@ -15,8 +15,9 @@ from django.shortcuts import render
 from django.utils.functional import cached_property
 from django.views.decorators.http import require_GET
 
-from . import selectors, selectors_anomalies
-from .forms_anomalies import AnomalyFilterForm
+from .. import selectors
+from . import selectors as selectors_anomalies
+from .forms import AnomalyFilterForm
 
 PAGE_SIZE = 50
 PERMISSIONS = ["charging_sessions.view_all_remote_stops", "charging_sessions.view_inboundmessage"]

@@ -46,7 +46,7 @@ from ..models import AuditRecord, ChargingSession, RemoteStopRequest
 from ..oicp import fields, ids
 from ..oicp.fields import FieldError, clip, json_type
 from ..audit.records import record_audit
-from .charging_sessions import create_charging_session
+from ..charging.services import create_charging_session
 
 Event = AuditRecord.EventType
 Status = ChargingSession.Status

@@ -22,8 +22,8 @@ from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Cast
 from django.utils import timezone
 
-from .models import ChargingSession, InboundMessage
-from .oicp.anomalies import HELD_BACK, KINDS
+from ..models import ChargingSession, InboundMessage
+from ..oicp.anomalies import HELD_BACK, KINDS
 
 REFUSED = "refused"  # the anomaly code a refused pulled CDR carries (sessions.services.reconciliation)
 _TEXT = "anomalies_text"  # the annotation holding the anomaly list as JSON text
