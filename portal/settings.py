@@ -179,6 +179,30 @@ if not SECURE_HSTS_PRELOAD:
     # hard to undo; set DJANGO_SECURE_HSTS_PRELOAD=true once the whole domain is HTTPS-only.
     SILENCED_SYSTEM_CHECKS.append("security.W021")
 
+# Content-Security-Policy (django-csp) on every response, the Django admin and error pages
+# included: scripts, styles, images, fonts and fetches only from the portal itself; no inline
+# <script>, <style>, style="" or on*= anywhere (static/portal/portal.js and portal.css hold them;
+# the 2FA QR code is inline SVG markup, no data: URL); no plugins, no <base>, no framing, forms
+# post only to the portal. No 'unsafe-inline', 'unsafe-eval' or nonces: tests/test_csp.py checks
+# the pages, and every browser test fails on a CSP violation (tests/conftest.py).
+INSTALLED_APPS.append("csp")  # its system checks (e.g. settings in the pre-4.0 format)
+MIDDLEWARE.insert(MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1,
+                  "csp.middleware.CSPMiddleware")
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'"],
+        "connect-src": ["'self'"],
+        "font-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'none'"],
+        "frame-ancestors": ["'none'"],
+        "form-action": ["'self'"],
+    },
+}
+
 # --------------------------------------------------------------------------------------------
 # Login throttling (django-axes): after AXES_FAILURE_LIMIT failed logins for one username from
 # one IP address, that pair is locked out for AXES_COOLOFF_TIME; after AXES_USERNAME_FAILURE_LIMIT

@@ -40,7 +40,12 @@ def violations(page, *, exclude: list[str] | None = None, tags: list[str] | None
     """axe's violations on the page as it is now (each with its rule id, impact, help and nodes)."""
     _inject(page)
     context = {"exclude": [[selector] for selector in exclude]} if exclude else None
-    options = {"runOnly": {"type": "tag", "values": tags or RULE_TAGS}, "resultTypes": ["violations"]}
+    # preload: false: axe would otherwise re-read every stylesheet (the admin's forms.css @imports
+    # widgets.css) into <style> elements, which the portal's Content-Security-Policy blocks, and every
+    # browser test fails on a CSP violation (tests/conftest.py). Only the experimental
+    # css-orientation-lock rule needs that CSSOM, and experimental rules are not run.
+    options = {"runOnly": {"type": "tag", "values": tags or RULE_TAGS}, "resultTypes": ["violations"],
+               "preload": False}
     return page.evaluate(
         "([context, options]) => axe.run(context || document, options).then(results => results.violations)",
         [context, options],

@@ -123,3 +123,89 @@ def browser_type_launch_args(browser_type_launch_args):
             pytest.fail(message)
         pytest.skip(message)
     return {**browser_type_launch_args, "executable_path": "/usr/bin/chromium", "args": CHROMIUM_ARGS}
+
+
+# --- every browser test fails on a Content-Security-Policy violation -----------------------------
+# The portal sends a strict CSP (portal/settings.py: no inline script or style, no eval, no data:
+# images). Every context a browser test opens (pytest-playwright's `page`/`context`, or
+# `browser.new_context()` called directly) reports what the policy blocked in two ways: Chromium's own
+# console message ("Refused to apply inline style because it violates the following Content Security
+# Policy directive ...") and the page's `securitypolicyviolation` event, logged by an init script. The
+# test fails when there is any (pytest_runtest_call below); one that appears later fails its teardown.
+# A test that provokes a violation on purpose takes it with `csp_violations.take()`.
+
+CSP_MARK = "Content Security Policy"
+CSP_REPORTER = """
+document.addEventListener("securitypolicyviolation", function (event) {
+  console.error("Content Security Policy violation (securitypolicyviolation event): " + event.effectiveDirective
+    + " blocked " + (event.blockedURI || "?") + " in " + (event.sourceFile || document.location.href)
+    + ":" + event.lineNumber + " " + (event.sample || ""));
+}, true);
+"""
+
+
+class CspViolations:
+    """What the CSP blocked in the browser contexts of one test."""
+
+    def __init__(self):
+        self.found: list[str] = []
+        self.contexts: list = []
+
+    def watch(self, context) -> None:
+        context.add_init_script(script=CSP_REPORTER)
+        context.on("console", self._on_console)
+        self.contexts.append(context)
+
+    def _on_console(self, message) -> None:
+        if CSP_MARK in message.text or "Content-Security-Policy" in message.text:
+            where = message.location.get("url") or (message.page.url if message.page else "?")
+            self.found.append(f"{where}: {message.text}")
+
+    def flush(self) -> None:
+        """One round trip to every open page, so messages logged before now have arrived."""
+        for context in self.contexts:
+            try:
+                for open_page in context.pages:
+                    open_page.evaluate("0")
+            except Exception:  # a closed context or a page that is navigating: nothing to wait for
+                pass
+
+    def take(self) -> list[str]:
+        self.flush()
+        found, self.found = self.found, []
+        return found
+
+
+_CSP_VIOLATIONS = pytest.StashKey[CspViolations]()
+
+
+@pytest.fixture(autouse=True)
+def csp_violations(request, monkeypatch):
+    violations = CspViolations()
+    if "browser" not in request.fixturenames:  # not a browser test: never start Chromium for it
+        yield violations
+        return
+    browser = request.getfixturevalue("browser")
+    new_context = browser.new_context
+
+    def watched_new_context(*args, **kwargs):
+        context = new_context(*args, **kwargs)
+        violations.watch(context)
+        return context
+
+    monkeypatch.setattr(browser, "new_context", watched_new_context)
+    request.node.stash[_CSP_VIOLATIONS] = violations
+    yield violations
+    late = violations.take()
+    assert not late, "Content-Security-Policy violations in the browser:\n" + "\n".join(late)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item):
+    result = yield
+    violations = item.stash.get(_CSP_VIOLATIONS, None)
+    if violations is not None:
+        found = violations.take()
+        if found:
+            pytest.fail("Content-Security-Policy violations in the browser:\n" + "\n".join(found), pytrace=False)
+    return result
