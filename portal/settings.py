@@ -225,7 +225,7 @@ AXES_HANDLER = "sessions.accounts.lockout.PortalAxesHandler"
 # REMOTE_ADDR, or from a trusted proxy (DJANGO_TRUSTED_PROXIES) the client it names.
 AXES_CLIENT_IP_CALLABLE = "sessions.proxy.client_ip"
 AXES_RESET_ON_SUCCESS = True
-AXES_LOCKOUT_CALLABLE = "sessions.lockout.locked_out"  # renders registration/locked_out.html, HTTP 429
+AXES_LOCKOUT_CALLABLE = "sessions.accounts.locked_out.locked_out"  # renders registration/locked_out.html, HTTP 429
 
 # --------------------------------------------------------------------------------------------
 # Celery (https://docs.celeryq.dev/en/stable/userguide/configuration.html)
@@ -477,7 +477,7 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "filters": {
-        "correlation": {"()": "sessions.logging.CorrelationIdFilter"},
+        "correlation": {"()": "sessions.log_context.CorrelationIdFilter"},
         # A refused request (403): one line with the user, path and missing permission, no traceback.
         "forbidden_one_line": {"()": "sessions.accounts.denials.OneLineForbiddenFilter"},
     },

@@ -2,7 +2,7 @@
 
 import uuid
 
-from .logging import correlation_id_var
+from .log_context import correlation_id_var
 
 
 class CorrelationIdMiddleware:

@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from .. import selectors
 from ..concurrency import acquire_operator_slot, release_operator_slot
-from ..logging import correlation_id_var
+from ..log_context import correlation_id_var
 from ..models import AuditRecord, ChargingSession, RemoteStopRequest, StopReason
 from ..oicp.client import HubjectClient, Outcome, RemoteStopResult
 from .rules import StopBlock, StopBlockCode
