@@ -1,13 +1,18 @@
 # The two commands a new user needs: `make run` and `make test`.
-.PHONY: run test test-fast bootstrap clean bench
+.PHONY: run test test-fast lint bootstrap clean bench
 
 run:            ## install what is missing, then run the whole portal (Ctrl-C stops it)
 	@scripts/bootstrap.sh run
 	@.venv/bin/python scripts/run.py
 
-test:           ## install what is missing, then run the whole suite (browser and integration included)
+test:           ## install what is missing, check format, lint and import contracts, then run the whole suite
 	@scripts/bootstrap.sh test
+	@scripts/lint.sh
 	@scripts/test.sh
+
+lint:           ## format check, lint and import contracts only (seconds)
+	@scripts/bootstrap.sh test
+	@scripts/lint.sh
 
 test-fast:      ## unit tests only: no Redis, worker or browser
 	@scripts/bootstrap.sh test

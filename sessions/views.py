@@ -145,14 +145,14 @@ def request_stop(request: HttpRequest, pk: int) -> HttpResponse:
         messages.error(request, "The stop was not sent: " + "; ".join(e for errs in form.errors.values() for e in errs))
         return redirect("charging_sessions:session-detail", pk=pk)
     try:
-        stop_request = services.request_remote_stop(
+        requested = services.request_and_publish_remote_stop(
             charging_session_id=charging_session.pk, acting_user=request.user, **form.cleaned_data
         )
     except services.StopNotAllowed as refusal:
         notice = presenters.stop_notice(refusal=presenters.refusal_text(refusal))
     else:
         # `queued` False: the broker did not take it in time; it is saved and the sweeper sends it.
-        notice = presenters.stop_notice(queued=getattr(stop_request, "queued", None))
+        notice = presenters.stop_notice(queued=requested.queued)
     if not request.htmx:
         {"bad": messages.error, "warn": messages.warning}.get(notice.tone, messages.success)(request, notice.text)
         return redirect(reverse("charging_sessions:session-detail", kwargs={"pk": pk}) + "#stop-status")

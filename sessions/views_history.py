@@ -28,6 +28,7 @@ from .forms_history import (
 )
 from .models import AuditExport
 from .oicp.status_codes import describe
+from .stops.presenters.cards import code_meaning
 
 PAGE_SIZE = 50
 SEE_ALL = "charging_sessions.view_all_remote_stops"
@@ -94,7 +95,9 @@ def stop_history(request: HttpRequest) -> HttpResponse:
     context = {
         "form": form,
         "page": page,
-        "rows": [(stop, describe(stop.oicp_code) if stop.oicp_code else None) for stop in page.object_list],
+        "rows": [
+            (stop, code_meaning(describe(stop.oicp_code)) if stop.oicp_code else None) for stop in page.object_list
+        ],
         "sees_all": sees_all,
         "operators": selectors.operator_ids(),
         "codes": selectors_history.stop_oicp_codes(),

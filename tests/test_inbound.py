@@ -28,6 +28,7 @@ from sessions.models import (
     RemoteStopRequest,
 )
 from sessions.oicp import inbound
+from sessions.oicp.fields import nesting_exceeds
 from tests.factories import ChargingSessionFactory, RemoteStopRequestFactory
 from tests.spec_files import spec_file
 
@@ -431,7 +432,7 @@ def test_every_openapi_example_is_accepted(client):
 def test_losing_the_race_to_create_a_session_applies_the_message_to_the_winner(monkeypatch):
     """Two Starts for one unknown SessionID: the loser's insert fails on the unique SessionID,
     and its message is applied to the winner's row (deterministic stand-in for the race)."""
-    from sessions.inbound import services as inbound_services
+    from sessions.inbound.services import session_row as inbound_services
 
     winner = ChargingSessionFactory(session_id=SID, evse_id="DE*XYZ*ETEST1", operator_id="DE*XYZ")
     real_lookup = inbound_services._locked_session
@@ -832,9 +833,9 @@ def test_the_agents_screens_still_need_csrf(agent):
 
 
 def test_nesting_guard_is_linear_and_ignores_strings():
-    assert inbound.nesting_exceeds("[" * 21 + "]" * 21)
-    assert not inbound.nesting_exceeds("[" * 20 + "]" * 20)
-    assert not inbound.nesting_exceeds('{"a": "[[[[[[[[[[[[[[[[[[[[[[[[[[\\"[[[[[[[[["}')
+    assert nesting_exceeds("[" * 21 + "]" * 21)
+    assert not nesting_exceeds("[" * 20 + "]" * 20)
+    assert not nesting_exceeds('{"a": "[[[[[[[[[[[[[[[[[[[[[[[[[[\\"[[[[[[[[["}')
     with pytest.raises(inbound.InboundError, match="nested deeper"):
         inbound.decode_body(b"[" * 1_000_000)
 

@@ -10,8 +10,11 @@ import responses
 from urllib3.exceptions import MaxRetryError, NewConnectionError, ProtocolError, ReadTimeoutError
 from urllib3.exceptions import SSLError as Urllib3SSLError
 
-from sessions.oicp.client import HubjectClient, Outcome, RemoteStopResult
+from sessions.oicp.client import HubjectClient
 from sessions.oicp.ids import remote_stop_violations
+from sessions.oicp.outcomes import Outcome
+from sessions.oicp.remote_stop import RemoteStopResult
+from sessions.stops.presenters.cards import code_meaning
 
 BASE = "https://hbs.example"
 URL = f"{BASE}/api/oicp/charging/v21/providers/DE-DCB/authorize-remote/stop"
@@ -69,7 +72,7 @@ def check_common(result: RemoteStopResult) -> None:
     assert result.is_final is (result.outcome != Outcome.TRANSIENT)
     assert result.oicp_code == "" or (len(result.oicp_code) == 3 and result.oicp_code.isdigit())
     assert isinstance(result.elapsed_ms, int) and result.elapsed_ms >= 0
-    assert result.playbook.meaning
+    assert code_meaning(result.playbook).meaning
 
 
 # --- what we send -------------------------------------------------------------------------------
@@ -233,7 +236,7 @@ def test_result_false_is_classified_by_code(hbs, client, code, outcome):
     assert result.process_id == "p-1"
     if code == "400":
         assert result.description == "Session is invalid."  # Hubject's wording when it sends none
-        assert "CDR" in result.playbook.next_step
+        assert "CDR" in code_meaning(result.playbook).next_step
     check_common(result)
 
 

@@ -10,7 +10,10 @@ import pytest
 import requests
 import responses
 
-from sessions.oicp.client import MAX_CDR_PAGE_SIZE, CdrPage, HubjectClient, Outcome
+from sessions.oicp.cdr_pull import CdrPage
+from sessions.oicp.client import HubjectClient
+from sessions.oicp.outcomes import Outcome
+from sessions.oicp.paths import MAX_CDR_PAGE_SIZE
 from tests.spec_files import spec_file
 
 BASE = "https://hbs.example"

@@ -26,7 +26,7 @@ from django.utils import timezone
 from sessions import services
 from sessions.stops import presenters as stop_advice
 from sessions.models import AuditRecord, RemoteStopRequest, StopReason
-from sessions.stops.services import _sending_deadline_seconds
+from sessions.stops.services.sweeper import _sending_deadline_seconds
 from tests import servers
 from tests.factories import (
     AgentFactory,

@@ -25,7 +25,7 @@ from django.utils import timezone
 
 from sessions import services
 from sessions.models import AuditRecord, RemoteStopRequest, StopReason
-from sessions.stops import services as stop_services
+from sessions.stops.services import sending as stop_services
 from tests.factories import (
     ChargingSessionFactory,
     RemoteStopRequestFactory,

@@ -13,12 +13,15 @@ from sessions.oicp.status_codes import (
     describe,
     describe_failure,
 )
+from sessions.stops.presenters.cards import code_meaning
 
 AREAS = {"General codes", "Internal system codes", "Authentication codes", "Session codes", "EVSE codes"}
 
 
 def _texts_filled(info: StatusCodeInfo) -> bool:
-    return all(text.strip() for text in (info.description, info.area, info.meaning, info.tell_driver, info.next_step))
+    words = code_meaning(info)  # the presenter's words for the entry
+    texts = (info.description, info.area, words.meaning, words.tell_driver, words.next_step)
+    return all(text.strip() for text in texts)
 
 
 def test_every_hubject_code_has_an_entry_and_nothing_else():
@@ -44,17 +47,18 @@ def test_key_entries_give_the_right_advice():
     # Without the facts of a stop (lists, the history's timeline), a code's words must hold in every state:
     # 400 does not tell the driver the session ended (the portal may show it open), 310 promises no retry.
     # The state-aware card is sessions.stops.presenters's (tests/test_stop_advice.py).
-    assert "CDR" in STATUS_CODES["400"].meaning and "CDR" in STATUS_CODES["400"].next_step
-    assert "does not know this session" in STATUS_CODES["400"].meaning
-    assert "ended" not in STATUS_CODES["400"].tell_driver
-    assert "SessionID" in STATUS_CODES["400"].next_step and "hotline" in STATUS_CODES["400"].next_step
-    assert "60-second" in STATUS_CODES["310"].meaning
-    assert "retr" not in STATUS_CODES["310"].next_step and "trying again" not in STATUS_CODES["310"].tell_driver
-    assert "send a new stop" in STATUS_CODES["310"].next_step and "hotline" in STATUS_CODES["310"].next_step
-    assert "offline" in STATUS_CODES["501"].meaning and "CPO" in STATUS_CODES["501"].next_step
-    assert "certificate" in STATUS_CODES["017"].meaning and "not your fault" in STATUS_CODES["017"].tell_driver
-    assert "operators" in STATUS_CODES["017"].next_step
-    assert "correlation id" in STATUS_CODES["022"].next_step
+    words = {code: code_meaning(info) for code, info in STATUS_CODES.items()}  # the presenter's words
+    assert "CDR" in words["400"].meaning and "CDR" in words["400"].next_step
+    assert "does not know this session" in words["400"].meaning
+    assert "ended" not in words["400"].tell_driver
+    assert "SessionID" in words["400"].next_step and "hotline" in words["400"].next_step
+    assert "60-second" in words["310"].meaning
+    assert "retr" not in words["310"].next_step and "trying again" not in words["310"].tell_driver
+    assert "send a new stop" in words["310"].next_step and "hotline" in words["310"].next_step
+    assert "offline" in words["501"].meaning and "CPO" in words["501"].next_step
+    assert "certificate" in words["017"].meaning and "not your fault" in words["017"].tell_driver
+    assert "operators" in words["017"].next_step
+    assert "correlation id" in words["022"].next_step
 
 
 def test_info_is_frozen():

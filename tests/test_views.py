@@ -256,7 +256,7 @@ def test_a_refusal_answers_in_the_stop_area(agent_client, charging_session, agen
 def test_a_stop_answers_in_the_stop_area_and_the_broker_warning_says_saved(agent_client, charging_session):
     from sessions.stops import presenters as stop_advice
 
-    with mock.patch("sessions.stops.services.dispatch_remote_stop", return_value=False):
+    with mock.patch("sessions.stops.services.request.dispatch_remote_stop", return_value=False):
         response = htmx_post(agent_client, charging_session, {"reason": StopReason.CABLE_LOCKED})
     content = html.unescape(response.content.decode())
     assert f'role="alert" tabindex="-1"><span class="tone-mark" aria-hidden="true">⚠</span> ' \

@@ -52,7 +52,8 @@ from ..models import InboundMessage
 from ..oicp import ids, inbound
 from ..oicp.inbound import ChargeDetailRecord as ParsedCdr
 from ..oicp.inbound import ChargingNotification
-from .services import _ip_or_none, record_cdr, record_charging_notification
+from .services import record_cdr, record_charging_notification
+from .services.keeping import _ip_or_none
 
 logger = logging.getLogger(__name__)
 

@@ -47,36 +47,14 @@ HUBJECT_DESCRIPTIONS: dict[str, str] = {
 @dataclass(frozen=True)
 class StatusCodeInfo:
     """What the protocol says about an answer to a remote STOP: the code, Hubject's wording, its area,
-    and whether sending the same stop again is safe and may succeed.
-
-    What the answer means for the agent, what to tell the driver and what to do next depends on the
-    state of the session and the request too; those words are in `sessions.stops.presenters` (the table of
-    code × state and its one resolver). `meaning`, `tell_driver` and `next_step` below are that table's
-    state-free row, for pages that show a code without its stop (lists, the history's timeline).
-    """
+    and whether sending the same stop again is safe and may succeed. What it means for the agent and the
+    driver is in `sessions.stops.presenters` (`advise` for a stop, `code_meaning` for a bare code)."""
 
     code: str  # OICP code ("000"); "" for outcomes that are not an OICP answer
     description: str  # Hubject's wording, or a short title for non-OICP outcomes
     area: str  # "Area of usage" from the CodeType table
     transient: bool  # True: sending the same stop again is safe and may succeed
     kind: str = ""  # the failure kind for non-OICP outcomes (a key of FAILURE_KINDS)
-
-    def _row(self):
-        from sessions.stops.presenters.cards import code_words  # the words; imported late: this module stays pure protocol
-
-        return code_words(self.kind or self.code)
-
-    @property
-    def meaning(self) -> str:
-        return self._row().meaning
-
-    @property
-    def tell_driver(self) -> str:
-        return self._row().tell_driver
-
-    @property
-    def next_step(self) -> str:
-        return self._row().next_step
 
 
 _GENERAL, _INTERNAL, _AUTH, _SESSION, _EVSE = (

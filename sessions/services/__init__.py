@@ -5,6 +5,15 @@ Functions are verb-first and keyword-only. Rule violations raise domain exceptio
 from this package, never from its modules, so the modules can be reorganised freely.
 """
 
+from ..audit.export_jobs import (
+    export_path,
+    export_runs_in_background,
+    prepare_audit_export,
+    queue_audit_export,
+    record_export_download,
+    stream_audit_export,
+    write_audit_export,
+)
 from ..audit.records import (
     ChainHead,
     anchor_audit_chain,
@@ -22,23 +31,7 @@ from ..audit.retention import (
     release_legal_hold,
     set_legal_hold,
 )
-from ..audit.export_jobs import (
-    export_path,
-    export_runs_in_background,
-    prepare_audit_export,
-    queue_audit_export,
-    record_export_download,
-    stream_audit_export,
-    write_audit_export,
-)
 from ..charging.services import create_charging_session
-from ..inbound.services import (
-    RecordOutcome,
-    count_inbound_refusal,
-    record_cdr,
-    record_charging_notification,
-    report_inbound_refusals,
-)
 from ..inbound.queue import (
     Received,
     apply_inbound_messages,
@@ -48,15 +41,24 @@ from ..inbound.queue import (
     receive_charging_notification,
 )
 from ..inbound.reconciliation import ReconciliationReport, pull_charge_detail_records, pull_recent_charge_detail_records
+from ..inbound.services import (
+    RecordOutcome,
+    count_inbound_refusal,
+    record_cdr,
+    record_charging_notification,
+    report_inbound_refusals,
+)
 from ..stops.services import (
     SendOutcome,
     StopNotAllowed,
+    StopRequested,
     close_session_manually,
     confirm_remote_stops,
     dispatch_remote_stop,
     mark_remote_stop_failed,
     mark_unconfirmed_stops,
     recover_lost_attempt,
+    request_and_publish_remote_stop,
     request_remote_stop,
     resend_remote_stop,
     send_remote_stop,
@@ -99,6 +101,7 @@ __all__ = [
     "report_inbound_refusals",
     "SendOutcome",
     "StopNotAllowed",
+    "StopRequested",
     "close_session_manually",
     "confirm_remote_stops",
     "create_charging_session",
@@ -107,6 +110,7 @@ __all__ = [
     "mark_unconfirmed_stops",
     "record_audit",
     "recover_lost_attempt",
+    "request_and_publish_remote_stop",
     "request_remote_stop",
     "resend_remote_stop",
     "send_remote_stop",

@@ -74,7 +74,8 @@ def is_stale(value: datetime | None, hours: int = 2) -> bool:
 
 @register.simple_tag
 def code_info(code: str):
-    """The status-code table's entry for an OICP code (meaning, next step)."""
+    """An OICP code with Hubject's description and the presenter's words (meaning, next step)."""
     from sessions.oicp.status_codes import describe
+    from sessions.stops.presenters.cards import code_meaning
 
-    return describe(code)
+    return code_meaning(describe(code))

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from sessions.oicp.inbound import MAX_SIGNED_METERING_VALUES
+from sessions.oicp.inbound.lenient import MAX_SIGNED_METERING_VALUES
 
 from .session import SimSession
 

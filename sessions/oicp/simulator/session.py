@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sessions.oicp import inbound
+from sessions.oicp.inbound import lenient
 
 MAX_METER_VALUES_IN_BETWEEN = 20
 MAX_ENERGY_WH = 80_000  # a full battery: energy stops growing here
@@ -20,7 +20,7 @@ POWERS_W = (3_700, 7_400, 11_000, 22_000, 50_000)
 # A charge point sends its local offset; the demo CPOs are in these countries.
 COUNTRY_ZONES = {"DE": "Europe/Berlin", "NL": "Europe/Amsterdam", "AT": "Europe/Vienna", "FR": "Europe/Paris"}
 # ErrorType values CPOs send: the enum, and the spelling of Hubject's own published sample (DIGEST §8.11).
-ERROR_TYPES = (*inbound.ERROR_TYPES, "Connector Error")
+ERROR_TYPES = (*lenient.ERROR_TYPES, "Connector Error")
 ERROR_INFO = {
     "ConnectorError": "Connector 1: the plug lock did not release",
     "CriticalError": "Charging station restarted after a residual current fault",

@@ -11,7 +11,7 @@ from django.urls import reverse
 from django.utils.http import urlencode
 
 from ...models import ChargingSession, RemoteStopRequest
-from ...oicp.status_codes import HUBJECT_DESCRIPTIONS, describe, describe_failure
+from ...oicp.status_codes import HUBJECT_DESCRIPTIONS, StatusCodeInfo, describe, describe_failure
 from .facts import FINAL_FAILURE_SITUATIONS, StopFacts
 from .table import (
     _FINAL_NOTE_ANSWER,
@@ -69,6 +69,23 @@ def code_words(subject: str) -> Words:
     """A subject's state-free words (its row after the last attempt), for pages that show a code without
     the facts of its stop. The stop's own page uses `advise`."""
     return _fill(ADVICE.get(subject) or ADVICE["unknown"], "final", StopFacts(state=State.REJECTED), base_only=True)
+
+
+@dataclass(frozen=True)
+class CodeMeaning:
+    """A status-code entry with its state-free words, for pages that show a code without its stop."""
+
+    code: str
+    description: str
+    meaning: str
+    tell_driver: str
+    next_step: str
+
+
+def code_meaning(info: StatusCodeInfo) -> CodeMeaning:
+    """The words for a protocol entry (`oicp.status_codes.describe` or `describe_failure`)."""
+    words = code_words(info.kind or info.code)
+    return CodeMeaning(info.code, info.description, words.meaning, words.tell_driver, words.next_step)
 
 
 def advise(subject: str, facts: StopFacts) -> Advice | None:

@@ -1,0 +1,91 @@
+"""Keeping an inbound message: its InboundMessage row with the anomalies found, and what recording it did."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from django.utils import timezone
+
+from ...models import ChargingSession, InboundMessage
+from ...oicp import ids
+from ...oicp.anomalies import HELD_BACK, Anomaly
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RecordOutcome:
+    """What recording one inbound message did."""
+
+    charging_session: ChargingSession
+    inbound_message: InboundMessage
+    # The portal did not know the session and created it from this message.
+    session_created: bool
+    # A CDR for a session that already has one: kept as an InboundMessage, not stored again.
+    duplicate: bool = False
+    stops_confirmed: int = 0
+    # Kept and flagged, but not applied: it does not match its session (or contradicts its CDR).
+    held_back: bool = False
+
+    @property
+    def created(self) -> bool:
+        """The message changed the portal's view (False only for a duplicate CDR)."""
+        return not self.duplicate
+
+
+def _anomaly_data(anomalies: list[Anomaly], *, held_back: bool) -> dict[str, Any]:
+    """What the audit record says about the message's anomalies (nothing when there were none)."""
+    data: dict[str, Any] = {}
+    if anomalies:
+        data["anomalies"] = [anomaly.to_json() for anomaly in anomalies]
+    if held_back:
+        data["held_back"] = True
+    return data
+
+
+def _log_anomalies(message: InboundMessage, anomalies: list[Anomaly]) -> None:
+    for anomaly in anomalies:
+        logger.warning("inbound message %s (%s for %s): %s", message.pk, message.kind, message.session_id,
+                       anomaly.text)
+
+
+def _store_message(
+    message: InboundMessage | None, *, kind: str, charging_session: ChargingSession, operator_id: str, received_at,
+    remote_addr, raw: str, parsed, anomalies: list[Anomaly]
+) -> InboundMessage:
+    """Keep the message, applied (or held back): a new row, or the queued row the worker is applying."""
+    flags = {
+        "anomalies": [anomaly.to_json() for anomaly in anomalies],
+        "flagged": bool(anomalies),
+        "held_back": any(anomaly.code in HELD_BACK for anomaly in anomalies),
+    }
+    if message is not None:
+        message.charging_session = charging_session
+        message.parsed = parsed
+        message.applied_at = timezone.now()
+        for name, value in flags.items():
+            setattr(message, name, value)
+        message.save(update_fields=["charging_session", "parsed", "applied_at", *flags])
+        return message
+    return InboundMessage.objects.create(
+        kind=kind,
+        charging_session=charging_session,
+        session_id=ids.session_key(charging_session.session_id),
+        operator_id=operator_id,
+        received_at=received_at,
+        remote_addr=_ip_or_none(remote_addr),
+        raw=raw,
+        parsed=parsed,
+        applied_at=received_at,
+        **flags,
+    )
+
+
+def _ip_or_none(value) -> str | None:
+    try:
+        return str(ipaddress.ip_address(value)) if value else None
+    except ValueError:
+        return None

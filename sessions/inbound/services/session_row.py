@@ -1,0 +1,69 @@
+"""The session an inbound message belongs to: found by its SessionID key and locked, or created when unknown."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.db import IntegrityError, transaction
+
+from ...charging.services import insert_charging_session
+from ...models import ChargingSession
+from ...oicp import ids
+
+
+def _provider_id(hub_provider_id: str | None) -> str:
+    """Sessions learned from inbound messages belong to us: settings.OICP_PROVIDER_ID."""
+    for candidate in (settings.OICP_PROVIDER_ID, hub_provider_id or ""):
+        if ids.is_provider_id(candidate):
+            return candidate
+    raise ImproperlyConfigured("OICP_PROVIDER_ID must be set to record sessions pushed by Hubject")
+
+
+def _locked_session(session_id: str) -> ChargingSession | None:
+    # By the lower-case key: Hubject's SessionIDs are GUIDs, whatever case a CPO writes them in.
+    # order_by(): the key is unique, and compiling the model's default ordering costs more than the query.
+    query = ChargingSession.objects.select_for_update().filter(session_key=ids.session_key(session_id)).order_by()
+    return next(iter(query), None)
+
+
+def _lock_or_create_session(
+    *,
+    session_id: str,
+    evse_id: str,
+    started_at,
+    emp_partner_session_id: str,
+    cpo_partner_session_id: str,
+    learned_late: bool,
+    status: str,
+    now,
+    hub_provider_id: str | None = None,
+    **more,
+) -> tuple[ChargingSession, bool]:
+    """The session row, locked for this transaction; INSERTed (with `more` fields) if unknown.
+
+    The caller writes the SESSION_CREATED audit record when `created` is True.
+    """
+    charging_session = _locked_session(session_id)
+    if charging_session is not None:
+        return charging_session, False
+    try:
+        with transaction.atomic():  # a savepoint: losing the race below leaves our transaction usable
+            charging_session = insert_charging_session(
+                session_id=session_id,
+                evse_id=evse_id,
+                provider_id=_provider_id(hub_provider_id),
+                started_at=started_at,
+                emp_partner_session_id=emp_partner_session_id,
+                cpo_partner_session_id=cpo_partner_session_id,
+                learned_late=learned_late,
+                status=status,
+                last_update_at=more.pop("last_update_at", now),
+                **more,
+            )
+        return charging_session, True
+    except IntegrityError:
+        # Another message for the same unknown session created it first (unique session_id).
+        charging_session = _locked_session(session_id)
+        if charging_session is None:
+            raise
+        return charging_session, False

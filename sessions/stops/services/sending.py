@@ -1,0 +1,214 @@
+"""The worker's call to Hubject: claim one attempt, send it outside any transaction, record the outcome.
+
+Also closing a request the worker could not finish (time limit, crash).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Q, Value
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from ...audit.records import AuditEntry, record_audit, record_audits
+from ...concurrency import acquire_operator_slot, release_operator_slot
+from ...log_context import correlation_id_var
+from ...models import AuditRecord, ChargingSession, RemoteStopRequest
+from ...oicp.client import HubjectClient, Outcome, RemoteStopResult
+from .confirmation import SETTLED_BY_PROOF, _confirm
+
+logger = logging.getLogger(__name__)
+State = RemoteStopRequest.State
+Event = AuditRecord.EventType
+
+
+@dataclass(frozen=True)
+class SendOutcome:
+    """What the worker should do after `send_remote_stop`."""
+
+    state: str
+    # Seconds until the task should run again, or None when nothing more is to be done.
+    retry_in: float | None = None
+
+
+_clients = threading.local()
+
+
+def _hubject_client() -> HubjectClient:
+    # One requests.Session per worker thread keeps connections to HBS alive between stops.
+    client = getattr(_clients, "client", None)
+    if client is None:
+        client = _clients.client = HubjectClient.from_settings()
+    return client
+
+
+def _retry_delay(attempt: int) -> float:
+    """Exponential backoff with jitter, so retries of many stops do not arrive in lockstep."""
+    base = settings.OICP_RETRY_BACKOFF_SECONDS
+    return base * 2 ** (attempt - 1) + random.uniform(0, base)
+
+
+def send_remote_stop(*, stop_request_id: int) -> SendOutcome:
+    """Send one attempt of a stop request to Hubject and record what came back.
+
+    Idempotent: a request that is no longer PENDING (or whose retry is not yet due) is left
+    alone, so redelivered or duplicate messages never cause a second call.
+    """
+    stop_request = (
+        RemoteStopRequest.objects.select_related("charging_session").filter(pk=stop_request_id).first()
+    )
+    if stop_request is None or stop_request.state != State.PENDING:
+        return SendOutcome(state=stop_request.state if stop_request else "MISSING")
+    charging_session = stop_request.charging_session
+    correlation_id_var.set(str(stop_request.correlation_id))
+    if charging_session.status == ChargingSession.Status.CLOSED:
+        # The CDR arrived while the stop waited in the queue: Hubject has closed the session.
+        return _settle_unsent(stop_request_id=stop_request_id, failure_kind="session_ended",
+                              error="Not sent: the session ended (its CDR arrived) before the stop left the queue.")
+
+    try:
+        slot = acquire_operator_slot(
+            charging_session.operator_id,
+            limit=settings.OICP_PER_OPERATOR_CONCURRENCY,
+            ttl=settings.OICP_TIMEOUT_SECONDS + settings.OICP_CONNECT_TIMEOUT_SECONDS + 30,
+        )
+    except Exception:  # noqa: BLE001 - the cache (Redis) is down: send nothing, count no attempt
+        logger.warning("per-CPO slots unavailable; stop request %s stays PENDING", stop_request_id, exc_info=True)
+        # If Redis is down the retry cannot be queued either; the sweeper then re-sends it.
+        return SendOutcome(state=State.PENDING, retry_in=random.uniform(5, 10))
+    if slot is None:
+        # This CPO already has its share of calls waiting; try again shortly without an attempt.
+        return SendOutcome(state=State.PENDING, retry_in=random.uniform(0.5, 1.5))
+    try:
+        if not _claim(stop_request):
+            return SendOutcome(state=stop_request.state)
+        result = _hubject_client().authorize_remote_stop(
+            session_id=charging_session.session_id,
+            evse_id=charging_session.evse_id,
+            emp_partner_session_id=charging_session.emp_partner_session_id,
+            cpo_partner_session_id=charging_session.cpo_partner_session_id,
+            correlation_id=str(stop_request.correlation_id),
+        )
+    finally:
+        release_operator_slot(slot)
+    return _record_result(stop_request_id=stop_request_id, result=result)
+
+
+def _settle_unsent(*, stop_request_id: int, failure_kind: str, error: str) -> SendOutcome:
+    """Close a PENDING request without calling Hubject, saying why."""
+    with transaction.atomic():
+        stop_request = RemoteStopRequest.objects.select_for_update().filter(pk=stop_request_id).first()
+        if stop_request is None or stop_request.state != State.PENDING:
+            return SendOutcome(state=stop_request.state if stop_request else "MISSING")
+        stop_request.state = State.REJECTED
+        stop_request.last_error = error
+        stop_request.finished_at = timezone.now()
+        stop_request.save(update_fields=["state", "last_error", "finished_at"])
+        record_audit(event_type=Event.STOP_REJECTED, stop_request=stop_request,
+                     data={"failure_kind": failure_kind, "error": error, "sent": False,
+                           "attempt": stop_request.attempt_count})
+    return SendOutcome(state=State.REJECTED)
+
+
+def _claim(stop_request: RemoteStopRequest) -> bool:
+    """PENDING → SENDING in one conditional UPDATE: only one worker can win it."""
+    now = timezone.now()
+    with transaction.atomic():
+        claimed = (
+            RemoteStopRequest.objects.filter(pk=stop_request.pk, state=State.PENDING)
+            .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now + timedelta(seconds=1)))
+            .update(
+                state=State.SENDING,
+                attempt_count=F("attempt_count") + 1,
+                first_sent_at=Coalesce(F("first_sent_at"), Value(now)),
+                last_sent_at=now,
+                next_attempt_at=None,
+            )
+        )
+        if not claimed:
+            return False
+        stop_request.refresh_from_db(fields=["state", "attempt_count", "first_sent_at", "last_sent_at"])
+        record_audit(
+            event_type=Event.STOP_SENDING,
+            stop_request=stop_request,
+            data={"attempt": stop_request.attempt_count, "max_attempts": settings.OICP_MAX_ATTEMPTS},
+        )
+    return True
+
+
+def _record_result(*, stop_request_id: int, result: RemoteStopResult) -> SendOutcome:
+    now = timezone.now()
+    with transaction.atomic():
+        stop_request = RemoteStopRequest.objects.select_for_update().select_related("charging_session").get(
+            pk=stop_request_id
+        )
+        if stop_request.state != State.SENDING:
+            # Someone else settled it meanwhile (e.g. marked failed after a time limit).
+            return SendOutcome(state=stop_request.state)
+        stop_request.http_status = result.http_status
+        stop_request.oicp_code = result.oicp_code
+        stop_request.oicp_description = result.description[:200]
+        stop_request.oicp_additional_info = result.additional_info[:1000]
+        stop_request.process_id = result.process_id[:100]
+        stop_request.last_error = result.error[:500]
+        if result.http_status is not None:
+            stop_request.answered_at = now
+        audit = {"attempt": stop_request.attempt_count, **result.to_audit()}
+        if result.outcome_unknown:
+            # The request left, no answer came back (read timeout, connection reset): Hubject
+            # may have performed the stop. Kept for good, even when a later attempt is answered.
+            stop_request.outcome_unknown = True
+            audit["outcome_unknown"] = True
+        retry_in = None
+        if result.outcome == Outcome.ACCEPTED:
+            stop_request.state, event = State.ACCEPTED, Event.STOP_ACCEPTED
+        elif result.outcome == Outcome.REJECTED and result.failure_kind != "tls":
+            stop_request.state, event = State.REJECTED, Event.STOP_REJECTED
+        elif result.outcome == Outcome.TRANSIENT and stop_request.attempt_count < settings.OICP_MAX_ATTEMPTS:
+            retry_in = _retry_delay(stop_request.attempt_count)
+            stop_request.state, event = State.PENDING, Event.STOP_ATTEMPT_FAILED
+            stop_request.next_attempt_at = now + timedelta(seconds=retry_in)
+            audit["retry_in_seconds"] = round(retry_in, 3)
+        else:
+            stop_request.state, event = State.FAILED, Event.STOP_FAILED
+        if stop_request.state in RemoteStopRequest.FINAL_STATES:
+            stop_request.finished_at = now
+        stop_request.save()
+        entries = [AuditEntry(event, stop_request=stop_request, data=audit)]
+        if stop_request.charging_session.cdr_received_at is not None and stop_request.state in SETTLED_BY_PROOF:
+            # The CDR arrived while this attempt waited for Hubject's answer: that is the proof.
+            entries += _confirm(stop_request, confirmed_by="CDR", at=stop_request.charging_session.cdr_received_at)
+        record_audits(entries)
+    logger.info(
+        "stop request %s attempt %s: %s (http %s, oicp %s)",
+        stop_request_id,
+        stop_request.attempt_count,
+        stop_request.state,
+        result.http_status,
+        result.oicp_code or "-",
+    )
+    return SendOutcome(state=stop_request.state, retry_in=retry_in)
+
+
+def mark_remote_stop_failed(*, stop_request_id: int, error: str) -> None:
+    """Close a request the worker could not finish (time limit, crash); the outcome is unknown."""
+    with transaction.atomic():
+        stop_request = RemoteStopRequest.objects.select_for_update().filter(pk=stop_request_id).first()
+        if stop_request is None or not stop_request.is_open:
+            return
+        stop_request.state = State.FAILED
+        stop_request.last_error = error[:500]
+        stop_request.finished_at = timezone.now()
+        stop_request.save(update_fields=["state", "last_error", "finished_at"])
+        record_audit(
+            event_type=Event.STOP_FAILED,
+            stop_request=stop_request,
+            data={"error": error[:500], "failure_kind": "worker_lost", "attempt": stop_request.attempt_count},
+        )
