@@ -12,6 +12,7 @@ import re
 import time
 
 import pytest
+from playwright.sync_api import expect
 from django.utils import timezone
 
 from sessions import roles
@@ -90,7 +91,8 @@ def test_admin_bulk_stop_shows_the_badge_and_links_to_the_outcomes(page, live_se
     send = page.get_by_role("button", name=f"Send 2 stops to Hubject {environment}")
     assert send.evaluate("b => getComputedStyle(b).backgroundColor") == PRODUCTION_RED
     # The reason is asked first (autofocus: Chromium applies it in a task after the page is parsed).
-    page.wait_for_function("document.activeElement && document.activeElement.id === 'id_reason'", timeout=5_000)
+    # (expect polls without eval: a string predicate would be eval'ed in the page, which the CSP forbids)
+    expect(page.locator("#id_reason")).to_be_focused(timeout=5_000)
     blocked = page.locator("tr", has_text=ended.evse_id)
     assert "Will not be sent" in blocked.inner_text() and "The session has ended" in blocked.inner_text()
     assert "1 session cannot be stopped" in page.locator("#bulk-stop-count").inner_text()

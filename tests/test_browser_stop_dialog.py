@@ -16,6 +16,7 @@ import re
 import time
 
 import pytest
+from playwright.sync_api import expect
 from django.utils import timezone
 
 from sessions import roles
@@ -179,4 +180,4 @@ def test_shortcuts_s_opens_the_stop_dialog_and_question_mark_lists_them_never_wh
     assert help_dialog.is_hidden()
     page.keyboard.press("Escape")
     stop_dialog.wait_for(state="hidden")
-    page.wait_for_function("document.activeElement.id === 'stop-button'")  # the close event is queued
+    expect(page.locator("#stop-button")).to_be_focused()  # the close event is queued

@@ -11,6 +11,7 @@ import re
 from datetime import timedelta
 
 import pytest
+from playwright.sync_api import expect
 from django.utils import timezone
 
 from sessions import roles
@@ -74,13 +75,13 @@ def test_a_stuck_queue_resend_with_its_confirmation(page, live_server, live, que
     button.click()
     dialog = page.get_by_role("dialog", name="Send the stop again?")
     dialog.wait_for()
-    page.wait_for_function("document.activeElement && document.activeElement.id === 'id_reason'")
+    expect(page.locator("#id_reason")).to_be_focused()
     description = dialog.locator("#stop-dialog-desc").inner_text()
     assert "DE*SLW*E0009*1" in description and "CASE-77" in description
     assert_no_violations(page, what="the re-send dialog")
     page.keyboard.press("Escape")
     dialog.wait_for(state="hidden")
-    page.wait_for_function("document.activeElement && document.activeElement.textContent.trim() === 'Send stop again…'")
+    expect(button).to_be_focused()  # focus goes back to the button that opened the dialog
 
     # Without a reason nothing is sent: the error is said beside the field, the dialog stays open.
     button.click()
@@ -90,7 +91,7 @@ def test_a_stuck_queue_resend_with_its_confirmation(page, live_server, live, que
     error.wait_for()
     assert error.inner_text() == "Choose a reason for the stop."
     assert dialog.is_visible()
-    page.wait_for_function("document.activeElement && document.activeElement.id === 'id_reason'")
+    expect(page.locator("#id_reason")).to_be_focused()
     assert RemoteStopRequest.objects.count() == 2
 
     # With a reason and a note it is sent; the dialog closes, the answer is said and focused, and the row
