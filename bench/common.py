@@ -7,7 +7,7 @@ import platform
 import statistics
 import subprocess
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -27,11 +27,20 @@ def percentile(values: list[float], pct: float) -> float:
 
 
 def report(name: str, figure: str, ratio: float | None, target: str, met: bool | None, note: str = "") -> None:
-    row = {"name": name, "figure": figure, "ratio": "" if ratio is None else f"{ratio:.2f}", "target": target,
-           "met": "yes" if met else ("no" if met is not None else "—"), "note": note}
+    row = {
+        "name": name,
+        "figure": figure,
+        "ratio": "" if ratio is None else f"{ratio:.2f}",
+        "target": target,
+        "met": "yes" if met else ("no" if met is not None else "—"),
+        "note": note,
+    }
     RESULTS.append(row)
-    print(f"[bench] {name}: {figure} | ratio {row['ratio'] or '—'} | target {target} | met: {row['met']}"
-          + (f" | {note}" if note else ""), flush=True)
+    print(
+        f"[bench] {name}: {figure} | ratio {row['ratio'] or '—'} | target {target} | met: {row['met']}"
+        + (f" | {note}" if note else ""),
+        flush=True,
+    )
 
 
 def machine() -> str:
@@ -47,11 +56,18 @@ def machine() -> str:
 
 
 def write_results(path: Path, title: str) -> None:
-    when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    lines = [f"### {title}", "", f"Measured {when} on {machine()}.", "",
-             "| benchmark | figure | ratio | target | met | note |", "|---|---|---|---|---|---|"]
-    lines += [f"| {r['name']} | {r['figure']} | {r['ratio']} | {r['target']} | {r['met']} | {r['note']} |"
-              for r in RESULTS]
+    when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    lines = [
+        f"### {title}",
+        "",
+        f"Measured {when} on {machine()}.",
+        "",
+        "| benchmark | figure | ratio | target | met | note |",
+        "|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['name']} | {r['figure']} | {r['ratio']} | {r['target']} | {r['met']} | {r['note']} |" for r in RESULTS
+    ]
     path.write_text("\n".join(lines) + "\n")
 
 

@@ -77,34 +77,76 @@ def main() -> None:
         from sessions.models import ChargingSession, StopReason
 
         call_command("migrate", verbosity=0)
-        simulator.set_behaviours({"default": {"action": "accept"},
-                                  "operators": {SLOW_OPERATOR: {"action": "accept", "delay_seconds": HELD_DELAY}}})
+        simulator.set_behaviours(
+            {
+                "default": {"action": "accept"},
+                "operators": {SLOW_OPERATOR: {"action": "accept", "delay_seconds": HELD_DELAY}},
+            }
+        )
 
         def make_sessions(count: int, operators: list[str]) -> list[ChargingSession]:
             from django.utils import timezone
 
             now = timezone.now()
             rows = [
-                ChargingSession(session_id=str(uuid.uuid4()), evse_id=f"{operators[i % len(operators)]}*E{i:05d}*1",
-                                operator_id=operators[i % len(operators)], provider_id="DE-EMP", started_at=now,
-                                last_update_at=now)
+                ChargingSession(
+                    session_id=str(uuid.uuid4()),
+                    evse_id=f"{operators[i % len(operators)]}*E{i:05d}*1",
+                    operator_id=operators[i % len(operators)],
+                    provider_id="DE-EMP",
+                    started_at=now,
+                    last_update_at=now,
+                )
                 for i in range(count)
             ]
             ChargingSession.objects.bulk_create(rows, batch_size=1000)
             return list(ChargingSession.objects.filter(session_id__in=[r.session_id for r in rows]))
 
         worker_env = {**os.environ, **env}
-        worker = servers.Process("worker", [str(servers.BIN / "celery"), "-A", "portal", "worker", "--pool", "threads",
-                                            "--concurrency", "40", "--include", "bench.baseline_tasks",
-                                            "--without-gossip", "--without-mingle", "--loglevel", "WARNING",
-                                            *os.environ.get("BENCH_WORKER_ARGS", "").split()],
-                                 worker_env)
+        worker = servers.Process(
+            "worker",
+            [
+                str(servers.BIN / "celery"),
+                "-A",
+                "portal",
+                "worker",
+                "--pool",
+                "threads",
+                "--concurrency",
+                "40",
+                "--include",
+                "bench.baseline_tasks",
+                "--without-gossip",
+                "--without-mingle",
+                "--loglevel",
+                "WARNING",
+                *os.environ.get("BENCH_WORKER_ARGS", "").split(),
+            ],
+            worker_env,
+        )
         # Retries and deferred stops have their own worker, as in `make run`.
-        retry_worker = servers.Process("retry-worker", [str(servers.BIN / "celery"), "-A", "portal", "worker",
-                                                        "--pool", "threads", "--concurrency", "20", "-Q",
-                                                        os.environ.get("STOP_RETRY_QUEUE", "stop-retries"),
-                                                        "--without-gossip", "--without-mingle", "--loglevel",
-                                                        "WARNING", "-n", "retries@%h"], worker_env)
+        retry_worker = servers.Process(
+            "retry-worker",
+            [
+                str(servers.BIN / "celery"),
+                "-A",
+                "portal",
+                "worker",
+                "--pool",
+                "threads",
+                "--concurrency",
+                "20",
+                "-Q",
+                os.environ.get("STOP_RETRY_QUEUE", "stop-retries"),
+                "--without-gossip",
+                "--without-mingle",
+                "--loglevel",
+                "WARNING",
+                "-n",
+                "retries@%h",
+            ],
+            worker_env,
+        )
         try:
             time.sleep(3)  # the worker logs nothing at WARNING when ready; give it time to connect
             from bench.baseline_tasks import post_body
@@ -115,8 +157,9 @@ def main() -> None:
             # Warm-up: connections, imports, the first queries.
             warm = make_sessions(20, HEALTHY_OPERATORS)
             for cs in warm:
-                services.request_remote_stop(charging_session_id=cs.pk, acting_user=None,
-                                             reason=StopReason.DRIVER_ASKED)
+                services.request_remote_stop(
+                    charging_session_id=cs.pk, acting_user=None, reason=StopReason.DRIVER_ASKED
+                )
                 post_body.delay(url, {"SessionID": str(uuid.uuid4()), "ProviderID": "DE-EMP", "EvseID": cs.evse_id})
             time.sleep(3)
 
@@ -136,28 +179,41 @@ def main() -> None:
                 for index in paced(len(sessions), RATE):
                     cs = sessions[index]
                     sent[cs.session_id] = time.time()
-                    services.request_remote_stop(charging_session_id=cs.pk, acting_user=None,
-                                                 reason=StopReason.DRIVER_ASKED)
+                    services.request_remote_stop(
+                        charging_session_id=cs.pk, acting_user=None, reason=StopReason.DRIVER_ASKED
+                    )
                 arrived = wait_received(simulator, set(sent), timeout=180)
                 return [(arrived[s] - t) * 1000 for s, t in sent.items()]
 
             ours = run_ours(make_sessions(COUNT, HEALTHY_OPERATORS))
             elapsed_note = f"{COUNT} stops at {RATE:.0f}/s"
             b99, o99 = percentile(base, 99), percentile(ours, 99)
-            report("dispatch p50/p99 (ms)", f"ours {percentile(ours, 50):.1f}/{o99:.1f}; bare task "
-                   f"{percentile(base, 50):.1f}/{b99:.1f}", o99 / b99 if b99 else None,
-                   "p99 within 20 ms of baseline p99", o99 - b99 <= 20, elapsed_note)
+            report(
+                "dispatch p50/p99 (ms)",
+                f"ours {percentile(ours, 50):.1f}/{o99:.1f}; bare task {percentile(base, 50):.1f}/{b99:.1f}",
+                o99 / b99 if b99 else None,
+                "p99 within 20 ms of baseline p99",
+                o99 - b99 <= 20,
+                elapsed_note,
+            )
 
             # Second run: 30 stops held for 60 s by one slow CPO, then the healthy load again.
             held = make_sessions(HELD, [SLOW_OPERATOR])
             for cs in held:
-                services.request_remote_stop(charging_session_id=cs.pk, acting_user=None,
-                                             reason=StopReason.DRIVER_ASKED)
+                services.request_remote_stop(
+                    charging_session_id=cs.pk, acting_user=None, reason=StopReason.DRIVER_ASKED
+                )
             time.sleep(2)
             with_slow = run_ours(make_sessions(COUNT, HEALTHY_OPERATORS))
             s99 = percentile(with_slow, 99)
-            report("dispatch p99 with a slow CPO (ms)", f"{s99:.1f} (healthy run {o99:.1f})", s99 / o99 if o99 else None,
-                   "≤ 2× the healthy run", s99 <= 2 * o99, f"{HELD} stops held {HELD_DELAY:.0f} s by {SLOW_OPERATOR}")
+            report(
+                "dispatch p99 with a slow CPO (ms)",
+                f"{s99:.1f} (healthy run {o99:.1f})",
+                s99 / o99 if o99 else None,
+                "≤ 2× the healthy run",
+                s99 <= 2 * o99,
+                f"{HELD} stops held {HELD_DELAY:.0f} s by {SLOW_OPERATOR}",
+            )
         finally:
             worker.stop()
             retry_worker.stop()

@@ -43,8 +43,17 @@ def database_dump(dataset: Dataset, target: Path):
     if dataset.kind == "sqlite":
         sqlite3 = ensure_debian("sqlite3", "sqlite3")
         return measure_process([sqlite3, "-csv", dataset.sqlite_path, SELECT], stdout_path=target)
-    return measure_process(["psql", "-X", "-q", dataset.url.replace("postgres://", "postgresql://", 1), "-c",
-                            f"\\copy ({SELECT}) TO STDOUT WITH CSV"], stdout_path=target)
+    return measure_process(
+        [
+            "psql",
+            "-X",
+            "-q",
+            dataset.url.replace("postgres://", "postgresql://", 1),
+            "-c",
+            f"\\copy ({SELECT}) TO STDOUT WITH CSV",
+        ],
+        stdout_path=target,
+    )
 
 
 def lines(path: Path) -> int:
@@ -63,21 +72,44 @@ def run(sets: dict[tuple[str, str], Dataset], base: Path) -> None:
         log(f"export on {dataset.label}: {dataset.audit:,} audit records")
         startup = measure_process([PYTHON, "manage.py", "shell", "-c", "pass"], env=env)
         dump = database_dump(dataset, dump_file)
-        ours = measure_process([PYTHON, "manage.py", "export_audit", "--from", "2000-01-01", "--to", "2199-12-31",
-                                "--format", "csv", "--output", str(ours_file)], env=env)
+        ours = measure_process(
+            [
+                PYTHON,
+                "manage.py",
+                "export_audit",
+                "--from",
+                "2000-01-01",
+                "--to",
+                "2199-12-31",
+                "--format",
+                "csv",
+                "--output",
+                str(ours_file),
+            ],
+            env=env,
+        )
         if ours.returncode != 0 or dump.returncode != 0:
-            report(f"export CSV, {dataset.label}", "failed", None, f"≤ {TIME_TARGET:.0f}× dump", False,
-                   (ours.stderr or dump.stderr).strip().splitlines()[-1][:200])
+            report(
+                f"export CSV, {dataset.label}",
+                "failed",
+                None,
+                f"≤ {TIME_TARGET:.0f}× dump",
+                False,
+                (ours.stderr or dump.stderr).strip().splitlines()[-1][:200],
+            )
             continue
         growth_mb = max(0, ours.max_rss_kb - startup.max_rss_kb) / 1024
         dump_rows, our_lines = lines(dump_file), lines(ours_file)
         size_mb = ours_file.stat().st_size / 1e6
         ratio = ours.seconds / dump.seconds
-        report(f"export CSV, {dataset.label}",
-               f"{ours.seconds:.1f} s, +{growth_mb:.0f} MB peak ({size_mb:.0f} MB file); dump {dump.seconds:.1f} s",
-               ratio, f"≤ {TIME_TARGET:.0f}× dump, < {MEMORY_TARGET_MB} MB",
-               ratio <= TIME_TARGET and growth_mb < MEMORY_TARGET_MB,
-               f"{dump_rows:,} rows dumped, {our_lines:,} lines written (header and comment lines included)")
+        report(
+            f"export CSV, {dataset.label}",
+            f"{ours.seconds:.1f} s, +{growth_mb:.0f} MB peak ({size_mb:.0f} MB file); dump {dump.seconds:.1f} s",
+            ratio,
+            f"≤ {TIME_TARGET:.0f}× dump, < {MEMORY_TARGET_MB} MB",
+            ratio <= TIME_TARGET and growth_mb < MEMORY_TARGET_MB,
+            f"{dump_rows:,} rows dumped, {our_lines:,} lines written (header and comment lines included)",
+        )
         for path in (dump_file, ours_file):
             path.unlink(missing_ok=True)
 

@@ -29,8 +29,8 @@ def generate(*, sessions: int, stops: int, audit: int, seed: int) -> None:
     from django.db import transaction
     from django.utils import timezone
 
-    from sessions.models import AuditRecord, ChargingSession, RemoteStopRequest, StopReason
     from sessions.audit.records import AuditEntry, record_audits
+    from sessions.models import AuditRecord, ChargingSession, RemoteStopRequest, StopReason
 
     State = RemoteStopRequest.State
     final = [State.CONFIRMED, State.CONFIRMED, State.CONFIRMED, State.REJECTED, State.FAILED, State.UNCONFIRMED]
@@ -47,13 +47,20 @@ def generate(*, sessions: int, stops: int, audit: int, seed: int) -> None:
         op = OPERATORS[i % len(OPERATORS)]
         start = t0 + timedelta(seconds=i * 50)
         active = i >= sessions - max(1, sessions // 20)  # the newest 5 % are still charging
-        session_rows.append(ChargingSession(
-            session_id=str(uuid.UUID(int=rng.getrandbits(128), version=4)), evse_id=f"{op}*E{i:07d}*1",
-            operator_id=op, provider_id="DE-EMP", emp_partner_session_id=f"EMP-{i}",
-            status=ChargingSession.Status.ACTIVE if active else ChargingSession.Status.CLOSED,
-            started_at=start, ended_at=None if active else start + timedelta(hours=1),
-            energy_kwh=Decimal(rng.randint(1000, 60000)) / 1000,
-            last_update_at=start + timedelta(minutes=rng.randint(1, 300))))
+        session_rows.append(
+            ChargingSession(
+                session_id=str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+                evse_id=f"{op}*E{i:07d}*1",
+                operator_id=op,
+                provider_id="DE-EMP",
+                emp_partner_session_id=f"EMP-{i}",
+                status=ChargingSession.Status.ACTIVE if active else ChargingSession.Status.CLOSED,
+                started_at=start,
+                ended_at=None if active else start + timedelta(hours=1),
+                energy_kwh=Decimal(rng.randint(1000, 60000)) / 1000,
+                last_update_at=start + timedelta(minutes=rng.randint(1, 300)),
+            )
+        )
     ChargingSession.objects.bulk_create(session_rows, batch_size=BATCH)
     session_ids = list(ChargingSession.objects.order_by("pk").values_list("pk", "started_at"))
     print(f"{sessions} sessions ({time.monotonic() - started:.1f} s)", flush=True)
@@ -63,33 +70,65 @@ def generate(*, sessions: int, stops: int, audit: int, seed: int) -> None:
         pk, start = session_ids[i % len(session_ids)]
         state = rng.choice(final)
         requested = start + timedelta(minutes=20 + i // len(session_ids))
-        stop_rows.append(RemoteStopRequest(
-            charging_session_id=pk, reason=rng.choice(StopReason.values), case_reference=f"CASE-{i}",
-            state=state, attempt_count=1, http_status=200 if state != State.FAILED else 503,
-            oicp_code=codes[state], oicp_description="Success." if codes[state] == "000" else "",
-            requested_at=requested, first_sent_at=requested, last_sent_at=requested,
-            answered_at=requested, finished_at=requested + timedelta(seconds=2),
-            confirmed_at=requested + timedelta(minutes=3) if state == State.CONFIRMED else None,
-            time_to_confirmation=timedelta(minutes=3) if state == State.CONFIRMED else None))
+        stop_rows.append(
+            RemoteStopRequest(
+                charging_session_id=pk,
+                reason=rng.choice(StopReason.values),
+                case_reference=f"CASE-{i}",
+                state=state,
+                attempt_count=1,
+                http_status=200 if state != State.FAILED else 503,
+                oicp_code=codes[state],
+                oicp_description="Success." if codes[state] == "000" else "",
+                requested_at=requested,
+                first_sent_at=requested,
+                last_sent_at=requested,
+                answered_at=requested,
+                finished_at=requested + timedelta(seconds=2),
+                confirmed_at=requested + timedelta(minutes=3) if state == State.CONFIRMED else None,
+                time_to_confirmation=timedelta(minutes=3) if state == State.CONFIRMED else None,
+            )
+        )
     RemoteStopRequest.objects.bulk_create(stop_rows, batch_size=BATCH)
     # Stand-ins carrying what an audit entry reads of its stop request (id, session, correlation id).
-    stop_refs = [RemoteStopRequest(pk=pk, charging_session_id=session_pk, correlation_id=correlation)
-                 for pk, session_pk, correlation in RemoteStopRequest.objects.order_by("pk").values_list(
-                     "pk", "charging_session_id", "correlation_id")]
+    stop_refs = [
+        RemoteStopRequest(pk=pk, charging_session_id=session_pk, correlation_id=correlation)
+        for pk, session_pk, correlation in RemoteStopRequest.objects.order_by("pk").values_list(
+            "pk", "charging_session_id", "correlation_id"
+        )
+    ]
     print(f"{stops} stop requests ({time.monotonic() - started:.1f} s)", flush=True)
 
-    events = [AuditRecord.EventType.STOP_REQUESTED, AuditRecord.EventType.STOP_SENDING,
-              AuditRecord.EventType.STOP_ACCEPTED, AuditRecord.EventType.STOP_CONFIRMED]
+    events = [
+        AuditRecord.EventType.STOP_REQUESTED,
+        AuditRecord.EventType.STOP_SENDING,
+        AuditRecord.EventType.STOP_ACCEPTED,
+        AuditRecord.EventType.STOP_CONFIRMED,
+    ]
     for low in range(0, audit, BATCH):
         entries = []
         for i in range(low, min(low + BATCH, audit)):
             stop = stop_refs[i % len(stop_refs)]
-            data = {"attempt": 1, "outcome": "accepted", "http_status": 200, "oicp_code": "000",
-                    "request": {"method": "POST", "json": {"SessionID": str(stop.correlation_id),
-                                                          "ProviderID": "DE-EMP", "EvseID": "DE*L01*E0000001*1"}},
-                    "response": {"status": 200, "body": {"Result": True, "StatusCode": {"Code": "000"}}}}
-            entries.append(AuditEntry(events[i % len(events)], stop_request=stop, data=data,
-                                      occurred_at=t0 + timedelta(seconds=i * 5)))
+            data = {
+                "attempt": 1,
+                "outcome": "accepted",
+                "http_status": 200,
+                "oicp_code": "000",
+                "request": {
+                    "method": "POST",
+                    "json": {
+                        "SessionID": str(stop.correlation_id),
+                        "ProviderID": "DE-EMP",
+                        "EvseID": "DE*L01*E0000001*1",
+                    },
+                },
+                "response": {"status": 200, "body": {"Result": True, "StatusCode": {"Code": "000"}}},
+            }
+            entries.append(
+                AuditEntry(
+                    events[i % len(events)], stop_request=stop, data=data, occurred_at=t0 + timedelta(seconds=i * 5)
+                )
+            )
         with transaction.atomic():
             record_audits(entries)
     print(f"{audit} audit records ({time.monotonic() - started:.1f} s)", flush=True)

@@ -43,15 +43,22 @@ def _give_sessions_identification() -> None:
 
     table = connection.ops.quote_name(ChargingSession._meta.db_table)
     if connection.vendor == "sqlite":
-        values = ("'DE-EMP-C' || printf('%08d', id) || '-' || (id % 10)", "printf('04%012X', id)",
-                  "printf('%04d %04d', id / 10000, id % 10000)")
+        values = (
+            "'DE-EMP-C' || printf('%08d', id) || '-' || (id % 10)",
+            "printf('04%012X', id)",
+            "printf('%04d %04d', id / 10000, id % 10000)",
+        )
     else:
-        values = ("'DE-EMP-C' || lpad(id::text, 8, '0') || '-' || (id % 10)",
-                  "'04' || lpad(upper(to_hex(id)), 12, '0')",
-                  "lpad((id / 10000)::text, 4, '0') || ' ' || lpad((id % 10000)::text, 4, '0')")
+        values = (
+            "'DE-EMP-C' || lpad(id::text, 8, '0') || '-' || (id % 10)",
+            "'04' || lpad(upper(to_hex(id)), 12, '0')",
+            "lpad((id / 10000)::text, 4, '0') || ' ' || lpad((id % 10000)::text, 4, '0')",
+        )
     with connection.cursor() as cursor:
-        cursor.execute(f"UPDATE {table} SET contract_id = {values[0]}, card_uid = {values[1]}, "
-                       f"printed_number = {values[2]} WHERE contract_id = ''")
+        cursor.execute(
+            f"UPDATE {table} SET contract_id = {values[0]}, card_uid = {values[1]}, "
+            f"printed_number = {values[2]} WHERE contract_id = ''"
+        )
         if cursor.rowcount and connection.vendor == "postgresql":
             cursor.execute(f"VACUUM ANALYZE {table}")  # what autovacuum does after a bulk change
 
@@ -78,8 +85,10 @@ def _pages(client_user) -> dict[str, str]:
         "search by EvseID prefix (list)": f"{sessions}?q={one.evse_id[:-5]}&status=",
         "search by SessionID, any state": f"{sessions}?q={other.session_id}&status=",
         "stop history, unfiltered": history,
-        "stop history, filtered": (f"{history}?date_from={first_day}&date_to={first_day.replace(year=first_day.year + 1)}"
-                                   f"&operator={stop.charging_session.operator_id}&state=REJECTED&sort=-requested"),
+        "stop history, filtered": (
+            f"{history}?date_from={first_day}&date_to={first_day.replace(year=first_day.year + 1)}"
+            f"&operator={stop.charging_session.operator_id}&state=REJECTED&sort=-requested"
+        ),
         "stop history, search": f"{history}?q={stop.charging_session.evse_id}",
         "stuck sessions": reverse("charging_sessions:stuck-sessions"),
         "stop timeline": reverse("charging_sessions:stop-timeline", args=[stop.pk]),
@@ -104,7 +113,7 @@ def _driver_searches(sessions_url: str, one, other) -> dict[str, str]:
         f"{DRIVER_PREFIX}partner session ID in lower case": url(other.emp_partner_session_id.lower()),
         f"{DRIVER_PREFIX}contract ID spoken (spaces, lower case)": url(contract.replace("-", " ").lower()),
         f"{DRIVER_PREFIX}contract ID without its check digit": url(contract.replace("-", "")[:-1]),
-        f"{DRIVER_PREFIX}card UID with colons": url(":".join(other.card_uid[i:i + 2] for i in range(0, 14, 2))),
+        f"{DRIVER_PREFIX}card UID with colons": url(":".join(other.card_uid[i : i + 2] for i in range(0, 14, 2))),
         f"{DRIVER_PREFIX}printed number without its space": url(other.printed_number.replace(" ", "")),
     }
 
@@ -146,15 +155,26 @@ def worker(url: str) -> None:
             started = time.perf_counter()
             response = client.get(page)
             timings.append((time.perf_counter() - started) * 1000)
-        result[name] = {"url": page, "status": response.status_code, "queries": len(queries),
-                        "p50": percentile(timings, 50), "p95": percentile(timings, 95), "max": max(timings),
-                        "slowest_sql": sorted(queries, reverse=True)[:2]}
+        result[name] = {
+            "url": page,
+            "status": response.status_code,
+            "queries": len(queries),
+            "p50": percentile(timings, 50),
+            "p95": percentile(timings, 95),
+            "max": max(timings),
+            "slowest_sql": sorted(queries, reverse=True)[:2],
+        }
     print("PAGESJSON " + json.dumps(result), flush=True)
 
 
 def measure(dataset: Dataset) -> dict:
-    out = subprocess.run([PYTHON, "-m", "bench.pages", "--worker", dataset.url], cwd=ROOT,
-                         env=portal_env(dataset.url), capture_output=True, text=True)
+    out = subprocess.run(
+        [PYTHON, "-m", "bench.pages", "--worker", dataset.url],
+        cwd=ROOT,
+        env=portal_env(dataset.url),
+        capture_output=True,
+        text=True,
+    )
     for line in out.stdout.splitlines():
         if line.startswith("PAGESJSON "):
             return json.loads(line.removeprefix("PAGESJSON "))
@@ -176,11 +196,15 @@ def run(sets: dict[tuple[str, str], Dataset]) -> None:
             elif figures["status"] != 200:
                 notes.append(f"HTTP {figures['status']}")
             target = _target_ms(name)
-            report(f"page {name}, {full.label}",
-                   f"p95 {figures['p95']:.1f} ms (p50 {figures['p50']:.1f}); {figures['queries']} queries "
-                   f"(1/100 size: {small_queries})",
-                   figures["p95"] / target, f"p95 < {target:.0f} ms, queries constant",
-                   figures["p95"] < target and same and figures["status"] in (200, 302), "; ".join(notes))
+            report(
+                f"page {name}, {full.label}",
+                f"p95 {figures['p95']:.1f} ms (p50 {figures['p50']:.1f}); {figures['queries']} queries "
+                f"(1/100 size: {small_queries})",
+                figures["p95"] / target,
+                f"p95 < {target:.0f} ms, queries constant",
+                figures["p95"] < target and same and figures["status"] in (200, 302),
+                "; ".join(notes),
+            )
             if figures["p95"] >= target:
                 log(f"  slowest SQL of {name}: {figures['slowest_sql']}")
 

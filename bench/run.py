@@ -38,8 +38,14 @@ def run_module(name: str, env: dict[str, str], rows_file: Path) -> None:
     seconds = time.perf_counter() - started
     after = rows_file.read_text().count("\n") if rows_file.exists() else 0
     if proc.returncode != 0 or after == before:
-        report(f"{name}: did not finish", f"exit status {proc.returncode} after {seconds:.0f} s", None, "—", False,
-               "see the output above")
+        report(
+            f"{name}: did not finish",
+            f"exit status {proc.returncode} after {seconds:.0f} s",
+            None,
+            "—",
+            False,
+            "see the output above",
+        )
     log(f"bench.{name} took {seconds:.0f} s")
 
 
@@ -63,10 +69,15 @@ def main() -> None:
                 sets = datasets(base / "data", pg_url)
                 for dataset in sets.values():
                     if dataset.size == "full":
-                        report(f"data generation, {dataset.label}",
-                               f"{dataset.seconds:.0f} s for {dataset.sessions:,} sessions, {dataset.stops:,} stops, "
-                               f"{dataset.audit:,} audit records", None, "—", None,
-                               "manage.py generate_load_data (the 1/100 twin is generated too)")
+                        report(
+                            f"data generation, {dataset.label}",
+                            f"{dataset.seconds:.0f} s for {dataset.sessions:,} sessions, {dataset.stops:,} stops, "
+                            f"{dataset.audit:,} audit records",
+                            None,
+                            "—",
+                            None,
+                            "manage.py generate_load_data (the 1/100 twin is generated too)",
+                        )
                 env["BENCH_DATASETS"] = datasets_json(sets)
                 for name in ("pages", "export", "verify"):
                     if name in only:

@@ -48,8 +48,12 @@ def ensure_debian(binary: str, package: str) -> str:
     log(f"installing Debian package {package}")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
-    subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", package], check=True, env=env,
-                   stdout=subprocess.DEVNULL)
+    subprocess.run(
+        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", package],
+        check=True,
+        env=env,
+        stdout=subprocess.DEVNULL,
+    )
     found = shutil.which(binary) or (glob.glob(binary) and sorted(glob.glob(binary))[-1])
     if not found:
         raise SystemExit(f"{package} installed but {binary} is still missing")
@@ -64,25 +68,27 @@ def portal_env(database_url: str, **extra: str) -> dict[str, str]:
     env = dict(os.environ)
     for name in ("BENCH_ROWS_FILE",):
         env.pop(name, None)
-    env.update({
-        "PORTAL_ENV_FILE": "/nonexistent/.env",
-        "DJANGO_SETTINGS_MODULE": "portal.settings",
-        "DJANGO_DEBUG": "false",
-        "DJANGO_SECRET_KEY": "bench-" + uuid.uuid4().hex,
-        "AUDIT_CHAIN_KEY": "bench-audit-chain-key-for-this-run-only",
-        # Datasets are regenerated under the same names: anchors of an earlier run's chain would
-        # read as a wiped table.
-        "AUDIT_ANCHOR_DIR": tempfile.mkdtemp(prefix="bench-anchors-"),
-        "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost,testserver",
-        "DJANGO_SECURE_COOKIES": "false",
-        "OICP_BASE_URL": "http://127.0.0.1:9",  # the loopback sandbox: no certificate needed, never called
-        "OICP_PROVIDER_ID": "DE-EMP",
-        "DATABASE_URL": database_url,
-        "CACHE_URL": "locmemcache://",
-        "CELERY_BROKER_URL": "redis://127.0.0.1:9/0",  # nothing here publishes; never the demo's Redis
-        "LOG_LEVEL": "WARNING",
-        "PYTHONPATH": str(ROOT),
-    })
+    env.update(
+        {
+            "PORTAL_ENV_FILE": "/nonexistent/.env",
+            "DJANGO_SETTINGS_MODULE": "portal.settings",
+            "DJANGO_DEBUG": "false",
+            "DJANGO_SECRET_KEY": "bench-" + uuid.uuid4().hex,
+            "AUDIT_CHAIN_KEY": "bench-audit-chain-key-for-this-run-only",
+            # Datasets are regenerated under the same names: anchors of an earlier run's chain would
+            # read as a wiped table.
+            "AUDIT_ANCHOR_DIR": tempfile.mkdtemp(prefix="bench-anchors-"),
+            "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost,testserver",
+            "DJANGO_SECURE_COOKIES": "false",
+            "OICP_BASE_URL": "http://127.0.0.1:9",  # the loopback sandbox: no certificate needed, never called
+            "OICP_PROVIDER_ID": "DE-EMP",
+            "DATABASE_URL": database_url,
+            "CACHE_URL": "locmemcache://",
+            "CELERY_BROKER_URL": "redis://127.0.0.1:9/0",  # nothing here publishes; never the demo's Redis
+            "LOG_LEVEL": "WARNING",
+            "PYTHONPATH": str(ROOT),
+        }
+    )
     env.update(extra)
     return env
 
@@ -115,8 +121,9 @@ def measure_process(args: list[str], env: dict[str, str] | None = None, stdout_p
     proc.returncode = os.waitstatus_to_exitcode(status)
     if stdout_path:
         out.close()
-    return Measured(seconds, usage.ru_maxrss, proc.returncode, stdout.decode(errors="replace"),
-                    stderr.decode(errors="replace"))
+    return Measured(
+        seconds, usage.ru_maxrss, proc.returncode, stdout.decode(errors="replace"), stderr.decode(errors="replace")
+    )
 
 
 # --- PostgreSQL ----------------------------------------------------------------------------------
@@ -147,20 +154,36 @@ def postgres_server():
     as_postgres(str(pgbin / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-sync")
     # fsync off as in the test run (a throwaway server); shared_buffers a little above the default
     # 128 MB so the 1M-row audit table's indexes stay cached, as on any production server.
-    as_postgres(str(pgbin / "pg_ctl"), "-D", str(data), "-l", str(data / "server.log"), "-w", "-o",
-                f"-c listen_addresses=127.0.0.1 -p {port} -k {data} -c fsync=off -c shared_buffers=512MB "
-                "-c max_connections=100", "start")
+    as_postgres(
+        str(pgbin / "pg_ctl"),
+        "-D",
+        str(data),
+        "-l",
+        str(data / "server.log"),
+        "-w",
+        "-o",
+        f"-c listen_addresses=127.0.0.1 -p {port} -k {data} -c fsync=off -c shared_buffers=512MB "
+        "-c max_connections=100",
+        "start",
+    )
     try:
         yield f"postgres://postgres@127.0.0.1:{port}"
     finally:
-        subprocess.run(["runuser", "-u", "postgres", "--", str(pgbin / "pg_ctl"), "-D", str(data), "-m", "fast", "-w",
-                        "stop"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        subprocess.run(
+            ["runuser", "-u", "postgres", "--", str(pgbin / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         shutil.rmtree(workdir, ignore_errors=True)
 
 
 def psql(pg_url: str, *args: str, database: str = "postgres", capture: bool = True) -> subprocess.CompletedProcess:
-    return subprocess.run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", f"{pg_url}/{database}", *args], check=True,
-                          text=True, capture_output=capture)
+    return subprocess.run(
+        ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", f"{pg_url}/{database}", *args],
+        check=True,
+        text=True,
+        capture_output=capture,
+    )
 
 
 def create_pg_database(pg_url: str, name: str) -> str:
@@ -213,12 +236,28 @@ def generate(kind: str, size: str, workdir: Path, pg_url: str | None) -> Dataset
     env = portal_env(url)
     manage(env, "migrate", "--verbosity", "0")
     numbers = counts(size)
-    log(f"generating {numbers['sessions']:,} sessions, {numbers['stops']:,} stops, {numbers['audit']:,} audit "
-        f"records on {kind} ({size})")
+    log(
+        f"generating {numbers['sessions']:,} sessions, {numbers['stops']:,} stops, {numbers['audit']:,} audit "
+        f"records on {kind} ({size})"
+    )
     started = time.perf_counter()
-    done = subprocess.run([PYTHON, "-m", "bench.generate_load_data", "--sessions", str(numbers["sessions"]),
-                           "--stops", str(numbers["stops"]), "--audit", str(numbers["audit"])],
-                          cwd=ROOT, env=env, text=True, capture_output=True)
+    done = subprocess.run(
+        [
+            PYTHON,
+            "-m",
+            "bench.generate_load_data",
+            "--sessions",
+            str(numbers["sessions"]),
+            "--stops",
+            str(numbers["stops"]),
+            "--audit",
+            str(numbers["audit"]),
+        ],
+        cwd=ROOT,
+        env=env,
+        text=True,
+        capture_output=True,
+    )
     if done.returncode != 0:
         raise RuntimeError(f"bench.generate_load_data failed:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}")
     seconds = time.perf_counter() - started

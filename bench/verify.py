@@ -20,8 +20,10 @@ from bench.support import PYTHON, Dataset, log, measure_process, portal_env, run
 
 TARGET = 2.0
 # The columns verify_audit reads (sessions.audit.chain.CHAIN_FIELDS), in id order.
-COLUMNS = ("id, event_type, occurred_at, actor_id, charging_session_id, stop_request_id, correlation_id, {data}, "
-           "prev_hash, record_hash")
+COLUMNS = (
+    "id, event_type, occurred_at, actor_id, charging_session_id, stop_request_id, correlation_id, {data}, "
+    "prev_hash, record_hash"
+)
 
 
 def baseline(kind: str, where: str) -> None:
@@ -32,7 +34,9 @@ def baseline(kind: str, where: str) -> None:
         import sqlite3
 
         connection = sqlite3.connect(where)
-        cursor = connection.execute(f"SELECT {COLUMNS.format(data='data')} FROM charging_sessions_auditrecord ORDER BY id")
+        cursor = connection.execute(
+            f"SELECT {COLUMNS.format(data='data')} FROM charging_sessions_auditrecord ORDER BY id"
+        )
     else:
         import psycopg
 
@@ -58,15 +62,26 @@ def run(sets: dict[tuple[str, str], Dataset]) -> None:
         bare = measure_process([PYTHON, "-m", "bench.verify", "--baseline", kind, where], env=env)
         ours = measure_process([PYTHON, "manage.py", "verify_audit"], env=env)
         if bare.returncode != 0 or ours.returncode != 0:
-            report(f"verify_audit, {dataset.label}", "failed", None, f"≤ {TARGET:.0f}× bare loop", False,
-                   ((ours.stderr or bare.stderr).strip().splitlines() or [""])[-1][:200])
+            report(
+                f"verify_audit, {dataset.label}",
+                "failed",
+                None,
+                f"≤ {TARGET:.0f}× bare loop",
+                False,
+                ((ours.stderr or bare.stderr).strip().splitlines() or [""])[-1][:200],
+            )
             continue
         rows = int(bare.stdout.split()[1])
         ratio = ours.seconds / bare.seconds
-        report(f"verify_audit, {dataset.label}", f"{ours.seconds:.1f} s; bare cursor + HMAC-SHA-256 loop {bare.seconds:.1f} s",
-               ratio, f"≤ {TARGET:.0f}× bare loop", ratio <= TARGET,
-               f"{rows:,} records; both as whole processes (interpreter and Django start-up included); "
-               + ours.stdout.strip().splitlines()[-1][:120])
+        report(
+            f"verify_audit, {dataset.label}",
+            f"{ours.seconds:.1f} s; bare cursor + HMAC-SHA-256 loop {bare.seconds:.1f} s",
+            ratio,
+            f"≤ {TARGET:.0f}× bare loop",
+            ratio <= TARGET,
+            f"{rows:,} records; both as whole processes (interpreter and Django start-up included); "
+            + ours.stdout.strip().splitlines()[-1][:120],
+        )
 
 
 def main() -> None:

@@ -46,7 +46,11 @@ class _QuietReadTimeouts(logging.Filter):
         error = record.exc_info[1] if record.exc_info else None
         if isinstance(error, BlockingIOError):
             record.msg, record.args, record.exc_info, record.exc_text = (
-                "Closed a connection that sent no complete request within %s s", (READ_TIMEOUT_SECONDS,), None, None)
+                "Closed a connection that sent no complete request within %s s",
+                (READ_TIMEOUT_SECONDS,),
+                None,
+                None,
+            )
             record.levelno, record.levelname = logging.WARNING, "WARNING"
         return True
 

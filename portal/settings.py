@@ -339,14 +339,18 @@ AXES_LOCKOUT_CALLABLE = "sessions.accounts.locked_out.locked_out"  # renders reg
 # so the demo stays two commands away from a stop. Empty the variable to require it of nobody.
 _SANDBOX = _environment_from_url(OICP_BASE_URL) in ("SANDBOX", "UNCONFIGURED")
 TWO_FACTOR_REQUIRED_ROLES = [
-    role.strip() for role in env.list(
-        "TWO_FACTOR_REQUIRED_ROLES", default=[] if _SANDBOX else ["Support admin", "Supervisor", "Superuser"])
+    role.strip()
+    for role in env.list(
+        "TWO_FACTOR_REQUIRED_ROLES", default=[] if _SANDBOX else ["Support admin", "Supervisor", "Superuser"]
+    )
     if role.strip()
 ]
 _ROLES = {"Support agent", "Support admin", "Supervisor", "Auditor", "Superuser"}  # sessions/roles.py
 if set(TWO_FACTOR_REQUIRED_ROLES) - _ROLES:
-    raise ImproperlyConfigured(f"TWO_FACTOR_REQUIRED_ROLES: {sorted(set(TWO_FACTOR_REQUIRED_ROLES) - _ROLES)} "
-                               f"is not a role; use {sorted(_ROLES)}")
+    raise ImproperlyConfigured(
+        f"TWO_FACTOR_REQUIRED_ROLES: {sorted(set(TWO_FACTOR_REQUIRED_ROLES) - _ROLES)} "
+        f"is not a role; use {sorted(_ROLES)}"
+    )
 # The account's name in the authenticator app, with the environment outside production.
 OTP_TOTP_ISSUER = "EMP support portal" + ("" if PORTAL_ENVIRONMENT == "PRODUCTION" else f" ({PORTAL_ENVIRONMENT})")
 
@@ -409,11 +413,17 @@ CELERY_BEAT_SCHEDULE = {
     "report-inbound-refusals": {"task": "charging_sessions.report_inbound_refusals", "schedule": 60.0},
     # CDR reconciliation, unless OICP_CDR_PULL_INTERVAL_MINUTES is 0. A run missed while no worker was up
     # is covered by the next one (it starts where the last complete run ended): do not pile up.
-    **({"pull-charge-detail-records": {
-        "task": "charging_sessions.pull_charge_detail_records",
-        "schedule": OICP_CDR_PULL_INTERVAL_MINUTES * 60.0,
-        "options": {"expires": OICP_CDR_PULL_INTERVAL_MINUTES * 60.0},
-    }} if OICP_CDR_PULL_INTERVAL_MINUTES > 0 else {}),
+    **(
+        {
+            "pull-charge-detail-records": {
+                "task": "charging_sessions.pull_charge_detail_records",
+                "schedule": OICP_CDR_PULL_INTERVAL_MINUTES * 60.0,
+                "options": {"expires": OICP_CDR_PULL_INTERVAL_MINUTES * 60.0},
+            }
+        }
+        if OICP_CDR_PULL_INTERVAL_MINUTES > 0
+        else {}
+    ),
     # Stored inbound messages no kick picked up (OICP_INBOUND_SWEEP_SECONDS).
     "apply-inbound-messages": {
         "task": "charging_sessions.apply_inbound_messages",
@@ -422,7 +432,9 @@ CELERY_BEAT_SCHEDULE = {
     },
     # Signed anchors of the audit chain's head (AUDIT_ANCHOR_INTERVAL_MINUTES).
     "anchor-audit-chain": {
-        "task": "charging_sessions.anchor_audit_chain", "schedule": AUDIT_ANCHOR_INTERVAL_MINUTES * 60.0},
+        "task": "charging_sessions.anchor_audit_chain",
+        "schedule": AUDIT_ANCHOR_INTERVAL_MINUTES * 60.0,
+    },
 }
 
 # --------------------------------------------------------------------------------------------
@@ -456,8 +468,11 @@ LOGGING = {
     },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     # axes announces itself at INFO in every process; keep its warnings (lockouts) only.
-    "loggers": {"django.db.backends": {"level": "WARNING"}, "axes": {"level": "WARNING"},
-                "django.request": {"filters": ["forbidden_one_line"]}},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        "axes": {"level": "WARNING"},
+        "django.request": {"filters": ["forbidden_one_line"]},
+    },
 }
 
 # --------------------------------------------------------------------------------------------
@@ -487,9 +502,12 @@ if not DEBUG:
             "The portal cannot start with DJANGO_DEBUG off: set " + ", ".join(_missing) + " (see .env.example)."
         )
     if len(AUDIT_CHAIN_KEY) < 32:
-        raise ImproperlyConfigured("AUDIT_CHAIN_KEY must be at least 32 characters (for example the output of "
-                                   "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`).")
+        raise ImproperlyConfigured(
+            "AUDIT_CHAIN_KEY must be at least 32 characters (for example the output of "
+            "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`)."
+        )
 for _key_id in [AUDIT_CHAIN_KEY_ID, *AUDIT_CHAIN_RETIRED_KEYS]:
     if not _key_id or len(_key_id) > 16:
-        raise ImproperlyConfigured(f"Audit chain key id {_key_id!r}: 1 to 16 characters (AUDIT_CHAIN_KEY_ID, "
-                                   "AUDIT_CHAIN_RETIRED_KEYS)")
+        raise ImproperlyConfigured(
+            f"Audit chain key id {_key_id!r}: 1 to 16 characters (AUDIT_CHAIN_KEY_ID, AUDIT_CHAIN_RETIRED_KEYS)"
+        )

@@ -40,7 +40,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 # The anchors of the test database's chain, shared with the worker the tests start (it inherits
 # the variable); tests/conftest.py empties the file before each test, as the database is emptied.
 if os.environ.get("PORTAL_TEST_CHILD") != "1":
-    os.environ["AUDIT_ANCHOR_DIR"] = str(Path(os.environ.get("PORTAL_TEST_DB_DIR", BASE_DIR / "var"))
-                                         / f"audit-anchors-{os.getpid()}")
+    os.environ["AUDIT_ANCHOR_DIR"] = str(
+        Path(os.environ.get("PORTAL_TEST_DB_DIR", BASE_DIR / "var")) / f"audit-anchors-{os.getpid()}"
+    )
 AUDIT_ANCHOR_DIR = Path(os.environ["AUDIT_ANCHOR_DIR"])
-OICP_INBOUND_APPLY = "request"  # most tests read the effect right after the POST; tests/test_inbound_queue.py covers "worker"
+OICP_INBOUND_APPLY = (
+    "request"  # most tests read the effect right after the POST; tests/test_inbound_queue.py covers "worker"
+)

@@ -17,10 +17,16 @@ urlpatterns = [
     # Browsers ask for /favicon.ico whatever the page links: answer with the SVG icon (no 404 in the log).
     path("favicon.ico", error_views.favicon, name="favicon"),
     # OICP 2.3 endpoints Hubject pushes to (machine endpoints: no login, no CSRF; see inbound_views).
-    path("api/oicp/notificationmgmt/v11/charging-notifications", inbound_views.charging_notifications,
-         name="oicp-charging-notifications"),
-    path("api/oicp/cdrmgmt/v22/operators/<str:operator_id>/charge-detail-record", inbound_views.charge_detail_record,
-         name="oicp-charge-detail-record"),
+    path(
+        "api/oicp/notificationmgmt/v11/charging-notifications",
+        inbound_views.charging_notifications,
+        name="oicp-charging-notifications",
+    ),
+    path(
+        "api/oicp/cdrmgmt/v22/operators/<str:operator_id>/charge-detail-record",
+        inbound_views.charge_detail_record,
+        name="oicp-charge-detail-record",
+    ),
     path("", include("sessions.urls")),
 ]
 

@@ -116,8 +116,15 @@ class Supervisor:
     def _spawn(self, child: Child) -> None:
         out = open(VAR / f"{child.name}.log", "ab")  # noqa: SIM115 - closed below, the child has its copy
         try:
-            child.proc = subprocess.Popen(child.args, cwd=ROOT, env=child.env, stdout=out, stderr=subprocess.STDOUT,
-                                          start_new_session=True, preexec_fn=_die_with_parent)
+            child.proc = subprocess.Popen(
+                child.args,
+                cwd=ROOT,
+                env=child.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=_die_with_parent,
+            )
         finally:
             out.close()
         child.started_at = time.monotonic()
@@ -131,8 +138,9 @@ class Supervisor:
 
     def run_step(self, env: dict[str, str], *args: str) -> None:
         """One `manage.py` command in the foreground; stops it when we are told to stop."""
-        proc = subprocess.Popen([PY, "manage.py", *args], cwd=ROOT, env=env, start_new_session=True,
-                                preexec_fn=_die_with_parent)
+        proc = subprocess.Popen(
+            [PY, "manage.py", *args], cwd=ROOT, env=env, start_new_session=True, preexec_fn=_die_with_parent
+        )
         try:
             while proc.poll() is None:
                 self.check()
@@ -174,10 +182,12 @@ class Supervisor:
                 kill_group(child.proc.pid, signal.SIGKILL)
                 if now - child.started_at >= STABLE_AFTER_SECONDS:
                     child.failures = 0
-                delay = min(BACKOFF_MAX_SECONDS, 2 ** child.failures)
+                delay = min(BACKOFF_MAX_SECONDS, 2**child.failures)
                 child.failures += 1
-                say(f"{child.name} exited with {exit_status(code)}; restarting it in {delay} s "
-                    f"(see {VAR}/{child.name}.log)")
+                say(
+                    f"{child.name} exited with {exit_status(code)}; restarting it in {delay} s "
+                    f"(see {VAR}/{child.name}.log)"
+                )
                 child.proc, child.restart_at = None, now + delay
             time.sleep(0.2)
 
@@ -243,8 +253,23 @@ def main() -> None:
                 sys.exit(f"The broker at {host}:{rport} (CELERY_BROKER_URL) does not answer.")
             if not shutil.which("redis-server"):
                 sys.exit("redis-server is not installed: run `make run` as root, or apt-get install redis-server.")
-            sup.start("redis", ["redis-server", "--port", str(rport), "--bind", "127.0.0.1", "--save", "",
-                                "--appendonly", "no", "--dir", str(VAR)], env)
+            sup.start(
+                "redis",
+                [
+                    "redis-server",
+                    "--port",
+                    str(rport),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--dir",
+                    str(VAR),
+                ],
+                env,
+            )
             sup.wait_for(host, rport, "Redis")
             print(f"Redis started on {host}:{rport}", flush=True)
 
@@ -261,40 +286,120 @@ def main() -> None:
         else:
             print(f"Talking to Hubject at {env['OICP_BASE_URL']}", flush=True)
             # Demo users have published passwords: never outside the sandbox.
-            print("No demo users outside the sandbox. To create the first administrator (once):\n"
-                  "  .venv/bin/python manage.py createsuperuser\n"
-                  "then sign in and add the others on the Team page (/team/) or in /admin/.", flush=True)
+            print(
+                "No demo users outside the sandbox. To create the first administrator (once):\n"
+                "  .venv/bin/python manage.py createsuperuser\n"
+                "then sign in and add the others on the Team page (/team/) or in /admin/.",
+                flush=True,
+            )
 
         # Threads: a stop spends its time waiting on Hubject, so many cheap slots; the per-CPO
         # limit in the service keeps one slow CPO from taking them all.
-        sup.start("worker", [str(BIN / "celery"), "-A", "portal", "worker", "--pool", "threads", "-Q", "celery",
-                             "--concurrency", env.get("CELERY_WORKER_CONCURRENCY", "40"), "--loglevel", "INFO"], env)
+        sup.start(
+            "worker",
+            [
+                str(BIN / "celery"),
+                "-A",
+                "portal",
+                "worker",
+                "--pool",
+                "threads",
+                "-Q",
+                "celery",
+                "--concurrency",
+                env.get("CELERY_WORKER_CONCURRENCY", "40"),
+                "--loglevel",
+                "INFO",
+            ],
+            env,
+        )
         # Retries and stops deferred by the per-CPO limit wait on their own queue and worker, so
         # their countdown messages never sit in front of fresh stops.
-        sup.start("retry-worker", [str(BIN / "celery"), "-A", "portal", "worker", "--pool", "threads",
-                                   "-Q", env.get("STOP_RETRY_QUEUE", "stop-retries"), "-n", "retries@%h",
-                                   "--concurrency", "20", "--loglevel", "INFO"], env)
+        sup.start(
+            "retry-worker",
+            [
+                str(BIN / "celery"),
+                "-A",
+                "portal",
+                "worker",
+                "--pool",
+                "threads",
+                "-Q",
+                env.get("STOP_RETRY_QUEUE", "stop-retries"),
+                "-n",
+                "retries@%h",
+                "--concurrency",
+                "20",
+                "--loglevel",
+                "INFO",
+            ],
+            env,
+        )
         if port_open("127.0.0.1", port):
             sys.exit(f"Port {port} is taken; set PORT to a free one.")
         # gthread workers, threads and timeouts: portal/gunicorn_conf.py (WEB_CONCURRENCY, WEB_THREADS).
-        sup.start("web", [str(BIN / "gunicorn"), "portal.wsgi", "--config", "python:portal.gunicorn_conf",
-                          "--bind", f"127.0.0.1:{port}", "--access-logfile", "-"], env)
+        sup.start(
+            "web",
+            [
+                str(BIN / "gunicorn"),
+                "portal.wsgi",
+                "--config",
+                "python:portal.gunicorn_conf",
+                "--bind",
+                f"127.0.0.1:{port}",
+                "--access-logfile",
+                "-",
+            ],
+            env,
+        )
         sup.wait_for("127.0.0.1", port, "The web server")
         # Periodic jobs: unconfirmed stops, the stop sweeper, the CDR pull (CELERY_BEAT_SCHEDULE).
-        sup.start("beat", [str(BIN / "celery"), "-A", "portal", "beat", "--loglevel", "INFO",
-                           "--schedule", str(VAR / "celerybeat-schedule")], env)
+        sup.start(
+            "beat",
+            [
+                str(BIN / "celery"),
+                "-A",
+                "portal",
+                "beat",
+                "--loglevel",
+                "INFO",
+                "--schedule",
+                str(VAR / "celerybeat-schedule"),
+            ],
+            env,
+        )
         if sandbox:
             # Started after the web server: the simulated CPOs push to the portal's inbound endpoints
             # (Start and Progress, and End then the CDR after an accepted stop; a new session every 3 min).
-            sup.start("simulator", [PY, "-m", "sessions.oicp.simulator", "--port", str(sim_port), "--demo",
-                                    "--portal-url", f"http://127.0.0.1:{port}", "--provider-id", env["OICP_PROVIDER_ID"],
-                                    "--demo-sessions-file", str(VAR / "demo-sessions.json"),
-                                    "--progress-interval", "60", "--push-delay", "3",
-                                    "--new-session-interval", "180"], env)
+            sup.start(
+                "simulator",
+                [
+                    PY,
+                    "-m",
+                    "sessions.oicp.simulator",
+                    "--port",
+                    str(sim_port),
+                    "--demo",
+                    "--portal-url",
+                    f"http://127.0.0.1:{port}",
+                    "--provider-id",
+                    env["OICP_PROVIDER_ID"],
+                    "--demo-sessions-file",
+                    str(VAR / "demo-sessions.json"),
+                    "--progress-interval",
+                    "60",
+                    "--push-delay",
+                    "3",
+                    "--new-session-interval",
+                    "180",
+                ],
+                env,
+            )
             sup.wait_for("127.0.0.1", sim_port, "The Hubject simulator")
             print(f"Hubject simulator (SANDBOX) on http://127.0.0.1:{sim_port}", flush=True)
-        print(f"\nThe portal is running: http://127.0.0.1:{port}/   (logs in {VAR}/, Ctrl-C stops everything)",
-              flush=True)
+        print(
+            f"\nThe portal is running: http://127.0.0.1:{port}/   (logs in {VAR}/, Ctrl-C stops everything)", flush=True
+        )
         sup.watch()
     except Stopping:
         pass

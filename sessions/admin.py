@@ -23,9 +23,9 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from . import services
-from .inbound import selectors as selectors_anomalies
 from .forms import AdminRemoteStopForm
 from .forms_history import HISTORY_IDS_MAX, ids_param
+from .inbound import selectors as selectors_anomalies
 from .models import (
     AuditCheckpoint,
     AuditExport,
@@ -126,8 +126,10 @@ class PortalModelAdmin(LocalTimesMixin, admin.ModelAdmin):
             query = request.GET.copy()
             for key in unusable:
                 del query[key]
-            messages.warning(request, f"Filter{pluralize(len(unusable))} not applied (not a usable value): "
-                                      f"{', '.join(sorted(unusable))}.")
+            messages.warning(
+                request,
+                f"Filter{pluralize(len(unusable))} not applied (not a usable value): {', '.join(sorted(unusable))}.",
+            )
             return HttpResponseRedirect(f"{request.path}?{query.urlencode()}" if query else request.path)
         return super().changelist_view(request, extra_context)
 
@@ -141,8 +143,9 @@ def _impossible_day(query) -> list[str]:
         if key.endswith("__day"):
             field = key.removesuffix("__day")
             try:
-                datetime.date(int(query.get(f"{field}__year", 2000)), int(query.get(f"{field}__month", 1)),
-                              int(query[key]))
+                datetime.date(
+                    int(query.get(f"{field}__year", 2000)), int(query.get(f"{field}__month", 1)), int(query[key])
+                )
             except ValueError:
                 return [key]
     return []
@@ -174,15 +177,18 @@ class ReadOnlyAdmin(PortalModelAdmin):
 
 
 def _queued_message(request, stop_ids: list[int]) -> str:
-    """"3 stops queued for Hubject PRODUCTION", linking to the stop history of exactly those requests."""
+    """ "3 stops queued for Hubject PRODUCTION", linking to the stop history of exactly those requests."""
     count = len(stop_ids)
     text = f"{count} stop{pluralize(count)} queued for Hubject {settings.PORTAL_ENVIRONMENT}."
     if not request.user.has_perm("charging_sessions.view_remotestoprequest"):
         return text
     shown = sorted(stop_ids)[:HISTORY_IDS_MAX]
     url = f"{reverse('charging_sessions:stop-history')}?ids={ids_param(shown)}"
-    link_text = ("Follow their outcomes in the stop history" if len(shown) == count
-                 else f"Follow the first {len(shown)} in the stop history")
+    link_text = (
+        "Follow their outcomes in the stop history"
+        if len(shown) == count
+        else f"Follow the first {len(shown)} in the stop history"
+    )
     return format_html('{} <a href="{}">{}</a>.', text, url, link_text)
 
 
@@ -242,10 +248,24 @@ class ChargingSessionAdmin(ReadOnlyAdmin):
 
 @admin.register(RemoteStopRequest)
 class RemoteStopRequestAdmin(ReadOnlyAdmin):
-    list_display = ["pk", "charging_session", "requested_by", "reason", "state", "oicp_code", "attempt_count", "requested_at"]
+    list_display = [
+        "pk",
+        "charging_session",
+        "requested_by",
+        "reason",
+        "state",
+        "oicp_code",
+        "attempt_count",
+        "requested_at",
+    ]
     list_filter = ["state", "reason", "oicp_code", "confirmed_by", "outcome_unknown", "charging_session__operator_id"]
-    search_fields = ["charging_session__session_id", "charging_session__evse_id", "case_reference", "correlation_id",
-                     "process_id"]
+    search_fields = [
+        "charging_session__session_id",
+        "charging_session__evse_id",
+        "case_reference",
+        "correlation_id",
+        "process_id",
+    ]
     list_select_related = ["charging_session", "requested_by"]
     date_hierarchy = "requested_at"
 
@@ -254,8 +274,13 @@ class RemoteStopRequestAdmin(ReadOnlyAdmin):
 class AuditRecordAdmin(ReadOnlyAdmin):
     list_display = ["pk", "occurred_at", "event_type", "actor", "charging_session", "stop_request", "correlation_id"]
     list_filter = ["event_type", "charging_session__operator_id"]
-    search_fields = ["=correlation_id", "charging_session__session_id", "charging_session__evse_id",
-                     "stop_request__case_reference", "=record_hash"]
+    search_fields = [
+        "=correlation_id",
+        "charging_session__session_id",
+        "charging_session__evse_id",
+        "stop_request__case_reference",
+        "=record_hash",
+    ]
     list_select_related = ["actor", "charging_session", "stop_request"]
     date_hierarchy = "occurred_at"
     exclude = ["data"]
@@ -319,14 +344,38 @@ class AnomalyCodeFilter(admin.SimpleListFilter):
 
 @admin.register(InboundMessage)
 class InboundMessageAdmin(ReadOnlyAdmin):
-    list_display = ["pk", "kind", "session_id", "operator_id", "charging_session", "received_at", "applied",
-                    "anomaly_summary", "held_back", "remote_addr"]
+    list_display = [
+        "pk",
+        "kind",
+        "session_id",
+        "operator_id",
+        "charging_session",
+        "received_at",
+        "applied",
+        "anomaly_summary",
+        "held_back",
+        "remote_addr",
+    ]
     list_filter = [InboundAppliedFilter, "kind", "flagged", "held_back", AnomalyCodeFilter, "operator_id"]
     search_fields = ["=session_id", "charging_session__evse_id"]
     list_select_related = ["charging_session"]
     date_hierarchy = "received_at"
-    fields = ["kind", "session_id", "charging_session", "operator_id", "path_operator_id", "received_at",
-              "remote_addr", "applied_at", "apply_error", "flagged", "held_back", "anomaly_list", "raw", "parsed"]
+    fields = [
+        "kind",
+        "session_id",
+        "charging_session",
+        "operator_id",
+        "path_operator_id",
+        "received_at",
+        "remote_addr",
+        "applied_at",
+        "apply_error",
+        "flagged",
+        "held_back",
+        "anomaly_list",
+        "raw",
+        "parsed",
+    ]
     readonly_fields = ["anomaly_list"]
 
     @admin.display(description="applied", ordering="applied_at")
@@ -351,17 +400,29 @@ class InboundMessageAdmin(ReadOnlyAdmin):
             return "none"
         return format_html(
             "<ul>{}</ul>",
-            format_html_join("", "<li>{} <small>({}{})</small></li>", (
-                (anomaly.get("text", ""), anomaly["label"], f"; {anomaly['field']}" if anomaly.get("field") else "")
-                for anomaly in anomalies
-            )),
+            format_html_join(
+                "",
+                "<li>{} <small>({}{})</small></li>",
+                (
+                    (anomaly.get("text", ""), anomaly["label"], f"; {anomaly['field']}" if anomaly.get("field") else "")
+                    for anomaly in anomalies
+                ),
+            ),
         )
 
 
 @admin.register(ChargeDetailRecord)
 class ChargeDetailRecordAdmin(AuditTrailViewMixin, ReadOnlyAdmin):
-    list_display = ["session_id", "evse_id", "operator_id", "session_start", "session_end", "consumed_energy_kwh",
-                    "source", "received_at"]
+    list_display = [
+        "session_id",
+        "evse_id",
+        "operator_id",
+        "session_start",
+        "session_end",
+        "consumed_energy_kwh",
+        "source",
+        "received_at",
+    ]
     list_filter = ["source", "operator_id"]
     search_fields = ["=session_id", "evse_id"]
     date_hierarchy = "received_at"

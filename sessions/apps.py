@@ -15,11 +15,10 @@ class ChargingSessionsConfig(AppConfig):
         give_every_admin_local_times()
 
         # What a login still owes (a second factor, a new password) is settled once per login.
-        from .accounts import signals  # noqa: F401
-
         # PostgreSQL: the purge policy and the portal role's privileges, after every migrate.
         from django.db.models.signals import post_migrate
 
+        from .accounts import signals  # noqa: F401
         from .audit.database import configure_audit_database
         from .roles import sync_roles
 

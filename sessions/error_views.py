@@ -18,7 +18,6 @@ import functools
 from pathlib import Path
 
 from django.contrib.staticfiles import finders
-
 from django.http import HttpRequest, HttpResponse, HttpResponseForbidden, HttpResponseNotFound
 from django.template import loader
 from django.template.exceptions import TemplateDoesNotExist
@@ -92,8 +91,9 @@ def _join(names: list[str]) -> str:
     return ", ".join(names[:-1]) + " or " + names[-1]
 
 
-def permission_denied(request: HttpRequest, exception: BaseException | None = None,
-                      template_name: str = "403.html") -> HttpResponse:
+def permission_denied(
+    request: HttpRequest, exception: BaseException | None = None, template_name: str = "403.html"
+) -> HttpResponse:
     allowed = roles_allowed(request)
     user = getattr(request, "user", None)
     has_role = bool(user is not None and user.is_authenticated and user.groups.exists())
@@ -111,8 +111,9 @@ def permission_denied(request: HttpRequest, exception: BaseException | None = No
     return HttpResponseForbidden(template.render(context, request))
 
 
-def page_not_found(request: HttpRequest, exception: BaseException | None = None,
-                   template_name: str = "404.html") -> HttpResponse:
+def page_not_found(
+    request: HttpRequest, exception: BaseException | None = None, template_name: str = "404.html"
+) -> HttpResponse:
     # The reason from Http404("No such stop request"), not Django's resolver dump.
     reason = ""
     if exception is not None and exception.args and isinstance(exception.args[0], str):

@@ -36,7 +36,8 @@ class _DateRangeForm(forms.Form):
         day = self.cleaned_data.get(name)
         if day is not None and not FIRST_DAY <= day <= last_day():
             raise forms.ValidationError(
-                f"Choose a day between {FIRST_DAY:%Y-%m-%d} and {last_day():%Y-%m-%d}.", code="out_of_range")
+                f"Choose a day between {FIRST_DAY:%Y-%m-%d} and {last_day():%Y-%m-%d}.", code="out_of_range"
+            )
         return day
 
     def clean_date_from(self):
@@ -144,12 +145,33 @@ PERIOD_CHOICES = [(CUSTOM, "Custom dates"), *((key, label.capitalize()) for key,
 # The event-type checkboxes, in groups a supervisor recognises; a type not listed here (a new one)
 # appears under "Other", so every type can always be chosen.
 _EVENT_GROUPS = [
-    ("Stops", [Event.STOP_REQUESTED, Event.STOP_REFUSED, Event.STOP_SENDING, Event.STOP_ACCEPTED,
-               Event.STOP_REJECTED, Event.STOP_ATTEMPT_FAILED, Event.STOP_FAILED, Event.STOP_CONFIRMED,
-               Event.STOP_UNCONFIRMED]),
-    ("Sessions and Hubject's messages", [Event.SESSION_CREATED, Event.SESSION_UPDATED, Event.SESSION_CLOSED_MANUALLY,
-                                         Event.NOTIFICATION_RECEIVED, Event.CDR_RECEIVED, Event.INBOUND_REFUSED,
-                                         Event.RECONCILIATION_RUN, Event.SESSIONS_IMPORTED]),
+    (
+        "Stops",
+        [
+            Event.STOP_REQUESTED,
+            Event.STOP_REFUSED,
+            Event.STOP_SENDING,
+            Event.STOP_ACCEPTED,
+            Event.STOP_REJECTED,
+            Event.STOP_ATTEMPT_FAILED,
+            Event.STOP_FAILED,
+            Event.STOP_CONFIRMED,
+            Event.STOP_UNCONFIRMED,
+        ],
+    ),
+    (
+        "Sessions and Hubject's messages",
+        [
+            Event.SESSION_CREATED,
+            Event.SESSION_UPDATED,
+            Event.SESSION_CLOSED_MANUALLY,
+            Event.NOTIFICATION_RECEIVED,
+            Event.CDR_RECEIVED,
+            Event.INBOUND_REFUSED,
+            Event.RECONCILIATION_RUN,
+            Event.SESSIONS_IMPORTED,
+        ],
+    ),
     ("The audit trail", [Event.AUDIT_EXPORTED, Event.AUDIT_VERIFIED, Event.AUDIT_PURGED, Event.LEGAL_HOLD_CHANGED]),
 ]
 
@@ -179,10 +201,12 @@ class _EventTypesField(forms.MultipleChoiceField):
 
 class AuditLogFilterForm(_DateRangeForm):
     period = forms.ChoiceField(required=False, choices=PERIOD_CHOICES, label="Period")
-    event_type = _EventTypesField(required=False, choices=Event.choices, label="Event types",
-                                  widget=forms.CheckboxSelectMultiple)
-    actor = forms.CharField(required=False, max_length=150, label="Actor",
-                            help_text="A username, or “system” for the portal's own records.")
+    event_type = _EventTypesField(
+        required=False, choices=Event.choices, label="Event types", widget=forms.CheckboxSelectMultiple
+    )
+    actor = forms.CharField(
+        required=False, max_length=150, label="Actor", help_text="A username, or “system” for the portal's own records."
+    )
     operator = forms.CharField(required=False, max_length=10, label="OperatorID")
     q = forms.CharField(required=False, max_length=250, label="Correlation id, SessionID, EvseID or case ref")
 
@@ -195,7 +219,8 @@ class AuditLogFilterForm(_DateRangeForm):
         operator = self.cleaned_data.get("operator", "").strip().upper()
         if operator and operator not in self.operators:
             raise forms.ValidationError(
-                f"{operator} is not an OperatorID the portal knows; choose one from the list.", code="unknown")
+                f"{operator} is not an OperatorID the portal knows; choose one from the list.", code="unknown"
+            )
         return operator
 
     def clean(self):

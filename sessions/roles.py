@@ -19,7 +19,14 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
     # Reviews everyone's stops and the audit trail in the admin.
     ADMIN: [*_VIEW, *_STUCK, "request_remote_stop", "view_all_remote_stops", "view_auditrecord"],
     # Everything an admin has, plus the audit export.
-    SUPERVISOR: [*_VIEW, *_STUCK, "request_remote_stop", "view_all_remote_stops", "view_auditrecord", "export_auditrecord"],
+    SUPERVISOR: [
+        *_VIEW,
+        *_STUCK,
+        "request_remote_stop",
+        "view_all_remote_stops",
+        "view_auditrecord",
+        "export_auditrecord",
+    ],
     # Read only: no stop.
     AUDITOR: [*_VIEW, "view_all_remote_stops", "view_auditrecord", "export_auditrecord"],
 }
@@ -41,5 +48,6 @@ def sync_roles(*, apps=None, using: str = "default", **kwargs) -> None:
         return
     for role, codenames in ROLE_PERMISSIONS.items():
         group, _ = Group.objects.using(using).get_or_create(name=role)
-        group.permissions.set(Permission.objects.using(using).filter(
-            content_type__app_label="charging_sessions", codename__in=codenames))
+        group.permissions.set(
+            Permission.objects.using(using).filter(content_type__app_label="charging_sessions", codename__in=codenames)
+        )

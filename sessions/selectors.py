@@ -11,9 +11,9 @@ from django.db import connection
 from django.db.models import Exists, F, OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
-from .stops import rules as stop_rules
 from .models import AuditRecord, ChargingSession, RemoteStopRequest
 from .oicp import ids
+from .stops import rules as stop_rules
 from .stops.rules import StopBlock
 
 State = RemoteStopRequest.State
@@ -35,8 +35,14 @@ def with_last_stop(sessions: QuerySet[ChargingSession]) -> QuerySet[ChargingSess
 
 
 # The sessions list's sortable columns (the `sort` parameter: the key, "-" in front for descending).
-SESSION_SORTS = {"evse": "evse_id", "cpo": "operator_id", "started": "started_at", "energy": "energy_kwh",
-                 "updated": "last_update_at", "state": "status"}
+SESSION_SORTS = {
+    "evse": "evse_id",
+    "cpo": "operator_id",
+    "started": "started_at",
+    "energy": "energy_kwh",
+    "updated": "last_update_at",
+    "state": "status",
+}
 DEFAULT_SESSION_SORT = "-updated"
 _NULLABLE = {"started_at", "energy_kwh"}
 
@@ -111,12 +117,14 @@ def session_lookups(query: str) -> dict[str, QuerySet]:
     lookups["cpo_partner_session_id"] = sessions.filter(cpo_partner_key=partner)
     if key:
         lookups["contract_id"] = sessions.filter(
-            prefix_q("contract_key", key) if len(key) >= ids.CONTRACT_PREFIX_MIN else Q(contract_key=key))
+            prefix_q("contract_key", key) if len(key) >= ids.CONTRACT_PREFIX_MIN else Q(contract_key=key)
+        )
         lookups["card_uid"] = sessions.filter(card_uid_key=key)
         lookups["printed_number"] = sessions.filter(printed_number_key=key)
     lookups = {kind: lookup.values("pk") for kind, lookup in lookups.items()}
-    lookups["case_reference"] = RemoteStopRequest.objects.filter(case_reference=query).order_by().values(
-        "charging_session_id")
+    lookups["case_reference"] = (
+        RemoteStopRequest.objects.filter(case_reference=query).order_by().values("charging_session_id")
+    )
     return lookups
 
 
@@ -183,8 +191,9 @@ def stop_block(*, charging_session: ChargingSession, now: datetime | None = None
     recent = charging_session.stop_requests.filter(
         Q(state__in=RemoteStopRequest.OPEN_STATES) | Q(state=State.ACCEPTED, finished_at__gte=now - window)
     ).order_by("-requested_at", "-pk")[:5]
-    return stop_rules.stop_block(charging_session=charging_session, recent_stops=recent, now=now,
-                                 confirmation_window=window)
+    return stop_rules.stop_block(
+        charging_session=charging_session, recent_stops=recent, now=now, confirmation_window=window
+    )
 
 
 def get_stop_request(*, pk: int) -> RemoteStopRequest | None:
@@ -195,8 +204,12 @@ def get_stop_request(*, pk: int) -> RemoteStopRequest | None:
 
 # Progress notifications come about once a minute: folded into one line (`ProgressFold`) so the
 # stop events stay in view. One with anomalies, or held back, stays a line of its own.
-_FOLDED_PROGRESS = Q(event_type=AuditRecord.EventType.NOTIFICATION_RECEIVED, data__kind="PROGRESS",
-                     data__anomalies__isnull=True, data__held_back__isnull=True)
+_FOLDED_PROGRESS = Q(
+    event_type=AuditRecord.EventType.NOTIFICATION_RECEIVED,
+    data__kind="PROGRESS",
+    data__anomalies__isnull=True,
+    data__held_back__isnull=True,
+)
 PROGRESS_SHOWN = 20  # the newest Progress notifications listed inside the fold
 
 # What a viewer without `view_all_remote_stops` sees of another person's stop (or manual close):
@@ -204,9 +217,27 @@ PROGRESS_SHOWN = 20  # the newest Progress notifications listed inside the fold
 # response are left out here, so no template can show them.
 _STOP_EVENTS = {value for value in AuditRecord.EventType.values if value.startswith("STOP_")}
 _SHARED_STOP_FACTS = {
-    "reason", "attempt", "max_attempts", "retry_in_seconds", "outcome", "http_status", "oicp_code", "description",
-    "failure_kind", "error", "request_sent", "sent", "outcome_unknown", "accepted_at", "waited_minutes",
-    "confirmed_by", "previous_state", "seconds_to_confirmation", "settled", "session_id", "evse_id",
+    "reason",
+    "attempt",
+    "max_attempts",
+    "retry_in_seconds",
+    "outcome",
+    "http_status",
+    "oicp_code",
+    "description",
+    "failure_kind",
+    "error",
+    "request_sent",
+    "sent",
+    "outcome_unknown",
+    "accepted_at",
+    "waited_minutes",
+    "confirmed_by",
+    "previous_state",
+    "seconds_to_confirmation",
+    "settled",
+    "session_id",
+    "evse_id",
 }
 _SHARED_CLOSE_FACTS = {"previous_status", "remote_stop_sent"}  # its free-text reason is the supervisor's note
 
@@ -229,27 +260,35 @@ class TimelineEntry:
     progress: ProgressFold | None = None
 
 
-def session_timeline(*, charging_session: ChargingSession, viewer=None, sees_all: bool = True,
-                     limit: int = 200) -> list[TimelineEntry]:
+def session_timeline(
+    *, charging_session: ChargingSession, viewer=None, sees_all: bool = True, limit: int = 200
+) -> list[TimelineEntry]:
     """The session's audit records, newest first, Progress notifications folded into one entry placed
     where the newest of them is (three queries at most, whatever the number of notifications).
 
     `viewer`/`sees_all`: unless `sees_all`, the stops (and manual closes) of anyone but `viewer` show
     only their shared facts (`_SHARED_STOP_FACTS`).
     """
-    records = (AuditRecord.objects.filter(charging_session=charging_session)
-               .select_related("actor", "stop_request").order_by("-occurred_at", "-pk"))
+    records = (
+        AuditRecord.objects.filter(charging_session=charging_session)
+        .select_related("actor", "stop_request")
+        .order_by("-occurred_at", "-pk")
+    )
     shown = list(records.exclude(_FOLDED_PROGRESS)[:limit])
     progress = list(records.filter(_FOLDED_PROGRESS)[:PROGRESS_SHOWN])
     entries = [_visible_entry(record, viewer=viewer, sees_all=sees_all) for record in shown]
     if progress:
         count = len(progress) if len(progress) < PROGRESS_SHOWN else records.filter(_FOLDED_PROGRESS).count()
         newest = progress[0]
-        rows = [(record, _kwh(((record.data or {}).get("message") or {}).get("ConsumedEnergyProgress")))
-                for record in progress]
+        rows = [
+            (record, _kwh(((record.data or {}).get("message") or {}).get("ConsumedEnergyProgress")))
+            for record in progress
+        ]
         fold = TimelineEntry(progress=ProgressFold(count, rows, rows[0][1], newest.occurred_at))
-        position = next((i for i, record in enumerate(shown)
-                         if (record.occurred_at, record.pk) < (newest.occurred_at, newest.pk)), len(shown))
+        position = next(
+            (i for i, record in enumerate(shown) if (record.occurred_at, record.pk) < (newest.occurred_at, newest.pk)),
+            len(shown),
+        )
         entries.insert(position, fold)
     return entries
 
@@ -286,10 +325,17 @@ def _visible_entry(record: AuditRecord, *, viewer, sees_all: bool) -> TimelineEn
 
 def last_failure_kind(*, stop_request: RemoteStopRequest) -> str:
     """The failure kind of the request's last unsuccessful attempt (a key of FAILURE_KINDS), "" if none."""
-    last = stop_request.audit_records.filter(
-        event_type__in=[AuditRecord.EventType.STOP_FAILED, AuditRecord.EventType.STOP_REJECTED,
-                        AuditRecord.EventType.STOP_ATTEMPT_FAILED]
-    ).order_by("-occurred_at", "-pk").first()
+    last = (
+        stop_request.audit_records.filter(
+            event_type__in=[
+                AuditRecord.EventType.STOP_FAILED,
+                AuditRecord.EventType.STOP_REJECTED,
+                AuditRecord.EventType.STOP_ATTEMPT_FAILED,
+            ]
+        )
+        .order_by("-occurred_at", "-pk")
+        .first()
+    )
     return ((last.data or {}).get("failure_kind", "") if last else "") or ""
 
 
@@ -318,11 +364,9 @@ def _stuck_stops(*, open_sessions) -> QuerySet[RemoteStopRequest]:
     unless a later stop took over (one still on its way, accepted, confirmed, or stuck itself)."""
     later = RemoteStopRequest.objects.filter(charging_session=OuterRef("charging_session"), pk__gt=OuterRef("pk"))
     took_over = later.exclude(state=State.REJECTED).exclude(state=State.FAILED, outcome_unknown=False)
-    return (
-        RemoteStopRequest.objects.filter(Q(state=State.UNCONFIRMED) | Q(state=State.FAILED, outcome_unknown=True),
-                                         charging_session_id__in=open_sessions)
-        .filter(~Exists(took_over))
-    )
+    return RemoteStopRequest.objects.filter(
+        Q(state=State.UNCONFIRMED) | Q(state=State.FAILED, outcome_unknown=True), charging_session_id__in=open_sessions
+    ).filter(~Exists(took_over))
 
 
 def _with_latest(stops: QuerySet[RemoteStopRequest]) -> QuerySet[RemoteStopRequest]:
@@ -335,8 +379,15 @@ def _with_latest(stops: QuerySet[RemoteStopRequest]) -> QuerySet[RemoteStopReque
     )
 
 
-def stuck_queue(*, kind: str = "", operator_id: str = "", min_age_minutes: int | None = None, sort: str = "age",
-                limit: int = 50, now: datetime | None = None) -> StuckQueue:
+def stuck_queue(
+    *,
+    kind: str = "",
+    operator_id: str = "",
+    min_age_minutes: int | None = None,
+    sort: str = "age",
+    limit: int = 50,
+    now: datetime | None = None,
+) -> StuckQueue:
     """Unconfirmed stops (and failed ones whose outcome is unknown) and open sessions without updates
     (charging, or charging ended without a CDR), oldest first or by `sort` (a constant number of queries).
 
@@ -362,8 +413,11 @@ def stuck_queue(*, kind: str = "", operator_id: str = "", min_age_minutes: int |
         stops = stops.filter(finished_at__lte=now - timedelta(minutes=min_age_minutes))
     descending = sort.startswith("-")
     if sort.lstrip("-") == "cpo":
-        stop_order = ["-charging_session__operator_id" if descending else "charging_session__operator_id",
-                      "finished_at", "pk"]
+        stop_order = [
+            "-charging_session__operator_id" if descending else "charging_session__operator_id",
+            "finished_at",
+            "pk",
+        ]
         stale_order = ["-operator_id" if descending else "operator_id", "last_update_at", "pk"]
     else:  # age: oldest first; "-age" newest first
         stop_order = ["-finished_at", "-pk"] if descending else ["finished_at", "pk"]

@@ -139,8 +139,11 @@ def stop_history(*, filters: StopHistoryFilters, only_requested_by=None) -> Quer
     if filters.q.strip():
         # UNION of two indexed lookups: with an OR, PostgreSQL scanned every stop request.
         query = filters.q.strip()
-        matching = RemoteStopRequest.objects.filter(_search_q(query)).order_by().values("pk").union(
-            RemoteStopRequest.objects.filter(case_reference=query).order_by().values("pk")
+        matching = (
+            RemoteStopRequest.objects.filter(_search_q(query))
+            .order_by()
+            .values("pk")
+            .union(RemoteStopRequest.objects.filter(case_reference=query).order_by().values("pk"))
         )
         stops = stops.filter(pk__in=matching)
     return stops.order_by(*HISTORY_SORTS.get(filters.sort, HISTORY_SORTS[DEFAULT_HISTORY_SORT]))
@@ -184,16 +187,20 @@ def get_history_stop_request(*, pk: int, only_requested_by=None) -> RemoteStopRe
 def stop_timeline(*, stop_request: RemoteStopRequest, limit: int = 500) -> StopTimeline:
     """Every audit record of the request and the session's inbound messages and CDR, oldest first."""
     records = list(
-        AuditRecord.objects.filter(stop_request=stop_request).select_related("actor").order_by("occurred_at", "pk")[:limit]
+        AuditRecord.objects.filter(stop_request=stop_request)
+        .select_related("actor")
+        .order_by("occurred_at", "pk")[:limit]
     )
     inbound = list(
-        InboundMessage.objects.filter(charging_session_id=stop_request.charging_session_id).order_by("received_at", "pk")[
-            :limit
-        ]
+        InboundMessage.objects.filter(charging_session_id=stop_request.charging_session_id).order_by(
+            "received_at", "pk"
+        )[:limit]
     )
     cdr = ChargeDetailRecord.objects.filter(charging_session_id=stop_request.charging_session_id).first()
     entries = [TimelineEntry(r.occurred_at, "audit", r) for r in records]
-    entries += [TimelineEntry(m.received_at, "inbound", m) for m in inbound if m.kind != InboundMessage.Kind.CDR or cdr is None]
+    entries += [
+        TimelineEntry(m.received_at, "inbound", m) for m in inbound if m.kind != InboundMessage.Kind.CDR or cdr is None
+    ]
     if cdr is not None:
         entries.append(TimelineEntry(cdr.received_at, "cdr", cdr))
     entries.sort(key=lambda entry: entry.at)
@@ -253,8 +260,10 @@ class AuditLogFilters:
         else:
             parts.append("all dates")
         if self.event_types:
-            labels = [f"{AuditRecord.EventType(event).label if event in AuditRecord.EventType.values else event} "
-                      f"({event})" for event in self.event_types]
+            labels = [
+                f"{AuditRecord.EventType(event).label if event in AuditRecord.EventType.values else event} ({event})"
+                for event in self.event_types
+            ]
             parts.append(("event " if len(labels) == 1 else "events ") + ", ".join(labels))
         if self.actor:
             parts.append(f"actor {self.actor}")
@@ -311,14 +320,17 @@ def get_export(*, pk: int) -> AuditExport | None:
 
 def latest_verification() -> AuditVerification | None:
     """The newest completed walk of the chain (daily or asked for)."""
-    return (AuditVerification.objects.filter(state=AuditVerification.State.DONE)
-            .order_by("-finished_at", "-pk").first())
+    return AuditVerification.objects.filter(state=AuditVerification.State.DONE).order_by("-finished_at", "-pk").first()
 
 
 def latest_requested_verification() -> AuditVerification | None:
     """The newest "verify now" request, whatever its state."""
-    return (AuditVerification.objects.filter(requested_at__isnull=False).select_related("requested_by")
-            .order_by("-requested_at", "-pk").first())
+    return (
+        AuditVerification.objects.filter(requested_at__isnull=False)
+        .select_related("requested_by")
+        .order_by("-requested_at", "-pk")
+        .first()
+    )
 
 
 __all__ = [

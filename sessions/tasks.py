@@ -53,8 +53,9 @@ def export_audit_log(export_id: int) -> None:
     services.write_audit_export(export_id=export_id)
 
 
-@shared_task(name="charging_sessions.pull_charge_detail_records", ignore_result=True,
-             soft_time_limit=3600, time_limit=3660)
+@shared_task(
+    name="charging_sessions.pull_charge_detail_records", ignore_result=True, soft_time_limit=3600, time_limit=3660
+)
 def pull_charge_detail_records() -> None:
     """CDR reconciliation (beat: every OICP_CDR_PULL_INTERVAL_MINUTES): from the end of the last complete
     run minus OICP_CDR_PULL_OVERLAP_MINUTES (the first run: OICP_CDR_PULL_WINDOW_HOURS back) up to now."""
@@ -73,8 +74,9 @@ def anchor_audit_chain() -> None:
     services.anchor_audit_chain_periodically()
 
 
-@shared_task(name="charging_sessions.verify_audit_chain_requested", ignore_result=True, acks_late=True,
-             soft_time_limit=3600)
+@shared_task(
+    name="charging_sessions.verify_audit_chain_requested", ignore_result=True, acks_late=True, soft_time_limit=3600
+)
 def verify_audit_chain_requested(verification_id: int) -> None:
     """A supervisor's "verify now": the same walk and audit record as the daily one; idempotent."""
     services.run_requested_verification(verification_id=verification_id)

@@ -9,8 +9,8 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from . import selectors, services
-from .stops import presenters
 from .forms import RemoteStopForm, SessionSearchForm, StuckQueueForm
+from .stops import presenters
 
 PAGE_SIZE = 50
 # Sees every agent's note, case reference and exchange with Hubject (support admins, supervisors, auditors).
@@ -47,24 +47,43 @@ def session_list(request: HttpRequest) -> HttpResponse:
     context = {
         "form": form,
         "page": page,
-        "rows": [(cs, presenters.last_stop_badge(state=cs.last_stop_state, outcome_unknown=cs.last_stop_outcome_unknown,
-                                                  code=cs.last_stop_code or "")) for cs in page.object_list],
+        "rows": [
+            (
+                cs,
+                presenters.last_stop_badge(
+                    state=cs.last_stop_state, outcome_unknown=cs.last_stop_outcome_unknown, code=cs.last_stop_code or ""
+                ),
+            )
+            for cs in page.object_list
+        ],
         "operators": selectors.operator_ids(),
         "stale_after_hours": 2,
         "querystring": _querystring_without_page(request),
         "sort": sort if sort.lstrip("-") in selectors.SESSION_SORTS else "",
         "sort_choices": SESSION_SORT_CHOICES,
-        "sorts": sort_links(request, sort, selectors.SESSION_SORTS, default=selectors.DEFAULT_SESSION_SORT,
-                            first={"updated": "-", "started": "-", "energy": "-"}),
+        "sorts": sort_links(
+            request,
+            sort,
+            selectors.SESSION_SORTS,
+            default=selectors.DEFAULT_SESSION_SORT,
+            first={"updated": "-", "started": "-", "energy": "-"},
+        ),
     }
     template = "sessions/_session_rows.html" if request.htmx else "sessions/session_list.html"
     return render(request, template, context)
 
 
 # The sessions list's order as a field too (the column headers are hidden where the table stacks, on phones).
-SESSION_SORT_CHOICES = [("", "Newest update first"), ("updated", "Oldest update first"), ("-started", "Newest start first"),
-                        ("started", "Oldest start first"), ("evse", "EvseID"), ("cpo", "CPO"), ("-energy", "Most energy"),
-                        ("state", "State")]
+SESSION_SORT_CHOICES = [
+    ("", "Newest update first"),
+    ("updated", "Oldest update first"),
+    ("-started", "Newest start first"),
+    ("started", "Oldest start first"),
+    ("evse", "EvseID"),
+    ("cpo", "CPO"),
+    ("-energy", "Most energy"),
+    ("state", "State"),
+]
 
 
 def _querystring_without_page(request: HttpRequest) -> str:
@@ -73,8 +92,9 @@ def _querystring_without_page(request: HttpRequest) -> str:
     return params.urlencode()
 
 
-def sort_links(request: HttpRequest, current: str, keys, *, default: str, first: dict[str, str] | None = None
-               ) -> dict[str, dict[str, str]]:
+def sort_links(
+    request: HttpRequest, current: str, keys, *, default: str, first: dict[str, str] | None = None
+) -> dict[str, dict[str, str]]:
     """Each sortable column's header link (the filters kept, the page dropped) and its aria-sort.
 
     A click on the sorted column reverses it; on another, sorts by it in its natural first direction
@@ -95,8 +115,13 @@ def sort_links(request: HttpRequest, current: str, keys, *, default: str, first:
     return links
 
 
-def _stop_context(request: HttpRequest, charging_session, *, form: RemoteStopForm | None = None,
-                  notice: presenters.Notice | None = None) -> dict:
+def _stop_context(
+    request: HttpRequest,
+    charging_session,
+    *,
+    form: RemoteStopForm | None = None,
+    notice: presenters.Notice | None = None,
+) -> dict:
     """What the session page's stop area, dialog and status card show."""
     block = selectors.stop_block(charging_session=charging_session)
     latest = selectors.latest_stop_request(charging_session=charging_session)
@@ -121,8 +146,9 @@ def session_detail(request: HttpRequest, pk: int) -> HttpResponse:
     if charging_session is None:
         raise Http404("No such charging session")
     context = _stop_context(request, charging_session)
-    context["timeline"] = selectors.session_timeline(charging_session=charging_session, viewer=request.user,
-                                                     sees_all=request.user.has_perm(SEE_ALL))
+    context["timeline"] = selectors.session_timeline(
+        charging_session=charging_session, viewer=request.user, sees_all=request.user.has_perm(SEE_ALL)
+    )
     context["withheld_words"] = presenters.WITHHELD
     return render(request, "sessions/session_detail.html", context)
 
@@ -194,9 +220,16 @@ def stuck_sessions(request: HttpRequest) -> HttpResponse:
         "form": form,
         "queue": queue,
         "stop_rows": [(stop, presenters.stuck_stop_line(stop)) for stop in queue.unconfirmed],
-        "stale_rows": [(cs, presenters.stuck_session_line(cs),
-                        presenters.last_stop_badge(state=cs.last_stop_state, outcome_unknown=cs.last_stop_outcome_unknown,
-                                                    code=cs.last_stop_code or "")) for cs in queue.stale],
+        "stale_rows": [
+            (
+                cs,
+                presenters.stuck_session_line(cs),
+                presenters.last_stop_badge(
+                    state=cs.last_stop_state, outcome_unknown=cs.last_stop_outcome_unknown, code=cs.last_stop_code or ""
+                ),
+            )
+            for cs in queue.stale
+        ],
         "operators": selectors.operator_ids(),
         "sorts": sort_links(request, filters["sort"], ("age", "cpo"), default="age"),
         "filtered": any(request.GET.get(name) for name in ("kind", "operator", "min_age")),
@@ -209,8 +242,11 @@ def _stuck_row(request: HttpRequest, pk: int, *, notice: presenters.Notice | Non
     stop_request = selectors.stuck_stop(pk=pk)
     if stop_request is None:
         raise Http404("No such stop request")
-    return render(request, "sessions/_stuck_stop_row.html",
-                  {"stop": stop_request, "line": presenters.stuck_stop_line(stop_request), "notice": notice})
+    return render(
+        request,
+        "sessions/_stuck_stop_row.html",
+        {"stop": stop_request, "line": presenters.stuck_stop_line(stop_request), "notice": notice},
+    )
 
 
 def _resend_context(stop_request, form: RemoteStopForm) -> dict:
@@ -225,10 +261,11 @@ def _resend_context(stop_request, form: RemoteStopForm) -> dict:
 
 @require_http_methods(["GET", "POST"])
 @login_required
-@permission_required(["charging_sessions.view_stuck_sessions", "charging_sessions.request_remote_stop"],
-                     raise_exception=True)
+@permission_required(
+    ["charging_sessions.view_stuck_sessions", "charging_sessions.request_remote_stop"], raise_exception=True
+)
 def resend_stop(request: HttpRequest, pk: int) -> HttpResponse:
-    """"Send stop again" from the stuck queue, behind the session page's confirmation (reason required).
+    """ "Send stop again" from the stuck queue, behind the session page's confirmation (reason required).
 
     GET: the confirmation (the dialog's content for htmx, a page of its own without JavaScript), or with
     `row=1` the queue's row as it is now (it follows the new request). POST: a field error answers inside
@@ -254,10 +291,16 @@ def resend_stop(request: HttpRequest, pk: int) -> HttpResponse:
     try:
         new = services.resend_remote_stop(stop_request_id=pk, acting_user=request.user, **form.cleaned_data)
     except services.StopNotAllowed as refusal:
-        notice = presenters.Notice("stop-refusal", "bad", presenters.RESEND_REFUSED.format(reason=presenters.refusal_text(refusal)), "alert")
+        notice = presenters.Notice(
+            "stop-refusal", "bad", presenters.RESEND_REFUSED.format(reason=presenters.refusal_text(refusal)), "alert"
+        )
     else:
-        notice = presenters.Notice("stop-requested", "info", presenters.RESENT.format(
-            pk=new.pk, evse_id=new.charging_session.evse_id), "status")
+        notice = presenters.Notice(
+            "stop-requested",
+            "info",
+            presenters.RESENT.format(pk=new.pk, evse_id=new.charging_session.evse_id),
+            "status",
+        )
     if not request.htmx:
         (messages.error if notice.tone == "bad" else messages.success)(request, notice.text)
         return redirect("charging_sessions:stuck-sessions")

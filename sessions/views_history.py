@@ -15,7 +15,6 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
 from . import selectors, selectors_history, services
-from .stops import presenters
 from .audit import export_formats as exports
 from .forms_history import (
     CUSTOM,
@@ -28,6 +27,7 @@ from .forms_history import (
 )
 from .models import AuditExport
 from .oicp.status_codes import describe
+from .stops import presenters
 from .stops.presenters.cards import code_meaning
 
 PAGE_SIZE = 50
@@ -64,8 +64,7 @@ def _chain_context(request: HttpRequest) -> dict:
     """The audit chain's last verification and the newest "verify now" request, for those who may
     see the audit trail; those who may export may also ask for a verification."""
     if not request.user.has_perm(VIEW_AUDIT):
-        return {"verification": None, "running_verification": None, "failed_verification": None,
-                "can_verify": False}
+        return {"verification": None, "running_verification": None, "failed_verification": None, "can_verify": False}
     done = selectors_history.latest_verification()
     requested = selectors_history.latest_requested_verification()
     state = requested.state if requested is not None else None
@@ -124,7 +123,9 @@ def _selection_chip(request: HttpRequest, filters) -> dict | None:
 @permission_required("charging_sessions.view_remotestoprequest", raise_exception=True)
 def stop_timeline(request: HttpRequest, pk: int) -> HttpResponse:
     sees_all = request.user.has_perm(SEE_ALL)
-    stop_request = selectors_history.get_history_stop_request(pk=pk, only_requested_by=None if sees_all else request.user)
+    stop_request = selectors_history.get_history_stop_request(
+        pk=pk, only_requested_by=None if sees_all else request.user
+    )
     if stop_request is None:
         raise Http404("No such stop request")
     timeline = selectors_history.stop_timeline(stop_request=stop_request)
@@ -197,7 +198,9 @@ def start_audit_export(request: HttpRequest) -> HttpResponse:
     )
     if services.export_runs_in_background(export):
         services.queue_audit_export(export=export)
-        messages.success(request, f"Export #{export.pk} of {export.row_count} records is being prepared in the background.")
+        messages.success(
+            request, f"Export #{export.pk} of {export.row_count} records is being prepared in the background."
+        )
         return redirect("charging_sessions:audit-export-detail", pk=export.pk)
     if export.format == AuditExport.Format.XLSX:
         export = services.write_audit_export(export_id=export.pk)
@@ -215,8 +218,9 @@ def _file_response(export: AuditExport) -> HttpResponse:
     path = services.export_path(export)
     if path is None:
         raise Http404("The export file is not available")
-    response = FileResponse(open(path, "rb"), as_attachment=True, filename=path.name,
-                            content_type=exports.CONTENT_TYPES[export.format])
+    response = FileResponse(
+        open(path, "rb"), as_attachment=True, filename=path.name, content_type=exports.CONTENT_TYPES[export.format]
+    )
     response["X-Export-Id"] = str(export.pk)
     response["Cache-Control"] = "no-store"
     return response
@@ -272,7 +276,6 @@ def verify_audit_chain_now(request: HttpRequest) -> HttpResponse:
         return render(request, "sessions/_audit_chain_status.html", _chain_context(request))
     messages.success(request, "The audit trail is being verified in the background; the result appears here.")
     back = request.POST.get("next", "")
-    if not url_has_allowed_host_and_scheme(back, allowed_hosts={request.get_host()},
-                                           require_https=request.is_secure()):
+    if not url_has_allowed_host_and_scheme(back, allowed_hosts={request.get_host()}, require_https=request.is_secure()):
         back = reverse("charging_sessions:audit-export")
     return redirect(back)

@@ -44,8 +44,7 @@ def violations(page, *, exclude: list[str] | None = None, tags: list[str] | None
     # widgets.css) into <style> elements, which the portal's Content-Security-Policy blocks, and every
     # browser test fails on a CSP violation (tests/conftest.py). Only the experimental
     # css-orientation-lock rule needs that CSSOM, and experimental rules are not run.
-    options = {"runOnly": {"type": "tag", "values": tags or RULE_TAGS}, "resultTypes": ["violations"],
-               "preload": False}
+    options = {"runOnly": {"type": "tag", "values": tags or RULE_TAGS}, "resultTypes": ["violations"], "preload": False}
     return page.evaluate(
         "([context, options]) => axe.run(context || document, options).then(results => results.violations)",
         [context, options],

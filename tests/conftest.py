@@ -3,9 +3,8 @@ import shutil
 
 import pytest
 
-from tests import servers
-
 from sessions import roles
+from tests import servers
 from tests.factories import ChargingSessionFactory, UserFactory
 
 
@@ -64,6 +63,7 @@ def agent_client(client, agent):
 
 # --- real processes, shared by the integration and browser tests (started once per session) ---
 
+
 @pytest.fixture(scope="session")
 def redis_url():
     with servers.redis_server() as url:
@@ -80,9 +80,12 @@ def simulator():
 def worker(django_db_setup, django_db_blocker, redis_url, simulator):
     with django_db_blocker.unblock():
         database_url = servers.database_url_for_children()
-    with servers.celery_worker(broker_url=redis_url, database_url=database_url,
-                               oicp_base_url=simulator.url,
-                               extra_env={"OICP_RETRY_BACKOFF_SECONDS": "0.2", "OICP_MAX_ATTEMPTS": "2"}) as proc:
+    with servers.celery_worker(
+        broker_url=redis_url,
+        database_url=database_url,
+        oicp_base_url=simulator.url,
+        extra_env={"OICP_RETRY_BACKOFF_SECONDS": "0.2", "OICP_MAX_ATTEMPTS": "2"},
+    ) as proc:
         yield proc
 
 
@@ -93,8 +96,6 @@ def live(worker, redis_url, simulator):
     simulator.set_behaviours(SIMULATOR_BEHAVIOURS)
     simulator.clear()
     return simulator
-
-
 
 
 SIMULATOR_BEHAVIOURS = {
@@ -111,8 +112,14 @@ SIMULATOR_BEHAVIOURS = {
 
 # --- the browser: Debian's Chromium driven by Playwright (never `playwright install`) ------------
 
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 @pytest.fixture(scope="session")

@@ -51,7 +51,12 @@ class Process:
         self.name = name
         self.lines: deque[str] = deque(maxlen=400)
         self.proc = subprocess.Popen(
-            args, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            args,
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
             start_new_session=True,
         )
         self._reader = threading.Thread(target=self._read, daemon=True)
@@ -89,8 +94,10 @@ def redis_server():
     binary = require("redis-server", "redis-server")
     port = free_port()
     workdir = tempfile.mkdtemp(prefix="portal-redis-")
-    proc = Process("redis", [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                             "--dir", workdir])
+    proc = Process(
+        "redis",
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", workdir],
+    )
     try:
         proc.wait_for_line("Ready to accept connections", timeout=15)
         yield f"redis://127.0.0.1:{port}/0"
@@ -143,16 +150,42 @@ def child_env(**values: str) -> dict[str, str]:
 
 
 @contextmanager
-def celery_worker(*, broker_url: str, database_url: str, oicp_base_url: str, concurrency: int = 8,
-                  extra_env: dict[str, str] | None = None):
+def celery_worker(
+    *,
+    broker_url: str,
+    database_url: str,
+    oicp_base_url: str,
+    concurrency: int = 8,
+    extra_env: dict[str, str] | None = None,
+):
     env = child_env(
-        CELERY_BROKER_URL=broker_url, DATABASE_URL=database_url, OICP_BASE_URL=oicp_base_url,
-        CACHE_URL=broker_url.replace("redis://", "rediscache://", 1), **(extra_env or {}),
+        CELERY_BROKER_URL=broker_url,
+        DATABASE_URL=database_url,
+        OICP_BASE_URL=oicp_base_url,
+        CACHE_URL=broker_url.replace("redis://", "rediscache://", 1),
+        **(extra_env or {}),
     )
-    proc = Process("worker", [str(BIN / "celery"), "-A", "portal", "worker", "--pool", "threads",
-                              "--concurrency", str(concurrency), "--without-gossip", "--without-mingle",
-                              # One worker serves fresh stops and the retry queue alike in tests.
-                              "-Q", "celery,stop-retries", "--loglevel", "INFO"], env)
+    proc = Process(
+        "worker",
+        [
+            str(BIN / "celery"),
+            "-A",
+            "portal",
+            "worker",
+            "--pool",
+            "threads",
+            "--concurrency",
+            str(concurrency),
+            "--without-gossip",
+            "--without-mingle",
+            # One worker serves fresh stops and the retry queue alike in tests.
+            "-Q",
+            "celery,stop-retries",
+            "--loglevel",
+            "INFO",
+        ],
+        env,
+    )
     try:
         proc.wait_for_line("ready.", timeout=60)
         yield proc
@@ -167,8 +200,9 @@ def database_url_for_children() -> str:
     settings = connection.settings_dict
     if settings["ENGINE"].endswith("sqlite3"):
         return f"sqlite:///{settings['NAME']}"
-    return (f"postgres://{settings['USER']}:{settings['PASSWORD']}@{settings['HOST']}:{settings['PORT']}/"
-            f"{settings['NAME']}")
+    return (
+        f"postgres://{settings['USER']}:{settings['PASSWORD']}@{settings['HOST']}:{settings['PORT']}/{settings['NAME']}"
+    )
 
 
 def point_celery_at(broker_url: str) -> str:
@@ -218,8 +252,22 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/{db}"
 
     def start(self) -> RedisServer:
-        self.proc = Process("redis", [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                                      "--appendonly", "no", "--dir", self.workdir])
+        self.proc = Process(
+            "redis",
+            [
+                self.binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                self.workdir,
+            ],
+        )
         self.proc.wait_for_line("Ready to accept connections", timeout=15)
         return self
 
@@ -237,8 +285,20 @@ class RedisServer:
 def gunicorn_server(*, env: dict[str, str], workers: int = 1):
     """The portal's WSGI app under gunicorn on a free loopback port; yields its base URL."""
     port = free_port()
-    proc = Process("gunicorn", [str(BIN / "gunicorn"), "portal.wsgi", "--bind", f"127.0.0.1:{port}",
-                                "--workers", str(workers), "--timeout", "120"], env)
+    proc = Process(
+        "gunicorn",
+        [
+            str(BIN / "gunicorn"),
+            "portal.wsgi",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            str(workers),
+            "--timeout",
+            "120",
+        ],
+        env,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         proc.wait_for_line("Booting worker", timeout=60)

@@ -14,8 +14,8 @@ from django.test import Client
 
 from sessions import roles
 from sessions.accounts import selectors, services
-from sessions.models import AuditRecord
 from sessions.audit.records import verify_audit_chain
+from sessions.models import AuditRecord
 from tests.factories import UserFactory
 
 Event = AuditRecord.EventType
@@ -61,8 +61,16 @@ def test_a_support_admin_adds_an_agent_who_must_choose_a_password_at_the_first_l
     page = admin_client.get("/team/new/")
     assert page.status_code == 200 and b'name="username"' in page.content
 
-    response = admin_client.post("/team/new/", {"username": "dora", "first_name": "Dora", "last_name": "Diaz",
-                                                "email": "dora@example.com", "role": roles.AGENT})
+    response = admin_client.post(
+        "/team/new/",
+        {
+            "username": "dora",
+            "first_name": "Dora",
+            "last_name": "Diaz",
+            "email": "dora@example.com",
+            "role": roles.AGENT,
+        },
+    )
     password = _temporary_password(response)
     assert len(password) == 19  # four groups of four, read out on the phone
     dora = User.objects.get(username="dora")
@@ -81,8 +89,15 @@ def test_a_support_admin_adds_an_agent_who_must_choose_a_password_at_the_first_l
     page = dora_client.get("/accounts/password/")
     assert b"temporary password" in page.content
 
-    response = dora_client.post("/accounts/password/", {"old_password": password, "new_password1": "Ch4rge-the-Car!",
-                                                        "new_password2": "Ch4rge-the-Car!", "next": "/stops/"})
+    response = dora_client.post(
+        "/accounts/password/",
+        {
+            "old_password": password,
+            "new_password1": "Ch4rge-the-Car!",
+            "new_password2": "Ch4rge-the-Car!",
+            "next": "/stops/",
+        },
+    )
     assert response.status_code == 302 and response["Location"] == "/stops/"
     assert dora_client.get("/").status_code == 200
     [changed] = _audits(Event.PASSWORD_CHANGED)
@@ -158,7 +173,9 @@ def test_a_support_admin_changes_a_role_both_ways(admin_client, support_admin):
     agent = User.objects.get(pk=agent.pk)
     assert selectors.role_names(agent) == [roles.AGENT] and not agent.is_staff
     assert [(r.actor, r.data["old_role"], r.data["new_role"]) for r in _audits(Event.USER_ROLE_CHANGED)] == [
-        (support_admin, roles.AGENT, roles.ADMIN), (support_admin, roles.ADMIN, roles.AGENT)]
+        (support_admin, roles.AGENT, roles.ADMIN),
+        (support_admin, roles.ADMIN, roles.AGENT),
+    ]
     # A role a support admin does not hand out is refused, and nothing changes.
     admin_client.post(f"/team/{agent.pk}/role/", {"role": roles.SUPERVISOR})
     assert selectors.role_names(User.objects.get(pk=agent.pk)) == [roles.AGENT]
@@ -173,14 +190,21 @@ def test_a_deactivated_member_cannot_log_in_until_reactivated(admin_client, supp
     assert _login(Client(), "agent-d", "pw").status_code == 200  # refused: the form again
     admin_client.post(f"/team/{agent.pk}/reactivate/")
     assert _login(Client(), "agent-d", "pw").status_code == 302
-    assert [(r.event_type, r.actor, r.data["username"]) for r in AuditRecord.objects.filter(
-        event_type__in=[Event.USER_DEACTIVATED, Event.USER_REACTIVATED]).order_by("id")] == [
-        (Event.USER_DEACTIVATED, support_admin, "agent-d"), (Event.USER_REACTIVATED, support_admin, "agent-d")]
+    assert [
+        (r.event_type, r.actor, r.data["username"])
+        for r in AuditRecord.objects.filter(event_type__in=[Event.USER_DEACTIVATED, Event.USER_REACTIVATED]).order_by(
+            "id"
+        )
+    ] == [(Event.USER_DEACTIVATED, support_admin, "agent-d"), (Event.USER_REACTIVATED, support_admin, "agent-d")]
 
 
 def test_a_support_admin_cannot_lock_themselves_out(admin_client, support_admin):
-    for action, data in (("deactivate", {}), ("role", {"role": roles.AGENT}), ("password-reset", {}),
-                         ("two-factor-reset", {})):
+    for action, data in (
+        ("deactivate", {}),
+        ("role", {"role": roles.AGENT}),
+        ("password-reset", {}),
+        ("two-factor-reset", {}),
+    ):
         response = admin_client.post(f"/team/{support_admin.pk}/{action}/", data)
         assert response.status_code == 302, action
         page = admin_client.get(response["Location"])
@@ -231,24 +255,28 @@ def test_every_user_changes_their_own_password(db, role):
     page = client.get("/accounts/password/")
     assert page.status_code == 200 and b"Change your password" in page.content
 
-    wrong = client.post("/accounts/password/", {"old_password": "nope", "new_password1": "Ch4rge-the-Car!",
-                                                 "new_password2": "Ch4rge-the-Car!"})
+    wrong = client.post(
+        "/accounts/password/",
+        {"old_password": "nope", "new_password1": "Ch4rge-the-Car!", "new_password2": "Ch4rge-the-Car!"},
+    )
     assert wrong.status_code == 200 and "Your old password was entered incorrectly" in wrong.content.decode()
-    weak = client.post("/accounts/password/", {"old_password": "pw", "new_password1": "12345678",
-                                                "new_password2": "12345678"})
+    weak = client.post(
+        "/accounts/password/", {"old_password": "pw", "new_password1": "12345678", "new_password2": "12345678"}
+    )
     assert "This password is too common" in weak.content.decode()
     assert not AuditRecord.objects.exists()
 
-    response = client.post("/accounts/password/", {"old_password": "pw", "new_password1": "Ch4rge-the-Car!",
-                                                    "new_password2": "Ch4rge-the-Car!"})
+    response = client.post(
+        "/accounts/password/",
+        {"old_password": "pw", "new_password1": "Ch4rge-the-Car!", "new_password2": "Ch4rge-the-Car!"},
+    )
     assert response.status_code == 302 and response["Location"] == "/"
     assert client.get("/accounts/password/").status_code == 200  # this login stays
     assert other_login.get("/accounts/password/")["Location"].startswith("/login/")  # the other one ended
     user.refresh_from_db()
     assert user.check_password("Ch4rge-the-Car!")
     [changed] = _audits(Event.PASSWORD_CHANGED)
-    assert changed.actor == user and changed.data == {"user_id": user.pk, "username": "changer",
-                                                      "was_temporary": False}
+    assert changed.actor == user and changed.data == {"user_id": user.pk, "username": "changer", "was_temporary": False}
     _no_secret_in_the_trail("Ch4rge-the-Car!")
 
 
@@ -264,10 +292,17 @@ def test_the_user_menu_offers_password_two_factor_and_for_support_admins_the_tea
 def test_the_account_audit_records_read_in_words_in_exports(db):
     from sessions.audit.outcomes import outcome_text
 
-    assert outcome_text(Event.USER_ROLE_CHANGED, {"username": "dora", "old_role": "Support agent",
-                                                  "new_role": "Support admin"}) == \
-        "Role changed: dora from Support agent to Support admin"
-    assert outcome_text(Event.USER_CREATED, {"username": "dora", "role": "Support agent"}) == \
-        "Team member created: dora as Support agent"
-    assert outcome_text(Event.TWO_FACTOR_RECOVERY_USED, {"username": "dora", "codes_left": 9}) == \
-        "Recovery code used to log in: dora; 9 left"
+    assert (
+        outcome_text(
+            Event.USER_ROLE_CHANGED, {"username": "dora", "old_role": "Support agent", "new_role": "Support admin"}
+        )
+        == "Role changed: dora from Support agent to Support admin"
+    )
+    assert (
+        outcome_text(Event.USER_CREATED, {"username": "dora", "role": "Support agent"})
+        == "Team member created: dora as Support agent"
+    )
+    assert (
+        outcome_text(Event.TWO_FACTOR_RECOVERY_USED, {"username": "dora", "codes_left": 9})
+        == "Recovery code used to log in: dora; 9 left"
+    )

@@ -1,9 +1,7 @@
 """The Django admin: the stop action (delete_selected's shape) and read-only records."""
 
-
 import re
-from datetime import datetime, timedelta
-from datetime import timezone as dt_timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.conf import settings
@@ -24,8 +22,6 @@ CHANGELIST = reverse("admin:charging_sessions_chargingsession_changelist")
 HISTORY = reverse("charging_sessions:stop-history")
 
 
-
-
 @pytest.fixture
 def admin_client_for(client, db):
     def login(role):
@@ -44,8 +40,10 @@ def action(pks, **extra):
 
 def test_action_asks_for_confirmation_listing_the_sessions(admin_client_for):
     client = admin_client_for(roles.ADMIN)
-    first, second = ChargingSessionFactory(), ChargingSessionFactory(status=ChargingSession.Status.CLOSED,
-                                                                       ended_at=timezone.now())
+    first, second = (
+        ChargingSessionFactory(),
+        ChargingSessionFactory(status=ChargingSession.Status.CLOSED, ended_at=timezone.now()),
+    )
     response = client.post(CHANGELIST, action([first.pk, second.pk]))
     content = response.content.decode()
     assert response.status_code == 200
@@ -61,7 +59,9 @@ def test_confirmed_action_stops_eligible_sessions_through_the_service(admin_clie
     RemoteStopRequestFactory(charging_session=busy)
     response = client.post(
         CHANGELIST,
-        action([cs.pk for cs in [*sessions, busy]], post="yes", reason=StopReason.DUPLICATE_SESSION, case_reference="C-1"),
+        action(
+            [cs.pk for cs in [*sessions, busy]], post="yes", reason=StopReason.DUPLICATE_SESSION, case_reference="C-1"
+        ),
         follow=True,
     )
     assert response.status_code == 200
@@ -109,8 +109,10 @@ def test_records_are_read_only_even_for_superusers(client, db, model):
 def test_an_audit_record_page_shows_its_data_as_json(admin_client_for):
     from sessions import services
 
-    record = services.record_audit(event_type=AuditRecord.EventType.SESSION_UPDATED,
-                                   data={"note": "Kabel <steckt>", "ok": None, "nested": {"b": 1, "a": True}})
+    record = services.record_audit(
+        event_type=AuditRecord.EventType.SESSION_UPDATED,
+        data={"note": "Kabel <steckt>", "ok": None, "nested": {"b": 1, "a": True}},
+    )
     client = admin_client_for(roles.ADMIN)
     page = client.get(reverse("admin:charging_sessions_auditrecord_change", args=[record.pk]))
     assert page.status_code == 200
@@ -144,11 +146,15 @@ def test_every_admin_page_shows_the_environment_badge(client, db, production):
     stop = RemoteStopRequestFactory()
     assert _badge(client.get(reverse("admin:login")).content.decode())  # before logging in, too
     client, _ = _superuser_client(client)
-    pages = [reverse("admin:index"), reverse("admin:app_list", args=["charging_sessions"]),
-             reverse("admin:charging_sessions_chargingsession_change", args=[stop.charging_session.pk]),
-             reverse("admin:charging_sessions_remotestoprequest_change", args=[stop.pk])]
-    pages += [reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_changelist")
-              for model in admin.site._registry]
+    pages = [
+        reverse("admin:index"),
+        reverse("admin:app_list", args=["charging_sessions"]),
+        reverse("admin:charging_sessions_chargingsession_change", args=[stop.charging_session.pk]),
+        reverse("admin:charging_sessions_remotestoprequest_change", args=[stop.pk]),
+    ]
+    pages += [
+        reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_changelist") for model in admin.site._registry
+    ]
     for url in pages:
         response = client.get(url)
         assert response.status_code == 200, url
@@ -168,12 +174,15 @@ def test_the_admin_badge_has_the_portal_badges_colours():
 
 
 def test_admin_lists_and_records_show_local_times_with_their_utc_offset(admin_client_for, production):
-    started = datetime(2026, 12, 6, 20, 2, 13, tzinfo=dt_timezone.utc)
+    started = datetime(2026, 12, 6, 20, 2, 13, tzinfo=UTC)
     stop = RemoteStopRequestFactory(charging_session=ChargingSessionFactory(started_at=started), requested_at=started)
     client = admin_client_for(roles.ADMIN)
-    for url in (CHANGELIST, reverse("admin:charging_sessions_remotestoprequest_changelist"),
-                reverse("admin:charging_sessions_chargingsession_change", args=[stop.charging_session.pk]),
-                reverse("admin:charging_sessions_remotestoprequest_change", args=[stop.pk])):
+    for url in (
+        CHANGELIST,
+        reverse("admin:charging_sessions_remotestoprequest_changelist"),
+        reverse("admin:charging_sessions_chargingsession_change", args=[stop.charging_session.pk]),
+        reverse("admin:charging_sessions_remotestoprequest_change", args=[stop.pk]),
+    ):
         html = client.get(url).content.decode()
         assert '<time datetime="2026-12-06T21:02:13+01:00"' in html and "2026-12-06 21:02:13 +01:00" in html, url
         assert "p.m." not in html and "a.m." not in html, url
@@ -205,14 +214,16 @@ def test_bulk_confirmation_is_destructive_and_names_the_environment(admin_client
     client = admin_client_for(roles.ADMIN)
     first = ChargingSessionFactory(evse_id="DE*ACC*E7001*1")
     second = ChargingSessionFactory(evse_id="DE*ACC*E7002*1")
-    closed = ChargingSessionFactory(evse_id="NL*FST*E7003*1", status=ChargingSession.Status.CLOSED,
-                                    ended_at=timezone.now())
+    closed = ChargingSessionFactory(
+        evse_id="NL*FST*E7003*1", status=ChargingSession.Status.CLOSED, ended_at=timezone.now()
+    )
     busy = ChargingSessionFactory(evse_id="DE*SLW*E7004*1")
     RemoteStopRequestFactory(charging_session=busy)
     html = client.post(CHANGELIST, action([first.pk, second.pk, closed.pk, busy.pk])).content.decode()
     assert _badge(html)
-    assert re.search(r'<button type="submit"[^>]*class="[^"]*danger[^"]*"[^>]*>\s*Send 2 stops to Hubject PRODUCTION\s*<',
-                     html), "the red primary button names the count and the environment"
+    assert re.search(
+        r'<button type="submit"[^>]*class="[^"]*danger[^"]*"[^>]*>\s*Send 2 stops to Hubject PRODUCTION\s*<', html
+    ), "the red primary button names the count and the environment"
     for charging_session in (first, second, closed, busy):
         assert charging_session.evse_id in html and charging_session.operator_id in html
     assert "2 sessions cannot be stopped" in html
@@ -239,7 +250,8 @@ def test_after_sending_the_message_links_to_the_history_of_exactly_those_request
     sessions = [ChargingSessionFactory() for _ in range(3)]
     earlier = RemoteStopRequestFactory(state=RemoteStopRequest.State.FAILED)  # not part of this action
     response = client.post(
-        CHANGELIST, action([cs.pk for cs in sessions], post="yes", reason=StopReason.DRIVER_ASKED), follow=True)
+        CHANGELIST, action([cs.pk for cs in sessions], post="yes", reason=StopReason.DRIVER_ASKED), follow=True
+    )
     created = sorted(RemoteStopRequest.objects.exclude(pk=earlier.pk).values_list("pk", flat=True))
     assert len(created) == 3
     html = response.content.decode()
@@ -256,10 +268,12 @@ def test_history_ids_filter_selects_exactly_those_requests(admin_client_for):
     client = admin_client_for(roles.ADMIN)
     stops = [RemoteStopRequestFactory() for _ in range(5)]
     pks = [stop.pk for stop in stops]
-    for value, expected in [(f"{pks[0]},{pks[2]}", {pks[0], pks[2]}),
-                            (f" {pks[3]} , {pks[1]} ,", {pks[1], pks[3]}),
-                            (f"{pks[1]}-{pks[3]}", set(pks[1:4])),
-                            (f"{pks[0]},{pks[2]}-{pks[4]}", {pks[0], *pks[2:]})]:
+    for value, expected in [
+        (f"{pks[0]},{pks[2]}", {pks[0], pks[2]}),
+        (f" {pks[3]} , {pks[1]} ,", {pks[1], pks[3]}),
+        (f"{pks[1]}-{pks[3]}", set(pks[1:4])),
+        (f"{pks[0]},{pks[2]}-{pks[4]}", {pks[0], *pks[2:]}),
+    ]:
         response = client.get(HISTORY, {"ids": value})
         assert {stop.pk for stop, _ in response.context["rows"]} == expected, value
         assert f"{len(expected)} selected request" in response.content.decode()
@@ -270,7 +284,9 @@ def test_history_ids_filter_is_a_removable_chip_kept_by_the_other_filters(admin_
     stops = [RemoteStopRequestFactory() for _ in range(3)]
     ids = f"{stops[0].pk},{stops[1].pk},{stops[2].pk}"
     html = client.get(HISTORY, {"ids": ids, "state": "PENDING", "sort": "agent"}).content.decode()
-    chip = re.search(r'<a [^>]*class="chip-remove"[^>]*href="([^"]*)"|<a [^>]*href="([^"]*)"[^>]*class="chip-remove"', html)
+    chip = re.search(
+        r'<a [^>]*class="chip-remove"[^>]*href="([^"]*)"|<a [^>]*href="([^"]*)"[^>]*class="chip-remove"', html
+    )
     assert chip and "3 selected requests" in html
     remove = (chip.group(1) or chip.group(2)).replace("&amp;", "&")
     assert "ids=" not in remove and "state=PENDING" in remove and "sort=agent" in remove
@@ -296,8 +312,9 @@ def test_history_ids_filter_never_widens_what_an_agent_may_see(client, db):
     assert [stop.pk for stop, _ in response.context["rows"]] == [own.pk]
 
 
-@pytest.mark.parametrize("ids, expected", [([3], "3"), ([3, 4], "3,4"), ([5, 3, 4], "3-5"),
-                                           ([1, 2, 3, 7, 9, 10, 11], "1-3,7,9-11")])
+@pytest.mark.parametrize(
+    "ids, expected", [([3], "3"), ([3, 4], "3,4"), ([5, 3, 4], "3-5"), ([1, 2, 3, 7, 9, 10, 11], "1-3,7,9-11")]
+)
 def test_ids_param_is_compact_and_parses_back(ids, expected):
     assert ids_param(ids) == expected
     assert parse_ids(expected) == sorted(set(ids))
@@ -329,8 +346,9 @@ def test_admin_lists_have_no_nameless_links_or_landmarks(admin_client_for):
     value (an inbound message without OperatorID) is a named filter link, not an empty one."""
     from sessions.models import InboundMessage
 
-    InboundMessage.objects.create(kind=InboundMessage.Kind.END, session_id="x", operator_id="",
-                                  received_at=timezone.now(), raw="{}")
+    InboundMessage.objects.create(
+        kind=InboundMessage.Kind.END, session_id="x", operator_id="", received_at=timezone.now(), raw="{}"
+    )
     client = admin_client_for(roles.ADMIN)
     html = client.get(reverse("admin:charging_sessions_inboundmessage_changelist")).content.decode()
     assert '<nav class="toplinks" aria-label="Dates">' in html

@@ -41,18 +41,32 @@ def cdr_url(operator_id: str = "DE*ACC") -> str:
 
 
 def progress(session_id: str, evse_id: str = EVSE, operator_id: str = "DE*ACC", **more) -> dict:
-    return {"Type": "Progress", "SessionID": session_id, "EvseID": evse_id, "OperatorID": operator_id,
-            "Identification": {"RFIDMifareFamilyIdentification": {"UID": "1234ABCD"}},
-            "ChargingStart": "2026-12-06T09:00:00+01:00", "EventOccurred": "2026-12-06T09:30:00+01:00",
-            "ChargingDuration": 1800000, "ConsumedEnergyProgress": 9, **more}
+    return {
+        "Type": "Progress",
+        "SessionID": session_id,
+        "EvseID": evse_id,
+        "OperatorID": operator_id,
+        "Identification": {"RFIDMifareFamilyIdentification": {"UID": "1234ABCD"}},
+        "ChargingStart": "2026-12-06T09:00:00+01:00",
+        "EventOccurred": "2026-12-06T09:30:00+01:00",
+        "ChargingDuration": 1800000,
+        "ConsumedEnergyProgress": 9,
+        **more,
+    }
 
 
 def cdr(session_id: str, evse_id: str = EVSE, **more) -> dict:
-    return {"SessionID": session_id, "EvseID": evse_id,
-            "Identification": {"RemoteIdentification": {"EvcoID": "DE-EMP-C12345678-X"}},
-            "ChargingStart": "2026-12-06T09:00:00+01:00", "ChargingEnd": "2026-12-06T10:30:00+01:00",
-            "SessionStart": "2026-12-06T08:59:00+01:00", "SessionEnd": "2026-12-06T10:45:00+01:00",
-            "ConsumedEnergy": 21.5, **more}
+    return {
+        "SessionID": session_id,
+        "EvseID": evse_id,
+        "Identification": {"RemoteIdentification": {"EvcoID": "DE-EMP-C12345678-X"}},
+        "ChargingStart": "2026-12-06T09:00:00+01:00",
+        "ChargingEnd": "2026-12-06T10:30:00+01:00",
+        "SessionStart": "2026-12-06T08:59:00+01:00",
+        "SessionEnd": "2026-12-06T10:45:00+01:00",
+        "ConsumedEnergy": 21.5,
+        **more,
+    }
 
 
 def push(client, url: str, body: dict) -> InboundMessage:
@@ -68,11 +82,24 @@ def pull_refusing(settings, records: list) -> None:
 
     def answer(request):
         size = int(parse_qs(urlsplit(request.url).query)["size"][0])
-        return 200, {}, json.dumps({
-            "content": records, "number": 0, "size": size, "totalElements": len(records), "totalPages": 1,
-            "first": True, "last": True, "numberOfElements": len(records), "empty": not records,
-            "StatusCode": {"Code": "000"},
-        })
+        return (
+            200,
+            {},
+            json.dumps(
+                {
+                    "content": records,
+                    "number": 0,
+                    "size": size,
+                    "totalElements": len(records),
+                    "totalPages": 1,
+                    "first": True,
+                    "last": True,
+                    "numberOfElements": len(records),
+                    "empty": not records,
+                    "StatusCode": {"Code": "000"},
+                }
+            ),
+        )
 
     with responses.RequestsMock() as hbs:
         hbs.add_callback(responses.POST, PULL_URL, callback=answer, content_type="application/json")
@@ -98,19 +125,28 @@ def world(client, settings):
     acc = ChargingSessionFactory(evse_id=EVSE, operator_id="DE*ACC")
     fst = ChargingSessionFactory(evse_id="NL*FST*E00002*1", operator_id="NL*FST")
     messages = {
-        "number_form": received(push(client, NOTIFY_URL, progress(acc.session_id, ChargingDuration=48000.0)),
-                                days_ago(40)),
-        "rounded": received(push(client, NOTIFY_URL, progress(acc.session_id, ConsumedEnergyProgress=12.3456)),
-                            days_ago(20)),
-        "other_cpo": received(push(client, NOTIFY_URL, progress(fst.session_id, evse_id=fst.evse_id, operator_id="NL*FST",
-                                                                ConsumedEnergyProgress=1.23456)), days_ago(5)),
+        "number_form": received(
+            push(client, NOTIFY_URL, progress(acc.session_id, ChargingDuration=48000.0)), days_ago(40)
+        ),
+        "rounded": received(
+            push(client, NOTIFY_URL, progress(acc.session_id, ConsumedEnergyProgress=12.3456)), days_ago(20)
+        ),
+        "other_cpo": received(
+            push(
+                client,
+                NOTIFY_URL,
+                progress(fst.session_id, evse_id=fst.evse_id, operator_id="NL*FST", ConsumedEnergyProgress=1.23456),
+            ),
+            days_ago(5),
+        ),
         "held_back": received(push(client, cdr_url(), cdr(acc.session_id, evse_id="DE*ACC*E99999*1")), days_ago(0, 9)),
         "tidy": received(push(client, NOTIFY_URL, progress(acc.session_id)), days_ago(0, 9)),
     }
     unknown = str(uuid.uuid4()).upper()
     pull_refusing(settings, [cdr(unknown, evse_id="XX")])
-    messages["refused"] = received(InboundMessage.objects.get(apply_error__startswith="Refused by the CDR pull"),
-                                   days_ago(0, 10))
+    messages["refused"] = received(
+        InboundMessage.objects.get(apply_error__startswith="Refused by the CDR pull"), days_ago(0, 10)
+    )
     client.logout()
     return {"acc": acc, "fst": fst, "unknown": unknown, **messages}
 
@@ -133,7 +169,7 @@ def row_html(response, message: InboundMessage) -> str:
     html = response.content.decode()
     marker = reverse("charging_sessions:anomaly-message", args=[message.pk])
     start = html.rindex("<tr>", 0, html.index(marker))
-    return html[start:html.index("</tr>", start)]
+    return html[start : html.index("</tr>", start)]
 
 
 # --- the list ------------------------------------------------------------------------------------
@@ -177,7 +213,11 @@ def test_counts_for_the_period(client, world):
     counts = response.context["counts"]
     assert (counts.total, counts.held_back, counts.refused) == (5, 1, 1)
     assert {item.code: item.count for item in counts.by_code} == {
-        "rounded": 2, "number_form": 1, "evse_mismatch": 1, "refused": 1}
+        "rounded": 2,
+        "number_form": 1,
+        "evse_mismatch": 1,
+        "refused": 1,
+    }
     assert counts.by_code[0].code == "rounded"  # most frequent first
     content = response.content.decode()
     assert "<strong>5</strong> flagged messages" in content
@@ -218,29 +258,35 @@ def test_held_back_and_refused_badges(client, world):
     assert HELD not in row_html(response, world["rounded"]) and REFUSED not in row_html(response, world["rounded"])
 
 
-@pytest.mark.parametrize(("params", "expected"), [
-    ({"period": "today"}, ["refused", "held_back"]),
-    ({"period": "7d"}, ["refused", "held_back", "other_cpo"]),
-    ({"period": "30d"}, ["refused", "held_back", "other_cpo", "rounded"]),
-    ({"date_from": "DAY-25", "date_to": "DAY-15"}, ["rounded"]),
-    ({"date_from": "DAY-25"}, ["refused", "held_back", "other_cpo", "rounded"]),
-    ({"date_to": "DAY-15"}, ["rounded", "number_form"]),
-    ({"kind": "CDR"}, ["refused", "held_back"]),
-    ({"kind": "PROGRESS"}, ["other_cpo", "rounded", "number_form"]),
-    ({"code": "rounded"}, ["other_cpo", "rounded"]),
-    ({"code": "evse_mismatch"}, ["held_back"]),
-    ({"code": "cdr_conflict"}, []),
-    ({"operator": "nl*fst"}, ["other_cpo"]),
-    ({"operator": "DE*ACC"}, ["held_back", "rounded", "number_form"]),
-    ({"held_back": "1"}, ["held_back"]),
-    ({"refused": "1"}, ["refused"]),
-    ({"refused": "on", "period": "today"}, ["refused"]),
-    ({"code": "rounded", "operator": "DE*ACC", "kind": "PROGRESS"}, ["rounded"]),
-], ids=lambda value: json.dumps(value) if isinstance(value, dict) else None)
+@pytest.mark.parametrize(
+    ("params", "expected"),
+    [
+        ({"period": "today"}, ["refused", "held_back"]),
+        ({"period": "7d"}, ["refused", "held_back", "other_cpo"]),
+        ({"period": "30d"}, ["refused", "held_back", "other_cpo", "rounded"]),
+        ({"date_from": "DAY-25", "date_to": "DAY-15"}, ["rounded"]),
+        ({"date_from": "DAY-25"}, ["refused", "held_back", "other_cpo", "rounded"]),
+        ({"date_to": "DAY-15"}, ["rounded", "number_form"]),
+        ({"kind": "CDR"}, ["refused", "held_back"]),
+        ({"kind": "PROGRESS"}, ["other_cpo", "rounded", "number_form"]),
+        ({"code": "rounded"}, ["other_cpo", "rounded"]),
+        ({"code": "evse_mismatch"}, ["held_back"]),
+        ({"code": "cdr_conflict"}, []),
+        ({"operator": "nl*fst"}, ["other_cpo"]),
+        ({"operator": "DE*ACC"}, ["held_back", "rounded", "number_form"]),
+        ({"held_back": "1"}, ["held_back"]),
+        ({"refused": "1"}, ["refused"]),
+        ({"refused": "on", "period": "today"}, ["refused"]),
+        ({"code": "rounded", "operator": "DE*ACC", "kind": "PROGRESS"}, ["rounded"]),
+    ],
+    ids=lambda value: json.dumps(value) if isinstance(value, dict) else None,
+)
 def test_each_filter(client, world, params, expected):
     today = timezone.localdate()
-    params = {key: (str(today - timedelta(days=int(value[4:]))) if value.startswith("DAY-") else value)
-              for key, value in params.items()}
+    params = {
+        key: (str(today - timedelta(days=int(value[4:]))) if value.startswith("DAY-") else value)
+        for key, value in params.items()
+    }
     if not {"period", "date_from", "date_to"} & set(params):
         params = {**ANY_TIME, **params}
     response = login(client).get(LIST, params)
@@ -251,19 +297,23 @@ def test_each_filter(client, world, params, expected):
     assert response.context["counts"].total == len(expected)
 
 
-@pytest.mark.parametrize(("params", "field", "message"), [
-    ({"date_to": "9999-12-31"}, "date_to", "Choose a day from 2000-01-01"),
-    ({"date_from": "0001-01-01"}, "date_from", "Choose a day from 2000-01-01"),
-    ({"date_from": "2026-05-10", "date_to": "2026-05-01"}, "date_to", "“To” is before “From”."),
-    ({"date_from": "garbage"}, "date_from", "Enter a valid date."),
-    ({"date_to": "2026-02-30"}, "date_to", "Enter a valid date."),
-    ({"kind": "BOGUS"}, "kind", "Select a valid choice."),
-    ({"code": "nonsense"}, "code", "Select a valid choice."),
-    ({"operator": "DE*ACC*E1"}, "operator", "Not an OperatorID"),
-    ({"operator": "x" * 500}, "operator", "at most 10 characters"),
-    ({"period": "forever"}, "period", "Select a valid choice."),
-    ({"period": "7d", "date_from": "2026-01-01"}, "period", "Choose a period or dates, not both"),
-], ids=lambda value: json.dumps(value) if isinstance(value, dict) else None)
+@pytest.mark.parametrize(
+    ("params", "field", "message"),
+    [
+        ({"date_to": "9999-12-31"}, "date_to", "Choose a day from 2000-01-01"),
+        ({"date_from": "0001-01-01"}, "date_from", "Choose a day from 2000-01-01"),
+        ({"date_from": "2026-05-10", "date_to": "2026-05-01"}, "date_to", "“To” is before “From”."),
+        ({"date_from": "garbage"}, "date_from", "Enter a valid date."),
+        ({"date_to": "2026-02-30"}, "date_to", "Enter a valid date."),
+        ({"kind": "BOGUS"}, "kind", "Select a valid choice."),
+        ({"code": "nonsense"}, "code", "Select a valid choice."),
+        ({"operator": "DE*ACC*E1"}, "operator", "Not an OperatorID"),
+        ({"operator": "x" * 500}, "operator", "at most 10 characters"),
+        ({"period": "forever"}, "period", "Select a valid choice."),
+        ({"period": "7d", "date_from": "2026-01-01"}, "period", "Choose a period or dates, not both"),
+    ],
+    ids=lambda value: json.dumps(value) if isinstance(value, dict) else None,
+)
 def test_bad_filter_input_is_said_next_to_its_field_and_the_rest_still_applies(client, world, params, field, message):
     response = login(client).get(LIST, {**params, "held_back": "1"})
 
@@ -288,13 +338,23 @@ def test_pages_of_fifty_and_queries_do_not_grow_with_the_rows(client, world, dja
         assert client.get(LIST, {"operator": "DE*ACC", **ANY_TIME}).status_code == 200
     # Copies of a real flagged message, enough for two pages.
     template = InboundMessage.objects.get(pk=world["rounded"].pk)
-    InboundMessage.objects.bulk_create([
-        InboundMessage(kind=template.kind, charging_session=template.charging_session, session_id=template.session_id,
-                       operator_id=template.operator_id, received_at=days_ago(1, hour=index % 24), raw=template.raw,
-                       parsed=template.parsed, applied_at=template.applied_at, anomalies=template.anomalies,
-                       flagged=True)
-        for index in range(70)
-    ])
+    InboundMessage.objects.bulk_create(
+        [
+            InboundMessage(
+                kind=template.kind,
+                charging_session=template.charging_session,
+                session_id=template.session_id,
+                operator_id=template.operator_id,
+                received_at=days_ago(1, hour=index % 24),
+                raw=template.raw,
+                parsed=template.parsed,
+                applied_at=template.applied_at,
+                anomalies=template.anomalies,
+                flagged=True,
+            )
+            for index in range(70)
+        ]
+    )
     with django_assert_max_num_queries(len(few.captured_queries)):
         response = client.get(LIST, {"operator": "DE*ACC", **ANY_TIME})
     assert len(response.context["rows"]) == 50
@@ -356,8 +416,9 @@ def test_a_flagged_message_shows_its_body_as_sent_escaped(client, world):
     message = push(client, NOTIFY_URL, body)
     assert message.flagged
 
-    response = login(client).get(reverse("charging_sessions:anomaly-message", args=[message.pk]),
-                                 {"back": "?period=7d"})
+    response = login(client).get(
+        reverse("charging_sessions:anomaly-message", args=[message.pk]), {"back": "?period=7d"}
+    )
 
     assert response.status_code == 200
     content = response.content.decode()
@@ -379,8 +440,9 @@ def test_a_refused_cdr_shows_its_reason_and_badge(client, world):
 
 @pytest.mark.parametrize("back", ["https://evil.example/", "javascript:alert(1)", "//evil.example"])
 def test_the_way_back_stays_on_the_list(client, world, back):
-    response = login(client).get(reverse("charging_sessions:anomaly-message", args=[world["rounded"].pk]),
-                                 {"back": back})
+    response = login(client).get(
+        reverse("charging_sessions:anomaly-message", args=[world["rounded"].pk]), {"back": back}
+    )
     assert f'<a href="{LIST}">← Message anomalies</a>' in response.content.decode()
 
 
@@ -397,10 +459,17 @@ def test_the_anomaly_list_include_renders_texts_with_labels():
 
     from sessions.inbound.selectors import labelled
 
-    html = render_to_string("sessions/_anomaly_list.html", {"anomalies": labelled([
-        {"code": "evse_mismatch", "field": "EvseID", "text": "EvseID <X> is not the session's"},
-        {"code": "rounded", "field": "ConsumedEnergy", "text": "ConsumedEnergy 1.23456 stored as 1.235"},
-    ])})
+    html = render_to_string(
+        "sessions/_anomaly_list.html",
+        {
+            "anomalies": labelled(
+                [
+                    {"code": "evse_mismatch", "field": "EvseID", "text": "EvseID <X> is not the session's"},
+                    {"code": "rounded", "field": "ConsumedEnergy", "text": "ConsumedEnergy 1.23456 stored as 1.235"},
+                ]
+            )
+        },
+    )
     assert "EvseID &lt;X&gt; is not the session&#x27;s" in html
     assert f'<span class="visually-hidden">{escape(KINDS["evse_mismatch"])}: </span>' in html
     assert 'class="anomaly anomaly-held"' in html and f'title="{escape(KINDS["rounded"])} (ConsumedEnergy)"' in html
@@ -434,16 +503,19 @@ def test_admin_list_has_an_anomalies_column(client, world):
     assert escape(world["held_back"].anomalies[0]["text"][:60]) in content
 
 
-@pytest.mark.parametrize(("params", "expected"), [
-    ({"flagged__exact": "1"}, ["number_form", "rounded", "other_cpo", "held_back", "refused"]),
-    ({"flagged__exact": "0"}, ["tidy"]),
-    ({"held_back__exact": "1"}, ["held_back"]),
-    ({"anomaly": "rounded"}, ["rounded", "other_cpo"]),
-    ({"anomaly": "number_form"}, ["number_form"]),
-    ({"anomaly": "refused"}, ["refused"]),
-    ({"anomaly": "evse_mismatch", "held_back__exact": "1"}, ["held_back"]),
-    ({"anomaly": "cdr_conflict"}, []),
-])
+@pytest.mark.parametrize(
+    ("params", "expected"),
+    [
+        ({"flagged__exact": "1"}, ["number_form", "rounded", "other_cpo", "held_back", "refused"]),
+        ({"flagged__exact": "0"}, ["tidy"]),
+        ({"held_back__exact": "1"}, ["held_back"]),
+        ({"anomaly": "rounded"}, ["rounded", "other_cpo"]),
+        ({"anomaly": "number_form"}, ["number_form"]),
+        ({"anomaly": "refused"}, ["refused"]),
+        ({"anomaly": "evse_mismatch", "held_back__exact": "1"}, ["held_back"]),
+        ({"anomaly": "cdr_conflict"}, []),
+    ],
+)
 def test_admin_filters(client, world, params, expected):
     response = login(client, roles.AUDITOR, staff=True).get(ADMIN_LIST, params)
 

@@ -1,8 +1,8 @@
 """The tamper-evident audit trail: the hash chain, its verification, retention, legal holds."""
 
 import importlib
-from types import SimpleNamespace
 from datetime import timedelta
+from types import SimpleNamespace
 from unittest import mock
 
 import pytest
@@ -36,8 +36,9 @@ def append(n, *, stop=None, **data):
     records = []
     for i in range(n):
         with transaction.atomic():
-            records.append(services.record_audit(event_type=Event.SESSION_UPDATED, stop_request=stop,
-                                                 data={"i": i, **data}))
+            records.append(
+                services.record_audit(event_type=Event.SESSION_UPDATED, stop_request=stop, data={"i": i, **data})
+            )
     return records
 
 
@@ -58,8 +59,9 @@ def leave_id_gap(size=10):
     """Skip ids the way a rolled-back insert does on PostgreSQL, so a forged row can be put in between."""
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
-            cursor.execute(f"SELECT setval(pg_get_serial_sequence('{TABLE}', 'id'), "
-                           f"(SELECT MAX(id) FROM {TABLE}) + %s)", [size])
+            cursor.execute(
+                f"SELECT setval(pg_get_serial_sequence('{TABLE}', 'id'), (SELECT MAX(id) FROM {TABLE}) + %s)", [size]
+            )
         else:
             cursor.execute("UPDATE sqlite_sequence SET seq = seq + %s WHERE name = %s", [size, TABLE])
 
@@ -74,8 +76,10 @@ def insert_raw(record_id, *, prev_hash, record_hash, occurred_at, data='{"forged
         # An explicit id does not move PostgreSQL's sequence (SQLite's rowid follows MAX(id)):
         # move it, or the portal's next record would collide with the forged one.
         with connection.cursor() as cursor:
-            cursor.execute(f"SELECT setval(pg_get_serial_sequence('{TABLE}', 'id'), "
-                           f"GREATEST((SELECT MAX(id) FROM {TABLE}), nextval(pg_get_serial_sequence('{TABLE}', 'id'))))")
+            cursor.execute(
+                f"SELECT setval(pg_get_serial_sequence('{TABLE}', 'id'), "
+                f"GREATEST((SELECT MAX(id) FROM {TABLE}), nextval(pg_get_serial_sequence('{TABLE}', 'id'))))"
+            )
 
 
 # --- the chain ------------------------------------------------------------------------------------
@@ -86,7 +90,7 @@ def test_each_record_carries_the_hash_of_the_one_before(db):
     records = append(3, stop=stop, note="ünïcode ✓", nested={"b": 1, "a": [1, 2]})
     rows = list(AuditRecord.objects.order_by("id").values_list(*CHAIN_FIELDS))
     assert rows[0][8] == ""
-    for previous, row in zip(rows, rows[1:]):
+    for previous, row in zip(rows, rows[1:], strict=False):  # each record with the one before it
         assert row[8] == previous[9]
     assert all(row_hash(row, all_keys()) == row[9] for row in rows)
     head = AuditChainHead.objects.get()
@@ -102,7 +106,7 @@ def test_record_audit_costs_one_lock_one_insert_one_update(db):
     assert len(sql) == 3, sql
     assert "charging_sessions_auditchainhead" in sql[0] and sql[1].startswith("INSERT")
     assert sql[2].startswith("UPDATE") and "auditchainhead" in sql[2]
-    assert not any("FROM \"charging_sessions_auditrecord\"" in s for s in sql)  # never reads the newest record
+    assert not any('FROM "charging_sessions_auditrecord"' in s for s in sql)  # never reads the newest record
 
 
 def test_the_head_is_created_lazily_after_a_flush(db):
@@ -174,8 +178,10 @@ def test_an_edited_and_rehashed_record_is_caught_at_the_next_link(db):
     records = append(4)
     row = list(AuditRecord.objects.filter(pk=records[1].pk).values_list(*CHAIN_FIELDS).get())
     row[7] = {"i": 42}
-    tamper(f"UPDATE {TABLE} SET data = %s, record_hash = %s WHERE id = %s",
-           ['{"i": 42}', row_hash(tuple(row), all_keys()), records[1].pk])
+    tamper(
+        f"UPDATE {TABLE} SET data = %s, record_hash = %s WHERE id = %s",
+        ['{"i": 42}', row_hash(tuple(row), all_keys()), records[1].pk],
+    )
     verification, _ = _broken()
     assert verification.first_broken_id == records[2].pk
 
@@ -202,8 +208,19 @@ def test_an_inserted_record_is_caught_even_with_a_valid_looking_hash(db):
     forged_id = before[-1].pk + 3
     occurred = timezone.now()
     # A forger who knows the scheme computes a proper hash linking to the record before...
-    row = (forged_id, Event.SESSION_UPDATED, occurred, None, None, None, None, {"forged": True},
-           before[-1].record_hash, "", "test")
+    row = (
+        forged_id,
+        Event.SESSION_UPDATED,
+        occurred,
+        None,
+        None,
+        None,
+        None,
+        {"forged": True},
+        before[-1].record_hash,
+        "",
+        "test",
+    )
     insert_raw(forged_id, prev_hash=before[-1].record_hash, record_hash=row_hash(row, all_keys()), occurred_at=occurred)
     verification, _ = _broken()
     # ...but the record after it still links past it.
@@ -268,7 +285,10 @@ def test_purge_commits_leaves_a_checkpoint_and_the_rest_still_verifies(db, capsy
     assert remaining[:3] == [r.pk for r in new]
     checkpoint = AuditCheckpoint.objects.get()
     assert (checkpoint.last_purged_id, checkpoint.last_purged_hash, checkpoint.purged_count) == (
-        old[-1].pk, old[-1].record_hash, 4)
+        old[-1].pk,
+        old[-1].record_hash,
+        4,
+    )
     purged = AuditRecord.objects.get(event_type=Event.AUDIT_PURGED)
     assert purged.data["count"] == 4 and purged.data["last_id"] == old[-1].pk
     call_command("verify_audit")
@@ -328,8 +348,10 @@ def test_superuser_sets_and_releases_a_legal_hold_in_the_admin(superuser_client)
     record = AuditRecord.objects.get(event_type=Event.LEGAL_HOLD_CHANGED)
     assert record.data == {"action": "set", "hold_id": hold.pk, "reason": "Regulator inquiry"}
     assert superuser_client.get(reverse("admin:charging_sessions_legalhold_change", args=[hold.pk])).status_code == 200
-    superuser_client.post(reverse("admin:charging_sessions_legalhold_changelist"),
-                          {"action": "release_legal_holds", "_selected_action": [hold.pk]})
+    superuser_client.post(
+        reverse("admin:charging_sessions_legalhold_changelist"),
+        {"action": "release_legal_holds", "_selected_action": [hold.pk]},
+    )
     hold.refresh_from_db()
     assert hold.released_at is not None and hold.released_by.username == "root"
     assert AuditRecord.objects.filter(event_type=Event.LEGAL_HOLD_CHANGED).count() == 2
@@ -347,7 +369,9 @@ def test_staff_without_superuser_cannot_set_or_release_holds(client, db):
     hold = services.set_legal_hold(reason="x", acting_user=None)
     assert client.get(reverse("admin:charging_sessions_legalhold_changelist")).status_code == 200
     assert client.post(reverse("admin:charging_sessions_legalhold_add"), {"reason": "y"}).status_code == 403
-    client.post(reverse("admin:charging_sessions_legalhold_changelist"),
-                {"action": "release_legal_holds", "_selected_action": [hold.pk]})
+    client.post(
+        reverse("admin:charging_sessions_legalhold_changelist"),
+        {"action": "release_legal_holds", "_selected_action": [hold.pk]},
+    )
     hold.refresh_from_db()
     assert hold.released_at is None and LegalHold.objects.count() == 1

@@ -50,9 +50,18 @@ def rows():
 def hash_without_the_key(row, prev_hash):
     """What an attacker who knows the scheme but not the key can compute: the old plain SHA-256."""
     _id, event_type, occurred_at, actor_id, session_id, stop_id, correlation_id, data, *_ = row
-    return unkeyed_chain_hash(prev_hash, canonical_bytes(
-        event_type=event_type, occurred_at=occurred_at, actor_id=actor_id, charging_session_id=session_id,
-        stop_request_id=stop_id, correlation_id=correlation_id, data=data))
+    return unkeyed_chain_hash(
+        prev_hash,
+        canonical_bytes(
+            event_type=event_type,
+            occurred_at=occurred_at,
+            actor_id=actor_id,
+            charging_session_id=session_id,
+            stop_request_id=stop_id,
+            correlation_id=correlation_id,
+            data=data,
+        ),
+    )
 
 
 # --- the chain is anchored outside the database ---------------------------------------------------
@@ -93,7 +102,19 @@ def test_records_appended_without_the_key_are_reported(db):
     services.verify_audit_chain()
     last = rows()[-1]
     occurred = timezone.now()
-    forged = (last[0] + 1, Event.SESSION_UPDATED, occurred, None, None, None, None, {"forged": True}, last[9], "", "test")
+    forged = (
+        last[0] + 1,
+        Event.SESSION_UPDATED,
+        occurred,
+        None,
+        None,
+        None,
+        None,
+        {"forged": True},
+        last[9],
+        "",
+        "test",
+    )
     forged_hash = hash_without_the_key(forged, last[9])
     insert_raw(forged[0], prev_hash=last[9], record_hash=forged_hash, occurred_at=occurred, data='{"forged":true}')
     move_head_to(forged[0], forged_hash)
@@ -127,9 +148,11 @@ def test_a_forged_purge_checkpoint_over_recent_records_is_reported(db):
     now = timezone.now()
     # A signature of the right form, made without the key.
     fake_signature = hashlib.sha256(b"guess").hexdigest()
-    tamper(f"INSERT INTO {CHECKPOINT_TABLE} (created_at, purged_before, purged_count, last_purged_id, "
-           "last_purged_hash, key_id, signature) VALUES (%s, %s, %s, %s, %s, %s, %s)",
-           [now, now - timedelta(days=4000), 3, cut.pk, cut.record_hash, "test", fake_signature])
+    tamper(
+        f"INSERT INTO {CHECKPOINT_TABLE} (created_at, purged_before, purged_count, last_purged_id, "
+        "last_purged_hash, key_id, signature) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+        [now, now - timedelta(days=4000), 3, cut.pk, cut.record_hash, "test", fake_signature],
+    )
     verification = verify_fails()
     assert verification.detail.startswith("forged checkpoint") and "not signed" in verification.detail
     assert verification.first_broken_id == cut.pk
@@ -144,12 +167,17 @@ def test_a_checkpoint_copied_with_a_valid_signature_but_no_purge_record_is_repor
     records = append(4)
     cut = records[1]
     before = timezone.now() - timedelta(days=4000)
-    key_id, signature = sign(checkpoint_payload(purged_before=before, purged_count=2, last_purged_id=cut.pk,
-                                                last_purged_hash=cut.record_hash))
+    key_id, signature = sign(
+        checkpoint_payload(
+            purged_before=before, purged_count=2, last_purged_id=cut.pk, last_purged_hash=cut.record_hash
+        )
+    )
     tamper(f"DELETE FROM {TABLE} WHERE id <= %s", [cut.pk])
-    tamper(f"INSERT INTO {CHECKPOINT_TABLE} (created_at, purged_before, purged_count, last_purged_id, "
-           "last_purged_hash, key_id, signature) VALUES (%s, %s, %s, %s, %s, %s, %s)",
-           [timezone.now(), before, 2, cut.pk, cut.record_hash, key_id, signature])
+    tamper(
+        f"INSERT INTO {CHECKPOINT_TABLE} (created_at, purged_before, purged_count, last_purged_id, "
+        "last_purged_hash, key_id, signature) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+        [timezone.now(), before, 2, cut.pk, cut.record_hash, key_id, signature],
+    )
     verification = verify_fails()
     assert verification.detail.startswith("forged checkpoint") and "purged' record" in verification.detail
 
@@ -301,14 +329,16 @@ def test_the_session_flag_no_longer_unlocks_deletes_for_the_owner(postgres):
 
 def test_the_app_role_may_not_update_delete_or_truncate_audit_records(app_role):
     record = append(1)[0]
-    for sql in (f"UPDATE {TABLE} SET data = '{{}}' WHERE id = {record.pk}",
-                f"DELETE FROM {TABLE} WHERE id = {record.pk}",
-                f"TRUNCATE {TABLE} CASCADE",
-                f"INSERT INTO {CHECKPOINT_TABLE} (created_at, purged_before, purged_count, last_purged_id, "
-                "last_purged_hash, key_id, signature) VALUES (now(), now(), 1, 1, '', '', '')",
-                f"UPDATE {CHECKPOINT_TABLE} SET signature = ''",
-                "UPDATE charging_sessions_audit_policy SET retention_days = 0",
-                "INSERT INTO charging_sessions_audit_purge_permit VALUES (txid_current(), 999999)"):
+    for sql in (
+        f"UPDATE {TABLE} SET data = '{{}}' WHERE id = {record.pk}",
+        f"DELETE FROM {TABLE} WHERE id = {record.pk}",
+        f"TRUNCATE {TABLE} CASCADE",
+        f"INSERT INTO {CHECKPOINT_TABLE} (created_at, purged_before, purged_count, last_purged_id, "
+        "last_purged_hash, key_id, signature) VALUES (now(), now(), 1, 1, '', '', '')",
+        f"UPDATE {CHECKPOINT_TABLE} SET signature = ''",
+        "UPDATE charging_sessions_audit_policy SET retention_days = 0",
+        "INSERT INTO charging_sessions_audit_purge_permit VALUES (txid_current(), 999999)",
+    ):
         refused(sql, role=app_role)
     # PGOPTIONS-style: the flag set for the whole session, then a delete.
     with pytest.raises(DatabaseError, match="permission denied"), acting_as(app_role):
@@ -343,8 +373,10 @@ def test_the_purge_function_applies_legal_holds_itself(app_role):
         old = append(2)
     LegalHold.objects.create(reason="Case 4711", set_at=timezone.now())
     with pytest.raises(DatabaseError, match="legal hold"), acting_as(app_role), connection.cursor() as cursor:
-        cursor.execute("SELECT charging_sessions_purge_audit(%s, %s, %s, %s, %s, %s, %s)",
-                       [long_ago + timedelta(days=1), 2, old[-1].pk, old[-1].record_hash, "test", "x", None])
+        cursor.execute(
+            "SELECT charging_sessions_purge_audit(%s, %s, %s, %s, %s, %s, %s)",
+            [long_ago + timedelta(days=1), 2, old[-1].pk, old[-1].record_hash, "test", "x", None],
+        )
     assert AuditRecord.objects.count() == 2
 
 

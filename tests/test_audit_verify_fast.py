@@ -11,6 +11,7 @@ from django.db import connection, transaction
 from django.db.migrations.executor import MigrationExecutor
 
 from sessions import services
+from sessions.audit import walk as audit_verify
 from sessions.audit.chain import (
     CHAIN_FIELDS,
     canonical_bytes,
@@ -22,7 +23,6 @@ from sessions.audit.chain import (
 from sessions.audit.keys import all_keys
 from sessions.fields import canonical_json
 from sessions.models import AuditChainHead, AuditRecord
-from sessions.audit import walk as audit_verify
 from tests.factories import RemoteStopRequestFactory, UserFactory
 from tests.test_audit_chain import TABLE, append, insert_raw, leave_id_gap, tamper
 
@@ -47,8 +47,9 @@ def exact_checks():
 
 def _reference(start_hash=""):
     """What walk_chain says over the ORM's rows (the exact path, every row)."""
-    return walk_chain(list(AuditRecord.objects.order_by("id").values_list(*CHAIN_FIELDS)), keys=all_keys(),
-                      start_hash=start_hash)
+    return walk_chain(
+        list(AuditRecord.objects.order_by("id").values_list(*CHAIN_FIELDS)), keys=all_keys(), start_hash=start_hash
+    )
 
 
 def _outcome(walk):
@@ -72,8 +73,9 @@ def test_records_written_by_the_service_verify_without_the_exact_check(db, exact
         services.record_audit(event_type=Event.SESSION_UPDATED, data={})  # every foreign key null
     whole_second = datetime(2025, 3, 4, 5, 6, 7, tzinfo=UTC)  # SQLite stores no fraction for it
     with mock.patch("django.utils.timezone.now", return_value=whole_second), transaction.atomic():
-        services.record_audit(event_type=Event.SESSION_UPDATED, charging_session=stop.charging_session,
-                              data={"t": ODD_DATA["control"]})
+        services.record_audit(
+            event_type=Event.SESSION_UPDATED, charging_session=stop.charging_session, data={"t": ODD_DATA["control"]}
+        )
     with transaction.atomic():
         services.record_audit(event_type=Event.SESSION_UPDATED, data={"list": [{"b": 1, "a": 2}]})
 
@@ -92,8 +94,14 @@ def test_data_is_stored_as_the_canonical_text_and_reads_back_as_a_dict(db):
     expected = {"i": 0, **json.loads(json.dumps(ODD_DATA))}
     assert stored == canonical_json(expected)
     assert f'"data":{stored},'.encode() in canonical_bytes(
-        event_type="X", occurred_at=record.occurred_at, actor_id=None, charging_session_id=None,
-        stop_request_id=None, correlation_id=None, data=expected)
+        event_type="X",
+        occurred_at=record.occurred_at,
+        actor_id=None,
+        charging_session_id=None,
+        stop_request_id=None,
+        correlation_id=None,
+        data=expected,
+    )
     assert AuditRecord.objects.values_list("data", flat=True).get(pk=record.pk) == expected
     assert AuditRecord.objects.get(pk=record.pk).data == expected
     # Key lookups still work (the text is read as JSON in SQL).
@@ -104,8 +112,10 @@ def test_records_stored_before_data_was_canonical_still_verify_the_exact_way(db,
     records = append(6, nested={"b": 1, "a": [1, 2]})
     # Their text as jsonb or Django's JSONField wrote it: spaces, keys not sorted.
     for record in records[1:4]:
-        tamper(f"UPDATE {TABLE} SET data = %s WHERE id = %s",
-               [json.dumps({"nested": {"b": 1, "a": [1, 2]}, "i": record.data["i"]}), record.pk])
+        tamper(
+            f"UPDATE {TABLE} SET data = %s WHERE id = %s",
+            [json.dumps({"nested": {"b": 1, "a": [1, 2]}, "i": record.data["i"]}), record.pk],
+        )
     assert _assert_same_as_reference()[0]
     exact_checks.reset_mock()
     verification = services.verify_audit_chain()
@@ -134,18 +144,38 @@ def test_a_forged_record_between_pages_is_classified_the_same(db):
     after = append(3)
     forged_id = before[-1].pk + 3
     occurred = datetime(2025, 1, 1, tzinfo=UTC)
-    row = (forged_id, Event.SESSION_UPDATED, occurred, None, None, None, None, {"forged": True},
-           before[-1].record_hash, "", "test")
-    insert_raw(forged_id, prev_hash=before[-1].record_hash, record_hash=row_hash(row, all_keys()), occurred_at=occurred,
-               data='{"forged":true}')
+    row = (
+        forged_id,
+        Event.SESSION_UPDATED,
+        occurred,
+        None,
+        None,
+        None,
+        None,
+        {"forged": True},
+        before[-1].record_hash,
+        "",
+        "test",
+    )
+    insert_raw(
+        forged_id,
+        prev_hash=before[-1].record_hash,
+        record_hash=row_hash(row, all_keys()),
+        occurred_at=occurred,
+        data='{"forged":true}',
+    )
     ok, _, _, _, broken_id, detail = _assert_same_as_reference()
     assert not ok and broken_id == forged_id and detail.startswith("inserted") and str(after[0].pk) in detail
 
 
 def test_a_record_without_hash_is_classified_the_same(db):
     records = append(4)
-    insert_raw(records[-1].pk + 1, prev_hash=records[-1].record_hash, record_hash="",
-               occurred_at=datetime(2025, 1, 1, tzinfo=UTC))
+    insert_raw(
+        records[-1].pk + 1,
+        prev_hash=records[-1].record_hash,
+        record_hash="",
+        occurred_at=datetime(2025, 1, 1, tzinfo=UTC),
+    )
     ok, _, _, _, broken_id, detail = _assert_same_as_reference()
     assert not ok and broken_id == records[-1].pk + 1 and detail.startswith("inserted")
 
@@ -155,8 +185,10 @@ def test_moving_text_between_data_and_the_event_type_does_not_keep_the_hash(db):
     # canonical text the hash was computed from; it must not be taken for it.
     with transaction.atomic():
         record = services.record_audit(event_type=Event.AUDIT_PURGED, data={"a": 1, "event_type": "X"})
-    tamper(f"UPDATE {TABLE} SET data = %s, event_type = %s WHERE id = %s",
-           ['{"a":1', 'X"},"event_type":"AUDIT_PURGED', record.pk])
+    tamper(
+        f"UPDATE {TABLE} SET data = %s, event_type = %s WHERE id = %s",
+        ['{"a":1', 'X"},"event_type":"AUDIT_PURGED', record.pk],
+    )
     walk = audit_verify.walk_chain_fast()
     assert not walk.ok and walk.broken_id == record.pk and walk.detail.startswith("edited")
     assert _outcome(walk) == _outcome(_reference())
@@ -190,21 +222,37 @@ def test_records_written_before_the_migration_verify_after_it():
         prev = ""
         for i, data in enumerate([{"b": 1, "a": "ü"}, {}, {"nested": {"z": [1, {"y": None}], "c": 2}}]):
             occurred = datetime(2025, 1, 1, 0, 0, i, 1000 * i, tzinfo=UTC)
-            record_hash = unkeyed_chain_hash(prev, canonical_bytes(
-                event_type=Event.SESSION_UPDATED, occurred_at=occurred, actor_id=None, charging_session_id=None,
-                stop_request_id=None, correlation_id=None, data=data))
-            last = OldRecord.objects.create(event_type=Event.SESSION_UPDATED, occurred_at=occurred, data=data,
-                                            prev_hash=prev, record_hash=record_hash)
+            record_hash = unkeyed_chain_hash(
+                prev,
+                canonical_bytes(
+                    event_type=Event.SESSION_UPDATED,
+                    occurred_at=occurred,
+                    actor_id=None,
+                    charging_session_id=None,
+                    stop_request_id=None,
+                    correlation_id=None,
+                    data=data,
+                ),
+            )
+            last = OldRecord.objects.create(
+                event_type=Event.SESSION_UPDATED,
+                occurred_at=occurred,
+                data=data,
+                prev_hash=prev,
+                record_hash=record_hash,
+            )
             prev = record_hash
         old_apps.get_model("charging_sessions", "AuditChainHead").objects.update_or_create(
-            pk=1, defaults={"last_hash": prev, "last_record_id": last.pk})
+            pk=1, defaults={"last_hash": prev, "last_record_id": last.pk}
+        )
     finally:
         executor = MigrationExecutor(connection)
         executor.migrate(executor.loader.graph.leaf_nodes())
     verification = services.verify_audit_chain()
     assert verification.ok and verification.records_checked == 3, verification.detail
     assert AuditRecord.objects.order_by("id").values_list("data", flat=True)[2] == {
-        "nested": {"z": [1, {"y": None}], "c": 2}}
+        "nested": {"z": [1, {"y": None}], "c": 2}
+    }
     assert AuditChainHead.objects.get().last_record_id != last.pk  # the verification appended its own record
 
 

@@ -1,4 +1,4 @@
-""""Verify now": a supervisor queues the audit chain's verification, follows it on the page, sees its
+""" "Verify now": a supervisor queues the audit chain's verification, follows it on the page, sees its
 result; the walk is the daily one's and is audited the same way."""
 
 from datetime import timedelta
@@ -31,8 +31,7 @@ def supervisor(db):
 def queued(monkeypatch):
     """The broker is outside unit tests: what would be queued, by verification id."""
     sent = []
-    monkeypatch.setattr(tasks.verify_audit_chain_requested, "apply_async",
-                        lambda args, retry: sent.append(args[0]))
+    monkeypatch.setattr(tasks.verify_audit_chain_requested, "apply_async", lambda args, retry: sent.append(args[0]))
     return sent
 
 
@@ -41,8 +40,9 @@ def press(client, django_capture_on_commit_callbacks, **extra):
         return client.post(VERIFY, {"next": EXPORT_PAGE}, **extra)
 
 
-def test_the_supervisor_verifies_now_and_follows_it_to_the_result(client, supervisor, queued,
-                                                                   django_capture_on_commit_callbacks):
+def test_the_supervisor_verifies_now_and_follows_it_to_the_result(
+    client, supervisor, queued, django_capture_on_commit_callbacks
+):
     append(4)
     client.force_login(supervisor)
     page = client.get(EXPORT_PAGE).content.decode()
@@ -72,8 +72,9 @@ def test_the_supervisor_verifies_now_and_follows_it_to_the_result(client, superv
     assert AuditRecord.objects.filter(event_type=Event.AUDIT_VERIFIED).count() == 1
 
 
-def test_a_broken_chain_is_shown_with_the_record_where_it_breaks(client, supervisor, queued,
-                                                                 django_capture_on_commit_callbacks):
+def test_a_broken_chain_is_shown_with_the_record_where_it_breaks(
+    client, supervisor, queued, django_capture_on_commit_callbacks
+):
     records = append(5)
     tamper(f"UPDATE {TABLE} SET data = %s WHERE id = %s", ['{"i":99}', records[2].pk])
     client.force_login(supervisor)
@@ -85,8 +86,7 @@ def test_a_broken_chain_is_shown_with_the_record_where_it_breaks(client, supervi
     assert AuditRecord.objects.filter(event_type=Event.AUDIT_VERIFIED).latest("id").data["ok"] is False
 
 
-def test_a_second_press_follows_the_walk_already_queued(client, supervisor, queued,
-                                                       django_capture_on_commit_callbacks):
+def test_a_second_press_follows_the_walk_already_queued(client, supervisor, queued, django_capture_on_commit_callbacks):
     client.force_login(supervisor)
     press(client, django_capture_on_commit_callbacks, **HTMX)
     press(client, django_capture_on_commit_callbacks, **HTMX)
@@ -95,8 +95,7 @@ def test_a_second_press_follows_the_walk_already_queued(client, supervisor, queu
 
 def test_without_a_broker_the_page_says_it_did_not_run(client, supervisor, django_capture_on_commit_callbacks):
     client.force_login(supervisor)
-    with mock.patch.object(tasks.verify_audit_chain_requested, "apply_async",
-                           side_effect=ConnectionError("no redis")):
+    with mock.patch.object(tasks.verify_audit_chain_requested, "apply_async", side_effect=ConnectionError("no redis")):
         press(client, django_capture_on_commit_callbacks, **HTMX)
     verification = AuditVerification.objects.get()
     assert verification.state == State.FAILED and "no redis" in verification.error
@@ -106,8 +105,9 @@ def test_without_a_broker_the_page_says_it_did_not_run(client, supervisor, djang
     assert not AuditRecord.objects.filter(event_type=Event.AUDIT_VERIFIED).exists()
 
 
-def test_a_request_no_worker_finished_is_given_up_and_a_new_one_queued(client, supervisor, queued,
-                                                                       django_capture_on_commit_callbacks):
+def test_a_request_no_worker_finished_is_given_up_and_a_new_one_queued(
+    client, supervisor, queued, django_capture_on_commit_callbacks
+):
     client.force_login(supervisor)
     press(client, django_capture_on_commit_callbacks, **HTMX)
     stale = AuditVerification.objects.get()
@@ -118,8 +118,9 @@ def test_a_request_no_worker_finished_is_given_up_and_a_new_one_queued(client, s
     assert AuditVerification.objects.filter(state=State.QUEUED).count() == 1 and len(queued) == 2
 
 
-def test_without_javascript_the_form_leads_back_to_the_page(client, supervisor, queued,
-                                                           django_capture_on_commit_callbacks):
+def test_without_javascript_the_form_leads_back_to_the_page(
+    client, supervisor, queued, django_capture_on_commit_callbacks
+):
     client.force_login(supervisor)
     response = press(client, django_capture_on_commit_callbacks)
     assert response.status_code == 302 and response["Location"] == EXPORT_PAGE
@@ -136,14 +137,18 @@ def test_the_daily_verification_is_shown_as_such(client, supervisor):
     assert "✓ Audit trail intact" in content and "by the daily check" in content and "2 records checked" in content
 
 
-@pytest.mark.parametrize("role, can_see, can_verify", [
-    (roles.AGENT, False, False),
-    (roles.ADMIN, True, False),
-    (roles.SUPERVISOR, True, True),
-    (roles.AUDITOR, True, True),
-])
-def test_who_may_see_the_chain_and_who_may_verify(client, db, queued, django_capture_on_commit_callbacks, role, can_see,
-                                                  can_verify):
+@pytest.mark.parametrize(
+    "role, can_see, can_verify",
+    [
+        (roles.AGENT, False, False),
+        (roles.ADMIN, True, False),
+        (roles.SUPERVISOR, True, True),
+        (roles.AUDITOR, True, True),
+    ],
+)
+def test_who_may_see_the_chain_and_who_may_verify(
+    client, db, queued, django_capture_on_commit_callbacks, role, can_see, can_verify
+):
     client.force_login(UserFactory(username=f"v-{role}".replace(" ", "-"), role=role))
     assert client.get(STATUS, **HTMX).status_code == (200 if can_see else 403)
     assert press(client, django_capture_on_commit_callbacks, **HTMX).status_code == (200 if can_verify else 403)

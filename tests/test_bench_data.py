@@ -9,7 +9,10 @@ def test_generated_load_data_is_a_valid_keyed_chain_with_its_own_times(db):
 
     generate(sessions=20, stops=40, audit=120, seed=1)
     assert (ChargingSession.objects.count(), RemoteStopRequest.objects.count(), AuditRecord.objects.count()) == (
-        20, 40, 120)
+        20,
+        40,
+        120,
+    )
     times = list(AuditRecord.objects.order_by("id").values_list("occurred_at", flat=True))
     assert times == sorted(times) and (times[-1] - times[0]).total_seconds() == 119 * 5
     verification = services.verify_audit_chain()

@@ -31,13 +31,37 @@ DURING, AFTER = 4, 22
 OUTAGE = 8
 
 
-def make_run_worker(name: str, queue: str, *, broker_url: str, database_url: str, oicp_base_url: str,
-                    extra_env: dict[str, str]) -> servers.Process:
+def make_run_worker(
+    name: str, queue: str, *, broker_url: str, database_url: str, oicp_base_url: str, extra_env: dict[str, str]
+) -> servers.Process:
     """A worker with `make run`'s command line (scripts/run.py), on the test's Redis and database."""
-    env = servers.child_env(CELERY_BROKER_URL=broker_url, DATABASE_URL=database_url, OICP_BASE_URL=oicp_base_url,
-                            CACHE_URL=broker_url.replace("redis://", "rediscache://", 1), **extra_env)
-    return servers.Process(name, [str(servers.BIN / "celery"), "-A", "portal", "worker", "--pool", "threads",
-                                  "-Q", queue, "-n", f"{name}@%h", "--concurrency", "8", "--loglevel", "INFO"], env)
+    env = servers.child_env(
+        CELERY_BROKER_URL=broker_url,
+        DATABASE_URL=database_url,
+        OICP_BASE_URL=oicp_base_url,
+        CACHE_URL=broker_url.replace("redis://", "rediscache://", 1),
+        **extra_env,
+    )
+    return servers.Process(
+        name,
+        [
+            str(servers.BIN / "celery"),
+            "-A",
+            "portal",
+            "worker",
+            "--pool",
+            "threads",
+            "-Q",
+            queue,
+            "-n",
+            f"{name}@%h",
+            "--concurrency",
+            "8",
+            "--loglevel",
+            "INFO",
+        ],
+        env,
+    )
 
 
 def _alive(workers: list[servers.Process]) -> None:
@@ -48,8 +72,7 @@ def _alive(workers: list[servers.Process]) -> None:
 
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
-def test_redis_stopped_with_stops_in_flight_and_retries_scheduled_workers_survive_and_send_once(
-        simulator, settings):
+def test_redis_stopped_with_stops_in_flight_and_retries_scheduled_workers_survive_and_send_once(simulator, settings):
     redis = servers.RedisServer().start()
     database_url = servers.database_url_for_children()
     agent = AgentFactory()
@@ -67,13 +90,25 @@ def test_redis_stopped_with_stops_in_flight_and_retries_scheduled_workers_surviv
     try:
         broker = redis.url(0)
         for name, queue in (("worker", "celery"), ("retries", "stop-retries")):
-            workers.append(make_run_worker(name, queue, broker_url=broker, database_url=database_url,
-                                           oicp_base_url=simulator.url, extra_env=env))
+            workers.append(
+                make_run_worker(
+                    name,
+                    queue,
+                    broker_url=broker,
+                    database_url=database_url,
+                    oicp_base_url=simulator.url,
+                    extra_env=env,
+                )
+            )
         for proc in workers:
             proc.wait_for_line("ready.", timeout=60)
         with servers.celery_publisher(broker):
-            stops = [services.request_remote_stop(charging_session_id=cs.pk, acting_user=agent,
-                                                  reason=StopReason.DRIVER_ASKED) for cs in sessions]
+            stops = [
+                services.request_remote_stop(
+                    charging_session_id=cs.pk, acting_user=agent, reason=StopReason.DRIVER_ASKED
+                )
+                for cs in sessions
+            ]
 
             def in_flight():
                 return RemoteStopRequest.objects.filter(state=State.SENDING).count() == 2 * PER_CPO

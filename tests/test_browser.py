@@ -11,8 +11,7 @@ from sessions.models import RemoteStopRequest
 from tests.factories import ChargingSessionFactory, UserFactory
 
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # Playwright's loop beside the live server
-pytestmark = [pytest.mark.browser, pytest.mark.integration,
-              pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.browser, pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 
 def log_in_as_agent(page, live_server, username="browser-agent"):

@@ -12,14 +12,14 @@ import re
 import time
 
 import pytest
-from playwright.sync_api import expect
 from django.utils import timezone
+from playwright.sync_api import expect
 
 from sessions import roles
 from sessions.models import ChargingSession, InboundMessage, RemoteStopRequest
 from tests.axe import assert_no_violations
-from tests.screens import shoot
 from tests.factories import ChargingSessionFactory, RemoteStopRequestFactory, UserFactory
+from tests.screens import shoot
 
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # Playwright's loop beside the live server
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -42,7 +42,6 @@ def log_in_to_the_admin(page, live_server, username="browser-admin"):
     return page
 
 
-
 def badge(page):
     return page.locator("#header .env")
 
@@ -61,8 +60,7 @@ def test_admin_bulk_stop_shows_the_badge_and_links_to_the_outcomes(page, live_se
     environment = settings.PORTAL_ENVIRONMENT
     first = ChargingSessionFactory(evse_id="DE*ACC*E8101*1", operator_id="DE*ACC")
     second = ChargingSessionFactory(evse_id="DE*ACC*E8102*1", operator_id="DE*ACC")
-    ended = ChargingSessionFactory(evse_id="DE*ACC*E8103*1", operator_id="DE*ACC",
-                                   status=ChargingSession.Status.CLOSED)
+    ended = ChargingSessionFactory(evse_id="DE*ACC*E8103*1", operator_id="DE*ACC", status=ChargingSession.Status.CLOSED)
     earlier = RemoteStopRequestFactory(state=RemoteStopRequest.State.FAILED)  # not part of this bulk stop
     live.add_sessions(first, second)
     log_in_to_the_admin(page, live_server)
@@ -130,7 +128,8 @@ def test_admin_bulk_stop_shows_the_badge_and_links_to_the_outcomes(page, live_se
     assert not any(ended.evse_id in text or earlier.charging_session.evse_id in text for text in texts)
     assert all("Accepted" in text for text in texts), texts
     assert set(RemoteStopRequest.objects.filter(case_reference="BULK-1").values_list("state", flat=True)) == {
-        RemoteStopRequest.State.ACCEPTED}
+        RemoteStopRequest.State.ACCEPTED
+    }
     assert_no_violations(page, what="the stop history of the bulk stop")
     shoot(page, "history-selected-requests")
 
@@ -146,19 +145,26 @@ def test_production_is_unmistakable_on_every_admin_page(page, live_server, setti
     ChargingSessionFactory(evse_id="NL*FST*E8202*1", status=ChargingSession.Status.CLOSED)
     stop = RemoteStopRequestFactory(charging_session=ChargingSessionFactory(evse_id="DE*SLW*E8203*1"))
     # No OperatorID: its filter link needs a name (axe link-name).
-    InboundMessage.objects.create(kind=InboundMessage.Kind.END, session_id="no-operator", operator_id="",
-                                  received_at=timezone.now(), raw="{}")
+    InboundMessage.objects.create(
+        kind=InboundMessage.Kind.END, session_id="no-operator", operator_id="", received_at=timezone.now(), raw="{}"
+    )
     page.set_viewport_size({"width": 1366, "height": 850})
     page.goto(live_server.url + "/admin/login/")
     assert badge(page).inner_text() == "PRODUCTION"
     assert_no_violations(page, what="the admin's login page")
     log_in_to_the_admin(page, live_server, username="browser-admin-prod")
-    pages = ["/admin/", "/admin/charging_sessions/", "/admin/charging_sessions/chargingsession/",
-             f"/admin/charging_sessions/chargingsession/{charging_session.pk}/change/",
-             "/admin/charging_sessions/remotestoprequest/",
-             f"/admin/charging_sessions/remotestoprequest/{stop.pk}/change/",
-             "/admin/charging_sessions/auditrecord/", "/admin/charging_sessions/inboundmessage/",
-             "/admin/charging_sessions/chargedetailrecord/", "/admin/charging_sessions/legalhold/"]
+    pages = [
+        "/admin/",
+        "/admin/charging_sessions/",
+        "/admin/charging_sessions/chargingsession/",
+        f"/admin/charging_sessions/chargingsession/{charging_session.pk}/change/",
+        "/admin/charging_sessions/remotestoprequest/",
+        f"/admin/charging_sessions/remotestoprequest/{stop.pk}/change/",
+        "/admin/charging_sessions/auditrecord/",
+        "/admin/charging_sessions/inboundmessage/",
+        "/admin/charging_sessions/chargedetailrecord/",
+        "/admin/charging_sessions/legalhold/",
+    ]
     for path in pages:
         page.goto(live_server.url + path)
         assert badge(page).inner_text() == "PRODUCTION", path

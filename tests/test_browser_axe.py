@@ -26,8 +26,8 @@ from sessions import roles, services
 from sessions.models import AuditRecord, ChargingSession, InboundMessage, RemoteStopRequest
 from sessions.selectors_history import AuditLogFilters
 from tests.axe import violations
-from tests.screens import shoot
 from tests.factories import ChargingSessionFactory, RemoteStopRequestFactory, UserFactory
+from tests.screens import shoot
 
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # Playwright's loop beside the live server
 pytestmark = [pytest.mark.browser, pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -39,8 +39,17 @@ SEES_ALL = (ADMIN, SUPERVISOR, AUDITOR)
 EXPORTERS = (SUPERVISOR, AUDITOR)
 STUCK = (ADMIN, SUPERVISOR)
 TEAM = (ADMIN,)
-ADMIN_LISTS = ("chargingsession", "remotestoprequest", "auditrecord", "inboundmessage", "chargedetailrecord",
-               "auditexport", "auditverification", "auditcheckpoint", "legalhold")
+ADMIN_LISTS = (
+    "chargingsession",
+    "remotestoprequest",
+    "auditrecord",
+    "inboundmessage",
+    "chargedetailrecord",
+    "auditexport",
+    "auditverification",
+    "auditcheckpoint",
+    "legalhold",
+)
 
 
 def _stop(agent, state, **fields):
@@ -50,27 +59,52 @@ def _stop(agent, state, **fields):
     charging_session = ChargingSessionFactory(started_at=started - timedelta(hours=1), last_update_at=started)
     values = {"requested_at": started, "case_reference": f"CASE-{state.lower()}", "attempt_count": 1}
     if state != State.PENDING:
-        values |= {"first_sent_at": started + timedelta(seconds=1), "last_sent_at": started + timedelta(seconds=1),
-                   "process_id": str(uuid.uuid4())}
+        values |= {
+            "first_sent_at": started + timedelta(seconds=1),
+            "last_sent_at": started + timedelta(seconds=1),
+            "process_id": str(uuid.uuid4()),
+        }
     if state in (State.ACCEPTED, State.CONFIRMED, State.UNCONFIRMED):
-        values |= {"answered_at": started + timedelta(seconds=3), "finished_at": started + timedelta(seconds=3),
-                   "http_status": 200, "oicp_code": "000", "oicp_description": "Success"}
+        values |= {
+            "answered_at": started + timedelta(seconds=3),
+            "finished_at": started + timedelta(seconds=3),
+            "http_status": 200,
+            "oicp_code": "000",
+            "oicp_description": "Success",
+        }
     if state == State.CONFIRMED:
-        values |= {"confirmed_at": started + timedelta(seconds=40), "confirmed_by": RemoteStopRequest.ConfirmedBy.END,
-                   "time_to_confirmation": timedelta(seconds=40)}
+        values |= {
+            "confirmed_at": started + timedelta(seconds=40),
+            "confirmed_by": RemoteStopRequest.ConfirmedBy.END,
+            "time_to_confirmation": timedelta(seconds=40),
+        }
         charging_session.status = ChargingSession.Status.CHARGING_ENDED
         charging_session.save()
     if state == State.REJECTED:
-        values |= {"answered_at": started + timedelta(seconds=3), "finished_at": started + timedelta(seconds=3),
-                   "http_status": 200, "oicp_code": "501", "oicp_description": "Communication to EVSE failed!"}
+        values |= {
+            "answered_at": started + timedelta(seconds=3),
+            "finished_at": started + timedelta(seconds=3),
+            "http_status": 200,
+            "oicp_code": "501",
+            "oicp_description": "Communication to EVSE failed!",
+        }
     if state == State.FAILED:
-        values |= {"finished_at": started + timedelta(seconds=90), "attempt_count": 3, "outcome_unknown": True,
-                   "last_error": "Hubject did not answer within 60 s (read timeout)"}
-    stop = RemoteStopRequestFactory(charging_session=charging_session, requested_by=agent, state=state,
-                                    **(values | fields))
-    services.record_audit(event_type=AuditRecord.EventType.STOP_REQUESTED, actor=agent,
-                          charging_session=charging_session, stop_request=stop,
-                          data={"reason": stop.reason, "case_reference": stop.case_reference})
+        values |= {
+            "finished_at": started + timedelta(seconds=90),
+            "attempt_count": 3,
+            "outcome_unknown": True,
+            "last_error": "Hubject did not answer within 60 s (read timeout)",
+        }
+    stop = RemoteStopRequestFactory(
+        charging_session=charging_session, requested_by=agent, state=state, **(values | fields)
+    )
+    services.record_audit(
+        event_type=AuditRecord.EventType.STOP_REQUESTED,
+        actor=agent,
+        charging_session=charging_session,
+        stop_request=stop,
+        data={"reason": stop.reason, "case_reference": stop.case_reference},
+    )
     return stop
 
 
@@ -87,20 +121,38 @@ def world(settings, tmp_path):
     stops = {state: _stop(agent, state) for state in State.values}
     quiet = ChargingSessionFactory(last_update_at=timezone.now() - timedelta(hours=30))  # on the stuck queue
     closed = ChargingSessionFactory(status=ChargingSession.Status.CLOSED)
-    export = services.prepare_audit_export(filters=AuditLogFilters(), export_format="csv",
-                                           acting_user=users[SUPERVISOR])
+    export = services.prepare_audit_export(
+        filters=AuditLogFilters(), export_format="csv", acting_user=users[SUPERVISOR]
+    )
     services.write_audit_export(export_id=export.pk)
     flagged = InboundMessage.objects.create(
-        kind=InboundMessage.Kind.CDR, session_id="refused", received_at=timezone.now(), raw='{"SessionID": "x"}',
-        apply_error="Refused by the CDR pull: EvseID missing", flagged=True,
-        anomalies=[{"code": "refused", "field": "EvseID", "text": "EvseID missing"}])
+        kind=InboundMessage.Kind.CDR,
+        session_id="refused",
+        received_at=timezone.now(),
+        raw='{"SessionID": "x"}',
+        apply_error="Refused by the CDR pull: EvseID missing",
+        flagged=True,
+        anomalies=[{"code": "refused", "field": "EvseID", "text": "EvseID missing"}],
+    )
     held = InboundMessage.objects.create(
-        kind=InboundMessage.Kind.END, session_id=stops[State.CONFIRMED].charging_session.session_id,
-        charging_session=stops[State.CONFIRMED].charging_session, operator_id="DE*ACC",
-        received_at=timezone.now(), raw='{"Type": "End"}', flagged=True, held_back=True,
-        anomalies=[{"code": "evse_mismatch", "field": "EvseID", "text": "names another EVSE"}])
-    return {"users": users, "stops": stops, "quiet": quiet, "closed": closed, "export": export,
-            "flagged": [flagged, held]}
+        kind=InboundMessage.Kind.END,
+        session_id=stops[State.CONFIRMED].charging_session.session_id,
+        charging_session=stops[State.CONFIRMED].charging_session,
+        operator_id="DE*ACC",
+        received_at=timezone.now(),
+        raw='{"Type": "End"}',
+        flagged=True,
+        held_back=True,
+        anomalies=[{"code": "evse_mismatch", "field": "EvseID", "text": "names another EVSE"}],
+    )
+    return {
+        "users": users,
+        "stops": stops,
+        "quiet": quiet,
+        "closed": closed,
+        "export": export,
+        "flagged": [flagged, held],
+    }
 
 
 def pages_for(role: str, world: dict) -> list[tuple[str, str, int]]:
@@ -110,16 +162,27 @@ def pages_for(role: str, world: dict) -> list[tuple[str, str, int]]:
         ("session list", url("charging_sessions:session-list"), 200),
         ("session list, a search", url("charging_sessions:session-list") + "?q=DE*ACC", 200),
         ("session list, nothing found", url("charging_sessions:session-list") + "?q=NOTHING-LIKE-THIS", 200),
-        *[(f"session page, stop {state.lower()}", url("charging_sessions:session-detail",
-                                                      args=[stop.charging_session.pk]), 200)
-          for state, stop in stops.items()],
-        ("session page, no stop (stuck, quiet)", url("charging_sessions:session-detail", args=[world["quiet"].pk]), 200),
+        *[
+            (
+                f"session page, stop {state.lower()}",
+                url("charging_sessions:session-detail", args=[stop.charging_session.pk]),
+                200,
+            )
+            for state, stop in stops.items()
+        ],
+        (
+            "session page, no stop (stuck, quiet)",
+            url("charging_sessions:session-detail", args=[world["quiet"].pk]),
+            200,
+        ),
         ("session page, closed", url("charging_sessions:session-detail", args=[world["closed"].pk]), 200),
         ("stop history", url("charging_sessions:stop-history"), 200),
         ("stop history, filtered to nothing", url("charging_sessions:stop-history") + "?q=NOTHING-LIKE-THIS", 200),
         ("stop history, sorted by state", url("charging_sessions:stop-history") + "?sort=state", 200),
-        *[(f"stop timeline, {state.lower()}", url("charging_sessions:stop-timeline", args=[stop.pk]), 200)
-          for state, stop in stops.items()],
+        *[
+            (f"stop timeline, {state.lower()}", url("charging_sessions:stop-timeline", args=[stop.pk]), 200)
+            for state, stop in stops.items()
+        ],
         ("password change", url("charging_sessions:password-change"), 200),
         ("two-factor", url("charging_sessions:two-factor"), 200),
         ("two-factor setup", url("charging_sessions:two-factor-setup"), 200),
@@ -131,34 +194,51 @@ def pages_for(role: str, world: dict) -> list[tuple[str, str, int]]:
     else:
         refused.append(("403: stuck queue", url("charging_sessions:stuck-sessions"), 403))
     if role in SEES_ALL:
-        pages += [("message anomalies", url("charging_sessions:anomalies"), 200),
-                  *[(f"flagged message #{i}", url("charging_sessions:anomaly-message", args=[message.pk]), 200)
-                    for i, message in enumerate(world["flagged"], 1)]]
+        pages += [
+            ("message anomalies", url("charging_sessions:anomalies"), 200),
+            *[
+                (f"flagged message #{i}", url("charging_sessions:anomaly-message", args=[message.pk]), 200)
+                for i, message in enumerate(world["flagged"], 1)
+            ],
+        ]
     else:
         refused.append(("403: message anomalies", url("charging_sessions:anomalies"), 403))
     if role in EXPORTERS:
-        pages += [("audit export", url("charging_sessions:audit-export"), 200),
-                  ("audit export, filtered", url("charging_sessions:audit-export") + "?event_type=STOP_REQUESTED", 200),
-                  ("audit export's page", url("charging_sessions:audit-export-detail", args=[world["export"].pk]), 200)]
+        pages += [
+            ("audit export", url("charging_sessions:audit-export"), 200),
+            ("audit export, filtered", url("charging_sessions:audit-export") + "?event_type=STOP_REQUESTED", 200),
+            ("audit export's page", url("charging_sessions:audit-export-detail", args=[world["export"].pk]), 200),
+        ]
     else:
         refused.append(("403: audit export", url("charging_sessions:audit-export"), 403))
     if role in TEAM:
         member = world["users"][AGENT]
-        pages += [("team", url("charging_sessions:team"), 200),
-                  ("team: new member", url("charging_sessions:team-member-new"), 200),
-                  ("team member", url("charging_sessions:team-member", args=[member.pk]), 200)]
+        pages += [
+            ("team", url("charging_sessions:team"), 200),
+            ("team: new member", url("charging_sessions:team-member-new"), 200),
+            ("team member", url("charging_sessions:team-member", args=[member.pk]), 200),
+        ]
     else:
         refused.append(("403: team", url("charging_sessions:team"), 403))
     if role in STAFF:
-        pages += [("admin index", url("admin:index"), 200),
-                  *[(f"admin list {model}", url(f"admin:charging_sessions_{model}_changelist"), 200)
-                    for model in ADMIN_LISTS],
-                  ("admin stop request", url("admin:charging_sessions_remotestoprequest_change",
-                                             args=[stops[State.REJECTED].pk]), 200),
-                  ("admin session", url("admin:charging_sessions_chargingsession_change",
-                                        args=[stops[State.ACCEPTED].charging_session.pk]), 200)]
+        pages += [
+            ("admin index", url("admin:index"), 200),
+            *[
+                (f"admin list {model}", url(f"admin:charging_sessions_{model}_changelist"), 200)
+                for model in ADMIN_LISTS
+            ],
+            (
+                "admin stop request",
+                url("admin:charging_sessions_remotestoprequest_change", args=[stops[State.REJECTED].pk]),
+                200,
+            ),
+            (
+                "admin session",
+                url("admin:charging_sessions_chargingsession_change", args=[stops[State.ACCEPTED].charging_session.pk]),
+                200,
+            ),
+        ]
     return pages + refused
-
 
 
 def describe(found: list[dict]) -> list[str]:
@@ -202,6 +282,8 @@ def test_axe_finds_no_violation_on_any_page_of_the_role(browser, live_server, wo
             shoot(page, f"{role.lower().replace(' ', '-')}-{what.replace(' ', '-').replace(':', '').replace(',', '')}")
 
     context.close()
-    assert not failures, (f"axe: violations as {role} on {sum(1 for f in failures if not f.startswith('  '))} of "
-                          f"{len(visited)} pages:\n" + "\n".join(failures))
+    assert not failures, (
+        f"axe: violations as {role} on {sum(1 for f in failures if not f.startswith('  '))} of "
+        f"{len(visited)} pages:\n" + "\n".join(failures)
+    )
     print(f"{role}: {len(visited)} pages, 0 violations")

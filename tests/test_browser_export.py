@@ -27,10 +27,11 @@ SHOTS = Path(os.environ.get("PORTAL_SCREENSHOT_DIR", "/tmp/portal-screens"))
 
 
 def audit(event, *, days_ago, stop=None, charging_session=None, **data):
-    with mock.patch("django.utils.timezone.now", return_value=timezone.now() - timedelta(days=days_ago)), \
-            transaction.atomic():
-        return services.record_audit(event_type=event, stop_request=stop, charging_session=charging_session,
-                                     data=data)
+    with (
+        mock.patch("django.utils.timezone.now", return_value=timezone.now() - timedelta(days=days_ago)),
+        transaction.atomic(),
+    ):
+        return services.record_audit(event_type=event, stop_request=stop, charging_session=charging_session, data=data)
 
 
 @pytest.fixture
@@ -41,8 +42,9 @@ def trail(db):
     fst_stop = RemoteStopRequestFactory(charging_session=fst)
     return {
         "created": audit(Event.SESSION_CREATED, days_ago=3, charging_session=acc, source="NOTIFICATION_START"),
-        "failed": audit(Event.STOP_FAILED, days_ago=2, stop=acc_stop, attempt=3, oicp_code="310",
-                        failure_kind="", http_status=200),
+        "failed": audit(
+            Event.STOP_FAILED, days_ago=2, stop=acc_stop, attempt=3, oicp_code="310", failure_kind="", http_status=200
+        ),
         "rejected": audit(Event.STOP_REJECTED, days_ago=1, stop=acc_stop, attempt=1, oicp_code="501"),
         "other_cpo": audit(Event.STOP_FAILED, days_ago=1, stop=fst_stop, attempt=3, oicp_code="310"),
         "too_old": audit(Event.STOP_FAILED, days_ago=20, stop=acc_stop, attempt=3, oicp_code="310"),
@@ -56,12 +58,16 @@ def shoot(page, name):
     width, height = page.viewport_size["width"], page.viewport_size["height"]
     total = page.evaluate("document.documentElement.scrollHeight")
     for number, top in enumerate(range(0, min(total, 4 * height), height)):
-        page.screenshot(path=str(SHOTS / f"{name}-part{number}.png"), full_page=True,
-                        clip={"x": 0, "y": top, "width": width, "height": min(height, total - top)})
+        page.screenshot(
+            path=str(SHOTS / f"{name}-part{number}.png"),
+            full_page=True,
+            clip={"x": 0, "y": top, "width": width, "height": min(height, total - top)},
+        )
 
 
-def test_a_supervisor_exports_failed_stops_for_one_cpo_last_week_and_verifies_the_trail(page, live_server, live,
-                                                                                         trail, settings):
+def test_a_supervisor_exports_failed_stops_for_one_cpo_last_week_and_verifies_the_trail(
+    page, live_server, live, trail, settings
+):
     settings.TWO_FACTOR_REQUIRED_ROLES = []
     UserFactory(username="browser-supervisor", role=roles.SUPERVISOR)
     page.set_default_timeout(15_000)
@@ -96,11 +102,16 @@ def test_a_supervisor_exports_failed_stops_for_one_cpo_last_week_and_verifies_th
     with page.expect_download() as download:
         page.get_by_role("button", name="Export 2 records").click()
     body = Path(download.value.path()).read_text(encoding="utf-8")
-    rows = list(csv.DictReader(io.StringIO("".join(line for line in body.splitlines(True)
-                                                   if not line.startswith("#")), newline="")))
+    rows = list(
+        csv.DictReader(
+            io.StringIO("".join(line for line in body.splitlines(True) if not line.startswith("#")), newline="")
+        )
+    )
     assert [int(row["id"]) for row in rows] == [trail["failed"].pk, trail["rejected"].pk]
-    assert [row["outcome"] for row in rows] == ["Stop failed: 310 Partner did not respond (attempt 3 of 3)",
-                                                "Stop rejected: 501 Communication to EVSE failed"]
+    assert [row["outcome"] for row in rows] == [
+        "Stop failed: 310 Partner did not respond (attempt 3 of 3)",
+        "Stop rejected: 501 Communication to EVSE failed",
+    ]
 
     # Verify now: queued, run by the worker, the result on the page without a reload.
     page.evaluate("window.__noReload = true")

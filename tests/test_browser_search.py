@@ -34,12 +34,18 @@ SPOKEN = [
 
 @pytest.fixture
 def searching_page(page, live_server):
-    ChargingSessionFactory(evse_id="DE*ACC*E7261*4", contract_id="DE-EMP-C87654321-Y", card_uid="04A1B2C3D4E5F6",
-                           printed_number="9876 656")
+    ChargingSessionFactory(
+        evse_id="DE*ACC*E7261*4", contract_id="DE-EMP-C87654321-Y", card_uid="04A1B2C3D4E5F6", printed_number="9876 656"
+    )
     driver = ChargingSessionFactory(
-        session_id=DRIVER_SID, evse_id="DE*ACC*E7260*4", emp_partner_session_id="EMP-Abc-42",
-        cpo_partner_session_id="cpo-xyz-7", contract_id="DE-EMP-C12345678-X", card_uid="04A23BC1D2E3F4",
-        printed_number="9876 655")
+        session_id=DRIVER_SID,
+        evse_id="DE*ACC*E7260*4",
+        emp_partner_session_id="EMP-Abc-42",
+        cpo_partner_session_id="cpo-xyz-7",
+        contract_id="DE-EMP-C12345678-X",
+        card_uid="04A23BC1D2E3F4",
+        printed_number="9876 655",
+    )
     log_in_as_agent(page, live_server, username="search-agent")
     return page, driver
 
@@ -63,8 +69,11 @@ def test_every_way_a_driver_names_the_session_opens_it(searching_page):
         assert DRIVER_SID in page.locator("#session-head").inner_text(), what
     # The session page shows what the driver read out, each value with a copy button.
     facts = page.locator("dl.facts")
-    for label, value in (("Contract ID", "DE-EMP-C12345678-X"), ("Card UID", "04A23BC1D2E3F4"),
-                         ("Printed card number", "9876 655")):
+    for label, value in (
+        ("Contract ID", "DE-EMP-C12345678-X"),
+        ("Card UID", "04A23BC1D2E3F4"),
+        ("Printed card number", "9876 655"),
+    ):
         fact = facts.locator("div", has=page.locator("dt", has_text=label))
         assert value in fact.inner_text()
         assert fact.get_by_role("button").count() == 1

@@ -16,8 +16,8 @@ import re
 import time
 
 import pytest
-from playwright.sync_api import expect
 from django.utils import timezone
+from playwright.sync_api import expect
 
 from sessions import roles
 from sessions.models import RemoteStopRequest
@@ -55,8 +55,7 @@ def open_session(page, live_server, charging_session):
     page.evaluate("window.__noReload = true")  # gone if the page reloads instead of updating in place
 
 
-def test_a_field_error_is_said_in_the_dialog_and_every_button_works_after_it(agent_page, live_server,
-                                                                            refused_broker):
+def test_a_field_error_is_said_in_the_dialog_and_every_button_works_after_it(agent_page, live_server, refused_broker):
     page = agent_page
     charging_session = ChargingSessionFactory()
     open_session(page, live_server, charging_session)
@@ -99,8 +98,7 @@ def test_a_field_error_is_said_in_the_dialog_and_every_button_works_after_it(age
     assert page.evaluate("window.__noReload === true"), "the page reloaded instead of answering in place"
 
 
-def test_a_refusal_is_said_in_the_stop_area_and_the_page_follows_the_open_stop(agent_page, live_server,
-                                                                               refused_broker):
+def test_a_refusal_is_said_in_the_stop_area_and_the_page_follows_the_open_stop(agent_page, live_server, refused_broker):
     page = agent_page
     charging_session = ChargingSessionFactory()
     open_session(page, live_server, charging_session)
@@ -108,14 +106,20 @@ def test_a_refusal_is_said_in_the_stop_area_and_the_page_follows_the_open_stop(a
     dialog = page.get_by_role("dialog", name="Stop this session?")
     dialog.get_by_label("Reason").select_option(label="Driver asked to stop")
     # Another agent's stop arrives while this dialog is open.
-    RemoteStopRequestFactory(charging_session=charging_session, state=State.SENDING, attempt_count=1,
-                             first_sent_at=timezone.now(), last_sent_at=timezone.now())
+    RemoteStopRequestFactory(
+        charging_session=charging_session,
+        state=State.SENDING,
+        attempt_count=1,
+        first_sent_at=timezone.now(),
+        last_sent_at=timezone.now(),
+    )
     dialog.get_by_role("button", name="Send stop to Hubject").click()
 
     refusal = page.locator("#stop-refusal")
     refusal.wait_for()
-    assert refusal.inner_text() == ("✕ The stop was not sent: A stop requested just now is still open "
-                                    "(waiting for Hubject's answer).")
+    assert refusal.inner_text() == (
+        "✕ The stop was not sent: A stop requested just now is still open (waiting for Hubject's answer)."
+    )
     assert refusal.get_attribute("role") == "alert"
     dialog.wait_for(state="hidden")  # closing is an event away
     assert page.locator("#stop-button").is_disabled()
@@ -145,7 +149,8 @@ def test_a_stalled_broker_cannot_hold_the_click_the_agent_reads_saved_within_3_s
 
 
 def test_shortcuts_s_opens_the_stop_dialog_and_question_mark_lists_them_never_while_typing(
-        agent_page, live_server, refused_broker):
+    agent_page, live_server, refused_broker
+):
     page = agent_page
     charging_session = ChargingSessionFactory()
     open_session(page, live_server, charging_session)

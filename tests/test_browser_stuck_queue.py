@@ -11,15 +11,15 @@ import re
 from datetime import timedelta
 
 import pytest
-from playwright.sync_api import expect
 from django.utils import timezone
+from playwright.sync_api import expect
 
 from sessions import roles
-from sessions.models import AuditRecord, RemoteStopRequest, StopReason
 from sessions.audit.records import record_audit
+from sessions.models import AuditRecord, RemoteStopRequest, StopReason
 from tests.axe import assert_no_violations
-from tests.screens import axe_at_both_widths, shoot
 from tests.factories import ChargingSessionFactory, RemoteStopRequestFactory, UserFactory
+from tests.screens import axe_at_both_widths, shoot
 
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # Playwright's loop beside the live server
 pytestmark = [pytest.mark.browser, pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -38,23 +38,38 @@ def log_in(page, live_server, username, role):
     return page
 
 
-
-
 @pytest.fixture
 def queue(live):
     """A stop the slow CPO accepted 25 min ago and never confirmed, a failed one with unknown outcome, and
     a session whose charging ended 6 h ago without a CDR."""
     now = timezone.now()
     stuck = RemoteStopRequestFactory(
-        state=State.UNCONFIRMED, oicp_code="000", http_status=200, attempt_count=1, reason=StopReason.CABLE_LOCKED,
-        case_reference="CASE-77", requested_at=now - timedelta(minutes=26), finished_at=now - timedelta(minutes=25),
-        charging_session=ChargingSessionFactory(evse_id="DE*SLW*E0009*1", operator_id="DE*SLW"))
+        state=State.UNCONFIRMED,
+        oicp_code="000",
+        http_status=200,
+        attempt_count=1,
+        reason=StopReason.CABLE_LOCKED,
+        case_reference="CASE-77",
+        requested_at=now - timedelta(minutes=26),
+        finished_at=now - timedelta(minutes=25),
+        charging_session=ChargingSessionFactory(evse_id="DE*SLW*E0009*1", operator_id="DE*SLW"),
+    )
     live.add_sessions(stuck.charging_session)
-    RemoteStopRequestFactory(state=State.FAILED, outcome_unknown=True, attempt_count=2,
-                             requested_at=now - timedelta(hours=2), finished_at=now - timedelta(hours=2),
-                             charging_session=ChargingSessionFactory(evse_id="DE*OFF*E0002*1", operator_id="DE*OFF"))
-    ChargingSessionFactory(evse_id="DE*CBL*E0003*1", operator_id="DE*CBL", status="CHARGING_ENDED",
-                           charging_ended_at=now - timedelta(hours=6), last_update_at=now - timedelta(hours=6))
+    RemoteStopRequestFactory(
+        state=State.FAILED,
+        outcome_unknown=True,
+        attempt_count=2,
+        requested_at=now - timedelta(hours=2),
+        finished_at=now - timedelta(hours=2),
+        charging_session=ChargingSessionFactory(evse_id="DE*OFF*E0002*1", operator_id="DE*OFF"),
+    )
+    ChargingSessionFactory(
+        evse_id="DE*CBL*E0003*1",
+        operator_id="DE*CBL",
+        status="CHARGING_ENDED",
+        charging_ended_at=now - timedelta(hours=6),
+        last_update_at=now - timedelta(hours=6),
+    )
     return stuck
 
 
@@ -142,11 +157,17 @@ def test_the_sessions_list_with_the_last_stop_session_ids_and_sorting(page, live
     # The session page's timeline: Progress folded into one line, someone else's stop without its note.
     charging_session = queue.charging_session
     for minute in range(40):  # written in order: audit records are never back-dated (PostgreSQL refuses it)
-        record_audit(event_type=AuditRecord.EventType.NOTIFICATION_RECEIVED, charging_session=charging_session,
-                     data={"kind": "PROGRESS", "message": {"Type": "Progress",
-                                                           "ConsumedEnergyProgress": f"{minute * 0.3:.3f}"}})
-    record_audit(event_type=AuditRecord.EventType.STOP_REQUESTED, stop_request=queue, actor=queue.requested_by,
-                 data={"reason": queue.reason, "note": "a private note", "case_reference": "CASE-77"})
+        record_audit(
+            event_type=AuditRecord.EventType.NOTIFICATION_RECEIVED,
+            charging_session=charging_session,
+            data={"kind": "PROGRESS", "message": {"Type": "Progress", "ConsumedEnergyProgress": f"{minute * 0.3:.3f}"}},
+        )
+    record_audit(
+        event_type=AuditRecord.EventType.STOP_REQUESTED,
+        stop_request=queue,
+        actor=queue.requested_by,
+        data={"reason": queue.reason, "note": "a private note", "case_reference": "CASE-77"},
+    )
     page.set_viewport_size({"width": 1366, "height": 850})
     page.goto(f"{live_server.url}/sessions/{charging_session.pk}/")
     timeline = page.locator("#timeline")

@@ -17,8 +17,8 @@ import pytest
 import requests
 
 from sessions import services
-from sessions.stops import presenters as stop_advice
 from sessions.models import AuditRecord, ChargingSession, InboundMessage, RemoteStopRequest, StopReason
+from sessions.stops import presenters as stop_advice
 from tests import servers
 from tests.factories import AgentFactory, ChargingSessionFactory
 
@@ -30,8 +30,11 @@ EVSE = "DE*CBL*E0007*1"
 BEHAVIOURS = {
     "default": {"action": "accept"},
     "operators": {
-        "DE*CBL": {"action": "accept", "cable_stuck_after_seconds": 1,
-                   "quirks": ["upper_case_session_ids", "float_noise", "explicit_nulls", "eichrecht_over_10"]},
+        "DE*CBL": {
+            "action": "accept",
+            "cable_stuck_after_seconds": 1,
+            "quirks": ["upper_case_session_ids", "float_noise", "explicit_nulls", "eichrecht_over_10"],
+        },
     },
     "evses": {},
 }
@@ -46,8 +49,17 @@ def real_world_redis():
 @pytest.fixture(scope="module")
 def real_world_simulator(live_server):
     # No --tidy: this HBS refuses stops for sessions it never issued, as the real one does.
-    with servers.simulator_process("--portal-url", live_server.url, "--push-delay", "0.2", "--cdr-delay", "0.3",
-                                   "--progress-interval", "0", "--quiet") as sim:
+    with servers.simulator_process(
+        "--portal-url",
+        live_server.url,
+        "--push-delay",
+        "0.2",
+        "--cdr-delay",
+        "0.3",
+        "--progress-interval",
+        "0",
+        "--quiet",
+    ) as sim:
         yield sim
 
 
@@ -55,9 +67,12 @@ def real_world_simulator(live_server):
 def real_world_worker(django_db_setup, django_db_blocker, real_world_redis, real_world_simulator):
     with django_db_blocker.unblock():
         database_url = servers.database_url_for_children()
-    with servers.celery_worker(broker_url=real_world_redis, database_url=database_url,
-                               oicp_base_url=real_world_simulator.url,
-                               extra_env={"OICP_RETRY_BACKOFF_SECONDS": "0.2", "OICP_MAX_ATTEMPTS": "2"}) as proc:
+    with servers.celery_worker(
+        broker_url=real_world_redis,
+        database_url=database_url,
+        oicp_base_url=real_world_simulator.url,
+        extra_env={"OICP_RETRY_BACKOFF_SECONDS": "0.2", "OICP_MAX_ATTEMPTS": "2"},
+    ) as proc:
         yield proc
 
 
@@ -90,8 +105,9 @@ def test_the_cable_stuck_session_is_stopped_after_end_and_confirmed_by_the_cdr(h
     assert charging_session.session_id == session_id  # kept as Hubject sent it
     assert stop_advice.stop_blocker(charging_session=charging_session) == ""
 
-    stop_request = services.request_remote_stop(charging_session_id=charging_session.pk, acting_user=AgentFactory(),
-                                                reason=StopReason.CABLE_LOCKED)
+    stop_request = services.request_remote_stop(
+        charging_session_id=charging_session.pk, acting_user=AgentFactory(), reason=StopReason.CABLE_LOCKED
+    )
 
     def confirmed():
         stop_request.refresh_from_db()
@@ -118,8 +134,9 @@ def test_the_cable_stuck_session_is_stopped_after_end_and_confirmed_by_the_cdr(h
 def test_a_stop_for_a_session_hubject_never_issued_is_rejected_as_invalid(hbs):
     charging_session = ChargingSessionFactory(evse_id="DE*ACC*E0001*1", operator_id="DE*ACC")
 
-    stop_request = services.request_remote_stop(charging_session_id=charging_session.pk, acting_user=AgentFactory(),
-                                                reason=StopReason.DRIVER_ASKED)
+    stop_request = services.request_remote_stop(
+        charging_session_id=charging_session.pk, acting_user=AgentFactory(), reason=StopReason.DRIVER_ASKED
+    )
 
     def final():
         stop_request.refresh_from_db()
@@ -136,9 +153,10 @@ def test_the_agent_stops_a_cable_stuck_session_in_the_browser_and_sees_it_confir
     answer = requests.post(f"{hbs.url}/_sim/sessions", json=[{"EvseID": EVSE}], timeout=10)
     answer.raise_for_status()
     [session_id] = answer.json()["issued"]
-    wait_for(lambda: ChargingSession.objects.filter(session_key=session_id.lower(),
-                                                    status=Status.CHARGING_ENDED).exists(),
-             "the End notification to be applied")
+    wait_for(
+        lambda: ChargingSession.objects.filter(session_key=session_id.lower(), status=Status.CHARGING_ENDED).exists(),
+        "the End notification to be applied",
+    )
     log_in_as_agent(page, live_server)
 
     open_session_by_search(page, EVSE)

@@ -18,8 +18,8 @@ from django.test import Client
 from django.urls import reverse
 
 from sessions import services
-from sessions.stops import presenters as stop_advice
 from sessions.models import RemoteStopRequest, StopReason
+from sessions.stops import presenters as stop_advice
 from tests import servers
 from tests.factories import AgentFactory, ChargingSessionFactory
 
@@ -44,8 +44,9 @@ def _in_threads(count: int, work) -> list:
 
 def _wait_all_final(pks: list[int], timeout: float = 240) -> None:
     def all_final():
-        return not RemoteStopRequest.objects.filter(pk__in=pks).exclude(
-            state__in=RemoteStopRequest.FINAL_STATES).exists()
+        return (
+            not RemoteStopRequest.objects.filter(pk__in=pks).exclude(state__in=RemoteStopRequest.FINAL_STATES).exists()
+        )
 
     servers.wait_until(all_final, timeout=timeout, interval=0.5, message=f"{len(pks)} stops to become final")
 
@@ -85,9 +86,12 @@ def test_two_hundred_stops_for_two_hundred_sessions_at_once_all_become_final(liv
     agents = [AgentFactory() for _ in range(20)]
 
     def submit(index):
-        return [services.request_remote_stop(charging_session_id=cs.pk, acting_user=agents[index],
-                                             reason=StopReason.DRIVER_ASKED).pk
-                for cs in sessions[index::20]]
+        return [
+            services.request_remote_stop(
+                charging_session_id=cs.pk, acting_user=agents[index], reason=StopReason.DRIVER_ASKED
+            ).pk
+            for cs in sessions[index::20]
+        ]
 
     pks = [pk for batch in _in_threads(20, submit) for pk in batch]
     assert len(pks) == len(set(pks)) == 200
@@ -103,8 +107,13 @@ def slow_cpo_worker(simulator, redis_url, django_db_blocker):
     broker = redis_url.rsplit("/", 1)[0] + "/4"
     with django_db_blocker.unblock():
         database_url = servers.database_url_for_children()
-    worker = servers.celery_worker(broker_url=broker, database_url=database_url, oicp_base_url=simulator.url,
-                                   concurrency=10, extra_env={"OICP_PER_OPERATOR_CONCURRENCY": "5"})
+    worker = servers.celery_worker(
+        broker_url=broker,
+        database_url=database_url,
+        oicp_base_url=simulator.url,
+        concurrency=10,
+        extra_env={"OICP_PER_OPERATOR_CONCURRENCY": "5"},
+    )
     with worker as proc, servers.celery_publisher(broker):
         yield proc
         # 30 calls of 20 s each are still queued or waiting: do not wait for them.
@@ -114,8 +123,9 @@ def slow_cpo_worker(simulator, redis_url, django_db_blocker):
 
 def test_a_slow_cpo_does_not_hold_up_stops_for_other_cpos(simulator, slow_cpo_worker):
     agent = AgentFactory()
-    simulator.patch_behaviours({"operators": {"DE*SLO": {"action": "accept", "delay_seconds": 20},
-                                              "NL*FST": {"action": "accept"}}})
+    simulator.patch_behaviours(
+        {"operators": {"DE*SLO": {"action": "accept", "delay_seconds": 20}, "NL*FST": {"action": "accept"}}}
+    )
     slow = [ChargingSessionFactory(evse_id=f"DE*SLO*E{n:05d}*1") for n in range(30)]
     fast = ChargingSessionFactory(evse_id="NL*FST*E00001*1")
     simulator.add_sessions(*slow, fast)
@@ -128,8 +138,9 @@ def test_a_slow_cpo_does_not_hold_up_stops_for_other_cpos(simulator, slow_cpo_wo
 
     # The CPO holds its share of calls; the per-CPO limit keeps the rest queued, not in threads.
     servers.wait_until(lambda: len(held()) >= 5, timeout=60, message="the slow CPO to hold 5 calls")
-    fast_stop = services.request_remote_stop(charging_session_id=fast.pk, acting_user=agent,
-                                             reason=StopReason.DRIVER_ASKED)
+    fast_stop = services.request_remote_stop(
+        charging_session_id=fast.pk, acting_user=agent, reason=StopReason.DRIVER_ASKED
+    )
 
     def fast_accepted():
         fast_stop.refresh_from_db()

@@ -9,7 +9,7 @@ conftest.py talk to a simulator that pushes nothing.
 """
 
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import requests
@@ -46,8 +46,18 @@ def pushing_redis():
 def pushing_simulator(live_server):
     # --tidy: stops for the factories' sessions are accepted without telling the simulator about
     # them first (that would push a Start the assertions on pushes and audit records do not expect).
-    with servers.simulator_process("--portal-url", live_server.url, "--push-delay", "0.3", "--cdr-delay", "0.3",
-                                   "--progress-interval", "0", "--quiet", "--tidy") as sim:
+    with servers.simulator_process(
+        "--portal-url",
+        live_server.url,
+        "--push-delay",
+        "0.3",
+        "--cdr-delay",
+        "0.3",
+        "--progress-interval",
+        "0",
+        "--quiet",
+        "--tidy",
+    ) as sim:
         yield sim
 
 
@@ -55,9 +65,12 @@ def pushing_simulator(live_server):
 def pushing_worker(django_db_setup, django_db_blocker, pushing_redis, pushing_simulator):
     with django_db_blocker.unblock():
         database_url = servers.database_url_for_children()
-    with servers.celery_worker(broker_url=pushing_redis, database_url=database_url,
-                               oicp_base_url=pushing_simulator.url,
-                               extra_env={"OICP_RETRY_BACKOFF_SECONDS": "0.2", "OICP_MAX_ATTEMPTS": "2"}) as proc:
+    with servers.celery_worker(
+        broker_url=pushing_redis,
+        database_url=database_url,
+        oicp_base_url=pushing_simulator.url,
+        extra_env={"OICP_RETRY_BACKOFF_SECONDS": "0.2", "OICP_MAX_ATTEMPTS": "2"},
+    ) as proc:
         yield proc
 
 
@@ -95,16 +108,20 @@ def wait_for_state(stop_request: RemoteStopRequest, *states: str, timeout: float
 
 
 def test_accepted_stop_is_confirmed_by_the_end_and_cdr_the_cpo_pushes(cpo):
-    charging_session = ChargingSessionFactory(evse_id="DE*ACC*E0042*1", operator_id="DE*ACC",
-                                              cpo_partner_session_id="CPO-42")
+    charging_session = ChargingSessionFactory(
+        evse_id="DE*ACC*E0042*1", operator_id="DE*ACC", cpo_partner_session_id="CPO-42"
+    )
     stop_request = stop(charging_session)
 
     wait_for_state(stop_request, State.CONFIRMED)
 
     assert stop_request.confirmed_by == RemoteStopRequest.ConfirmedBy.END  # End arrives before the CDR
     assert stop_request.time_to_confirmation is not None and stop_request.time_to_confirmation.total_seconds() > 0.3
-    servers.wait_until(lambda: ChargeDetailRecord.objects.filter(session_id=charging_session.session_id).exists(),
-                       timeout=15, message="the pushed CDR to be stored")
+    servers.wait_until(
+        lambda: ChargeDetailRecord.objects.filter(session_id=charging_session.session_id).exists(),
+        timeout=15,
+        message="the pushed CDR to be stored",
+    )
     charging_session.refresh_from_db()
     assert charging_session.status == ChargingSession.Status.CLOSED
     assert charging_session.cdr.source == ChargeDetailRecord.Source.PUSH
@@ -114,7 +131,10 @@ def test_accepted_stop_is_confirmed_by_the_end_and_cdr_the_cpo_pushes(cpo):
     assert [(p["kind"], p["status"], p["acknowledged"]) for p in log] == [("End", 200, True), ("CDR", 200, True)]
     assert log[1]["url"].endswith("/api/oicp/cdrmgmt/v22/operators/DE*ACC/charge-detail-record")
     assert list(stop_request.audit_records.order_by("pk").values_list("event_type", flat=True)) == [
-        Event.STOP_REQUESTED, Event.STOP_SENDING, Event.STOP_ACCEPTED, Event.STOP_CONFIRMED,
+        Event.STOP_REQUESTED,
+        Event.STOP_SENDING,
+        Event.STOP_ACCEPTED,
+        Event.STOP_CONFIRMED,
     ]
     received = charging_session.audit_records.filter(event_type__in=[Event.NOTIFICATION_RECEIVED, Event.CDR_RECEIVED])
     assert sorted(received.values_list("event_type", flat=True)) == [Event.CDR_RECEIVED, Event.NOTIFICATION_RECEIVED]
@@ -134,7 +154,7 @@ def test_a_cpo_that_never_confirms_leaves_the_stop_accepted_until_it_is_marked_u
     assert stop_request.state == State.ACCEPTED
     assert pushed(cpo, charging_session.session_id) == []
 
-    later = datetime.now(timezone.utc) + timedelta(hours=1)
+    later = datetime.now(UTC) + timedelta(hours=1)
     assert services.mark_unconfirmed_stops(now=later) >= 1
     stop_request.refresh_from_db()
     assert stop_request.state == State.UNCONFIRMED
@@ -144,16 +164,21 @@ def test_a_cdr_hubject_never_pushed_is_pulled_and_closes_the_session(cpo, settin
     settings.OICP_BASE_URL = cpo.url
     charging_session = ChargingSessionFactory(evse_id="NL*FST*E0007*2", operator_id="NL*FST")
     RemoteStopRequest.objects.create(
-        charging_session=charging_session, reason=StopReason.DRIVER_ASKED, state=State.UNCONFIRMED,
-        requested_at=datetime.now(timezone.utc) - timedelta(hours=1),
-        finished_at=datetime.now(timezone.utc) - timedelta(minutes=50),
+        charging_session=charging_session,
+        reason=StopReason.DRIVER_ASKED,
+        state=State.UNCONFIRMED,
+        requested_at=datetime.now(UTC) - timedelta(hours=1),
+        finished_at=datetime.now(UTC) - timedelta(minutes=50),
     )
-    end = datetime.now(timezone.utc).replace(microsecond=0)
+    end = datetime.now(UTC).replace(microsecond=0)
     never_pushed = {
-        "SessionID": charging_session.session_id, "EvseID": "NL*FST*E0007*2",
+        "SessionID": charging_session.session_id,
+        "EvseID": "NL*FST*E0007*2",
         "Identification": {"RemoteIdentification": {"EvcoID": "DE-EMP-C12345678-9"}},
-        "ChargingStart": (end - timedelta(hours=2)).isoformat(), "ChargingEnd": end.isoformat(),
-        "SessionStart": (end - timedelta(hours=2)).isoformat(), "SessionEnd": end.isoformat(),
+        "ChargingStart": (end - timedelta(hours=2)).isoformat(),
+        "ChargingEnd": end.isoformat(),
+        "SessionStart": (end - timedelta(hours=2)).isoformat(),
+        "SessionEnd": end.isoformat(),
         "ConsumedEnergy": 17.123,
     }
     requests.post(f"{cpo.url}/_sim/cdrs", json=[never_pushed], timeout=5).raise_for_status()

@@ -110,13 +110,22 @@ def check(response, what: str, status: int = 200) -> list[str]:
 
 
 def test_the_checker_finds_everything_the_policy_forbids():
-    html = ('<html><head><style>p{color:red}</style><script>alert(1)</script>'
-            '<script id="data" type="application/json">{"a": 1}</script><script src="/static/x.js"></script></head>'
-            '<body onload="go()"><p style="color:red">x</p><a href="javascript:go()">go</a>'
-            '<img src="data:image/png;base64,AAAA" alt=""><button type="button" onclick="go()">go</button></body></html>')
+    html = (
+        "<html><head><style>p{color:red}</style><script>alert(1)</script>"
+        '<script id="data" type="application/json">{"a": 1}</script><script src="/static/x.js"></script></head>'
+        '<body onload="go()"><p style="color:red">x</p><a href="javascript:go()">go</a>'
+        '<img src="data:image/png;base64,AAAA" alt=""><button type="button" onclick="go()">go</button></body></html>'
+    )
     found = "\n".join(inline_code(html))
-    for expected in ("<style> element", "inline <script", "onload= handler on <body>", 'style="color:red" on <p>',
-                     "href=javascript: on <a>", "data: image on <img>", "onclick= handler on <button>"):
+    for expected in (
+        "<style> element",
+        "inline <script",
+        "onload= handler on <body>",
+        'style="color:red" on <p>',
+        "href=javascript: on <a>",
+        "data: image on <img>",
+        "onclick= handler on <button>",
+    ):
         assert expected in found
     assert found.count("inline <script") == 1  # the JSON data block and the script with src= are fine
     assert inline_code('<p class="note">A style guide; one=two is text.</p><script src="/s.js" defer></script>') == []
@@ -135,8 +144,10 @@ def test_every_url_answers_with_the_strict_policy_logged_in_or_not(db, no_broker
             response = client.get(url)
             answered.add(response.status_code)
             if policy(response) != STRICT_POLICY:
-                problems.append(f"{who} GET {url}: HTTP {response.status_code}, "
-                                f"Content-Security-Policy {response.get('Content-Security-Policy')!r}")
+                problems.append(
+                    f"{who} GET {url}: HTTP {response.status_code}, "
+                    f"Content-Security-Policy {response.get('Content-Security-Policy')!r}"
+                )
     assert problems == []
     assert {200, 302, 404, 405} <= answered
 
@@ -160,11 +171,15 @@ def test_the_fragments_and_the_stuck_queue_have_nothing_inline(db, no_broker, wo
     stops = world["stops"]
     problems = []
     for state, stop in stops.items():
-        problems += check(client.get(reverse("charging_sessions:stop-status", args=[stop.pk]),
-                                     HTTP_HX_REQUEST="true"), f"stop status fragment, {state}")
+        problems += check(
+            client.get(reverse("charging_sessions:stop-status", args=[stop.pk]), HTTP_HX_REQUEST="true"),
+            f"stop status fragment, {state}",
+        )
     problems += check(client.get(reverse("charging_sessions:audit-chain-status")), "audit chain status")
-    problems += check(client.get(reverse("charging_sessions:audit-export") + "?part=exports",
-                                 HTTP_HX_REQUEST="true"), "audit exports fragment")
+    problems += check(
+        client.get(reverse("charging_sessions:audit-export") + "?part=exports", HTTP_HX_REQUEST="true"),
+        "audit exports fragment",
+    )
     problems += check(client.get(reverse("charging_sessions:stuck-sessions")), "stuck queue")
     for state, stop in stops.items():
         response = client.get(reverse("charging_sessions:resend-stop", args=[stop.pk]), HTTP_HX_REQUEST="true")
@@ -177,8 +192,9 @@ def test_the_login_lockout_and_csrf_failure_pages_have_the_policy_and_nothing_in
     client = Client()
     problems = check(client.get(reverse("login")), "login page")
     problems += check(client.get(reverse("admin:login")), "admin login page")
-    problems += check(client.post(reverse("login"), {"username": "csp-locked", "password": "wrong"}),
-                      "login page with an error")
+    problems += check(
+        client.post(reverse("login"), {"username": "csp-locked", "password": "wrong"}), "login page with an error"
+    )
     for _ in range(10):
         response = client.post(reverse("login"), {"username": "csp-locked", "password": "wrong"})
         if response.status_code == 429:
@@ -186,7 +202,9 @@ def test_the_login_lockout_and_csrf_failure_pages_have_the_policy_and_nothing_in
     problems += check(response, "login lockout page", 429)
     csrf = Client(enforce_csrf_checks=True).post(reverse("login"), {"username": "x", "password": "y"})
     problems += check(csrf, "CSRF failure page", 403)
-    assert b"CSRF" in csrf.content and b"portal.css" in csrf.content  # the portal's page, not Django's inline-styled one
+    assert (
+        b"CSRF" in csrf.content and b"portal.css" in csrf.content
+    )  # the portal's page, not Django's inline-styled one
     assert problems == []
 
 
@@ -218,10 +236,13 @@ def test_the_team_pages_that_answer_a_post_have_nothing_inline(db, no_broker):
     member = UserFactory(username="csp-member", role=roles.AGENT)
     client = Client()
     client.force_login(support_admin)
-    problems = check(client.post(reverse("charging_sessions:team-member-new"), {"username": "", "role": ""}),
-                     "new member form with errors")
-    problems += check(client.post(reverse("charging_sessions:team-member-password-reset", args=[member.pk])),
-                      "temporary password")
+    problems = check(
+        client.post(reverse("charging_sessions:team-member-new"), {"username": "", "role": ""}),
+        "new member form with errors",
+    )
+    problems += check(
+        client.post(reverse("charging_sessions:team-member-password-reset", args=[member.pk])), "temporary password"
+    )
     assert problems == []
 
 
@@ -244,15 +265,18 @@ def test_every_admin_list_add_and_change_page_has_the_policy_and_nothing_inline(
         if first is not None:
             problems += check(client.get(reverse(f"{name}_change", args=[first.pk])), f"admin change {opts.label}")
             problems += check(client.get(reverse(f"{name}_history", args=[first.pk])), f"admin history {opts.label}")
-    problems += check(client.get(reverse("admin:otp_totp_totpdevice_config", args=[device.pk])),
-                      "admin TOTP device QR page")
+    problems += check(
+        client.get(reverse("admin:otp_totp_totpdevice_config", args=[device.pk])), "admin TOTP device QR page"
+    )
     assert problems == []
 
 
 def test_the_inbound_oicp_endpoints_answer_json_with_the_policy(db):
     client = Client()
-    endpoints = [reverse("oicp-charging-notifications"),
-                 reverse("oicp-charge-detail-record", kwargs={"operator_id": "DE*ACC"})]
+    endpoints = [
+        reverse("oicp-charging-notifications"),
+        reverse("oicp-charge-detail-record", kwargs={"operator_id": "DE*ACC"}),
+    ]
     problems = []
     for url in endpoints:
         refused = client.post(url, data="{}", content_type="application/json")  # breaks the message rules

@@ -19,24 +19,30 @@ def _logged_in(client, role, username=None):
     return client
 
 
-@pytest.mark.parametrize("role, url, allowed", [
-    # From the view's permission_required, every role whose permissions hold all of them.
-    (roles.AUDITOR, reverse("charging_sessions:stuck-sessions"), [roles.ADMIN, roles.SUPERVISOR]),
-    (roles.AGENT, reverse("charging_sessions:anomalies"), [roles.ADMIN, roles.SUPERVISOR, roles.AUDITOR]),
-    (roles.ADMIN, reverse("charging_sessions:audit-export"), [roles.SUPERVISOR, roles.AUDITOR]),
-    # A role check, not a permission (sessions/accounts/views.py: team_admin_required).
-    (roles.SUPERVISOR, reverse("charging_sessions:team"), [roles.ADMIN]),
-    # A permission checked in the view's body (INLINE_CHECKS).
-    (roles.AGENT, "EXPORT", [roles.SUPERVISOR, roles.AUDITOR]),
-])
+@pytest.mark.parametrize(
+    "role, url, allowed",
+    [
+        # From the view's permission_required, every role whose permissions hold all of them.
+        (roles.AUDITOR, reverse("charging_sessions:stuck-sessions"), [roles.ADMIN, roles.SUPERVISOR]),
+        (roles.AGENT, reverse("charging_sessions:anomalies"), [roles.ADMIN, roles.SUPERVISOR, roles.AUDITOR]),
+        (roles.ADMIN, reverse("charging_sessions:audit-export"), [roles.SUPERVISOR, roles.AUDITOR]),
+        # A role check, not a permission (sessions/accounts/views.py: team_admin_required).
+        (roles.SUPERVISOR, reverse("charging_sessions:team"), [roles.ADMIN]),
+        # A permission checked in the view's body (INLINE_CHECKS).
+        (roles.AGENT, "EXPORT", [roles.SUPERVISOR, roles.AUDITOR]),
+    ],
+)
 def test_403_says_what_was_refused_and_which_roles_may(client, settings, tmp_path, role, url, allowed):
     if url == "EXPORT":
         from sessions import services
         from sessions.selectors_history import AuditLogFilters
 
         settings.AUDIT_EXPORT_DIR = tmp_path
-        export = services.prepare_audit_export(filters=AuditLogFilters(), export_format="csv",
-                                               acting_user=UserFactory(username="exporter", role=roles.SUPERVISOR))
+        export = services.prepare_audit_export(
+            filters=AuditLogFilters(),
+            export_format="csv",
+            acting_user=UserFactory(username="exporter", role=roles.SUPERVISOR),
+        )
         url = reverse("charging_sessions:audit-export-detail", args=[export.pk])
     response = _logged_in(client, role).get(url)
     assert response.status_code == 403
@@ -66,8 +72,9 @@ def test_403_for_a_user_without_a_role_says_to_ask_for_one(client):
 def test_the_roles_come_from_sessions_roles():
     """Every permission-checked portal view maps to the roles that hold its permissions."""
     needs = {"charging_sessions.export_auditrecord"}
-    assert [role for role, perms in roles.ROLE_PERMISSIONS.items()
-            if {p.split(".")[1] for p in needs} <= set(perms)] == [roles.SUPERVISOR, roles.AUDITOR]
+    assert [
+        role for role, perms in roles.ROLE_PERMISSIONS.items() if {p.split(".")[1] for p in needs} <= set(perms)
+    ] == [roles.SUPERVISOR, roles.AUDITOR]
 
 
 def test_403_keeps_one_line_in_the_log(client, caplog):
@@ -75,8 +82,9 @@ def test_403_keeps_one_line_in_the_log(client, caplog):
         _logged_in(client, roles.AGENT, "one-line").get(reverse("charging_sessions:stuck-sessions"))
     lines = [r for r in caplog.records if r.name == "django.request"]
     assert len(lines) == 1 and lines[0].exc_info is None
-    assert lines[0].getMessage() == ("Forbidden: user=one-line path=/stuck/ "
-                                     "permission=charging_sessions.view_stuck_sessions")
+    assert lines[0].getMessage() == (
+        "Forbidden: user=one-line path=/stuck/ permission=charging_sessions.view_stuck_sessions"
+    )
 
 
 def test_404_has_the_top_bar_and_the_reason(client):

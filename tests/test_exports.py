@@ -19,8 +19,8 @@ from openpyxl import load_workbook
 
 from sessions import roles, services, tasks
 from sessions.audit import export_formats as exports
-from sessions.models import AuditExport, AuditRecord
 from sessions.audit.outcomes import outcome_text
+from sessions.models import AuditExport, AuditRecord
 from sessions.selectors_history import AuditLogFilters, audit_log
 from tests.factories import ChargingSessionFactory, RemoteStopRequestFactory, UserFactory
 
@@ -53,8 +53,9 @@ def local(day: date, hour=10):
 
 def record(event=Event.SESSION_UPDATED, *, at=None, actor=None, charging_session=None, stop_request=None, **data):
     with mock.patch("django.utils.timezone.now", return_value=at or timezone.now()), transaction.atomic():
-        return services.record_audit(event_type=event, actor=actor, charging_session=charging_session,
-                                     stop_request=stop_request, data=data)
+        return services.record_audit(
+            event_type=event, actor=actor, charging_session=charging_session, stop_request=stop_request, data=data
+        )
 
 
 @pytest.fixture
@@ -69,8 +70,14 @@ def trail(db):
         "created_acc": record(Event.SESSION_CREATED, at=local(d1, 0), charging_session=acc, note="first"),
         "created_fst": record(Event.SESSION_CREATED, at=local(d1, 23), charging_session=fst),
         "requested": record(Event.STOP_REQUESTED, at=local(d2), actor=agent, stop_request=stop, reason="CABLE_LOCKED"),
-        "rejected": record(Event.STOP_REJECTED, at=local(d2, 11), stop_request=stop, oicp_code="501",
-                           request={"json": {"EvseID": acc.evse_id}}, response={"status": 200}),
+        "rejected": record(
+            Event.STOP_REJECTED,
+            at=local(d2, 11),
+            stop_request=stop,
+            oicp_code="501",
+            request={"json": {"EvseID": acc.evse_id}},
+            response={"status": 200},
+        ),
         "updated_fst": record(Event.SESSION_UPDATED, at=local(d3, 23), charging_session=fst, text="naïve ✓"),
     }
     return {"agent": agent, "acc": acc, "fst": fst, "stop": stop, "days": (d1, d2, d3), **records}
@@ -151,7 +158,7 @@ def test_csv_read_back(sup_client, trail, supervisor):
     assert rows[0] == exports.COLUMNS
     wanted = expected_rows(trail, ["created_acc", "created_fst", "requested", "rejected"])
     assert [int(row[0]) for row in rows[1:]] == [r.pk for r in wanted]
-    for row, rec in zip(rows[1:], wanted):
+    for row, rec in zip(rows[1:], wanted, strict=True):
         assert row[1] == rec.occurred_at.astimezone(UTC).isoformat(timespec="microseconds")
         assert row[2] == rec.event_type and row[3] == (rec.actor.username if rec.actor else "")
         assert row[4] == rec.charging_session.session_id and row[5] == rec.charging_session.evse_id
@@ -205,21 +212,36 @@ def test_xlsx_cells_are_typed_numbers_times_and_identifiers_as_text(sup_client, 
     identifiers as text even when they look like numbers."""
     numeric = ChargingSessionFactory(evse_id="DE*123*E1*1", operator_id="DE*123")
     berlin_summer = datetime(2026, 7, 1, 21, 30, 5, 250000, tzinfo=UTC)  # 23:30:05.25 in Berlin
-    special = record(Event.STOP_FAILED, at=berlin_summer, stop_request=trail["stop"], charging_session=numeric,
-                     attempt=3, oicp_code="310")
+    special = record(
+        Event.STOP_FAILED,
+        at=berlin_summer,
+        stop_request=trail["stop"],
+        charging_session=numeric,
+        attempt=3,
+        oicp_code="310",
+    )
     _, body = start(sup_client, "xlsx", q=str(trail["stop"].correlation_id))
     sheet = load_workbook(io.BytesIO(body))["Audit log"]
     header = [cell.value for cell in sheet[1]]
     rows = {row[0].value: row for row in sheet.iter_rows(min_row=2)}
     row = rows[special.pk]
-    cell = dict(zip(exports.COLUMNS, row))
+    cell = dict(zip(exports.COLUMNS, row, strict=True))
     assert cell["id"].data_type == "n" and cell["id"].value == special.pk
     assert cell["stop_request_id"].data_type == "n" and cell["stop_request_id"].value == trail["stop"].pk
     assert cell["occurred_at"].is_date and cell["occurred_at"].value == datetime(2026, 7, 1, 23, 30, 5, 250000)
     assert cell["occurred_at"].number_format == "yyyy-mm-dd hh:mm:ss"
     assert header[1] == "Occurred at (Europe/Berlin)"
-    for name in ("event_type", "session_id", "evse_id", "operator_id", "correlation_id", "outcome", "data",
-                 "prev_hash", "record_hash"):
+    for name in (
+        "event_type",
+        "session_id",
+        "evse_id",
+        "operator_id",
+        "correlation_id",
+        "outcome",
+        "data",
+        "prev_hash",
+        "record_hash",
+    ):
         assert cell[name].data_type == "s", name
     assert cell["outcome"].value == "Stop failed: 310 Partner did not respond (attempt 3 of 3)"
     assert cell["correlation_id"].value == str(trail["stop"].correlation_id)
@@ -233,7 +255,7 @@ def test_formula_injection_is_neutralised_in_csv_and_xlsx(sup_client, db):
         assert exports.neutralise(prefix + "1+1") == "'" + prefix + "1+1"
     assert exports.neutralise("DE*ACC") == "DE*ACC" and exports.neutralise(7) == 7 and exports.neutralise(None) is None
     evil = {
-        "=HYPERLINK(\"http://x\")": ChargingSessionFactory(evse_id="\tDE*ACC*E1*1"),
+        '=HYPERLINK("http://x")': ChargingSessionFactory(evse_id="\tDE*ACC*E1*1"),
         "+1": ChargingSessionFactory(evse_id="\rDE*ACC*E2*1"),
         "-2": None,
         "@SUM(A1)": None,
@@ -241,7 +263,9 @@ def test_formula_injection_is_neutralised_in_csv_and_xlsx(sup_client, db):
     for username, cs in evil.items():
         record(actor=UserFactory(username=username), charging_session=cs)
     _, body = start(sup_client, "csv", event_type=Event.SESSION_UPDATED)
-    rows = list(csv.reader(io.StringIO("".join(line for line in body.decode().splitlines(True) if not line.startswith("#")))))
+    rows = list(
+        csv.reader(io.StringIO("".join(line for line in body.decode().splitlines(True) if not line.startswith("#"))))
+    )
     assert [row[3] for row in rows[1:]] == ["'" + name for name in evil]
     assert [row[5] for row in rows[1:3]] == ["'\tDE*ACC*E1*1", "'\rDE*ACC*E2*1"]
     _, xlsx = start(sup_client, "xlsx", event_type=Event.SESSION_UPDATED)
@@ -267,26 +291,37 @@ def reference_cells(rec: AuditRecord) -> list[str]:
     """What the export wrote before the database rendered it: csv.writer over the ORM's values,
     every text cell neutralised (`data` compared parsed: it is written as stored)."""
     cs = rec.charging_session
-    values = [rec.pk, rec.occurred_at.astimezone(UTC).isoformat(timespec="microseconds"), rec.event_type,
-              rec.actor.username if rec.actor else "", cs.session_id if cs else "", cs.evse_id if cs else "",
-              cs.operator_id if cs else "", rec.stop_request_id or "",
-              str(rec.correlation_id) if rec.correlation_id else "", outcome_text(rec.event_type, rec.data), None,
-              rec.prev_hash, rec.record_hash]
+    values = [
+        rec.pk,
+        rec.occurred_at.astimezone(UTC).isoformat(timespec="microseconds"),
+        rec.event_type,
+        rec.actor.username if rec.actor else "",
+        cs.session_id if cs else "",
+        cs.evse_id if cs else "",
+        cs.operator_id if cs else "",
+        rec.stop_request_id or "",
+        str(rec.correlation_id) if rec.correlation_id else "",
+        outcome_text(rec.event_type, rec.data),
+        None,
+        rec.prev_hash,
+        rec.record_hash,
+    ]
     return [str(exports.neutralise(value)) if value is not None else None for value in values]
 
 
 def assert_rows_match(rows: list[list[str]], records: list[AuditRecord]) -> None:
     assert rows[0] == exports.COLUMNS
     assert len(rows) == len(records) + 1
-    for row, rec in zip(rows[1:], records):
+    for row, rec in zip(rows[1:], records, strict=True):
         expected = reference_cells(rec)
-        assert row[:DATA] + row[DATA + 1:] == expected[:DATA] + expected[DATA + 1:], rec.pk
+        assert row[:DATA] + row[DATA + 1 :] == expected[:DATA] + expected[DATA + 1 :], rec.pk
         assert json.loads(row[DATA].removeprefix("'")) == rec.data
 
 
 def stream_export(filters: AuditLogFilters, fmt="csv", user=None) -> bytes:
-    export = services.prepare_audit_export(filters=filters, export_format=fmt,
-                                           acting_user=user or UserFactory(username="exporter"))
+    export = services.prepare_audit_export(
+        filters=filters, export_format=fmt, acting_user=user or UserFactory(username="exporter")
+    )
     return b"".join(services.stream_audit_export(export=export))
 
 
@@ -325,8 +360,12 @@ AWKWARD = [
 def test_quotes_commas_newlines_backslashes_and_unicode_round_trip(db):
     for n, text in enumerate(AWKWARD):
         cs = ChargingSessionFactory(evse_id=f"DE*{n}{text[:30]}", operator_id=text[:10])
-        record(actor=UserFactory(username=text[:150] or "blank-name"), charging_session=cs, text=text,
-               nested={"list": [text, 1, None, True], "ctl": "\x01\x1f"})
+        record(
+            actor=UserFactory(username=text[:150] or "blank-name"),
+            charging_session=cs,
+            text=text,
+            nested={"list": [text, 1, None, True], "ctl": "\x01\x1f"},
+        )
     records = all_records()
     body = stream_export(AuditLogFilters())
     rows = csv_rows(body)
@@ -373,11 +412,14 @@ def test_the_csv_lines_apply_the_filters(trail, supervisor, filters, expected):
 
 
 def test_the_csv_lines_are_built_by_the_database_not_by_a_python_csv_writer(trail, supervisor):
-    with mock.patch("csv.writer", side_effect=AssertionError("a Python CSV loop")), \
-            mock.patch.object(exports, "neutralise", side_effect=AssertionError("a Python cell loop")):
+    with (
+        mock.patch("csv.writer", side_effect=AssertionError("a Python CSV loop")),
+        mock.patch.object(exports, "neutralise", side_effect=AssertionError("a Python cell loop")),
+    ):
         body = stream_export(AuditLogFilters(), user=supervisor)
-    assert_rows_match(csv_rows(body), expected_rows(
-        trail, ["created_acc", "created_fst", "requested", "rejected", "updated_fst"]))
+    assert_rows_match(
+        csv_rows(body), expected_rows(trail, ["created_acc", "created_fst", "requested", "rejected", "updated_fst"])
+    )
 
 
 @pytest.mark.parametrize("count", [0, 1, 4, 5])
@@ -415,8 +457,9 @@ def test_a_file_appears_only_when_complete_and_a_changed_row_count_still_gets_a_
     # The header is sized for 9 rows (one digit); 5 are written... and for 10 000, a digit more.
     for claimed in (9, 10_000):
         path.unlink(missing_ok=True)
-        info = exports.ExportInfo(export_id=1, format="csv", filter_summary="all", filters={},
-                                  row_count=claimed, generated_by="test")
+        info = exports.ExportInfo(
+            export_id=1, format="csv", filter_summary="all", filters={}, row_count=claimed, generated_by="test"
+        )
         with mock.patch.object(exports.exports_sql, "line_chunks", watching):
             result = exports.write_file(path, info, audit_log(filters=AuditLogFilters()))
         body = path.read_bytes()
@@ -443,8 +486,9 @@ def test_a_failed_write_stops_the_query_and_leaves_no_file(trail, tmp_path):
     with pytest.raises(OSError, match="disk full"):
         exports._write_behind(FullDisk(), chunks())
     assert closed == [True]
-    info = exports.ExportInfo(export_id=1, format="csv", filter_summary="all", filters={}, row_count=5,
-                              generated_by="test")
+    info = exports.ExportInfo(
+        export_id=1, format="csv", filter_summary="all", filters={}, row_count=5, generated_by="test"
+    )
     with mock.patch.object(exports, "_write_behind", side_effect=OSError("disk full")), pytest.raises(OSError):
         exports.write_file(tmp_path / "x.csv", info, audit_log(filters=AuditLogFilters()))
     assert list(tmp_path.iterdir()) == []
@@ -482,15 +526,19 @@ def test_an_interrupted_download_is_recorded_as_such(trail, supervisor):
 # --- large exports: a background job with progress, then a download -------------------------------
 
 
-def test_a_large_export_runs_in_the_background(sup_client, trail, settings, supervisor,
-                                                django_capture_on_commit_callbacks):
+def test_a_large_export_runs_in_the_background(
+    sup_client, trail, settings, supervisor, django_capture_on_commit_callbacks
+):
     settings.AUDIT_EXPORT_SYNC_MAX_ROWS = 3
-    with mock.patch("sessions.tasks.export_audit_log.apply_async") as apply_async, \
-            django_capture_on_commit_callbacks(execute=True):
+    with (
+        mock.patch("sessions.tasks.export_audit_log.apply_async") as apply_async,
+        django_capture_on_commit_callbacks(execute=True),
+    ):
         response = sup_client.post(START, {"format": "csv"})
     export = AuditExport.objects.get()
     assert response.status_code == 302 and response["Location"] == reverse(
-        "charging_sessions:audit-export-detail", args=[export.pk])
+        "charging_sessions:audit-export-detail", args=[export.pk]
+    )
     apply_async.assert_called_once_with(args=[export.pk], retry=False)
     detail = reverse("charging_sessions:audit-export-detail", args=[export.pk])
     queued = sup_client.get(detail, HTTP_HX_REQUEST="true").content.decode()
@@ -500,10 +548,13 @@ def test_a_large_export_runs_in_the_background(sup_client, trail, settings, supe
     assert "2 of 5 records written" in running and 'value="40"' in running
     AuditExport.objects.filter(pk=export.pk).update(state=AuditExport.State.QUEUED, rows_done=0)
 
-    with mock.patch("sessions.audit.export_jobs.PROGRESS_EVERY_ROWS", 2), \
-            mock.patch.object(exports, "ROWS_PER_WRITE", 2), \
-            mock.patch("sessions.audit.export_jobs.AuditExport.objects.filter",
-                       wraps=AuditExport.objects.filter) as progress_updates:
+    with (
+        mock.patch("sessions.audit.export_jobs.PROGRESS_EVERY_ROWS", 2),
+        mock.patch.object(exports, "ROWS_PER_WRITE", 2),
+        mock.patch(
+            "sessions.audit.export_jobs.AuditExport.objects.filter", wraps=AuditExport.objects.filter
+        ) as progress_updates,
+    ):
         tasks.export_audit_log(export.pk)  # what the worker runs
     assert progress_updates.call_count >= 3  # the claim and at least two progress updates
     export.refresh_from_db()
@@ -511,16 +562,22 @@ def test_a_large_export_runs_in_the_background(sup_client, trail, settings, supe
     path = settings.AUDIT_EXPORT_DIR / export.file_name
     lines = path.read_bytes().decode().splitlines(keepends=True)
     header = dict(line[2:].strip().split(": ", 1) for line in lines if line.startswith("#"))
-    assert header["sha256"] == export.sha256 == hashlib.sha256(
-        "".join(line for line in lines if not line.startswith("#")).encode()).hexdigest()
+    assert (
+        header["sha256"]
+        == export.sha256
+        == hashlib.sha256("".join(line for line in lines if not line.startswith("#")).encode()).hexdigest()
+    )
     assert not lines[-1].startswith("#")  # a file carries its checksum in the header, no trailer
 
     done = sup_client.get(detail).content.decode()
     assert export.sha256 in done and "every 2s" not in done and "Download" in done
     download = sup_client.get(reverse("charging_sessions:audit-export-download", args=[export.pk]))
     assert download.status_code == 200 and b"".join(download.streaming_content) == path.read_bytes()
-    deliveries = list(AuditRecord.objects.filter(event_type=Event.AUDIT_EXPORTED).order_by("id")
-                      .values_list("data__delivery", flat=True))
+    deliveries = list(
+        AuditRecord.objects.filter(event_type=Event.AUDIT_EXPORTED)
+        .order_by("id")
+        .values_list("data__delivery", flat=True)
+    )
     assert deliveries == ["file", "file downloaded"]
     tasks.export_audit_log(export.pk)  # a redelivered message changes nothing
     assert AuditRecord.objects.filter(event_type=Event.AUDIT_EXPORTED).count() == 2
@@ -528,7 +585,10 @@ def test_a_large_export_runs_in_the_background(sup_client, trail, settings, supe
 
 def test_a_failed_job_says_why(trail, supervisor, settings):
     export = services.prepare_audit_export(filters=AuditLogFilters(), export_format="jsonl", acting_user=supervisor)
-    with mock.patch("sessions.audit.export_formats.write_file", side_effect=OSError("disk full")), pytest.raises(OSError):
+    with (
+        mock.patch("sessions.audit.export_formats.write_file", side_effect=OSError("disk full")),
+        pytest.raises(OSError),
+    ):
         services.write_audit_export(export_id=export.pk)
     export.refresh_from_db()
     assert export.state == AuditExport.State.FAILED and "disk full" in export.error
@@ -536,8 +596,10 @@ def test_a_failed_job_says_why(trail, supervisor, settings):
 
 def test_queueing_without_a_broker_marks_the_export_failed(trail, supervisor, django_capture_on_commit_callbacks):
     export = services.prepare_audit_export(filters=AuditLogFilters(), export_format="csv", acting_user=supervisor)
-    with mock.patch("sessions.tasks.export_audit_log.apply_async", side_effect=ConnectionError("no redis")), \
-            django_capture_on_commit_callbacks(execute=True):
+    with (
+        mock.patch("sessions.tasks.export_audit_log.apply_async", side_effect=ConnectionError("no redis")),
+        django_capture_on_commit_callbacks(execute=True),
+    ):
         services.queue_audit_export(export=export)
     export.refresh_from_db()
     assert export.state == AuditExport.State.FAILED and "no redis" in export.error
@@ -545,8 +607,19 @@ def test_queueing_without_a_broker_marks_the_export_failed(trail, supervisor, dj
 
 def test_export_command_writes_the_same_file(trail, tmp_path):
     out = tmp_path / "march.jsonl"
-    call_command("export_audit", "--from", "2026-03-01", "--to", "2026-03-01", "--format", "jsonl",
-                 "--output", str(out), "--user", "agent-e")
+    call_command(
+        "export_audit",
+        "--from",
+        "2026-03-01",
+        "--to",
+        "2026-03-01",
+        "--format",
+        "jsonl",
+        "--output",
+        str(out),
+        "--user",
+        "agent-e",
+    )
     lines = out.read_text().splitlines(keepends=True)
     meta = json.loads(lines[0])["_meta"]
     assert [json.loads(line)["id"] for line in lines[1:]] == [trail["created_acc"].pk, trail["created_fst"].pk]
@@ -569,13 +642,20 @@ def test_export_command_refuses_bad_dates(db):
 def _bulk_records(count):
     """Rows straight into the table with executemany (no chain: this test does not verify it)."""
     occurred = connection.ops.adapt_datetimefield_value(timezone.now())
-    sql = (f"INSERT INTO {AuditRecord._meta.db_table} (event_type, occurred_at, data, prev_hash, record_hash, key_id) "
-           f"VALUES (%s, %s, %s, '', '', '')")  # data: canonical JSON text, as the portal stores it
+    sql = (
+        f"INSERT INTO {AuditRecord._meta.db_table} (event_type, occurred_at, data, prev_hash, record_hash, key_id) "
+        f"VALUES (%s, %s, %s, '', '', '')"
+    )  # data: canonical JSON text, as the portal stores it
     note = "x" * 40
     with connection.cursor() as cursor:
         for start in range(0, count, 20_000):
-            cursor.executemany(sql, [(Event.SESSION_UPDATED, occurred, f'{{"n":{n},"note":"{note}"}}')
-                                     for n in range(start, min(start + 20_000, count))])
+            cursor.executemany(
+                sql,
+                [
+                    (Event.SESSION_UPDATED, occurred, f'{{"n":{n},"note":"{note}"}}')
+                    for n in range(start, min(start + 20_000, count))
+                ],
+            )
 
 
 def _stream(client, **filters):
@@ -632,10 +712,12 @@ def test_an_export_outside_a_transaction_reports_progress_while_it_reads(tmp_pat
         seen_progress.append(AuditExport.objects.values_list("rows_done", flat=True).get(pk=export.pk))
         return queryset
 
-    with mock.patch("sessions.audit.export_jobs.PROGRESS_EVERY_ROWS", 2), \
-            mock.patch.object(exports, "ROWS_PER_WRITE", 2), \
-            mock.patch.object(exports.exports_sql, "_copy_pages", side_effect=AssertionError("paged")), \
-            mock.patch("sessions.audit.export_jobs.AuditExport.objects.filter", side_effect=progress_filter):
+    with (
+        mock.patch("sessions.audit.export_jobs.PROGRESS_EVERY_ROWS", 2),
+        mock.patch.object(exports, "ROWS_PER_WRITE", 2),
+        mock.patch.object(exports.exports_sql, "_copy_pages", side_effect=AssertionError("paged")),
+        mock.patch("sessions.audit.export_jobs.AuditExport.objects.filter", side_effect=progress_filter),
+    ):
         services.write_audit_export(export_id=export.pk, output=tmp_path / "t.csv")
     export.refresh_from_db()
     assert (export.state, export.row_count, export.rows_done) == (AuditExport.State.DONE, 7, 7)
@@ -678,8 +760,9 @@ FAILED_STOPS = [Event.STOP_FAILED, Event.STOP_REJECTED]
 
 
 def test_several_event_types_at_once(trail, sup_client):
-    failed = record(Event.STOP_FAILED, at=local(trail["days"][1], 12), stop_request=trail["stop"], attempt=3,
-                    oicp_code="310")
+    failed = record(
+        Event.STOP_FAILED, at=local(trail["days"][1], 12), stop_request=trail["stop"], attempt=3, oicp_code="310"
+    )
     page = sup_client.get(PAGE, {"event_type": FAILED_STOPS})
     assert page.status_code == 200 and page.context["row_count"] == 2
     content = page.content.decode()
@@ -692,16 +775,25 @@ def test_several_event_types_at_once(trail, sup_client):
 
 
 def test_links_made_with_the_single_choice_form_still_work(trail, sup_client):
-    any_event = sup_client.get(PAGE, {"date_from": "2026-03-02", "date_to": "2026-03-02", "event_type": "",
-                                      "actor": "", "operator": "", "q": ""})
+    any_event = sup_client.get(
+        PAGE,
+        {"date_from": "2026-03-02", "date_to": "2026-03-02", "event_type": "", "actor": "", "operator": "", "q": ""},
+    )
     assert any_event.status_code == 200 and any_event.context["row_count"] == 2
     one_event = sup_client.get(PAGE, {"event_type": "STOP_REJECTED"})
     assert one_event.context["row_count"] == 1
 
 
 def test_an_old_single_type_export_is_still_readable(trail):
-    old = {"date_from": None, "date_to": "2026-03-02", "event_type": "STOP_REJECTED", "actor": "",
-           "operator_id": "", "q": "", "max_id": None}
+    old = {
+        "date_from": None,
+        "date_to": "2026-03-02",
+        "event_type": "STOP_REJECTED",
+        "actor": "",
+        "operator_id": "",
+        "q": "",
+        "max_id": None,
+    }
     filters = AuditLogFilters.from_json(old)
     assert filters.event_types == ("STOP_REJECTED",)
     assert ids(audit_log(filters=filters)) == [trail["rejected"].pk]
@@ -722,16 +814,20 @@ def test_the_operator_is_chosen_from_the_known_ones(trail, sup_client):
     assert "DE*AC is not an OperatorID the portal knows" in response.content.decode()
 
 
-@pytest.mark.parametrize("params, field, message", [
-    ({"date_from": "2026-03-03", "date_to": "2026-03-01"}, "date_to", "“To” is before “From”."),
-    ({"date_to": "9999-12-31"}, "date_to", "Choose a day between"),
-    ({"date_from": "0001-01-01"}, "date_from", "Choose a day between"),
-    ({"date_from": "March"}, "date_from", "Enter a valid date."),
-    ({"period": "last_year"}, "period", "Select a valid choice."),
-    ({"event_type": ["STOP_FAILED", "NOT_AN_EVENT"]}, "event_type", "Select a valid choice."),
-])
-def test_an_impossible_selection_is_said_next_to_the_field_and_exports_nothing(trail, sup_client, params, field,
-                                                                               message):
+@pytest.mark.parametrize(
+    "params, field, message",
+    [
+        ({"date_from": "2026-03-03", "date_to": "2026-03-01"}, "date_to", "“To” is before “From”."),
+        ({"date_to": "9999-12-31"}, "date_to", "Choose a day between"),
+        ({"date_from": "0001-01-01"}, "date_from", "Choose a day between"),
+        ({"date_from": "March"}, "date_from", "Enter a valid date."),
+        ({"period": "last_year"}, "period", "Select a valid choice."),
+        ({"event_type": ["STOP_FAILED", "NOT_AN_EVENT"]}, "event_type", "Select a valid choice."),
+    ],
+)
+def test_an_impossible_selection_is_said_next_to_the_field_and_exports_nothing(
+    trail, sup_client, params, field, message
+):
     page = sup_client.get(PAGE, params)
     content = page.content.decode()
     assert page.status_code == 200 and message in content
@@ -746,12 +842,15 @@ def _today_is(day):
     return mock.patch("django.utils.timezone.now", return_value=local(day, 12))
 
 
-@pytest.mark.parametrize("period, today, first, last", [
-    ("today", date(2026, 3, 3), date(2026, 3, 3), date(2026, 3, 3)),
-    ("last7", date(2026, 3, 3), date(2026, 2, 25), date(2026, 3, 3)),
-    ("last_month", date(2026, 3, 3), date(2026, 2, 1), date(2026, 2, 28)),
-    ("last_month", date(2026, 1, 15), date(2025, 12, 1), date(2025, 12, 31)),
-])
+@pytest.mark.parametrize(
+    "period, today, first, last",
+    [
+        ("today", date(2026, 3, 3), date(2026, 3, 3), date(2026, 3, 3)),
+        ("last7", date(2026, 3, 3), date(2026, 2, 25), date(2026, 3, 3)),
+        ("last_month", date(2026, 3, 3), date(2026, 2, 1), date(2026, 2, 28)),
+        ("last_month", date(2026, 1, 15), date(2025, 12, 1), date(2025, 12, 31)),
+    ],
+)
 def test_date_presets_resolve_to_days_in_the_portals_zone(trail, sup_client, period, today, first, last):
     with _today_is(today):
         page = sup_client.get(PAGE, {"period": period, "date_from": "2020-01-01"})  # a preset wins over dates
@@ -773,8 +872,19 @@ def test_the_preset_is_in_the_exports_metadata(trail, sup_client):
 
 # --- formula injection in every line of every file (issue 13: found in the CSV's `# filters:` lines) ---
 
-FORMULA_FORMS = ['=HYPERLINK("http://evil.example","x")', "+1+1", "-2+3", "@SUM(A1)", " =1+1", "  +cmd",
-                 "\uff1dHYPERLINK(1)", "\uff0b1", "\uff0d1", "\uff20SUM(1)", '"=1+1"']
+FORMULA_FORMS = [
+    '=HYPERLINK("http://evil.example","x")',
+    "+1+1",
+    "-2+3",
+    "@SUM(A1)",
+    " =1+1",
+    "  +cmd",
+    "\uff1dHYPERLINK(1)",
+    "\uff0b1",
+    "\uff0d1",
+    "\uff20SUM(1)",
+    '"=1+1"',
+]
 
 
 def _cells(line: str, delimiter: str) -> list[str]:

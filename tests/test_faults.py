@@ -20,9 +20,9 @@ import pytest
 from django.urls import reverse
 
 from sessions import services
-from sessions.stops import presenters as stop_advice
 from sessions.models import AuditRecord, RemoteStopRequest, StopReason
 from sessions.oicp.status_codes import FAILURE_KINDS, STATUS_CODES
+from sessions.stops import presenters as stop_advice
 from tests import servers
 from tests.factories import AgentFactory, ChargingSessionFactory
 
@@ -61,15 +61,40 @@ class Case:
 
 def _rejected(code: str) -> Case:
     info = STATUS_CODES[code]
-    return Case(f"reject-{code}", {"action": "reject", "code": code}, State.REJECTED, 1,
-                f"Rejected: {code} {info.description}", code, 200, code)
+    return Case(
+        f"reject-{code}",
+        {"action": "reject", "code": code},
+        State.REJECTED,
+        1,
+        f"Rejected: {code} {info.description}",
+        code,
+        200,
+        code,
+    )
 
 
-def _failed(case_id: str, behaviour: dict | None, kind: str, headline: str | None = None,
-            http_status: int | None = None, oicp_code: str = "", answered: bool = True) -> Case:
+def _failed(
+    case_id: str,
+    behaviour: dict | None,
+    kind: str,
+    headline: str | None = None,
+    http_status: int | None = None,
+    oicp_code: str = "",
+    answered: bool = True,
+) -> Case:
     info = FAILURE_KINDS[kind]
-    return Case(case_id, behaviour, State.FAILED, MAX_ATTEMPTS, headline or f"Failed: {info.description}",
-                kind, http_status, oicp_code, kind, answered)
+    return Case(
+        case_id,
+        behaviour,
+        State.FAILED,
+        MAX_ATTEMPTS,
+        headline or f"Failed: {info.description}",
+        kind,
+        http_status,
+        oicp_code,
+        kind,
+        answered,
+    )
 
 
 ACCEPTED_HEADLINE = "Accepted: waiting for the CPO to end the session"
@@ -77,30 +102,83 @@ CASES = [
     Case("accepted", {"action": "accept"}, State.ACCEPTED, 1, ACCEPTED_HEADLINE, "000", 200, "000"),
     *[_rejected(code) for code in ("400", "501", "510", "022", "017")],
     # 310 "Partner did not respond" is transient: retried up to the bound, then failed.
-    Case("reject-310", {"action": "reject", "code": "310"}, State.FAILED, MAX_ATTEMPTS,
-         f"Failed: 310 {STATUS_CODES['310'].description}", "310", 200, "310"),
+    Case(
+        "reject-310",
+        {"action": "reject", "code": "310"},
+        State.FAILED,
+        MAX_ATTEMPTS,
+        f"Failed: 310 {STATUS_CODES['310'].description}",
+        "310",
+        200,
+        "310",
+    ),
     # HTTP 5xx: temporary, retried. 500 carries a FaultBody whose message becomes the description. The
     # headline names the status Hubject answered (never "did not answer").
-    _failed("http-500", {"action": "http_error", "http_status": 500}, "http_error",
-            "Failed: Hubject answered HTTP 500: Processing error", 500),
-    *[_failed(f"http-{status}", {"action": "http_error", "http_status": status}, "http_error",
-              f"Failed: Hubject answered HTTP {status}", http_status=status) for status in (502, 503, 504)],
+    _failed(
+        "http-500",
+        {"action": "http_error", "http_status": 500},
+        "http_error",
+        "Failed: Hubject answered HTTP 500: Processing error",
+        500,
+    ),
+    *[
+        _failed(
+            f"http-{status}",
+            {"action": "http_error", "http_status": status},
+            "http_error",
+            f"Failed: Hubject answered HTTP {status}",
+            http_status=status,
+        )
+        for status in (502, 503, 504)
+    ],
     # 401 (OicpERoamingFault with code 017) and 403 (empty body): not authorised, final at once.
-    Case("http-401", {"action": "http_error", "http_status": 401}, State.REJECTED, 1,
-         f"Rejected: 017 {STATUS_CODES['017'].description}", "017", 401, "017", "unauthorized"),
-    Case("http-403", {"action": "http_error", "http_status": 403}, State.REJECTED, 1,
-         "Rejected: Not authorised at Hubject (HTTP 403)", "unauthorized", 403, "", "unauthorized"),
-    _failed("html-502", {"action": "html_error", "http_status": 502}, "http_error",
-            "Failed: Hubject answered HTTP 502", http_status=502),
+    Case(
+        "http-401",
+        {"action": "http_error", "http_status": 401},
+        State.REJECTED,
+        1,
+        f"Rejected: 017 {STATUS_CODES['017'].description}",
+        "017",
+        401,
+        "017",
+        "unauthorized",
+    ),
+    Case(
+        "http-403",
+        {"action": "http_error", "http_status": 403},
+        State.REJECTED,
+        1,
+        "Rejected: Not authorised at Hubject (HTTP 403)",
+        "unauthorized",
+        403,
+        "",
+        "unauthorized",
+    ),
+    _failed(
+        "html-502",
+        {"action": "html_error", "http_status": 502},
+        "http_error",
+        "Failed: Hubject answered HTTP 502",
+        http_status=502,
+    ),
     _failed("html-200", {"action": "html_error", "http_status": 200}, "unreadable", http_status=200),
     _failed("non-json-200", {"action": "non_json"}, "unreadable", http_status=200),
     _failed("wrong-shape", {"action": "wrong_shape"}, "unreadable", http_status=200),
     _failed("connection-refused", None, "connection", answered=False),
     _failed("connection-reset", {"action": "reset"}, "connection", answered=False),
-    Case("answer-just-inside-timeout", {"action": "accept", "delay_seconds": TIMEOUT - 0.6}, State.ACCEPTED, 1,
-         ACCEPTED_HEADLINE, "000", 200, "000"),
-    _failed("answer-just-after-timeout", {"action": "accept", "delay_seconds": TIMEOUT + 1.5}, "timeout",
-            answered=False),
+    Case(
+        "answer-just-inside-timeout",
+        {"action": "accept", "delay_seconds": TIMEOUT - 0.6},
+        State.ACCEPTED,
+        1,
+        ACCEPTED_HEADLINE,
+        "000",
+        200,
+        "000",
+    ),
+    _failed(
+        "answer-just-after-timeout", {"action": "accept", "delay_seconds": TIMEOUT + 1.5}, "timeout", answered=False
+    ),
     _failed("no-answer", {"action": "no_answer"}, "timeout", answered=False),
 ]
 
@@ -114,8 +192,13 @@ def fault_broker(redis_url):
 def fault_worker(django_db_setup, django_db_blocker, fault_broker, simulator):
     with django_db_blocker.unblock():
         database_url = servers.database_url_for_children()
-    with servers.celery_worker(broker_url=fault_broker, database_url=database_url, oicp_base_url=simulator.url,
-                               concurrency=4, extra_env=FAULT_ENV) as proc:
+    with servers.celery_worker(
+        broker_url=fault_broker,
+        database_url=database_url,
+        oicp_base_url=simulator.url,
+        concurrency=4,
+        extra_env=FAULT_ENV,
+    ) as proc:
         yield proc
 
 
@@ -129,9 +212,13 @@ def refused_worker(django_db_setup, django_db_blocker, refused_broker):
     with django_db_blocker.unblock():
         database_url = servers.database_url_for_children()
     closed_port = servers.free_port()  # bound and released: nothing listens there
-    with servers.celery_worker(broker_url=refused_broker, database_url=database_url,
-                               oicp_base_url=f"http://127.0.0.1:{closed_port}", concurrency=2,
-                               extra_env=FAULT_ENV) as proc:
+    with servers.celery_worker(
+        broker_url=refused_broker,
+        database_url=database_url,
+        oicp_base_url=f"http://127.0.0.1:{closed_port}",
+        concurrency=2,
+        extra_env=FAULT_ENV,
+    ) as proc:
         yield proc
 
 
@@ -143,8 +230,9 @@ def agent_web(client):
 
 
 def _run_stop(charging_session, agent) -> RemoteStopRequest:
-    stop = services.request_remote_stop(charging_session_id=charging_session.pk, acting_user=agent,
-                                        reason=StopReason.CABLE_LOCKED)
+    stop = services.request_remote_stop(
+        charging_session_id=charging_session.pk, acting_user=agent, reason=StopReason.CABLE_LOCKED
+    )
 
     def final():
         stop.refresh_from_db()
@@ -215,8 +303,11 @@ def test_each_hubject_fault_ends_right_is_retried_only_when_safe_and_is_explaine
     # 3. The audit trail: every attempt, with the exact request and (when there was one) response.
     records = list(stop.audit_records.order_by("pk"))
     events = [record.event_type for record in records]
-    outcome = {State.ACCEPTED: Event.STOP_ACCEPTED, State.REJECTED: Event.STOP_REJECTED,
-               State.FAILED: Event.STOP_FAILED}[case.state]
+    outcome = {
+        State.ACCEPTED: Event.STOP_ACCEPTED,
+        State.REJECTED: Event.STOP_REJECTED,
+        State.FAILED: Event.STOP_FAILED,
+    }[case.state]
     expected = [Event.STOP_REQUESTED]
     for attempt in range(1, case.attempts + 1):
         expected += [Event.STOP_SENDING, outcome if attempt == case.attempts else Event.STOP_ATTEMPT_FAILED]

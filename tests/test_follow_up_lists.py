@@ -13,8 +13,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from sessions import roles
-from sessions.models import AuditRecord, ChargingSession, RemoteStopRequest, StopReason
 from sessions.audit.records import record_audit
+from sessions.models import AuditRecord, ChargingSession, RemoteStopRequest, StopReason
 from tests.factories import ChargingSessionFactory, RemoteStopRequestFactory, UserFactory
 
 pytestmark = pytest.mark.usefixtures("no_broker")
@@ -48,21 +48,43 @@ def queue_world(db, settings):
     settings.STOP_CONFIRMATION_MINUTES = 10
     now = timezone.now()
     unconfirmed = RemoteStopRequestFactory(
-        state=State.UNCONFIRMED, oicp_code="000", oicp_description="Success", http_status=200,
-        requested_at=now - timedelta(minutes=26), answered_at=now - timedelta(minutes=25),
-        finished_at=now - timedelta(minutes=25), case_reference="C-7", reason=StopReason.CABLE_LOCKED,
-        charging_session=ChargingSessionFactory(evse_id="DE*UNC*E1*1", session_id="aaaaaaaa-1111-4111-8111-aaaaaaaaaaaa"))
+        state=State.UNCONFIRMED,
+        oicp_code="000",
+        oicp_description="Success",
+        http_status=200,
+        requested_at=now - timedelta(minutes=26),
+        answered_at=now - timedelta(minutes=25),
+        finished_at=now - timedelta(minutes=25),
+        case_reference="C-7",
+        reason=StopReason.CABLE_LOCKED,
+        charging_session=ChargingSessionFactory(
+            evse_id="DE*UNC*E1*1", session_id="aaaaaaaa-1111-4111-8111-aaaaaaaaaaaa"
+        ),
+    )
     unknown = RemoteStopRequestFactory(
-        state=State.FAILED, outcome_unknown=True, attempt_count=3, requested_at=now - timedelta(hours=2),
+        state=State.FAILED,
+        outcome_unknown=True,
+        attempt_count=3,
+        requested_at=now - timedelta(hours=2),
         finished_at=now - timedelta(hours=2) + timedelta(minutes=3),
-        charging_session=ChargingSessionFactory(evse_id="DE*UNK*E1*1"))
+        charging_session=ChargingSessionFactory(evse_id="DE*UNK*E1*1"),
+    )
     known = RemoteStopRequestFactory(
-        state=State.FAILED, outcome_unknown=False, attempt_count=3, finished_at=now - timedelta(hours=1),
-        charging_session=ChargingSessionFactory(evse_id="DE*KNW*E1*1"))
-    silent = ChargingSessionFactory(evse_id="DE*SIL*E1*1", last_update_at=now - timedelta(hours=5),
-                                    started_at=now - timedelta(hours=6))
-    ended = ChargingSessionFactory(evse_id="DE*CBL*E1*1", status=Status.CHARGING_ENDED,
-                                   charging_ended_at=now - timedelta(hours=7), last_update_at=now - timedelta(hours=7))
+        state=State.FAILED,
+        outcome_unknown=False,
+        attempt_count=3,
+        finished_at=now - timedelta(hours=1),
+        charging_session=ChargingSessionFactory(evse_id="DE*KNW*E1*1"),
+    )
+    silent = ChargingSessionFactory(
+        evse_id="DE*SIL*E1*1", last_update_at=now - timedelta(hours=5), started_at=now - timedelta(hours=6)
+    )
+    ended = ChargingSessionFactory(
+        evse_id="DE*CBL*E1*1",
+        status=Status.CHARGING_ENDED,
+        charging_ended_at=now - timedelta(hours=7),
+        last_update_at=now - timedelta(hours=7),
+    )
     ChargingSessionFactory(evse_id="DE*FRS*E1*1", last_update_at=now - timedelta(hours=1))
     return {"unconfirmed": unconfirmed, "unknown": unknown, "known": known, "silent": silent, "ended": ended}
 
@@ -101,9 +123,16 @@ def test_the_queue_filters_by_kind_cpo_and_minimum_age_in_the_url(supervisor_cli
     assert 'value="unknown" selected' in supervisor_client.get(STUCK, {"kind": "unknown"}).content.decode()
 
 
-@pytest.mark.parametrize("params, field", [({"kind": "bogus"}, "kind"), ({"min_age": "-5"}, "min_age"),
-                                           ({"min_age": "abc"}, "min_age"), ({"sort": "pk;drop"}, "sort"),
-                                           ({"operator": "X" * 50}, "operator")])
+@pytest.mark.parametrize(
+    "params, field",
+    [
+        ({"kind": "bogus"}, "kind"),
+        ({"min_age": "-5"}, "min_age"),
+        ({"min_age": "abc"}, "min_age"),
+        ({"sort": "pk;drop"}, "sort"),
+        ({"operator": "X" * 50}, "operator"),
+    ],
+)
 def test_bad_filter_values_are_said_next_to_their_field_never_a_500(supervisor_client, queue_world, params, field):
     response = supervisor_client.get(STUCK, params)
     assert response.status_code == 200
@@ -132,8 +161,9 @@ def test_the_queue_reads_a_constant_number_of_queries(supervisor_client, queue_w
         supervisor_client.get(STUCK)
     for n in range(15):
         RemoteStopRequestFactory(state=State.UNCONFIRMED, finished_at=timezone.now() - timedelta(minutes=30 + n))
-        RemoteStopRequestFactory(state=State.FAILED, outcome_unknown=True,
-                                 finished_at=timezone.now() - timedelta(minutes=30 + n))
+        RemoteStopRequestFactory(
+            state=State.FAILED, outcome_unknown=True, finished_at=timezone.now() - timedelta(minutes=30 + n)
+        )
         ChargingSessionFactory(last_update_at=timezone.now() - timedelta(hours=6 + n))
     with django_assert_max_num_queries(len(few.captured_queries)):
         supervisor_client.get(STUCK)
@@ -174,8 +204,9 @@ def test_send_again_needs_a_reason_said_next_to_the_field(supervisor_client, que
 
 def test_send_again_answers_with_the_row_showing_the_new_request(supervisor_client, queue_world):
     stop = queue_world["unconfirmed"]
-    response = supervisor_client.post(resend_url(stop), {"reason": StopReason.DRIVER_ASKED, "note": "still charging"},
-                                      HTTP_HX_REQUEST="true")
+    response = supervisor_client.post(
+        resend_url(stop), {"reason": StopReason.DRIVER_ASKED, "note": "still charging"}, HTTP_HX_REQUEST="true"
+    )
     new = RemoteStopRequest.objects.exclude(pk=stop.pk).get(charging_session=stop.charging_session)
     assert (new.state, new.reason, new.case_reference) == (State.PENDING, StopReason.DRIVER_ASKED, "C-7")
     assert new.note.startswith("still charging") and f"#{stop.pk}" in new.note
@@ -203,20 +234,27 @@ def test_a_refused_resend_is_said_in_the_row(supervisor_client, queue_world):
 # --- the sessions list ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("state, extra, words", [
-    (State.PENDING, {}, "Stop queued"),
-    (State.SENDING, {"attempt_count": 1}, "Stop sent"),
-    (State.ACCEPTED, {"oicp_code": "000"}, "Stop accepted"),
-    (State.CONFIRMED, {"oicp_code": "000"}, "Stop confirmed"),
-    (State.REJECTED, {"oicp_code": "501"}, "Stop rejected · 501"),
-    (State.FAILED, {}, "Stop failed"),
-    (State.FAILED, {"outcome_unknown": True}, "Stop failed · outcome unknown"),
-    (State.UNCONFIRMED, {"oicp_code": "000"}, "Stop not confirmed"),
-])
+@pytest.mark.parametrize(
+    "state, extra, words",
+    [
+        (State.PENDING, {}, "Stop queued"),
+        (State.SENDING, {"attempt_count": 1}, "Stop sent"),
+        (State.ACCEPTED, {"oicp_code": "000"}, "Stop accepted"),
+        (State.CONFIRMED, {"oicp_code": "000"}, "Stop confirmed"),
+        (State.REJECTED, {"oicp_code": "501"}, "Stop rejected · 501"),
+        (State.FAILED, {}, "Stop failed"),
+        (State.FAILED, {"outcome_unknown": True}, "Stop failed · outcome unknown"),
+        (State.UNCONFIRMED, {"oicp_code": "000"}, "Stop not confirmed"),
+    ],
+)
 def test_the_list_shows_the_last_stops_outcome_in_every_state(agent_client, agent, state, extra, words):
     charging_session = ChargingSessionFactory()
-    RemoteStopRequestFactory(charging_session=charging_session, state=State.REJECTED, oicp_code="400",
-                             requested_at=timezone.now() - timedelta(hours=1))  # an older one: not shown
+    RemoteStopRequestFactory(
+        charging_session=charging_session,
+        state=State.REJECTED,
+        oicp_code="400",
+        requested_at=timezone.now() - timedelta(hours=1),
+    )  # an older one: not shown
     RemoteStopRequestFactory(charging_session=charging_session, state=state, **extra)
     text = text_of(agent_client.get(LIST))
     assert words in text
@@ -247,7 +285,9 @@ def test_the_list_sorts_by_whitelisted_columns_newest_update_first_by_default(ag
     assert evses({"sort": "-energy"})[:2] == ["DE*ACC*E1*1", "DE*ACC*E3*1"]  # no energy yet: last
     assert evses({"sort": "nonsense; drop"}) == evses({})  # not in the list: the default order
     content = agent_client.get(LIST, {"sort": "evse", "status": "OPEN"}).content.decode()
-    assert re.search(r'<th scope="col" aria-sort="ascending"><a href="\?[^"]*sort=-evse[^"]*" class="sort">EvseID', content)
+    assert re.search(
+        r'<th scope="col" aria-sort="ascending"><a href="\?[^"]*sort=-evse[^"]*" class="sort">EvseID', content
+    )
     assert 'aria-sort="none"' in content
 
 
@@ -271,18 +311,27 @@ def test_the_list_reads_a_constant_number_of_queries(agent_client, agent, django
 def _progress(charging_session, energy):
     # Written in the order they happen (the chain's order is the timeline's): audit records are
     # append-only, never back-dated, and on PostgreSQL an UPDATE is refused.
-    record_audit(event_type=Event.NOTIFICATION_RECEIVED, charging_session=charging_session,
-                 data={"kind": "PROGRESS", "message": {"Type": "Progress", "ConsumedEnergyProgress": energy}})
+    record_audit(
+        event_type=Event.NOTIFICATION_RECEIVED,
+        charging_session=charging_session,
+        data={"kind": "PROGRESS", "message": {"Type": "Progress", "ConsumedEnergyProgress": energy}},
+    )
 
 
 def test_the_timeline_folds_progress_notifications_and_keeps_the_stop_in_view(agent_client, agent):
     charging_session = ChargingSessionFactory()
     start = timezone.now() - timedelta(hours=4)
-    stop = RemoteStopRequestFactory(charging_session=charging_session, requested_by=agent, state=State.ACCEPTED,
-                                    requested_at=start + timedelta(minutes=5))
-    record_audit(event_type=Event.STOP_ACCEPTED, stop_request=stop,
-                 data={"attempt": 1, "oicp_code": "000", "request": {"SessionID": "x"},
-                       "response": {"body": {"Result": True}}})
+    stop = RemoteStopRequestFactory(
+        charging_session=charging_session,
+        requested_by=agent,
+        state=State.ACCEPTED,
+        requested_at=start + timedelta(minutes=5),
+    )
+    record_audit(
+        event_type=Event.STOP_ACCEPTED,
+        stop_request=stop,
+        data={"attempt": 1, "oicp_code": "000", "request": {"SessionID": "x"}, "response": {"body": {"Result": True}}},
+    )
     for minute in range(230):  # one Progress a minute, for almost four hours
         _progress(charging_session, f"{minute / 10:.3f}")
 

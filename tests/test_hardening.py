@@ -66,8 +66,7 @@ def test_a_403_is_logged_in_one_line_with_user_path_and_permission(db, caplog):
     forbidden = [record for record in caplog.records if record.name == "django.request"]
     assert len(forbidden) == 1
     line = forbidden[0].getMessage()
-    assert line == (f"Forbidden: user=auditor-403 path={path} "
-                    "permission=charging_sessions.request_remote_stop")
+    assert line == (f"Forbidden: user=auditor-403 path={path} permission=charging_sessions.request_remote_stop")
     assert forbidden[0].exc_info is None and "Traceback" not in caplog.text
     assert "\n" not in caplog.text.strip()
 
@@ -78,8 +77,9 @@ def test_a_403_without_a_permission_check_names_the_reason(db, caplog):
     caplog.set_level(logging.WARNING, logger="django.request")
     assert client.get("/team/").status_code == 403
     [record] = [record for record in caplog.records if record.name == "django.request"]
-    assert record.getMessage() == ("Forbidden: user=agent-403 path=/team/ "
-                                   "permission=support admins only (team management)")
+    assert record.getMessage() == (
+        "Forbidden: user=agent-403 path=/team/ permission=support admins only (team management)"
+    )
 
 
 # --- guessing one username from many addresses -----------------------------------------------------

@@ -78,9 +78,11 @@ def test_no_worker_listening_is_503(redis_url):
 
 def test_database_down_is_503_without_the_error_text():
     failure = OperationalError('connection to server at "db.internal" (10.1.2.3), port 5432 failed: secret-user')
-    with mock.patch.object(health.connection, "cursor", side_effect=failure), \
-         mock.patch.object(health, "check_broker", return_value="ok"), \
-         mock.patch.object(health, "check_worker", return_value="ok"):
+    with (
+        mock.patch.object(health.connection, "cursor", side_effect=failure),
+        mock.patch.object(health, "check_broker", return_value="ok"),
+        mock.patch.object(health, "check_worker", return_value="ok"),
+    ):
         status, body, raw = _health()
     assert (status, body) == (503, {"database": "error", "broker": "ok", "worker": "ok"})
     assert b"db.internal" not in raw and b"secret-user" not in raw
@@ -107,9 +109,13 @@ def test_healthz_answers_within_1_s_with_50_idle_and_half_open_connections_open(
 
     import requests
 
-    env = servers.child_env(DATABASE_URL=servers.database_url_for_children(), CELERY_BROKER_URL=redis_url,
-                            CACHE_URL=redis_url.replace("redis://", "rediscache://", 1), OICP_BASE_URL=simulator.url,
-                            **GUNICORN_LIKE_MAKE_RUN)
+    env = servers.child_env(
+        DATABASE_URL=servers.database_url_for_children(),
+        CELERY_BROKER_URL=redis_url,
+        CACHE_URL=redis_url.replace("redis://", "rediscache://", 1),
+        OICP_BASE_URL=simulator.url,
+        **GUNICORN_LIKE_MAKE_RUN,
+    )
     with servers.gunicorn_server(env=env, workers=1) as url:
         # The first answer includes the worker ping (1 s, then cached for 10 s).
         assert requests.get(f"{url}/healthz", timeout=10).status_code == 200

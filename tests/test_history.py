@@ -42,20 +42,46 @@ def stops(people):
     requested = at(date(2026, 4, 1))
     return {
         "confirmed": RemoteStopRequestFactory(
-            charging_session=acc, requested_by=people["agent"], requested_at=requested, state=State.CONFIRMED,
-            reason=StopReason.CABLE_LOCKED, case_reference="CASE-1", oicp_code="000", attempt_count=1,
-            first_sent_at=requested + timedelta(seconds=1), answered_at=requested + timedelta(seconds=3),
-            finished_at=requested + timedelta(seconds=3), confirmed_at=requested + timedelta(seconds=95),
-            time_to_confirmation=timedelta(seconds=95), confirmed_by="END"),
+            charging_session=acc,
+            requested_by=people["agent"],
+            requested_at=requested,
+            state=State.CONFIRMED,
+            reason=StopReason.CABLE_LOCKED,
+            case_reference="CASE-1",
+            oicp_code="000",
+            attempt_count=1,
+            first_sent_at=requested + timedelta(seconds=1),
+            answered_at=requested + timedelta(seconds=3),
+            finished_at=requested + timedelta(seconds=3),
+            confirmed_at=requested + timedelta(seconds=95),
+            time_to_confirmation=timedelta(seconds=95),
+            confirmed_by="END",
+        ),
         "rejected": RemoteStopRequestFactory(
-            charging_session=off, requested_by=people["agent"], requested_at=at(date(2026, 4, 2)), state=State.REJECTED,
-            reason=StopReason.DRIVER_ASKED, oicp_code="501", attempt_count=1),
+            charging_session=off,
+            requested_by=people["agent"],
+            requested_at=at(date(2026, 4, 2)),
+            state=State.REJECTED,
+            reason=StopReason.DRIVER_ASKED,
+            oicp_code="501",
+            attempt_count=1,
+        ),
         "failed": RemoteStopRequestFactory(
-            charging_session=fst, requested_by=people["other"], requested_at=at(date(2026, 4, 3)), state=State.FAILED,
-            reason=StopReason.DRIVER_ASKED, attempt_count=3, http_status=503, case_reference="CASE-2"),
+            charging_session=fst,
+            requested_by=people["other"],
+            requested_at=at(date(2026, 4, 3)),
+            state=State.FAILED,
+            reason=StopReason.DRIVER_ASKED,
+            attempt_count=3,
+            http_status=503,
+            case_reference="CASE-2",
+        ),
         "pending": RemoteStopRequestFactory(
-            charging_session=ChargingSessionFactory(evse_id="DE*ACC*E9*1"), requested_by=people["other"],
-            requested_at=at(date(2026, 4, 3), 18), reason=StopReason.BILLING_DISPUTE),
+            charging_session=ChargingSessionFactory(evse_id="DE*ACC*E9*1"),
+            requested_by=people["other"],
+            requested_at=at(date(2026, 4, 3), 18),
+            reason=StopReason.BILLING_DISPUTE,
+        ),
     }
 
 
@@ -77,8 +103,20 @@ def test_admin_sees_every_stop_with_its_facts(client, people, stops):
     assert listed(response) == [stops[k].pk for k in ("pending", "failed", "rejected", "confirmed")]
     content = response.content.decode()
     assert "4 stop requests" in content
-    for text in ("agent-h", "agent-i", "DE*OFF*E2*1", stops["rejected"].charging_session.session_id, "CASE-1",
-                 "Cable locked", "Rejected", "501", "Communication to EVSE failed", "HTTP 503", "+1.0 s", "+1 min 35 s"):
+    for text in (
+        "agent-h",
+        "agent-i",
+        "DE*OFF*E2*1",
+        stops["rejected"].charging_session.session_id,
+        "CASE-1",
+        "Cable locked",
+        "Rejected",
+        "501",
+        "Communication to EVSE failed",
+        "HTTP 503",
+        "+1.0 s",
+        "+1 min 35 s",
+    ):
         assert text in content, text
     assert 'datetime="2026-04-01T12:00:00+02:00"' in content and "UTC+02:00" in content  # times keep their offset
     assert 'class="copy" data-copy="CASE-1"' in content  # IDs come with a copy button
@@ -150,8 +188,9 @@ def test_sort_links_keep_the_filters_and_say_the_order(client, people, stops):
 def test_pages_keep_the_filters_and_queries_stay_constant(client, people, django_assert_max_num_queries):
     def make(n):
         for _ in range(n):
-            RemoteStopRequestFactory(requested_by=people["agent"], state=State.REJECTED, oicp_code="400",
-                                     attempt_count=1)
+            RemoteStopRequestFactory(
+                requested_by=people["agent"], state=State.REJECTED, oicp_code="400", attempt_count=1
+            )
 
     login(client, people["admin"])
     make(3)
@@ -176,27 +215,60 @@ def test_pages_keep_the_filters_and_queries_stay_constant(client, people, django
 
 def test_timeline_shows_every_audit_record_exchange_notifications_and_cdr(client, people):
     charging_session = ChargingSessionFactory(evse_id="DE*ACC*E5*1")
-    stop = RemoteStopRequestFactory(charging_session=charging_session, requested_by=people["agent"],
-                                    state=State.CONFIRMED, oicp_code="000", attempt_count=1, case_reference="T-7")
+    stop = RemoteStopRequestFactory(
+        charging_session=charging_session,
+        requested_by=people["agent"],
+        state=State.CONFIRMED,
+        oicp_code="000",
+        attempt_count=1,
+        case_reference="T-7",
+    )
     with transaction.atomic():
-        services.record_audit(event_type=AuditRecord.EventType.STOP_REQUESTED, actor=people["agent"],
-                              stop_request=stop, data={"reason": "CABLE_LOCKED", "case_reference": "T-7"})
-        services.record_audit(event_type=AuditRecord.EventType.STOP_ACCEPTED, stop_request=stop, data={
-            "attempt": 1, "oicp_code": "000",
-            "request": {"method": "POST", "json": {"SessionID": charging_session.session_id, "EvseID": "DE*ACC*E5*1"}},
-            "response": {"status": 200, "body": {"Result": True, "StatusCode": {"Code": "000"}}},
-        })
+        services.record_audit(
+            event_type=AuditRecord.EventType.STOP_REQUESTED,
+            actor=people["agent"],
+            stop_request=stop,
+            data={"reason": "CABLE_LOCKED", "case_reference": "T-7"},
+        )
+        services.record_audit(
+            event_type=AuditRecord.EventType.STOP_ACCEPTED,
+            stop_request=stop,
+            data={
+                "attempt": 1,
+                "oicp_code": "000",
+                "request": {
+                    "method": "POST",
+                    "json": {"SessionID": charging_session.session_id, "EvseID": "DE*ACC*E5*1"},
+                },
+                "response": {"status": 200, "body": {"Result": True, "StatusCode": {"Code": "000"}}},
+            },
+        )
     now = timezone.now()
-    InboundMessage.objects.create(kind=InboundMessage.Kind.END, charging_session=charging_session,
-                                  session_id=charging_session.session_id, operator_id="DE*ACC", received_at=now,
-                                  raw='{"Type": "End", "marker": "end-raw"}', parsed={})
+    InboundMessage.objects.create(
+        kind=InboundMessage.Kind.END,
+        charging_session=charging_session,
+        session_id=charging_session.session_id,
+        operator_id="DE*ACC",
+        received_at=now,
+        raw='{"Type": "End", "marker": "end-raw"}',
+        parsed={},
+    )
     ChargeDetailRecord.objects.create(
-        charging_session=charging_session, session_id=charging_session.session_id, evse_id="DE*ACC*E5*1",
-        charging_start=now, charging_end=now, session_start=now, session_end=now,
-        consumed_energy_kwh=Decimal("7.250"), source="PUSH", received_at=now + timedelta(seconds=1),
-        data={"marker": "cdr-data"})
+        charging_session=charging_session,
+        session_id=charging_session.session_id,
+        evse_id="DE*ACC*E5*1",
+        charging_start=now,
+        charging_end=now,
+        session_start=now,
+        session_end=now,
+        consumed_energy_kwh=Decimal("7.250"),
+        source="PUSH",
+        received_at=now + timedelta(seconds=1),
+        data={"marker": "cdr-data"},
+    )
     other_session_message = InboundMessage.objects.create(
-        kind=InboundMessage.Kind.START, session_id="x", received_at=now, raw="elsewhere", parsed={})
+        kind=InboundMessage.Kind.START, session_id="x", received_at=now, raw="elsewhere", parsed={}
+    )
 
     response = login(client, people["agent"]).get(timeline_url(stop))
     content = response.content.decode()
@@ -218,8 +290,12 @@ def test_timeline_queries_do_not_grow_with_the_records(client, people, django_as
     login(client, people["agent"])
     for _ in range(30):
         with transaction.atomic():
-            services.record_audit(event_type=AuditRecord.EventType.STOP_SENDING, actor=people["other"],
-                                  stop_request=stop, data={"attempt": 1})
+            services.record_audit(
+                event_type=AuditRecord.EventType.STOP_SENDING,
+                actor=people["other"],
+                stop_request=stop,
+                data={"attempt": 1},
+            )
     with django_assert_max_num_queries(12):
         assert client.get(timeline_url(stop)).status_code == 200
 
@@ -235,8 +311,12 @@ def test_an_agent_cannot_open_another_agents_stop(client, people, stops):
 def test_nav_links_follow_the_permissions(client, people, db):
     supervisor = UserFactory(username="sup-h", role=roles.SUPERVISOR)
     auditor = UserFactory(username="aud-h", role=roles.AUDITOR)
-    for user, history, exports in ((people["agent"], True, False), (people["admin"], True, False),
-                                   (supervisor, True, True), (auditor, True, True)):
+    for user, history, exports in (
+        (people["agent"], True, False),
+        (people["admin"], True, False),
+        (supervisor, True, True),
+        (auditor, True, True),
+    ):
         content = login(client, user).get(reverse("charging_sessions:session-list")).content.decode()
         assert (f'href="{HISTORY}"' in content) is history
         assert (f'href="{reverse("charging_sessions:audit-export")}"' in content) is exports
@@ -245,14 +325,17 @@ def test_nav_links_follow_the_permissions(client, people, db):
 # --- dates a user can type: never a 500, always an error next to the field ---------------------------
 
 
-@pytest.mark.parametrize("params, field", [
-    ({"date_to": "9999-12-31"}, "date_to"),
-    ({"date_from": "9999-12-31"}, "date_from"),
-    ({"date_from": "0001-01-01"}, "date_from"),
-    ({"date_from": "2026-04-03", "date_to": "2026-04-01"}, "date_to"),
-    ({"date_from": "yesterday"}, "date_from"),
-    ({"date_to": "2026-02-30"}, "date_to"),
-])
+@pytest.mark.parametrize(
+    "params, field",
+    [
+        ({"date_to": "9999-12-31"}, "date_to"),
+        ({"date_from": "9999-12-31"}, "date_from"),
+        ({"date_from": "0001-01-01"}, "date_from"),
+        ({"date_from": "2026-04-03", "date_to": "2026-04-01"}, "date_to"),
+        ({"date_from": "yesterday"}, "date_from"),
+        ({"date_to": "2026-02-30"}, "date_to"),
+    ],
+)
 def test_impossible_dates_are_said_next_to_the_field_and_never_answer_500(client, people, stops, params, field):
     response = login(client, people["admin"]).get(HISTORY, params)
     assert response.status_code == 200

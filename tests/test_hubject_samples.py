@@ -92,8 +92,13 @@ def test_the_cdr_sample_after_the_notification_samples_closes_their_session(clie
     assert_accepted(post(client, NOTIFY_URL, start))
     body = cdr_sample(request_sample("asciidoc/06_CPO_Code_Snippets.asciidoc", "eRoamingChargeDetailRecord"))
 
-    assert_accepted(post(client, "/api/oicp/cdrmgmt/v22/operators/DE*ABC/charge-detail-record",
-                         body.replace(SESSION_ID, session_id.upper())))
+    assert_accepted(
+        post(
+            client,
+            "/api/oicp/cdrmgmt/v22/operators/DE*ABC/charge-detail-record",
+            body.replace(SESSION_ID, session_id.upper()),
+        )
+    )
 
     charging_session = ChargingSession.objects.get()
     assert charging_session.status == ChargingSession.Status.CLOSED
@@ -101,8 +106,10 @@ def test_the_cdr_sample_after_the_notification_samples_closes_their_session(clie
 
 
 def test_the_cdr_pull_answer_sample_parses_record_by_record():
-    answer = json.loads(cdr_sample(code_snippets(SNIPPET_FILES[0])["eRoamingGetChargeDetailRecord"][1]),
-                        parse_float=__import__("decimal").Decimal)
+    answer = json.loads(
+        cdr_sample(code_snippets(SNIPPET_FILES[0])["eRoamingGetChargeDetailRecord"][1]),
+        parse_float=__import__("decimal").Decimal,
+    )
 
     records = [inbound.charge_detail_record_from_dict(record) for record in answer["content"]]
 

@@ -2,7 +2,7 @@
 
 import json
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from io import StringIO
 from pathlib import Path
@@ -70,7 +70,9 @@ def test_dry_run_is_the_default_and_writes_nothing(tmp_path):
 
     assert ChargingSession.objects.count() == sessions_before
     assert AuditRecord.objects.count() == audits_before
-    assert "would create" in out and f"would update {existing.session_id}" in out and "status 'ACTIVE' → 'CLOSED'" in out
+    assert (
+        "would create" in out and f"would update {existing.session_id}" in out and "status 'ACTIVE' → 'CLOSED'" in out
+    )
     assert "Dry run: nothing was written" in out and err == ""
 
 
@@ -80,23 +82,37 @@ def test_commit_creates_and_updates_with_audit_records(tmp_path):
     path = write(
         tmp_path,
         line(new_id, EvseID="nl*fst*e0001*2", CPOPartnerSessionID="CPO-7", ConsumedEnergy=3.5),
-        line(existing.session_id, SessionStart=existing.started_at.isoformat(), ConsumedEnergy=7.25,
-             Status="CHARGING_ENDED", EMPPartnerSessionID=existing.emp_partner_session_id),
+        line(
+            existing.session_id,
+            SessionStart=existing.started_at.isoformat(),
+            ConsumedEnergy=7.25,
+            Status="CHARGING_ENDED",
+            EMPPartnerSessionID=existing.emp_partner_session_id,
+        ),
     )
 
     out, _ = run(path, "--commit")
 
     created = ChargingSession.objects.get(session_id=new_id)
     assert (created.evse_id, created.operator_id, created.provider_id) == ("NL*FST*E0001*2", "NL*FST", "DE-EMP")
-    assert (created.status, created.energy_kwh, created.cpo_partner_session_id) == (Status.ACTIVE, Decimal("3.500"), "CPO-7")
-    assert created.started_at == datetime(2026, 1, 5, 9, 0, tzinfo=timezone.utc)
+    assert (created.status, created.energy_kwh, created.cpo_partner_session_id) == (
+        Status.ACTIVE,
+        Decimal("3.500"),
+        "CPO-7",
+    )
+    assert created.started_at == datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
     existing.refresh_from_db()
     assert (existing.status, existing.energy_kwh) == (Status.CHARGING_ENDED, Decimal("7.250"))
     assert "1 created, 1 updated, 0 unchanged" in out
 
     imported = AuditRecord.objects.get(event_type=Event.SESSIONS_IMPORTED)
     assert {k: imported.data[k] for k in ("lines", "bad", "created", "updated", "unchanged")} == {
-        "lines": 2, "bad": 0, "created": 1, "updated": 1, "unchanged": 0}
+        "lines": 2,
+        "bad": 0,
+        "created": 1,
+        "updated": 1,
+        "unchanged": 0,
+    }
     assert AuditRecord.objects.filter(event_type=Event.SESSION_CREATED, charging_session=created).count() == 1
     updated = AuditRecord.objects.get(event_type=Event.SESSION_UPDATED, charging_session=existing)
     assert updated.data["changes"] == {"energy_kwh": ["1.000", "7.250"], "status": ["ACTIVE", "CHARGING_ENDED"]}
@@ -121,7 +137,7 @@ def test_a_new_session_with_an_end_is_closed(tmp_path):
     run(write(tmp_path, line(session_id, SessionEnd="2026-01-05T11:00:00+01:00")), "--commit")
 
     session = ChargingSession.objects.get(session_id=session_id)
-    assert session.status == Status.CLOSED and session.ended_at == datetime(2026, 1, 5, 10, 0, tzinfo=timezone.utc)
+    assert session.status == Status.CLOSED and session.ended_at == datetime(2026, 1, 5, 10, 0, tzinfo=UTC)
 
 
 @pytest.mark.parametrize(
@@ -132,7 +148,10 @@ def test_a_new_session_with_an_end_is_closed(tmp_path):
         (line(SessionStart=None), "SessionStart: missing (required)"),
         (line(SessionStart="2026-01-05T10:00:00"), "SessionStart: '2026-01-05T10:00:00' has no UTC offset"),
         (line(SessionStart="yesterday"), "SessionStart: 'yesterday' is not an ISO 8601"),
-        (line(SessionEnd="2026-01-05T09:00:00+01:00", Status="CLOSED"), "SessionEnd: 2026-01-05T09:00:00+01:00 is before"),
+        (
+            line(SessionEnd="2026-01-05T09:00:00+01:00", Status="CLOSED"),
+            "SessionEnd: 2026-01-05T09:00:00+01:00 is before",
+        ),
         (line(SessionEnd="2026-01-05T11:00:00+01:00", Status="ACTIVE"), "SessionEnd: an ACTIVE session has no end"),
         (line(Status="DONE"), "Status: 'DONE' is not one of ACTIVE, CHARGING_ENDED, CLOSED"),
         (line(ConsumedEnergy=1.2345), "ConsumedEnergy: 1.2345 has more than 3 decimal places"),
@@ -173,7 +192,9 @@ def test_skip_bad_imports_the_good_lines_and_still_exits_non_zero(tmp_path):
 
     out, err = run_failing(path, "--commit", "--skip-bad")
 
-    assert ChargingSession.objects.count() == 2 and ChargingSession.objects.filter(session_id=good["SessionID"]).exists()
+    assert (
+        ChargingSession.objects.count() == 2 and ChargingSession.objects.filter(session_id=good["SessionID"]).exists()
+    )
     assert "line 2: EvseID" in err and "2 created" in out
     imported = AuditRecord.objects.get(event_type=Event.SESSIONS_IMPORTED)
     assert imported.data["bad"] == 1 and imported.data["skip_bad"] is True and imported.data["errors"]
@@ -218,16 +239,26 @@ def test_a_session_id_twice_in_the_file_is_bad(tmp_path):
 def test_conflicts_with_what_the_portal_knows_are_bad_lines(tmp_path):
     moved = ChargingSessionFactory(evse_id="DE*ACC*E0001*1", operator_id="DE*ACC")
     closed = ChargingSessionFactory(evse_id="DE*ACC*E0002*1", operator_id="DE*ACC", status=Status.CLOSED)
-    with_cdr = ChargingSessionFactory(evse_id="DE*ACC*E0003*1", operator_id="DE*ACC", status=Status.CLOSED,
-                                      cdr_received_at=datetime.now(timezone.utc), energy_kwh=Decimal("5.000"))
+    with_cdr = ChargingSessionFactory(
+        evse_id="DE*ACC*E0003*1",
+        operator_id="DE*ACC",
+        status=Status.CLOSED,
+        cdr_received_at=datetime.now(UTC),
+        energy_kwh=Decimal("5.000"),
+    )
     stopping = ChargingSessionFactory(evse_id="DE*ACC*E0004*1", operator_id="DE*ACC")
     RemoteStopRequestFactory(charging_session=stopping, state=RemoteStopRequest.State.SENDING)
     path = write(
         tmp_path,
         line(moved.session_id, EvseID="DE*ACC*E9999*1"),
         line(closed.session_id, EvseID="DE*ACC*E0002*1", Status="ACTIVE"),
-        line(with_cdr.session_id, EvseID="DE*ACC*E0003*1", SessionStart=with_cdr.started_at.isoformat(),
-             EMPPartnerSessionID=with_cdr.emp_partner_session_id, ConsumedEnergy=6),
+        line(
+            with_cdr.session_id,
+            EvseID="DE*ACC*E0003*1",
+            SessionStart=with_cdr.started_at.isoformat(),
+            EMPPartnerSessionID=with_cdr.emp_partner_session_id,
+            ConsumedEnergy=6,
+        ),
         line(stopping.session_id, EvseID="DE*ACC*E0004*1", Status="CLOSED", SessionEnd="2026-01-05T12:00:00Z"),
         line(),  # a good line: still nothing is written
     )
@@ -273,8 +304,18 @@ def test_help_documents_the_line_format():
     from sessions.management.commands.import_sessions import Command
 
     text = Command().create_parser("manage.py", "import_sessions").format_help()
-    for name in ("SessionID", "EvseID", "ProviderID", "Status", "SessionStart", "SessionEnd", "ConsumedEnergy",
-                 "--commit", "--skip-bad", "Exit status"):
+    for name in (
+        "SessionID",
+        "EvseID",
+        "ProviderID",
+        "Status",
+        "SessionStart",
+        "SessionEnd",
+        "ConsumedEnergy",
+        "--commit",
+        "--skip-bad",
+        "Exit status",
+    ):
         assert name in text
 
 

@@ -46,30 +46,64 @@ def cdr_url(operator_id: str = "DE*XYZ") -> str:
 
 IDENT = {"RFIDMifareFamilyIdentification": {"UID": "1234ABCD"}}
 START = {
-    "Type": "Start", "CPOPartnerSessionID": "1234XYZ", "EMPPartnerSessionID": "2345ABC",
-    "ChargingStart": "2020-09-23T14:17:53.038Z", "EvseID": "DE*XYZ*ETEST1", "Identification": IDENT,
-    "MeterValueStart": 0, "PartnerProductID": "AC 1", "SessionID": SID,
-    "SessionStart": "2020-09-23T14:17:53.038Z", "OperatorID": "DE*ABC",
+    "Type": "Start",
+    "CPOPartnerSessionID": "1234XYZ",
+    "EMPPartnerSessionID": "2345ABC",
+    "ChargingStart": "2020-09-23T14:17:53.038Z",
+    "EvseID": "DE*XYZ*ETEST1",
+    "Identification": IDENT,
+    "MeterValueStart": 0,
+    "PartnerProductID": "AC 1",
+    "SessionID": SID,
+    "SessionStart": "2020-09-23T14:17:53.038Z",
+    "OperatorID": "DE*ABC",
 }
 PROGRESS = {
-    "Type": "Progress", "CPOPartnerSessionID": "1234XYZ", "EMPPartnerSessionID": "2345ABC",
-    "ChargingStart": "2020-09-23T14:17:53.038Z", "EventOccurred": "2020-09-23T14:25:53.038Z",
-    "ChargingDuration": 48000, "ConsumedEnergyProgress": 9, "EvseID": "DE*XYZ*ETEST1", "Identification": IDENT,
-    "MeterValueStart": 0, "MeterValueInBetween": {"meterValues": [9]}, "PartnerProductID": "AC 1",
-    "SessionID": SID, "SessionStart": "2020-09-23T14:17:53.038Z", "OperatorID": "DE*ABC",
+    "Type": "Progress",
+    "CPOPartnerSessionID": "1234XYZ",
+    "EMPPartnerSessionID": "2345ABC",
+    "ChargingStart": "2020-09-23T14:17:53.038Z",
+    "EventOccurred": "2020-09-23T14:25:53.038Z",
+    "ChargingDuration": 48000,
+    "ConsumedEnergyProgress": 9,
+    "EvseID": "DE*XYZ*ETEST1",
+    "Identification": IDENT,
+    "MeterValueStart": 0,
+    "MeterValueInBetween": {"meterValues": [9]},
+    "PartnerProductID": "AC 1",
+    "SessionID": SID,
+    "SessionStart": "2020-09-23T14:17:53.038Z",
+    "OperatorID": "DE*ABC",
 }
 END = {
-    "Type": "End", "CPOPartnerSessionID": "1234XYZ", "ChargingEnd": "2020-09-23T14:17:53.038Z",
-    "ChargingStart": "2020-09-23T14:50:53.038Z", "ConsumedEnergy": 10, "EMPPartnerSessionID": "2345ABC",
-    "EvseID": "DE*XYZ*ETEST1", "Identification": IDENT, "MeterValueStart": 0, "MeterValueEnd": 10,
-    "MeterValueInBetween": {"meterValues": [0]}, "PartnerProductID": "AC 1",
-    "PenaltyTimeStart": "2020-09-23T14:17:53.038Z", "OperatorID": "DE*ABC", "SessionID": SID,
-    "SessionEnd": "2020-09-23T14:50:53.038Z", "SessionStart": "2020-09-23T14:17:53.038Z",
+    "Type": "End",
+    "CPOPartnerSessionID": "1234XYZ",
+    "ChargingEnd": "2020-09-23T14:17:53.038Z",
+    "ChargingStart": "2020-09-23T14:50:53.038Z",
+    "ConsumedEnergy": 10,
+    "EMPPartnerSessionID": "2345ABC",
+    "EvseID": "DE*XYZ*ETEST1",
+    "Identification": IDENT,
+    "MeterValueStart": 0,
+    "MeterValueEnd": 10,
+    "MeterValueInBetween": {"meterValues": [0]},
+    "PartnerProductID": "AC 1",
+    "PenaltyTimeStart": "2020-09-23T14:17:53.038Z",
+    "OperatorID": "DE*ABC",
+    "SessionID": SID,
+    "SessionEnd": "2020-09-23T14:50:53.038Z",
+    "SessionStart": "2020-09-23T14:17:53.038Z",
 }
 ERROR = {
-    "CPOPartnerSessionID": "1234XYZ", "EMPPartnerSessionID": "2345ABC", "EvseID": "DE*XYZ*ETEST1",
-    "ErrorType": "ConnectorError", "ErrorAdditionalInfo": "Plug was not connected, EVSEID timed out reached",
-    "Identification": IDENT, "OperatorID": "DE*ABC", "SessionID": SID, "Type": "Error",
+    "CPOPartnerSessionID": "1234XYZ",
+    "EMPPartnerSessionID": "2345ABC",
+    "EvseID": "DE*XYZ*ETEST1",
+    "ErrorType": "ConnectorError",
+    "ErrorAdditionalInfo": "Plug was not connected, EVSEID timed out reached",
+    "Identification": IDENT,
+    "OperatorID": "DE*ABC",
+    "SessionID": SID,
+    "Type": "Error",
 }
 CDR = {
     "CalibrationLawVerificationInfo": {
@@ -79,20 +113,29 @@ CDR = {
         "MeteringSignatureEncodingFormat": "UTF-8",
         "SignedMeteringValuesVerificationInstruction": "please follow instructions provided in the mentioned URL",
     },
-    "CPOPartnerSessionID": "1234XYZ", "ChargingEnd": "2020-09-23T14:17:53.038Z",
-    "ChargingStart": "2020-09-23T14:17:53.038Z", "ConsumedEnergy": 10, "EMPPartnerSessionID": "9876655",
-    "EvseID": "DE*XYZ*ETEST1", "HubOperatorID": "DE*ABC", "HubProviderID": "DE-DCB",
+    "CPOPartnerSessionID": "1234XYZ",
+    "ChargingEnd": "2020-09-23T14:17:53.038Z",
+    "ChargingStart": "2020-09-23T14:17:53.038Z",
+    "ConsumedEnergy": 10,
+    "EMPPartnerSessionID": "9876655",
+    "EvseID": "DE*XYZ*ETEST1",
+    "HubOperatorID": "DE*ABC",
+    "HubProviderID": "DE-DCB",
     "Identification": {
         "PlugAndChargeIdentification": {"EvcoID": "DE-DCB-C12345678-X"},
         "RemoteIdentification": {"EvcoID": "DE-DCB-C12345678-X"},
         "RFIDMifareFamilyIdentification": {"UID": "1234ABCD"},
     },
-    "MeterValueEnd": 10, "MeterValueInBetween": {"meterValues": [10]}, "MeterValueStart": 0,
+    "MeterValueEnd": 10,
+    "MeterValueInBetween": {"meterValues": [10]},
+    "MeterValueStart": 0,
     "SignedMeteringValues": [
         {"SignedMeteringValue": "AAAAAAAAAAAAAAABasdno2e89d2ekasdeBBBBBBBBBBBBBBBB", "MeteringStatus": "Start"},
         {"SignedMeteringValue": "AAAAAAAAAAAAAAABBBBdaskjhadksiqwd2309nede9owineBB", "MeteringStatus": "End"},
     ],
-    "PartnerProductID": "AC 1", "SessionEnd": "2020-09-23T14:17:53.039Z", "SessionID": SID,
+    "PartnerProductID": "AC 1",
+    "SessionEnd": "2020-09-23T14:17:53.039Z",
+    "SessionID": SID,
     "SessionStart": "2020-09-23T14:17:53.039Z",
 }
 
@@ -147,7 +190,9 @@ def test_start_sample_creates_the_session(client):
     assert ack == {
         "Result": True,
         "StatusCode": {"Code": "000", "Description": "Success", "AdditionalInfo": None},
-        "SessionID": SID, "CPOPartnerSessionID": "1234XYZ", "EMPPartnerSessionID": "2345ABC",
+        "SessionID": SID,
+        "CPOPartnerSessionID": "1234XYZ",
+        "EMPPartnerSessionID": "2345ABC",
     }
     charging_session = ChargingSession.objects.get(session_id=SID)
     assert charging_session.status == ChargingSession.Status.ACTIVE
@@ -186,15 +231,18 @@ def test_progress_updates_energy_and_last_update(client):
     assert charging_session.last_update_at > timezone.now() - timedelta(minutes=1)
     assert charging_session.status == ChargingSession.Status.ACTIVE
     assert charging_session.inbound_messages.filter(kind=InboundMessage.Kind.PROGRESS).get().parsed[
-        "MeterValueInBetween"] == {"meterValues": ["9.000"]}
+        "MeterValueInBetween"
+    ] == {"meterValues": ["9.000"]}
 
 
 @pytest.mark.django_db
 def test_end_ends_charging_and_confirms_the_accepted_stop(client):
     charging_session = ChargingSessionFactory(session_id=SID, evse_id="DE*XYZ*ETEST1", operator_id="DE*XYZ")
     stop = RemoteStopRequestFactory(
-        charging_session=charging_session, state=State.ACCEPTED,
-        requested_at=timezone.now() - timedelta(minutes=2), finished_at=timezone.now() - timedelta(minutes=1),
+        charging_session=charging_session,
+        state=State.ACCEPTED,
+        requested_at=timezone.now() - timedelta(minutes=2),
+        finished_at=timezone.now() - timedelta(minutes=1),
     )
 
     response = post(client, NOTIFY_URL, END)
@@ -232,8 +280,7 @@ def test_error_is_stored_on_the_session(client):
 @pytest.mark.django_db
 def test_cdr_closes_the_session_and_confirms_the_stop(client):
     charging_session = ChargingSessionFactory(session_id=SID, evse_id="DE*XYZ*ETEST1", operator_id="DE*XYZ")
-    stop = RemoteStopRequestFactory(charging_session=charging_session, state=State.ACCEPTED,
-                                    finished_at=timezone.now())
+    stop = RemoteStopRequestFactory(charging_session=charging_session, state=State.ACCEPTED, finished_at=timezone.now())
 
     response = post(client, cdr_url(), CDR)
 
@@ -291,7 +338,10 @@ def test_pulled_cdr_after_pushed_one_is_a_duplicate():
     assert again.charging_session.pk == first.charging_session.pk
     assert again.inbound_message.remote_addr is None
     assert ChargeDetailRecord.objects.count() == 1
-    assert AuditRecord.objects.filter(event_type=Event.CDR_RECEIVED).order_by("pk").last().data["differs_from_stored"] is False
+    assert (
+        AuditRecord.objects.filter(event_type=Event.CDR_RECEIVED).order_by("pk").last().data["differs_from_stored"]
+        is False
+    )
     with pytest.raises(ValueError):
         services.record_cdr(cdr=cdr, raw="{}", source="EMAIL")
 
@@ -313,11 +363,14 @@ def test_cdr_for_an_unknown_session_creates_it_closed_and_learned_late(client):
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize(("sample", "status"), [
-    (PROGRESS, ChargingSession.Status.ACTIVE),
-    (END, ChargingSession.Status.CHARGING_ENDED),
-    (ERROR, ChargingSession.Status.ACTIVE),
-])
+@pytest.mark.parametrize(
+    ("sample", "status"),
+    [
+        (PROGRESS, ChargingSession.Status.ACTIVE),
+        (END, ChargingSession.Status.CHARGING_ENDED),
+        (ERROR, ChargingSession.Status.ACTIVE),
+    ],
+)
 def test_notification_for_an_unknown_session_creates_it_learned_late(client, sample, status):
     assert_ack(post(client, NOTIFY_URL, sample), result=True, code="000", status=200)
 
@@ -348,12 +401,16 @@ def test_ids_are_upper_cased_but_the_session_id_is_kept_as_sent_and_found_in_any
     assert ack["SessionID"] == SID.upper()
     charging_session = ChargingSession.objects.get()
     assert (charging_session.session_id, charging_session.evse_id, charging_session.operator_id) == (
-        SID.upper(), "DE*XYZ*ETEST1", "DE*XYZ")
+        SID.upper(),
+        "DE*XYZ*ETEST1",
+        "DE*XYZ",
+    )
     message = charging_session.inbound_messages.get()
     assert (message.operator_id, message.parsed["OperatorID"]) == ("DE*ABC", "DE*ABC")
     # The CDR spells the SessionID in lower case: the same session, not a second one.
-    cdr_response = post(client, cdr_url("de*xyz"), msg(CDR, SessionID=SID, EvseID="dexyzetest1",
-                                                      HubProviderID="de-dcb"))
+    cdr_response = post(
+        client, cdr_url("de*xyz"), msg(CDR, SessionID=SID, EvseID="dexyzetest1", HubProviderID="de-dcb")
+    )
     ack = assert_ack(cdr_response, result=True, code="000", status=200)
     assert ack["SessionID"] == SID
     assert ChargingSession.objects.get().status == ChargingSession.Status.CLOSED
@@ -371,7 +428,7 @@ def test_the_session_timeline_keeps_every_message_raw_and_parsed(client):
     charging_session = ChargingSession.objects.get(session_id=SID)
     messages = list(charging_session.inbound_messages.order_by("received_at", "pk"))
     assert [m.kind for m in messages] == ["START", "PROGRESS", "ERROR", "END", "CDR"]
-    for message, sample in zip(messages, (START, PROGRESS, ERROR, END, CDR)):
+    for message, sample in zip(messages, (START, PROGRESS, ERROR, END, CDR), strict=True):
         assert json.loads(message.raw) == sample
         assert message.parsed["SessionID"] == SID
         assert message.session_id == SID
@@ -389,15 +446,18 @@ def test_hub_provider_id_typo_of_the_openapi_is_accepted(client):
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("change", [
-    {"Unknown": {"added": ["by", "HBS"]}},  # HBS may add fields
-    {"CPOPartnerSessionID": "[" * 30 + "{" * 30},  # brackets inside strings do not count as nesting
-    {"CPOPartnerSessionID": None, "Identification": None},  # explicit nulls: absent
-    {"ChargingStart": "2020-09-23T16:17:53+02:00"},
-    {"ChargingStart": "2020-09-23T14:17:53.123456789-05:30"},
-    {"MeterValueStart": 12.5, "PartnerProductID": "x" * 50, "EMPPartnerSessionID": "é" * 250},
-    {"EvseID": "+49*810*000*438", "OperatorID": "+49*810"},
-])
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"Unknown": {"added": ["by", "HBS"]}},  # HBS may add fields
+        {"CPOPartnerSessionID": "[" * 30 + "{" * 30},  # brackets inside strings do not count as nesting
+        {"CPOPartnerSessionID": None, "Identification": None},  # explicit nulls: absent
+        {"ChargingStart": "2020-09-23T16:17:53+02:00"},
+        {"ChargingStart": "2020-09-23T14:17:53.123456789-05:30"},
+        {"MeterValueStart": 12.5, "PartnerProductID": "x" * 50, "EMPPartnerSessionID": "é" * 250},
+        {"EvseID": "+49*810*000*438", "OperatorID": "+49*810"},
+    ],
+)
 def test_valid_variations_are_accepted(client, change):
     assert_ack(post(client, NOTIFY_URL, msg(START, **change)), result=True, code="000", status=200)
     assert InboundMessage.objects.count() == 1
@@ -408,8 +468,12 @@ def test_a_hub_operator_may_send_for_its_sub_operator(client):
     # EvseID of operator DE*XYZ, pushed under the hub operator's ID given as HubOperatorID.
     assert_ack(post(client, cdr_url("DE*ABC"), CDR), result=True, code="000", status=200)
     # ISO operator IDs with and without the optional "*" are one operator.
-    assert_ack(post(client, cdr_url("DEXYZ"), msg(CDR, SessionID="a" * 8 + "-aaaa-aaaa-aaaa-" + "a" * 12)),
-               result=True, code="000", status=200)
+    assert_ack(
+        post(client, cdr_url("DEXYZ"), msg(CDR, SessionID="a" * 8 + "-aaaa-aaaa-aaaa-" + "a" * 12)),
+        result=True,
+        code="000",
+        status=200,
+    )
 
 
 @pytest.mark.django_db
@@ -417,11 +481,16 @@ def test_every_openapi_example_is_accepted(client):
     import yaml
 
     schemas = yaml.safe_load(spec_file("openapi.yaml").read_text())["components"]["schemas"]
-    for name in ("eRoamingChargingNotificationStart", "eRoamingChargingNotificationProgress",
-                 "eRoamingChargingNotificationError", "eRoamingChargingNotificationEnd"):
+    for name in (
+        "eRoamingChargingNotificationStart",
+        "eRoamingChargingNotificationProgress",
+        "eRoamingChargingNotificationError",
+        "eRoamingChargingNotificationEnd",
+    ):
         assert_ack(post(client, NOTIFY_URL, schemas[name]["example"]), result=True, code="000", status=200)
-    assert_ack(post(client, cdr_url(), schemas["eRoamingChargeDetailRecord"]["example"]),
-               result=True, code="000", status=200)
+    assert_ack(
+        post(client, cdr_url(), schemas["eRoamingChargeDetailRecord"]["example"]), result=True, code="000", status=200
+    )
     assert ChargingSession.objects.get().status == ChargingSession.Status.CLOSED
 
 
@@ -490,15 +559,28 @@ BAD_MESSAGES = [
     ("number", NOTIFY_URL, b"42", "body"),
     ("null", NOTIFY_URL, b"null", "body"),
     ("cdr-list", cdr_url(), json.dumps([CDR]).encode(), "body"),
-    ("non-utf8", NOTIFY_URL, json.dumps(START).replace("1234XYZ", "12\udcff").encode("utf-8", "surrogateescape"),
-     "body"),
-    ("latin1", NOTIFY_URL, json.dumps(msg(START, CPOPartnerSessionID="Müller"), ensure_ascii=False).encode("latin-1"),
-     "body"),
+    (
+        "non-utf8",
+        NOTIFY_URL,
+        json.dumps(START).replace("1234XYZ", "12\udcff").encode("utf-8", "surrogateescape"),
+        "body",
+    ),
+    (
+        "latin1",
+        NOTIFY_URL,
+        json.dumps(msg(START, CPOPartnerSessionID="Müller"), ensure_ascii=False).encode("latin-1"),
+        "body",
+    ),
     ("nested-100000-lists", NOTIFY_URL, NESTED, "body"),
     ("nested-100000-objects", NOTIFY_URL, b'{"a":' * 40_000 + b"1" + b"}" * 40_000, "body"),
-    ("nested-in-field", NOTIFY_URL,
-     json.dumps(msg(START, Identification={"RemoteIdentification": {"x": json.loads("[" * 25 + "]" * 25)}})).encode(),
-     "body"),
+    (
+        "nested-in-field",
+        NOTIFY_URL,
+        json.dumps(
+            msg(START, Identification={"RemoteIdentification": {"x": json.loads("[" * 25 + "]" * 25)}})
+        ).encode(),
+        "body",
+    ),
     ("NaN", NOTIFY_URL, json.dumps(msg(END, ConsumedEnergy=float("nan"))).encode(), "NaN"),
     ("Infinity", cdr_url(), json.dumps(msg(CDR, ConsumedEnergy=float("inf"))).encode(), "Infinity"),
     ("duplicate-key", NOTIFY_URL, json.dumps(START)[:-1].encode() + b', "SessionID": "x"}', "SessionID"),
@@ -512,14 +594,17 @@ BAD_MESSAGES = [
     ("negative-energy", NOTIFY_URL, msg(END, ConsumedEnergy=-1), "ConsumedEnergy"),
     ("huge-energy", cdr_url(), msg(CDR, ConsumedEnergy=1e20), "ConsumedEnergy"),
     # missing mandatory fields (and explicit null for one)
-    *[(f"start-missing-{f}", NOTIFY_URL, msg(START, **{f: ...}), f)
-      for f in ("Type", "SessionID", "EvseID", "ChargingStart")],
+    *[
+        (f"start-missing-{f}", NOTIFY_URL, msg(START, **{f: ...}), f)
+        for f in ("Type", "SessionID", "EvseID", "ChargingStart")
+    ],
     ("end-missing-ChargingEnd", NOTIFY_URL, msg(END, ChargingEnd=...), "ChargingEnd"),
     ("error-missing-ErrorType", NOTIFY_URL, msg(ERROR, ErrorType=...), "ErrorType"),
     ("null-SessionID", NOTIFY_URL, msg(START, SessionID=None), "SessionID"),
-    *[(f"cdr-missing-{f}", cdr_url(), msg(CDR, **{f: ...}), f)
-      for f in ("SessionID", "EvseID", "ChargingStart", "ChargingEnd", "SessionStart",
-                "SessionEnd", "ConsumedEnergy")],
+    *[
+        (f"cdr-missing-{f}", cdr_url(), msg(CDR, **{f: ...}), f)
+        for f in ("SessionID", "EvseID", "ChargingStart", "ChargingEnd", "SessionStart", "SessionEnd", "ConsumedEnergy")
+    ],
     # ID formats
     ("bad-EvseID", NOTIFY_URL, msg(START, EvseID="XX"), "EvseID"),
     ("bad-SessionID", NOTIFY_URL, msg(START, SessionID="not-a-guid"), "SessionID"),
@@ -542,8 +627,20 @@ REAL_WORLD = [
     ("float-duration", NOTIFY_URL, msg(PROGRESS, ChargingDuration=1.5), "number_form", "ChargingDuration"),
     ("string-identification", cdr_url(), msg(CDR, Identification="DE-DCB-C12345678-X"), "ignored", "Identification"),
     ("bare-meter-list", NOTIFY_URL, msg(END, MeterValueInBetween=[0, 1]), "spelling", "MeterValueInBetween"),
-    ("meter-value-string", cdr_url(), msg(CDR, MeterValueInBetween={"meterValues": ["1"]}), "ignored", "MeterValueInBetween"),
-    ("signed-values-object", cdr_url(), msg(CDR, SignedMeteringValues={"SignedMeteringValue": "x"}), "ignored", "SignedMeteringValues"),
+    (
+        "meter-value-string",
+        cdr_url(),
+        msg(CDR, MeterValueInBetween={"meterValues": ["1"]}),
+        "ignored",
+        "MeterValueInBetween",
+    ),
+    (
+        "signed-values-object",
+        cdr_url(),
+        msg(CDR, SignedMeteringValues={"SignedMeteringValue": "x"}),
+        "ignored",
+        "SignedMeteringValues",
+    ),
     ("four-decimals", NOTIFY_URL, msg(PROGRESS, ConsumedEnergyProgress=1.2345), "rounded", "ConsumedEnergyProgress"),
     ("negative-meter", cdr_url(), msg(CDR, MeterValueStart=-0.5), "ignored", "MeterValueStart"),
     ("progress-missing-EventOccurred", NOTIFY_URL, msg(PROGRESS, EventOccurred=...), "missing", "EventOccurred"),
@@ -555,18 +652,51 @@ REAL_WORLD = [
     ("two-hub-provider-spellings", cdr_url(), msg(CDR, HubProviderId="DE-XXX"), "ignored", "HubProviderId"),
     ("not-a-date", NOTIFY_URL, msg(PROGRESS, EventOccurred="yesterday"), "ignored", "EventOccurred"),
     ("number-timestamp", NOTIFY_URL, msg(START, SessionStart=1600870673), "ignored", "SessionStart"),
-    ("long-CPOPartnerSessionID", NOTIFY_URL, msg(START, CPOPartnerSessionID="x" * 251), "ignored", "CPOPartnerSessionID"),
+    (
+        "long-CPOPartnerSessionID",
+        NOTIFY_URL,
+        msg(START, CPOPartnerSessionID="x" * 251),
+        "ignored",
+        "CPOPartnerSessionID",
+    ),
     ("long-EMPPartnerSessionID", cdr_url(), msg(CDR, EMPPartnerSessionID="x" * 251), "ignored", "EMPPartnerSessionID"),
-    ("long-ErrorAdditionalInfo", NOTIFY_URL, msg(ERROR, ErrorAdditionalInfo="x" * 251), "over_long", "ErrorAdditionalInfo"),
-    ("long-SignedMeteringValue", cdr_url(),
-     msg(CDR, SignedMeteringValues=[{"SignedMeteringValue": "x" * 3001, "MeteringStatus": "Start"}]), "over_long", "SignedMeteringValues"),
-    ("eleven-SignedMeteringValues", cdr_url(),
-     msg(CDR, SignedMeteringValues=[{"SignedMeteringValue": "x", "MeteringStatus": "Progress"}] * 11), "too_many", "SignedMeteringValues"),
-    ("long-PublicKey", cdr_url(), msg(CDR, CalibrationLawVerificationInfo={"PublicKey": "k" * 1001}), "over_long", "CalibrationLawVerificationInfo"),
+    (
+        "long-ErrorAdditionalInfo",
+        NOTIFY_URL,
+        msg(ERROR, ErrorAdditionalInfo="x" * 251),
+        "over_long",
+        "ErrorAdditionalInfo",
+    ),
+    (
+        "long-SignedMeteringValue",
+        cdr_url(),
+        msg(CDR, SignedMeteringValues=[{"SignedMeteringValue": "x" * 3001, "MeteringStatus": "Start"}]),
+        "over_long",
+        "SignedMeteringValues",
+    ),
+    (
+        "eleven-SignedMeteringValues",
+        cdr_url(),
+        msg(CDR, SignedMeteringValues=[{"SignedMeteringValue": "x", "MeteringStatus": "Progress"}] * 11),
+        "too_many",
+        "SignedMeteringValues",
+    ),
+    (
+        "long-PublicKey",
+        cdr_url(),
+        msg(CDR, CalibrationLawVerificationInfo={"PublicKey": "k" * 1001}),
+        "over_long",
+        "CalibrationLawVerificationInfo",
+    ),
     ("NUL-in-partner-id", NOTIFY_URL, msg(START, EMPPartnerSessionID="a\u0000b"), "ignored", "EMPPartnerSessionID"),
     ("sample-ErrorType-typo", NOTIFY_URL, msg(ERROR, ErrorType="Connector Error"), "spelling", "ErrorType"),
-    ("bad-MeteringStatus", cdr_url(),
-     msg(CDR, SignedMeteringValues=[{"SignedMeteringValue": "x", "MeteringStatus": "Middle"}]), "unknown_value", "SignedMeteringValues"),
+    (
+        "bad-MeteringStatus",
+        cdr_url(),
+        msg(CDR, SignedMeteringValues=[{"SignedMeteringValue": "x", "MeteringStatus": "Middle"}]),
+        "unknown_value",
+        "SignedMeteringValues",
+    ),
     ("start-missing-OperatorID", NOTIFY_URL, msg(START, OperatorID=...), "derived", "OperatorID"),
     ("cdr-missing-Identification", cdr_url(), msg(CDR, Identification=...), "missing", "Identification"),
     ("float-noise-energy", NOTIFY_URL, msg(END, ConsumedEnergy=1234.5000000000002), "rounded", "ConsumedEnergy"),
@@ -582,8 +712,9 @@ REAL_WORLD = [
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize(("url", "body", "field"), [case[1:] for case in BAD_MESSAGES],
-                         ids=[case[0] for case in BAD_MESSAGES])
+@pytest.mark.parametrize(
+    ("url", "body", "field"), [case[1:] for case in BAD_MESSAGES], ids=[case[0] for case in BAD_MESSAGES]
+)
 def test_bad_messages_are_refused_with_022_naming_the_field_and_change_nothing(client, url, body, field):
     # An existing session with an accepted stop: a refused message must not touch either.
     charging_session = ChargingSessionFactory(session_id=SID, evse_id="DE*XYZ*ETEST1", operator_id="DE*XYZ")
@@ -600,8 +731,9 @@ def test_bad_messages_are_refused_with_022_naming_the_field_and_change_nothing(c
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize(("url", "body", "code", "field"), [case[1:] for case in REAL_WORLD],
-                         ids=[case[0] for case in REAL_WORLD])
+@pytest.mark.parametrize(
+    ("url", "body", "code", "field"), [case[1:] for case in REAL_WORLD], ids=[case[0] for case in REAL_WORLD]
+)
 def test_real_world_variants_are_accepted_kept_as_sent_and_flagged(client, url, body, code, field):
     charging_session = ChargingSessionFactory(session_id=SID, evse_id="DE*XYZ*ETEST1", operator_id="DE*XYZ")
     raw = body if isinstance(body, bytes) else json.dumps(body)
@@ -627,8 +759,12 @@ def test_real_world_variants_are_accepted_kept_as_sent_and_flagged(client, url, 
 def test_a_tidy_message_has_no_anomalies(client):
     ChargingSessionFactory(session_id=SID, evse_id="DE*XYZ*ETEST1", operator_id="DE*XYZ")
 
-    assert_ack(post(client, NOTIFY_URL, msg(START, OperatorID="DE*XYZ", PartnerProductID="x" * 50)),
-               result=True, code="000", status=200)
+    assert_ack(
+        post(client, NOTIFY_URL, msg(START, OperatorID="DE*XYZ", PartnerProductID="x" * 50)),
+        result=True,
+        code="000",
+        status=200,
+    )
     assert_ack(post(client, cdr_url(), CDR), result=True, code="000", status=200)
 
     assert not InboundMessage.objects.filter(flagged=True).exists()
@@ -719,8 +855,9 @@ def test_only_post_is_allowed(client, method):
 
 @pytest.mark.django_db
 def test_bad_content_length_is_refused(client):
-    response = client.generic("POST", NOTIFY_URL, json.dumps(START), content_type="application/json",
-                              CONTENT_LENGTH="many")
+    response = client.generic(
+        "POST", NOTIFY_URL, json.dumps(START), content_type="application/json", CONTENT_LENGTH="many"
+    )
     assert_ack(response, result=False, code="022", status=400)
     assert not InboundMessage.objects.exists()
 
@@ -747,8 +884,11 @@ def test_a_caller_outside_the_allowed_networks_is_refused_and_audited(client):
     # Counted, and audited once for the caller's minute with the count (anyone can call).
     (refusal,) = refusals()
     assert refusal.data == {
-        "client_address": "203.0.113.9", "minute": refusal.data["minute"], "refused_calls": 3,
-        "reasons": {"address not in OICP_INBOUND_ALLOWED_NETWORKS": 3}, "first_path": NOTIFY_URL,
+        "client_address": "203.0.113.9",
+        "minute": refusal.data["minute"],
+        "refused_calls": 3,
+        "reasons": {"address not in OICP_INBOUND_ALLOWED_NETWORKS": 3},
+        "first_path": NOTIFY_URL,
     }
 
 
@@ -771,8 +911,9 @@ def test_behind_a_trusted_proxy_the_client_is_the_rightmost_untrusted_forwarded_
     settings.OICP_INBOUND_TRUSTED_PROXIES = ["10.0.0.0/8"]
 
     # Through two proxies; whatever the client put at the left of the header does not count.
-    ok = post(client, NOTIFY_URL, START, REMOTE_ADDR="10.0.0.5",
-              HTTP_X_FORWARDED_FOR="203.0.113.9, 198.51.100.7, 10.1.1.1")
+    ok = post(
+        client, NOTIFY_URL, START, REMOTE_ADDR="10.0.0.5", HTTP_X_FORWARDED_FOR="203.0.113.9, 198.51.100.7, 10.1.1.1"
+    )
     assert_ack(ok, result=True, code="000", status=200)
     assert InboundMessage.objects.get().remote_addr == "198.51.100.7"
 
@@ -863,9 +1004,12 @@ def test_ten_thousand_refused_calls_leave_a_handful_of_audit_records(client):
     start = timezone.now().replace(second=0, microsecond=0)
     for index in range(10_000):
         # Two callers over about three minutes (counted through the service the view calls).
-        services.count_inbound_refusal(client_address=callers[index % 2], path=NOTIFY_URL,
-                                       reason="address not in OICP_INBOUND_ALLOWED_NETWORKS",
-                                       now=start + timedelta(seconds=index // 60))
+        services.count_inbound_refusal(
+            client_address=callers[index % 2],
+            path=NOTIFY_URL,
+            reason="address not in OICP_INBOUND_ALLOWED_NETWORKS",
+            now=start + timedelta(seconds=index // 60),
+        )
     for _ in range(20):  # and through the endpoint
         assert post(client, NOTIFY_URL, START, REMOTE_ADDR="203.0.113.9").status_code == 403
 

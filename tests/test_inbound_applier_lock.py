@@ -29,11 +29,17 @@ LOCK_SECONDS = 1
 def lock_cache(request, settings, monkeypatch):
     if request.param == "redis":
         location = request.getfixturevalue("redis_url").rsplit("/", 1)[0] + "/5"
-        settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
-                                       "LOCATION": location, "KEY_PREFIX": "lock-test"}}
+        settings.CACHES = {
+            "default": {
+                "BACKEND": "django.core.cache.backends.redis.RedisCache",
+                "LOCATION": location,
+                "KEY_PREFIX": "lock-test",
+            }
+        }
     else:
-        settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache",
-                                       "LOCATION": "applier-lock-test"}}
+        settings.CACHES = {
+            "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "applier-lock-test"}
+        }
     monkeypatch.setattr(inbound_queue, "APPLIER_LOCK_SECONDS", LOCK_SECONDS)
     monkeypatch.setattr(inbound_queue, "APPLIER_HEARTBEAT_SECONDS", LOCK_SECONDS / 3)
     cache = caches["default"]

@@ -19,9 +19,9 @@ import redis
 from django.test import TestCase
 from django.utils import timezone
 
+from sessions.inbound import queue as inbound_queue
 from sessions.models import AuditRecord, ChargingSession, InboundMessage
 from sessions.oicp import ids
-from sessions.inbound import queue as inbound_queue
 from tests import servers, test_inbound
 from tests.test_inbound import END, NOTIFY_URL, START, assert_ack, msg
 
@@ -42,9 +42,17 @@ def _backlog(sessions: int) -> None:
     for number in range(sessions):
         sid = _session_id(number)
         for sample, kind in ((START, InboundMessage.Kind.START), (END, InboundMessage.Kind.END)):
-            rows.append(InboundMessage(kind=kind, session_id=ids.session_key(sid), operator_id="DE*ABC",
-                                       received_at=received_at, remote_addr="127.0.0.1",
-                                       raw=json.dumps(msg(sample, SessionID=sid)), parsed={}))
+            rows.append(
+                InboundMessage(
+                    kind=kind,
+                    session_id=ids.session_key(sid),
+                    operator_id="DE*ABC",
+                    received_at=received_at,
+                    remote_addr="127.0.0.1",
+                    raw=json.dumps(msg(sample, SessionID=sid)),
+                    parsed={},
+                )
+            )
     InboundMessage.objects.bulk_create(rows)
 
 
@@ -75,13 +83,18 @@ def test_a_worker_killed_while_applying_holds_up_the_queue_only_for_seconds(
     total = 2 * SESSIONS + 2
 
     with servers.celery_publisher(broker):
-        first = servers.celery_worker(broker_url=broker, database_url=database_url, oicp_base_url=simulator.url,
-                                      concurrency=4)
+        first = servers.celery_worker(
+            broker_url=broker, database_url=database_url, oicp_base_url=simulator.url, concurrency=4
+        )
         with first as proc:
             # A pushed Start kicks the worker, which applies the whole queue in arrival order.
             _push(client, msg(START, SessionID=_session_id(SESSIONS)), monkeypatch)
-            servers.wait_until(lambda: _pending() <= total - 20, timeout=60, interval=0.01,
-                               message="the first worker to be applying the backlog")
+            servers.wait_until(
+                lambda: _pending() <= total - 20,
+                timeout=60,
+                interval=0.01,
+                message="the first worker to be applying the backlog",
+            )
             proc.stop(signal.SIGKILL)  # the whole process group, mid-apply: no chance to let go
             killed_at = time.monotonic()
         assert proc.proc.returncode == -signal.SIGKILL
@@ -90,8 +103,9 @@ def test_a_worker_killed_while_applying_holds_up_the_queue_only_for_seconds(
         assert store.exists(lock_key), "the killed worker held the applier lock"
 
         # Restarted (as a supervisor does) and Hubject pushes the End: its task finds the dead lock.
-        second = servers.celery_worker(broker_url=broker, database_url=database_url, oicp_base_url=simulator.url,
-                                       concurrency=4)
+        second = servers.celery_worker(
+            broker_url=broker, database_url=database_url, oicp_base_url=simulator.url, concurrency=4
+        )
         with second:
             _push(client, msg(END, SessionID=_session_id(SESSIONS)), monkeypatch)
             resumed = []
@@ -103,15 +117,22 @@ def test_a_worker_killed_while_applying_holds_up_the_queue_only_for_seconds(
                 return waiting == 0
 
             try:
-                servers.wait_until(applied_all, timeout=RECOVERY_BUDGET_SECONDS, interval=0.05,
-                                   message="the queue to be applied after the crash")
+                servers.wait_until(
+                    applied_all,
+                    timeout=RECOVERY_BUDGET_SECONDS,
+                    interval=0.05,
+                    message="the queue to be applied after the crash",
+                )
             except AssertionError as error:
                 raise AssertionError(
                     f"{_pending()} of {left + 1} messages still waiting {time.monotonic() - killed_at:.1f} s after "
-                    f"the crash (lock ttl {store.ttl(lock_key)} s)") from error
+                    f"the crash (lock ttl {store.ttl(lock_key)} s)"
+                ) from error
             recovered_in = time.monotonic() - killed_at
-    print(f"\nkilled with {left} messages waiting: applying resumed {resumed[0]:.1f} s after the crash, "
-          f"all applied after {recovered_in:.1f} s")
+    print(
+        f"\nkilled with {left} messages waiting: applying resumed {resumed[0]:.1f} s after the crash, "
+        f"all applied after {recovered_in:.1f} s"
+    )
     # The dead lock lapses (at most APPLIER_LOCK_SECONDS) and the waiting task comes back at once.
     assert resumed[0] < inbound_queue.APPLIER_LOCK_SECONDS + 3
     assert recovered_in < RECOVERY_BUDGET_SECONDS

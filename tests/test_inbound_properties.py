@@ -45,7 +45,6 @@ import json
 import os
 import re
 from datetime import UTC, datetime, timedelta, timezone
-from pathlib import Path
 from urllib.parse import quote
 
 import pytest
@@ -146,8 +145,11 @@ def _offset(minutes: int) -> timezone:
 def _timestamps(earliest: datetime, latest: datetime):
     """RFC 3339 date-times, always with an offset ("Z" or ±hh:mm), as the schema's format means."""
     return st.builds(
-        lambda moment, minutes, zulu: (moment.replace(tzinfo=UTC).isoformat().replace("+00:00", "Z")
-                                       if zulu else moment.replace(tzinfo=_offset(minutes)).isoformat()),
+        lambda moment, minutes, zulu: (
+            moment.replace(tzinfo=UTC).isoformat().replace("+00:00", "Z")
+            if zulu
+            else moment.replace(tzinfo=_offset(minutes)).isoformat()
+        ),
         st.datetimes(min_value=earliest, max_value=latest),
         st.integers(-14 * 60, 14 * 60),
         st.booleans(),
@@ -196,7 +198,9 @@ def strategy(schema: dict, *, portal: bool):
             return st.from_regex(schema["pattern"])
         if schema.get("format") == "date-time":
             return PORTAL_TIMESTAMPS if portal else ANY_TIMESTAMPS
-        return st.text(_alphabet(portal), min_size=schema.get("minLength", 0), max_size=min(schema.get("maxLength", 40), 260))
+        return st.text(
+            _alphabet(portal), min_size=schema.get("minLength", 0), max_size=min(schema.get("maxLength", 40), 260)
+        )
     if kind == "number":
         if portal:  # Decimal(,3) kWh, non-negative: thousandths (a float's repr then has ≤ 3 decimals)
             return st.one_of(st.integers(0, 999_999), st.integers(0, 999_999_999).map(lambda n: n / 1000))
@@ -311,11 +315,19 @@ def test_valid_cdrs_are_accepted(client, body):
 # --- 3. schema violations are refused ------------------------------------------------------------
 
 _WRONG_TYPE_VALUES = {
-    "string": st.one_of(st.integers(), st.booleans(), st.lists(st.text(max_size=3), max_size=2),
-                        st.dictionaries(st.text(max_size=3), st.integers(), max_size=2)),
+    "string": st.one_of(
+        st.integers(),
+        st.booleans(),
+        st.lists(st.text(max_size=3), max_size=2),
+        st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+    ),
     "number": st.one_of(st.text(max_size=5), st.booleans(), st.lists(st.integers(), max_size=2), st.just({})),
-    "integer": st.one_of(st.text(max_size=5), st.booleans(), st.floats(allow_nan=False, allow_infinity=False)
-                         .filter(lambda x: not x.is_integer()), st.just([])),
+    "integer": st.one_of(
+        st.text(max_size=5),
+        st.booleans(),
+        st.floats(allow_nan=False, allow_infinity=False).filter(lambda x: not x.is_integer()),
+        st.just([]),
+    ),
     "object": st.one_of(st.text(max_size=5), st.integers(), st.booleans(), st.lists(st.integers(), max_size=2)),
     "array": st.one_of(st.text(max_size=5), st.integers(), st.booleans(), st.just({})),
 }
@@ -332,7 +344,9 @@ def violation(draw, name: str, valid):
     if kind == "drop":
         body.pop(draw(st.sampled_from(schema["required"])))
     elif kind == "type":
-        field = draw(st.sampled_from(sorted(f for f in body if properties.get(f, {}).get("type") in _WRONG_TYPE_VALUES)))
+        field = draw(
+            st.sampled_from(sorted(f for f in body if properties.get(f, {}).get("type") in _WRONG_TYPE_VALUES))
+        )
         body[field] = draw(_WRONG_TYPE_VALUES[properties[field]["type"]])
     elif kind == "pattern":
         field = draw(st.sampled_from(sorted(f for f in properties if "pattern" in properties[f])))
@@ -340,8 +354,11 @@ def violation(draw, name: str, valid):
         body[field] = draw(st.text(max_size=45).filter(lambda value: not pattern.search(value)))
     elif kind == "enum":
         field = draw(st.sampled_from(sorted(f for f in properties if "enum" in properties[f])))
-        body[field] = draw(st.text(max_size=20).filter(
-            lambda value: value not in properties[field]["enum"] and value not in NOTIFICATIONS))
+        body[field] = draw(
+            st.text(max_size=20).filter(
+                lambda value: value not in properties[field]["enum"] and value not in NOTIFICATIONS
+            )
+        )
     else:
         field = draw(st.sampled_from(sorted(f for f in properties if "maxLength" in properties[f])))
         body[field] = "x" * (properties[field]["maxLength"] + draw(st.integers(1, 50)))
@@ -388,9 +405,14 @@ def assert_refused_or_flagged(response) -> None:
 
 @pytest.mark.django_db
 @settings(max_examples=100, **SETTINGS)
-@given(body=st.one_of(st.binary(max_size=200), JSON_VALUES.map(lambda v: json.dumps(v).encode()),
-                      st.lists(st.floats(), max_size=3).map(lambda v: json.dumps({"Type": "End", "x": v}).encode())),
-       cdr=st.booleans())
+@given(
+    body=st.one_of(
+        st.binary(max_size=200),
+        JSON_VALUES.map(lambda v: json.dumps(v).encode()),
+        st.lists(st.floats(), max_size=3).map(lambda v: json.dumps({"Type": "End", "x": v}).encode()),
+    ),
+    cdr=st.booleans(),
+)
 def test_arbitrary_bodies_get_an_acknowledgement(client, body, cdr):
     response, _ = send(client, cdr_url_for(None) if cdr else NOTIFY_URL, body)
     assert response.status_code == 400

@@ -18,10 +18,10 @@ from django.test import TestCase
 from django.utils import timezone
 
 from sessions import services
-from sessions.models import AuditRecord, ChargeDetailRecord, ChargingSession, InboundMessage, RemoteStopRequest
 from sessions.inbound import queue as inbound_queue
-from tests.factories import ChargingSessionFactory, RemoteStopRequestFactory
+from sessions.models import AuditRecord, ChargeDetailRecord, ChargingSession, InboundMessage, RemoteStopRequest
 from tests import test_inbound
+from tests.factories import ChargingSessionFactory, RemoteStopRequestFactory
 from tests.test_inbound import CDR, END, NOTIFY_URL, SID, START, assert_ack, cdr_url, msg
 
 pytestmark = pytest.mark.django_db
@@ -94,8 +94,9 @@ def test_a_broker_that_is_down_does_not_lose_the_message_or_the_acknowledgement(
 
 
 def test_messages_of_a_session_are_applied_in_the_order_they_arrived(client):
-    stop = RemoteStopRequestFactory(state=State.ACCEPTED, charging_session=ChargingSessionFactory(session_id=SID,
-                                                                                                  evse_id="DE*XYZ*ETEST1"))
+    stop = RemoteStopRequestFactory(
+        state=State.ACCEPTED, charging_session=ChargingSessionFactory(session_id=SID, evse_id="DE*XYZ*ETEST1")
+    )
     post(client, NOTIFY_URL, END)
     post(client, cdr_url(), CDR)
     post(client, NOTIFY_URL, START)  # late: must not reopen what the CDR closed
@@ -107,8 +108,12 @@ def test_messages_of_a_session_are_applied_in_the_order_they_arrived(client):
     end_message = InboundMessage.objects.get(kind=InboundMessage.Kind.END)
     assert stop.confirmed_at == end_message.received_at
     events = list(AuditRecord.objects.order_by("id").values_list("event_type", flat=True))
-    assert events[-4:] == [Event.STOP_CONFIRMED, Event.NOTIFICATION_RECEIVED, Event.CDR_RECEIVED,
-                           Event.NOTIFICATION_RECEIVED]
+    assert events[-4:] == [
+        Event.STOP_CONFIRMED,
+        Event.NOTIFICATION_RECEIVED,
+        Event.CDR_RECEIVED,
+        Event.NOTIFICATION_RECEIVED,
+    ]
 
 
 def test_a_repeated_cdr_is_named_a_duplicate_before_and_after_it_is_applied(client):
@@ -248,7 +253,8 @@ def test_during_a_burst_applying_waits_until_it_eases_or_the_oldest_waited_too_l
         post(client, NOTIFY_URL, msg(START, SessionID=f"{number:08d}-02d8-4fa0-b810-9a9d50d2c527"))
     assert inbound_queue._burst_in_progress()
     InboundMessage.objects.filter(kind=InboundMessage.Kind.END).update(
-        received_at=timezone.now() - timedelta(seconds=settings.OICP_INBOUND_MAX_DEFER_SECONDS + 1))
+        received_at=timezone.now() - timedelta(seconds=settings.OICP_INBOUND_MAX_DEFER_SECONDS + 1)
+    )
     assert not inbound_queue._burst_in_progress()
     settings.OICP_INBOUND_BURST_RATE = 0
     assert services.apply_inbound_messages() == 4

@@ -33,8 +33,9 @@ def stop_and_wait(charging_session) -> RemoteStopRequest:
 
 
 def test_stop_reaches_accepted_and_the_request_matches_hubjects_openapi(live):
-    charging_session = ChargingSessionFactory(evse_id="DE*ACC*E0042*1", operator_id="DE*ACC",
-                                              cpo_partner_session_id="CPO-1")
+    charging_session = ChargingSessionFactory(
+        evse_id="DE*ACC*E0042*1", operator_id="DE*ACC", cpo_partner_session_id="CPO-1"
+    )
     live.add_sessions(charging_session)  # a session Hubject issued: anything else gets 400
     stop = stop_and_wait(charging_session)
     assert (stop.state, stop.oicp_code, stop.http_status, stop.attempt_count) == (State.ACCEPTED, "000", 200, 1)
@@ -53,7 +54,9 @@ def test_stop_reaches_accepted_and_the_request_matches_hubjects_openapi(live):
     }
     _validate_against_openapi(entry)
     assert list(stop.audit_records.order_by("pk").values_list("event_type", flat=True)) == [
-        AuditRecord.EventType.STOP_REQUESTED, AuditRecord.EventType.STOP_SENDING, AuditRecord.EventType.STOP_ACCEPTED,
+        AuditRecord.EventType.STOP_REQUESTED,
+        AuditRecord.EventType.STOP_SENDING,
+        AuditRecord.EventType.STOP_ACCEPTED,
     ]
 
 
@@ -80,6 +83,7 @@ def _validate_against_openapi(entry: dict) -> None:
     api = OpenAPI.from_file_path(str(openapi))
     # The spec's servers are Hubject's; validate the path and body as if sent to QA.
     url = "https://service-qa.hubject.com" + entry["path"]
-    prepared = requests.Request("POST", url, data=entry["body_text"].encode(),
-                                headers={"Content-Type": "application/json"}).prepare()
+    prepared = requests.Request(
+        "POST", url, data=entry["body_text"].encode(), headers={"Content-Type": "application/json"}
+    ).prepare()
     api.validate_request(RequestsOpenAPIRequest(prepared))

@@ -63,19 +63,24 @@ class MakeRun:
     def __init__(self, tmp_path: Path, **env: str):
         self.dir = tmp_path / "run"
         self.port, self.sim_port, self.redis_port = servers.free_port(), servers.free_port(), servers.free_port()
-        child_env = {k: v for k, v in os.environ.items()
-                     if k not in {"DJANGO_SETTINGS_MODULE", "PORTAL_TEST_CHILD", "DATABASE_URL", "CACHE_URL"}}
-        child_env.update({
-            "PORTAL_ENV_FILE": "/nonexistent/.env",  # a developer's .env must not change the test
-            "PORTAL_RUN_DIR": str(self.dir),
-            "PORT": str(self.port),
-            "SIMULATOR_PORT": str(self.sim_port),
-            "CELERY_BROKER_URL": f"redis://127.0.0.1:{self.redis_port}/0",  # make run starts its own Redis
-            "DATABASE_URL": f"sqlite:///{tmp_path / 'portal.sqlite3'}",
-            "CELERY_WORKER_CONCURRENCY": "4",
-            "OICP_BASE_URL": "",
-            **env,
-        })
+        child_env = {
+            k: v
+            for k, v in os.environ.items()
+            if k not in {"DJANGO_SETTINGS_MODULE", "PORTAL_TEST_CHILD", "DATABASE_URL", "CACHE_URL"}
+        }
+        child_env.update(
+            {
+                "PORTAL_ENV_FILE": "/nonexistent/.env",  # a developer's .env must not change the test
+                "PORTAL_RUN_DIR": str(self.dir),
+                "PORT": str(self.port),
+                "SIMULATOR_PORT": str(self.sim_port),
+                "CELERY_BROKER_URL": f"redis://127.0.0.1:{self.redis_port}/0",  # make run starts its own Redis
+                "DATABASE_URL": f"sqlite:///{tmp_path / 'portal.sqlite3'}",
+                "CELERY_WORKER_CONCURRENCY": "4",
+                "OICP_BASE_URL": "",
+                **env,
+            }
+        )
         self.database = tmp_path / "portal.sqlite3"
         self.url = f"http://127.0.0.1:{self.port}"
         self.seen: dict[int, tuple[int, int, str]] = {}
@@ -107,8 +112,11 @@ class MakeRun:
         does not count) or members of their process groups."""
         groups = {pgid for _, pgid, _ in self.seen.values()} | {self.proc.proc.pid}
         commands = {cmd for _, _, cmd in self.seen.values()} | {" ".join(self.proc.proc.args)}
-        return {pid: info for pid, info in _processes().items()
-                if (pid in self.seen or info[1] in groups) and info[2] in commands}
+        return {
+            pid: info
+            for pid, info in _processes().items()
+            if (pid in self.seen or info[1] in groups) and info[2] in commands
+        }
 
     def cleanup(self) -> None:
         """Whatever happened in the test, leave nothing running."""
@@ -158,8 +166,11 @@ def test_a_killed_worker_is_restarted_and_the_portal_keeps_answering(make_run):
     assert others <= set(tree), run.proc.output()
     assert run.get("/login/").status_code == 200
     log = run.dir / "worker.log"
-    servers.wait_until(lambda: log.read_text().count(" ready.") == 2, timeout=60,
-                       message=f"the new worker to be ready:\n{log.read_text()[-3000:]}")
+    servers.wait_until(
+        lambda: log.read_text().count(" ready.") == 2,
+        timeout=60,
+        message=f"the new worker to be ready:\n{log.read_text()[-3000:]}",
+    )
     servers.wait_until(run.healthy, timeout=30, message="/healthz 200 after the restart")
 
 

@@ -126,8 +126,13 @@ def test_provider_id_goes_into_the_path_unencoded(hbs):
 def test_timeout_and_mutual_tls_reach_requests(hbs):
     hbs.post(URL, json=SAMPLE_RESPONSE)
     client = HubjectClient(
-        base_url=BASE, provider_id="DE-DCB", client_cert="/etc/emp/cert.pem", client_key="/etc/emp/key.pem",
-        ca_bundle="/etc/emp/hubject-ca.pem", timeout=75.0, connect_timeout=10.0,
+        base_url=BASE,
+        provider_id="DE-DCB",
+        client_cert="/etc/emp/cert.pem",
+        client_key="/etc/emp/key.pem",
+        ca_bundle="/etc/emp/hubject-ca.pem",
+        timeout=75.0,
+        connect_timeout=10.0,
     )
     result = stop(client)
     kwargs = hbs.calls[0].request.req_kwargs
@@ -174,8 +179,14 @@ def _response(status: int, body: bytes = b"", headers: dict[str, str] | None = N
 def test_every_call_passes_timeout_tuple_cert_and_verify(cert, key, ca, expected_cert, expected_verify, answer):
     session = FakeSession(answer)
     client = HubjectClient(
-        base_url=BASE, provider_id="DE-DCB", client_cert=cert, client_key=key, ca_bundle=ca,
-        timeout=80.0, connect_timeout=5.0, session=session,  # type: ignore[arg-type]
+        base_url=BASE,
+        provider_id="DE-DCB",
+        client_cert=cert,
+        client_key=key,
+        ca_bundle=ca,
+        timeout=80.0,
+        connect_timeout=5.0,
+        session=session,  # type: ignore[arg-type]
     )
     stop(client)
     (call,) = session.calls
@@ -347,8 +358,12 @@ def test_tls_error_page_on_400_is_tls(hbs, client):
 @pytest.mark.parametrize(
     "status, body, kind, code",
     [
-        (401, {"StatusCode": {"Code": "017", "Description": "Unauthorized Access."}, "message": "no"}, "unauthorized",
-         "017"),
+        (
+            401,
+            {"StatusCode": {"Code": "017", "Description": "Unauthorized Access."}, "message": "no"},
+            "unauthorized",
+            "017",
+        ),
         (401, {"StatusCode": None, "message": "Call not authorized"}, "unauthorized", ""),
         (404, {"StatusCode": {"Code": "300", "Description": None}, "message": "Data not found"}, "http_error", "300"),
         (404, {"message": "Data not found"}, "http_error", ""),
@@ -383,8 +398,13 @@ def test_500_fault_body_is_transient(hbs, client):
 
 @pytest.mark.parametrize("status", [502, 503, 504, 429, 408])
 def test_gateway_and_throttling_errors_are_transient(hbs, client, status):
-    hbs.post(URL, status=status, body="<html><h1>Service Unavailable</h1></html>", content_type="text/html",
-             headers={"Process-ID": "p-6"})
+    hbs.post(
+        URL,
+        status=status,
+        body="<html><h1>Service Unavailable</h1></html>",
+        content_type="text/html",
+        headers={"Process-ID": "p-6"},
+    )
     result = stop(client)
     assert (result.outcome, result.failure_kind, result.http_status) == (Outcome.TRANSIENT, "http_error", status)
     assert result.process_id == "p-6"
@@ -408,6 +428,7 @@ def test_redirect_is_not_followed(hbs, client):
 
 
 # --- no answer at all ---------------------------------------------------------------------------------
+
 
 def _wrapped(reason: Exception) -> MaxRetryError:
     """How urllib3 reports a connect-phase failure (refused, DNS, TLS handshake) to requests."""

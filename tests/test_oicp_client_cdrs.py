@@ -1,7 +1,7 @@
 """HubjectClient.get_charge_detail_records: eRoamingGetChargeDetailRecords_V2.2 (DIGEST §5.4)."""
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -19,7 +19,7 @@ from tests.spec_files import spec_file
 BASE = "https://hbs.example"
 URL = f"{BASE}/api/oicp/cdrmgmt/v22/providers/DE-DCB/get-charge-detail-records-request"
 FROM = datetime(2020, 9, 1, tzinfo=timezone(timedelta(hours=2)))
-TO = datetime(2020, 9, 30, 12, 0, tzinfo=timezone.utc)
+TO = datetime(2020, 9, 30, 12, 0, tzinfo=UTC)
 # The OpenAPI example's CDR, trimmed to what matters here.
 CDR = {
     "SessionID": "f98efba4-02d8-4fa0-b810-9a9d50d2c527",
@@ -50,8 +50,14 @@ def page_body(content: list, *, number: int = 0, size: int = 20, total: int | No
         "last": number >= pages - 1,
         "totalPages": pages,
         "first": number == 0,
-        "pageable": {"sort": {"sorted": False, "empty": True, "unsorted": True}, "pageSize": size,
-                     "pageNumber": number, "offset": number * size, "paged": True, "unpaged": False},
+        "pageable": {
+            "sort": {"sorted": False, "empty": True, "unsorted": True},
+            "pageSize": size,
+            "pageNumber": number,
+            "offset": number * size,
+            "paged": True,
+            "unpaged": False,
+        },
         "numberOfElements": len(content),
         "StatusCode": {"Code": "000", "Description": "Description", "AdditionalInfo": "Additional info"},
     }
@@ -141,10 +147,20 @@ def test_middle_page_is_not_last(hbs, client):
     ("status", "body", "outcome", "kind", "code"),
     [
         (503, "<html><h1>503 Service Temporarily Unavailable</h1></html>", Outcome.TRANSIENT, "http_error", ""),
-        (500, {"message": "Processing error", "extendedInfo": None, "validationErrors": []}, Outcome.TRANSIENT,
-         "http_error", ""),
-        (401, {"StatusCode": {"Code": "017", "Description": "Unauthorized Access"}, "message": "Call not authorized"},
-         Outcome.REJECTED, "unauthorized", "017"),
+        (
+            500,
+            {"message": "Processing error", "extendedInfo": None, "validationErrors": []},
+            Outcome.TRANSIENT,
+            "http_error",
+            "",
+        ),
+        (
+            401,
+            {"StatusCode": {"Code": "017", "Description": "Unauthorized Access"}, "message": "Call not authorized"},
+            Outcome.REJECTED,
+            "unauthorized",
+            "017",
+        ),
         (404, {"StatusCode": {"Code": "300"}, "message": "Data not found"}, Outcome.REJECTED, "http_error", "300"),
     ],
 )
@@ -162,8 +178,11 @@ def test_http_errors_are_classified(hbs, client, status, body, outcome, kind, co
 
 
 def test_validation_error_names_the_fields(hbs, client):
-    fault = {"message": "Validation error", "extendedInfo": None,
-             "validationErrors": [{"fieldReference": "From", "errorMessage": "must not be null"}]}
+    fault = {
+        "message": "Validation error",
+        "extendedInfo": None,
+        "validationErrors": [{"fieldReference": "From", "errorMessage": "must not be null"}],
+    }
     hbs.post(URL, json=fault, status=400)
 
     result = pull(client)
@@ -172,8 +191,9 @@ def test_validation_error_names_the_fields(hbs, client):
     assert "From: must not be null" in result.error
 
 
-@pytest.mark.parametrize(("code", "outcome"), [("017", Outcome.REJECTED), ("021", Outcome.TRANSIENT),
-                                                ("001", Outcome.TRANSIENT)])
+@pytest.mark.parametrize(
+    ("code", "outcome"), [("017", Outcome.REJECTED), ("021", Outcome.TRANSIENT), ("001", Outcome.TRANSIENT)]
+)
 def test_an_oicp_failure_code_in_a_200_answer_is_a_failure(hbs, client, code, outcome):
     hbs.post(URL, json={"Result": False, "StatusCode": {"Code": code}})
 
@@ -185,7 +205,12 @@ def test_an_oicp_failure_code_in_a_200_answer_is_a_failure(hbs, client, code, ou
 
 @pytest.mark.parametrize(
     "body",
-    ["<html>maintenance</html>", "[]", json.dumps({"content": "none"}), json.dumps({"content": [], "StatusCode": {"Code": 0}})],
+    [
+        "<html>maintenance</html>",
+        "[]",
+        json.dumps({"content": "none"}),
+        json.dumps({"content": [], "StatusCode": {"Code": 0}}),
+    ],
 )
 def test_unreadable_answers_are_transient(hbs, client, body):
     hbs.post(URL, body=body, status=200, content_type="application/json")
@@ -221,8 +246,15 @@ def test_timeouts_and_tls_settings_are_passed(client, monkeypatch):
         seen.update(kwargs)
         raise requests.ConnectionError("down")
 
-    tls_client = HubjectClient(base_url=BASE, provider_id="DE-DCB", client_cert="c.pem", client_key="k.pem",
-                               ca_bundle="ca.pem", timeout=75, connect_timeout=10)
+    tls_client = HubjectClient(
+        base_url=BASE,
+        provider_id="DE-DCB",
+        client_cert="c.pem",
+        client_key="k.pem",
+        ca_bundle="ca.pem",
+        timeout=75,
+        connect_timeout=10,
+    )
     monkeypatch.setattr(tls_client.session, "request", fake_request)
 
     assert pull(tls_client).transient
@@ -263,6 +295,10 @@ def test_request_matches_hubjects_openapi(hbs, client):
     sent = hbs.calls[0].request
     api = OpenAPI.from_file_path(str(openapi))
     path = urlsplit(sent.url).path.removeprefix("/api/oicp")
-    prepared = requests.Request("POST", "https://service-qa.hubject.com/api/oicp" + path, data=sent.body,
-                                headers={"Content-Type": "application/json"}).prepare()
+    prepared = requests.Request(
+        "POST",
+        "https://service-qa.hubject.com/api/oicp" + path,
+        data=sent.body,
+        headers={"Content-Type": "application/json"},
+    ).prepare()
     api.validate_request(RequestsOpenAPIRequest(prepared))

@@ -46,29 +46,49 @@ def redirects(expect):
     """The same people get through, and are sent on (302) instead of a page (200)."""
     return {who: 302 if code == 200 else code for who, code in expect.items()}
 
+
 CASES = [
     Case("session list", lambda w: reverse("charging_sessions:session-list"), everyone(200)),
-    Case("session detail", lambda w: reverse("charging_sessions:session-detail", args=[w["session"].pk]), everyone(200)),
-    Case("stop POST", lambda w: reverse("charging_sessions:request-stop", args=[w["session"].pk]),
-         {NOBODY: 403, AGENT: 302, ADMIN: 302, SUPERVISOR: 302, AUDITOR: 403},
-         method="post", data={"reason": StopReason.DRIVER_ASKED}),
+    Case(
+        "session detail", lambda w: reverse("charging_sessions:session-detail", args=[w["session"].pk]), everyone(200)
+    ),
+    Case(
+        "stop POST",
+        lambda w: reverse("charging_sessions:request-stop", args=[w["session"].pk]),
+        {NOBODY: 403, AGENT: 302, ADMIN: 302, SUPERVISOR: 302, AUDITOR: 403},
+        method="post",
+        data={"reason": StopReason.DRIVER_ASKED},
+    ),
     Case("stop status", lambda w: reverse("charging_sessions:stop-status", args=[w["stop"].pk]), everyone(200)),
     Case("stop history", lambda w: reverse("charging_sessions:stop-history"), everyone(200)),
     # Someone else's stop: an agent sees only their own.
-    Case("stop timeline", lambda w: reverse("charging_sessions:stop-timeline", args=[w["stop"].pk]),
-         {NOBODY: 403, AGENT: 404, ADMIN: 200, SUPERVISOR: 200, AUDITOR: 200}),
+    Case(
+        "stop timeline",
+        lambda w: reverse("charging_sessions:stop-timeline", args=[w["stop"].pk]),
+        {NOBODY: 403, AGENT: 404, ADMIN: 200, SUPERVISOR: 200, AUDITOR: 200},
+    ),
     Case("audit export page", lambda w: reverse("charging_sessions:audit-export"), EXPORTERS),
-    Case("audit export start", lambda w: reverse("charging_sessions:audit-export-start"), EXPORTERS,
-         method="post", data={"format": "csv"}),
-    Case("audit export detail", lambda w: reverse("charging_sessions:audit-export-detail", args=[w["export"].pk]),
-         EXPORTERS),
-    Case("audit export download",
-         lambda w: reverse("charging_sessions:audit-export-download", args=[w["export"].pk]), EXPORTERS),
+    Case(
+        "audit export start",
+        lambda w: reverse("charging_sessions:audit-export-start"),
+        EXPORTERS,
+        method="post",
+        data={"format": "csv"},
+    ),
+    Case(
+        "audit export detail",
+        lambda w: reverse("charging_sessions:audit-export-detail", args=[w["export"].pk]),
+        EXPORTERS,
+    ),
+    Case(
+        "audit export download",
+        lambda w: reverse("charging_sessions:audit-export-download", args=[w["export"].pk]),
+        EXPORTERS,
+    ),
     # The audit chain's verification: its status for everyone who sees the audit trail, "verify now"
     # for those who may export it.
     Case("audit chain status", lambda w: reverse("charging_sessions:audit-chain-status"), SEES_ALL),
-    Case("audit verify now", lambda w: reverse("charging_sessions:audit-verify"), redirects(EXPORTERS),
-         method="post"),
+    Case("audit verify now", lambda w: reverse("charging_sessions:audit-verify"), redirects(EXPORTERS), method="post"),
     # Flagged messages: everyone who sees all stops (admin, supervisor, auditor), not agents.
     Case("message anomalies", lambda w: reverse("charging_sessions:anomalies"), SEES_ALL),
     Case("anomaly message", lambda w: reverse("charging_sessions:anomaly-message", args=[w["flagged"].pk]), SEES_ALL),
@@ -78,28 +98,53 @@ CASES = [
     Case("two-factor setup", lambda w: reverse("charging_sessions:two-factor-setup"), ALL_USERS),
     # Nothing to verify (no authenticator set up): on to the page asked for.
     Case("two-factor verify", lambda w: reverse("charging_sessions:two-factor-verify"), redirects(ALL_USERS)),
-    Case("two-factor recovery codes", lambda w: reverse("charging_sessions:two-factor-recovery-codes"),
-         redirects(ALL_USERS), method="post"),
-    Case("two-factor turn off", lambda w: reverse("charging_sessions:two-factor-turn-off"), redirects(ALL_USERS),
-         method="post"),
+    Case(
+        "two-factor recovery codes",
+        lambda w: reverse("charging_sessions:two-factor-recovery-codes"),
+        redirects(ALL_USERS),
+        method="post",
+    ),
+    Case(
+        "two-factor turn off",
+        lambda w: reverse("charging_sessions:two-factor-turn-off"),
+        redirects(ALL_USERS),
+        method="post",
+    ),
     # The team: support admins only.
     Case("team", lambda w: reverse("charging_sessions:team"), TEAM_ADMINS),
     Case("team member new", lambda w: reverse("charging_sessions:team-member-new"), TEAM_ADMINS),
-    Case("team member new POST", lambda w: reverse("charging_sessions:team-member-new"), TEAM_ADMINS,
-         method="post", data={"username": "new-agent", "role": "Support agent"}),
+    Case(
+        "team member new POST",
+        lambda w: reverse("charging_sessions:team-member-new"),
+        TEAM_ADMINS,
+        method="post",
+        data={"username": "new-agent", "role": "Support agent"},
+    ),
     Case("team member", lambda w: reverse("charging_sessions:team-member", args=[w["member"].pk]), TEAM_ADMINS),
     *[
-        Case(f"team member {action}", lambda w, action=action: reverse(f"charging_sessions:team-member-{action}",
-                                                                       args=[w["member"].pk]),
-             TEAM_ADMINS if action == "password-reset" else redirects(TEAM_ADMINS), method="post",
-             data={"role": "Support admin"})
+        Case(
+            f"team member {action}",
+            lambda w, action=action: reverse(f"charging_sessions:team-member-{action}", args=[w["member"].pk]),
+            TEAM_ADMINS if action == "password-reset" else redirects(TEAM_ADMINS),
+            method="post",
+            data={"role": "Support admin"},
+        )
         for action in ("role", "password-reset", "two-factor-reset", "deactivate", "reactivate")
     ],
     Case("admin index", lambda w: reverse("admin:index"), STAFF),
     *[
         Case(f"admin {model}", lambda w, model=model: reverse(f"admin:charging_sessions_{model}_changelist"), STAFF)
-        for model in ("chargingsession", "remotestoprequest", "auditrecord", "inboundmessage", "chargedetailrecord",
-                      "auditexport", "auditverification", "auditcheckpoint", "legalhold")
+        for model in (
+            "chargingsession",
+            "remotestoprequest",
+            "auditrecord",
+            "inboundmessage",
+            "chargedetailrecord",
+            "auditexport",
+            "auditverification",
+            "auditcheckpoint",
+            "legalhold",
+        )
     ],
 ]
 
@@ -117,9 +162,14 @@ def world(db, settings, tmp_path, no_broker):
         "stop": RemoteStopRequestFactory(requested_by=owner),
         "export": export,
         "flagged": InboundMessage.objects.create(
-            kind=InboundMessage.Kind.CDR, session_id="refused", received_at=timezone.now(), raw="{}",
-            apply_error="Refused by the CDR pull: EvseID missing", flagged=True,
-            anomalies=[{"code": "refused", "field": "EvseID", "text": "EvseID missing"}]),
+            kind=InboundMessage.Kind.CDR,
+            session_id="refused",
+            received_at=timezone.now(),
+            raw="{}",
+            apply_error="Refused by the CDR pull: EvseID missing",
+            flagged=True,
+            anomalies=[{"code": "refused", "field": "EvseID", "text": "EvseID missing"}],
+        ),
     }
 
 
@@ -154,14 +204,36 @@ def test_every_new_url_is_in_the_matrix():
     """A URL added to the app without a row here fails this test."""
     from sessions import urls
 
-    covered = {"session-list", "session-detail", "request-stop", "stop-status", "stop-history", "stop-timeline",
-               "audit-export", "audit-export-start", "audit-export-detail", "audit-export-download",
-               "audit-chain-status", "audit-verify",
-               "anomalies", "anomaly-message",
-               "password-change", "two-factor", "two-factor-setup", "two-factor-verify", "two-factor-recovery-codes",
-               "two-factor-turn-off", "team", "team-member-new", "team-member", "team-member-role",
-               "team-member-password-reset", "team-member-two-factor-reset", "team-member-deactivate",
-               "team-member-reactivate"}
+    covered = {
+        "session-list",
+        "session-detail",
+        "request-stop",
+        "stop-status",
+        "stop-history",
+        "stop-timeline",
+        "audit-export",
+        "audit-export-start",
+        "audit-export-detail",
+        "audit-export-download",
+        "audit-chain-status",
+        "audit-verify",
+        "anomalies",
+        "anomaly-message",
+        "password-change",
+        "two-factor",
+        "two-factor-setup",
+        "two-factor-verify",
+        "two-factor-recovery-codes",
+        "two-factor-turn-off",
+        "team",
+        "team-member-new",
+        "team-member",
+        "team-member-role",
+        "team-member-password-reset",
+        "team-member-two-factor-reset",
+        "team-member-deactivate",
+        "team-member-reactivate",
+    }
     others = {"stuck-sessions", "resend-stop", "close-session"}  # covered by tests/test_stuck_sessions.py
 
     def walk(patterns):

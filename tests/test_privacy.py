@@ -9,32 +9,48 @@ import pytest
 from django.urls import reverse
 
 from sessions import roles, services
-from sessions.models import AuditRecord, RemoteStopRequest, StopReason
 from sessions.audit.records import record_audit
+from sessions.models import AuditRecord, RemoteStopRequest, StopReason
 from tests.factories import ChargingSessionFactory, UserFactory
 
 pytestmark = pytest.mark.usefixtures("no_broker")
 State = RemoteStopRequest.State
 Event = AuditRecord.EventType
 
-SECRETS = ("Driver sounded drunk, keep this quiet", "CASE-SECRET-4711", "request-secret-marker",
-           "response-secret-marker")
+SECRETS = (
+    "Driver sounded drunk, keep this quiet",
+    "CASE-SECRET-4711",
+    "request-secret-marker",
+    "response-secret-marker",
+)
 
 
 @pytest.fixture
 def stopped(db, agent):
     """agent-a's stop with a note, a case reference and the exact exchange with Hubject."""
     charging_session = ChargingSessionFactory(evse_id="DE*ACC*E77*1")
-    stop = services.request_remote_stop(charging_session_id=charging_session.pk, acting_user=agent,
-                                        reason=StopReason.SUSPECTED_MISUSE, note=SECRETS[0],
-                                        case_reference=SECRETS[1])
-    RemoteStopRequest.objects.filter(pk=stop.pk).update(state=State.REJECTED, oicp_code="501", http_status=200,
-                                                        attempt_count=1)
+    stop = services.request_remote_stop(
+        charging_session_id=charging_session.pk,
+        acting_user=agent,
+        reason=StopReason.SUSPECTED_MISUSE,
+        note=SECRETS[0],
+        case_reference=SECRETS[1],
+    )
+    RemoteStopRequest.objects.filter(pk=stop.pk).update(
+        state=State.REJECTED, oicp_code="501", http_status=200, attempt_count=1
+    )
     stop.refresh_from_db()
-    record_audit(event_type=Event.STOP_REJECTED, stop_request=stop,
-                 data={"attempt": 1, "oicp_code": "501", "description": "Communication to EVSE failed.",
-                       "request": {"SessionID": charging_session.session_id, "x": SECRETS[2]},
-                       "response": {"status": 200, "body": {"StatusCode": {"Code": "501"}, "y": SECRETS[3]}}})
+    record_audit(
+        event_type=Event.STOP_REJECTED,
+        stop_request=stop,
+        data={
+            "attempt": 1,
+            "oicp_code": "501",
+            "description": "Communication to EVSE failed.",
+            "request": {"SessionID": charging_session.session_id, "x": SECRETS[2]},
+            "response": {"status": 200, "body": {"StatusCode": {"Code": "501"}, "y": SECRETS[3]}},
+        },
+    )
     return stop
 
 
@@ -89,8 +105,11 @@ def test_admins_supervisors_and_auditors_see_everything(client, stopped, role):
 def test_a_closed_by_hand_reason_is_the_supervisors_note(client, agent, db):
     supervisor = UserFactory(username="sup-b", role=roles.SUPERVISOR)
     charging_session = ChargingSessionFactory()
-    services.close_session_manually(charging_session_id=charging_session.pk, acting_user=supervisor,
-                                    reason="hotline says the customer is a known fraudster")
+    services.close_session_manually(
+        charging_session_id=charging_session.pk,
+        acting_user=supervisor,
+        reason="hotline says the customer is a known fraudster",
+    )
     client.force_login(agent)
     page = words(client.get(reverse("charging_sessions:session-detail", args=[charging_session.pk])))
     assert "Session closed by hand" in page and "sup-b" in page

@@ -16,9 +16,9 @@ from django.test.client import ClientHandler
 from django.utils import timezone
 
 from sessions import selectors, services
-from sessions.stops import presenters as stop_advice
 from sessions.models import AuditRecord, ChargeDetailRecord, ChargingSession, InboundMessage, RemoteStopRequest
-from tests.factories import ChargingSessionFactory, RemoteStopRequestFactory
+from sessions.stops import presenters as stop_advice
+from tests.factories import ChargingSessionFactory
 
 pytestmark = pytest.mark.django_db
 NOTIFY_URL = "/api/oicp/notificationmgmt/v11/charging-notifications"
@@ -34,15 +34,29 @@ def cdr_url(operator_id: str = "DE*ACC") -> str:
 
 
 def end(session_id: str, evse_id: str = EVSE, **more) -> dict:
-    return {"Type": "End", "SessionID": session_id, "EvseID": evse_id, "OperatorID": "DE*ACC",
-            "ChargingEnd": "2026-12-06T10:30:00+01:00", "ConsumedEnergy": 21.5, **more}
+    return {
+        "Type": "End",
+        "SessionID": session_id,
+        "EvseID": evse_id,
+        "OperatorID": "DE*ACC",
+        "ChargingEnd": "2026-12-06T10:30:00+01:00",
+        "ConsumedEnergy": 21.5,
+        **more,
+    }
 
 
 def cdr(session_id: str, evse_id: str = EVSE, **more) -> dict:
-    return {"SessionID": session_id, "EvseID": evse_id, "Identification": {"RemoteIdentification": {
-        "EvcoID": "DE-EMP-C12345678-X"}}, "ChargingStart": "2026-12-06T09:00:00+01:00",
-            "ChargingEnd": "2026-12-06T10:30:00+01:00", "SessionStart": "2026-12-06T08:59:00+01:00",
-            "SessionEnd": "2026-12-06T10:45:00+01:00", "ConsumedEnergy": 21.5, **more}
+    return {
+        "SessionID": session_id,
+        "EvseID": evse_id,
+        "Identification": {"RemoteIdentification": {"EvcoID": "DE-EMP-C12345678-X"}},
+        "ChargingStart": "2026-12-06T09:00:00+01:00",
+        "ChargingEnd": "2026-12-06T10:30:00+01:00",
+        "SessionStart": "2026-12-06T08:59:00+01:00",
+        "SessionEnd": "2026-12-06T10:45:00+01:00",
+        "ConsumedEnergy": 21.5,
+        **more,
+    }
 
 
 def push(client: Client, url: str, body: dict) -> dict:
@@ -52,8 +66,9 @@ def push(client: Client, url: str, body: dict) -> dict:
 
 
 def stop(charging_session, agent, **state) -> RemoteStopRequest:
-    stop_request = services.request_remote_stop(charging_session_id=charging_session.pk, acting_user=agent,
-                                                reason="CABLE_LOCKED")
+    stop_request = services.request_remote_stop(
+        charging_session_id=charging_session.pk, acting_user=agent, reason="CABLE_LOCKED"
+    )
     if state:
         RemoteStopRequest.objects.filter(pk=stop_request.pk).update(**state)
         stop_request.refresh_from_db()
@@ -62,18 +77,30 @@ def stop(charging_session, agent, **state) -> RemoteStopRequest:
 
 def accepted(**more) -> dict:
     now = timezone.now()
-    return {"state": State.ACCEPTED, "attempt_count": 1, "first_sent_at": now, "last_sent_at": now,
-            "http_status": 200, "oicp_code": "000", "finished_at": now, **more}
+    return {
+        "state": State.ACCEPTED,
+        "attempt_count": 1,
+        "first_sent_at": now,
+        "last_sent_at": now,
+        "http_status": 200,
+        "oicp_code": "000",
+        "finished_at": now,
+        **more,
+    }
 
 
 # --- the cable-stuck call: a stop after End --------------------------------------------------
 
 
-@pytest.mark.parametrize("facts", [
-    {"status": Status.CHARGING_ENDED, "charging_ended_at": timezone.now()},
-    {"status": Status.ACTIVE, "learned_late": True},
-    {"status": Status.ACTIVE, "last_error_type": "ConnectorError", "last_error_at": timezone.now()},
-], ids=["charging-ended", "learned-late", "after-an-error"])
+@pytest.mark.parametrize(
+    "facts",
+    [
+        {"status": Status.CHARGING_ENDED, "charging_ended_at": timezone.now()},
+        {"status": Status.ACTIVE, "learned_late": True},
+        {"status": Status.ACTIVE, "last_error_type": "ConnectorError", "last_error_at": timezone.now()},
+    ],
+    ids=["charging-ended", "learned-late", "after-an-error"],
+)
 def test_a_session_without_its_cdr_can_be_stopped(agent, no_broker, facts):
     charging_session = ChargingSessionFactory(**facts)
 
@@ -85,8 +112,9 @@ def test_a_session_without_its_cdr_can_be_stopped(agent, no_broker, facts):
 
 
 def test_a_session_with_its_cdr_cannot_be_stopped(agent):
-    charging_session = ChargingSessionFactory(status=Status.CLOSED, cdr_received_at=timezone.now(),
-                                              ended_at=timezone.now())
+    charging_session = ChargingSessionFactory(
+        status=Status.CLOSED, cdr_received_at=timezone.now(), ended_at=timezone.now()
+    )
     with pytest.raises(services.StopNotAllowed, match="charge detail record"):
         stop(charging_session, agent)
 
@@ -195,8 +223,9 @@ def test_a_repeated_cdr_in_another_offset_is_not_a_conflict(client):
     charging_session = ChargingSessionFactory(evse_id=EVSE)
     push(client, cdr_url(), cdr(charging_session.session_id))
 
-    push(client, cdr_url(), cdr(charging_session.session_id, ChargingStart="2026-12-06T08:00:00Z",
-                               ConsumedEnergy=21.500))
+    push(
+        client, cdr_url(), cdr(charging_session.session_id, ChargingStart="2026-12-06T08:00:00Z", ConsumedEnergy=21.500)
+    )
 
     assert not InboundMessage.objects.filter(flagged=True).exists()
 
@@ -207,8 +236,11 @@ def test_a_repeated_cdr_in_another_offset_is_not_a_conflict(client):
 @responses.activate
 def test_the_session_id_is_sent_back_in_the_stop_exactly_as_received(client, agent, no_broker, settings):
     session_id = "F98EFBA4-02D8-4FA0-B810-9A9D50D2C527"
-    push(client, NOTIFY_URL, {"Type": "Start", "SessionID": session_id, "EvseID": EVSE,
-                              "ChargingStart": "2026-12-06T09:00:00+01:00"})
+    push(
+        client,
+        NOTIFY_URL,
+        {"Type": "Start", "SessionID": session_id, "EvseID": EVSE, "ChargingStart": "2026-12-06T09:00:00+01:00"},
+    )
     charging_session = ChargingSession.objects.get()
     assert charging_session.session_id == session_id
     assert selectors.search_charging_sessions(query=session_id.lower()).get() == charging_session
@@ -223,10 +255,14 @@ def test_the_session_id_is_sent_back_in_the_stop_exactly_as_received(client, age
 # --- outcome unknown ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("failure", [
-    requests.exceptions.ReadTimeout("read timed out"),
-    requests.exceptions.ConnectionError(ConnectionResetError(104, "Connection reset by peer")),
-], ids=["read-timeout", "connection-reset"])
+@pytest.mark.parametrize(
+    "failure",
+    [
+        requests.exceptions.ReadTimeout("read timed out"),
+        requests.exceptions.ConnectionError(ConnectionResetError(104, "Connection reset by peer")),
+    ],
+    ids=["read-timeout", "connection-reset"],
+)
 @responses.activate
 def test_no_answer_after_the_request_left_marks_the_outcome_unknown(agent, no_broker, settings, failure):
     settings.OICP_MAX_ATTEMPTS = 1
@@ -260,8 +296,16 @@ def test_a_refused_connection_is_not_an_unknown_outcome(agent, no_broker, settin
 def test_a_failed_stop_with_unknown_outcome_is_settled_by_the_end_or_cdr(client, agent, no_broker, proof):
     charging_session = ChargingSessionFactory(evse_id=EVSE)
     sent = timezone.now() - timedelta(minutes=2)
-    stop_request = stop(charging_session, agent, state=State.FAILED, attempt_count=3, first_sent_at=sent,
-                        last_sent_at=sent, outcome_unknown=True, finished_at=sent)
+    stop_request = stop(
+        charging_session,
+        agent,
+        state=State.FAILED,
+        attempt_count=3,
+        first_sent_at=sent,
+        last_sent_at=sent,
+        outcome_unknown=True,
+        finished_at=sent,
+    )
 
     if proof == "CDR":
         push(client, cdr_url(), cdr(charging_session.session_id))
@@ -301,12 +345,25 @@ def test_a_rejected_stop_stays_rejected_when_the_cdr_arrives(client, agent, no_b
 
 def test_a_chunked_body_without_content_length_is_read():
     """As gunicorn hands it over: no CONTENT_LENGTH, Transfer-Encoding chunked, wsgi.input de-chunked."""
-    body = json.dumps({"Type": "Start", "SessionID": "f98efba4-02d8-4fa0-b810-9a9d50d2c527", "EvseID": EVSE,
-                       "ChargingStart": "2026-12-06T09:00:00+01:00"}).encode()
+    body = json.dumps(
+        {
+            "Type": "Start",
+            "SessionID": "f98efba4-02d8-4fa0-b810-9a9d50d2c527",
+            "EvseID": EVSE,
+            "ChargingStart": "2026-12-06T09:00:00+01:00",
+        }
+    ).encode()
     environ = {
-        "REQUEST_METHOD": "POST", "PATH_INFO": NOTIFY_URL, "SERVER_NAME": "testserver", "SERVER_PORT": "80",
-        "REMOTE_ADDR": "127.0.0.1", "CONTENT_TYPE": "application/json", "HTTP_TRANSFER_ENCODING": "chunked",
-        "wsgi.input": _Trickle(body), "wsgi.url_scheme": "http", "wsgi.errors": io.StringIO(),
+        "REQUEST_METHOD": "POST",
+        "PATH_INFO": NOTIFY_URL,
+        "SERVER_NAME": "testserver",
+        "SERVER_PORT": "80",
+        "REMOTE_ADDR": "127.0.0.1",
+        "CONTENT_TYPE": "application/json",
+        "HTTP_TRANSFER_ENCODING": "chunked",
+        "wsgi.input": _Trickle(body),
+        "wsgi.url_scheme": "http",
+        "wsgi.errors": io.StringIO(),
     }
     response = ClientHandler()(environ)
 
@@ -317,9 +374,16 @@ def test_a_chunked_body_without_content_length_is_read():
 def test_a_chunked_body_over_the_limit_is_refused(settings):
     settings.OICP_INBOUND_MAX_BODY_BYTES = 100
     environ = {
-        "REQUEST_METHOD": "POST", "PATH_INFO": NOTIFY_URL, "SERVER_NAME": "testserver", "SERVER_PORT": "80",
-        "REMOTE_ADDR": "127.0.0.1", "CONTENT_TYPE": "application/json", "HTTP_TRANSFER_ENCODING": "chunked",
-        "wsgi.input": _Trickle(b"{" + b" " * 500 + b"}"), "wsgi.url_scheme": "http", "wsgi.errors": io.StringIO(),
+        "REQUEST_METHOD": "POST",
+        "PATH_INFO": NOTIFY_URL,
+        "SERVER_NAME": "testserver",
+        "SERVER_PORT": "80",
+        "REMOTE_ADDR": "127.0.0.1",
+        "CONTENT_TYPE": "application/json",
+        "HTTP_TRANSFER_ENCODING": "chunked",
+        "wsgi.input": _Trickle(b"{" + b" " * 500 + b"}"),
+        "wsgi.url_scheme": "http",
+        "wsgi.errors": io.StringIO(),
     }
     response = ClientHandler()(environ)
 
@@ -336,9 +400,18 @@ class _Trickle(io.BytesIO):
 
 def test_the_session_timeline_shows_each_anomaly_and_a_held_back_message(client, admin_user):
     charging_session = ChargingSessionFactory(evse_id=EVSE)
-    push(client, NOTIFY_URL, {"Type": "Progress", "SessionID": charging_session.session_id, "EvseID": EVSE,
-                              "ChargingStart": "2026-12-06T09:00:00+01:00", "EventOccurred": "2026-12-06T09:30:00+01:00",
-                              "ConsumedEnergyProgress": 12.3456})
+    push(
+        client,
+        NOTIFY_URL,
+        {
+            "Type": "Progress",
+            "SessionID": charging_session.session_id,
+            "EvseID": EVSE,
+            "ChargingStart": "2026-12-06T09:00:00+01:00",
+            "EventOccurred": "2026-12-06T09:30:00+01:00",
+            "ConsumedEnergyProgress": 12.3456,
+        },
+    )
     push(client, cdr_url("DE*XYZ"), cdr(charging_session.session_id, evse_id="DE*XYZ*E9*1"))
     client.force_login(admin_user)
 
@@ -351,8 +424,9 @@ def test_the_session_timeline_shows_each_anomaly_and_a_held_back_message(client,
 
 def test_the_sessions_list_shows_open_sessions_by_default_charging_ended_included(client, agent):
     charging = ChargingSessionFactory(evse_id="DE*ACC*E00001*1")
-    ended = ChargingSessionFactory(evse_id="DE*CBL*E00002*1", status=Status.CHARGING_ENDED,
-                                   charging_ended_at=timezone.now())
+    ended = ChargingSessionFactory(
+        evse_id="DE*CBL*E00002*1", status=Status.CHARGING_ENDED, charging_ended_at=timezone.now()
+    )
     closed = ChargingSessionFactory(evse_id="DE*ACC*E00003*1", status=Status.CLOSED, ended_at=timezone.now())
     client.force_login(agent)
 

@@ -2,7 +2,7 @@
 
 import json
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from io import StringIO
 from unittest import mock
 from urllib.parse import parse_qs, urlsplit
@@ -21,8 +21,8 @@ from tests.factories import ChargingSessionFactory, RemoteStopRequestFactory
 pytestmark = pytest.mark.django_db
 BASE = "https://hbs.example"
 URL = f"{BASE}/api/oicp/cdrmgmt/v22/providers/DE-EMP/get-charge-detail-records-request"
-WINDOW_FROM = datetime(2026, 1, 5, 0, 0, tzinfo=timezone.utc)
-WINDOW_TO = datetime(2026, 1, 6, 0, 0, tzinfo=timezone.utc)
+WINDOW_FROM = datetime(2026, 1, 5, 0, 0, tzinfo=UTC)
+WINDOW_TO = datetime(2026, 1, 6, 0, 0, tzinfo=UTC)
 Event = AuditRecord.EventType
 
 
@@ -60,13 +60,27 @@ def paged(hbs, records: list, page_size: int, fail_page: int | None = None, fail
         assert size == page_size
         if page == fail_page:
             return fail_status, {}, "<html><h1>503 Service Temporarily Unavailable</h1></html>"
-        content = records[page * size:(page + 1) * size]
+        content = records[page * size : (page + 1) * size]
         pages = (len(records) + size - 1) // size
-        return 200, {"Process-ID": f"p-{page}"}, json.dumps({
-            "content": content, "number": page, "size": size, "totalElements": len(records), "totalPages": pages,
-            "first": page == 0, "last": page >= pages - 1, "numberOfElements": len(content), "empty": not content,
-            "pageable": {"pageNumber": page, "pageSize": size}, "StatusCode": {"Code": "000"},
-        })
+        return (
+            200,
+            {"Process-ID": f"p-{page}"},
+            json.dumps(
+                {
+                    "content": content,
+                    "number": page,
+                    "size": size,
+                    "totalElements": len(records),
+                    "totalPages": pages,
+                    "first": page == 0,
+                    "last": page >= pages - 1,
+                    "numberOfElements": len(content),
+                    "empty": not content,
+                    "pageable": {"pageNumber": page, "pageSize": size},
+                    "StatusCode": {"Code": "000"},
+                }
+            ),
+        )
 
     hbs.add_callback(responses.POST, URL, callback=answer, content_type="application/json")
 
@@ -94,7 +108,9 @@ def test_pages_through_until_last_and_stores_every_new_cdr(hbs):
 
     assert [parse_qs(urlsplit(c.request.url).query)["page"] for c in hbs.calls] == [["0"], ["1"], ["2"]]
     assert json.loads(hbs.calls[0].request.body) == {
-        "ProviderID": "DE-EMP", "From": "2026-01-05T00:00:00+00:00", "To": "2026-01-06T00:00:00+00:00",
+        "ProviderID": "DE-EMP",
+        "From": "2026-01-05T00:00:00+00:00",
+        "To": "2026-01-06T00:00:00+00:00",
     }
     assert (report.pages, report.seen, report.new, report.duplicates, report.invalid) == (3, 5, 5, 0, 0)
     assert report.complete and report.ok and report.errors == 0
@@ -141,8 +157,9 @@ def test_a_cdr_repeated_across_pages_is_stored_once(hbs):
 
 def test_a_session_whose_cdr_was_never_pushed_is_closed_and_its_stop_confirmed(hbs):
     charging_session = ChargingSessionFactory(evse_id="DE*ACC*E0042*1", operator_id="DE*ACC")
-    stop = RemoteStopRequestFactory(charging_session=charging_session, state=RemoteStopRequest.State.ACCEPTED,
-                                    finished_at=datetime.now(timezone.utc))
+    stop = RemoteStopRequestFactory(
+        charging_session=charging_session, state=RemoteStopRequest.State.ACCEPTED, finished_at=datetime.now(UTC)
+    )
     paged(hbs, [cdr(charging_session.session_id, evse_id="DE*ACC*E0042*1")], page_size=2000)
 
     report = run()
@@ -220,10 +237,29 @@ def test_one_audit_record_per_run_with_window_and_counts(hbs, agent):
     audit = AuditRecord.objects.get(event_type=Event.RECONCILIATION_RUN)
     assert audit.pk == report.audit_record_id and audit.actor == agent
     assert audit.data["from"] == "2026-01-05T00:00:00+00:00" and audit.data["to"] == "2026-01-06T00:00:00+00:00"
-    assert {k: audit.data[k] for k in ("pages", "seen", "new", "duplicates", "refused", "sessions_closed",
-                                        "sessions_created", "errors", "complete")} == {
-        "pages": 1, "seen": 3, "new": 1, "duplicates": 1, "refused": 1, "sessions_closed": 0,
-        "sessions_created": 1, "errors": 0, "complete": True,
+    assert {
+        k: audit.data[k]
+        for k in (
+            "pages",
+            "seen",
+            "new",
+            "duplicates",
+            "refused",
+            "sessions_closed",
+            "sessions_created",
+            "errors",
+            "complete",
+        )
+    } == {
+        "pages": 1,
+        "seen": 3,
+        "new": 1,
+        "duplicates": 1,
+        "refused": 1,
+        "sessions_closed": 0,
+        "sessions_created": 1,
+        "errors": 0,
+        "complete": True,
     }
 
 
@@ -272,7 +308,7 @@ def test_task_pulls_the_sliding_window(settings):
         pull_charge_detail_records.run()
     window = service.call_args.kwargs
     assert window["date_to"] - window["date_from"] == timedelta(hours=6)
-    assert abs((window["date_to"] - datetime.now(timezone.utc)).total_seconds()) < 60
+    assert abs((window["date_to"] - datetime.now(UTC)).total_seconds()) < 60
 
 
 def test_task_is_on_the_beat_schedule():
@@ -324,8 +360,9 @@ def test_command_exit_code_is_non_zero_on_failure(hbs):
     from django.core.management import ManagementUtility
 
     with pytest.raises(SystemExit) as exit_info:
-        ManagementUtility(["manage.py", "pull_cdrs", "--from", "2026-01-05T00:00:00Z",
-                           "--to", "2026-01-06T00:00:00Z"]).execute()
+        ManagementUtility(
+            ["manage.py", "pull_cdrs", "--from", "2026-01-05T00:00:00Z", "--to", "2026-01-06T00:00:00Z"]
+        ).execute()
     assert exit_info.value.code == 1
 
 
@@ -363,14 +400,21 @@ def test_a_refused_cdr_is_kept_flagged_and_named_and_the_valid_ones_are_stored(h
     assert not InboundMessage.objects.filter(applied_at__isnull=True, apply_error="").exists()
     [named] = report.refused_cdrs
     assert (named.session_id, named.reason, named.inbound_message_id, named.already_kept) == (
-        bad["SessionID"], reason, kept.pk, False)
+        bad["SessionID"],
+        reason,
+        kept.pk,
+        False,
+    )
     audit = AuditRecord.objects.get(event_type=Event.RECONCILIATION_RUN)
     assert audit.data["refused"] == 1
     assert [(e["session_id"], e["reason"], e["inbound_message_id"]) for e in audit.data["refused_cdrs"]] == [
-        (bad["SessionID"], reason, kept.pk)]
+        (bad["SessionID"], reason, kept.pk)
+    ]
     assert audit.data["refused_cdrs_not_listed"] == 0
-    assert any(r.levelname == "WARNING" and bad["SessionID"] in r.getMessage() and "XX" in r.getMessage()
-               for r in caplog.records)
+    assert any(
+        r.levelname == "WARNING" and bad["SessionID"] in r.getMessage() and "XX" in r.getMessage()
+        for r in caplog.records
+    )
 
 
 def test_a_refused_cdr_of_a_known_session_is_linked_to_it_and_does_not_change_it(hbs):
@@ -461,10 +505,23 @@ def test_a_held_back_cdr_is_counted_and_named_and_not_kept_again_by_the_next_run
 
     def holding_back(*, cdr, raw, source, **kwargs):
         # What record_cdr does with a CDR that does not match its session: kept, not applied.
-        kept = InboundMessage.objects.create(kind="CDR", session_id=cdr.session_id.lower(), received_at=WINDOW_TO,
-                                             raw=raw, applied_at=WINDOW_TO, held_back=True, flagged=True)
-        return mock.Mock(held_back=True, duplicate=False, session_created=False, stops_confirmed=0,
-                         inbound_message=kept, charging_session=None)
+        kept = InboundMessage.objects.create(
+            kind="CDR",
+            session_id=cdr.session_id.lower(),
+            received_at=WINDOW_TO,
+            raw=raw,
+            applied_at=WINDOW_TO,
+            held_back=True,
+            flagged=True,
+        )
+        return mock.Mock(
+            held_back=True,
+            duplicate=False,
+            session_created=False,
+            stops_confirmed=0,
+            inbound_message=kept,
+            charging_session=None,
+        )
 
     with mock.patch("sessions.inbound.reconciliation.record_cdr", side_effect=holding_back) as recorder:
         first = run()
@@ -479,8 +536,9 @@ def test_a_held_back_cdr_is_counted_and_named_and_not_kept_again_by_the_next_run
     assert InboundMessage.objects.filter(held_back=True).count() == 1
 
 
-@pytest.mark.skipif("held_back" not in services.RecordOutcome.__dataclass_fields__,
-                    reason="record_cdr does not hold back CDRs yet")
+@pytest.mark.skipif(
+    "held_back" not in services.RecordOutcome.__dataclass_fields__, reason="record_cdr does not hold back CDRs yet"
+)
 def test_a_cdr_of_another_evse_is_held_back_once(hbs):
     charging_session = ChargingSessionFactory(evse_id="DE*ACC*E0042*1", operator_id="DE*ACC")
     paged(hbs, [cdr(charging_session.session_id, evse_id="DE*XYZ*E0001*1")], page_size=2000)
@@ -499,7 +557,7 @@ def test_a_cdr_of_another_evse_is_held_back_once(hbs):
 
 @pytest.fixture
 def now():
-    return datetime.now(timezone.utc).replace(microsecond=0)  # OICP timestamps are sent to the second
+    return datetime.now(UTC).replace(microsecond=0)  # OICP timestamps are sent to the second
 
 
 def windows(hbs) -> list[tuple[str, str]]:

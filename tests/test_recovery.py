@@ -24,8 +24,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from sessions import services
-from sessions.stops import presenters as stop_advice
 from sessions.models import AuditRecord, RemoteStopRequest, StopReason
+from sessions.stops import presenters as stop_advice
 from sessions.stops.services.sweeper import _sending_deadline_seconds
 from tests import servers
 from tests.factories import (
@@ -60,8 +60,12 @@ def test_broker_down_the_stop_is_saved_queued_and_sent_exactly_once_when_redis_i
     redis = servers.RedisServer().start()
     try:
         broker = redis.url(0)
-        worker = servers.celery_worker(broker_url=broker, database_url=servers.database_url_for_children(),
-                                       oicp_base_url=simulator.url, concurrency=4)
+        worker = servers.celery_worker(
+            broker_url=broker,
+            database_url=servers.database_url_for_children(),
+            oicp_base_url=simulator.url,
+            concurrency=4,
+        )
         with worker, servers.celery_publisher(broker):
             agent = AgentFactory()
             client.force_login(agent)
@@ -71,8 +75,11 @@ def test_broker_down_the_stop_is_saved_queued_and_sent_exactly_once_when_redis_i
 
             redis.stop()
             started = time.monotonic()
-            response = client.post(reverse("charging_sessions:request-stop", args=[charging_session.pk]),
-                                   {"reason": StopReason.CABLE_LOCKED}, follow=True)
+            response = client.post(
+                reverse("charging_sessions:request-stop", args=[charging_session.pk]),
+                {"reason": StopReason.CABLE_LOCKED},
+                follow=True,
+            )
             took = time.monotonic() - started
             # The agent is not kept waiting on the broker (measured: ~0.05 s refused; a stalled broker is
             # bounded by STOP_PUBLISH_TIMEOUT_SECONDS, see the stalled-broker tests below).
@@ -96,7 +103,8 @@ def test_broker_down_the_stop_is_saved_queued_and_sent_exactly_once_when_redis_i
 
             # Beat's job, by its registered name, run by the worker; twice, as overlapping beats would.
             assert "charging_sessions.sweep_stop_requests" in {
-                entry["task"] for entry in app.conf.beat_schedule.values()}
+                entry["task"] for entry in app.conf.beat_schedule.values()
+            }
             app.send_task("charging_sessions.sweep_stop_requests")
             app.send_task("charging_sessions.sweep_stop_requests")
             _wait_for_state(stop, [State.ACCEPTED])
@@ -108,7 +116,10 @@ def test_broker_down_the_stop_is_saved_queued_and_sent_exactly_once_when_redis_i
     assert stop.attempt_count == 1
     assert len(simulator.received(session_id=charging_session.session_id)) == 1
     assert list(stop.audit_records.order_by("pk").values_list("event_type", flat=True)) == [
-        Event.STOP_REQUESTED, Event.STOP_SENDING, Event.STOP_ACCEPTED]
+        Event.STOP_REQUESTED,
+        Event.STOP_SENDING,
+        Event.STOP_ACCEPTED,
+    ]
     assert "Accepted" in _page(client, stop)
 
 
@@ -130,15 +141,23 @@ def test_worker_killed_mid_call_outcome_unknown_is_recorded_and_shown_then_settl
     simulator.add_sessions(retried, given_up)
 
     with servers.celery_publisher(broker):
-        first = servers.celery_worker(broker_url=broker, database_url=database_url, oicp_base_url=simulator.url,
-                                      concurrency=4, extra_env=env)
+        first = servers.celery_worker(
+            broker_url=broker, database_url=database_url, oicp_base_url=simulator.url, concurrency=4, extra_env=env
+        )
         with first as proc:
-            stops = [services.request_remote_stop(charging_session_id=cs.pk, acting_user=agent,
-                                                  reason=StopReason.DRIVER_ASKED) for cs in (retried, given_up)]
-            for stop, cs in zip(stops, (retried, given_up)):
+            stops = [
+                services.request_remote_stop(
+                    charging_session_id=cs.pk, acting_user=agent, reason=StopReason.DRIVER_ASKED
+                )
+                for cs in (retried, given_up)
+            ]
+            for stop, cs in zip(stops, (retried, given_up), strict=True):
                 _wait_for_state(stop, [State.SENDING])
-                servers.wait_until(lambda cs=cs: simulator.received(session_id=cs.session_id), timeout=60,
-                                   message="the simulator to hold the call")
+                servers.wait_until(
+                    lambda cs=cs: simulator.received(session_id=cs.session_id),
+                    timeout=60,
+                    message="the simulator to hold the call",
+                )
             proc.stop(signal.SIGKILL)  # the whole process group, no chance to clean up
         assert proc.proc.returncode == -signal.SIGKILL
 
@@ -149,8 +168,9 @@ def test_worker_killed_mid_call_outcome_unknown_is_recorded_and_shown_then_settl
             assert "Sent to Hubject" in stop_advice.stop_progress(stop_request=stop).headline
 
         simulator.patch_behaviours({"evses": {retried.evse_id: {"action": "accept"}}})
-        second = servers.celery_worker(broker_url=broker, database_url=database_url, oicp_base_url=simulator.url,
-                                       concurrency=4, extra_env=env)
+        second = servers.celery_worker(
+            broker_url=broker, database_url=database_url, oicp_base_url=simulator.url, concurrency=4, extra_env=env
+        )
         with second:
             # The sweeper only touches SENDING rows older than the deadline (client timeouts + 60 s);
             # the test looks at the clock from after that deadline instead of waiting for it.
@@ -166,8 +186,13 @@ def test_worker_killed_mid_call_outcome_unknown_is_recorded_and_shown_then_settl
     assert (retry_stop.attempt_count, retry_stop.outcome_unknown) == (2, True)
     assert len(simulator.received(session_id=retried.session_id)) == 2
     events = list(retry_stop.audit_records.order_by("pk"))
-    assert [r.event_type for r in events] == [Event.STOP_REQUESTED, Event.STOP_SENDING, Event.STOP_ATTEMPT_FAILED,
-                                               Event.STOP_SENDING, Event.STOP_ACCEPTED]
+    assert [r.event_type for r in events] == [
+        Event.STOP_REQUESTED,
+        Event.STOP_SENDING,
+        Event.STOP_ATTEMPT_FAILED,
+        Event.STOP_SENDING,
+        Event.STOP_ACCEPTED,
+    ]
     lost = events[2].data
     assert (lost["failure_kind"], lost["outcome_unknown"], lost["attempt"]) == ("worker_lost", True, 1)
     progress = stop_advice.stop_progress(stop_request=retry_stop)
@@ -186,17 +211,26 @@ def test_worker_killed_mid_call_outcome_unknown_is_recorded_and_shown_then_settl
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("state", [State.PENDING, State.SENDING, State.ACCEPTED, State.REJECTED, State.FAILED,
-                                   State.CONFIRMED, State.UNCONFIRMED])
+@pytest.mark.parametrize(
+    "state",
+    [State.PENDING, State.SENDING, State.ACCEPTED, State.REJECTED, State.FAILED, State.CONFIRMED, State.UNCONFIRMED],
+)
 def test_the_agent_sees_an_unknown_outcome_in_every_state(state):
     from sessions.audit.records import record_audit
 
-    stop = RemoteStopRequestFactory(state=state, attempt_count=1, outcome_unknown=True,
-                                    next_attempt_at=timezone.now() + timedelta(seconds=5),
-                                    time_to_confirmation=timedelta(seconds=30))
+    stop = RemoteStopRequestFactory(
+        state=state,
+        attempt_count=1,
+        outcome_unknown=True,
+        next_attempt_at=timezone.now() + timedelta(seconds=5),
+        time_to_confirmation=timedelta(seconds=30),
+    )
     # What recover_lost_attempt records when the sweeper finds the dead worker's call.
-    record_audit(event_type=Event.STOP_ATTEMPT_FAILED, stop_request=stop,
-                 data={"attempt": 1, "failure_kind": "worker_lost", "outcome_unknown": True})
+    record_audit(
+        event_type=Event.STOP_ATTEMPT_FAILED,
+        stop_request=stop,
+        data={"attempt": 1, "failure_kind": "worker_lost", "outcome_unknown": True},
+    )
     progress = stop_advice.stop_progress(stop_request=stop)
     assert stop_advice.OUTCOME_UNKNOWN_NOTE in progress.detail
     if state == State.PENDING:
@@ -273,8 +307,11 @@ def stalled_broker():
 
 def _post_stop(client, charging_session):
     started = time.monotonic()
-    response = client.post(reverse("charging_sessions:request-stop", args=[charging_session.pk]),
-                           {"reason": StopReason.CABLE_LOCKED}, HTTP_HX_REQUEST="true")
+    response = client.post(
+        reverse("charging_sessions:request-stop", args=[charging_session.pk]),
+        {"reason": StopReason.CABLE_LOCKED},
+        HTTP_HX_REQUEST="true",
+    )
     return response, time.monotonic() - started
 
 
@@ -292,8 +329,7 @@ def test_a_broker_that_accepts_and_never_answers_cannot_hold_the_click_for_more_
 
 @pytest.mark.integration
 @pytest.mark.django_db(transaction=True)
-def test_a_paused_redis_cannot_hold_the_click_for_more_than_3_s_and_the_worker_survives_it(
-        client, simulator):
+def test_a_paused_redis_cannot_hold_the_click_for_more_than_3_s_and_the_worker_survives_it(client, simulator):
     """Warm: the web process and a worker are connected when Redis stops answering (CLIENT PAUSE ALL:
     every command waits). The click answers within 3 s; when Redis answers again, the worker, still
     running with its own (longer) timeouts, sends the stop, exactly once, after the sweeper re-queues it."""
@@ -305,8 +341,12 @@ def test_a_paused_redis_cannot_hold_the_click_for_more_than_3_s_and_the_worker_s
     simulator.add_sessions(charging_session)
     try:
         broker = redis.url(4)
-        worker = servers.celery_worker(broker_url=broker, database_url=servers.database_url_for_children(),
-                                       oicp_base_url=simulator.url, concurrency=2)
+        worker = servers.celery_worker(
+            broker_url=broker,
+            database_url=servers.database_url_for_children(),
+            oicp_base_url=simulator.url,
+            concurrency=2,
+        )
         with worker as proc, servers.celery_publisher(broker):
             from sessions.tasks import send_remote_stop
 

@@ -31,41 +31,55 @@ SESSIONS = 20
 @pytest.fixture
 def postgres_only():
     if connection.vendor != "postgresql":
-        pytest.skip("scale-out needs PostgreSQL (SQLite is one machine only); `make test` runs it in its "
-                    "PostgreSQL run, or set DATABASE_URL=postgres://...")
+        pytest.skip(
+            "scale-out needs PostgreSQL (SQLite is one machine only); `make test` runs it in its "
+            "PostgreSQL run, or set DATABASE_URL=postgres://..."
+        )
 
 
 def _log_in(base_url: str, username: str) -> requests.Session:
     browser = requests.Session()
     page = browser.get(f"{base_url}/login/", timeout=30)
     token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text).group(1)
-    response = browser.post(f"{base_url}/login/", timeout=30, allow_redirects=False,
-                            data={"username": username, "password": "pw", "csrfmiddlewaretoken": token},
-                            headers={"Referer": f"{base_url}/login/"})
+    response = browser.post(
+        f"{base_url}/login/",
+        timeout=30,
+        allow_redirects=False,
+        data={"username": username, "password": "pw", "csrfmiddlewaretoken": token},
+        headers={"Referer": f"{base_url}/login/"},
+    )
     assert response.status_code == 302, response.text[:500]
     assert "sessionid" in browser.cookies
     return browser
 
 
-def test_two_web_servers_and_two_workers_make_one_request_and_one_call_per_session(
-    postgres_only, simulator, redis_url
-):
+def test_two_web_servers_and_two_workers_make_one_request_and_one_call_per_session(postgres_only, simulator, redis_url):
     broker = redis_url.rsplit("/", 1)[0] + "/6"
     database_url = servers.database_url_for_children()
-    env = servers.child_env(DATABASE_URL=database_url, CELERY_BROKER_URL=broker, OICP_BASE_URL=simulator.url,
-                            CACHE_URL=broker.replace("redis://", "rediscache://", 1))
+    env = servers.child_env(
+        DATABASE_URL=database_url,
+        CELERY_BROKER_URL=broker,
+        OICP_BASE_URL=simulator.url,
+        CACHE_URL=broker.replace("redis://", "rediscache://", 1),
+    )
     for index in (1, 2):
         UserFactory(username=f"scale-agent-{index}", role=roles.AGENT)
     sessions = [ChargingSessionFactory(evse_id=f"DE*ACC*E{9000 + n:05d}*1") for n in range(SESSIONS)]
     simulator.patch_behaviours({"operators": {"DE*ACC": {"action": "accept"}}})
     simulator.add_sessions(*sessions)
 
-    worker_one = servers.celery_worker(broker_url=broker, database_url=database_url, oicp_base_url=simulator.url,
-                                       concurrency=4)
-    worker_two = servers.celery_worker(broker_url=broker, database_url=database_url, oicp_base_url=simulator.url,
-                                       concurrency=4)
-    with servers.gunicorn_server(env=env) as web_one, servers.gunicorn_server(env=env) as web_two, \
-            worker_one, worker_two:
+    worker_one = servers.celery_worker(
+        broker_url=broker, database_url=database_url, oicp_base_url=simulator.url, concurrency=4
+    )
+    worker_two = servers.celery_worker(
+        broker_url=broker, database_url=database_url, oicp_base_url=simulator.url, concurrency=4
+    )
+    with (
+        servers.gunicorn_server(env=env) as web_one,
+        servers.gunicorn_server(env=env) as web_two,
+        worker_one,
+        worker_two,
+    ):
         browsers = [_log_in(web_one, "scale-agent-1"), _log_in(web_two, "scale-agent-2")]
         barrier = threading.Barrier(2)
         statuses: list[int] = []
@@ -74,12 +88,17 @@ def test_two_web_servers_and_two_workers_make_one_request_and_one_call_per_sessi
             barrier.wait(timeout=60)
             for charging_session in sessions:  # both servers, same order: they collide on every session
                 response = browser.post(
-                    f"{base_url}/sessions/{charging_session.pk}/stop/", timeout=60, allow_redirects=False,
+                    f"{base_url}/sessions/{charging_session.pk}/stop/",
+                    timeout=60,
+                    allow_redirects=False,
                     data={"reason": StopReason.DRIVER_ASKED, "csrfmiddlewaretoken": browser.cookies["csrftoken"]},
-                    headers={"Referer": f"{base_url}/sessions/{charging_session.pk}/"})
+                    headers={"Referer": f"{base_url}/sessions/{charging_session.pk}/"},
+                )
                 statuses.append(response.status_code)
 
-        threads = [threading.Thread(target=submit, args=args) for args in zip((web_one, web_two), browsers)]
+        threads = [
+            threading.Thread(target=submit, args=args) for args in zip((web_one, web_two), browsers, strict=True)
+        ]
         for thread in threads:
             thread.start()
         for thread in threads:
@@ -89,17 +108,23 @@ def test_two_web_servers_and_two_workers_make_one_request_and_one_call_per_sessi
         pks = list(RemoteStopRequest.objects.filter(charging_session__in=sessions).values_list("pk", flat=True))
 
         def all_final():
-            return not RemoteStopRequest.objects.filter(pk__in=pks).exclude(
-                state__in=RemoteStopRequest.FINAL_STATES).exists()
+            return (
+                not RemoteStopRequest.objects.filter(pk__in=pks)
+                .exclude(state__in=RemoteStopRequest.FINAL_STATES)
+                .exists()
+            )
 
         servers.wait_until(all_final, timeout=180, interval=0.5, message="every stop to become final")
 
-    per_session = Counter(RemoteStopRequest.objects.filter(charging_session__in=sessions)
-                          .values_list("charging_session_id", flat=True))
+    per_session = Counter(
+        RemoteStopRequest.objects.filter(charging_session__in=sessions).values_list("charging_session_id", flat=True)
+    )
     assert per_session == Counter({charging_session.pk: 1 for charging_session in sessions})
     assert set(RemoteStopRequest.objects.filter(pk__in=pks).values_list("state", flat=True)) == {
-        RemoteStopRequest.State.ACCEPTED}
+        RemoteStopRequest.State.ACCEPTED
+    }
     ours = {charging_session.session_id for charging_session in sessions}
-    calls = Counter(entry["body"]["SessionID"] for entry in simulator.received()
-                    if (entry["body"] or {}).get("SessionID") in ours)
+    calls = Counter(
+        entry["body"]["SessionID"] for entry in simulator.received() if (entry["body"] or {}).get("SessionID") in ours
+    )
     assert calls == Counter({session_id: 1 for session_id in ours})

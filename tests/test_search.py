@@ -30,7 +30,7 @@ from sessions.oicp import ids, inbound
 from sessions.selectors_history import StopHistoryFilters, stop_history
 from tests.factories import ChargingSessionFactory, RemoteStopRequestFactory
 from tests.test_import_sessions import line, run, run_failing, write
-from tests.test_inbound import CDR, END, ERROR, PROGRESS, START, SID, msg
+from tests.test_inbound import CDR, END, ERROR, PROGRESS, SID, START, msg
 
 Event = AuditRecord.EventType
 DRIVER_SID = "1df4fad6-0c2b-4a8e-9f0e-3b6d2a9c41e7"
@@ -47,11 +47,20 @@ def search(client, query: str, **params):
 @pytest.fixture
 def driver_session(db):
     """The session of the issue's driver, and one more session so a search must choose."""
-    ChargingSessionFactory(evse_id="DE*ACC*E7261*4", contract_id="DE-EMP-C87654321-Y", card_uid="04A1B2C3D4E5F6",
-                           printed_number="9876 656", cpo_partner_session_id="CPO-OTHER")
+    ChargingSessionFactory(
+        evse_id="DE*ACC*E7261*4",
+        contract_id="DE-EMP-C87654321-Y",
+        card_uid="04A1B2C3D4E5F6",
+        printed_number="9876 656",
+        cpo_partner_session_id="CPO-OTHER",
+    )
     return ChargingSessionFactory(
-        session_id=DRIVER_SID, evse_id="DE*ACC*E7260*4", emp_partner_session_id="EMP-Abc-42",
-        cpo_partner_session_id="CPO-Xyz-7", contract_id="DE-EMP-C12345678-X", card_uid="04A23BC1D2E3F4",
+        session_id=DRIVER_SID,
+        evse_id="DE*ACC*E7260*4",
+        emp_partner_session_id="EMP-Abc-42",
+        cpo_partner_session_id="CPO-Xyz-7",
+        contract_id="DE-EMP-C12345678-X",
+        card_uid="04A23BC1D2E3F4",
         printed_number="9876 655",
     )
 
@@ -59,17 +68,33 @@ def driver_session(db):
 # --- the normalisation ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("spoken", [
-    "DE*ACC*E7260*4", "DE ACC E7260 4", "DEACCE72604", "de-acc-e7260-4", "de.acc.e7260.4", " de*acc*e7260*4 ",
-    "DE ACC E 7260 4", "de\tacc\u00a0e7260 4",
-])
+@pytest.mark.parametrize(
+    "spoken",
+    [
+        "DE*ACC*E7260*4",
+        "DE ACC E7260 4",
+        "DEACCE72604",
+        "de-acc-e7260-4",
+        "de.acc.e7260.4",
+        " de*acc*e7260*4 ",
+        "DE ACC E 7260 4",
+        "de\tacc\u00a0e7260 4",
+    ],
+)
 def test_every_spelling_of_an_evse_id_has_one_search_key(spoken):
     assert ids.id_search_key(spoken) == "DEACCE72604"
 
 
-@pytest.mark.parametrize("spoken", [
-    "DE-EMP-C12345678-X", "DEEMPC12345678X", "de emp c12345678 x", "DE*EMP*C12345678*X", "de-emp-c1234-5678-x",
-])
+@pytest.mark.parametrize(
+    "spoken",
+    [
+        "DE-EMP-C12345678-X",
+        "DEEMPC12345678X",
+        "de emp c12345678 x",
+        "DE*EMP*C12345678*X",
+        "de-emp-c1234-5678-x",
+    ],
+)
 def test_every_spelling_of_a_contract_id_has_one_search_key(spoken):
     assert ids.id_search_key(spoken) == "DEEMPC12345678X"
 
@@ -78,21 +103,34 @@ def test_din_evse_ids_lose_their_plus_and_stars():
     assert ids.id_search_key("+49*810*000*438") == ids.id_search_key("49 810 000 438") == "49810000438"
 
 
-@pytest.mark.parametrize(("query", "prefix"), [
-    ("1df4fad6", "1df4fad6"), ("1DF4FAD6-0C2B", "1df4fad6-0c2b"), (" 1df4fad6 ", "1df4fad6"),
-    ("1df4fad", None), ("DE*ACC*E7260*4", None), ("1df4 fad6", None),
-])
+@pytest.mark.parametrize(
+    ("query", "prefix"),
+    [
+        ("1df4fad6", "1df4fad6"),
+        ("1DF4FAD6-0C2B", "1df4fad6-0c2b"),
+        (" 1df4fad6 ", "1df4fad6"),
+        ("1df4fad", None),
+        ("DE*ACC*E7260*4", None),
+        ("1df4 fad6", None),
+    ],
+)
 def test_a_session_id_prefix_has_eight_characters_or_more(query, prefix):
     assert ids.session_id_prefix(query) == prefix
 
 
 def test_the_identification_values_come_from_every_kind_first_one_first():
-    values = ids.identification_values({
-        "RFIDIdentification": {"UID": "04a23bc1d2e3f4", "EvcoID": "DE-EMP-C12345678-X", "PrintedNumber": "9876 655",
-                               "RFID": "mifareCls"},
-        "RemoteIdentification": {"EvcoID": "DEEMPC12345678X"},  # the same contract, another spelling
-        "QRCodeIdentification": {"EvcoID": "DE-EMP-C99999999-Z", "PIN": "1234"},
-    })
+    values = ids.identification_values(
+        {
+            "RFIDIdentification": {
+                "UID": "04a23bc1d2e3f4",
+                "EvcoID": "DE-EMP-C12345678-X",
+                "PrintedNumber": "9876 655",
+                "RFID": "mifareCls",
+            },
+            "RemoteIdentification": {"EvcoID": "DEEMPC12345678X"},  # the same contract, another spelling
+            "QRCodeIdentification": {"EvcoID": "DE-EMP-C99999999-Z", "PIN": "1234"},
+        }
+    )
     assert values == {
         "contract_id": ["DE-EMP-C12345678-X", "DE-EMP-C99999999-Z"],
         "card_uid": ["04a23bc1d2e3f4"],
@@ -100,30 +138,50 @@ def test_the_identification_values_come_from_every_kind_first_one_first():
     }
 
 
-@pytest.mark.parametrize("identification", [
-    None, {}, {"RemoteIdentification": {"EvcoID": 12345}}, {"RemoteIdentification": {"EvcoID": "  "}},
-    {"RemoteIdentification": {"EvcoID": "X" * 51}}, {"RFIDMifareFamilyIdentification": {"UID": "A" * 51}},
-    {"RFIDIdentification": {"PrintedNumber": "1" * 151, "UID": ["no"]}}, {"RemoteIdentification": "DE-EMP"},
-])
+@pytest.mark.parametrize(
+    "identification",
+    [
+        None,
+        {},
+        {"RemoteIdentification": {"EvcoID": 12345}},
+        {"RemoteIdentification": {"EvcoID": "  "}},
+        {"RemoteIdentification": {"EvcoID": "X" * 51}},
+        {"RFIDMifareFamilyIdentification": {"UID": "A" * 51}},
+        {"RFIDIdentification": {"PrintedNumber": "1" * 151, "UID": ["no"]}},
+        {"RemoteIdentification": "DE-EMP"},
+    ],
+)
 def test_unusable_identification_values_are_left_in_the_raw_message(identification):
     assert ids.identification_values(identification) == {"contract_id": [], "card_uid": [], "printed_number": []}
 
 
 @pytest.mark.django_db
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(evse_id=st.from_regex(ids.EVSE_ID, fullmatch=True), contract=st.from_regex(
-    r"[A-Za-z]{2}[*-]?[A-Za-z0-9]{3}[*-]?C?[A-Za-z0-9]{6,8}[*-]?[0-9A-Za-z]", fullmatch=True))
+@given(
+    evse_id=st.from_regex(ids.EVSE_ID, fullmatch=True),
+    contract=st.from_regex(r"[A-Za-z]{2}[*-]?[A-Za-z0-9]{3}[*-]?C?[A-Za-z0-9]{6,8}[*-]?[0-9A-Za-z]", fullmatch=True),
+)
 def test_the_database_computes_the_same_keys_as_the_query_side(evse_id, contract):
     """The keys are GeneratedFields (no write path can forget them); the query side normalises the
     agent's text with the same function, so the two must agree for every ID the formats allow."""
-    charging_session = ChargingSessionFactory(evse_id=evse_id, operator_id="DE*ACC", contract_id=contract,
-                                              card_uid=contract.lower(), printed_number=contract,
-                                              emp_partner_session_id=contract)
-    keys = ChargingSession.objects.filter(pk=charging_session.pk).values(
-        "evse_key", "contract_key", "card_uid_key", "printed_number_key", "emp_partner_key").get()
+    charging_session = ChargingSessionFactory(
+        evse_id=evse_id,
+        operator_id="DE*ACC",
+        contract_id=contract,
+        card_uid=contract.lower(),
+        printed_number=contract,
+        emp_partner_session_id=contract,
+    )
+    keys = (
+        ChargingSession.objects.filter(pk=charging_session.pk)
+        .values("evse_key", "contract_key", "card_uid_key", "printed_number_key", "emp_partner_key")
+        .get()
+    )
     assert keys == {
-        "evse_key": ids.id_search_key(evse_id), "contract_key": ids.id_search_key(contract),
-        "card_uid_key": ids.id_search_key(contract), "printed_number_key": ids.id_search_key(contract),
+        "evse_key": ids.id_search_key(evse_id),
+        "contract_key": ids.id_search_key(contract),
+        "card_uid_key": ids.id_search_key(contract),
+        "printed_number_key": ids.id_search_key(contract),
         "emp_partner_key": ids.partner_search_key(contract),
     }
     charging_session.delete()
@@ -134,15 +192,31 @@ def test_the_database_computes_the_same_keys_as_the_query_side(evse_id, contract
 
 DRIVER_SPEAK = [
     # An EvseID in any spacing, separator or case (DIGEST §6: the "*" is optional in the format).
-    "DE*ACC*E7260*4", "DE ACC E7260 4", "DEACCE72604", "de-acc-e7260-4", "de acc e7260 4",
+    "DE*ACC*E7260*4",
+    "DE ACC E7260 4",
+    "DEACCE72604",
+    "de-acc-e7260-4",
+    "de acc e7260 4",
     # The start of the SessionID (8+ characters), in any case; the whole SessionID in upper case.
-    "1df4fad6", "1DF4FAD6", "1df4fad6-0c2b", DRIVER_SID.upper(),
+    "1df4fad6",
+    "1DF4FAD6",
+    "1df4fad6-0c2b",
+    DRIVER_SID.upper(),
     # Partner session IDs in any case.
-    "emp-abc-42", "EMP-ABC-42", "cpo-xyz-7",
+    "emp-abc-42",
+    "EMP-ABC-42",
+    "cpo-xyz-7",
     # The contract ID (EvcoID) in any spelling, also without its check digit.
-    "DE-EMP-C12345678-X", "DEEMPC12345678X", "de emp c12345678 x", "DE*EMP*C12345678*X", "DE-EMP-C12345678",
+    "DE-EMP-C12345678-X",
+    "DEEMPC12345678X",
+    "de emp c12345678 x",
+    "DE*EMP*C12345678*X",
+    "DE-EMP-C12345678",
     # The card's UID (a reader shows it in lower case or with colons) and its printed number.
-    "04A23BC1D2E3F4", "04:a2:3b:c1:d2:e3:f4", "9876 655", "9876655",
+    "04A23BC1D2E3F4",
+    "04:a2:3b:c1:d2:e3:f4",
+    "9876 655",
+    "9876655",
 ]
 
 
@@ -186,15 +260,18 @@ def test_the_case_reference_still_finds_the_session(agent_client, driver_session
 
 def test_the_search_box_says_what_can_be_typed(agent_client, driver_session):
     content = search(agent_client, "de acc e726").content.decode()
-    box = content[content.index('id="global-search"'):].split(">", 1)[0]
+    box = content[content.index('id="global-search"') :].split(">", 1)[0]
     for words in ("EvseID", "contract ID", "card"):
         assert words in box
 
 
 def test_the_session_page_shows_the_contract_and_card(agent_client, driver_session):
     content = agent_client.get(detail_url(driver_session)).content.decode()
-    for label, value in (("Contract ID", "DE-EMP-C12345678-X"), ("Card UID", "04A23BC1D2E3F4"),
-                         ("Printed card number", "9876 655")):
+    for label, value in (
+        ("Contract ID", "DE-EMP-C12345678-X"),
+        ("Card UID", "04A23BC1D2E3F4"),
+        ("Printed card number", "9876 655"),
+    ):
         assert label in content and value in content
 
 
@@ -206,8 +283,14 @@ def test_the_history_search_speaks_the_same_way(db, driver_session, agent):
 
 # --- where the values come from: every notification and CDR that carries them ----------------------
 
-RFID = {"RFIDIdentification": {"UID": "04A23BC1D2E3F4", "EvcoID": "DE-EMP-C12345678-X", "PrintedNumber": "9876 655",
-                               "RFID": "mifareCls"}}
+RFID = {
+    "RFIDIdentification": {
+        "UID": "04A23BC1D2E3F4",
+        "EvcoID": "DE-EMP-C12345678-X",
+        "PrintedNumber": "9876 655",
+        "RFID": "mifareCls",
+    }
+}
 SAMPLES = {"Start": START, "Progress": PROGRESS, "End": END, "Error": ERROR, "CDR": CDR}
 
 
@@ -215,10 +298,13 @@ def apply(sample: dict, **changes):
     body = msg(sample, **changes)
     if "Type" in body:
         return services.record_charging_notification(
-            notification=inbound.charging_notification_from_dict(json.loads(json.dumps(body))), raw=json.dumps(body),
-            remote_addr=None)
-    return services.record_cdr(cdr=inbound.charge_detail_record_from_dict(json.loads(json.dumps(body))),
-                               raw=json.dumps(body), source="PUSH")
+            notification=inbound.charging_notification_from_dict(json.loads(json.dumps(body))),
+            raw=json.dumps(body),
+            remote_addr=None,
+        )
+    return services.record_cdr(
+        cdr=inbound.charge_detail_record_from_dict(json.loads(json.dumps(body))), raw=json.dumps(body), source="PUSH"
+    )
 
 
 def identification_of(charging_session) -> tuple[str, str, str]:
@@ -252,12 +338,18 @@ def test_hubjects_cdr_sample_gives_the_contract_of_its_remote_identification():
 @pytest.mark.django_db
 def test_the_first_contract_id_stays_and_a_different_one_is_recorded_in_the_audit_data():
     apply(START, Identification={"RemoteIdentification": {"EvcoID": "DE-EMP-C12345678-X"}})
-    outcome = apply(END, Identification={"RemoteIdentification": {"EvcoID": "DE-EMP-C99999999-Z"},
-                                         "RFIDMifareFamilyIdentification": {"UID": "04A23BC1D2E3F4"}})
+    outcome = apply(
+        END,
+        Identification={
+            "RemoteIdentification": {"EvcoID": "DE-EMP-C99999999-Z"},
+            "RFIDMifareFamilyIdentification": {"UID": "04A23BC1D2E3F4"},
+        },
+    )
     assert identification_of(outcome.charging_session) == ("DE-EMP-C12345678-X", "04A23BC1D2E3F4", "")
     audit = AuditRecord.objects.filter(event_type=Event.NOTIFICATION_RECEIVED).latest("pk")
     assert audit.data["identification_differs"] == [
-        {"field": "contract_id", "kept": "DE-EMP-C12345678-X", "received": "DE-EMP-C99999999-Z"}]
+        {"field": "contract_id", "kept": "DE-EMP-C12345678-X", "received": "DE-EMP-C99999999-Z"}
+    ]
     # The CDR says the same again: recorded too, still the first one kept.
     apply(CDR, Identification={"RemoteIdentification": {"EvcoID": "DE-EMP-C99999999-Z"}})
     audit = AuditRecord.objects.filter(event_type=Event.CDR_RECEIVED).get()
@@ -286,8 +378,11 @@ def test_a_message_held_back_for_another_evse_gives_the_session_nothing():
 @pytest.mark.django_db
 def test_the_feed_brings_the_contract_card_uid_and_printed_number(tmp_path):
     new_id, known = str(uuid.uuid4()), ChargingSessionFactory(evse_id="DE*ACC*E0042*1")
-    path = write(tmp_path, line(new_id, EvcoID="DE-EMP-C12345678-X", UID="04a23bc1d2e3f4", PrintedNumber="9876 655"),
-                 line(known.session_id, EvcoID="DE*EMP*C87654321*Y"))
+    path = write(
+        tmp_path,
+        line(new_id, EvcoID="DE-EMP-C12345678-X", UID="04a23bc1d2e3f4", PrintedNumber="9876 655"),
+        line(known.session_id, EvcoID="DE*EMP*C87654321*Y"),
+    )
     run(path, "--commit")
     created = ChargingSession.objects.get(session_id=new_id)
     assert identification_of(created) == ("DE-EMP-C12345678-X", "04a23bc1d2e3f4", "9876 655")
@@ -298,8 +393,12 @@ def test_the_feed_brings_the_contract_card_uid_and_printed_number(tmp_path):
 
 @pytest.mark.django_db
 def test_the_feed_may_not_change_a_contract_id_but_may_respell_it(tmp_path):
-    known = ChargingSessionFactory(evse_id="DE*ACC*E0042*1", contract_id="DE-EMP-C12345678-X",
-                                   emp_partner_session_id="EMP-42", started_at=datetime(2026, 1, 5, 9, tzinfo=UTC))
+    known = ChargingSessionFactory(
+        evse_id="DE*ACC*E0042*1",
+        contract_id="DE-EMP-C12345678-X",
+        emp_partner_session_id="EMP-42",
+        started_at=datetime(2026, 1, 5, 9, tzinfo=UTC),
+    )
     _, err = run_failing(write(tmp_path, line(known.session_id, EvcoID="DE-EMP-C99999999-Z")), "--commit")
     assert "line 1: EvcoID: 'DE-EMP-C99999999-Z' differs from 'DE-EMP-C12345678-X'" in err
     out, _ = run(write(tmp_path, line(known.session_id, EvcoID="deempc12345678x"), name="b.jsonl"), "--commit")
@@ -308,12 +407,15 @@ def test_the_feed_may_not_change_a_contract_id_but_may_respell_it(tmp_path):
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize(("fields", "message"), [
-    ({"EvcoID": 123}, "EvcoID: must be a string"),
-    ({"EvcoID": "X" * 51}, "EvcoID: longer than 50 characters"),
-    ({"UID": " "}, "UID: empty"),
-    ({"PrintedNumber": "1" * 151}, "PrintedNumber: longer than 150 characters"),
-])
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"EvcoID": 123}, "EvcoID: must be a string"),
+        ({"EvcoID": "X" * 51}, "EvcoID: longer than 50 characters"),
+        ({"UID": " "}, "UID: empty"),
+        ({"PrintedNumber": "1" * 151}, "PrintedNumber: longer than 150 characters"),
+    ],
+)
 def test_bad_identification_in_the_feed_is_a_bad_line(tmp_path, fields, message):
     _, err = run_failing(write(tmp_path, line(**fields)), "--commit")
     assert message in err
@@ -366,6 +468,12 @@ def test_the_whole_search_scans_no_table(driver_session):
 
 def test_the_bench_measures_the_driver_searches():
     source = Path(__file__).resolve().parents[1].joinpath("bench", "pages.py").read_text()
-    for name in ("EvseID with spaces", "SessionID prefix", "contract ID", "card UID", "printed number",
-                 "partner session ID in lower case"):
+    for name in (
+        "EvseID with spaces",
+        "SessionID prefix",
+        "contract ID",
+        "card UID",
+        "printed number",
+        "partner session ID in lower case",
+    ):
         assert name in source

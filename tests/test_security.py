@@ -101,8 +101,15 @@ def test_every_post_without_a_csrf_token_is_refused(db):
         (refused if response.status_code == 403 and b"CSRF" in response.content else accepted).append(path)
     assert accepted == []
     # The forms that change something are among them, of course.
-    assert {"/sessions/1/stop/", "/stops/1/resend/", "/sessions/1/close/", "/logout/", "/login/",
-            "/audit/export/start/", "/admin/charging_sessions/chargingsession/"} <= set(refused)
+    assert {
+        "/sessions/1/stop/",
+        "/stops/1/resend/",
+        "/sessions/1/close/",
+        "/logout/",
+        "/login/",
+        "/audit/export/start/",
+        "/admin/charging_sessions/chargingsession/",
+    } <= set(refused)
 
 
 def test_the_same_post_with_the_token_goes_through(db, no_broker):
@@ -114,8 +121,9 @@ def test_the_same_post_with_the_token_goes_through(db, no_broker):
     client.force_login(agent)
     page = client.get(f"/sessions/{charging_session.pk}/")
     token = re.search(rb'name="csrfmiddlewaretoken" value="([^"]+)"', page.content).group(1).decode()
-    response = client.post(f"/sessions/{charging_session.pk}/stop/",
-                           {"reason": StopReason.DRIVER_ASKED, "csrfmiddlewaretoken": token})
+    response = client.post(
+        f"/sessions/{charging_session.pk}/stop/", {"reason": StopReason.DRIVER_ASKED, "csrfmiddlewaretoken": token}
+    )
     assert response.status_code == 302
     assert RemoteStopRequest.objects.filter(charging_session=charging_session).count() == 1
 
@@ -137,27 +145,55 @@ _SCRUB = ["DJANGO_", "OICP_", "PORTAL_", "DATABASE_URL", "CELERY_", "CACHE_URL",
 
 def _production(args: list[str], **extra: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not any(k.startswith(p) for p in _SCRUB)}
-    env.update(PRODUCTION_ENV, PORTAL_ENV_FILE="/nonexistent/.env", DJANGO_SETTINGS_MODULE="portal.settings",
-               DATABASE_URL="sqlite:////tmp/portal-deploy-check.sqlite3", **extra)
-    return subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False)
+    env.update(
+        PRODUCTION_ENV,
+        PORTAL_ENV_FILE="/nonexistent/.env",
+        DJANGO_SETTINGS_MODULE="portal.settings",
+        DATABASE_URL="sqlite:////tmp/portal-deploy-check.sqlite3",
+        **extra,
+    )
+    return subprocess.run(
+        [sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False
+    )
 
 
 def test_production_settings_are_https_only():
-    names = ["SESSION_COOKIE_SECURE", "CSRF_COOKIE_SECURE", "SESSION_COOKIE_HTTPONLY", "CSRF_COOKIE_HTTPONLY",
-             "SESSION_COOKIE_SAMESITE", "CSRF_COOKIE_SAMESITE", "SECURE_HSTS_SECONDS", "SECURE_HSTS_INCLUDE_SUBDOMAINS",
-             "SECURE_CONTENT_TYPE_NOSNIFF", "SECURE_REFERRER_POLICY", "SECURE_PROXY_SSL_HEADER", "X_FRAME_OPTIONS",
-             "DEBUG"]
-    code = ("import django, json; from django.conf import settings; django.setup(); "
-            f"print(json.dumps({{n: getattr(settings, n) for n in {names!r}}}))")
+    names = [
+        "SESSION_COOKIE_SECURE",
+        "CSRF_COOKIE_SECURE",
+        "SESSION_COOKIE_HTTPONLY",
+        "CSRF_COOKIE_HTTPONLY",
+        "SESSION_COOKIE_SAMESITE",
+        "CSRF_COOKIE_SAMESITE",
+        "SECURE_HSTS_SECONDS",
+        "SECURE_HSTS_INCLUDE_SUBDOMAINS",
+        "SECURE_CONTENT_TYPE_NOSNIFF",
+        "SECURE_REFERRER_POLICY",
+        "SECURE_PROXY_SSL_HEADER",
+        "X_FRAME_OPTIONS",
+        "DEBUG",
+    ]
+    code = (
+        "import django, json; from django.conf import settings; django.setup(); "
+        f"print(json.dumps({{n: getattr(settings, n) for n in {names!r}}}))"
+    )
     result = _production(["-c", code])
     assert result.returncode == 0, result.stderr
     values = json.loads(result.stdout.strip().splitlines()[-1])
     assert values == {
-        "SESSION_COOKIE_SECURE": True, "CSRF_COOKIE_SECURE": True, "SESSION_COOKIE_HTTPONLY": True,
-        "CSRF_COOKIE_HTTPONLY": True, "SESSION_COOKIE_SAMESITE": "Lax", "CSRF_COOKIE_SAMESITE": "Lax",
-        "SECURE_HSTS_SECONDS": 31536000, "SECURE_HSTS_INCLUDE_SUBDOMAINS": True, "SECURE_CONTENT_TYPE_NOSNIFF": True,
-        "SECURE_REFERRER_POLICY": "same-origin", "SECURE_PROXY_SSL_HEADER": ["HTTP_X_FORWARDED_PROTO", "https"],
-        "X_FRAME_OPTIONS": "DENY", "DEBUG": False,
+        "SESSION_COOKIE_SECURE": True,
+        "CSRF_COOKIE_SECURE": True,
+        "SESSION_COOKIE_HTTPONLY": True,
+        "CSRF_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "CSRF_COOKIE_SAMESITE": "Lax",
+        "SECURE_HSTS_SECONDS": 31536000,
+        "SECURE_HSTS_INCLUDE_SUBDOMAINS": True,
+        "SECURE_CONTENT_TYPE_NOSNIFF": True,
+        "SECURE_REFERRER_POLICY": "same-origin",
+        "SECURE_PROXY_SSL_HEADER": ["HTTP_X_FORWARDED_PROTO", "https"],
+        "X_FRAME_OPTIONS": "DENY",
+        "DEBUG": False,
     }
 
 
@@ -170,10 +206,13 @@ def test_https_responses_carry_the_security_headers(db):
     assert response["Cross-Origin-Opener-Policy"] == "same-origin"
 
 
-@pytest.mark.parametrize("extra, silenced", [
-    ({}, 2),  # TLS and the HTTP redirect at the proxy: W008 and W021 silenced, with their reasons in settings
-    ({"DJANGO_SECURE_SSL_REDIRECT": "true", "DJANGO_SECURE_HSTS_PRELOAD": "true"}, 0),
-])
+@pytest.mark.parametrize(
+    "extra, silenced",
+    [
+        ({}, 2),  # TLS and the HTTP redirect at the proxy: W008 and W021 silenced, with their reasons in settings
+        ({"DJANGO_SECURE_SSL_REDIRECT": "true", "DJANGO_SECURE_HSTS_PRELOAD": "true"}, 0),
+    ],
+)
 def test_check_deploy_is_clean_with_production_settings(extra, silenced):
     result = _production(["manage.py", "check", "--deploy", "--fail-level", "WARNING"], **extra)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -217,8 +256,9 @@ CERT_MARKER = "CERT-MARKER-91bc"
 SECRET_MARKER = "SECRET-MARKER-c4d2e8"
 
 
-def test_the_client_key_and_secrets_never_reach_logs_audit_records_or_exports(db, settings, caplog, tmp_path,
-                                                                               monkeypatch):
+def test_the_client_key_and_secrets_never_reach_logs_audit_records_or_exports(
+    db, settings, caplog, tmp_path, monkeypatch
+):
     settings.SECRET_KEY = SECRET_MARKER + "-" + "s" * 50
     settings.OICP_BASE_URL = "https://hubject.test"
     settings.OICP_CLIENT_KEY = f"/etc/portal/{KEY_MARKER}.key"
@@ -246,8 +286,7 @@ def test_the_client_key_and_secrets_never_reach_logs_audit_records_or_exports(db
     exported = []
     for export_format in ("csv", "jsonl"):
         output = tmp_path / f"audit.{export_format}"
-        call_command("export_audit", "--from", today, "--to", today, "--format", export_format,
-                     "--output", str(output))
+        call_command("export_audit", "--from", today, "--to", today, "--format", export_format, "--output", str(output))
         exported.append(output.read_text(encoding="utf-8"))
     assert all(str(accepted.correlation_id) in text for text in exported)  # the exports hold the exchange
 

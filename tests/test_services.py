@@ -36,8 +36,6 @@ def events(stop_request):
     return list(stop_request.audit_records.order_by("pk").values_list("event_type", flat=True))
 
 
-
-
 # --- request_remote_stop ---------------------------------------------------------------------
 
 
@@ -65,13 +63,15 @@ def test_enqueues_only_after_commit(charging_session, agent, no_broker, django_c
     connection = no_broker.call_args.kwargs["connection"]
     bound = settings.STOP_PUBLISH_TIMEOUT_SECONDS
     assert bound <= 1.0 and connection.connect_timeout == bound
-    assert {key: connection.transport_options[key] for key in ("socket_connect_timeout", "socket_timeout",
-                                                                "max_retries", "retry_on_timeout")} == {
-        "socket_connect_timeout": bound, "socket_timeout": bound, "max_retries": 0, "retry_on_timeout": False}
+    assert {
+        key: connection.transport_options[key]
+        for key in ("socket_connect_timeout", "socket_timeout", "max_retries", "retry_on_timeout")
+    } == {"socket_connect_timeout": bound, "socket_timeout": bound, "max_retries": 0, "retry_on_timeout": False}
 
 
-def test_nothing_enqueued_when_the_transaction_rolls_back(charging_session, agent, no_broker,
-                                                           django_capture_on_commit_callbacks):
+def test_nothing_enqueued_when_the_transaction_rolls_back(
+    charging_session, agent, no_broker, django_capture_on_commit_callbacks
+):
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
         with pytest.raises(RuntimeError), transaction.atomic():
             request_stop(charging_session, agent)
@@ -141,8 +141,7 @@ def test_bad_reason_is_refused_and_changes_nothing(charging_session, agent, reas
 
 def test_unknown_session_is_refused(agent, db):
     with pytest.raises(services.StopNotAllowed):
-        services.request_remote_stop(charging_session_id=999999, acting_user=agent, reason=StopReason.OTHER,
-                                     note="x")
+        services.request_remote_stop(charging_session_id=999999, acting_user=agent, reason=StopReason.OTHER, note="x")
 
 
 # --- send_remote_stop --------------------------------------------------------------------------
@@ -199,8 +198,13 @@ def test_transient_failure_schedules_a_retry_then_fails_after_max_attempts(pendi
     pending.refresh_from_db()
     assert second.retry_in is None
     assert (pending.state, pending.attempt_count, pending.http_status) == (State.FAILED, 2, 503)
-    assert events(pending) == [Event.STOP_REQUESTED, Event.STOP_SENDING, Event.STOP_ATTEMPT_FAILED,
-                               Event.STOP_SENDING, Event.STOP_FAILED]
+    assert events(pending) == [
+        Event.STOP_REQUESTED,
+        Event.STOP_SENDING,
+        Event.STOP_ATTEMPT_FAILED,
+        Event.STOP_SENDING,
+        Event.STOP_FAILED,
+    ]
 
 
 @responses.activate
@@ -243,18 +247,29 @@ def test_mark_failed_closes_an_open_request_with_an_audit_row(pending):
 
 def test_create_charging_session_derives_operator_and_upper_cases(db):
     charging_session = services.create_charging_session(
-        session_id="B2688855-7F00-0002-6D8E-48D883F6ABB6", evse_id="de*abc*e123*1", provider_id="de-emp",
-        started_at=timezone.now(), source="test",
+        session_id="B2688855-7F00-0002-6D8E-48D883F6ABB6",
+        evse_id="de*abc*e123*1",
+        provider_id="de-emp",
+        started_at=timezone.now(),
+        source="test",
     )
     assert (charging_session.evse_id, charging_session.operator_id, charging_session.provider_id) == (
-        "DE*ABC*E123*1", "DE*ABC", "DE-EMP")
+        "DE*ABC*E123*1",
+        "DE*ABC",
+        "DE-EMP",
+    )
     assert charging_session.audit_records.get().event_type == Event.SESSION_CREATED
 
 
 @pytest.mark.parametrize("field, value", [("session_id", "not-a-guid"), ("evse_id", "XX"), ("provider_id", "D")])
 def test_create_charging_session_rejects_bad_ids(db, field, value):
-    kwargs = {"session_id": "b2688855-7f00-0002-6d8e-48d883f6abb6", "evse_id": "DE*ABC*E1",
-              "provider_id": "DE-EMP", "started_at": timezone.now(), field: value}
+    kwargs = {
+        "session_id": "b2688855-7f00-0002-6d8e-48d883f6abb6",
+        "evse_id": "DE*ABC*E1",
+        "provider_id": "DE-EMP",
+        "started_at": timezone.now(),
+        field: value,
+    }
     with pytest.raises(ValueError):
         services.create_charging_session(**kwargs)
     assert not ChargingSession.objects.exists()
@@ -262,8 +277,9 @@ def test_create_charging_session_rejects_bad_ids(db, field, value):
 
 def test_accepted_stop_blocks_a_new_one_until_the_confirmation_window_passes(charging_session, agent, settings):
     settings.STOP_CONFIRMATION_MINUTES = 10
-    accepted = RemoteStopRequestFactory(charging_session=charging_session, state=State.ACCEPTED,
-                                        finished_at=timezone.now() - timedelta(minutes=3))
+    accepted = RemoteStopRequestFactory(
+        charging_session=charging_session, state=State.ACCEPTED, finished_at=timezone.now() - timedelta(minutes=3)
+    )
     with pytest.raises(services.StopNotAllowed, match="was accepted"):
         request_stop(charging_session, agent)
     RemoteStopRequest.objects.filter(pk=accepted.pk).update(finished_at=timezone.now() - timedelta(minutes=11))
@@ -273,7 +289,8 @@ def test_accepted_stop_blocks_a_new_one_until_the_confirmation_window_passes(cha
 @responses.activate
 def test_stop_is_not_sent_when_the_cdr_arrived_while_it_was_queued(pending):
     ChargingSession.objects.filter(pk=pending.charging_session_id).update(
-        status=ChargingSession.Status.CLOSED, cdr_received_at=timezone.now(), ended_at=timezone.now())
+        status=ChargingSession.Status.CLOSED, cdr_received_at=timezone.now(), ended_at=timezone.now()
+    )
     outcome = services.send_remote_stop(stop_request_id=pending.pk)
     pending.refresh_from_db()
     assert outcome.state == State.REJECTED and pending.state == State.REJECTED
@@ -285,7 +302,10 @@ def test_stop_is_not_sent_when_the_cdr_arrived_while_it_was_queued(pending):
     progress = stop_advice.stop_progress(stop_request=pending)
     # The CDR closed the session: the card says so, whatever the stop was told (it was never sent).
     assert (progress.card.subject, progress.card.situation, progress.card.tone) == (
-        "session_ended", "session_ended", "ok")
+        "session_ended",
+        "session_ended",
+        "ok",
+    )
     assert progress.card.code_line == "Session already ended."
     assert progress.card.tell_driver == "Your session has ended; you can unplug."
     assert progress.headline == "Rejected: Session already ended."

@@ -12,10 +12,11 @@ import socket
 import subprocess
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import requests
@@ -303,9 +304,7 @@ def test_shutdown_ends_a_held_request_promptly() -> None:
     with socket.create_connection(server.server_address[:2], timeout=3) as client:
         client.sendall(
             b"POST /api/oicp/charging/v21/providers/DE-DCB/authorize-remote/stop HTTP/1.1\r\n"
-            b"Host: sim\r\nContent-Type: application/json\r\n"
-            + f"Content-Length: {len(raw)}\r\n\r\n".encode()
-            + raw
+            b"Host: sim\r\nContent-Type: application/json\r\n" + f"Content-Length: {len(raw)}\r\n\r\n".encode() + raw
         )
         time.sleep(0.1)  # let the server read the request and start holding it
         started = time.monotonic()
@@ -361,9 +360,7 @@ def test_non_json_body_is_a_validation_error(sim: SimulatorServer) -> None:
 
 
 def test_wrong_content_type_is_a_validation_error(sim: SimulatorServer) -> None:
-    response = requests.post(
-        stop_url(sim), data=json.dumps(SAMPLE), headers={"Content-Type": "text/plain"}, timeout=5
-    )
+    response = requests.post(stop_url(sim), data=json.dumps(SAMPLE), headers={"Content-Type": "text/plain"}, timeout=5)
     assert_validation_error(response, "Content-Type")
 
 
@@ -381,7 +378,9 @@ def test_oversized_body_is_refused_with_413(sim: SimulatorServer) -> None:
 
 
 def test_unknown_path_is_hbs_404_fault(sim: SimulatorServer) -> None:
-    response = requests.post(f"{sim.url}/api/oicp/charging/v21/providers/DE-DCB/authorize-remote/halt", json=SAMPLE, timeout=5)
+    response = requests.post(
+        f"{sim.url}/api/oicp/charging/v21/providers/DE-DCB/authorize-remote/halt", json=SAMPLE, timeout=5
+    )
 
     assert response.status_code == 404
     assert response.json()["StatusCode"]["Code"] == "300"
@@ -577,11 +576,19 @@ class Receiver:
             def do_POST(self) -> None:  # noqa: N802
                 raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 with receiver.lock:
-                    receiver.requests.append({"path": self.path, "raw": raw, "body": json.loads(raw),
-                                              "content_type": self.headers.get("Content-Type"),
-                                              "at": time.monotonic()})
+                    receiver.requests.append(
+                        {
+                            "path": self.path,
+                            "raw": raw,
+                            "body": json.loads(raw),
+                            "content_type": self.headers.get("Content-Type"),
+                            "at": time.monotonic(),
+                        }
+                    )
                     status = receiver.status
-                answer = json.dumps({"Result": status == 200, "StatusCode": {"Code": "000" if status == 200 else "022"}})
+                answer = json.dumps(
+                    {"Result": status == 200, "StatusCode": {"Code": "000" if status == 200 else "022"}}
+                )
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(answer)))
@@ -598,8 +605,12 @@ class Receiver:
 
     def of(self, kind: str, session_id: str | None = None) -> list[dict[str, Any]]:
         with self.lock:
-            found = [r for r in self.requests if (r["body"].get("Type") or "CDR") == kind
-                     or (kind == "CDR" and "charge-detail-record" in r["path"] and "Type" not in r["body"])]
+            found = [
+                r
+                for r in self.requests
+                if (r["body"].get("Type") or "CDR") == kind
+                or (kind == "CDR" and "charge-detail-record" in r["path"] and "Type" not in r["body"])
+            ]
         if kind == "CDR":
             found = [r for r in found if "charge-detail-record" in r["path"]]
         return [r for r in found if session_id is None or r["body"].get("SessionID") == session_id]
@@ -626,8 +637,14 @@ def portal() -> Iterator[Receiver]:
 
 
 def start_cpo_sim(portal_url: str, **options: Any) -> SimulatorServer:
-    options = {"push_delay_seconds": 0.2, "cdr_delay_seconds": 0.1, "progress_interval_seconds": 0,
-               "push_backoff_seconds": 0.05, "seed": 7, **options}
+    options = {
+        "push_delay_seconds": 0.2,
+        "cdr_delay_seconds": 0.1,
+        "progress_interval_seconds": 0,
+        "push_backoff_seconds": 0.05,
+        "seed": 7,
+        **options,
+    }
     server = make_server(port=0, portal_url=portal_url, **options)
     serve_in_thread(server)
     return server
@@ -642,9 +659,15 @@ def cpo_sim(portal: Receiver) -> Iterator[SimulatorServer]:
 
 
 def demo_session(session_id: str = SESSION_ID, evse_id: str = "DE*ACC*E0001*1", **extra: Any) -> dict[str, Any]:
-    return {"SessionID": session_id, "EvseID": evse_id, "OperatorID": evse_id.split("*E")[0],
-            "EMPPartnerSessionID": "EMP-1", "CPOPartnerSessionID": "CPO-1",
-            "ChargingStart": "2026-01-05T10:00:00+01:00", **extra}
+    return {
+        "SessionID": session_id,
+        "EvseID": evse_id,
+        "OperatorID": evse_id.split("*E")[0],
+        "EMPPartnerSessionID": "EMP-1",
+        "CPOPartnerSessionID": "CPO-1",
+        "ChargingStart": "2026-01-05T10:00:00+01:00",
+        **extra,
+    }
 
 
 def stop_body(session_id: str = SESSION_ID, evse_id: str = "DE*ACC*E0001*1") -> dict[str, Any]:
@@ -658,8 +681,11 @@ def assert_valid_oicp(push: dict[str, Any]) -> None:
         timestamps = ("ChargingStart", "ChargingEnd", "SessionStart", "SessionEnd")
     else:
         _, message = inbound.parse_charging_notification(push["raw"])
-        timestamps = [k for k in ("ChargingStart", "ChargingEnd", "SessionStart", "SessionEnd", "EventOccurred")
-                      if k in push["body"]]
+        timestamps = [
+            k
+            for k in ("ChargingStart", "ChargingEnd", "SessionStart", "SessionEnd", "EventOccurred")
+            if k in push["body"]
+        ]
     body = push["body"]
     assert push["content_type"].startswith("application/json")
     assert EVCO_ID.fullmatch(body["Identification"]["RemoteIdentification"]["EvcoID"])
@@ -669,7 +695,9 @@ def assert_valid_oicp(push: dict[str, Any]) -> None:
         if name in body:
             assert re.fullmatch(r"\d+(\.\d{1,3})?", json.dumps(body[name])), (name, body[name])
     if "MeterValueInBetween" in body:
-        assert isinstance(body["MeterValueInBetween"], dict) and isinstance(body["MeterValueInBetween"]["meterValues"], list)
+        assert isinstance(body["MeterValueInBetween"], dict) and isinstance(
+            body["MeterValueInBetween"]["meterValues"], list
+        )
     assert message.session_id == body["SessionID"].lower()
 
 
@@ -744,7 +772,9 @@ def test_a_second_accepted_stop_does_not_end_the_session_twice(cpo_sim: Simulato
     assert len(portal.of("End", SESSION_ID)) == 1 and len(portal.of("CDR", SESSION_ID)) == 1
 
 
-def test_tidy_a_session_the_simulator_was_never_told_about_still_ends(cpo_sim: SimulatorServer, portal: Receiver) -> None:
+def test_tidy_a_session_the_simulator_was_never_told_about_still_ends(
+    cpo_sim: SimulatorServer, portal: Receiver
+) -> None:
     configure(cpo_sim, {"tidy": True})
     other = "b2688855-7f00-0002-6d8e-48d883f6abb6"
     assert post(cpo_sim, stop_body(other, "NL*FST*E0007*1")).json()["Result"] is True
@@ -771,8 +801,15 @@ def test_a_cpo_that_never_confirms_accepts_but_pushes_nothing(cpo_sim: Simulator
 
 
 def test_rejected_or_failed_stops_push_nothing(cpo_sim: SimulatorServer, portal: Receiver) -> None:
-    configure(cpo_sim, {"operators": {"DE*OFF": {"action": "reject", "code": "501"},
-                                      "FR*ERR": {"action": "http_error", "http_status": 503}}})
+    configure(
+        cpo_sim,
+        {
+            "operators": {
+                "DE*OFF": {"action": "reject", "code": "501"},
+                "FR*ERR": {"action": "http_error", "http_status": 503},
+            }
+        },
+    )
 
     post(cpo_sim, stop_body(evse_id="DE*OFF*E1"))
     post(cpo_sim, stop_body("b2688855-7f00-0002-6d8e-48d883f6abb6", "FR*ERR*E1"))
@@ -838,8 +875,10 @@ def test_pushed_log_can_be_filtered_and_cleared(cpo_sim: SimulatorServer, portal
     portal.wait_for("Start", count=2)
     time.sleep(0.1)
 
-    assert [p["session_id"] for p in requests.get(f"{cpo_sim.url}/_sim/pushed", params={"session_id": other},
-                                                  timeout=5).json()] == [other]
+    assert [
+        p["session_id"]
+        for p in requests.get(f"{cpo_sim.url}/_sim/pushed", params={"session_id": other}, timeout=5).json()
+    ] == [other]
     assert requests.delete(f"{cpo_sim.url}/_sim/pushed", timeout=5).json() == {"cleared": 2}
     assert requests.get(f"{cpo_sim.url}/_sim/pushed", timeout=5).json() == []
 
@@ -892,22 +931,32 @@ def test_at_the_cap_the_oldest_session_finishes_when_a_new_one_starts(portal: Re
 def cdrs_url(sim: SimulatorServer, provider: str = "DE-EMP", **query: Any) -> str:
     params = "&".join(f"{k}={v}" for k, v in query.items())
     return f"{sim.url}/api/oicp/cdrmgmt/v22/providers/{provider}/get-charge-detail-records-request" + (
-        f"?{params}" if params else "")
+        f"?{params}" if params else ""
+    )
 
 
 def injected_cdr(index: int, end: str = "2026-01-05T11:00:00+01:00", evse_id: str = "DE*ACC*E0001*1") -> dict:
-    return {"SessionID": f"{index:08d}-0000-4000-8000-000000000000", "EvseID": evse_id,
-            "Identification": {"RemoteIdentification": {"EvcoID": "DE-EMP-C12345678-9"}},
-            "ChargingStart": "2026-01-05T10:00:00+01:00", "ChargingEnd": end,
-            "SessionStart": "2026-01-05T10:00:00+01:00", "SessionEnd": end, "ConsumedEnergy": 1.5}
+    return {
+        "SessionID": f"{index:08d}-0000-4000-8000-000000000000",
+        "EvseID": evse_id,
+        "Identification": {"RemoteIdentification": {"EvcoID": "DE-EMP-C12345678-9"}},
+        "ChargingStart": "2026-01-05T10:00:00+01:00",
+        "ChargingEnd": end,
+        "SessionStart": "2026-01-05T10:00:00+01:00",
+        "SessionEnd": end,
+        "ConsumedEnergy": 1.5,
+    }
 
 
 WINDOW = {"ProviderID": "DE-EMP", "From": "2026-01-05T00:00:00+01:00", "To": "2026-01-06T00:00:00Z"}
 
 
 def test_get_cdrs_pages_over_every_cdr_in_the_window(sim: SimulatorServer) -> None:
-    added = requests.post(f"{sim.url}/_sim/cdrs", json=[injected_cdr(i) for i in range(5)] + [
-        injected_cdr(9, end="2026-01-07T11:00:00+01:00")], timeout=5)
+    added = requests.post(
+        f"{sim.url}/_sim/cdrs",
+        json=[injected_cdr(i) for i in range(5)] + [injected_cdr(9, end="2026-01-07T11:00:00+01:00")],
+        timeout=5,
+    )
     assert added.json() == {"added": 6}
 
     pages = [requests.post(cdrs_url(sim, page=p, size=2), json=WINDOW, timeout=5) for p in range(3)]
@@ -915,7 +964,10 @@ def test_get_cdrs_pages_over_every_cdr_in_the_window(sim: SimulatorServer) -> No
     bodies = [p.json() for p in pages]
     assert [p.status_code for p in pages] == [200, 200, 200]
     assert [[c["SessionID"][:8] for c in b["content"]] for b in bodies] == [
-        ["00000000", "00000001"], ["00000002", "00000003"], ["00000004"]]
+        ["00000000", "00000001"],
+        ["00000002", "00000003"],
+        ["00000004"],
+    ]
     first, _, last = bodies
     assert (first["number"], first["size"], first["totalElements"], first["totalPages"]) == (0, 2, 5, 3)
     assert (first["first"], first["last"], first["numberOfElements"], first["empty"]) == (True, False, 2, False)
@@ -932,9 +984,12 @@ def test_get_cdrs_defaults_to_20_and_includes_generated_cdrs(sim: SimulatorServe
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline and not sim.cdrs.listed():
         time.sleep(0.02)
-    now = datetime.now(timezone.utc)
-    window = {"ProviderID": "DE-EMP", "From": (now - timedelta(hours=1)).isoformat(),
-              "To": (now + timedelta(hours=1)).isoformat()}
+    now = datetime.now(UTC)
+    window = {
+        "ProviderID": "DE-EMP",
+        "From": (now - timedelta(hours=1)).isoformat(),
+        "To": (now + timedelta(hours=1)).isoformat(),
+    }
 
     body = requests.post(cdrs_url(sim), json=window, timeout=5).json()
 
@@ -980,7 +1035,9 @@ def test_get_cdrs_empty_window(sim: SimulatorServer) -> None:
         ({}, [WINDOW], "body"),
     ],
 )
-def test_get_cdrs_validation_errors_are_fault_bodies(sim: SimulatorServer, query: dict, payload: Any, field: str) -> None:
+def test_get_cdrs_validation_errors_are_fault_bodies(
+    sim: SimulatorServer, query: dict, payload: Any, field: str
+) -> None:
     assert_validation_error(requests.post(cdrs_url(sim, **query), json=payload, timeout=5), field)
 
 
@@ -997,8 +1054,11 @@ def test_get_cdrs_answer_matches_hubjects_openapi(sim: SimulatorServer) -> None:
 
     api = OpenAPI.from_file_path(str(OPENAPI))
     prepared = requests.Request(
-        "POST", "https://service-qa.hubject.com/api/oicp/cdrmgmt/v22/providers/DE-EMP/get-charge-detail-records-request",
-        data=json.dumps(WINDOW), headers={"Content-Type": "application/json"}).prepare()
+        "POST",
+        "https://service-qa.hubject.com/api/oicp/cdrmgmt/v22/providers/DE-EMP/get-charge-detail-records-request",
+        data=json.dumps(WINDOW),
+        headers={"Content-Type": "application/json"},
+    ).prepare()
     response.headers["Content-Type"] = "application/json"
     api.validate_response(RequestsOpenAPIRequest(prepared), RequestsOpenAPIResponse(response))
 
@@ -1026,17 +1086,38 @@ def test_cli_loads_the_demo_sessions_file_and_pushes_to_the_portal(tmp_path: Pat
     env = dict(os.environ, PYTHONPATH=str(PROJECT_ROOT))
     env.pop("DJANGO_SETTINGS_MODULE", None)
     process = subprocess.Popen(
-        [sys.executable, "-m", "sessions.oicp.simulator", "--port", str(port), "--demo", "--quiet",
-         "--portal-url", portal.url, "--demo-sessions-file", str(sessions_file), "--push-delay", "0.1",
-         "--progress-interval", "0.2"],
-        cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "sessions.oicp.simulator",
+            "--port",
+            str(port),
+            "--demo",
+            "--quiet",
+            "--portal-url",
+            portal.url,
+            "--demo-sessions-file",
+            str(sessions_file),
+            "--push-delay",
+            "0.1",
+            "--progress-interval",
+            "0.2",
+        ],
+        cwd=PROJECT_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         assert process.stdout.readline().startswith("Hubject simulator listening")  # type: ignore[union-attr]
         portal.wait_for("Start", SESSION_ID)
         portal.wait_for("Progress", SESSION_ID)
-        requests.post(f"http://127.0.0.1:{port}/api/oicp/charging/v21/providers/DE-DCB/authorize-remote/stop",
-                      json=stop_body(), timeout=5)
+        requests.post(
+            f"http://127.0.0.1:{port}/api/oicp/charging/v21/providers/DE-DCB/authorize-remote/stop",
+            json=stop_body(),
+            timeout=5,
+        )
         portal.wait_for("CDR", SESSION_ID)
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=5) == 0
@@ -1075,8 +1156,15 @@ def test_session_ids_are_compared_exactly_as_given(sim: SimulatorServer) -> None
 
 def test_the_session_check_comes_before_accept_only(sim: SimulatorServer) -> None:
     """Other actions are failures a test asks for, whatever the SessionID."""
-    configure(sim, {"evses": {"DE*OFF*E1": {"action": "reject", "code": "501"},
-                              "FR*ERR*E1": {"action": "http_error", "http_status": 503}}})
+    configure(
+        sim,
+        {
+            "evses": {
+                "DE*OFF*E1": {"action": "reject", "code": "501"},
+                "FR*ERR*E1": {"action": "http_error", "http_status": 503},
+            }
+        },
+    )
 
     assert post(sim, body(SessionID=OTHER_SESSION, EvseID="DE*OFF*E1")).json()["StatusCode"]["Code"] == "501"
     assert post(sim, body(SessionID=OTHER_SESSION, EvseID="FR*ERR*E1")).status_code == 503
@@ -1157,15 +1245,24 @@ def test_an_answer_later_than_the_cpo_window_is_310_at_the_window(sim: Simulator
     assert received(sim)[-1]["hbs_answer"] == "310: the CPO did not answer within 0.3 s"
 
 
-@pytest.mark.parametrize("behaviour", [{"action": "no_answer"}, {"action": "reject", "code": "501", "delay_seconds": 5}])
+@pytest.mark.parametrize(
+    "behaviour", [{"action": "no_answer"}, {"action": "reject", "code": "501", "delay_seconds": 5}]
+)
 def test_no_answer_and_late_rejections_become_310(sim: SimulatorServer, behaviour: dict[str, Any]) -> None:
     configure(sim, {"cpo_window_seconds": 0.2, "default": behaviour})
     assert_hbs_answered(post(sim, SAMPLE), "310")
 
 
 def test_a_behaviour_can_have_its_own_window_and_answers_inside_it_are_unchanged(sim: SimulatorServer) -> None:
-    configure(sim, {"evses": {"DE*SLO*E1": {"action": "accept", "delay_seconds": 5, "cpo_window_seconds": 0.2},
-                              "DE*SLO*E2": {"action": "accept", "delay_seconds": 0.3}}})
+    configure(
+        sim,
+        {
+            "evses": {
+                "DE*SLO*E1": {"action": "accept", "delay_seconds": 5, "cpo_window_seconds": 0.2},
+                "DE*SLO*E2": {"action": "accept", "delay_seconds": 0.3},
+            }
+        },
+    )
     assert_hbs_answered(post(sim, body(EvseID="DE*SLO*E1")), "310")
     assert post(sim, body(EvseID="DE*SLO*E2")).json()["Result"] is True  # well inside the default 60 s
 
@@ -1225,7 +1322,9 @@ def with_quirks(sim: SimulatorServer, *quirks: str, **keys: Any) -> None:
     configure(sim, {"operators": {"DE*QRK": {"action": "accept", "quirks": list(quirks), **keys}}})
 
 
-def test_cable_stuck_ends_charging_then_only_the_stop_brings_the_cdr(cpo_sim: SimulatorServer, portal: Receiver) -> None:
+def test_cable_stuck_ends_charging_then_only_the_stop_brings_the_cdr(
+    cpo_sim: SimulatorServer, portal: Receiver
+) -> None:
     configure(cpo_sim, {"operators": {"DE*CBL": {"action": "accept", "cable_stuck_after_seconds": 0.2}}})
     requests.post(f"{cpo_sim.url}/_sim/sessions", json=[demo_session(evse_id="DE*CBL*E0001*1")], timeout=5)
 
@@ -1235,8 +1334,10 @@ def test_cable_stuck_ends_charging_then_only_the_stop_brings_the_cdr(cpo_sim: Si
     [session] = requests.get(f"{cpo_sim.url}/_sim/sessions", timeout=5).json()
     assert session["state"] == "PLUGGED"
     assert_valid_oicp(end)
-    assert requests.get(f"{cpo_sim.url}/_sim/pushed", params={"kind": "End"}, timeout=5).json()[0]["reason"] == \
-        "charging_finished"
+    assert (
+        requests.get(f"{cpo_sim.url}/_sim/pushed", params={"kind": "End"}, timeout=5).json()[0]["reason"]
+        == "charging_finished"
+    )
 
     assert post(cpo_sim, stop_body(evse_id="DE*CBL*E0001*1")).json()["Result"] is True
     [cdr] = portal.wait_for("CDR", SESSION_ID)
@@ -1252,10 +1353,15 @@ def test_cable_stuck_ends_charging_then_only_the_stop_brings_the_cdr(cpo_sim: Si
 
 def test_error_notifications_use_each_error_type_in_turn(cpo_sim: SimulatorServer, portal: Receiver) -> None:
     types = ["ConnectorError", "CriticalError", "Connector Error"]
-    configure(cpo_sim, {"operators": {"DE*FLT": {"action": "accept", "error_types": types, "error_after_seconds": 0.1}}})
+    configure(
+        cpo_sim, {"operators": {"DE*FLT": {"action": "accept", "error_types": types, "error_after_seconds": 0.1}}}
+    )
     ids = [f"{n}2688855-7f00-0002-6d8e-48d883f6abb6" for n in "abc"]
-    requests.post(f"{cpo_sim.url}/_sim/sessions", timeout=5,
-                  json=[demo_session(session_id, evse_id=f"DE*FLT*E000{n}*1") for n, session_id in enumerate(ids)])
+    requests.post(
+        f"{cpo_sim.url}/_sim/sessions",
+        timeout=5,
+        json=[demo_session(session_id, evse_id=f"DE*FLT*E000{n}*1") for n, session_id in enumerate(ids)],
+    )
 
     errors = portal.wait_for("Error", count=3)
 
@@ -1269,7 +1375,9 @@ def test_error_notifications_use_each_error_type_in_turn(cpo_sim: SimulatorServe
     assert post(cpo_sim, stop_body(ids[0], "DE*FLT*E0000*1")).json()["Result"] is True  # stops still work
 
 
-def test_eichrecht_cdrs_carry_signed_values_and_verification_info(quirky_sim: SimulatorServer, portal: Receiver) -> None:
+def test_eichrecht_cdrs_carry_signed_values_and_verification_info(
+    quirky_sim: SimulatorServer, portal: Receiver
+) -> None:
     with_quirks(quirky_sim, "eichrecht")
     cdr = session_pushes(quirky_sim, portal, "DE*QRK*E0001*1")["CDR"]["body"]
 
@@ -1278,13 +1386,19 @@ def test_eichrecht_cdrs_carry_signed_values_and_verification_info(quirky_sim: Si
     assert [v["MeteringStatus"] for v in values] == ["Start"] + ["Progress"] * (len(values) - 2) + ["End"]
     assert all(v["SignedMeteringValue"].startswith("OCMF|") and len(v["SignedMeteringValue"]) <= 3000 for v in values)
     info = cdr["CalibrationLawVerificationInfo"]
-    limits = {"CalibrationLawCertificateID": 100, "PublicKey": 1000, "MeteringSignatureUrl": 200,
-              "MeteringSignatureEncodingFormat": 50, "SignedMeteringValuesVerificationInstruction": 400}
+    limits = {
+        "CalibrationLawCertificateID": 100,
+        "PublicKey": 1000,
+        "MeteringSignatureUrl": 200,
+        "MeteringSignatureEncodingFormat": 50,
+        "SignedMeteringValuesVerificationInstruction": 400,
+    }
     assert set(info) == set(limits) and all(0 < len(info[k]) <= limit for k, limit in limits.items())
 
 
-def test_eichrecht_over_10_sends_more_signed_values_than_the_spec_allows(quirky_sim: SimulatorServer,
-                                                                         portal: Receiver) -> None:
+def test_eichrecht_over_10_sends_more_signed_values_than_the_spec_allows(
+    quirky_sim: SimulatorServer, portal: Receiver
+) -> None:
     with_quirks(quirky_sim, "eichrecht_over_10")
     cdr = session_pushes(quirky_sim, portal, "DE*QRK*E0001*1")["CDR"]["body"]
     assert len(cdr["SignedMeteringValues"]) > 10
@@ -1403,7 +1517,8 @@ def test_demo_has_cable_stuck_erroring_and_messy_cpos_and_keeps_the_old_ones() -
     assert list(by_id)[:8] == original
     for operator_id in original:  # integration tests use these: tidy messages
         assert not {"quirks", "hub_operator_id", "error_types", "cable_stuck_after_seconds"} & set(
-            by_id[operator_id]["behaviour"])
+            by_id[operator_id]["behaviour"]
+        )
     assert by_id["DE*CBL"]["behaviour"]["cable_stuck_after_seconds"] > 0
     assert set(by_id["DE*FLT"]["behaviour"]["error_types"]) == {"ConnectorError", "CriticalError", "Connector Error"}
     quirks = {q for op in DEMO_OPERATORS for q in op["behaviour"].get("quirks", ())}

@@ -80,7 +80,14 @@ def test_describe_known_code_returns_the_table_entry():
 
 def test_failure_playbook_has_all_kinds():
     assert set(FAILURE_PLAYBOOK) == {
-        "timeout", "connection", "http_error", "unreadable", "tls", "validation", "unauthorized", "worker_lost",
+        "timeout",
+        "connection",
+        "http_error",
+        "unreadable",
+        "tls",
+        "validation",
+        "unauthorized",
+        "worker_lost",
         "session_ended",
     }
     for info in FAILURE_PLAYBOOK.values():

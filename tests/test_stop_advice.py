@@ -19,10 +19,10 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from sessions.stops import presenters as stop_advice
+from sessions.audit.records import record_audit
 from sessions.models import AuditRecord, ChargingSession, RemoteStopRequest
 from sessions.oicp.status_codes import FAILURE_KINDS, HUBJECT_DESCRIPTIONS, TRANSIENT_CODES
-from sessions.audit.records import record_audit
+from sessions.stops import presenters as stop_advice
 from sessions.stops.presenters import SITUATIONS, StopFacts, advise
 from tests.factories import ChargingSessionFactory, RemoteStopRequestFactory
 
@@ -47,28 +47,66 @@ def facts_for(situation: str, subject: str, *, may_send_new_stop: bool = True) -
     code = subject if subject.isdigit() else ""
     kind = "" if code else subject
     http_status = {"http_error": 503, "unauthorized": 403, "validation": 400}.get(kind, 200 if code else None)
-    base = dict(code=code, failure_kind=kind, http_status=http_status, max_attempts=3, operator_id="DE*ACC",
-                evse_id="DE*ACC*E1*1", may_send_new_stop=may_send_new_stop)
+    base = dict(
+        code=code,
+        failure_kind=kind,
+        http_status=http_status,
+        max_attempts=3,
+        operator_id="DE*ACC",
+        evse_id="DE*ACC*E1*1",
+        may_send_new_stop=may_send_new_stop,
+    )
     final_state = State.FAILED if is_transient(subject) else State.REJECTED
     final_attempts = 3 if is_transient(subject) else 1
-    accepted = dict(base, code="000", failure_kind="", http_status=200, attempts=1, accepted_at=now - timedelta(minutes=2))
+    accepted = dict(
+        base, code="000", failure_kind="", http_status=200, attempts=1, accepted_at=now - timedelta(minutes=2)
+    )
     facts = {
         "waiting": dict(base, state=State.SENDING, attempts=1),
         "retrying": dict(base, state=State.PENDING, attempts=1, retry_at=now + timedelta(seconds=8)),
         "final": dict(base, state=final_state, attempts=final_attempts),
         "final_unknown": dict(base, state=final_state, attempts=final_attempts, outcome_unknown=True),
-        "final_after_end": dict(base, state=final_state, attempts=final_attempts, session_status=Status.CHARGING_ENDED,
-                                charging_ended_at=now - timedelta(minutes=5)),
-        "session_ended": dict(base, state=final_state, attempts=final_attempts, session_status=Status.CLOSED,
-                              cdr_received_at=now, ended_at=now),
-        "closed_by_hand": dict(base, state=final_state, attempts=final_attempts, session_status=Status.CLOSED,
-                               closed_manually=True, ended_at=now),
+        "final_after_end": dict(
+            base,
+            state=final_state,
+            attempts=final_attempts,
+            session_status=Status.CHARGING_ENDED,
+            charging_ended_at=now - timedelta(minutes=5),
+        ),
+        "session_ended": dict(
+            base,
+            state=final_state,
+            attempts=final_attempts,
+            session_status=Status.CLOSED,
+            cdr_received_at=now,
+            ended_at=now,
+        ),
+        "closed_by_hand": dict(
+            base,
+            state=final_state,
+            attempts=final_attempts,
+            session_status=Status.CLOSED,
+            closed_manually=True,
+            ended_at=now,
+        ),
         "accepted": dict(accepted, state=State.ACCEPTED),
-        "accepted_after_end": dict(accepted, state=State.ACCEPTED, sent_after_end=True,
-                                   session_status=Status.CHARGING_ENDED, charging_ended_at=now - timedelta(minutes=5)),
+        "accepted_after_end": dict(
+            accepted,
+            state=State.ACCEPTED,
+            sent_after_end=True,
+            session_status=Status.CHARGING_ENDED,
+            charging_ended_at=now - timedelta(minutes=5),
+        ),
         "confirmed_end": dict(accepted, state=State.CONFIRMED, confirmed_by="END", confirmed_at=now),
-        "confirmed_cdr": dict(accepted, state=State.CONFIRMED, confirmed_by="CDR", confirmed_at=now,
-                              session_status=Status.CLOSED, cdr_received_at=now, ended_at=now),
+        "confirmed_cdr": dict(
+            accepted,
+            state=State.CONFIRMED,
+            confirmed_by="CDR",
+            confirmed_at=now,
+            session_status=Status.CLOSED,
+            cdr_received_at=now,
+            ended_at=now,
+        ),
         "unconfirmed": dict(accepted, state=State.UNCONFIRMED),
     }[situation]
     if situation in ("confirmed_end", "confirmed_cdr"):
@@ -105,9 +143,16 @@ def check_card(card, facts: StopFacts, situation: str, subject: str) -> None:
         assert cpo.url.endswith("?operator=DE%2AACC&status=") and "DE*ACC" in cpo.label
     # Colour follows the facts: green ✓ only when the stop worked or the session is over; red only for
     # failures with the session still open; amber for waiting and checking.
-    assert card.tone == {"session_ended": "ok", "accepted": "ok", "accepted_after_end": "ok", "confirmed_end": "ok",
-                         "confirmed_cdr": "ok", "retrying": "warn", "unconfirmed": "warn", "closed_by_hand": "warn",
-                         }.get(situation, "bad")
+    assert card.tone == {
+        "session_ended": "ok",
+        "accepted": "ok",
+        "accepted_after_end": "ok",
+        "confirmed_end": "ok",
+        "confirmed_cdr": "ok",
+        "retrying": "warn",
+        "unconfirmed": "warn",
+        "closed_by_hand": "warn",
+    }.get(situation, "bad")
     assert card.mark == {"ok": "✓", "warn": "⚠", "bad": "✕"}[card.tone]
     # The code line names the answer: Hubject's code and wording, or the HTTP status it answered.
     if situation in ("accepted", "accepted_after_end", "unconfirmed"):
@@ -168,7 +213,8 @@ def test_a_retry_is_promised_only_while_one_is_scheduled():
         final = advise(subject, facts_for("final", subject))
         assert not RETRY_PROMISE.search(final.tell_driver + " " + final.next_step)
     assert advise("http_error", facts_for("retrying", "http_error")).meaning.startswith(
-        "Hubject answered HTTP 503 instead of an acknowledgement")
+        "Hubject answered HTTP 503 instead of an acknowledgement"
+    )
 
 
 def test_each_text_is_written_once_in_the_presenter():
@@ -181,8 +227,12 @@ def test_each_text_is_written_once_in_the_presenter():
     texts.update(stop_advice.CONTEXT.values())
     table = Path(stop_advice.table.__file__).resolve()  # the one module that holds the words
     root = Path(__file__).resolve().parents[1]  # the project
-    sources = {path: path.read_text() for folder in ("sessions", "templates") for path in (root / folder).rglob("*")
-               if path.suffix in (".py", ".html") and path != table}
+    sources = {
+        path: path.read_text()
+        for folder in ("sessions", "templates")
+        for path in (root / folder).rglob("*")
+        if path.suffix in (".py", ".html") and path != table
+    }
     assert len(sources) > 50  # the scan finds the code and the templates
     for text in texts:
         probe = max(re.split(r"\{[a-z_]+\}", text), key=len)[:60]  # the longest run without a placeholder
@@ -198,22 +248,37 @@ def make_stop(situation: str, subject: str) -> RemoteStopRequest:
     facts = facts_for(situation, subject)
     now = timezone.now()
     charging_session = ChargingSessionFactory(
-        evse_id=f"DE*ACC*E{abs(hash((situation, subject))) % 10**5:05d}*1", operator_id="DE*ACC",
-        status=facts.session_status, closed_manually=facts.closed_manually,
-        charging_ended_at=facts.charging_ended_at, cdr_received_at=facts.cdr_received_at, ended_at=facts.ended_at)
+        evse_id=f"DE*ACC*E{abs(hash((situation, subject))) % 10**5:05d}*1",
+        operator_id="DE*ACC",
+        status=facts.session_status,
+        closed_manually=facts.closed_manually,
+        charging_ended_at=facts.charging_ended_at,
+        cdr_received_at=facts.cdr_received_at,
+        ended_at=facts.ended_at,
+    )
     stop = RemoteStopRequestFactory(
-        charging_session=charging_session, state=facts.state, attempt_count=facts.attempts,
-        oicp_code=facts.code if facts.code != "999" else "999", http_status=facts.http_status,
-        outcome_unknown=facts.outcome_unknown, next_attempt_at=facts.retry_at,
-        requested_at=now - timedelta(minutes=3), first_sent_at=now - timedelta(minutes=3),
+        charging_session=charging_session,
+        state=facts.state,
+        attempt_count=facts.attempts,
+        oicp_code=facts.code if facts.code != "999" else "999",
+        http_status=facts.http_status,
+        outcome_unknown=facts.outcome_unknown,
+        next_attempt_at=facts.retry_at,
+        requested_at=now - timedelta(minutes=3),
+        first_sent_at=now - timedelta(minutes=3),
         last_sent_at=now - timedelta(seconds=20),
-        answered_at=facts.accepted_at, finished_at=facts.accepted_at or (
-            now if facts.state in RemoteStopRequest.FINAL_STATES else None),
-        confirmed_at=facts.confirmed_at, confirmed_by=facts.confirmed_by,
-        time_to_confirmation=timedelta(minutes=1) if facts.confirmed_at else None)
+        answered_at=facts.accepted_at,
+        finished_at=facts.accepted_at or (now if facts.state in RemoteStopRequest.FINAL_STATES else None),
+        confirmed_at=facts.confirmed_at,
+        confirmed_by=facts.confirmed_by,
+        time_to_confirmation=timedelta(minutes=1) if facts.confirmed_at else None,
+    )
     if facts.failure_kind:
-        record_audit(event_type=AuditRecord.EventType.STOP_ATTEMPT_FAILED, stop_request=stop,
-                     data={"failure_kind": facts.failure_kind, "attempt": 1})
+        record_audit(
+            event_type=AuditRecord.EventType.STOP_ATTEMPT_FAILED,
+            stop_request=stop,
+            data={"failure_kind": facts.failure_kind, "attempt": 1},
+        )
     return stop
 
 
@@ -244,15 +309,17 @@ def test_the_agent_reads_every_code_in_every_state_on_the_page(subject, agent_cl
         check_card(card, card_facts := progress.facts, situation, card.subject)
         # The rules (stop_block) allow a new stop unless the session is closed, a stop is open, or one was
         # accepted within STOP_CONFIRMATION_MINUTES.
-        assert card_facts.may_send_new_stop is (situation not in ("session_ended", "closed_by_hand",
-                                                                   "confirmed_cdr", "retrying", "accepted",
-                                                                   "accepted_after_end"))
+        assert card_facts.may_send_new_stop is (
+            situation
+            not in ("session_ended", "closed_by_hand", "confirmed_cdr", "retrying", "accepted", "accepted_after_end")
+        )
         for text in (card.code_line, card.meaning, card.tell_driver, card.next_step, card.context):
             assert text in page, (subject, situation, text)
         assert f'class="playbook tone-{card.tone}"' in page
         assert f'data-copy="{card.tell_driver}"' in page  # the driver's text, one click to copy
         assert ('data-dialog-open="stop-dialog">Send a new stop…</button>' in page) is (
-            "new_stop" in [action.kind for action in card.actions])
+            "new_stop" in [action.kind for action in card.actions]
+        )
         if situation != "retrying":
             assert not RETRY_PROMISE.search(page.split('class="playbook')[1]), (subject, situation)
         if situation not in CLOSED_AT_THE_PORTAL:

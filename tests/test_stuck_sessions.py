@@ -17,8 +17,6 @@ Event = AuditRecord.EventType
 STUCK = reverse("charging_sessions:stuck-sessions")
 
 
-
-
 @pytest.fixture
 def supervisor_client(client, db):
     client.force_login(UserFactory(username="sup", role=roles.SUPERVISOR))
@@ -69,8 +67,9 @@ def test_queue_lists_unconfirmed_stops_and_silent_sessions_oldest_first(supervis
     assert "Send stop again" in content and "Close by hand" in content
 
 
-@pytest.mark.parametrize("role, status", [(roles.AGENT, 403), (roles.AUDITOR, 403), (roles.ADMIN, 200),
-                                          (roles.SUPERVISOR, 200)])
+@pytest.mark.parametrize(
+    "role, status", [(roles.AGENT, 403), (roles.AUDITOR, 403), (roles.ADMIN, 200), (roles.SUPERVISOR, 200)]
+)
 def test_queue_is_for_supervisors_and_admins(client, db, role, status):
     client.force_login(UserFactory(username=f"u-{role}", role=role))
     assert client.get(STUCK).status_code == status
@@ -91,8 +90,9 @@ def test_resend_creates_a_new_audited_request(supervisor_client):
 
 def test_resend_refused_for_an_accepted_stop(supervisor_client):
     stop = RemoteStopRequestFactory(state=State.ACCEPTED, finished_at=timezone.now())
-    response = supervisor_client.post(reverse("charging_sessions:resend-stop", args=[stop.pk]),
-                                      {"reason": StopReason.DRIVER_ASKED}, follow=True)
+    response = supervisor_client.post(
+        reverse("charging_sessions:resend-stop", args=[stop.pk]), {"reason": StopReason.DRIVER_ASKED}, follow=True
+    )
     assert "Not sent again" in response.content.decode()
     assert RemoteStopRequest.objects.count() == 1
 
@@ -114,8 +114,10 @@ def test_close_by_hand_needs_a_reason_and_is_marked_as_not_a_remote_stop(supervi
 
 def test_close_refused_while_a_stop_is_being_sent(supervisor_client):
     stop = RemoteStopRequestFactory(state=State.SENDING)
-    supervisor_client.post(reverse("charging_sessions:close-session", args=[stop.charging_session_id]),
-                           {"reason": "driver says it is over"})
+    supervisor_client.post(
+        reverse("charging_sessions:close-session", args=[stop.charging_session_id]),
+        {"reason": "driver says it is over"},
+    )
     stop.charging_session.refresh_from_db()
     assert stop.charging_session.status == ChargingSession.Status.ACTIVE
 
@@ -124,8 +126,12 @@ def test_agent_cannot_close_or_resend(client, db):
     client.force_login(UserFactory(username="ag", role=roles.AGENT))
     stop = RemoteStopRequestFactory(state=State.UNCONFIRMED)
     assert client.post(reverse("charging_sessions:resend-stop", args=[stop.pk])).status_code == 403
-    assert client.post(reverse("charging_sessions:close-session", args=[stop.charging_session_id]),
-                       {"reason": "because"}).status_code == 403
+    assert (
+        client.post(
+            reverse("charging_sessions:close-session", args=[stop.charging_session_id]), {"reason": "because"}
+        ).status_code
+        == 403
+    )
 
 
 # --- the sweeper ------------------------------------------------------------------------------
@@ -135,18 +141,21 @@ def test_sweeper_redispatches_old_pending_requests_only(db, settings, no_broker)
     settings.STOP_REDISPATCH_AFTER_SECONDS = 60
     old = RemoteStopRequestFactory(requested_at=timezone.now() - timedelta(minutes=5))
     RemoteStopRequestFactory(requested_at=timezone.now())  # just made: its own message is on the way
-    RemoteStopRequestFactory(requested_at=timezone.now() - timedelta(minutes=5),
-                             next_attempt_at=timezone.now() + timedelta(seconds=30))  # a retry is scheduled
+    RemoteStopRequestFactory(
+        requested_at=timezone.now() - timedelta(minutes=5), next_attempt_at=timezone.now() + timedelta(seconds=30)
+    )  # a retry is scheduled
     assert services.sweep_stop_requests() == {"redispatched": 1, "recovered": 0}
     no_broker.assert_called_once_with(args=[old.pk], retry=False, connection=mock.ANY)
 
 
 def test_sweeper_recovers_a_request_a_dead_worker_left_in_sending(db, settings, no_broker):
     settings.OICP_MAX_ATTEMPTS = 3
-    stuck = RemoteStopRequestFactory(state=State.SENDING, attempt_count=1,
-                                     last_sent_at=timezone.now() - timedelta(hours=1))
-    exhausted = RemoteStopRequestFactory(state=State.SENDING, attempt_count=3,
-                                         last_sent_at=timezone.now() - timedelta(hours=1))
+    stuck = RemoteStopRequestFactory(
+        state=State.SENDING, attempt_count=1, last_sent_at=timezone.now() - timedelta(hours=1)
+    )
+    exhausted = RemoteStopRequestFactory(
+        state=State.SENDING, attempt_count=3, last_sent_at=timezone.now() - timedelta(hours=1)
+    )
     assert services.sweep_stop_requests()["recovered"] == 2
     stuck.refresh_from_db(), exhausted.refresh_from_db()
     assert (stuck.state, stuck.outcome_unknown) == (State.PENDING, True)

@@ -25,8 +25,10 @@ def test_task_options_are_safe_for_redelivery_and_slow_cpos(settings):
 
 def test_retries_with_the_services_countdown_on_a_transient_failure():
     outcome = services.SendOutcome(state=State.PENDING, retry_in=7.5)
-    with mock.patch.object(services, "send_remote_stop", return_value=outcome) as send, \
-         mock.patch.object(tasks.send_remote_stop, "retry", side_effect=Retry()) as retry:
+    with (
+        mock.patch.object(services, "send_remote_stop", return_value=outcome) as send,
+        mock.patch.object(tasks.send_remote_stop, "retry", side_effect=Retry()) as retry,
+    ):
         with pytest.raises(Retry):
             tasks.send_remote_stop(41)
     send.assert_called_once_with(stop_request_id=41)
@@ -35,8 +37,10 @@ def test_retries_with_the_services_countdown_on_a_transient_failure():
 
 @pytest.mark.parametrize("state", [State.ACCEPTED, State.REJECTED, State.FAILED])
 def test_not_retried_when_final(state):
-    with mock.patch.object(services, "send_remote_stop", return_value=services.SendOutcome(state=state)), \
-         mock.patch.object(tasks.send_remote_stop, "retry") as retry:
+    with (
+        mock.patch.object(services, "send_remote_stop", return_value=services.SendOutcome(state=state)),
+        mock.patch.object(tasks.send_remote_stop, "retry") as retry,
+    ):
         tasks.send_remote_stop(41)
     retry.assert_not_called()
 

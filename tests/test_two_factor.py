@@ -69,16 +69,23 @@ def test_the_sandbox_requires_no_second_factor_so_the_demo_stays_two_commands_fr
     assert settings.TWO_FACTOR_REQUIRED_ROLES == []
 
 
-@pytest.mark.parametrize("extra, expected", [
-    ({}, ["Support admin", "Supervisor", "Superuser"]),  # QA: a real Hubject system
-    ({"OICP_BASE_URL": "https://service.hubject.com"}, ["Support admin", "Supervisor", "Superuser"]),
-    ({"TWO_FACTOR_REQUIRED_ROLES": "Support agent,Support admin,Supervisor,Auditor"},
-     ["Support agent", "Support admin", "Supervisor", "Auditor"]),
-    ({"TWO_FACTOR_REQUIRED_ROLES": ""}, []),
-])
+@pytest.mark.parametrize(
+    "extra, expected",
+    [
+        ({}, ["Support admin", "Supervisor", "Superuser"]),  # QA: a real Hubject system
+        ({"OICP_BASE_URL": "https://service.hubject.com"}, ["Support admin", "Supervisor", "Superuser"]),
+        (
+            {"TWO_FACTOR_REQUIRED_ROLES": "Support agent,Support admin,Supervisor,Auditor"},
+            ["Support agent", "Support admin", "Supervisor", "Auditor"],
+        ),
+        ({"TWO_FACTOR_REQUIRED_ROLES": ""}, []),
+    ],
+)
 def test_outside_the_sandbox_supervisors_admins_and_superusers_need_a_second_factor(extra, expected):
-    code = ("import django, json; from django.conf import settings; django.setup(); "
-            "print(json.dumps(settings.TWO_FACTOR_REQUIRED_ROLES))")
+    code = (
+        "import django, json; from django.conf import settings; django.setup(); "
+        "print(json.dumps(settings.TWO_FACTOR_REQUIRED_ROLES))"
+    )
     result = _production(["-c", code], **extra)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout.strip().splitlines()[-1]) == expected

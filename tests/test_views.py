@@ -15,8 +15,6 @@ pytestmark = pytest.mark.usefixtures("no_broker")
 State = RemoteStopRequest.State
 
 
-
-
 def stop_url(charging_session):
     return reverse("charging_sessions:request-stop", args=[charging_session.pk])
 
@@ -107,7 +105,9 @@ def test_search_by_any_id_goes_straight_to_the_single_match(agent_client, field)
     target = ChargingSessionFactory(cpo_partner_session_id="CPO-777")
     ChargingSessionFactory()
     value = getattr(target, field)
-    response = agent_client.get(reverse("charging_sessions:session-list"), {"q": value.lower() if field == "evse_id" else value})
+    response = agent_client.get(
+        reverse("charging_sessions:session-list"), {"q": value.lower() if field == "evse_id" else value}
+    )
     assert response.status_code == 302 and response["Location"] == detail_url(target)
 
 
@@ -131,7 +131,9 @@ def test_htmx_refresh_returns_only_the_rows(agent_client, charging_session):
 
 def test_unknown_session_is_404(agent_client, db):
     assert agent_client.get(reverse("charging_sessions:session-detail", args=[999])).status_code == 404
-    assert agent_client.post(reverse("charging_sessions:request-stop", args=[999]), {"reason": "OTHER"}).status_code == 404
+    assert (
+        agent_client.post(reverse("charging_sessions:request-stop", args=[999]), {"reason": "OTHER"}).status_code == 404
+    )
 
 
 # --- the stop ---------------------------------------------------------------------------------
@@ -139,7 +141,8 @@ def test_unknown_session_is_404(agent_client, db):
 
 def test_post_creates_one_request_and_shows_live_status(agent_client, charging_session, agent):
     response = agent_client.post(
-        stop_url(charging_session), {"reason": StopReason.CABLE_LOCKED, "note": "stuck", "case_reference": "T-9"},
+        stop_url(charging_session),
+        {"reason": StopReason.CABLE_LOCKED, "note": "stuck", "case_reference": "T-9"},
         follow=True,
     )
     stop = RemoteStopRequest.objects.get()
@@ -185,8 +188,9 @@ def test_closed_session_shows_disabled_button_with_reason(agent_client):
 
 
 def test_status_fragment_polls_until_final_then_shows_playbook(agent_client, charging_session, agent):
-    stop = RemoteStopRequestFactory(charging_session=charging_session, requested_by=agent, state=State.SENDING,
-                                    attempt_count=1)
+    stop = RemoteStopRequestFactory(
+        charging_session=charging_session, requested_by=agent, state=State.SENDING, attempt_count=1
+    )
     url = reverse("charging_sessions:stop-status", args=[stop.pk])
     open_fragment = agent_client.get(url)
     assert b'hx-trigger="every 1s"' in open_fragment.content and "HX-Trigger" not in open_fragment
@@ -203,7 +207,8 @@ def test_status_fragment_polls_until_final_then_shows_playbook(agent_client, cha
     assert "OICP 501" in content and "Tell the driver" in content and "Next step" in content
     # The CDR arrives: the card says the session is over, and polling ends.
     ChargingSession.objects.filter(pk=charging_session.pk).update(
-        status=ChargingSession.Status.CLOSED, cdr_received_at=timezone.now(), ended_at=timezone.now())
+        status=ChargingSession.Status.CLOSED, cdr_received_at=timezone.now(), ended_at=timezone.now()
+    )
     closed = agent_client.get(url, {"seen": "REJECTED.ACTIVE"})
     assert b"hx-get" not in closed.content and b"hx-trigger" not in closed.content  # polling ends
     assert closed["HX-Trigger"] == "stop-changed"
@@ -226,7 +231,7 @@ def test_a_field_error_answers_inside_the_dialog_next_to_its_field(agent_client,
     assert '<p class="field-error" id="note-error">Explain the reason when you choose “Other”.</p>' in content
     assert 'aria-describedby="note-help note-error" aria-invalid="true"' in content
     assert '<option value="OTHER" selected>' in content and 'value="T-1"' in content  # what was chosen stays
-    assert 'hx-disabled-elt="find button[type=\'submit\']"' in content  # the button comes back after the answer
+    assert "hx-disabled-elt=\"find button[type='submit']\"" in content  # the button comes back after the answer
     assert not RemoteStopRequest.objects.exists() and not AuditRecord.objects.exists()
 
 
@@ -238,15 +243,18 @@ def test_a_missing_reason_is_said_next_to_the_reason(agent_client, charging_sess
 
 
 def test_a_refusal_answers_in_the_stop_area(agent_client, charging_session, agent):
-    RemoteStopRequestFactory(charging_session=charging_session, requested_by=agent, state=State.SENDING,
-                             attempt_count=1)
+    RemoteStopRequestFactory(
+        charging_session=charging_session, requested_by=agent, state=State.SENDING, attempt_count=1
+    )
     response = htmx_post(agent_client, charging_session, {"reason": StopReason.DRIVER_ASKED})
     content = html.unescape(response.content.decode())
     assert (response["HX-Retarget"], response["HX-Reswap"]) == ("#stop-area", "outerHTML")
     assert response["HX-Trigger-After-Settle"] == "stop-dialog-done"  # the page closes the dialog
-    assert ('<p id="stop-refusal" class="notice tone-bad" role="alert" tabindex="-1"><span class="tone-mark" '
-            'aria-hidden="true">✕</span> The stop was not sent: A stop requested just now is still open (waiting '
-            'for Hubject\'s answer).</p>') in content
+    assert (
+        '<p id="stop-refusal" class="notice tone-bad" role="alert" tabindex="-1"><span class="tone-mark" '
+        'aria-hidden="true">✕</span> The stop was not sent: A stop requested just now is still open (waiting '
+        "for Hubject's answer).</p>"
+    ) in content
     assert content.lstrip().startswith('<div id="stop-area"') and 'id="stop-status"' in content
     assert '<form id="stop-form"' in content and 'hx-swap-oob="true"' in content  # a fresh form for the dialog
     assert RemoteStopRequest.objects.count() == 1
@@ -259,20 +267,23 @@ def test_a_stop_answers_in_the_stop_area_and_the_broker_warning_says_saved(agent
     with mock.patch("sessions.stops.services.request.dispatch_remote_stop", return_value=False):
         response = htmx_post(agent_client, charging_session, {"reason": StopReason.CABLE_LOCKED})
     content = html.unescape(response.content.decode())
-    assert f'role="alert" tabindex="-1"><span class="tone-mark" aria-hidden="true">⚠</span> ' \
-           f'{stop_advice.QUEUED_WHILE_WORKER_UNREACHABLE}</p>' in content
+    assert (
+        f'role="alert" tabindex="-1"><span class="tone-mark" aria-hidden="true">⚠</span> '
+        f"{stop_advice.QUEUED_WHILE_WORKER_UNREACHABLE}</p>" in content
+    )
     assert 'id="stop-queued"' in content
     assert RemoteStopRequest.objects.get().state == State.PENDING
     assert 'id="stop-button"' in content and "disabled" in content  # the open stop blocks a second one
 
     RemoteStopRequest.objects.update(state=State.REJECTED, oicp_code="400", finished_at=timezone.now())
     second = htmx_post(agent_client, charging_session, {"reason": StopReason.CABLE_LOCKED})  # no_broker: taken
-    assert f'id="stop-requested" class="notice tone-info" role="status"' in second.content.decode()
+    assert 'id="stop-requested" class="notice tone-info" role="status"' in second.content.decode()
     assert stop_advice.REQUESTED in second.content.decode()
 
 
-def test_the_session_page_has_the_shortcuts_and_the_dialog_even_while_a_stop_is_open(agent_client, charging_session,
-                                                                                     agent):
+def test_the_session_page_has_the_shortcuts_and_the_dialog_even_while_a_stop_is_open(
+    agent_client, charging_session, agent
+):
     RemoteStopRequestFactory(charging_session=charging_session, requested_by=agent)
     content = agent_client.get(detail_url(charging_session)).content.decode()
     assert 'aria-keyshortcuts="s"' in content and 'id="shortcuts-dialog"' in content

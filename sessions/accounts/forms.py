@@ -20,19 +20,25 @@ class PasswordChangeForm(DjangoPasswordChangeForm):
 
 class SecondFactorForm(forms.Form):
     code = forms.CharField(
-        label="Code", max_length=32, strip=True,
+        label="Code",
+        max_length=32,
+        strip=True,
         help_text="The 6-digit code your authenticator app shows now, or one of your recovery codes.",
-        widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "autocapitalize": "off",
-                                      "spellcheck": "false", "autofocus": True}),
+        widget=forms.TextInput(
+            attrs={"autocomplete": "one-time-code", "autocapitalize": "off", "spellcheck": "false", "autofocus": True}
+        ),
     )
 
 
 class SetupCodeForm(forms.Form):
     code = forms.CharField(
-        label="Code from the app", max_length=10, strip=True,
+        label="Code from the app",
+        max_length=10,
+        strip=True,
         help_text="The 6 digits the app shows for the EMP support portal.",
-        widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "inputmode": "numeric",
-                                      "pattern": r"[0-9 ]{6,8}"}),
+        widget=forms.TextInput(
+            attrs={"autocomplete": "one-time-code", "inputmode": "numeric", "pattern": r"[0-9 ]{6,8}"}
+        ),
     )
 
 

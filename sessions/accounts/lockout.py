@@ -51,13 +51,23 @@ class PortalAxesHandler(AxesDatabaseHandler):
         if (totals["failures"] or 0) < per_username:
             return False
         address = getattr(request, "axes_ip_address", None)
-        known = address is not None and AccessLog.objects.filter(
-            username=username, ip_address=address,
-            attempt_time__gte=timezone.now() - timedelta(days=KNOWN_ADDRESS_DAYS),
-        ).exists()
+        known = (
+            address is not None
+            and AccessLog.objects.filter(
+                username=username,
+                ip_address=address,
+                attempt_time__gte=timezone.now() - timedelta(days=KNOWN_ADDRESS_DAYS),
+            ).exists()
+        )
         if known:
             return False
-        logger.warning("login for %r refused from %s: %s failed logins for this username from %s addresses "
-                       "(AXES_USERNAME_FAILURE_LIMIT %s)", username, address, totals["failures"],
-                       totals["addresses"], per_username)
+        logger.warning(
+            "login for %r refused from %s: %s failed logins for this username from %s addresses "
+            "(AXES_USERNAME_FAILURE_LIMIT %s)",
+            username,
+            address,
+            totals["failures"],
+            totals["addresses"],
+            per_username,
+        )
         return True

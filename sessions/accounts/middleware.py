@@ -51,8 +51,9 @@ def pending_step(request: HttpRequest) -> str | None:
 
 def safe_next(request: HttpRequest, default: str = "") -> str:
     candidate = request.POST.get("next") or request.GET.get("next") or ""
-    if candidate and url_has_allowed_host_and_scheme(candidate, allowed_hosts={request.get_host()},
-                                                     require_https=request.is_secure()):
+    if candidate and url_has_allowed_host_and_scheme(
+        candidate, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
         return candidate
     return default
 
@@ -71,8 +72,12 @@ class AccountGateMiddleware:
 
     @cached_property
     def _always_open(self) -> tuple[str, ...]:
-        return (reverse("logout"), reverse("admin:logout"), reverse("healthz"), settings.STATIC_URL if
-                settings.STATIC_URL.startswith("/") else "/" + settings.STATIC_URL)
+        return (
+            reverse("logout"),
+            reverse("admin:logout"),
+            reverse("healthz"),
+            settings.STATIC_URL if settings.STATIC_URL.startswith("/") else "/" + settings.STATIC_URL,
+        )
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         step = pending_step(request) if getattr(request, "user", None) is not None else None

@@ -39,8 +39,11 @@ def role_names(user) -> list[str]:
 
 def can_manage_team(user) -> bool:
     """Support admins (and superusers) manage the portal's agents and support admins."""
-    return bool(getattr(user, "is_authenticated", False) and user.is_active
-                and (user.is_superuser or roles.ADMIN in role_names(user)))
+    return bool(
+        getattr(user, "is_authenticated", False)
+        and user.is_active
+        and (user.is_superuser or roles.ADMIN in role_names(user))
+    )
 
 
 def is_team_member(user) -> bool:

@@ -25,8 +25,8 @@ from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from .. import roles
-from ..models import AuditRecord
 from ..audit.records import record_audit
+from ..models import AuditRecord
 from . import selectors
 
 Event = AuditRecord.EventType
@@ -67,11 +67,13 @@ def _check_member(acting_user, member, *, self_allowed: bool = False) -> None:
     if not selectors.is_team_member(member):
         raise AccountChangeRefused(
             f"{member.get_username()} is not an agent or a support admin: supervisors, auditors and "
-            "superusers are managed in the Django admin.")
+            "superusers are managed in the Django admin."
+        )
     if member.pk == acting_user.pk and not self_allowed:
         raise AccountChangeRefused(
             "You cannot do this to your own account (ask another support admin); "
-            "change your own password under Change password.")
+            "change your own password under Change password."
+        )
 
 
 def _check_role(role: str) -> Group:
@@ -91,8 +93,9 @@ class TemporaryPassword:
     password: str  # shown once on the page, never stored in clear or audited
 
 
-def create_team_member(*, acting_user, username: str, role: str, first_name: str = "", last_name: str = "",
-                       email: str = "") -> TemporaryPassword:
+def create_team_member(
+    *, acting_user, username: str, role: str, first_name: str = "", last_name: str = "", email: str = ""
+) -> TemporaryPassword:
     """A new agent or support admin with a temporary password they must replace at their first login."""
     _check_manager(acting_user)
     group = _check_role(role)
@@ -100,15 +103,24 @@ def create_team_member(*, acting_user, username: str, role: str, first_name: str
     with transaction.atomic():
         if User.objects.filter(username__iexact=username).exists():
             raise AccountChangeRefused(f"The username {username} is taken.")
-        user = User(username=username, first_name=first_name, last_name=last_name, email=email, is_active=True,
-                    # Support admins review stops and audit records in the Django admin, as in the demo.
-                    is_staff=role == roles.ADMIN)
+        user = User(
+            username=username,
+            first_name=first_name,
+            last_name=last_name,
+            email=email,
+            is_active=True,
+            # Support admins review stops and audit records in the Django admin, as in the demo.
+            is_staff=role == roles.ADMIN,
+        )
         password = _temporary_password(user)
         user.set_password(password)
         user.save()
         user.groups.add(group)
-        record_audit(event_type=Event.USER_CREATED, actor=acting_user,
-                     data={**_subject(user), "role": role, "temporary_password": True})
+        record_audit(
+            event_type=Event.USER_CREATED,
+            actor=acting_user,
+            data={**_subject(user), "role": role, "temporary_password": True},
+        )
     return TemporaryPassword(user=user, password=password)
 
 
@@ -125,8 +137,11 @@ def change_team_member_role(*, acting_user, member, role: str) -> bool:
         member.is_staff = role == roles.ADMIN
         member.save(update_fields=["is_staff"])
         _forget_roles(member)
-        record_audit(event_type=Event.USER_ROLE_CHANGED, actor=acting_user,
-                     data={**_subject(member), "old_role": old_role, "new_role": role})
+        record_audit(
+            event_type=Event.USER_ROLE_CHANGED,
+            actor=acting_user,
+            data={**_subject(member), "old_role": old_role, "new_role": role},
+        )
     return True
 
 
@@ -163,8 +178,11 @@ def reset_team_member_password(*, acting_user, member) -> TemporaryPassword:
         password = _temporary_password(member)
         member.set_password(password)
         member.save(update_fields=["password"])
-        record_audit(event_type=Event.USER_PASSWORD_RESET, actor=acting_user,
-                     data={**_subject(member), "temporary_password": True})
+        record_audit(
+            event_type=Event.USER_PASSWORD_RESET,
+            actor=acting_user,
+            data={**_subject(member), "temporary_password": True},
+        )
     return TemporaryPassword(user=member, password=password)
 
 
@@ -191,8 +209,9 @@ def change_own_password(*, user, new_password: str) -> None:
     with transaction.atomic():
         user.set_password(new_password)
         user.save(update_fields=["password"])
-        record_audit(event_type=Event.PASSWORD_CHANGED, actor=user,
-                     data={**_subject(user), "was_temporary": was_temporary})
+        record_audit(
+            event_type=Event.PASSWORD_CHANGED, actor=user, data={**_subject(user), "was_temporary": was_temporary}
+        )
 
 
 # --- everyone: their own second factor -------------------------------------------------------------
@@ -230,8 +249,9 @@ def confirm_two_factor_setup(*, user, device: TOTPDevice, token: str) -> list[st
         device.save(update_fields=["confirmed"])
         TOTPDevice.objects.filter(user=user, confirmed=False).delete()
         codes = _new_recovery_codes(user)
-        record_audit(event_type=Event.TWO_FACTOR_ENROLLED, actor=user,
-                     data={**_subject(user), "recovery_codes": len(codes)})
+        record_audit(
+            event_type=Event.TWO_FACTOR_ENROLLED, actor=user, data={**_subject(user), "recovery_codes": len(codes)}
+        )
     return codes
 
 
@@ -241,8 +261,9 @@ def renew_recovery_codes(*, user) -> list[str]:
         raise AccountChangeRefused("Set up two-factor authentication first.")
     with transaction.atomic():
         codes = _new_recovery_codes(user)
-        record_audit(event_type=Event.TWO_FACTOR_CODES_RENEWED, actor=user,
-                     data={**_subject(user), "recovery_codes": len(codes)})
+        record_audit(
+            event_type=Event.TWO_FACTOR_CODES_RENEWED, actor=user, data={**_subject(user), "recovery_codes": len(codes)}
+        )
     return codes
 
 
@@ -287,8 +308,11 @@ def check_second_factor(*, user, token: str) -> SecondFactorCheck:
     with transaction.atomic():
         verified = verify_token(user, device.persistent_id, token.replace("-", "").lower())
         if verified is not None:
-            record_audit(event_type=Event.TWO_FACTOR_RECOVERY_USED, actor=user,
-                         data={**_subject(user), "codes_left": device.token_set.count()})
+            record_audit(
+                event_type=Event.TWO_FACTOR_RECOVERY_USED,
+                actor=user,
+                data={**_subject(user), "codes_left": device.token_set.count()},
+            )
     return SecondFactorCheck(verified)
 
 

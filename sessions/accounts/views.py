@@ -57,8 +57,9 @@ def password_change(request: HttpRequest) -> HttpResponse:
         request.session[PASSWORD_CHANGE_REQUIRED] = False
         messages.success(request, "Your password was changed. Your other logins were ended.")
         return redirect(safe_next(request, _home()))
-    return render(request, "accounts/password_change.html",
-                  {"form": form, "forced": forced, "next": safe_next(request)})
+    return render(
+        request, "accounts/password_change.html", {"form": form, "forced": forced, "next": safe_next(request)}
+    )
 
 
 # --- your second factor ----------------------------------------------------------------------------
@@ -83,7 +84,7 @@ def _qr_svg(text: str) -> SafeString:
 
 
 def _grouped(secret: str) -> str:
-    return " ".join(secret[i:i + 4] for i in range(0, len(secret), 4))
+    return " ".join(secret[i : i + 4] for i in range(0, len(secret), 4))
 
 
 @never_cache
@@ -107,20 +108,30 @@ def two_factor_setup(request: HttpRequest) -> HttpResponse:
         if codes is not None:
             otp_login(request, device)
             request.session[TWO_FACTOR_ENROLLED] = True
-            return _secret_page(request, "accounts/recovery_codes.html",
-                                {"codes": codes, "next": next_url or _home(), "first_time": True})
-        form.add_error("code", "That code is not right. Check that your phone's clock is set automatically, "
-                               "then type the code the app shows now.")
+            return _secret_page(
+                request,
+                "accounts/recovery_codes.html",
+                {"codes": codes, "next": next_url or _home(), "first_time": True},
+            )
+        form.add_error(
+            "code",
+            "That code is not right. Check that your phone's clock is set automatically, "
+            "then type the code the app shows now.",
+        )
     secret = base64.b32encode(device.bin_key).decode("ascii").rstrip("=")
-    return _secret_page(request, "accounts/two_factor_setup.html", {
-        "form": form,
-        "next": next_url,
-        "required": selectors.two_factor_required(user),
-        "qr": _qr_svg(device.config_url),
-        "secret": _grouped(secret),
-        "secret_plain": secret,
-        "issuer": settings.OTP_TOTP_ISSUER,
-    })
+    return _secret_page(
+        request,
+        "accounts/two_factor_setup.html",
+        {
+            "form": form,
+            "next": next_url,
+            "required": selectors.two_factor_required(user),
+            "qr": _qr_svg(device.config_url),
+            "secret": _grouped(secret),
+            "secret_plain": secret,
+            "issuer": settings.OTP_TOTP_ISSUER,
+        },
+    )
 
 
 @never_cache
@@ -135,8 +146,9 @@ def two_factor_verify(request: HttpRequest) -> HttpResponse:
         return redirect(next_url)
     if not selectors.has_two_factor(user):  # a support admin reset it meanwhile, or it was turned off
         request.session[TWO_FACTOR_ENROLLED] = False
-        return redirect(reverse("charging_sessions:two-factor-setup") if selectors.two_factor_required(user)
-                        else next_url)
+        return redirect(
+            reverse("charging_sessions:two-factor-setup") if selectors.two_factor_required(user) else next_url
+        )
     form = SecondFactorForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         check = services.check_second_factor(user=user, token=form.cleaned_data["code"])
@@ -144,14 +156,19 @@ def two_factor_verify(request: HttpRequest) -> HttpResponse:
             otp_login(request, check.device)
             if isinstance(check.device, StaticDevice):
                 left = selectors.recovery_codes_left(user)
-                messages.warning(request, f"You logged in with a recovery code; {left} left. If your phone is lost, "
-                                          "set up a new one: ask a support admin to reset your second factor.")
+                messages.warning(
+                    request,
+                    f"You logged in with a recovery code; {left} left. If your phone is lost, "
+                    "set up a new one: ask a support admin to reset your second factor.",
+                )
             return redirect(next_url)
         if check.wait_seconds:
             form.add_error("code", f"Too many wrong codes: wait {check.wait_seconds} seconds, then try again.")
         else:
-            form.add_error("code", "That code is not right (or was used already). Type the code the app shows "
-                                   "now, or a recovery code.")
+            form.add_error(
+                "code",
+                "That code is not right (or was used already). Type the code the app shows now, or a recovery code.",
+            )
     return render(request, "accounts/two_factor_verify.html", {"form": form, "next": safe_next(request)})
 
 
@@ -164,8 +181,11 @@ def two_factor_recovery_codes(request: HttpRequest) -> HttpResponse:
     except services.AccountChangeRefused as refused:
         messages.error(request, str(refused))
         return redirect("charging_sessions:two-factor")
-    return _secret_page(request, "accounts/recovery_codes.html",
-                        {"codes": codes, "next": reverse("charging_sessions:two-factor"), "first_time": False})
+    return _secret_page(
+        request,
+        "accounts/recovery_codes.html",
+        {"codes": codes, "next": reverse("charging_sessions:two-factor"), "first_time": False},
+    )
 
 
 @require_POST
@@ -208,11 +228,15 @@ def team(request: HttpRequest) -> HttpResponse:
     members = list(selectors.team_members())
     for member in members:
         member.role_label = selectors.team_role(member)
-    return render(request, "accounts/team.html", {
-        "members": members,
-        "active_count": sum(1 for member in members if member.is_active),
-        "required_roles": settings.TWO_FACTOR_REQUIRED_ROLES,
-    })
+    return render(
+        request,
+        "accounts/team.html",
+        {
+            "members": members,
+            "active_count": sum(1 for member in members if member.is_active),
+            "required_roles": settings.TWO_FACTOR_REQUIRED_ROLES,
+        },
+    )
 
 
 @require_http_methods(["GET", "POST"])
@@ -225,8 +249,11 @@ def team_member_new(request: HttpRequest) -> HttpResponse:
         except services.AccountChangeRefused as refused:
             form.add_error(None, str(refused))
         else:
-            return _secret_page(request, "accounts/temporary_password.html",
-                                {"member": created.user, "password": created.password, "created": True})
+            return _secret_page(
+                request,
+                "accounts/temporary_password.html",
+                {"member": created.user, "password": created.password, "created": True},
+            )
     return render(request, "accounts/team_member_new.html", {"form": form})
 
 
@@ -234,13 +261,17 @@ def team_member_new(request: HttpRequest) -> HttpResponse:
 @team_admin_required
 def team_member(request: HttpRequest, pk: int) -> HttpResponse:
     member = _member(pk)
-    return render(request, "accounts/team_member.html", {
-        "member": member,
-        "role": selectors.team_role(member),
-        "status": selectors.two_factor_status(member),
-        "role_form": RoleForm(initial={"role": selectors.team_role(member)}),
-        "is_self": member.pk == request.user.pk,
-    })
+    return render(
+        request,
+        "accounts/team_member.html",
+        {
+            "member": member,
+            "role": selectors.team_role(member),
+            "status": selectors.two_factor_status(member),
+            "role_form": RoleForm(initial={"role": selectors.team_role(member)}),
+            "is_self": member.pk == request.user.pk,
+        },
+    )
 
 
 def _refused_or(request: HttpRequest, pk: int, change: Callable[[], bool], done: str, unchanged: str) -> HttpResponse:
@@ -262,39 +293,53 @@ def team_member_role(request: HttpRequest, pk: int) -> HttpResponse:
         messages.error(request, "Choose a role: " + ", ".join(selectors.MANAGED_ROLES) + ".")
         return redirect("charging_sessions:team-member", pk=pk)
     role = form.cleaned_data["role"]
-    return _refused_or(request, pk,
-                       lambda: services.change_team_member_role(acting_user=request.user, member=member, role=role),
-                       f"{member.get_username()} is now a {role}.", f"{member.get_username()} is already a {role}.")
+    return _refused_or(
+        request,
+        pk,
+        lambda: services.change_team_member_role(acting_user=request.user, member=member, role=role),
+        f"{member.get_username()} is now a {role}.",
+        f"{member.get_username()} is already a {role}.",
+    )
 
 
 @require_POST
 @team_admin_required
 def team_member_deactivate(request: HttpRequest, pk: int) -> HttpResponse:
     member = _member(pk)
-    return _refused_or(request, pk,
-                       lambda: services.deactivate_team_member(acting_user=request.user, member=member),
-                       f"{member.get_username()} is deactivated: they cannot log in, and their open logins ended.",
-                       f"{member.get_username()} was already deactivated.")
+    return _refused_or(
+        request,
+        pk,
+        lambda: services.deactivate_team_member(acting_user=request.user, member=member),
+        f"{member.get_username()} is deactivated: they cannot log in, and their open logins ended.",
+        f"{member.get_username()} was already deactivated.",
+    )
 
 
 @require_POST
 @team_admin_required
 def team_member_reactivate(request: HttpRequest, pk: int) -> HttpResponse:
     member = _member(pk)
-    return _refused_or(request, pk,
-                       lambda: services.reactivate_team_member(acting_user=request.user, member=member),
-                       f"{member.get_username()} can log in again.", f"{member.get_username()} was already active.")
+    return _refused_or(
+        request,
+        pk,
+        lambda: services.reactivate_team_member(acting_user=request.user, member=member),
+        f"{member.get_username()} can log in again.",
+        f"{member.get_username()} was already active.",
+    )
 
 
 @require_POST
 @team_admin_required
 def team_member_two_factor_reset(request: HttpRequest, pk: int) -> HttpResponse:
     member = _member(pk)
-    return _refused_or(request, pk,
-                       lambda: services.reset_two_factor(acting_user=request.user, member=member),
-                       f"The second factor of {member.get_username()} is reset: they set it up again at their "
-                       "next login (their role requires it) or when they choose to.",
-                       f"{member.get_username()} had no second factor to reset.")
+    return _refused_or(
+        request,
+        pk,
+        lambda: services.reset_two_factor(acting_user=request.user, member=member),
+        f"The second factor of {member.get_username()} is reset: they set it up again at their "
+        "next login (their role requires it) or when they choose to.",
+        f"{member.get_username()} had no second factor to reset.",
+    )
 
 
 @never_cache
@@ -307,5 +352,6 @@ def team_member_password_reset(request: HttpRequest, pk: int) -> HttpResponse:
     except services.AccountChangeRefused as refused:
         messages.error(request, str(refused))
         return redirect("charging_sessions:team-member", pk=pk)
-    return _secret_page(request, "accounts/temporary_password.html",
-                        {"member": member, "password": reset.password, "created": False})
+    return _secret_page(
+        request, "accounts/temporary_password.html", {"member": member, "password": reset.password, "created": False}
+    )

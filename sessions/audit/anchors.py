@@ -62,8 +62,9 @@ def anchor_path() -> Path:
 
 def append_anchor(*, at: datetime, reason: str, head_id: int | None, head_hash: str, records: int) -> Anchor:
     """Append one signed anchor (and log it). Raises OSError when the store cannot be written."""
-    anchor = Anchor(at=at.isoformat(timespec="microseconds"), reason=reason, head_id=head_id,
-                    head_hash=head_hash, records=records)
+    anchor = Anchor(
+        at=at.isoformat(timespec="microseconds"), reason=reason, head_id=head_id, head_hash=head_hash, records=records
+    )
     payload = {name: getattr(anchor, name) for name in _SIGNED}
     key_id, signature = sign(payload)
     line = canonical({**payload, "key_id": key_id, "sig": signature}) + b"\n"
@@ -94,11 +95,16 @@ def _parse(number: int, raw: bytes) -> Anchor | None:
         payload = {name: item[name] for name in _SIGNED}
         anchor = Anchor(**payload, line=number)
         anchor.moment  # noqa: B018 - a time that does not parse makes the line unreadable
-        valid = isinstance(anchor.head_hash, str) and isinstance(anchor.records, int) and (
-            anchor.head_id is None or isinstance(anchor.head_id, int))
+        valid = (
+            isinstance(anchor.head_hash, str)
+            and isinstance(anchor.records, int)
+            and (anchor.head_id is None or isinstance(anchor.head_id, int))
+        )
     except (ValueError, KeyError, TypeError):
         return None
-    if not valid or not signature_valid(payload, key_id=str(item.get("key_id", "")), signature=str(item.get("sig", ""))):
+    if not valid or not signature_valid(
+        payload, key_id=str(item.get("key_id", "")), signature=str(item.get("sig", ""))
+    ):
         return None
     return anchor
 

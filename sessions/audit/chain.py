@@ -132,9 +132,15 @@ class ChainWalk:
     before_last: str | None = None
 
 
-def walk_chain(rows: Iterable[tuple], *, keys: Mapping[str, bytes], start_hash: str,
-               start_after_id: int | None = None, walk: ChainWalk | None = None,
-               content_ok: Callable[[tuple], bool] | None = None) -> ChainWalk:
+def walk_chain(
+    rows: Iterable[tuple],
+    *,
+    keys: Mapping[str, bytes],
+    start_hash: str,
+    start_after_id: int | None = None,
+    walk: ChainWalk | None = None,
+    content_ok: Callable[[tuple], bool] | None = None,
+) -> ChainWalk:
     """Check rows (CHAIN_FIELDS order, ascending id) against the chain; stop at the first break.
 
     Each record must carry the hash of the record before it (prev_hash) and a record_hash that
@@ -147,8 +153,10 @@ def walk_chain(rows: Iterable[tuple], *, keys: Mapping[str, bytes], start_hash: 
     record_hash against its content (a caller may know that already from a faster check).
     """
     if content_ok is None:
+
         def content_ok(row: tuple) -> bool:
             return content_matches(row, keys)
+
     walk = walk or ChainWalk(last_id=start_after_id, last_hash=start_hash)
     expected = walk.last_hash
     before_last = walk.before_last
@@ -181,8 +189,10 @@ def walk_chain(rows: Iterable[tuple], *, keys: Mapping[str, bytes], start_hash: 
         elif not record_hash:
             walk.detail = f"inserted: record {record_id} has no hash (not written by the audit service)"
         elif (row[10] or "") not in keys:
-            walk.detail = (f"unknown key: record {record_id} names chain key {row[10]!r}, which this portal "
-                           "does not have (AUDIT_CHAIN_KEY_ID, AUDIT_CHAIN_RETIRED_KEYS)")
+            walk.detail = (
+                f"unknown key: record {record_id} names chain key {row[10]!r}, which this portal "
+                "does not have (AUDIT_CHAIN_KEY_ID, AUDIT_CHAIN_RETIRED_KEYS)"
+            )
         elif not content_good:
             walk.detail = f"edited: the content of record {record_id} no longer matches its hash"
         else:

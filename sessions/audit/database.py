@@ -41,8 +41,9 @@ def configure_audit_database(*, using: str = "default", **kwargs) -> None:
         cursor.execute("SELECT to_regclass(%s) IS NOT NULL", [OWNER_ONLY_TABLES[1]])
         if not cursor.fetchone()[0]:
             return  # migrated only part of the way (a test of an older migration)
-        cursor.execute(f"UPDATE {OWNER_ONLY_TABLES[1]} SET retention_days = %s WHERE id = 1",
-                       [settings.AUDIT_RETENTION_DAYS])
+        cursor.execute(
+            f"UPDATE {OWNER_ONLY_TABLES[1]} SET retention_days = %s WHERE id = 1", [settings.AUDIT_RETENTION_DAYS]
+        )
         if settings.DATABASE_APP_ROLE:
             cursor.execute("SELECT current_schema()")
             schema = connection.ops.quote_name(cursor.fetchone()[0])

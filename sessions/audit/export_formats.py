@@ -143,12 +143,12 @@ class ExportInfo:
             "csv": "every line not starting with # (header row and data rows), UTF-8, CRLF",
             "jsonl": 'the data lines (those starting with {"id":), UTF-8, LF',
             "xlsx": "the same records exported as CSV: its header row and data rows (UTF-8, CRLF); "
-                    "the 'Audit log' sheet holds the same values, typed",
+            "the 'Audit log' sheet holds the same values, typed",
         }[self.format]
         zone = timezone.get_default_timezone_name()
         times = {
             "xlsx": f"'Occurred at' is local time in {zone} (Excel date-times carry no offset; the CSV and "
-                    "JSON Lines exports give UTC); the filters' days are days in " + zone,
+            "JSON Lines exports give UTC); the filters' days are days in " + zone,
         }.get(self.format, f"occurred_at is UTC (ISO 8601); the filters' days are days in {zone}")
         return [
             ("export", "EMP support portal audit log"),
@@ -185,8 +185,20 @@ class ExportResult:
 def export_rows(records: QuerySet) -> Iterator[tuple]:
     """The selected records as plain tuples in COLUMNS order (data still a dict)."""
     for row in records.values_list(*_VALUES).iterator(chunk_size=READ_CHUNK_SIZE):
-        (record_id, occurred_at, event_type, actor, session_id, evse_id, operator_id, stop_id, correlation_id,
-         data, prev_hash, record_hash) = row
+        (
+            record_id,
+            occurred_at,
+            event_type,
+            actor,
+            session_id,
+            evse_id,
+            operator_id,
+            stop_id,
+            correlation_id,
+            data,
+            prev_hash,
+            record_hash,
+        ) = row
         yield (
             record_id,
             occurred_at.astimezone(UTC).isoformat(timespec="microseconds"),
@@ -230,8 +242,9 @@ def _csv_chunks(records: QuerySet, result: ExportResult) -> Iterator[tuple[bytes
         yield b"", result.add(header)
 
 
-def _csv_data(records: QuerySet, result: ExportResult,
-              progress: Callable[[int], None] | None = None) -> Iterator[bytes]:
+def _csv_data(
+    records: QuerySet, result: ExportResult, progress: Callable[[int], None] | None = None
+) -> Iterator[bytes]:
     for lines, chunk in _csv_chunks(records, result):
         yield chunk
         if progress and lines:
@@ -262,6 +275,7 @@ def inert_json(value: Any) -> str:
     """JSON text (one line) in which no spreadsheet finds a cell break inside a string: commas and
     semicolons in strings are written as the JSON escapes \\u002c and \\u003b (the same values for
     every JSON reader), and a string that starts like a formula gets a leading quote."""
+
     def walk(item: Any) -> Any:
         if isinstance(item, str):
             return neutralise(item).replace(",", _COMMA_STANDIN).replace(";", _SEMICOLON_STANDIN)
@@ -275,10 +289,12 @@ def inert_json(value: Any) -> str:
     return text.replace("\\ue000", "\\u002c").replace("\\ue001", "\\u003b")
 
 
-def _jsonl_data(rows: Iterable[tuple], result: ExportResult, progress: Callable[[int], None] | None = None) -> Iterator[bytes]:
+def _jsonl_data(
+    rows: Iterable[tuple], result: ExportResult, progress: Callable[[int], None] | None = None
+) -> Iterator[bytes]:
     lines: list[str] = []
     for row in rows:
-        lines.append(json.dumps(dict(zip(COLUMNS, row)), ensure_ascii=False, separators=(",", ":")))
+        lines.append(json.dumps(dict(zip(COLUMNS, row, strict=True)), ensure_ascii=False, separators=(",", ":")))
         result.rows += 1
         if len(lines) >= ROWS_PER_WRITE:
             yield result.add(("\n".join(lines) + "\n").encode())
@@ -302,8 +318,9 @@ STREAMERS = {"csv": stream_csv, "jsonl": stream_jsonl}
 # --- files (background jobs, the command, XLSX) --------------------------------------------------
 
 
-def write_file(path: Path, info: ExportInfo, records: QuerySet,
-               progress: Callable[[int], None] | None = None) -> ExportResult:
+def write_file(
+    path: Path, info: ExportInfo, records: QuerySet, progress: Callable[[int], None] | None = None
+) -> ExportResult:
     """Write a complete export file with its checksum in the header; constant memory."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -320,8 +337,12 @@ def write_file(path: Path, info: ExportInfo, records: QuerySet,
             # number of digits since the export was prepared (then the data is copied once).
             stand_in = header_for(info, "0" * 64)
             out.write(stand_in)
-            _write_behind(out, _csv_data(records, result, progress) if info.format == "csv"
-                          else _jsonl_data(export_rows(records), result, progress))
+            _write_behind(
+                out,
+                _csv_data(records, result, progress)
+                if info.format == "csv"
+                else _jsonl_data(export_rows(records), result, progress),
+            )
             info.row_count = result.rows
             header = header_for(info, result.sha256)
             if len(header) == len(stand_in):
@@ -391,9 +412,19 @@ def _xlsx_text(value: Any) -> Any:
 # The sheet's header: what each column holds, the time zone of the times named (Excel has none).
 def xlsx_headers() -> list[str]:
     return [
-        "Record id", f"Occurred at ({timezone.get_default_timezone_name()})", "Event type", "Actor",
-        "SessionID", "EvseID", "OperatorID", "Stop request id", "Correlation id", "Outcome", "Data (JSON)",
-        "Previous hash", "Record hash",
+        "Record id",
+        f"Occurred at ({timezone.get_default_timezone_name()})",
+        "Event type",
+        "Actor",
+        "SessionID",
+        "EvseID",
+        "OperatorID",
+        "Stop request id",
+        "Correlation id",
+        "Outcome",
+        "Data (JSON)",
+        "Previous hash",
+        "Record hash",
     ]
 
 
@@ -412,15 +443,17 @@ def _xlsx_rows(sheet, lines: bytes, zone) -> Iterator[list[Any]]:
         row: list[Any] = [_xlsx_text(cell) for cell in cells]
         row[_ID] = int(cells[_ID])
         row[_STOP_ID] = int(cells[_STOP_ID]) if cells[_STOP_ID] else None
-        occurred = WriteOnlyCell(sheet, value=datetime.fromisoformat(cells[_OCCURRED]).astimezone(zone)
-                                 .replace(tzinfo=None))
+        occurred = WriteOnlyCell(
+            sheet, value=datetime.fromisoformat(cells[_OCCURRED]).astimezone(zone).replace(tzinfo=None)
+        )
         occurred.number_format = _XLSX_TIME_FORMAT
         row[_OCCURRED] = occurred
         yield row
 
 
-def _write_xlsx(path: Path, info: ExportInfo, records: QuerySet, result: ExportResult,
-                progress: Callable[[int], None] | None) -> None:
+def _write_xlsx(
+    path: Path, info: ExportInfo, records: QuerySet, result: ExportResult, progress: Callable[[int], None] | None
+) -> None:
     from openpyxl import Workbook
     from openpyxl.utils import get_column_letter
 

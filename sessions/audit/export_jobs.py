@@ -15,9 +15,9 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from . import export_formats as exports
 from ..models import AuditExport, AuditRecord
 from ..selectors_history import AuditLogFilters, audit_log, newest_audit_record_id
+from . import export_formats as exports
 from .records import anchor_audit_chain, record_audit
 
 logger = logging.getLogger(__name__)
@@ -89,8 +89,15 @@ def _claim(export: AuditExport) -> bool:
     )
 
 
-def _finish(export: AuditExport, result: exports.ExportResult, *, completed: bool, delivery: str,
-            error: str = "", output: str = "") -> None:
+def _finish(
+    export: AuditExport,
+    result: exports.ExportResult,
+    *,
+    completed: bool,
+    delivery: str,
+    error: str = "",
+    output: str = "",
+) -> None:
     now = timezone.now()
     with transaction.atomic():
         export.rows_done = result.rows
@@ -136,8 +143,13 @@ def stream_audit_export(*, export: AuditExport) -> Iterator[bytes]:
         yield from exports.STREAMERS[export.format](_info(export), _records(export), result)
         completed = True
     finally:
-        _finish(export, result, completed=completed, delivery="download",
-                error="" if completed else f"The download stopped after {result.rows} rows.")
+        _finish(
+            export,
+            result,
+            completed=completed,
+            delivery="download",
+            error="" if completed else f"The download stopped after {result.rows} rows.",
+        )
 
 
 def write_audit_export(*, export_id: int, output: Path | None = None) -> AuditExport:
@@ -161,10 +173,17 @@ def write_audit_export(*, export_id: int, output: Path | None = None) -> AuditEx
     except Exception as error:
         logger.exception("audit export %s failed", export.pk)
         export.file_name = ""
-        _finish(export, exports.ExportResult(), completed=False, delivery="file", error=f"{type(error).__name__}: {error}")
+        _finish(
+            export, exports.ExportResult(), completed=False, delivery="file", error=f"{type(error).__name__}: {error}"
+        )
         raise
-    _finish(export, result, completed=True, delivery="file" if output is None else "command",
-            output=str(path) if output is not None else "")
+    _finish(
+        export,
+        result,
+        completed=True,
+        delivery="file" if output is None else "command",
+        output=str(path) if output is not None else "",
+    )
     logger.info("audit export %s written: %s rows, sha256 %s", export.pk, result.rows, result.sha256)
     return export
 
@@ -183,6 +202,12 @@ def record_export_download(*, export: AuditExport, acting_user) -> None:
         record_audit(
             event_type=Event.AUDIT_EXPORTED,
             actor=acting_user,
-            data={"export_id": export.pk, "format": export.format, "row_count": export.row_count,
-                  "sha256": export.sha256, "delivery": "file downloaded", "file_name": export.file_name},
+            data={
+                "export_id": export.pk,
+                "format": export.format,
+                "row_count": export.row_count,
+                "sha256": export.sha256,
+                "delivery": "file downloaded",
+                "file_name": export.file_name,
+            },
         )

@@ -35,8 +35,8 @@ from django.conf import settings
 from django.db import connections
 from django.db.models import F, Func, QuerySet, TextField
 
-from . import outcomes as words
 from ..models import AuditRecord
+from . import outcomes as words
 
 # (cell kind, field path) in exports.COLUMNS order; the outcome is worded from event_type and data.
 CELLS = (
@@ -96,9 +96,11 @@ def _concat(parts: list) -> str:
         else:
             merged.append(part)
     return " || ".join(
-        _literal(part.text) if isinstance(part, _Text)
+        _literal(part.text)
+        if isinstance(part, _Text)
         else f"CASE WHEN {part.condition} THEN {_literal(part.then)} ELSE {_literal(part.other)} END"
-        if isinstance(part, _Either) else part
+        if isinstance(part, _Either)
+        else part
         for part in merged
     )
 
@@ -109,8 +111,9 @@ def _formula_start(value: str, vendor: str) -> str:
     if vendor == "sqlite":
         # One GLOB (the pattern is a constant: built once); a leading '-' in a set is itself.
         return f"ltrim({value}, ' ') GLOB ('[-=+@\uff1d\uff0b\uff0d\uff20' || char(9, 13) || ']*')"
-    return (f"left(ltrim({value}, ' '), 1) IN ('=', '+', '-', '@', chr(9), chr(13), "
-            "'\uff1d', '\uff0b', '\uff0d', '\uff20')")
+    return (
+        f"left(ltrim({value}, ' '), 1) IN ('=', '+', '-', '@', chr(9), chr(13), '\uff1d', '\uff0b', '\uff0d', '\uff20')"
+    )
 
 
 def _cell(kind: str, column: str, vendor: str) -> list:
@@ -124,22 +127,24 @@ def _cell(kind: str, column: str, vendor: str) -> list:
         return [column]
     if kind == "datetime":
         if sqlite:  # stored as naive UTC 'YYYY-MM-DD HH:MM:SS[.ffffff]', no fraction when it is zero
-            return [f"replace({column}, ' ', 'T')",
-                    _Either(f"length({column}) = 19", ".000000+00:00", "+00:00")]
+            return [f"replace({column}, ' ', 'T')", _Either(f"length({column}) = 19", ".000000+00:00", "+00:00")]
         return [f"""to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"')"""]
     if kind == "uuid":
         if sqlite:  # stored as 32 lower-case hex digits
-            dashed = " || '-' || ".join(f"substr({column}, {start}, {length})"
-                                        for start, length in ((1, 8), (9, 4), (13, 4), (17, 4), (21, 12)))
+            dashed = " || '-' || ".join(
+                f"substr({column}, {start}, {length})" for start, length in ((1, 8), (9, 4), (13, 4), (17, 4), (21, 12))
+            )
             return [f"COALESCE({dashed}, '')"]
         return [f"COALESCE(CAST({column} AS TEXT), '')"]
     if kind in ("text", "json"):
         value = column if sqlite or kind == "text" else f"CAST({column} AS TEXT)"
         escaped = f"replace({value}, '\"', '\"\"')"
         # Always quoted; the neutralising quote goes inside the double quotes.
-        return [_Either(_formula_start(value, vendor), "\"'", "\""),
-                f"COALESCE({escaped}, '')" if kind == "text" else escaped,
-                _Text("\"")]
+        return [
+            _Either(_formula_start(value, vendor), "\"'", '"'),
+            f"COALESCE({escaped}, '')" if kind == "text" else escaped,
+            _Text('"'),
+        ]
     raise ValueError(kind)
 
 
@@ -231,15 +236,20 @@ class _OutcomeCompiler:
             elif isinstance(part, words.Count):
                 value = self._int_value(part.key, proven)
                 noun = f"CASE WHEN {value} = '1' THEN {_literal(part.singular)} ELSE {_literal(part.plural)} END"
-                out.append(f"COALESCE(CASE WHEN {self._int_test(part.key)} THEN {value} || ' ' || {noun} END, '')"
-                           if ("int", part.key) not in proven else f"{value} || ' ' || {noun}")
+                out.append(
+                    f"COALESCE(CASE WHEN {self._int_test(part.key)} THEN {value} || ' ' || {noun} END, '')"
+                    if ("int", part.key) not in proven
+                    else f"{value} || ' ' || {noun}"
+                )
             elif isinstance(part, words.Words):
                 out.append(self._words(part, proven))
             elif isinstance(part, words.If):
                 then = self.parts(part.then, proven | self._proves(part.condition))
                 otherwise = self.parts(part.otherwise, proven)
-                out.append(f"CASE WHEN {self.condition(part.condition, proven)} THEN {_concat(then) or _EMPTY} "
-                           f"ELSE {_concat(otherwise) or _EMPTY} END")
+                out.append(
+                    f"CASE WHEN {self.condition(part.condition, proven)} THEN {_concat(then) or _EMPTY} "
+                    f"ELSE {_concat(otherwise) or _EMPTY} END"
+                )
             else:
                 raise TypeError(part)
         return out
@@ -247,8 +257,10 @@ class _OutcomeCompiler:
     def _words(self, part: words.Words, proven: frozenset) -> str:
         if self.sqlite:  # compared as JSON text: the stored token of a plain word is the word in quotes
             tested = self.member(part.key)
-            whens = " ".join(f"WHEN {_literal(json.dumps(value, ensure_ascii=False))} THEN {_literal(text)}"
-                             for value, text in part.table.items())
+            whens = " ".join(
+                f"WHEN {_literal(json.dumps(value, ensure_ascii=False))} THEN {_literal(text)}"
+                for value, text in part.table.items()
+            )
         else:
             tested = self._string(part.key)
             whens = " ".join(f"WHEN {_literal(value)} THEN {_literal(text)}" for value, text in part.table.items())
@@ -269,8 +281,9 @@ def _rule_reads_data(parts: tuple) -> bool:
 def _jsonb(data: str) -> str:
     # jsonb has no U+0000: its escapes become U+FFFD (sessions.fields._TextAsJSON does the same).
     # replace() copies every text it is given: only the few that hold the escape.
-    return (f"(CASE WHEN strpos({data}, '\\u0000') > 0 THEN replace({data}, '\\u0000', '\\ufffd') "
-            f"ELSE {data} END)::jsonb")
+    return (
+        f"(CASE WHEN strpos({data}, '\\u0000') > 0 THEN replace({data}, '\\u0000', '\\ufffd') ELSE {data} END)::jsonb"
+    )
 
 
 def outcome_sql(event_type: str, data: str, vendor: str, document: str | None = None) -> str:
@@ -288,14 +301,17 @@ def outcome_sql(event_type: str, data: str, vendor: str, document: str | None = 
             # One parse per row (OFFSET 0 keeps the planner from copying it into each use).
             text = f"(SELECT {text} FROM (SELECT {_jsonb(data)} AS j OFFSET 0) AS _outcome)"
         whens.append(f"WHEN {_literal(event)} THEN {text}")
-    whens += [f"WHEN {_literal(event)} THEN {_literal(words.fallback(event))}"
-              for event in AuditRecord.EventType.values if event not in words.RULES]
+    whens += [
+        f"WHEN {_literal(event)} THEN {_literal(words.fallback(event))}"
+        for event in AuditRecord.EventType.values
+        if event not in words.RULES
+    ]
     return f"CASE {event_type} {' '.join(whens)} ELSE {event_type} END"
 
 
 def _quoted(words_sql: str) -> list:
     """The outcome as a CSV cell: always quoted (it never starts like a formula)."""
-    return [_Text("\""), f"replace({words_sql}, '\"', '\"\"')", _Text("\"")]
+    return [_Text('"'), f"replace({words_sql}, '\"', '\"\"')", _Text('"')]
 
 
 class OutcomeText(Func):
@@ -342,7 +358,7 @@ class CsvLine(Func):
         if connection.vendor not in VENDORS:
             raise NotImplementedError(f"CSV lines are not rendered on {connection.vendor}")
         columns = {}
-        for path, expression in zip(_PATHS, self.get_source_expressions()):
+        for path, expression in zip(_PATHS, self.get_source_expressions(), strict=True):
             column, params = compiler.compile(expression)
             assert not params, "plain column references take no parameters"
             columns[path] = column
@@ -373,8 +389,11 @@ def line_query(records: QuerySet) -> tuple[str, tuple]:
     # two, which would copy the parse into every place the words read it.
     at = [kind for kind, _ in CELLS].index("outcome")
     inner = records.annotate(
-        csv_row_id=F("id"), csv_before=CsvLine(CELLS[:at]), csv_event=F("event_type"),
-        csv_document=OutcomeDocument(), csv_after=CsvLine(CELLS[at + 1:]),
+        csv_row_id=F("id"),
+        csv_before=CsvLine(CELLS[:at]),
+        csv_event=F("event_type"),
+        csv_document=OutcomeDocument(),
+        csv_after=CsvLine(CELLS[at + 1 :]),
     ).values_list("csv_row_id", "csv_before", "csv_event", "csv_document", "csv_after")
     inner_sql, params = inner.query.get_compiler(using=records.db).as_sql()
     if not records.query.low_mark:
@@ -410,8 +429,15 @@ def line_chunks(records: QuerySet, rows: int) -> Iterator[tuple[int, bytes]]:
 
 # COPY's text format escapes a backslash and these control characters in a value; a bare LF ends
 # the row (one column, so no delimiter).
-_COPY_ESCAPES = {b"\\\\": b"\\", b"\\n": b"\n", b"\\r": b"\r", b"\\t": b"\t", b"\\b": b"\b",
-                 b"\\f": b"\f", b"\\v": b"\v"}
+_COPY_ESCAPES = {
+    b"\\\\": b"\\",
+    b"\\n": b"\n",
+    b"\\r": b"\r",
+    b"\\t": b"\t",
+    b"\\b": b"\b",
+    b"\\f": b"\f",
+    b"\\v": b"\v",
+}
 _COPY_ESCAPE_RE = re.compile(rb"\\[\\nrtbfv]")
 
 
@@ -431,8 +457,10 @@ def _copy_out(connection, sql: str, params: tuple):
 
     with connection.wrap_database_errors:
         connection.ensure_connection()
-        with ClientCursor(connection.connection) as cursor, \
-                cursor.copy(cursor.mogrify(f"COPY ({sql}) TO STDOUT", params)) as copy:
+        with (
+            ClientCursor(connection.connection) as cursor,
+            cursor.copy(cursor.mogrify(f"COPY ({sql}) TO STDOUT", params)) as copy,
+        ):
             yield copy
 
 

@@ -136,15 +136,25 @@ FORMAT_WORDS = {"csv": "CSV", "jsonl": "JSON Lines", "xlsx": "XLSX"}
 _WHY = If(
     Text("oicp_code"),
     (Words("oicp_code", OICP_CODE_WORDS, before="OICP code "),),
-    (If(Text("failure_kind"),
-        (Words("failure_kind", FAILURE_WORDS), If(Int("http_status"), (" (HTTP ", Int("http_status"), ")"))),
-        ("no reason recorded",)),),
+    (
+        If(
+            Text("failure_kind"),
+            (Words("failure_kind", FAILURE_WORDS), If(Int("http_status"), (" (HTTP ", Int("http_status"), ")"))),
+            ("no reason recorded",),
+        ),
+    ),
 )
 # The STOP_SENDING record says the maximum; an attempt's result does not: then the current setting.
-_ATTEMPT = If(Int("attempt"), (
-    " (attempt ", Int("attempt"), " of ",
-    If(Int("max_attempts"), (Int("max_attempts"),), (Setting("OICP_MAX_ATTEMPTS"),)), ")",
-))
+_ATTEMPT = If(
+    Int("attempt"),
+    (
+        " (attempt ",
+        Int("attempt"),
+        " of ",
+        If(Int("max_attempts"), (Int("max_attempts"),), (Setting("OICP_MAX_ATTEMPTS"),)),
+        ")",
+    ),
+)
 _OUTCOME_UNKNOWN = If(Flag("outcome_unknown"), ("; outcome unknown (the CPO may have stopped it)",))
 _HELD_BACK = If(Flag("held_back"), ("; held back: it does not match the session",))
 _USERNAME = If(Text("username"), (": ", Text("username")))
@@ -158,32 +168,35 @@ RULES: dict[str, tuple[Part, ...]] = {
     Event.STOP_REFUSED: ("Stop refused by the portal", If(Text("reason"), (": ", Text("reason")))),
     Event.STOP_SENDING: ("Stop sent to Hubject", _ATTEMPT),
     Event.STOP_ACCEPTED: ("Stop accepted",),
-    Event.STOP_REJECTED: (
-        If(Flag("sent", False), ("Stop not sent: ", _WHY), ("Stop rejected: ", _WHY)),
-    ),
+    Event.STOP_REJECTED: (If(Flag("sent", False), ("Stop not sent: ", _WHY), ("Stop rejected: ", _WHY)),),
     Event.STOP_ATTEMPT_FAILED: ("Attempt failed, retrying: ", _WHY, _ATTEMPT, _OUTCOME_UNKNOWN),
     Event.STOP_FAILED: ("Stop failed: ", _WHY, _ATTEMPT, _OUTCOME_UNKNOWN),
     Event.STOP_CONFIRMED: (
         "Stop confirmed",
-        If(Text("confirmed_by"),
-           (" by ", Words("confirmed_by", {"END": "the End notification", "CDR": "the CDR"}))),
+        If(Text("confirmed_by"), (" by ", Words("confirmed_by", {"END": "the End notification", "CDR": "the CDR"}))),
     ),
     Event.STOP_UNCONFIRMED: (
         "Stop not confirmed",
         If(Int("waited_minutes"), (": no End notification or CDR within ", Int("waited_minutes"), " min")),
     ),
     Event.SESSION_CREATED: (
-        If(Text("source"), (Words("source", SESSION_SOURCE_WORDS, before="Session created (", after=")"),),
-           ("Session created",)),
+        If(
+            Text("source"),
+            (Words("source", SESSION_SOURCE_WORDS, before="Session created (", after=")"),),
+            ("Session created",),
+        ),
     ),
     Event.SESSION_UPDATED: ("Session updated", If(Text("source"), (" (", Text("source"), ")"))),
     Event.SESSION_CLOSED_MANUALLY: (
-        "Session closed by hand, no remote stop sent", If(Text("reason"), (": ", Text("reason"))),
+        "Session closed by hand, no remote stop sent",
+        If(Text("reason"), (": ", Text("reason"))),
     ),
     Event.NOTIFICATION_RECEIVED: (
-        If(Text("kind"),
-           (Words("kind", NOTIFICATION_WORDS, before="Charging notification (", after=") received"),),
-           ("Charging notification received",)),
+        If(
+            Text("kind"),
+            (Words("kind", NOTIFICATION_WORDS, before="Charging notification (", after=") received"),),
+            ("Charging notification received",),
+        ),
         If(Flag("session_created"), ("; session created",)),
         _HELD_BACK,
     ),
@@ -206,44 +219,72 @@ RULES: dict[str, tuple[Part, ...]] = {
         If(Int("created"), (": ", Int("created"), " created", If(Int("updated"), (", ", Int("updated"), " updated")))),
     ),
     Event.AUDIT_EXPORTED: (
-        If(Equals("delivery", "file downloaded"),
-           ("Export file downloaded", If(Int("export_id"), (": export #", Int("export_id")))),
-           ("Audit log exported",
-            If(Int("row_count"), (": ", Count("row_count", "record", "records"))),
-            If(Text("format"), (" as ", Words("format", FORMAT_WORDS))),
-            If(Flag("completed", False), ("; stopped before the end",)))),
+        If(
+            Equals("delivery", "file downloaded"),
+            ("Export file downloaded", If(Int("export_id"), (": export #", Int("export_id")))),
+            (
+                "Audit log exported",
+                If(Int("row_count"), (": ", Count("row_count", "record", "records"))),
+                If(Text("format"), (" as ", Words("format", FORMAT_WORDS))),
+                If(Flag("completed", False), ("; stopped before the end",)),
+            ),
+        ),
     ),
     Event.AUDIT_VERIFIED: (
-        If(Flag("ok"),
-           ("Audit chain verified: intact",
-            If(Int("records_checked"), (", ", Count("records_checked", "record", "records"), " checked"))),
-           (If(Flag("ok", False),
-               ("Audit chain verified: BROKEN", If(Int("first_broken_id"), (" at record ", Int("first_broken_id")))),
-               ("Audit chain verified",)),)),
+        If(
+            Flag("ok"),
+            (
+                "Audit chain verified: intact",
+                If(Int("records_checked"), (", ", Count("records_checked", "record", "records"), " checked")),
+            ),
+            (
+                If(
+                    Flag("ok", False),
+                    (
+                        "Audit chain verified: BROKEN",
+                        If(Int("first_broken_id"), (" at record ", Int("first_broken_id"))),
+                    ),
+                    ("Audit chain verified",),
+                ),
+            ),
+        ),
     ),
     Event.AUDIT_PURGED: ("Audit records purged", If(Int("count"), (": ", Count("count", "record", "records")))),
     Event.LEGAL_HOLD_CHANGED: (
-        If(Equals("action", "set"), ("Legal hold set", If(Text("reason"), (": ", Text("reason")))),
-           (If(Equals("action", "released"), ("Legal hold released", If(Text("reason"), (": ", Text("reason")))),
-               ("Legal hold changed",)),)),
+        If(
+            Equals("action", "set"),
+            ("Legal hold set", If(Text("reason"), (": ", Text("reason")))),
+            (
+                If(
+                    Equals("action", "released"),
+                    ("Legal hold released", If(Text("reason"), (": ", Text("reason")))),
+                    ("Legal hold changed",),
+                ),
+            ),
+        ),
     ),
     # The portal's own accounts (sessions/accounts/services.py): `username` is the account changed,
     # the record's actor who changed it. Never a password or a code.
     Event.USER_CREATED: ("Team member created", _USERNAME, If(Text("role"), (" as ", Text("role")))),
     Event.USER_ROLE_CHANGED: (
-        "Role changed", _USERNAME,
+        "Role changed",
+        _USERNAME,
         If(Text("new_role"), (If(Text("old_role"), (" from ", Text("old_role"))), " to ", Text("new_role"))),
     ),
     Event.USER_DEACTIVATED: ("Team member deactivated", _USERNAME),
     Event.USER_REACTIVATED: ("Team member reactivated", _USERNAME),
     Event.USER_PASSWORD_RESET: ("Password reset by an admin", _USERNAME, "; a new one is required at the next login"),
     Event.PASSWORD_CHANGED: (
-        "Password changed", _USERNAME, If(Flag("was_temporary"), ("; the temporary password replaced",)),
+        "Password changed",
+        _USERNAME,
+        If(Flag("was_temporary"), ("; the temporary password replaced",)),
     ),
     Event.TWO_FACTOR_ENROLLED: ("Two-factor authentication set up", _USERNAME),
     Event.TWO_FACTOR_CODES_RENEWED: ("New two-factor recovery codes", _USERNAME),
     Event.TWO_FACTOR_RECOVERY_USED: (
-        "Recovery code used to log in", _USERNAME, If(Int("codes_left"), ("; ", Int("codes_left"), " left")),
+        "Recovery code used to log in",
+        _USERNAME,
+        If(Int("codes_left"), ("; ", Int("codes_left"), " left")),
     ),
     Event.TWO_FACTOR_DISABLED: ("Two-factor authentication turned off", _USERNAME),
     Event.TWO_FACTOR_RESET: ("Two-factor authentication reset by an admin", _USERNAME),

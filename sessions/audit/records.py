@@ -21,9 +21,6 @@ from typing import Any
 from django.db import connection, transaction
 from django.utils import timezone
 
-from . import anchors as audit_anchors
-from .chain import ChainWalk, canonical_bytes, chain_hash, normalise_data
-from .keys import all_keys, current_key, signature_valid
 from ..models import (
     AuditChainHead,
     AuditCheckpoint,
@@ -32,7 +29,9 @@ from ..models import (
     ChargingSession,
     RemoteStopRequest,
 )
-
+from . import anchors as audit_anchors
+from .chain import ChainWalk, canonical_bytes, chain_hash, normalise_data
+from .keys import all_keys, current_key, signature_valid
 from .walk import walk_chain_fast
 
 logger = logging.getLogger(__name__)
@@ -60,8 +59,10 @@ def _head_sql() -> tuple[str, str]:
     # ORM's query compilation would cost more than the statements themselves.
     table = connection.ops.quote_name(AuditChainHead._meta.db_table)
     lock = " FOR UPDATE" if connection.features.has_select_for_update else ""  # SQLite: BEGIN IMMEDIATE
-    return (f"SELECT last_hash FROM {table} WHERE id = %s{lock}",
-            f"UPDATE {table} SET last_hash = %s, last_record_id = %s WHERE id = %s")
+    return (
+        f"SELECT last_hash FROM {table} WHERE id = %s{lock}",
+        f"UPDATE {table} SET last_hash = %s, last_record_id = %s WHERE id = %s",
+    )
 
 
 def _locked_head_hash(cursor) -> str:
@@ -97,15 +98,17 @@ def record_audits(entries: Sequence[AuditEntry]) -> list[AuditRecord]:
         session_id = entry.charging_session.pk if entry.charging_session is not None else None
         if session_id is None and stop_request is not None:
             session_id = stop_request.charging_session_id
-        records.append(AuditRecord(
-            event_type=entry.event_type,
-            actor=entry.actor,
-            charging_session_id=session_id,
-            stop_request=stop_request,
-            correlation_id=stop_request.correlation_id if stop_request is not None else None,
-            data=normalise_data(entry.data),
-            occurred_at=entry.occurred_at,
-        ))
+        records.append(
+            AuditRecord(
+                event_type=entry.event_type,
+                actor=entry.actor,
+                charging_session_id=session_id,
+                stop_request=stop_request,
+                correlation_id=stop_request.correlation_id if stop_request is not None else None,
+                data=normalise_data(entry.data),
+                occurred_at=entry.occurred_at,
+            )
+        )
     key_id, key = current_key()
     # savepoint=False: inside the caller's transaction this adds no statement at all.
     with transaction.atomic(savepoint=False), connection.cursor() as cursor:
@@ -167,7 +170,9 @@ def _chain_head() -> ChainHead:
     with connection.cursor() as cursor:
         cursor.execute(
             f"SELECT h.last_record_id, h.last_hash, (SELECT COUNT(*) FROM {records} r WHERE r.id <= h.last_record_id) "
-            f"FROM {head} h WHERE h.id = %s", [HEAD_PK])
+            f"FROM {head} h WHERE h.id = %s",
+            [HEAD_PK],
+        )
         row = cursor.fetchone()
     if row is None or row[0] is None:
         return ChainHead(None, "", 0)
@@ -182,8 +187,9 @@ def anchor_audit_chain(*, reason: str) -> ChainHead:
     """
     head = _chain_head()
     try:
-        audit_anchors.append_anchor(at=timezone.now(), reason=reason, head_id=head.record_id,
-                                    head_hash=head.record_hash, records=head.records)
+        audit_anchors.append_anchor(
+            at=timezone.now(), reason=reason, head_id=head.record_id, head_hash=head.record_hash, records=head.records
+        )
     except OSError:
         logger.exception("could not write the audit chain anchor to %s (AUDIT_ANCHOR_DIR)", audit_anchors.anchor_path())
     return head
@@ -225,18 +231,24 @@ def _checkpoint_problem(checkpoint: AuditCheckpoint) -> str:
     """Why a purge checkpoint cannot be trusted ("" when it can): signed with the chain key, and
     named by the AUDIT_PURGED record the purge appended (the chain protects that one)."""
     if not signature_valid(checkpoint.signature_payload(), key_id=checkpoint.key_id, signature=checkpoint.signature):
-        return (f"forged checkpoint: purge checkpoint #{checkpoint.pk} (records up to id {checkpoint.last_purged_id}) "
-                "is not signed with the chain key; the records it claims were purged were deleted behind the "
-                "portal's back")
+        return (
+            f"forged checkpoint: purge checkpoint #{checkpoint.pk} (records up to id {checkpoint.last_purged_id}) "
+            "is not signed with the chain key; the records it claims were purged were deleted behind the "
+            "portal's back"
+        )
     purges = AuditRecord.objects.filter(event_type=Event.AUDIT_PURGED, id__gt=checkpoint.last_purged_id)
     for data in purges.values_list("data", flat=True).iterator():
         if (data or {}).get("checkpoint_id") == checkpoint.pk and data.get("last_id") == checkpoint.last_purged_id:
             return ""
-    return (f"forged checkpoint: no 'Audit records purged' record names purge checkpoint #{checkpoint.pk} "
-            f"(records up to id {checkpoint.last_purged_id})")
+    return (
+        f"forged checkpoint: no 'Audit records purged' record names purge checkpoint #{checkpoint.pk} "
+        f"(records up to id {checkpoint.last_purged_id})"
+    )
 
 
-def _anchor_problem(walk: ChainWalk, start_after: int | None, anchors: audit_anchors.AnchorFile) -> tuple[int | None, str]:
+def _anchor_problem(
+    walk: ChainWalk, start_after: int | None, anchors: audit_anchors.AnchorFile
+) -> tuple[int | None, str]:
     """(first bad record id, what is wrong) when the chain no longer reaches every anchor written
     since the last purge; (None, "") when it does."""
     expected: dict[int, audit_anchors.Anchor] = {}
@@ -245,22 +257,27 @@ def _anchor_problem(walk: ChainWalk, start_after: int | None, anchors: audit_anc
             expected.setdefault(anchor.head_id, anchor)
     ids = sorted(expected)
     for low in range(0, len(ids), ANCHOR_BATCH):
-        chunk = ids[low:low + ANCHOR_BATCH]
+        chunk = ids[low : low + ANCHOR_BATCH]
         present = dict(AuditRecord.objects.filter(id__in=chunk).values_list("id", "record_hash"))
         for record_id in chunk:
             anchor = expected[record_id]
-            written = f"the anchor written at {anchor.at} ({anchor.reason}, line {anchor.line} of {audit_anchors.FILE_NAME})"
+            written = (
+                f"the anchor written at {anchor.at} ({anchor.reason}, line {anchor.line} of {audit_anchors.FILE_NAME})"
+            )
             if record_id not in present:
                 return record_id, (
                     f"deleted: record {record_id}, the newest record when {written}, is missing: records were cut "
                     f"off the end of the chain or the table was wiped ({walk.checked} records left since the "
-                    f"last purge; {anchor.records} when anchored)")
+                    f"last purge; {anchor.records} when anchored)"
+                )
             if present[record_id] != anchor.head_hash:
                 return record_id, (f"re-hashed: record {record_id} no longer carries the hash {written} saw")
     if anchors.bad_lines:
         lines = ", ".join(str(n) for n in anchors.bad_lines[:5]) + ("…" if len(anchors.bad_lines) > 5 else "")
-        return None, (f"anchor store altered: line(s) {lines} of {audit_anchors.anchor_path()} are not anchors "
-                      "signed with the chain key")
+        return None, (
+            f"anchor store altered: line(s) {lines} of {audit_anchors.anchor_path()} are not anchors "
+            "signed with the chain key"
+        )
     return None, ""
 
 
@@ -278,8 +295,12 @@ def _check_chain() -> ChainWalk:
             return _broken(walk, checkpoint.last_purged_id, problem)
         leftover = AuditRecord.objects.filter(id__lte=checkpoint.last_purged_id).order_by("id").first()
         if leftover is not None:
-            return _broken(walk, leftover.pk, f"inserted: record {leftover.pk} is older than the purge checkpoint "
-                                              f"(everything up to id {checkpoint.last_purged_id} was purged)")
+            return _broken(
+                walk,
+                leftover.pk,
+                f"inserted: record {leftover.pk} is older than the purge checkpoint "
+                f"(everything up to id {checkpoint.last_purged_id} was purged)",
+            )
     # The head must point at the newest record. Records appended while we walked move it on: walk those too.
     for _ in range(10):
         head = AuditChainHead.objects.filter(pk=HEAD_PK).values_list("last_record_id", "last_hash").first()
@@ -294,11 +315,18 @@ def _check_chain() -> ChainWalk:
             if not walk.ok:
                 return walk
             if walk.checked == before:
-                return _broken(walk, head_id, f"deleted: the newest record(s), up to id {head_id} where the chain "
-                                              f"head points, are missing (the last one left is {walk.last_id})")
+                return _broken(
+                    walk,
+                    head_id,
+                    f"deleted: the newest record(s), up to id {head_id} where the chain "
+                    f"head points, are missing (the last one left is {walk.last_id})",
+                )
             continue
-        return _broken(walk, walk.last_id, f"inserted: records after id {head_id} (the chain head) were added "
-                                           "outside the audit service")
+        return _broken(
+            walk,
+            walk.last_id,
+            f"inserted: records after id {head_id} (the chain head) were added outside the audit service",
+        )
     # The chain must still reach every anchor written outside the database since the last purge.
     broken_id, problem = _anchor_problem(walk, start_after, audit_anchors.read_anchors())
     if problem:
@@ -313,8 +341,9 @@ def verify_audit_chain(*, acting_user=None) -> AuditVerification:
     return _record_verification(_check_chain(), started_at=started_at, acting_user=acting_user)
 
 
-def _record_verification(walk: ChainWalk, *, started_at: datetime, acting_user,
-                         verification: AuditVerification | None = None) -> AuditVerification:
+def _record_verification(
+    walk: ChainWalk, *, started_at: datetime, acting_user, verification: AuditVerification | None = None
+) -> AuditVerification:
     """Store a walk's result (on the requested row, or a new one) with its AUDIT_VERIFIED record."""
     detail = walk.detail or f"{walk.checked} records checked, chain intact"
     with transaction.atomic():
@@ -369,14 +398,17 @@ def request_audit_verification(*, acting_user) -> AuditVerification:
     now = timezone.now()
     with transaction.atomic():
         AuditVerification.objects.filter(state__in=_OPEN, requested_at__lt=now - VERIFICATION_STALE_AFTER).update(
-            state=AuditVerification.State.FAILED, finished_at=now,
+            state=AuditVerification.State.FAILED,
+            finished_at=now,
             error=f"No worker finished it within {VERIFICATION_STALE_AFTER.seconds // 60} minutes "
-                  "(is the Celery worker running?).")
+            "(is the Celery worker running?).",
+        )
         pending = AuditVerification.objects.filter(state__in=_OPEN).order_by("-requested_at", "-pk").first()
         if pending is not None:
             return pending
         verification = AuditVerification.objects.create(
-            state=AuditVerification.State.QUEUED, requested_by=acting_user, requested_at=now)
+            state=AuditVerification.State.QUEUED, requested_by=acting_user, requested_at=now
+        )
         transaction.on_commit(lambda: _dispatch_verification(verification.pk))
     return verification
 
@@ -389,8 +421,10 @@ def _dispatch_verification(verification_id: int) -> None:
     except Exception as error:  # noqa: BLE001 - kombu raises several types
         logger.exception("could not queue audit verification %s", verification_id)
         AuditVerification.objects.filter(pk=verification_id, state=AuditVerification.State.QUEUED).update(
-            state=AuditVerification.State.FAILED, finished_at=timezone.now(),
-            error=f"Could not queue the job: {error}"[:500])
+            state=AuditVerification.State.FAILED,
+            finished_at=timezone.now(),
+            error=f"Could not queue the job: {error}"[:500],
+        )
 
 
 def run_requested_verification(*, verification_id: int) -> AuditVerification | None:
@@ -398,7 +432,8 @@ def run_requested_verification(*, verification_id: int) -> AuditVerification | N
     nothing), the walk, then the result and its audit record, as the daily verification writes them."""
     started_at = timezone.now()
     claimed = AuditVerification.objects.filter(pk=verification_id, state=AuditVerification.State.QUEUED).update(
-        state=AuditVerification.State.RUNNING, started_at=started_at)
+        state=AuditVerification.State.RUNNING, started_at=started_at
+    )
     verification = AuditVerification.objects.select_related("requested_by").filter(pk=verification_id).first()
     if not claimed or verification is None:
         return verification
@@ -407,10 +442,11 @@ def run_requested_verification(*, verification_id: int) -> AuditVerification | N
     except Exception as error:
         logger.exception("audit verification %s failed", verification_id)
         AuditVerification.objects.filter(pk=verification_id).update(
-            state=AuditVerification.State.FAILED, finished_at=timezone.now(),
-            error=f"{type(error).__name__}: {error}"[:500])
+            state=AuditVerification.State.FAILED,
+            finished_at=timezone.now(),
+            error=f"{type(error).__name__}: {error}"[:500],
+        )
         raise
-    return _record_verification(walk, started_at=started_at, acting_user=verification.requested_by,
-                                verification=verification)
-
-
+    return _record_verification(
+        walk, started_at=started_at, acting_user=verification.requested_by, verification=verification
+    )

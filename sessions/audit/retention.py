@@ -18,8 +18,8 @@ from django.db import DatabaseError, connection, transaction
 from django.db.models import Count, Max, Min
 from django.utils import timezone
 
-from .keys import sign
 from ..models import AuditCheckpoint, AuditRecord, LegalHold, checkpoint_payload
+from .keys import sign
 from .records import lock_audit_chain, record_audit
 
 logger = logging.getLogger(__name__)
@@ -90,8 +90,12 @@ def purge_audit_records(*, before: datetime, commit: bool = False, acting_user=N
         _refuse_if_held()
         plan = _purge_plan(before)
         if plan.count:
-            payload = checkpoint_payload(purged_before=before, purged_count=plan.count,
-                                         last_purged_id=plan.last_id, last_purged_hash=plan.last_hash)
+            payload = checkpoint_payload(
+                purged_before=before,
+                purged_count=plan.count,
+                last_purged_id=plan.last_id,
+                last_purged_hash=plan.last_hash,
+            )
             key_id, signature = sign(payload)
             if connection.vendor == "postgresql":
                 plan.checkpoint = _purge_in_database(plan, key_id=key_id, signature=signature, acting_user=acting_user)
@@ -121,8 +125,15 @@ def _purge_in_database(plan: PurgePlan, *, key_id: str, signature: str, acting_u
         with transaction.atomic(), connection.cursor() as cursor:
             cursor.execute(
                 f"SELECT {PURGE_FUNCTION}(%s, %s, %s, %s, %s, %s, %s)",
-                [plan.before, plan.count, plan.last_id, plan.last_hash, key_id, signature,
-                 acting_user.pk if acting_user is not None else None],
+                [
+                    plan.before,
+                    plan.count,
+                    plan.last_id,
+                    plan.last_hash,
+                    key_id,
+                    signature,
+                    acting_user.pk if acting_user is not None else None,
+                ],
             )
             checkpoint_id = cursor.fetchone()[0]
     except DatabaseError as error:

@@ -29,9 +29,9 @@ from collections.abc import Callable, Iterator, Mapping
 
 from django.db import connection
 
+from ..models import AuditRecord
 from .chain import CHAIN_FIELDS, ChainWalk, content_matches, walk_chain
 from .keys import all_keys
-from ..models import AuditRecord
 
 # A page's rows checked against the chain: (rows, the hash they must start from, the keys' MACs).
 Accepted = Callable[[list[tuple], str, Mapping[str, "hmac.HMAC"]], int]
@@ -41,6 +41,7 @@ def _macs(keys: Mapping[str, bytes]) -> dict[str, hmac.HMAC]:
     """One keyed MAC per key id, copied per record (the key's set-up is not repeated)."""
     return {key_id: hmac.new(key, digestmod=hashlib.sha256) for key_id, key in keys.items()}
 
+
 # Rows per keyset page. SQLite: a small page is still in the CPU cache when it is checked (over a
 # million records 500 rows took 1.6x the bare loop's time, 5000 rows 1.9x); PostgreSQL: fewer
 # round trips.
@@ -49,25 +50,36 @@ _BEFORE_ANY_ID = -(2**63)
 
 # --- PostgreSQL: the text assembled in SQL ---------------------------------------------------------
 
+
 def _postgres_sql(quote: Callable[[str], str]) -> str:
     """prev_hash + the canonical content, NULL when the event type has a quote."""
+
     def int_(column: str) -> str:
         return f"COALESCE({quote(column)}::text, 'null')"
 
     # `||` copies its whole left side: the short members are joined first, prev_hash and data once.
-    before_data = " || ".join([
-        "'{\"actor_id\":'", int_("actor_id"),
-        "',\"charging_session_id\":'", int_("charging_session_id"),
-        "',\"correlation_id\":'", f"COALESCE('\"' || {quote('correlation_id')}::text || '\"', 'null')",
-        "',\"data\":'",
-    ])
-    after_data = " || ".join([
-        "',\"event_type\":\"'", f"CASE WHEN strpos({quote('event_type')}, '\"') = 0 THEN {quote('event_type')} END",
-        "'\",\"occurred_at\":\"'",
-        f"to_char({quote('occurred_at')} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US')",
-        "'+00:00\",\"stop_request_id\":'", int_("stop_request_id"),
-        "'}'",
-    ])
+    before_data = " || ".join(
+        [
+            "'{\"actor_id\":'",
+            int_("actor_id"),
+            "',\"charging_session_id\":'",
+            int_("charging_session_id"),
+            "',\"correlation_id\":'",
+            f"COALESCE('\"' || {quote('correlation_id')}::text || '\"', 'null')",
+            "',\"data\":'",
+        ]
+    )
+    after_data = " || ".join(
+        [
+            '\',"event_type":"\'',
+            f"CASE WHEN strpos({quote('event_type')}, '\"') = 0 THEN {quote('event_type')} END",
+            '\'","occurred_at":"\'',
+            f"to_char({quote('occurred_at')} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US')",
+            '\'+00:00","stop_request_id":\'',
+            int_("stop_request_id"),
+            "'}'",
+        ]
+    )
     return f"{quote('prev_hash')} || ({before_data}) || {quote('data')} || ({after_data})"
 
 
@@ -93,25 +105,36 @@ def _accepted_assembled(page: list[tuple], expected: str, macs: Mapping[str, hma
 def _sqlite_columns(quote: Callable[[str], str]) -> str:
     """actor, session, correlation, data (NULL when a member is not in the form assembled below),
     event type, occurred_at with its "T", stop request."""
+
     def int_(column: str) -> str:  # an integer or NULL (SQLite keeps non-numeric text even here)
         return f"{quote(column)} IS CAST({quote(column)} AS INTEGER)"
 
     correlation, event_type, occurred = quote("correlation_id"), quote("event_type"), quote("occurred_at")
-    in_form = " AND ".join([
-        int_("actor_id"), int_("charging_session_id"), int_("stop_request_id"),
-        f"typeof({event_type}) = 'text' AND instr({event_type}, '\"') = 0",
-        # Django keeps a UUID as 32 hex digits, an aware datetime as naive UTC text
-        # 'YYYY-MM-DD HH:MM:SS[.ffffff]' (no fraction when it is zero).
-        f"({correlation} IS NULL OR typeof({correlation}) = 'text' AND length({correlation}) = 32)",
-        f"length({occurred}) IN (19, 26)",
-    ])
-    return ", ".join([
-        quote("actor_id"), quote("charging_session_id"), correlation,
-        f"CASE WHEN {in_form} THEN {quote('data')} END",
-        # Only the length of the time is checked: the canonical time has no space and its one "T"
-        # where Django's text has its space (a "T" there reads the same), so nothing else renders as it.
-        event_type, f"replace({occurred}, ' ', 'T')", quote("stop_request_id"),
-    ])
+    in_form = " AND ".join(
+        [
+            int_("actor_id"),
+            int_("charging_session_id"),
+            int_("stop_request_id"),
+            f"typeof({event_type}) = 'text' AND instr({event_type}, '\"') = 0",
+            # Django keeps a UUID as 32 hex digits, an aware datetime as naive UTC text
+            # 'YYYY-MM-DD HH:MM:SS[.ffffff]' (no fraction when it is zero).
+            f"({correlation} IS NULL OR typeof({correlation}) = 'text' AND length({correlation}) = 32)",
+            f"length({occurred}) IN (19, 26)",
+        ]
+    )
+    return ", ".join(
+        [
+            quote("actor_id"),
+            quote("charging_session_id"),
+            correlation,
+            f"CASE WHEN {in_form} THEN {quote('data')} END",
+            # Only the length of the time is checked: the canonical time has no space and its one "T"
+            # where Django's text has its space (a "T" there reads the same), so nothing else renders as it.
+            event_type,
+            f"replace({occurred}, ' ', 'T')",
+            quote("stop_request_id"),
+        ]
+    )
 
 
 def _accepted_sqlite(page: list[tuple], expected: str, macs: Mapping[str, hmac.HMAC]) -> int:
@@ -121,8 +144,13 @@ def _accepted_sqlite(page: list[tuple], expected: str, macs: Mapping[str, hmac.H
         mac = macs.get(key_id)
         if data is None or prev_hash != expected or mac is None:
             break
-        correlation = "null" if correlation is None else (
-            f'"{correlation[:8]}-{correlation[8:12]}-{correlation[12:16]}-{correlation[16:20]}-{correlation[20:]}"')
+        correlation = (
+            "null"
+            if correlation is None
+            else (
+                f'"{correlation[:8]}-{correlation[8:12]}-{correlation[12:16]}-{correlation[16:20]}-{correlation[20:]}"'
+            )
+        )
         if len(occurred) == 19:
             occurred += ".000000"
         # Exactly canonical_bytes: the keys sorted, no spaces.
@@ -159,14 +187,13 @@ def _page_query() -> tuple[str, Accepted]:
     return sql, accepted
 
 
-def _walk_exactly(rows: list[tuple], walk: ChainWalk, accepted: Accepted, keys: Mapping[str, bytes],
-                  macs: Mapping[str, hmac.HMAC]) -> ChainWalk:
+def _walk_exactly(
+    rows: list[tuple], walk: ChainWalk, accepted: Accepted, keys: Mapping[str, bytes], macs: Mapping[str, hmac.HMAC]
+) -> ChainWalk:
     """Walk the rest of a page the exact way, reusing what the fast check accepts of it."""
     hashed = {row[0]: (row[1], row[2]) for row in rows if accepted([row], row[1], macs)}
     first, last = rows[0][0], rows[-1][0]
-    exact_rows = list(
-        AuditRecord.objects.filter(id__gte=first, id__lte=last).order_by("id").values_list(*CHAIN_FIELDS)
-    )
+    exact_rows = list(AuditRecord.objects.filter(id__gte=first, id__lte=last).order_by("id").values_list(*CHAIN_FIELDS))
 
     def rows_and_the_next() -> Iterator[tuple]:
         yield from exact_rows
@@ -181,8 +208,13 @@ def _walk_exactly(rows: list[tuple], walk: ChainWalk, accepted: Accepted, keys: 
     return walk_chain(rows_and_the_next(), keys=keys, start_hash=walk.last_hash, walk=walk, content_ok=content_ok)
 
 
-def walk_chain_fast(*, start_hash: str = "", start_after_id: int | None = None,
-                    walk: ChainWalk | None = None, keys: Mapping[str, bytes] | None = None) -> ChainWalk:
+def walk_chain_fast(
+    *,
+    start_hash: str = "",
+    start_after_id: int | None = None,
+    walk: ChainWalk | None = None,
+    keys: Mapping[str, bytes] | None = None,
+) -> ChainWalk:
     """Walk the stored chain after start_after_id (or continue `walk`); same outcome as walk_chain.
 
     `keys`: the chain keys by id (default: the portal's, sessions.audit.keys.all_keys)."""

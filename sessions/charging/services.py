@@ -5,9 +5,9 @@ from __future__ import annotations
 from django.db import transaction
 from django.utils import timezone
 
+from ..audit.records import AuditEntry, record_audits
 from ..models import AuditRecord, ChargingSession
 from ..oicp import ids
-from ..audit.records import AuditEntry, record_audits
 
 Event = AuditRecord.EventType
 
@@ -71,6 +71,11 @@ def session_created_entry(charging_session: ChargingSession, *, source: str, act
         event_type=Event.SESSION_CREATED,
         actor=acting_user,
         charging_session=charging_session,
-        data={"source": source, "session_id": charging_session.session_id, "evse_id": charging_session.evse_id,
-              "status": charging_session.status, "learned_late": charging_session.learned_late},
+        data={
+            "source": source,
+            "session_id": charging_session.session_id,
+            "evse_id": charging_session.evse_id,
+            "status": charging_session.status,
+            "learned_late": charging_session.learned_late,
+        },
     )

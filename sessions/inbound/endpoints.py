@@ -124,8 +124,12 @@ def _count_refusal(client: str | None, path: str, refusal: str) -> None:
     try:
         first = services.count_inbound_refusal(client_address=client, path=path, reason=refusal)
     except (OperationalError, InterfaceError):
-        logger.warning("inbound OICP call refused: %s from %s to %s (not counted: the database is unavailable)",
-                       refusal, client, path[:200])
+        logger.warning(
+            "inbound OICP call refused: %s from %s to %s (not counted: the database is unavailable)",
+            refusal,
+            client,
+            path[:200],
+        )
         return
     if first:  # one line per caller and minute; the minute's count follows when it is audited
         logger.warning("inbound OICP call refused: %s from %s to %s", refusal, client, path[:200])

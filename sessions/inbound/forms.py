@@ -24,12 +24,15 @@ AHEAD_DAYS = 366  # a date more than a year ahead is a typing slip too (and 9999
 
 class AnomalyFilterForm(forms.Form):
     period = forms.ChoiceField(
-        required=False, label="Period",
+        required=False,
+        label="Period",
         choices=[*((key, label) for key, (label, _) in PERIODS.items()), ("", "Any time, or the dates")],
     )
     date_from = forms.DateField(required=False, label="From", widget=forms.DateInput(attrs={"type": "date"}))
     date_to = forms.DateField(required=False, label="To", widget=forms.DateInput(attrs={"type": "date"}))
-    kind = forms.ChoiceField(required=False, label="Message", choices=[("", "Any message"), *InboundMessage.Kind.choices])
+    kind = forms.ChoiceField(
+        required=False, label="Message", choices=[("", "Any message"), *InboundMessage.Kind.choices]
+    )
     code = forms.ChoiceField(required=False, label="Anomaly", choices=[("", "Any anomaly"), *KINDS.items()])
     operator = forms.CharField(required=False, max_length=10, label="OperatorID")
     held_back = forms.BooleanField(required=False, label="Held back only")

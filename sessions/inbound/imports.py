@@ -33,20 +33,21 @@ spelled otherwise, "DEEMPC12345678X" for "DE-EMP-C12345678-X", changes nothing).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import IO, Any, Iterator
+from typing import IO, Any
 
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from ..audit.records import record_audit
+from ..charging.services import create_charging_session
 from ..models import AuditRecord, ChargingSession, RemoteStopRequest
 from ..oicp import fields, ids
 from ..oicp.fields import FieldError, clip, json_type
-from ..audit.records import record_audit
-from ..charging.services import create_charging_session
 
 Event = AuditRecord.EventType
 Status = ChargingSession.Status
@@ -160,11 +161,15 @@ class ImportReport:
 
     def summary(self) -> str:
         mode = "Imported" if self.written else ("Would import" if not self.refused else "Refused to import")
-        text = (f"{mode} {self.source}: {self.lines} line(s), {self.blank} blank, {self.bad} bad; "
-                f"{self.created} to create, {self.updated} to update, {self.unchanged} unchanged.")
+        text = (
+            f"{mode} {self.source}: {self.lines} line(s), {self.blank} blank, {self.bad} bad; "
+            f"{self.created} to create, {self.updated} to update, {self.unchanged} unchanged."
+        )
         if self.written:
-            text = (f"Imported {self.source}: {self.lines} line(s), {self.blank} blank, {self.bad} bad (skipped); "
-                    f"{self.created} created, {self.updated} updated, {self.unchanged} unchanged.")
+            text = (
+                f"Imported {self.source}: {self.lines} line(s), {self.blank} blank, {self.bad} bad (skipped); "
+                f"{self.created} created, {self.updated} updated, {self.unchanged} unchanged."
+            )
         elif self.refused:
             text += " Nothing was written: fix the bad lines, or pass --skip-bad to import the good ones."
         elif not self.commit:
@@ -277,7 +282,7 @@ def read_session_lines(stream: IO[bytes], report: ImportReport) -> list[SessionL
 def _existing(session_ids: list[str], lock: bool) -> dict[str, ChargingSession]:
     found: dict[str, ChargingSession] = {}
     for start in range(0, len(session_ids), LOOKUP_BATCH):
-        keys = [ids.session_key(session_id) for session_id in session_ids[start:start + LOOKUP_BATCH]]
+        keys = [ids.session_key(session_id) for session_id in session_ids[start : start + LOOKUP_BATCH]]
         query = ChargingSession.objects.filter(session_key__in=keys)
         if lock:
             query = query.select_for_update()
@@ -289,8 +294,9 @@ def _changes(row: SessionLine, current: ChargingSession, sending: set[int]) -> t
     """The field changes a line makes to a known session, or the reasons it may not."""
     problems: list[str] = []
     if row.evse_id != current.evse_id:
-        problems.append(f"EvseID: {row.evse_id!r} differs from {current.evse_id!r}, the EvseID the portal has "
-                        "for this SessionID")
+        problems.append(
+            f"EvseID: {row.evse_id!r} differs from {current.evse_id!r}, the EvseID the portal has for this SessionID"
+        )
     if row.provider_id and row.provider_id != current.provider_id:
         problems.append(f"ProviderID: {row.provider_id!r} differs from the portal's {current.provider_id!r}")
     wanted: dict[str, Any] = {"started_at": row.started_at}
@@ -307,8 +313,9 @@ def _changes(row: SessionLine, current: ChargingSession, sending: set[int]) -> t
             problems.append(f"{name}: {value!r} differs from {known!r}, the {what} the portal has for this SessionID")
         else:
             wanted[attr] = value
-    changes = {name: (getattr(current, name), value) for name, value in wanted.items()
-               if getattr(current, name) != value}
+    changes = {
+        name: (getattr(current, name), value) for name, value in wanted.items() if getattr(current, name) != value
+    }
     if "status" in changes and STATUS_ORDER[row.status] < STATUS_ORDER[current.status]:
         problems.append(f"Status: {current.status} cannot go back to {row.status}")
     settled = {"ended_at", "energy_kwh", "status"} & set(changes)
@@ -321,11 +328,15 @@ def _changes(row: SessionLine, current: ChargingSession, sending: set[int]) -> t
 
 def _plan(rows: list[SessionLine], report: ImportReport, lock: bool) -> list[tuple[SessionLine, PlannedChange]]:
     existing = _existing([row.session_id for row in rows], lock)
-    sending = set(
-        RemoteStopRequest.objects.filter(charging_session__in=list(existing.values()),
-                                         state__in=RemoteStopRequest.OPEN_STATES)
-        .values_list("charging_session_id", flat=True)
-    ) if existing else set()
+    sending = (
+        set(
+            RemoteStopRequest.objects.filter(
+                charging_session__in=list(existing.values()), state__in=RemoteStopRequest.OPEN_STATES
+            ).values_list("charging_session_id", flat=True)
+        )
+        if existing
+        else set()
+    )
     planned = []
     for row in rows:
         current = existing.get(ids.session_key(row.session_id))

@@ -91,8 +91,14 @@ def receive_charging_notification(*, notification: ChargingNotification, raw: st
     if settings.OICP_INBOUND_APPLY == "request":
         record_charging_notification(notification=notification, raw=raw, remote_addr=remote_addr)
         return Received()
-    _queue(kind=notification.kind, session_id=notification.session_id, operator_id=notification.operator_id,
-           raw=raw, remote_addr=remote_addr, anomalies=notification.anomalies)
+    _queue(
+        kind=notification.kind,
+        session_id=notification.session_id,
+        operator_id=notification.operator_id,
+        raw=raw,
+        remote_addr=remote_addr,
+        anomalies=notification.anomalies,
+    )
     return Received()
 
 
@@ -108,24 +114,51 @@ def receive_cdr(*, cdr: ParsedCdr, raw: str, remote_addr: str | None, path_opera
     # Pushed or pulled, applied or still queued: every CDR ever received is an InboundMessage.
     # Only the SessionID in the query: its index finds a session's few messages; `kind` (in every row)
     # could lead the planner to the wrong index.
-    kinds = (InboundMessage.objects.filter(session_id=ids.session_key(cdr.session_id)).order_by()
-             .values_list("kind", flat=True))
+    kinds = (
+        InboundMessage.objects.filter(session_id=ids.session_key(cdr.session_id))
+        .order_by()
+        .values_list("kind", flat=True)
+    )
     duplicate = InboundMessage.Kind.CDR in kinds
-    _queue(kind=InboundMessage.Kind.CDR, session_id=cdr.session_id, operator_id=cdr.operator_id, raw=raw,
-           remote_addr=remote_addr, anomalies=cdr.anomalies, path_operator_id=path_operator_id)
+    _queue(
+        kind=InboundMessage.Kind.CDR,
+        session_id=cdr.session_id,
+        operator_id=cdr.operator_id,
+        raw=raw,
+        remote_addr=remote_addr,
+        anomalies=cdr.anomalies,
+        path_operator_id=path_operator_id,
+    )
     return Received(duplicate=duplicate)
 
 
-def _queue(*, kind: str, session_id: str, operator_id: str, raw: str, remote_addr: str | None,
-           anomalies=(), path_operator_id: str = "") -> None:
+def _queue(
+    *,
+    kind: str,
+    session_id: str,
+    operator_id: str,
+    raw: str,
+    remote_addr: str | None,
+    anomalies=(),
+    path_operator_id: str = "",
+) -> None:
     # One INSERT, committed on its own (autocommit): the message is safe before Hubject hears "000".
     # `parsed` is filled in when the message is applied (from `raw`, parsed again there); so are the
     # anomalies, which applying completes (a message that does not match its session).
-    _insert_message(kind=kind, session_id=ids.session_key(session_id), operator_id=operator_id or "",
-                    path_operator_id=(path_operator_id or "")[:10], received_at=timezone.now(),
-                    remote_addr=_ip_or_none(remote_addr), raw=raw, parsed={}, apply_error="",
-                    anomalies=[anomaly.to_json() for anomaly in anomalies], flagged=bool(anomalies),
-                    held_back=False)
+    _insert_message(
+        kind=kind,
+        session_id=ids.session_key(session_id),
+        operator_id=operator_id or "",
+        path_operator_id=(path_operator_id or "")[:10],
+        received_at=timezone.now(),
+        remote_addr=_ip_or_none(remote_addr),
+        raw=raw,
+        parsed={},
+        apply_error="",
+        anomalies=[anomaly.to_json() for anomaly in anomalies],
+        flagged=bool(anomalies),
+        held_back=False,
+    )
     transaction.on_commit(kick_inbound_worker)  # at once, unless a caller's transaction is still open
 
 
@@ -203,8 +236,10 @@ def apply_inbound_messages(*, limit: int | None = None, follow_up: bool = False)
         finally:
             lock.release()
         if lock.lost:
-            logger.warning("inbound applier lost its lock (paused for longer than %s s?); leaving the queue to "
-                           "the next applier", APPLIER_LOCK_SECONDS)
+            logger.warning(
+                "inbound applier lost its lock (paused for longer than %s s?); leaving the queue to the next applier",
+                APPLIER_LOCK_SECONDS,
+            )
             _follow_up_after(lock)
             return applied
         # A message stored after our last look, whose own task found the lock taken, is ours.
@@ -223,13 +258,16 @@ def _burst_in_progress() -> bool:
     oldest = pending.order_by("id").values_list("received_at", flat=True).first()
     if oldest is None or oldest < now - timedelta(seconds=settings.OICP_INBOUND_MAX_DEFER_SECONDS):
         return False
-    recent = pending.filter(received_at__gte=now - timedelta(seconds=1)).order_by()[:settings.OICP_INBOUND_BURST_RATE]
+    recent = pending.filter(received_at__gte=now - timedelta(seconds=1)).order_by()[: settings.OICP_INBOUND_BURST_RATE]
     return recent.count() >= settings.OICP_INBOUND_BURST_RATE
 
 
 def _pending_ids(count: int) -> list[int]:
-    return list(InboundMessage.objects.filter(applied_at__isnull=True, apply_error="")
-                .order_by("id").values_list("id", flat=True)[:count])
+    return list(
+        InboundMessage.objects.filter(applied_at__isnull=True, apply_error="")
+        .order_by("id")
+        .values_list("id", flat=True)[:count]
+    )
 
 
 # Compare-and-expire and compare-and-delete: each one atomic script, so a lock that expired and was
@@ -333,8 +371,9 @@ class ApplierLock:
     def _heartbeat(self) -> None:
         while not self._stop.wait(APPLIER_HEARTBEAT_SECONDS):
             if time.monotonic() - self._last_progress > APPLIER_STALL_SECONDS:
-                logger.error("inbound applier made no progress for %s s; no longer renewing its lock",
-                             APPLIER_STALL_SECONDS)
+                logger.error(
+                    "inbound applier made no progress for %s s; no longer renewing its lock", APPLIER_STALL_SECONDS
+                )
                 return
             try:
                 if not self.refresh():
@@ -372,8 +411,9 @@ def _follow_up_after(lock: ApplierLock) -> None:
             return  # one is already waiting
         apply_inbound_messages.apply_async(kwargs={"follow_up": True}, countdown=countdown, retry=False)
     except Exception:  # noqa: BLE001 - broker or cache down: beat's sweep applies the queue
-        logger.warning("could not schedule the inbound apply follow-up; the next sweep applies the queue",
-                       exc_info=True)
+        logger.warning(
+            "could not schedule the inbound apply follow-up; the next sweep applies the queue", exc_info=True
+        )
         _forget_follow_up()
 
 
@@ -387,19 +427,25 @@ def _forget_follow_up() -> None:
 def _apply(message_id: int) -> int:
     try:
         with transaction.atomic():
-            message = (InboundMessage.objects.select_for_update().order_by()
-                       .filter(pk=message_id, applied_at__isnull=True, apply_error="").first())
+            message = (
+                InboundMessage.objects.select_for_update()
+                .order_by()
+                .filter(pk=message_id, applied_at__isnull=True, apply_error="")
+                .first()
+            )
             if message is None:
                 return 0  # applied meanwhile
             body = message.raw.encode()
             if message.kind == InboundMessage.Kind.CDR:
                 _, cdr = inbound.parse_charge_detail_record(
-                    body, path_operator_id=message.path_operator_id or message.operator_id)
+                    body, path_operator_id=message.path_operator_id or message.operator_id
+                )
                 record_cdr(cdr=cdr, raw=message.raw, source="PUSH", remote_addr=message.remote_addr, message=message)
             else:
                 _, notification = inbound.parse_charging_notification(body)
-                record_charging_notification(notification=notification, raw=message.raw,
-                                             remote_addr=message.remote_addr, message=message)
+                record_charging_notification(
+                    notification=notification, raw=message.raw, remote_addr=message.remote_addr, message=message
+                )
         return 1
     except OperationalError:
         raise  # the database is unavailable: the message stays queued for the next run

@@ -43,10 +43,10 @@ from django.db import transaction
 from django.db.models import Max, Q
 from django.utils import timezone
 
+from ..audit.records import record_audit
 from ..models import AuditRecord, CdrPullRun, ChargeDetailRecord, ChargingSession, InboundMessage
 from ..oicp import ids, inbound
 from ..oicp.client import MAX_CDR_PAGE_SIZE, HubjectClient
-from ..audit.records import record_audit
 from .services import record_cdr
 
 logger = logging.getLogger(__name__)
@@ -72,8 +72,13 @@ class RefusedCdr:
     already_kept: bool = False  # an earlier run (or this one) kept the same CDR already
 
     def describe(self) -> str:
-        where = (f"already kept as #{self.inbound_message_id}" if self.already_kept
-                 else f"kept as #{self.inbound_message_id}" if self.inbound_message_id else "could not be kept")
+        where = (
+            f"already kept as #{self.inbound_message_id}"
+            if self.already_kept
+            else f"kept as #{self.inbound_message_id}"
+            if self.inbound_message_id
+            else "could not be kept"
+        )
         return f"SessionID {self.session_id or '(none)'}: {self.reason} ({where}; page {self.page} item {self.item})"
 
     def to_audit(self) -> dict[str, Any]:
@@ -214,8 +219,14 @@ def next_pull_start(*, now: datetime | None = None) -> datetime:
 
 
 def pull_charge_detail_records(
-    *, date_from: datetime, date_to: datetime, acting_user=None, client: HubjectClient | None = None,
-    page_size: int = MAX_CDR_PAGE_SIZE, trigger: str = CdrPullRun.Trigger.MANUAL, now: datetime | None = None,
+    *,
+    date_from: datetime,
+    date_to: datetime,
+    acting_user=None,
+    client: HubjectClient | None = None,
+    page_size: int = MAX_CDR_PAGE_SIZE,
+    trigger: str = CdrPullRun.Trigger.MANUAL,
+    now: datetime | None = None,
 ) -> ReconciliationReport:
     """Page through Hubject's CDRs for [date_from, date_to] and store the ones not yet stored.
 
@@ -233,7 +244,10 @@ def pull_charge_detail_records(
     expected_start = next_pull_start(now=started_at)
     covers_until = min(date_to, started_at)
     run = CdrPullRun.objects.create(
-        trigger=trigger, started_at=started_at, date_from=date_from, date_to=date_to,
+        trigger=trigger,
+        started_at=started_at,
+        date_from=date_from,
+        date_to=date_to,
         extends_coverage=date_from <= expected_start <= covers_until,
     )
     report = ReconciliationReport(date_from=date_from, date_to=date_to, trigger=trigger, run_id=run.pk)
@@ -326,8 +340,10 @@ def _apply_page(records: list[Any], *, page: int, report: ReconciliationReport) 
             continue
         except Exception as exc:  # noqa: BLE001 - a reader bug: an error of the run, not a refusal
             report.errors += 1
-            report.note(f"page {page} item {index} (SessionID {_sent_session_id(record) or '(none)'}): "
-                        f"could not be read: {type(exc).__name__}: {exc}")
+            report.note(
+                f"page {page} item {index} (SessionID {_sent_session_id(record) or '(none)'}): "
+                f"could not be read: {type(exc).__name__}: {exc}"
+            )
             logger.exception("pulled CDR (page %s item %s) could not be read", page, index)
             continue
         parsed.append((cdr, raw))
@@ -337,13 +353,15 @@ def _apply_page(records: list[Any], *, page: int, report: ReconciliationReport) 
     # One query each for the whole page: which CDRs we already have, the sessions' status, and
     # the refused or held-back CDRs earlier runs (or pushes) kept for these SessionIDs.
     stored = set(
-        ChargeDetailRecord.objects.filter(charging_session__session_key__in=keys)
-        .values_list("charging_session__session_key", flat=True)
+        ChargeDetailRecord.objects.filter(charging_session__session_key__in=keys).values_list(
+            "charging_session__session_key", flat=True
+        )
     )
     sessions = {
         key: (pk, status)
-        for pk, key, status in ChargingSession.objects.filter(session_key__in=(keys | refused_keys) - {""})
-        .values_list("pk", "session_key", "status")
+        for pk, key, status in ChargingSession.objects.filter(session_key__in=(keys | refused_keys) - {""}).values_list(
+            "pk", "session_key", "status"
+        )
     }
     kept_refused: dict[tuple[str, str], int] = {}
     kept_held: set[tuple[str, str]] = set()
@@ -383,13 +401,23 @@ def _apply_page(records: list[Any], *, page: int, report: ReconciliationReport) 
             kept_held.add((key, raw))
             report.held_back += 1
             message_id = getattr(outcome.inbound_message, "pk", None)
-            reasons = "; ".join(a.get("text", "") for a in getattr(outcome.inbound_message, "anomalies", None) or []
-                                if isinstance(a, dict) and a.get("code") in ("evse_mismatch", "cdr_conflict"))
-            report.note(f"SessionID {cdr.session_id}: held back, kept as #{message_id} and not applied to its "
-                        f"session{': ' + reasons if reasons else ''}")
+            reasons = "; ".join(
+                a.get("text", "")
+                for a in getattr(outcome.inbound_message, "anomalies", None) or []
+                if isinstance(a, dict) and a.get("code") in ("evse_mismatch", "cdr_conflict")
+            )
+            report.note(
+                f"SessionID {cdr.session_id}: held back, kept as #{message_id} and not applied to its "
+                f"session{': ' + reasons if reasons else ''}"
+            )
             if len(report.held_back_cdrs) < MAX_REFUSED_LISTED:
-                report.held_back_cdrs.append({"session_id": cdr.session_id, "inbound_message_id": message_id,
-                                              "reason": reasons[:_REASON_LISTED_MAX]})
+                report.held_back_cdrs.append(
+                    {
+                        "session_id": cdr.session_id,
+                        "inbound_message_id": message_id,
+                        "reason": reasons[:_REASON_LISTED_MAX],
+                    }
+                )
             continue
         stored.add(key)
         if outcome.duplicate:  # pushed while we were pulling
@@ -403,8 +431,14 @@ def _apply_page(records: list[Any], *, page: int, report: ReconciliationReport) 
             report.sessions_closed += 1
 
 
-def _refuse(refusal: _Refusal, *, page: int, report: ReconciliationReport,
-            sessions: dict[str, tuple[int, str]], kept: dict[tuple[str, str], int]) -> None:
+def _refuse(
+    refusal: _Refusal,
+    *,
+    page: int,
+    report: ReconciliationReport,
+    sessions: dict[str, tuple[int, str]],
+    kept: dict[tuple[str, str], int],
+) -> None:
     """Keep a refused CDR as a flagged message (once), count it and name it."""
     report.refused += 1
     reason = refusal.error.summary
@@ -436,8 +470,14 @@ def _refuse(refusal: _Refusal, *, page: int, report: ReconciliationReport,
             logger.exception("refused CDR of SessionID %s could not be kept", sent)
         else:
             message_id = kept[(key, refusal.raw)] = message.pk
-    item = RefusedCdr(session_id=sent, reason=reason, page=page, item=refusal.index,
-                      inbound_message_id=message_id, already_kept=already_kept)
+    item = RefusedCdr(
+        session_id=sent,
+        reason=reason,
+        page=page,
+        item=refusal.index,
+        inbound_message_id=message_id,
+        already_kept=already_kept,
+    )
     if len(report.refused_cdrs) < MAX_REFUSED_LISTED:
         report.refused_cdrs.append(item)
     logger.warning("CDR pull refused a CDR: %s", item.describe())
@@ -469,7 +509,9 @@ def _operator_id(record: Any) -> str:
 def _json_text(value: Any) -> str:
     """JSON text of a pulled CDR with its numbers exactly as HBS sent them (Decimals, never floats)."""
     if isinstance(value, dict):
-        return "{" + ",".join(f"{json.dumps(str(k), ensure_ascii=False)}:{_json_text(v)}" for k, v in value.items()) + "}"
+        return (
+            "{" + ",".join(f"{json.dumps(str(k), ensure_ascii=False)}:{_json_text(v)}" for k, v in value.items()) + "}"
+        )
     if isinstance(value, list):
         return "[" + ",".join(_json_text(item) for item in value) + "]"
     if isinstance(value, Decimal):

@@ -106,8 +106,10 @@ def anomaly_counts(*, filters: AnomalyFilters) -> AnomalyCounts:
     """Flagged, held back and refused messages, and messages per anomaly code: one query."""
     codes = list(KINDS)
     per_code = {f"code_{index}": Count("pk", filter=code_q(code)) for index, code in enumerate(codes)}
-    totals = _filtered(filters).order_by().aggregate(
-        total=Count("pk"), held_back=Count("pk", filter=Q(held_back=True)), **per_code
+    totals = (
+        _filtered(filters)
+        .order_by()
+        .aggregate(total=Count("pk"), held_back=Count("pk", filter=Q(held_back=True)), **per_code)
     )
     by_code = [
         CodeCount(code, KINDS[code], totals[f"code_{index}"], code in HELD_BACK)

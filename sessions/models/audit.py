@@ -107,8 +107,9 @@ class AuditCheckpoint(models.Model):
     purged_count = models.PositiveIntegerField()
     last_purged_id = models.BigIntegerField()
     last_purged_hash = models.CharField(max_length=64)
-    actor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True,
-                              related_name="+")
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
     key_id = models.CharField(max_length=16, blank=True)
     signature = models.CharField(max_length=64, blank=True)
 
@@ -119,14 +120,22 @@ class AuditCheckpoint(models.Model):
         return f"Purge checkpoint #{self.pk}: {self.purged_count} records up to id {self.last_purged_id}"
 
     def signature_payload(self) -> dict:
-        return checkpoint_payload(purged_before=self.purged_before, purged_count=self.purged_count,
-                                  last_purged_id=self.last_purged_id, last_purged_hash=self.last_purged_hash)
+        return checkpoint_payload(
+            purged_before=self.purged_before,
+            purged_count=self.purged_count,
+            last_purged_id=self.last_purged_id,
+            last_purged_hash=self.last_purged_hash,
+        )
 
 
 def checkpoint_payload(*, purged_before, purged_count: int, last_purged_id: int, last_purged_hash: str) -> dict:
     """What a purge checkpoint's signature covers (the same before the purge and when verified)."""
-    return {"purged_before": purged_before.astimezone(UTC).isoformat(timespec="microseconds"),
-            "purged_count": purged_count, "last_purged_id": last_purged_id, "last_purged_hash": last_purged_hash}
+    return {
+        "purged_before": purged_before.astimezone(UTC).isoformat(timespec="microseconds"),
+        "purged_count": purged_count,
+        "last_purged_id": last_purged_id,
+        "last_purged_hash": last_purged_hash,
+    }
 
 
 class AuditVerification(models.Model):
@@ -140,8 +149,9 @@ class AuditVerification(models.Model):
         FAILED = "FAILED", "Did not run"
 
     state = models.CharField(max_length=8, choices=State.choices, default=State.DONE)
-    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True,
-                                     related_name="+")
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
     requested_at = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -165,8 +175,9 @@ class LegalHold(models.Model):
     set_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, related_name="+")
     set_at = models.DateTimeField()
     released_at = models.DateTimeField(null=True, blank=True)
-    released_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True,
-                                    related_name="+")
+    released_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
 
     class Meta:
         ordering = ["-set_at"]
@@ -189,8 +200,7 @@ class AuditExport(models.Model):
         DONE = "DONE", "Ready"
         FAILED = "FAILED", "Failed"
 
-    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True,
-                                     related_name="+")
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, related_name="+")
     requested_at = models.DateTimeField()
     format = models.CharField(max_length=5, choices=Format.choices)
     filters = models.JSONField(default=dict)

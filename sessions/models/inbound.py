@@ -46,11 +46,11 @@ class InboundMessage(models.Model):
         ordering = ["-received_at", "-id"]
         indexes = [
             # The supervisors' list of odd messages, newest first: only flagged rows are in it.
-            models.Index(fields=["-received_at", "-id"], name="inbound_flagged_idx",
-                         condition=models.Q(flagged=True)),
+            models.Index(fields=["-received_at", "-id"], name="inbound_flagged_idx", condition=models.Q(flagged=True)),
             # The worker's queue: only the few messages still to apply are in this index.
-            models.Index(fields=["id"], name="inbound_pending_idx",
-                         condition=models.Q(applied_at__isnull=True, apply_error="")),
+            models.Index(
+                fields=["id"], name="inbound_pending_idx", condition=models.Q(applied_at__isnull=True, apply_error="")
+            ),
         ]
 
     def __str__(self) -> str:
@@ -142,10 +142,12 @@ class InboundRefusalCount(models.Model):
     audit_record_id = models.BigIntegerField(null=True, blank=True)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["client_address", "minute", "reason"],
-                                               name="one_refusal_count_per_minute")]
-        indexes = [models.Index(fields=["minute"], name="refusal_unreported_idx",
-                                condition=Q(audit_record_id__isnull=True))]
+        constraints = [
+            models.UniqueConstraint(fields=["client_address", "minute", "reason"], name="one_refusal_count_per_minute")
+        ]
+        indexes = [
+            models.Index(fields=["minute"], name="refusal_unreported_idx", condition=Q(audit_record_id__isnull=True))
+        ]
 
     def __str__(self) -> str:
         return f"{self.count} refused call(s) from {self.client_address} at {self.minute:%Y-%m-%d %H:%M}"

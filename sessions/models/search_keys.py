@@ -16,10 +16,12 @@ def _id_search_key(field_name: str):
 
 
 def _search_key_field(field_name: str, max_length: int) -> models.GeneratedField:
-    return models.GeneratedField(expression=_id_search_key(field_name),
-                                 output_field=models.CharField(max_length=max_length), db_persist=True)
+    return models.GeneratedField(
+        expression=_id_search_key(field_name), output_field=models.CharField(max_length=max_length), db_persist=True
+    )
 
 
 def _partner_key_field(field_name: str) -> models.GeneratedField:
-    return models.GeneratedField(expression=Lower(field_name), output_field=models.CharField(max_length=250),
-                                 db_persist=True)
+    return models.GeneratedField(
+        expression=Lower(field_name), output_field=models.CharField(max_length=250), db_persist=True
+    )

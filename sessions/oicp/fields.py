@@ -24,9 +24,7 @@ MAX_KWH = Decimal("999999999.999")
 
 # YYYY-MM-DDThh:mm:ss[.fraction](Z|±hh:mm) — the offset is mandatory (DIGEST §4, §8 #16); the
 # pattern lets it be missing only to say so.
-_TIMESTAMP = re.compile(
-    r"^(\d{4}-\d{2}-\d{2})[Tt](\d{2}:\d{2}:\d{2})(\.\d{1,9})?([Zz]|[+-]\d{2}:?\d{2})?$"
-)
+_TIMESTAMP = re.compile(r"^(\d{4}-\d{2}-\d{2})[Tt](\d{2}:\d{2}:\d{2})(\.\d{1,9})?([Zz]|[+-]\d{2}:?\d{2})?$")
 _EARLIEST_YEAR, _LATEST_YEAR = 1970, 2199
 _SPECIAL = re.compile(r'[\[\]{}"\\]')
 _THOUSANDTH = Decimal("0.001")

@@ -71,8 +71,12 @@ IDENTIFICATION_MAX = {"contract_id": CONTRACT_ID_MAX, "card_uid": CARD_UID_MAX, 
 # Where each value is found, in the order OICP lists the kinds. Usually one kind is sent; Hubject's
 # own samples send several, with the same EvcoID in each.
 IDENTIFICATION_SOURCES = {
-    "contract_id": (("RFIDIdentification", "EvcoID"), ("QRCodeIdentification", "EvcoID"),
-                    ("PlugAndChargeIdentification", "EvcoID"), ("RemoteIdentification", "EvcoID")),
+    "contract_id": (
+        ("RFIDIdentification", "EvcoID"),
+        ("QRCodeIdentification", "EvcoID"),
+        ("PlugAndChargeIdentification", "EvcoID"),
+        ("RemoteIdentification", "EvcoID"),
+    ),
     "card_uid": (("RFIDMifareFamilyIdentification", "UID"), ("RFIDIdentification", "UID")),
     "printed_number": (("RFIDIdentification", "PrintedNumber"),),
 }

@@ -58,14 +58,44 @@ class StatusCodeInfo:
 
 
 _GENERAL, _INTERNAL, _AUTH, _SESSION, _EVSE = (
-    "General codes", "Internal system codes", "Authentication codes", "Session codes", "EVSE codes"
+    "General codes",
+    "Internal system codes",
+    "Authentication codes",
+    "Session codes",
+    "EVSE codes",
 )
 _AREAS = {
-    "000": _GENERAL, "001": _INTERNAL, "002": _INTERNAL, "009": _INTERNAL, "017": _INTERNAL, "018": _INTERNAL,
-    "019": _INTERNAL, "021": _GENERAL, "022": _GENERAL, "101": _AUTH, "102": _AUTH, "103": _AUTH, "105": _AUTH,
-    "106": _AUTH, "110": _AUTH, "120": _AUTH, "121": _AUTH, "122": _AUTH, "200": _AUTH, "210": _SESSION,
-    "300": _SESSION, "310": _SESSION, "320": _SESSION, "400": _SESSION, "501": _EVSE, "510": _EVSE, "601": _EVSE,
-    "602": _EVSE, "603": _EVSE, "604": _EVSE, "700": _EVSE,
+    "000": _GENERAL,
+    "001": _INTERNAL,
+    "002": _INTERNAL,
+    "009": _INTERNAL,
+    "017": _INTERNAL,
+    "018": _INTERNAL,
+    "019": _INTERNAL,
+    "021": _GENERAL,
+    "022": _GENERAL,
+    "101": _AUTH,
+    "102": _AUTH,
+    "103": _AUTH,
+    "105": _AUTH,
+    "106": _AUTH,
+    "110": _AUTH,
+    "120": _AUTH,
+    "121": _AUTH,
+    "122": _AUTH,
+    "200": _AUTH,
+    "210": _SESSION,
+    "300": _SESSION,
+    "310": _SESSION,
+    "320": _SESSION,
+    "400": _SESSION,
+    "501": _EVSE,
+    "510": _EVSE,
+    "601": _EVSE,
+    "602": _EVSE,
+    "603": _EVSE,
+    "604": _EVSE,
+    "700": _EVSE,
 }
 # System codes: Hubject or the CPO could not process the stop this time; sending it again is safe.
 # Every other code is a business answer and final (DESIGN §4: never retry a rejection such as 400).
@@ -81,8 +111,9 @@ def describe(code: str | None) -> StatusCodeInfo:
     """The table entry for `code`; a generic "unknown code" entry (never an exception) otherwise."""
     if isinstance(code, str) and code in STATUS_CODES:
         return STATUS_CODES[code]
-    return StatusCodeInfo(code=code if isinstance(code, str) else "", description="Unknown status code.",
-                          area="Unknown", transient=False)
+    return StatusCodeInfo(
+        code=code if isinstance(code, str) else "", description="Unknown status code.", area="Unknown", transient=False
+    )
 
 
 def _failure(kind: str, description: str, transient: bool) -> StatusCodeInfo:

@@ -50,8 +50,13 @@ class StopBlock:
         return now - self.since if self.since else None
 
 
-def stop_block(*, charging_session: ChargingSession, recent_stops: Iterable[RemoteStopRequest], now: datetime,
-               confirmation_window: timedelta) -> StopBlock | None:
+def stop_block(
+    *,
+    charging_session: ChargingSession,
+    recent_stops: Iterable[RemoteStopRequest],
+    now: datetime,
+    confirmation_window: timedelta,
+) -> StopBlock | None:
     """The verdict: why a stop cannot be requested now, None when it can.
 
     `recent_stops`: the session's stops that are open or were accepted within `confirmation_window`
@@ -67,9 +72,17 @@ def stop_block(*, charging_session: ChargingSession, recent_stops: Iterable[Remo
     if open_request is not None:
         return StopBlock(StopBlockCode.STOP_OPEN, charging_session, open_request)
     # A second stop right after an accepted one only confuses the CPO: give it time to act.
-    accepted = max((r for r in recent if r.state == State.ACCEPTED and r.finished_at
-                    and r.finished_at >= now - confirmation_window), key=lambda r: r.finished_at, default=None)
+    accepted = max(
+        (
+            r
+            for r in recent
+            if r.state == State.ACCEPTED and r.finished_at and r.finished_at >= now - confirmation_window
+        ),
+        key=lambda r: r.finished_at,
+        default=None,
+    )
     if accepted is not None:
-        return StopBlock(StopBlockCode.STOP_ACCEPTED, charging_session, accepted,
-                         until=accepted.finished_at + confirmation_window)
+        return StopBlock(
+            StopBlockCode.STOP_ACCEPTED, charging_session, accepted, until=accepted.finished_at + confirmation_window
+        )
     return None

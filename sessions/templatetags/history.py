@@ -40,7 +40,9 @@ def step_time(value: datetime | None, since: datetime | None):
         return mark_safe('<span class="muted">—</span>')
     offset = "+" + span(value - since) if since is not None else _absolute(value)
     absolute = _absolute(value)
-    return format_html('<time datetime="{}" title="{}">{}</time>', timezone.localtime(value).isoformat(), absolute, offset)
+    return format_html(
+        '<time datetime="{}" title="{}">{}</time>', timezone.localtime(value).isoformat(), absolute, offset
+    )
 
 
 @register.simple_tag
@@ -50,7 +52,10 @@ def sort_header(sorts: dict, key: str, label: str):
     arrow = {"ascending": " ▲", "descending": " ▼"}.get(link["aria"], "")
     return format_html(
         '<th scope="col" aria-sort="{}"><a href="{}" class="sort">{}<span aria-hidden="true">{}</span></a></th>',
-        link["aria"], link["url"], label, arrow,
+        link["aria"],
+        link["url"],
+        label,
+        arrow,
     )
 
 
@@ -77,5 +82,8 @@ def copyable_short(value: str | None, keep: int = 12):
     return format_html(
         '<span class="id"><code title="{}">{}…</code><button type="button" class="copy" data-copy="{}" '
         'aria-label="Copy the whole value {}">Copy</button></span>',
-        value, value[:keep], value, value,
+        value,
+        value[:keep],
+        value,
+        value,
     )

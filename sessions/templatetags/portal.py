@@ -8,8 +8,8 @@ from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 from django.utils.timesince import timesince
 
-from sessions.models import StopReason
 from sessions.inbound.selectors import labelled
+from sessions.models import StopReason
 
 register = template.Library()
 

@@ -82,11 +82,14 @@ def record_cdr(
         duplicate = stored is not None
         differences = _cdr_differences(stored.data, parsed) if duplicate else []
         if differences:
-            anomalies.append(Anomaly(
-                "cdr_conflict", "",
-                f"A second CDR for this session differs from the one received first (#{stored.pk}): "
-                f"{'; '.join(differences)}. The first one stays; this one is kept apart.",
-            ))
+            anomalies.append(
+                Anomaly(
+                    "cdr_conflict",
+                    "",
+                    f"A second CDR for this session differs from the one received first (#{stored.pk}): "
+                    f"{'; '.join(differences)}. The first one stays; this one is kept apart.",
+                )
+            )
         held_back = mismatch is not None or bool(differences)
 
         audit = [session_created_entry(charging_session, source=f"CDR_{source}")] if created else []
@@ -147,8 +150,16 @@ def record_cdr(
 
 
 # What makes two CDRs of one session different records, not a harmless repeat.
-_CDR_FACTS = ("EvseID", "ChargingStart", "ChargingEnd", "SessionStart", "SessionEnd", "ConsumedEnergy",
-              "MeterValueStart", "MeterValueEnd")
+_CDR_FACTS = (
+    "EvseID",
+    "ChargingStart",
+    "ChargingEnd",
+    "SessionStart",
+    "SessionEnd",
+    "ConsumedEnergy",
+    "MeterValueStart",
+    "MeterValueEnd",
+)
 
 
 def _cdr_differences(first: dict[str, Any], second: dict[str, Any]) -> list[str]:

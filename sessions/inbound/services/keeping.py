@@ -48,13 +48,20 @@ def _anomaly_data(anomalies: list[Anomaly], *, held_back: bool) -> dict[str, Any
 
 def _log_anomalies(message: InboundMessage, anomalies: list[Anomaly]) -> None:
     for anomaly in anomalies:
-        logger.warning("inbound message %s (%s for %s): %s", message.pk, message.kind, message.session_id,
-                       anomaly.text)
+        logger.warning("inbound message %s (%s for %s): %s", message.pk, message.kind, message.session_id, anomaly.text)
 
 
 def _store_message(
-    message: InboundMessage | None, *, kind: str, charging_session: ChargingSession, operator_id: str, received_at,
-    remote_addr, raw: str, parsed, anomalies: list[Anomaly]
+    message: InboundMessage | None,
+    *,
+    kind: str,
+    charging_session: ChargingSession,
+    operator_id: str,
+    received_at,
+    remote_addr,
+    raw: str,
+    parsed,
+    anomalies: list[Anomaly],
 ) -> InboundMessage:
     """Keep the message, applied (or held back): a new row, or the queued row the worker is applying."""
     flags = {

@@ -17,9 +17,12 @@ def _same_evse(first: str, second: str) -> bool:
 def _evse_mismatch(charging_session: ChargingSession, evse_id: str, what: str) -> Anomaly | None:
     if _same_evse(charging_session.evse_id, evse_id):
         return None
-    return Anomaly("evse_mismatch", "EvseID",
-                   f"The {what} is for EVSE {evse_id}, but the session runs at {charging_session.evse_id}: "
-                   "kept, not applied to the session and not taken as a stop's confirmation")
+    return Anomaly(
+        "evse_mismatch",
+        "EvseID",
+        f"The {what} is for EVSE {evse_id}, but the session runs at {charging_session.evse_id}: "
+        "kept, not applied to the session and not taken as a stop's confirmation",
+    )
 
 
 def _fill_in(charging_session: ChargingSession, message) -> dict[str, Any]:
@@ -54,8 +57,11 @@ def _identification_differs(charging_session: ChargingSession, message) -> list[
     differs = []
     for attr, found in ids.identification_values(message.identification).items():
         kept = getattr(charging_session, attr) or (found[0] if found else "")
-        differs += [{"field": attr, "kept": kept, "received": value} for value in found
-                    if ids.id_search_key(value) != ids.id_search_key(kept)]
+        differs += [
+            {"field": attr, "kept": kept, "received": value}
+            for value in found
+            if ids.id_search_key(value) != ids.id_search_key(kept)
+        ]
     return differs
 
 

@@ -57,8 +57,12 @@ def record_charging_notification(
         if mismatch is not None:
             anomalies.append(mismatch)
         elif not created:
-            changes = _notification_changes(notification, status=charging_session.status,
-                                            charging_ended_at=charging_session.charging_ended_at, now=now)
+            changes = _notification_changes(
+                notification,
+                status=charging_session.status,
+                charging_ended_at=charging_session.charging_ended_at,
+                now=now,
+            )
             changes.update(_fill_in(charging_session, notification))
             for name, value in changes.items():
                 setattr(charging_session, name, value)

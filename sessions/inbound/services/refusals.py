@@ -30,8 +30,9 @@ def count_inbound_refusal(*, client_address: str | None, path: str, reason: str,
         return False
     try:
         with transaction.atomic():
-            InboundRefusalCount.objects.create(client_address=address, minute=minute, reason=reason, count=1,
-                                               first_path=path[:200])
+            InboundRefusalCount.objects.create(
+                client_address=address, minute=minute, reason=reason, count=1, first_path=path[:200]
+            )
         return True
     except IntegrityError:  # another process counted this caller's first call of the minute
         counted.update(count=F("count") + 1)
@@ -45,28 +46,40 @@ def report_inbound_refusals(*, now=None, batch: int = 500) -> int:
     written = 0
     while True:
         with transaction.atomic():
-            rows = list(InboundRefusalCount.objects.select_for_update(skip_locked=True)
-                        .filter(audit_record_id__isnull=True, minute__lt=current_minute)
-                        .order_by("minute", "client_address", "pk")[:batch])
+            rows = list(
+                InboundRefusalCount.objects.select_for_update(skip_locked=True)
+                .filter(audit_record_id__isnull=True, minute__lt=current_minute)
+                .order_by("minute", "client_address", "pk")[:batch]
+            )
             if not rows:
                 return written
             callers: dict[tuple, list[InboundRefusalCount]] = {}
             for row in rows:
                 callers.setdefault((row.client_address, row.minute), []).append(row)
-            entries = [AuditEntry(Event.INBOUND_REFUSED, data={
-                "client_address": address,
-                "minute": minute.isoformat(),
-                "refused_calls": sum(row.count for row in group),
-                "reasons": {row.reason: row.count for row in group},
-                "first_path": group[0].first_path,
-            }) for (address, minute), group in callers.items()]
+            entries = [
+                AuditEntry(
+                    Event.INBOUND_REFUSED,
+                    data={
+                        "client_address": address,
+                        "minute": minute.isoformat(),
+                        "refused_calls": sum(row.count for row in group),
+                        "reasons": {row.reason: row.count for row in group},
+                        "first_path": group[0].first_path,
+                    },
+                )
+                for (address, minute), group in callers.items()
+            ]
             records = record_audits(entries)
             for group, record in zip(callers.values(), records, strict=True):
                 for row in group:
                     row.audit_record_id = record.pk
             InboundRefusalCount.objects.bulk_update(rows, ["audit_record_id"])
         for entry in entries:
-            logger.warning("%s inbound OICP call(s) refused from %s in the minute of %s: %s",
-                           entry.data["refused_calls"], entry.data["client_address"], entry.data["minute"],
-                           entry.data["reasons"])
+            logger.warning(
+                "%s inbound OICP call(s) refused from %s in the minute of %s: %s",
+                entry.data["refused_calls"],
+                entry.data["client_address"],
+                entry.data["minute"],
+                entry.data["reasons"],
+            )
         written += len(entries)

@@ -47,8 +47,9 @@ class Command(BaseCommand):
             acting_user = get_user_model().objects.filter(username=user).first()
             if acting_user is None:
                 raise CommandError(f"No user {user!r}")
-        filters = AuditLogFilters(date_from=start, date_to=end, event_type=event_type, actor=actor,
-                                  operator_id=operator, q=search)
+        filters = AuditLogFilters(
+            date_from=start, date_to=end, event_type=event_type, actor=actor, operator_id=operator, q=search
+        )
         export = services.prepare_audit_export(filters=filters, export_format=format, acting_user=acting_user)
         self.stderr.write(f"{export.filter_summary}: {export.row_count} records")
         try:
@@ -56,6 +57,4 @@ class Command(BaseCommand):
         except Exception as error:  # noqa: BLE001 - reported, recorded on the export row
             raise CommandError(f"Export failed: {error}") from None
         where = output or str(services.export_path(export))
-        self.stdout.write(self.style.SUCCESS(
-            f"Wrote {export.row_count} records to {where}\nsha256: {export.sha256}"
-        ))
+        self.stdout.write(self.style.SUCCESS(f"Wrote {export.row_count} records to {where}\nsha256: {export.sha256}"))

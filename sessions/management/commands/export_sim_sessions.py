@@ -23,8 +23,9 @@ class Command(BaseCommand):
         rows = (
             ChargingSession.objects.filter(status=ChargingSession.Status.ACTIVE)
             .order_by("pk")
-            .values_list("session_id", "evse_id", "operator_id", "emp_partner_session_id", "cpo_partner_session_id",
-                         "started_at")
+            .values_list(
+                "session_id", "evse_id", "operator_id", "emp_partner_session_id", "cpo_partner_session_id", "started_at"
+            )
         )
         sessions = []
         for session_id, evse_id, operator_id, emp_id, cpo_id, started_at in rows.iterator():

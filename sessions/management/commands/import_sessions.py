@@ -45,8 +45,9 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("file", help="the JSON Lines file ('-' for standard input)")
         parser.add_argument("--commit", action="store_true", help="write the changes (default: dry run)")
-        parser.add_argument("--skip-bad", action="store_true",
-                            help="with --commit, import the good lines even when some lines are bad")
+        parser.add_argument(
+            "--skip-bad", action="store_true", help="with --commit, import the good lines even when some lines are bad"
+        )
         parser.add_argument("--user", help="username the audit records name as the actor (default: system)")
 
     def handle(self, *args, file: str, commit: bool, skip_bad: bool, user: str | None, **options):
@@ -59,12 +60,14 @@ class Command(BaseCommand):
             if file == "-":
                 import sys
 
-                report = imports.import_sessions(stream=sys.stdin.buffer, source="stdin", commit=commit,
-                                                 skip_bad=skip_bad, acting_user=acting_user)
+                report = imports.import_sessions(
+                    stream=sys.stdin.buffer, source="stdin", commit=commit, skip_bad=skip_bad, acting_user=acting_user
+                )
             else:
                 with open(file, "rb") as stream:
-                    report = imports.import_sessions(stream=stream, source=file, commit=commit,
-                                                     skip_bad=skip_bad, acting_user=acting_user)
+                    report = imports.import_sessions(
+                        stream=stream, source=file, commit=commit, skip_bad=skip_bad, acting_user=acting_user
+                    )
         except (OSError, imports.ImportFileError) as exc:
             raise CommandError(f"Cannot read {file}: {exc}") from exc
 

@@ -42,7 +42,8 @@ class Command(BaseCommand):
             raise CommandError(
                 f"load_demo only runs in the sandbox (this is {settings.PORTAL_ENVIRONMENT}, OICP_BASE_URL "
                 f"{settings.OICP_BASE_URL or '(empty)'}): its users have published passwords. Create the first "
-                "administrator with `manage.py createsuperuser`, then the others on the Team page or in /admin/.")
+                "administrator with `manage.py createsuperuser`, then the others on the Team page or in /admin/."
+            )
         rng = random.Random(seed)
         self.stdout.write("Demo users (username / password, role):")
         User = get_user_model()

@@ -44,7 +44,9 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("--from", dest="date_from", help="start, ISO 8601 with offset (e.g. 2026-01-05T00:00:00+01:00)")
+        parser.add_argument(
+            "--from", dest="date_from", help="start, ISO 8601 with offset (e.g. 2026-01-05T00:00:00+01:00)"
+        )
         parser.add_argument("--to", dest="date_to", help="end, ISO 8601 with offset (default: now)")
 
     def handle(self, *args, date_from=None, date_to=None, **options):
@@ -57,8 +59,9 @@ class Command(BaseCommand):
         for item in report.refused_cdrs:
             self.stdout.write(f"  refused: {item.describe()}")
         if report.refused_not_listed:
-            self.stdout.write(f"  ... and {report.refused_not_listed} more refused CDR(s): "
-                              f"see the supervisors' anomaly list")
+            self.stdout.write(
+                f"  ... and {report.refused_not_listed} more refused CDR(s): see the supervisors' anomaly list"
+            )
         for note in report.notes:
             self.stdout.write(f"  {note}")
         if not report.ok:
@@ -68,12 +71,14 @@ class Command(BaseCommand):
             if report.refused:
                 named = ", ".join(item.session_id or "(none)" for item in report.refused_cdrs[:MAX_NAMED_IN_ERROR])
                 more = report.refused - min(len(report.refused_cdrs), MAX_NAMED_IN_ERROR)
-                problems.append(f"{report.refused} CDR(s) refused (SessionID {named}"
-                                + (f" and {more} more" if more else "") + ")")
+                problems.append(
+                    f"{report.refused} CDR(s) refused (SessionID {named}" + (f" and {more} more" if more else "") + ")"
+                )
             stored_errors = report.errors - (1 if report.failure else 0)
             if stored_errors:
                 problems.append(f"{stored_errors} CDR(s) could not be stored")
             raise CommandError(
-                "The CDR pull did not finish cleanly: " + "; ".join(problems or [f"{report.errors} error(s)"])
+                "The CDR pull did not finish cleanly: "
+                + "; ".join(problems or [f"{report.errors} error(s)"])
                 + f". Audit record #{report.audit_record_id}."
             )

@@ -31,8 +31,11 @@ class Command(BaseCommand):
     help = "Purge audit records older than --before (dry run unless --commit); refused under a legal hold."
 
     def add_arguments(self, parser):
-        parser.add_argument("--before", help="purge records older than this date (YYYY-MM-DD, portal time zone) "
-                                             "or ISO date-time; default: today minus AUDIT_RETENTION_DAYS")
+        parser.add_argument(
+            "--before",
+            help="purge records older than this date (YYYY-MM-DD, portal time zone) "
+            "or ISO date-time; default: today minus AUDIT_RETENTION_DAYS",
+        )
         parser.add_argument("--commit", action="store_true", help="really delete (otherwise a dry run)")
 
     def handle(self, *args, before, commit, **options):
@@ -42,8 +45,9 @@ class Command(BaseCommand):
             except ValueError as error:
                 raise CommandError(str(error)) from None
         else:
-            moment = timezone.make_aware(datetime.combine(
-                timezone.localdate() - timedelta(days=settings.AUDIT_RETENTION_DAYS), time.min))
+            moment = timezone.make_aware(
+                datetime.combine(timezone.localdate() - timedelta(days=settings.AUDIT_RETENTION_DAYS), time.min)
+            )
         try:
             plan = services.purge_audit_records(before=moment, commit=commit, acting_user=None)
         except services.PurgeRefused as refusal:
@@ -57,7 +61,9 @@ class Command(BaseCommand):
                 "would be purged. Run again with --commit to delete them."
             )
         else:
-            self.stdout.write(self.style.SUCCESS(
-                f"Purged {plan.count} audit records older than {when} (ids {plan.first_id}–{plan.last_id}); "
-                f"checkpoint #{plan.checkpoint.pk} keeps the hash of record {plan.last_id} for verification."
-            ))
+            self.stdout.write(
+                self.style.SUCCESS(
+                    f"Purged {plan.count} audit records older than {when} (ids {plan.first_id}–{plan.last_id}); "
+                    f"checkpoint #{plan.checkpoint.pk} keeps the hash of record {plan.last_id} for verification."
+                )
+            )

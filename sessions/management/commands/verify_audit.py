@@ -1,6 +1,6 @@
 """Walk the audit trail's hash chain; exit non-zero at the first broken link.
 
-    manage.py verify_audit
+manage.py verify_audit
 """
 
 from django.core.management.base import BaseCommand, CommandError
@@ -22,7 +22,9 @@ class Command(BaseCommand):
                 f"Audit chain BROKEN at record {verification.first_broken_id}: {verification.detail} "
                 f"({verification.records_checked} records checked before it; verification #{verification.pk})"
             )
-        self.stdout.write(self.style.SUCCESS(
-            f"Audit chain intact: {verification.records_checked} records checked in {seconds:.1f} s "
-            f"(verification #{verification.pk})."
-        ))
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"Audit chain intact: {verification.records_checked} records checked in {seconds:.1f} s "
+                f"(verification #{verification.pk})."
+            )
+        )

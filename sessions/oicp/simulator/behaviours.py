@@ -36,9 +36,20 @@ DEFAULT_CPO_WINDOW_SECONDS = 60.0
 CPO_ACTIONS = ("accept", "reject", "no_answer")
 DEFAULT_ERROR_AFTER_SECONDS = 10.0
 BEHAVIOUR_KEYS = {
-    "action", "code", "delay_seconds", "http_status", "additional_info", "confirm", "hang", "cpo_window_seconds",
+    "action",
+    "code",
+    "delay_seconds",
+    "http_status",
+    "additional_info",
+    "confirm",
+    "hang",
+    "cpo_window_seconds",
     # what the CPO pushes, whatever the action
-    "quirks", "hub_operator_id", "cable_stuck_after_seconds", "error_types", "error_after_seconds",
+    "quirks",
+    "hub_operator_id",
+    "cable_stuck_after_seconds",
+    "error_types",
+    "error_after_seconds",
 }
 TABLE_KEYS = {"default", "operators", "evses", "tidy", "cpo_window_seconds"}
 
@@ -50,7 +61,7 @@ class BehaviourError(ValueError):
 def normalise_behaviour(raw: object, where: str = "behaviour") -> Behaviour:
     """Validate one behaviour and return it with defaults filled in, so GET shows what will happen."""
     if not isinstance(raw, Mapping):
-        raise BehaviourError(f"{where}: must be an object such as {{\"action\": \"accept\"}}")
+        raise BehaviourError(f'{where}: must be an object such as {{"action": "accept"}}')
     unknown = sorted(set(raw) - BEHAVIOUR_KEYS)
     if unknown:
         raise BehaviourError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(BEHAVIOUR_KEYS)}")
@@ -151,7 +162,7 @@ def _code(raw: Mapping[str, Any], action: str, where: str, result: Behaviour) ->
     code = raw.get("code")
     if action == "accept":
         if code not in (None, "000"):
-            raise BehaviourError(f"{where}: accept always answers code \"000\"; use action reject for {code!r}")
+            raise BehaviourError(f'{where}: accept always answers code "000"; use action reject for {code!r}')
         result["code"] = "000"
     elif action == "reject":
         code = DEFAULT_REJECT_CODE if code is None else code
@@ -171,7 +182,9 @@ def _http_status(raw: Mapping[str, Any], action: str, where: str, result: Behavi
     if action == "http_error":
         status = DEFAULT_HTTP_ERROR_STATUS if status is None else status
         if status not in HTTP_ERROR_STATUSES or isinstance(status, bool):
-            raise BehaviourError(f"{where}: http_status {status!r} for http_error must be one of {list(HTTP_ERROR_STATUSES)}")
+            raise BehaviourError(
+                f"{where}: http_status {status!r} for http_error must be one of {list(HTTP_ERROR_STATUSES)}"
+            )
         result["http_status"] = status
     elif action == "html_error":
         status = DEFAULT_HTML_ERROR_STATUS if status is None else status
@@ -206,8 +219,9 @@ class BehaviourTable:
         return cls(**options).merged(data)
 
     def to_json(self) -> dict[str, Any]:
-        return copy.deepcopy({"default": self.default, "operators": self.operators, "evses": self.evses,
-                              **self.options()})
+        return copy.deepcopy(
+            {"default": self.default, "operators": self.operators, "evses": self.evses, **self.options()}
+        )
 
     def options(self) -> dict[str, Any]:
         return {"tidy": self.tidy, "cpo_window_seconds": self.cpo_window_seconds}
@@ -233,8 +247,12 @@ class BehaviourTable:
         return base
 
     def _copy_fields(self) -> dict[str, Any]:
-        return {"default": dict(self.default), "operators": dict(self.operators), "evses": dict(self.evses),
-                **self.options()}
+        return {
+            "default": dict(self.default),
+            "operators": dict(self.operators),
+            "evses": dict(self.evses),
+            **self.options(),
+        }
 
     def lookup(self, evse_id: str | None) -> tuple[Behaviour, str]:
         """The behaviour for an EvseID and what matched ("evse:…", "operator:…" or "default").

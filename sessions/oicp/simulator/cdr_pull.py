@@ -89,7 +89,9 @@ def get_cdrs_violations(provider_id: str, query: Mapping[str, list[str]], body: 
     for name in ("CDRForwarded", "CDRForwarder"):
         if body.get(name) is not None and not isinstance(body[name], bool):
             problems.append(f"{name}: must be true or false")
-    problems += [f"{name}: not a field of eRoamingGetChargeDetailRecords" for name in sorted(set(body) - GET_CDRS_FIELDS)]
+    problems += [
+        f"{name}: not a field of eRoamingGetChargeDetailRecords" for name in sorted(set(body) - GET_CDRS_FIELDS)
+    ]
     return problems, page, size
 
 
@@ -101,8 +103,14 @@ def cdr_page(entries: Sequence[Mapping[str, Any]], page: int, size: int) -> dict
     sort = {"sorted": False, "empty": True, "unsorted": True}
     return {
         "content": content,
-        "pageable": {"sort": sort, "pageSize": size, "pageNumber": page, "offset": page * size, "paged": True,
-                     "unpaged": False},
+        "pageable": {
+            "sort": sort,
+            "pageSize": size,
+            "pageNumber": page,
+            "offset": page * size,
+            "paged": True,
+            "unpaged": False,
+        },
         "last": page >= total_pages - 1,
         "totalPages": total_pages,
         "totalElements": total,

@@ -34,8 +34,13 @@ class CdrStore:
 
     def _add(self, cdr: dict[str, Any], source: str) -> dict[str, Any]:
         self._seq += 1
-        entry = {"seq": self._seq, "cdr": cdr, "charging_end": parse_oicp_datetime(cdr.get("ChargingEnd")),
-                 "forwarded": False, "source": source}
+        entry = {
+            "seq": self._seq,
+            "cdr": cdr,
+            "charging_end": parse_oicp_datetime(cdr.get("ChargingEnd")),
+            "forwarded": False,
+            "source": source,
+        }
         self.entries.append(entry)
         if isinstance(cdr.get("SessionID"), str):
             self.session_ids.add(cdr["SessionID"])
@@ -68,8 +73,10 @@ class CdrStore:
 
     def listed(self) -> list[dict[str, Any]]:
         with self.lock:
-            return [{"seq": e["seq"], "forwarded": e["forwarded"], "source": e["source"], "cdr": copy.deepcopy(e["cdr"])}
-                    for e in self.entries]
+            return [
+                {"seq": e["seq"], "forwarded": e["forwarded"], "source": e["source"], "cdr": copy.deepcopy(e["cdr"])}
+                for e in self.entries
+            ]
 
     def clear(self) -> int:
         with self.lock:

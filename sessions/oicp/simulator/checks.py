@@ -42,7 +42,11 @@ def parse_body(raw: bytes) -> tuple[str, Any, list[str]]:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        return raw.decode("utf-8", errors="replace"), None, [f"body: not valid UTF-8 ({exc.reason} at byte {exc.start})"]
+        return (
+            raw.decode("utf-8", errors="replace"),
+            None,
+            [f"body: not valid UTF-8 ({exc.reason} at byte {exc.start})"],
+        )
     try:
         return text, json.loads(text), []
     except json.JSONDecodeError as exc:

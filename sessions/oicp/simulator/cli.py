@@ -37,41 +37,89 @@ def is_loopback(host: str) -> bool:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m sessions.oicp.simulator", description="Hubject HBS simulator (OICP 2.3 remote stop)")
+    parser = argparse.ArgumentParser(
+        prog="python -m sessions.oicp.simulator", description="Hubject HBS simulator (OICP 2.3 remote stop)"
+    )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8090)
     parser.add_argument("--config", help="behaviour table JSON (PUT format); with --demo it is merged over the demo")
     parser.add_argument("--demo", action="store_true", help="load DEMO_BEHAVIOURS (the portal's demo CPOs)")
-    parser.add_argument("--tidy", action="store_true",
-                        help="accept stops for any SessionID: no 400 Session is invalid for sessions HBS never "
-                        "issued or already closed (for tests about something else); \"tidy\" in the table")
-    parser.add_argument("--cpo-window", type=_window_seconds, default=None,
-                        help="seconds HBS waits for the CPO's answer before answering 310 Partner did not "
-                        f"respond (default {DEFAULT_CPO_WINDOW_SECONDS:g}); \"cpo_window_seconds\" in the table")
+    parser.add_argument(
+        "--tidy",
+        action="store_true",
+        help="accept stops for any SessionID: no 400 Session is invalid for sessions HBS never "
+        'issued or already closed (for tests about something else); "tidy" in the table',
+    )
+    parser.add_argument(
+        "--cpo-window",
+        type=_window_seconds,
+        default=None,
+        help="seconds HBS waits for the CPO's answer before answering 310 Partner did not "
+        f'respond (default {DEFAULT_CPO_WINDOW_SECONDS:g}); "cpo_window_seconds" in the table',
+    )
     parser.add_argument("--allow-non-loopback", action="store_true", help="allow binding to a non-loopback address")
     parser.add_argument("--quiet", action="store_true", help="do not log requests to stderr")
     cpo = parser.add_argument_group("the CPOs behind HBS: pushes to the portal and CDRs to pull")
-    cpo.add_argument("--portal-url", dest="portal_url",
-                     help="base URL of the portal's inbound OICP endpoints, e.g. http://127.0.0.1:8000; "
-                     "without it nothing is pushed (CDRs are still kept for GetChargeDetailRecords)")
-    cpo.add_argument("--push-delay", dest="push_delay_seconds", metavar="PUSH_DELAY", type=_seconds, default=DEFAULTS.push_delay_seconds,
-                     help=f"seconds from an accepted stop to the End notification (default {DEFAULTS.push_delay_seconds:g})")
-    cpo.add_argument("--cdr-delay", dest="cdr_delay_seconds", metavar="CDR_DELAY", type=_seconds, default=DEFAULTS.cdr_delay_seconds,
-                     help=f"seconds from End to the CDR (default {DEFAULTS.cdr_delay_seconds:g})")
-    cpo.add_argument("--progress-interval", dest="progress_interval_seconds", metavar="PROGRESS_INTERVAL", type=_seconds,
-                     default=DEFAULTS.progress_interval_seconds,
-                     help="seconds between Progress notifications of a session; 0: none "
-                     f"(default {DEFAULTS.progress_interval_seconds:g})")
-    cpo.add_argument("--demo-sessions-file", help="JSON list of sessions the CPOs are running "
-                     "({SessionID, EvseID, OperatorID, EMPPartnerSessionID?, CPOPartnerSessionID?, ChargingStart?})")
-    cpo.add_argument("--new-session-interval", dest="new_session_interval_seconds", metavar="NEW_SESSION_INTERVAL", type=_seconds,
-                     default=DEFAULTS.new_session_interval_seconds,
-                     help="demo: start a new session at a random demo EVSE this often (seconds); 0: never")
-    cpo.add_argument("--max-sessions", dest="max_sessions", type=int, default=DEFAULTS.max_sessions,
-                     help="demo: above this many charging sessions the oldest one finishes when a new one starts")
-    cpo.add_argument("--provider-id", dest="provider_id", default=DEFAULTS.provider_id,
-                     help="the EMP whose contracts (EvcoIDs) the sessions use")
-    cpo.add_argument("--seed", dest="seed", type=int, default=DEFAULTS.seed, help="random seed, for repeatable demo data")
+    cpo.add_argument(
+        "--portal-url",
+        dest="portal_url",
+        help="base URL of the portal's inbound OICP endpoints, e.g. http://127.0.0.1:8000; "
+        "without it nothing is pushed (CDRs are still kept for GetChargeDetailRecords)",
+    )
+    cpo.add_argument(
+        "--push-delay",
+        dest="push_delay_seconds",
+        metavar="PUSH_DELAY",
+        type=_seconds,
+        default=DEFAULTS.push_delay_seconds,
+        help=f"seconds from an accepted stop to the End notification (default {DEFAULTS.push_delay_seconds:g})",
+    )
+    cpo.add_argument(
+        "--cdr-delay",
+        dest="cdr_delay_seconds",
+        metavar="CDR_DELAY",
+        type=_seconds,
+        default=DEFAULTS.cdr_delay_seconds,
+        help=f"seconds from End to the CDR (default {DEFAULTS.cdr_delay_seconds:g})",
+    )
+    cpo.add_argument(
+        "--progress-interval",
+        dest="progress_interval_seconds",
+        metavar="PROGRESS_INTERVAL",
+        type=_seconds,
+        default=DEFAULTS.progress_interval_seconds,
+        help="seconds between Progress notifications of a session; 0: none "
+        f"(default {DEFAULTS.progress_interval_seconds:g})",
+    )
+    cpo.add_argument(
+        "--demo-sessions-file",
+        help="JSON list of sessions the CPOs are running "
+        "({SessionID, EvseID, OperatorID, EMPPartnerSessionID?, CPOPartnerSessionID?, ChargingStart?})",
+    )
+    cpo.add_argument(
+        "--new-session-interval",
+        dest="new_session_interval_seconds",
+        metavar="NEW_SESSION_INTERVAL",
+        type=_seconds,
+        default=DEFAULTS.new_session_interval_seconds,
+        help="demo: start a new session at a random demo EVSE this often (seconds); 0: never",
+    )
+    cpo.add_argument(
+        "--max-sessions",
+        dest="max_sessions",
+        type=int,
+        default=DEFAULTS.max_sessions,
+        help="demo: above this many charging sessions the oldest one finishes when a new one starts",
+    )
+    cpo.add_argument(
+        "--provider-id",
+        dest="provider_id",
+        default=DEFAULTS.provider_id,
+        help="the EMP whose contracts (EvcoIDs) the sessions use",
+    )
+    cpo.add_argument(
+        "--seed", dest="seed", type=int, default=DEFAULTS.seed, help="random seed, for repeatable demo data"
+    )
     return parser.parse_args(argv)
 
 

@@ -1,22 +1,22 @@
 """The control API under /_sim/ (JSON), for tests and trainers: one handler per (method, path).
 
-    GET    /_sim/health                      {"ok": true}
-    GET    /_sim/behaviours                  the behaviour table
-    PUT    /_sim/behaviours                  replace it (a PUT without "tidy"/"cpo_window_seconds" goes
-                                             back to the values the simulator started with)
-    PATCH  /_sim/behaviours                  merge into it (a null entry removes that operator/EVSE)
-    GET    /_sim/received[?evse_id=&session_id=]   requests received outside /_sim/, oldest first
-                                             ("hbs_answer" says when HBS answered 400 or 310 itself)
-    DELETE /_sim/received                    clear that log
-    GET    /_sim/sessions                    sessions the CPOs run, with their state and energy
-    POST   /_sim/sessions                    add sessions (JSON list; Start + Progress are pushed);
-                                             an entry without SessionID gets one issued by its CPO,
-                                             returned in "issued"
-    GET    /_sim/cdrs                        every CDR HBS holds (generated or added), with "forwarded"
-    POST   /_sim/cdrs                        add CDRs that were never pushed (JSON list; need ChargingEnd)
-    DELETE /_sim/cdrs                        forget them
-    GET    /_sim/pushed[?session_id=&kind=]  what was pushed to the portal: url, status, body, answer
-    DELETE /_sim/pushed                      clear that log
+GET    /_sim/health                      {"ok": true}
+GET    /_sim/behaviours                  the behaviour table
+PUT    /_sim/behaviours                  replace it (a PUT without "tidy"/"cpo_window_seconds" goes
+                                         back to the values the simulator started with)
+PATCH  /_sim/behaviours                  merge into it (a null entry removes that operator/EVSE)
+GET    /_sim/received[?evse_id=&session_id=]   requests received outside /_sim/, oldest first
+                                         ("hbs_answer" says when HBS answered 400 or 310 itself)
+DELETE /_sim/received                    clear that log
+GET    /_sim/sessions                    sessions the CPOs run, with their state and energy
+POST   /_sim/sessions                    add sessions (JSON list; Start + Progress are pushed);
+                                         an entry without SessionID gets one issued by its CPO,
+                                         returned in "issued"
+GET    /_sim/cdrs                        every CDR HBS holds (generated or added), with "forwarded"
+POST   /_sim/cdrs                        add CDRs that were never pushed (JSON list; need ChargingEnd)
+DELETE /_sim/cdrs                        forget them
+GET    /_sim/pushed[?session_id=&kind=]  what was pushed to the portal: url, status, body, answer
+DELETE /_sim/pushed                      clear that log
 """
 
 from __future__ import annotations
@@ -79,16 +79,22 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("GET", "/_sim/behaviours"): _reply(lambda server, query: server.state.get_behaviours()),
     ("PUT", "/_sim/behaviours"): _with_body(lambda server: server.state.replace_behaviours),
     ("PATCH", "/_sim/behaviours"): _with_body(lambda server: server.state.patch_behaviours),
-    ("GET", "/_sim/received"): _reply(lambda server, query: server.state.received_list(
-        evse_id=_one(query, "evse_id"), session_id=_one(query, "session_id"))),
+    ("GET", "/_sim/received"): _reply(
+        lambda server, query: server.state.received_list(
+            evse_id=_one(query, "evse_id"), session_id=_one(query, "session_id")
+        )
+    ),
     ("DELETE", "/_sim/received"): _cleared(lambda server: server.state.clear_received()),
     ("GET", "/_sim/sessions"): _reply(lambda server, query: server.cpo.sessions_list()),
     ("POST", "/_sim/sessions"): _with_body(lambda server: server.cpo.add_sessions),
     ("GET", "/_sim/cdrs"): _reply(lambda server, query: server.cdrs.listed()),
     ("POST", "/_sim/cdrs"): _with_body(lambda server: server.cdrs.add_cdrs),
     ("DELETE", "/_sim/cdrs"): _cleared(lambda server: server.cdrs.clear()),
-    ("GET", "/_sim/pushed"): _reply(lambda server, query: server.cpo.pusher.pushed_list(
-        session_id=_one(query, "session_id"), kind=_one(query, "kind"))),
+    ("GET", "/_sim/pushed"): _reply(
+        lambda server, query: server.cpo.pusher.pushed_list(
+            session_id=_one(query, "session_id"), kind=_one(query, "kind")
+        )
+    ),
     ("DELETE", "/_sim/pushed"): _cleared(lambda server: server.cpo.pusher.clear_pushed()),
 }
 PATHS = frozenset(path for _, path in ROUTES)

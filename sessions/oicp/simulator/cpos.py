@@ -77,15 +77,17 @@ class ChargePointOperators:
             if session_id is None:
                 session_id = self._issue_session_id(raw["EvseID"])
                 issued.append(session_id)
-            prepared.append(self._new_sim_session(
-                session_id=session_id,
-                evse_id=raw["EvseID"].upper(),
-                operator_id=(raw.get("OperatorID") or operator_id_from_evse_id(raw["EvseID"])).upper(),
-                charging_start=parse_oicp_datetime(raw.get("ChargingStart")) or now,
-                emp_partner_session_id=raw.get("EMPPartnerSessionID") or None,
-                cpo_partner_session_id=raw.get("CPOPartnerSessionID") or None,
-                learned_from=source,
-            ))
+            prepared.append(
+                self._new_sim_session(
+                    session_id=session_id,
+                    evse_id=raw["EvseID"].upper(),
+                    operator_id=(raw.get("OperatorID") or operator_id_from_evse_id(raw["EvseID"])).upper(),
+                    charging_start=parse_oicp_datetime(raw.get("ChargingStart")) or now,
+                    emp_partner_session_id=raw.get("EMPPartnerSessionID") or None,
+                    cpo_partner_session_id=raw.get("CPOPartnerSessionID") or None,
+                    learned_from=source,
+                )
+            )
         added, known = [], 0
         with self.lock:
             for session in prepared:
@@ -151,11 +153,13 @@ class ChargePointOperators:
         behaviour = self._behaviour(session.evse_id)
         pushing = bool(self.config.portal_url)
         if behaviour.get("cable_stuck_after_seconds") is not None:
-            self.scheduler.call_later(stagger + behaviour["cable_stuck_after_seconds"], self._charging_finished,
-                                      session.session_id)
+            self.scheduler.call_later(
+                stagger + behaviour["cable_stuck_after_seconds"], self._charging_finished, session.session_id
+            )
         if behaviour.get("error_types") and pushing:
-            self.scheduler.call_later(stagger + behaviour["error_after_seconds"], self._report_error,
-                                      session.session_id)
+            self.scheduler.call_later(
+                stagger + behaviour["error_after_seconds"], self._report_error, session.session_id
+            )
         if not pushing:
             return
         # Shaped now, with the behaviour the session started under.
@@ -163,8 +167,9 @@ class ChargePointOperators:
         self.scheduler.call_later(stagger, self.pusher.push, "Start", session.session_id, CHARGING_NOTIFICATIONS, start)
         interval = self.config.progress_interval_seconds
         if interval > 0:
-            self.scheduler.call_later(interval * (0.2 + 0.8 * self.rng.random()), self._progress_tick,
-                                      session.session_id)
+            self.scheduler.call_later(
+                interval * (0.2 + 0.8 * self.rng.random()), self._progress_tick, session.session_id
+            )
 
     def _progress_tick(self, session_id: str) -> None:
         with self.lock:
@@ -292,5 +297,7 @@ class ChargePointOperators:
         if self.config.portal_url:
             # A hub operator's CDRs come on its own path, not the EvseID's operator's (DIGEST §9).
             operator_id = behaviour.get("hub_operator_id") or session.operator_id
-            pushed = self.pusher.push("CDR", session.session_id, CHARGE_DETAIL_RECORD.format(operator_id=operator_id), cdr)
+            pushed = self.pusher.push(
+                "CDR", session.session_id, CHARGE_DETAIL_RECORD.format(operator_id=operator_id), cdr
+            )
             self.cdrs.mark_forwarded(entry, bool(pushed.get("acknowledged")))

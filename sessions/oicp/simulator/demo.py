@@ -84,15 +84,16 @@ DEMO_OPERATORS: list[dict[str, Any]] = [
         "name": "Fehlerstrom Technik",
         "behaviour": {"action": "accept", "error_types": list(ERROR_TYPES), "error_after_seconds": 20},
         "summary": "Chargers report faults: an Error notification (ConnectorError, CriticalError, or "
-        "\"Connector Error\" as Hubject's own sample spells it) about 20 s after the session starts. "
+        '"Connector Error" as Hubject\'s own sample spells it) about 20 s after the session starts. '
         "Stops work (000).",
     },
     {
         "operator_id": "DE*MSY",
         "name": "Messy Mobility",
-        "behaviour": {"action": "accept",
-                      "quirks": ["float_noise", "float_duration", "explicit_nulls", "long_product_id",
-                                 "eichrecht_over_10"]},
+        "behaviour": {
+            "action": "accept",
+            "quirks": ["float_noise", "float_duration", "explicit_nulls", "long_product_id", "eichrecht_over_10"],
+        },
         "summary": "Stops work (000). Untidy messages, as many real CPOs send them: kWh values with float "
         "noise (1234.5000000000002), ChargingDuration as 48000.0, explicit nulls, a product ID over 50 "
         "characters, and CDRs with 15 signed meter values (Eichrecht).",

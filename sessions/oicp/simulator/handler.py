@@ -197,7 +197,9 @@ class SimulatorHandler(BaseHTTPRequestHandler):
                 continue
             if self.command != "POST":
                 self.note(violations=[f"method: {self.command} is not allowed, use POST"])
-                self.answer_json(405, fault_body("Method not allowed", f"Request method '{self.command}' not supported"))
+                self.answer_json(
+                    405, fault_body("Method not allowed", f"Request method '{self.command}' not supported")
+                )
                 return "answered"
             return operation(self, unquote(match["provider_id"]), raw)
         text, body, _ = parse_body(raw)

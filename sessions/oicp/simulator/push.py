@@ -25,9 +25,14 @@ def http_post_json(url: str, body: Any, timeout: float) -> tuple[int | None, str
     """POST JSON with urllib: (HTTP status or None, answer text, error or None). Never raises."""
     data = json.dumps(body, ensure_ascii=False).encode("utf-8")
     request = urllib.request.Request(
-        url, data=data, method="POST",
-        headers={"Content-Type": "application/json; charset=UTF-8", "Accept": "application/json",
-                 "User-Agent": "hubject-simulator"},
+        url,
+        data=data,
+        method="POST",
+        headers={
+            "Content-Type": "application/json; charset=UTF-8",
+            "Accept": "application/json",
+            "User-Agent": "hubject-simulator",
+        },
     )
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - the portal's URL
@@ -61,7 +66,9 @@ class Pusher:
             status, text, error = http_post_json(url, body, config.push_timeout_seconds)
             if status is not None and status < 500 and status not in (408, 429):
                 break
-            if attempts < config.push_attempts and self.stopping.wait(config.push_backoff_seconds * 2 ** (attempts - 1)):
+            if attempts < config.push_attempts and self.stopping.wait(
+                config.push_backoff_seconds * 2 ** (attempts - 1)
+            ):
                 break
         acknowledged = None
         try:
@@ -71,23 +78,35 @@ class Pusher:
         except ValueError:
             pass
         entry = {
-            "seq": None, "kind": kind, "session_id": session_id, "url": url, "body": body, "status": status,
-            "response": text[:2000], "acknowledged": acknowledged, "error": error, "attempts": attempts,
-            "at": now_iso(), **extra,
+            "seq": None,
+            "kind": kind,
+            "session_id": session_id,
+            "url": url,
+            "body": body,
+            "status": status,
+            "response": text[:2000],
+            "acknowledged": acknowledged,
+            "error": error,
+            "attempts": attempts,
+            "at": now_iso(),
+            **extra,
         }
         with self.lock:
             self._seq += 1
             entry["seq"] = self._seq
             self.pushed.append(entry)
         if status is None or status >= 300:
-            sys.stderr.write(f"simulator: push {kind} {session_id} to {url} failed after {attempts} attempt(s): "
-                             f"{error or f'HTTP {status}'}\n")
+            sys.stderr.write(
+                f"simulator: push {kind} {session_id} to {url} failed after {attempts} attempt(s): "
+                f"{error or f'HTTP {status}'}\n"
+            )
         return entry
 
     def pushed_list(self, session_id: str | None = None, kind: str | None = None) -> list[dict[str, Any]]:
         with self.lock:
             return [
-                copy.deepcopy(e) for e in self.pushed
+                copy.deepcopy(e)
+                for e in self.pushed
                 if (session_id is None or e["session_id"].lower() == session_id.lower())
                 and (kind is None or e["kind"].lower() == kind.lower())
             ]

@@ -97,8 +97,12 @@ def eichrecht_fields(session: SimSession, count: int | None = None) -> dict[str,
         share = index / (count - 1)
         status = "Start" if index == 0 else "End" if index == count - 1 else "Progress"
         reading_wh = start_wh + round((end_wh - start_wh) * share)
-        values.append({"SignedMeteringValue": _ocmf(session, index, status, reading_wh, start + (end - start) * share),
-                       "MeteringStatus": status})
+        values.append(
+            {
+                "SignedMeteringValue": _ocmf(session, index, status, reading_wh, start + (end - start) * share),
+                "MeteringStatus": status,
+            }
+        )
     key = hashlib.sha256(session.operator_id.encode()).hexdigest().upper()
     return {
         "SignedMeteringValues": values,
@@ -117,10 +121,23 @@ def _ocmf(session: SimSession, index: int, status: str, reading_wh: int, when: d
     """One signed meter value in the Open Charge Metering Format most German meters use."""
     stamp = when.astimezone(session.zone).strftime("%Y-%m-%dT%H:%M:%S,000%z") + " S"
     payload = {
-        "FV": "1.0", "GI": "SIM EICHRECHT METER", "GS": session.evse_id, "PG": f"T{index + 1}",
-        "IS": True, "IT": "ISO14443", "ID": session.evco_id,
-        "RD": [{"TM": stamp, "TX": {"Start": "B", "Progress": "T", "End": "E"}[status],
-                "RV": reading_wh / 1000, "RI": "1-b:1.8.0", "RU": "kWh", "ST": "G"}],
+        "FV": "1.0",
+        "GI": "SIM EICHRECHT METER",
+        "GS": session.evse_id,
+        "PG": f"T{index + 1}",
+        "IS": True,
+        "IT": "ISO14443",
+        "ID": session.evco_id,
+        "RD": [
+            {
+                "TM": stamp,
+                "TX": {"Start": "B", "Progress": "T", "End": "E"}[status],
+                "RV": reading_wh / 1000,
+                "RI": "1-b:1.8.0",
+                "RU": "kWh",
+                "ST": "G",
+            }
+        ],
     }
     data = json.dumps(payload, separators=(",", ":"))
     signature = hashlib.sha256(data.encode()).hexdigest().upper()

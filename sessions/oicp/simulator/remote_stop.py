@@ -56,8 +56,9 @@ def _behave(handler: SimulatorHandler, behaviour: Behaviour, request: dict[str, 
     return "answered"
 
 
-def _hbs_answers(handler: SimulatorHandler, request: dict[str, Any], code: str, why: str,
-                 info: str | None = None) -> str:
+def _hbs_answers(
+    handler: SimulatorHandler, request: dict[str, Any], code: str, why: str, info: str | None = None
+) -> str:
     """A negative acknowledgement from HBS itself (HTTP 200); the received log says why."""
     handler.note(hbs_answer=f"{code}: {why}")
     handler.answer_json(200, acknowledgement(False, code, info, echo=request))
@@ -72,8 +73,13 @@ def _partner_did_not_respond(handler: SimulatorHandler, behaviour: Behaviour, re
         handler.close_connection = True
         return outcome
     # The wording is ours; HBS is documented to say that the partner could not be reached.
-    _hbs_answers(handler, request, "310", f"the CPO did not answer within {window:g} s",
-                 f"No response from the partner within {window:g} seconds")
+    _hbs_answers(
+        handler,
+        request,
+        "310",
+        f"the CPO did not answer within {window:g} s",
+        f"No response from the partner within {window:g} seconds",
+    )
     if behaviour["action"] == "accept":
         # The CPO did get the stop and acts on it late: the session still ends after the 310.
         handler.server.cpo.stop_accepted_later(behaviour["delay_seconds"] - window, request, behaviour)

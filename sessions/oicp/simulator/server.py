@@ -30,8 +30,9 @@ class SimulatorServer(ThreadingHTTPServer):
         self.log_requests = log_requests
         self.stopping = threading.Event()  # tells delayed/held requests and pending pushes to give up on shutdown
         self.cdrs = CdrStore()  # HBS's, whoever made them: the CPOs or POST /_sim/cdrs
-        self.cpo = ChargePointOperators(config or CpoConfig(), stopping=self.stopping, cdrs=self.cdrs,
-                                        behaviour_lookup=state.lookup)
+        self.cpo = ChargePointOperators(
+            config or CpoConfig(), stopping=self.stopping, cdrs=self.cdrs, behaviour_lookup=state.lookup
+        )
         if ":" in host:
             self.address_family = socket.AF_INET6
         super().__init__((host, port), SimulatorHandler)
@@ -77,12 +78,15 @@ def make_server(
         raise TypeError("pass the CPOs' options either as config or as keyword arguments, not both")
     if behaviours is not None and not isinstance(behaviours, BehaviourTable):
         behaviours = BehaviourTable.from_json(behaviours)
-    return SimulatorServer(host, port, SimulatorState(behaviours), config or CpoConfig(**options),
-                           log_requests=log_requests)
+    return SimulatorServer(
+        host, port, SimulatorState(behaviours), config or CpoConfig(**options), log_requests=log_requests
+    )
 
 
 def serve_in_thread(server: SimulatorServer) -> threading.Thread:
     """Serve in a daemon thread; stop with server.shutdown() then server.server_close()."""
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, name="hubject-simulator", daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.02}, name="hubject-simulator", daemon=True
+    )
     thread.start()
     return thread

@@ -20,16 +20,24 @@ def blocker_text(block: StopBlock | None) -> str:
         if charging_session.closed_manually:
             when = clock(charging_session.ended_at).text if charging_session.ended_at else ""
             return f"The session has ended: it was closed by hand in the portal {when}".strip() + "."
-        when = clock(charging_session.cdr_received_at or charging_session.ended_at).text if (
-            charging_session.cdr_received_at or charging_session.ended_at) else ""
+        when = (
+            clock(charging_session.cdr_received_at or charging_session.ended_at).text
+            if (charging_session.cdr_received_at or charging_session.ended_at)
+            else ""
+        )
         return f"The session has ended: its charge detail record arrived {when}".strip() + "."
     stop_request = block.stop_request
     if block.code == StopBlockCode.STOP_OPEN:
-        where = "waiting for Hubject's answer" if stop_request.state == State.SENDING else (
-            "waiting for its next attempt" if stop_request.attempt_count else "queued")
+        where = (
+            "waiting for Hubject's answer"
+            if stop_request.state == State.SENDING
+            else ("waiting for its next attempt" if stop_request.attempt_count else "queued")
+        )
         return f"A stop requested {ago(stop_request.requested_at)} is still open ({where})."
-    return (f"A stop was accepted {ago(stop_request.finished_at)}; the CPO is ending the session. "
-            f"If it is still running at {clock(block.until).text}, you can send the stop again.")
+    return (
+        f"A stop was accepted {ago(stop_request.finished_at)}; the CPO is ending the session. "
+        f"If it is still running at {clock(block.until).text}, you can send the stop again."
+    )
 
 
 def blocker_tone(block: StopBlock | None) -> str:

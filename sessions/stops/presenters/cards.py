@@ -32,9 +32,19 @@ Status = ChargingSession.Status
 
 # The card's look: ok = green ✓ (the stop worked or the session is over), warn = amber ⚠ (wait or check),
 # bad = red ✕ (the stop failed and the session is still open).
-_TONES = {"retrying": "warn", "final": "bad", "final_unknown": "bad", "final_after_end": "bad",
-          "session_ended": "ok", "closed_by_hand": "warn", "accepted": "ok", "accepted_after_end": "ok",
-          "confirmed_end": "ok", "confirmed_cdr": "ok", "unconfirmed": "warn"}
+_TONES = {
+    "retrying": "warn",
+    "final": "bad",
+    "final_unknown": "bad",
+    "final_after_end": "bad",
+    "session_ended": "ok",
+    "closed_by_hand": "warn",
+    "accepted": "ok",
+    "accepted_after_end": "ok",
+    "confirmed_end": "ok",
+    "confirmed_cdr": "ok",
+    "unconfirmed": "warn",
+}
 
 
 @dataclass(frozen=True)
@@ -97,17 +107,30 @@ def advise(subject: str, facts: StopFacts) -> Advice | None:
     row = ADVICE.get(subject) or ADVICE["unknown"]
     words = _fill(row, situation, facts)
     actions = [Action("copy", "Copy the text for the driver")]
-    if situation in (*FINAL_FAILURE_SITUATIONS, "unconfirmed") and facts.may_send_new_stop and (
-            row.new_stop_helps or situation in ("final_unknown", "unconfirmed")):
+    if (
+        situation in (*FINAL_FAILURE_SITUATIONS, "unconfirmed")
+        and facts.may_send_new_stop
+        and (row.new_stop_helps or situation in ("final_unknown", "unconfirmed"))
+    ):
         actions.insert(0, Action("new_stop", "Send a new stop…"))
     if situation in ("session_ended", "confirmed_cdr"):
         actions.insert(0, Action("cdr", "Show the CDR on this page", "#session-head"))
-    names_the_cpo = situation in ("final_unknown", "final_after_end", "unconfirmed", "accepted_after_end",
-                                  "closed_by_hand") or (situation == "final" and row.call_cpo)
+    names_the_cpo = situation in (
+        "final_unknown",
+        "final_after_end",
+        "unconfirmed",
+        "accepted_after_end",
+        "closed_by_hand",
+    ) or (situation == "final" and row.call_cpo)
     if facts.operator_id and names_the_cpo:
         query = urlencode({"operator": facts.operator_id, "status": ""})
-        actions.append(Action("cpo", f"Open CPO {facts.operator_id}: its sessions",
-                              f"{reverse('charging_sessions:session-list')}?{query}"))
+        actions.append(
+            Action(
+                "cpo",
+                f"Open CPO {facts.operator_id}: its sessions",
+                f"{reverse('charging_sessions:session-list')}?{query}",
+            )
+        )
     return Advice(
         subject=subject,
         situation=situation,
@@ -136,8 +159,9 @@ def _fill(row: Row, situation: str, facts: StopFacts, base_only: bool = False) -
     for layer in layers:
         words = replace(words, **{name: value for name, value in vars(layer).items() if value})
     values = _values(facts, state_free=base_only)
-    return Words(*(" ".join(text.format_map(values).split()) for text in
-                   (words.meaning, words.tell_driver, words.next_step)))
+    return Words(
+        *(" ".join(text.format_map(values).split()) for text in (words.meaning, words.tell_driver, words.next_step))
+    )
 
 
 def _code_line(subject: str, facts: StopFacts) -> str:
@@ -152,7 +176,9 @@ def _code_line(subject: str, facts: StopFacts) -> str:
 
 
 def _values(facts: StopFacts, state_free: bool = False) -> dict[str, str]:
-    confirm_by = facts.accepted_at + timedelta(minutes=settings.STOP_CONFIRMATION_MINUTES) if facts.accepted_at else None
+    confirm_by = (
+        facts.accepted_at + timedelta(minutes=settings.STOP_CONFIRMATION_MINUTES) if facts.accepted_at else None
+    )
     made = max(facts.attempts, 1)
     gave_up = facts.state == State.FAILED or (facts.attempts >= facts.max_attempts)
     return {
@@ -162,8 +188,11 @@ def _values(facts: StopFacts, state_free: bool = False) -> dict[str, str]:
         "next_attempt": str(facts.attempts + 1),
         "max_attempts": str(facts.max_attempts),
         "retry_at": clock(facts.retry_at).text if facts.retry_at else "shortly",
-        "final_note": "" if state_free else (_FINAL_NOTE_GAVE_UP if gave_up else _FINAL_NOTE_ANSWER).format(
-            attempts=made, attempts_s="" if made == 1 else "s"),
+        "final_note": ""
+        if state_free
+        else (_FINAL_NOTE_GAVE_UP if gave_up else _FINAL_NOTE_ANSWER).format(
+            attempts=made, attempts_s="" if made == 1 else "s"
+        ),
         "status": Status(facts.session_status).label.lower() if facts.session_status in Status.values else "open",
         "end_at": clock(facts.charging_ended_at).text if facts.charging_ended_at else "an earlier time",
         "cdr_at": clock(facts.cdr_received_at).text if facts.cdr_received_at else "an earlier time",

@@ -58,7 +58,9 @@ class StopFacts:
     def situation(self) -> str:
         closed = self.session_status == Status.CLOSED
         if self.state == State.CONFIRMED:
-            return "confirmed_cdr" if self.confirmed_by == "CDR" or (closed and self.cdr_received_at) else "confirmed_end"
+            return (
+                "confirmed_cdr" if self.confirmed_by == "CDR" or (closed and self.cdr_received_at) else "confirmed_end"
+            )
         if closed and not self.closed_manually:
             return "session_ended"  # the CDR arrived: the session is over, whatever the stop was told
         if self.state == State.ACCEPTED:
@@ -79,8 +81,20 @@ class StopFacts:
 
 
 # Every situation a card can be in, for the advice test (code × situation) and the README.
-SITUATIONS = ("waiting", "retrying", "final", "final_unknown", "final_after_end", "session_ended",
-              "closed_by_hand", "accepted", "accepted_after_end", "confirmed_end", "confirmed_cdr", "unconfirmed")
+SITUATIONS = (
+    "waiting",
+    "retrying",
+    "final",
+    "final_unknown",
+    "final_after_end",
+    "session_ended",
+    "closed_by_hand",
+    "accepted",
+    "accepted_after_end",
+    "confirmed_end",
+    "confirmed_cdr",
+    "unconfirmed",
+)
 # The situations after the portal has stopped sending: the card's "what next" is the agent's.
 FINAL_FAILURE_SITUATIONS = ("final", "final_unknown", "final_after_end")
 
@@ -90,8 +104,9 @@ def stop_facts(*, stop_request: RemoteStopRequest, may_send_new_stop: bool = Fal
     ended = charging_session.charging_ended_at
     sent = stop_request.first_sent_at or stop_request.requested_at
     failure_kind = ""
-    if not stop_request.oicp_code and (stop_request.attempt_count or stop_request.state in (State.REJECTED,
-                                                                                          State.FAILED)):
+    if not stop_request.oicp_code and (
+        stop_request.attempt_count or stop_request.state in (State.REJECTED, State.FAILED)
+    ):
         failure_kind = selectors.last_failure_kind(stop_request=stop_request)
         if not failure_kind and stop_request.state in (State.REJECTED, State.FAILED):
             failure_kind = "connection"
@@ -114,8 +129,8 @@ def stop_facts(*, stop_request: RemoteStopRequest, may_send_new_stop: bool = Fal
         charging_ended_at=ended,
         cdr_received_at=charging_session.cdr_received_at,
         ended_at=charging_session.ended_at,
-        sent_after_end=charging_session.status == Status.CHARGING_ENDED or (
-            ended is not None and sent is not None and ended <= sent),
+        sent_after_end=charging_session.status == Status.CHARGING_ENDED
+        or (ended is not None and sent is not None and ended <= sent),
         accepted_at=accepted_at,
         confirmed_at=stop_request.confirmed_at,
         confirmed_by=stop_request.confirmed_by,

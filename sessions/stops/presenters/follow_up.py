@@ -64,8 +64,9 @@ def last_stop_badge(*, state: str | None, outcome_unknown: bool = False, code: s
         text = f"{text} · {code}"
     title = f"{STATE_WORDS.get(state, state)}" + (f" (OICP {code} · {describe(code).description})" if code else "")
     if outcome_unknown and state not in (State.CONFIRMED,):
-        return Badge(text, "warn" if tone == "info" else tone, f"{title}. {OUTCOME_UNKNOWN_TITLE}",
-                     OUTCOME_UNKNOWN_FLAG)
+        return Badge(
+            text, "warn" if tone == "info" else tone, f"{title}. {OUTCOME_UNKNOWN_TITLE}", OUTCOME_UNKNOWN_FLAG
+        )
     return Badge(text, tone, title)
 
 
@@ -89,11 +90,11 @@ class StuckLine:
 
 _STUCK_NEXT = {
     selectors.UNCONFIRMED: "Call the CPO's hotline: has the session ended? If the driver is still charging, send "
-                           "the stop again; if it stopped, nothing to send: the CDR will confirm it.",
+    "the stop again; if it stopped, nothing to send: the CDR will confirm it.",
     selectors.UNKNOWN: "Ask the driver or the CPO whether charging stopped. If not, send the stop again (a repeated "
-                       "stop is harmless); if it did, wait for the End or CDR to settle it.",
+    "stop is harmless); if it did, wait for the End or CDR to settle it.",
     selectors.STALE: "Ask the CPO's hotline whether the session is still running. Close the record by hand only "
-                     "once the CPO confirms it ended (nothing is sent to Hubject).",
+    "once the CPO confirms it ended (nothing is sent to Hubject).",
 }
 STUCK_KIND_LABELS = {
     selectors.UNCONFIRMED: "Accepted, never confirmed",
@@ -117,7 +118,8 @@ def stuck_stop_line(stop_request: RemoteStopRequest, *, now: datetime | None = N
         state = stop_request.latest_stop_state
         code = getattr(stop_request, "latest_stop_code", "") or ""
         resent = f"Re-sent as request #{latest_pk}, now: {STATE_WORDS.get(state, state)}" + (
-            f" ({code})" if code and state in (State.REJECTED, State.FAILED) else "")
+            f" ({code})" if code and state in (State.REJECTED, State.FAILED) else ""
+        )
         tone = _LAST_STOP.get(state, ("", "info"))[1]
         still_open = state in RemoteStopRequest.OPEN_STATES
     return StuckLine(kind, reason, _STUCK_NEXT[kind], clock(since), age(now - since), resent, tone, still_open)
@@ -140,13 +142,18 @@ RESEND_TITLE = "Send the stop again?"
 
 def resend_description(stop_request: RemoteStopRequest) -> str:
     charging_session = stop_request.charging_session
-    previous = (f"Accepted {ago(stop_request.finished_at or stop_request.requested_at)}, never confirmed" if stop_request.state == State.UNCONFIRMED
-                else f"{STATE_WORDS.get(stop_request.state, stop_request.state)}"
-                     + (" with an unknown outcome" if stop_request.outcome_unknown else ""))
-    text = (f"Hubject will be asked again to stop the session at {charging_session.evse_id} (CPO "
-            f"{charging_session.operator_id}) for the driver, as a new, audited request. The CPO decides; Hubject "
-            f"gives it {HBS_CPO_WINDOW_SECONDS} seconds to answer. The previous stop #{stop_request.pk} "
-            f"({previous}) stays in the record.")
+    previous = (
+        f"Accepted {ago(stop_request.finished_at or stop_request.requested_at)}, never confirmed"
+        if stop_request.state == State.UNCONFIRMED
+        else f"{STATE_WORDS.get(stop_request.state, stop_request.state)}"
+        + (" with an unknown outcome" if stop_request.outcome_unknown else "")
+    )
+    text = (
+        f"Hubject will be asked again to stop the session at {charging_session.evse_id} (CPO "
+        f"{charging_session.operator_id}) for the driver, as a new, audited request. The CPO decides; Hubject "
+        f"gives it {HBS_CPO_WINDOW_SECONDS} seconds to answer. The previous stop #{stop_request.pk} "
+        f"({previous}) stays in the record."
+    )
     if stop_request.case_reference:
         text += f" Its case reference {stop_request.case_reference} is kept unless you enter another."
     return text
@@ -156,5 +163,7 @@ RESENT = "Stop sent again as request #{pk} for {evse_id}."
 RESEND_REFUSED = "Not sent again: {reason}"
 
 # The session's timeline, for an agent looking at someone else's stop.
-WITHHELD = ("Note, case reference and the exact request and response are visible to the agent who sent the stop, "
-            "supervisors, support admins and auditors.")
+WITHHELD = (
+    "Note, case reference and the exact request and response are visible to the agent who sent the stop, "
+    "supervisors, support admins and auditors."
+)

@@ -63,9 +63,9 @@ class StopProgress:
         return TONE_MARKS[self.tone]
 
 
-
-def stop_progress(*, stop_request: RemoteStopRequest, can_stop: bool = False, now: datetime | None = None
-                  ) -> StopProgress:
+def stop_progress(
+    *, stop_request: RemoteStopRequest, can_stop: bool = False, now: datetime | None = None
+) -> StopProgress:
     """The step indicator, the times and the card the agent sees for one stop request.
 
     Queued → Sent to Hubject (attempt n of N) → Accepted by the CPO → Session ended (End or CDR). The
@@ -85,15 +85,23 @@ def stop_progress(*, stop_request: RemoteStopRequest, can_stop: bool = False, no
     if state == State.CONFIRMED:
         marks = ["done", "done", "done", "done"]
         if facts.situation == "confirmed_cdr":
-            headline = f"Session ended, confirmed by the CDR (received {clock(facts.cdr_received_at).text})" if (
-                facts.cdr_received_at) else "Session ended, confirmed by the CDR"
+            headline = (
+                f"Session ended, confirmed by the CDR (received {clock(facts.cdr_received_at).text})"
+                if (facts.cdr_received_at)
+                else "Session ended, confirmed by the CDR"
+            )
         else:
             headline = "Charging stopped, confirmed by the CPO's End notification"
         steps[3] = "Session ended (CDR)" if facts.situation == "confirmed_cdr" else "Charging stopped (End)"
         detail = f"Stop to confirmation: {duration(stop_request.time_to_confirmation)}."
         if stop_request.confirmed_at:
-            times.append(TimeRow("Confirmed", clock(stop_request.confirmed_at),
-                                 "by the CDR" if facts.confirmed_by == "CDR" else "by the End notification"))
+            times.append(
+                TimeRow(
+                    "Confirmed",
+                    clock(stop_request.confirmed_at),
+                    "by the CDR" if facts.confirmed_by == "CDR" else "by the End notification",
+                )
+            )
     elif state == State.ACCEPTED:
         marks = ["done", "done", "done", "current"]
         if situation == "session_ended":
@@ -106,8 +114,13 @@ def stop_progress(*, stop_request: RemoteStopRequest, can_stop: bool = False, no
         if facts.accepted_at:
             times.append(TimeRow("Accepted", clock(facts.accepted_at)))
             confirm_by = facts.accepted_at + timedelta(minutes=settings.STOP_CONFIRMATION_MINUTES)
-            times.append(TimeRow("Confirmation expected", clock(confirm_by),
-                                 "usually within minutes; flagged as not confirmed after this"))
+            times.append(
+                TimeRow(
+                    "Confirmation expected",
+                    clock(confirm_by),
+                    "usually within minutes; flagged as not confirmed after this",
+                )
+            )
     elif state == State.UNCONFIRMED:
         marks = ["done", "done", "done", "failed"]
         steps[3] = "Not confirmed"
@@ -128,8 +141,13 @@ def stop_progress(*, stop_request: RemoteStopRequest, can_stop: bool = False, no
         if state == State.FAILED and facts.outcome_unknown and situation != "session_ended":
             detail = "It waits on the stuck-sessions queue until the CPO's End or CDR shows whether the session ended."
         if stop_request.finished_at:
-            times.append(TimeRow("Answered" if stop_request.answered_at else "Given up", clock(stop_request.finished_at),
-                                 f"{duration(stop_request.finished_at - stop_request.requested_at)} after the request"))
+            times.append(
+                TimeRow(
+                    "Answered" if stop_request.answered_at else "Given up",
+                    clock(stop_request.finished_at),
+                    f"{duration(stop_request.finished_at - stop_request.requested_at)} after the request",
+                )
+            )
     elif state == State.SENDING:
         marks = ["done", "current", "todo", "todo"]
         steps[1] = f"Sent to Hubject · {attempt_label}"
@@ -138,31 +156,50 @@ def stop_progress(*, stop_request: RemoteStopRequest, can_stop: bool = False, no
         give_up = sent_at + timedelta(seconds=settings.OICP_TIMEOUT_SECONDS)
         headline = f"Sent to Hubject ({attempt_label}), waiting for the CPO's answer"
         if now <= window_end:
-            detail = (f"Hubject gives the CPO {HBS_CPO_WINDOW_SECONDS} s: the answer is due by "
-                      f"{clock(window_end).text}.")
+            detail = f"Hubject gives the CPO {HBS_CPO_WINDOW_SECONDS} s: the answer is due by {clock(window_end).text}."
         else:
-            detail = (f"Hubject's {HBS_CPO_WINDOW_SECONDS}-s window for the CPO ended at {clock(window_end).text}: "
-                      f"its answer (usually 310 Partner did not respond) is overdue. The portal waits until "
-                      f"{clock(give_up).text}, then " + (
-                          f"tries again (attempt {facts.attempts + 1} of {facts.max_attempts})."
-                          if facts.attempts < facts.max_attempts else "gives up and says what to do."))
+            detail = (
+                f"Hubject's {HBS_CPO_WINDOW_SECONDS}-s window for the CPO ended at {clock(window_end).text}: "
+                f"its answer (usually 310 Partner did not respond) is overdue. The portal waits until "
+                f"{clock(give_up).text}, then "
+                + (
+                    f"tries again (attempt {facts.attempts + 1} of {facts.max_attempts})."
+                    if facts.attempts < facts.max_attempts
+                    else "gives up and says what to do."
+                )
+            )
         times.append(TimeRow(f"Sent ({attempt_label})", clock(sent_at)))
         times.append(TimeRow("Hubject must answer by", clock(window_end), f"its {HBS_CPO_WINDOW_SECONDS}-s CPO window"))
-        times.append(TimeRow("Outcome known by", clock(_worst_case_end(facts, give_up)),
-                             "at the latest, if every attempt left waits its full time"))
+        times.append(
+            TimeRow(
+                "Outcome known by",
+                clock(_worst_case_end(facts, give_up)),
+                "at the latest, if every attempt left waits its full time",
+            )
+        )
     else:  # PENDING: first queueing, or waiting for a retry
         if facts.attempts and facts.retry_at:
             marks = ["done", "current", "todo", "todo"]
             next_label = f"attempt {facts.attempts + 1} of {facts.max_attempts}"
             steps[1] = f"Sent to Hubject · {next_label}"
             seconds = int((facts.retry_at - now).total_seconds())
-            when = f"in {seconds} s" if seconds >= 0 else (
-                "now" if seconds > -10 else "as soon as the worker is reachable (it is overdue; nothing is lost)")
-            headline = f"{_problem(stop_request, facts)}; retrying ({facts.attempts + 1} of {facts.max_attempts}) {when}"
+            when = (
+                f"in {seconds} s"
+                if seconds >= 0
+                else ("now" if seconds > -10 else "as soon as the worker is reachable (it is overdue; nothing is lost)")
+            )
+            headline = (
+                f"{_problem(stop_request, facts)}; retrying ({facts.attempts + 1} of {facts.max_attempts}) {when}"
+            )
             detail = ""  # the card says what failed and when the next attempt starts
             times.append(TimeRow(f"Next try ({next_label})", clock(facts.retry_at)))
-            times.append(TimeRow("Outcome known by", clock(_worst_case_end(facts, facts.retry_at, pending=True)),
-                                 "at the latest, if every attempt left waits its full time"))
+            times.append(
+                TimeRow(
+                    "Outcome known by",
+                    clock(_worst_case_end(facts, facts.retry_at, pending=True)),
+                    "at the latest, if every attempt left waits its full time",
+                )
+            )
         elif facts.attempts:  # a retry the sweeper re-queued (a lost worker, a deferred attempt)
             marks = ["done", "current", "todo", "todo"]
             steps[1] = f"Sent to Hubject · attempt {facts.attempts + 1} of {facts.max_attempts}"
@@ -182,12 +219,13 @@ def stop_progress(*, stop_request: RemoteStopRequest, can_stop: bool = False, no
         detail = f"{OUTCOME_UNKNOWN_NOTE} {detail}".strip()
     # Nothing more can change the card once the session is over at the portal.
     settled_for_good = situation in ("session_ended", "confirmed_cdr", "closed_by_hand") or (
-        facts.session_status == Status.CLOSED)
+        facts.session_status == Status.CLOSED
+    )
     open_request = state in RemoteStopRequest.OPEN_STATES
     return StopProgress(
         stop_request=stop_request,
         facts=facts,
-        steps=[StopStep(label, mark) for label, mark in zip(steps, marks)],
+        steps=[StopStep(label, mark) for label, mark in zip(steps, marks, strict=True)],
         headline=headline,
         detail=detail.strip(),
         tone=tone,

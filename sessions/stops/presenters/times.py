@@ -41,7 +41,6 @@ def ago(moment: datetime) -> str:
     return "just now" if timezone.now() - moment < timedelta(minutes=1) else f"{timesince(moment)} ago"
 
 
-
 def age(span: timedelta) -> str:
     """How long something has been stuck, at a glance: 40 s, 25 min, 2 h 05 min, 7 h, 3 d 4 h."""
     total = max(0, int(span.total_seconds()))

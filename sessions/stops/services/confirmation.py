@@ -37,9 +37,7 @@ def confirm_remote_stops(*, charging_session: ChargingSession, confirmed_by: str
 SETTLED_BY_PROOF = (State.ACCEPTED, State.UNCONFIRMED, State.FAILED)
 
 
-def confirm_stops_for_session_end(
-    *, charging_session: ChargingSession, confirmed_by: str, at=None
-) -> list[AuditEntry]:
+def confirm_stops_for_session_end(*, charging_session: ChargingSession, confirmed_by: str, at=None) -> list[AuditEntry]:
     """Save the session's stops sent before this End or CDR as CONFIRMED; the caller writes the returned
     audit records last (inside the transaction that records the End notification or the CDR).
 
@@ -50,12 +48,16 @@ def confirm_stops_for_session_end(
     now = at or timezone.now()
     entries = []
     reached_hubject = Q(outcome_unknown=True) | Q(http_status__isnull=False)
-    waiting = RemoteStopRequest.objects.select_for_update().filter(
-        Q(state__in=[State.ACCEPTED, State.UNCONFIRMED])
-        | Q(reached_hubject, state__in=[State.FAILED, State.PENDING], first_sent_at__lte=now),
-        charging_session=charging_session,
-        requested_at__lte=now,
-    ).order_by("pk")
+    waiting = (
+        RemoteStopRequest.objects.select_for_update()
+        .filter(
+            Q(state__in=[State.ACCEPTED, State.UNCONFIRMED])
+            | Q(reached_hubject, state__in=[State.FAILED, State.PENDING], first_sent_at__lte=now),
+            charging_session=charging_session,
+            requested_at__lte=now,
+        )
+        .order_by("pk")
+    )
     for stop_request in waiting:
         entries += _confirm(stop_request, confirmed_by=confirmed_by, at=now)
     return entries
@@ -69,8 +71,16 @@ def _confirm(stop_request: RemoteStopRequest, *, confirmed_by: str, at) -> list[
     stop_request.time_to_confirmation = max(at - stop_request.requested_at, timedelta(0))
     stop_request.finished_at = stop_request.finished_at or at
     stop_request.next_attempt_at = None
-    stop_request.save(update_fields=["state", "confirmed_at", "confirmed_by", "time_to_confirmation",
-                                     "finished_at", "next_attempt_at"])
+    stop_request.save(
+        update_fields=[
+            "state",
+            "confirmed_at",
+            "confirmed_by",
+            "time_to_confirmation",
+            "finished_at",
+            "next_attempt_at",
+        ]
+    )
     data = {
         "confirmed_by": confirmed_by,
         "previous_state": previous,
@@ -105,8 +115,10 @@ def mark_unconfirmed_stops(*, now=None) -> int:
             record_audit(
                 event_type=Event.STOP_UNCONFIRMED,
                 stop_request=stop_request,
-                data={"accepted_at": stop_request.finished_at.isoformat(),
-                      "waited_minutes": settings.STOP_CONFIRMATION_MINUTES},
+                data={
+                    "accepted_at": stop_request.finished_at.isoformat(),
+                    "waited_minutes": settings.STOP_CONFIRMATION_MINUTES,
+                },
             )
             marked += 1
     return marked

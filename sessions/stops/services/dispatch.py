@@ -33,7 +33,8 @@ def dispatch_remote_stop(*, stop_request_id: int) -> bool:
         ) as connection:
             send_remote_stop.apply_async(args=[stop_request_id], retry=False, connection=connection)
     except Exception:  # noqa: BLE001 - kombu and redis-py raise several types; the row is safe as PENDING
-        logger.warning("could not queue stop request %s; it stays PENDING for the sweeper", stop_request_id,
-                       exc_info=True)
+        logger.warning(
+            "could not queue stop request %s; it stays PENDING for the sweeper", stop_request_id, exc_info=True
+        )
         return False
     return True

@@ -139,8 +139,9 @@ def request_and_publish_remote_stop(
     return StopRequested(stop_request=stop_request, queued=published[0] if published else None)
 
 
-def resend_remote_stop(*, stop_request_id: int, acting_user, reason: str = "", note: str = "",
-                       case_reference: str = "") -> RemoteStopRequest:
+def resend_remote_stop(
+    *, stop_request_id: int, acting_user, reason: str = "", note: str = "", case_reference: str = ""
+) -> RemoteStopRequest:
     """Send an unconfirmed (or failed) stop again, as a new audited request.
 
     The reason and note are the ones confirmed in the dialog (the previous request's reason when none

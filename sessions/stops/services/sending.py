@@ -61,17 +61,18 @@ def send_remote_stop(*, stop_request_id: int) -> SendOutcome:
     Idempotent: a request that is no longer PENDING (or whose retry is not yet due) is left
     alone, so redelivered or duplicate messages never cause a second call.
     """
-    stop_request = (
-        RemoteStopRequest.objects.select_related("charging_session").filter(pk=stop_request_id).first()
-    )
+    stop_request = RemoteStopRequest.objects.select_related("charging_session").filter(pk=stop_request_id).first()
     if stop_request is None or stop_request.state != State.PENDING:
         return SendOutcome(state=stop_request.state if stop_request else "MISSING")
     charging_session = stop_request.charging_session
     correlation_id_var.set(str(stop_request.correlation_id))
     if charging_session.status == ChargingSession.Status.CLOSED:
         # The CDR arrived while the stop waited in the queue: Hubject has closed the session.
-        return _settle_unsent(stop_request_id=stop_request_id, failure_kind="session_ended",
-                              error="Not sent: the session ended (its CDR arrived) before the stop left the queue.")
+        return _settle_unsent(
+            stop_request_id=stop_request_id,
+            failure_kind="session_ended",
+            error="Not sent: the session ended (its CDR arrived) before the stop left the queue.",
+        )
 
     try:
         slot = acquire_operator_slot(
@@ -111,9 +112,11 @@ def _settle_unsent(*, stop_request_id: int, failure_kind: str, error: str) -> Se
         stop_request.last_error = error
         stop_request.finished_at = timezone.now()
         stop_request.save(update_fields=["state", "last_error", "finished_at"])
-        record_audit(event_type=Event.STOP_REJECTED, stop_request=stop_request,
-                     data={"failure_kind": failure_kind, "error": error, "sent": False,
-                           "attempt": stop_request.attempt_count})
+        record_audit(
+            event_type=Event.STOP_REJECTED,
+            stop_request=stop_request,
+            data={"failure_kind": failure_kind, "error": error, "sent": False, "attempt": stop_request.attempt_count},
+        )
     return SendOutcome(state=State.REJECTED)
 
 
@@ -146,8 +149,8 @@ def _claim(stop_request: RemoteStopRequest) -> bool:
 def _record_result(*, stop_request_id: int, result: RemoteStopResult) -> SendOutcome:
     now = timezone.now()
     with transaction.atomic():
-        stop_request = RemoteStopRequest.objects.select_for_update().select_related("charging_session").get(
-            pk=stop_request_id
+        stop_request = (
+            RemoteStopRequest.objects.select_for_update().select_related("charging_session").get(pk=stop_request_id)
         )
         if stop_request.state != State.SENDING:
             # Someone else settled it meanwhile (e.g. marked failed after a time limit).

@@ -60,8 +60,9 @@ def recover_lost_attempt(*, stop_request_id: int) -> bool:
         if stop_request is None or stop_request.state != State.SENDING:
             return False
         stop_request.outcome_unknown = True
-        stop_request.last_error = ("The worker stopped while waiting for Hubject; the outcome of that attempt is "
-                                   "unknown.")
+        stop_request.last_error = (
+            "The worker stopped while waiting for Hubject; the outcome of that attempt is unknown."
+        )
         retry = stop_request.attempt_count < settings.OICP_MAX_ATTEMPTS
         if retry:
             stop_request.state, event = State.PENDING, Event.STOP_ATTEMPT_FAILED
@@ -73,7 +74,11 @@ def recover_lost_attempt(*, stop_request_id: int) -> bool:
         record_audit(
             event_type=event,
             stop_request=stop_request,
-            data={"attempt": stop_request.attempt_count, "failure_kind": "worker_lost",
-                  "error": stop_request.last_error, "outcome_unknown": True},
+            data={
+                "attempt": stop_request.attempt_count,
+                "failure_kind": "worker_lost",
+                "error": stop_request.last_error,
+                "outcome_unknown": True,
+            },
         )
     return retry
