@@ -318,7 +318,7 @@ class InboundAppliedFilter(admin.SimpleListFilter):
         if self.value() == "yes":
             return queryset.filter(applied_at__isnull=False)
         if self.value() == "waiting":
-            return queryset.filter(applied_at__isnull=True, apply_error="")
+            return queryset.pending()
         if self.value() == "error":
             return queryset.exclude(apply_error="")
         return queryset

@@ -21,7 +21,7 @@ from sessions.audit.chain import (
     walk_chain,
 )
 from sessions.audit.keys import all_keys
-from sessions.fields import canonical_json
+from sessions.canonical import canonical_json
 from sessions.models import AuditChainHead, AuditRecord
 from tests.factories import RemoteStopRequestFactory, UserFactory
 from tests.test_audit_chain import TABLE, append, insert_raw, leave_id_gap, tamper

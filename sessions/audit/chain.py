@@ -15,7 +15,7 @@ stop_request_id, correlation_id (canonical UUID text or null) and data. The reco
 part of it (it is assigned on insert); the order of the chain is the order of the ids.
 
 The audit record stores `data` as exactly the text it has inside canonical_bytes
-(`sessions.fields.CanonicalJSONField`), so `sessions.services.audit_verify` can put the canonical
+(`sessions.models.json_field.CanonicalJSONField`), so `sessions.services.audit_verify` can put the canonical
 bytes together from the stored values without parsing them; `row_hash` here stays the exact
 reference (and the only way for records stored before that, whose text is not canonical).
 """
@@ -30,6 +30,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+
+from ..canonical import canonical_json
 
 # The order of the columns a verification reads (values_list order).
 CHAIN_FIELDS = (
@@ -75,7 +77,7 @@ def canonical_bytes(
         "occurred_at": _utc_iso(occurred_at),
         "stop_request_id": stop_request_id,
     }
-    return json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    return canonical_json(content).encode()
 
 
 def chain_hash(prev_hash: str, content: bytes, key: bytes) -> str:

@@ -56,38 +56,12 @@ from typing import Any
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from . import export_columns
 from . import export_sql as exports_sql
 from .outcomes import outcome_text
 
-COLUMNS = [
-    "id",
-    "occurred_at",
-    "event_type",
-    "actor",
-    "session_id",
-    "evse_id",
-    "operator_id",
-    "stop_request_id",
-    "correlation_id",
-    "outcome",
-    "data",
-    "prev_hash",
-    "record_hash",
-]
-_VALUES = (
-    "id",
-    "occurred_at",
-    "event_type",
-    "actor__username",
-    "charging_session__session_id",
-    "charging_session__evse_id",
-    "charging_session__operator_id",
-    "stop_request_id",
-    "correlation_id",
-    "data",
-    "prev_hash",
-    "record_hash",
-)
+COLUMNS = export_columns.NAMES
+_VALUES = export_columns.READ_PATHS
 READ_CHUNK_SIZE = 2000
 # Rows per chunk written (and per batch of CSV lines fetched): a few MB, then hashed and written.
 ROWS_PER_WRITE = 5000
@@ -411,24 +385,10 @@ def _xlsx_text(value: Any) -> Any:
 
 # The sheet's header: what each column holds, the time zone of the times named (Excel has none).
 def xlsx_headers() -> list[str]:
-    return [
-        "Record id",
-        f"Occurred at ({timezone.get_default_timezone_name()})",
-        "Event type",
-        "Actor",
-        "SessionID",
-        "EvseID",
-        "OperatorID",
-        "Stop request id",
-        "Correlation id",
-        "Outcome",
-        "Data (JSON)",
-        "Previous hash",
-        "Record hash",
-    ]
+    return export_columns.xlsx_headers(timezone.get_default_timezone_name())
 
 
-_XLSX_WIDTHS = [10, 20, 22, 14, 38, 22, 11, 10, 38, 56, 60, 20, 20]
+_XLSX_WIDTHS = export_columns.XLSX_WIDTHS
 _XLSX_TIME_FORMAT = "yyyy-mm-dd hh:mm:ss"
 _ID, _OCCURRED, _STOP_ID = COLUMNS.index("id"), COLUMNS.index("occurred_at"), COLUMNS.index("stop_request_id")
 

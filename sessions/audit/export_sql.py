@@ -36,24 +36,10 @@ from django.db import connections
 from django.db.models import F, Func, QuerySet, TextField
 
 from ..models import AuditRecord
+from . import export_columns
 from . import outcomes as words
 
-# (cell kind, field path) in exports.COLUMNS order; the outcome is worded from event_type and data.
-CELLS = (
-    ("id", "id"),
-    ("datetime", "occurred_at"),
-    ("plain", "event_type"),
-    ("text", "actor__username"),
-    ("text", "charging_session__session_id"),
-    ("text", "charging_session__evse_id"),
-    ("text", "charging_session__operator_id"),
-    ("int", "stop_request_id"),
-    ("uuid", "correlation_id"),
-    ("outcome", "outcome"),
-    ("json", "data"),
-    ("plain", "prev_hash"),
-    ("plain", "record_hash"),
-)
+CELLS = export_columns.CELLS  # the outcome is worded from event_type and data
 _PATHS = tuple(path for kind, path in CELLS if kind != "outcome")
 VENDORS = ("sqlite", "postgresql")
 
@@ -279,7 +265,7 @@ def _rule_reads_data(parts: tuple) -> bool:
 
 
 def _jsonb(data: str) -> str:
-    # jsonb has no U+0000: its escapes become U+FFFD (sessions.fields._TextAsJSON does the same).
+    # jsonb has no U+0000: its escapes become U+FFFD (sessions.models.json_field._TextAsJSON does the same).
     # replace() copies every text it is given: only the few that hold the escape.
     return (
         f"(CASE WHEN strpos({data}, '\\u0000') > 0 THEN replace({data}, '\\u0000', '\\ufffd') ELSE {data} END)::jsonb"

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 from typing import Any
 
 from django.conf import settings
+
+from ..canonical import canonical_json
 
 _SIGNATURE_PREFIX = b"emp-portal audit signature\x00"
 
@@ -41,7 +42,7 @@ def all_keys() -> dict[str, bytes]:
 
 
 def canonical(payload: dict[str, Any]) -> bytes:
-    return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    return canonical_json(payload).encode()
 
 
 def sign(payload: dict[str, Any]) -> tuple[str, str]:

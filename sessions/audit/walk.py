@@ -1,7 +1,7 @@
 """The audit chain's verification, fast: no JSON, datetime or UUID parsing per record.
 
 `sessions.audit.chain.canonical_bytes` is compact JSON with sorted keys. The audit record stores
-`data` as exactly that text (`sessions.fields.CanonicalJSONField`) and the other members are ids,
+`data` as exactly that text (`sessions.models.json_field.CanonicalJSONField`) and the other members are ids,
 a UUID, a time and an event type, so each record's canonical text is put together from the stored
 values as they are, and only hashed and compared:
 

@@ -198,7 +198,7 @@ def kick_inbound_worker() -> None:
 
 
 def pending_inbound_messages() -> int:
-    return InboundMessage.objects.filter(applied_at__isnull=True, apply_error="").count()
+    return InboundMessage.objects.pending().count()
 
 
 def apply_inbound_messages(*, limit: int | None = None, follow_up: bool = False) -> int:
@@ -254,7 +254,7 @@ def _burst_in_progress() -> bool:
     if settings.OICP_INBOUND_BURST_RATE <= 0:
         return False
     now = timezone.now()
-    pending = InboundMessage.objects.filter(applied_at__isnull=True, apply_error="")
+    pending = InboundMessage.objects.pending()
     oldest = pending.order_by("id").values_list("received_at", flat=True).first()
     if oldest is None or oldest < now - timedelta(seconds=settings.OICP_INBOUND_MAX_DEFER_SECONDS):
         return False
@@ -263,11 +263,7 @@ def _burst_in_progress() -> bool:
 
 
 def _pending_ids(count: int) -> list[int]:
-    return list(
-        InboundMessage.objects.filter(applied_at__isnull=True, apply_error="")
-        .order_by("id")
-        .values_list("id", flat=True)[:count]
-    )
+    return list(InboundMessage.objects.pending().order_by("id").values_list("id", flat=True)[:count])
 
 
 # Compare-and-expire and compare-and-delete: each one atomic script, so a lock that expired and was
@@ -427,12 +423,7 @@ def _forget_follow_up() -> None:
 def _apply(message_id: int) -> int:
     try:
         with transaction.atomic():
-            message = (
-                InboundMessage.objects.select_for_update()
-                .order_by()
-                .filter(pk=message_id, applied_at__isnull=True, apply_error="")
-                .first()
-            )
+            message = InboundMessage.objects.select_for_update().order_by().pending().filter(pk=message_id).first()
             if message is None:
                 return 0  # applied meanwhile
             body = message.raw.encode()

@@ -9,7 +9,7 @@ trigger is a row trigger on UPDATE/DELETE: the column type change does not fire 
 
 from django.db import migrations
 
-import sessions.fields
+import sessions.models.json_field
 
 
 class Migration(migrations.Migration):
@@ -19,6 +19,6 @@ class Migration(migrations.Migration):
         migrations.AlterField(
             model_name="auditrecord",
             name="data",
-            field=sessions.fields.CanonicalJSONField(blank=True, default=dict),
+            field=sessions.models.json_field.CanonicalJSONField(blank=True, default=dict),
         ),
     ]

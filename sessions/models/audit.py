@@ -5,8 +5,8 @@ from datetime import UTC
 from django.conf import settings
 from django.db import models
 
-from ..fields import CanonicalJSONField
 from .charging import ChargingSession
+from .json_field import CanonicalJSONField
 from .stops import RemoteStopRequest
 
 

@@ -5,6 +5,15 @@ from django.db.models import Q
 
 from .charging import ChargingSession
 
+# A stored message the worker has still to apply: neither applied nor failed. The one definition,
+# used by the queue, the admin's filter and the partial index that finds them.
+PENDING = Q(applied_at__isnull=True, apply_error="")
+
+
+class InboundMessageQuerySet(models.QuerySet):
+    def pending(self) -> "InboundMessageQuerySet":
+        return self.filter(PENDING)
+
 
 class InboundMessage(models.Model):
     """A ChargingNotification or CDR as Hubject pushed (or we pulled) it: raw and parsed."""
@@ -42,15 +51,15 @@ class InboundMessage(models.Model):
     # disagrees with the first): the session and its stops were left as they were.
     held_back = models.BooleanField(default=False)
 
+    objects = InboundMessageQuerySet.as_manager()
+
     class Meta:
         ordering = ["-received_at", "-id"]
         indexes = [
             # The supervisors' list of odd messages, newest first: only flagged rows are in it.
             models.Index(fields=["-received_at", "-id"], name="inbound_flagged_idx", condition=models.Q(flagged=True)),
             # The worker's queue: only the few messages still to apply are in this index.
-            models.Index(
-                fields=["id"], name="inbound_pending_idx", condition=models.Q(applied_at__isnull=True, apply_error="")
-            ),
+            models.Index(fields=["id"], name="inbound_pending_idx", condition=PENDING),
         ]
 
     def __str__(self) -> str:

@@ -1,19 +1,15 @@
-"""Model fields of the portal."""
+"""CanonicalJSONField: audit data stored as the exact canonical JSON text the chain hashes."""
 
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from django import forms
 from django.core import exceptions
 from django.db import models
 from django.db.models.fields.json import KeyTransform
 
-
-def canonical_json(value: Any) -> str:
-    """Sorted keys, no spaces, UTF-8 text: exactly what sessions.audit.chain.canonical_bytes writes."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+from ..canonical import canonical_json
 
 
 class _TextAsJSON(models.Func):
