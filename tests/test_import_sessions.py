@@ -334,3 +334,36 @@ def test_export_sim_sessions_writes_the_active_sessions_the_simulator_accepts(tm
     assert entry["CPOPartnerSessionID"] == "CPO-1" and entry["ChargingStart"].endswith("+00:00")
     assert session_violations(0, entry) == []
     assert "1 active session(s) written" in out.getvalue()
+
+
+def test_an_import_takes_the_audit_chain_lock_once_at_the_end(tmp_path):
+    """Services write their audit records last, at once: the chain lock (every other writer of the
+    trail waits for it) is not held while the import writes its sessions."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    existing = ChargingSessionFactory(evse_id="DE*ACC*E0042*1", energy_kwh=Decimal("1.000"))
+    path = write(
+        tmp_path,
+        line(),
+        line(
+            existing.session_id,
+            SessionStart=existing.started_at.isoformat(),
+            ConsumedEnergy=7.25,
+            EMPPartnerSessionID=existing.emp_partner_session_id,
+        ),
+        line(SessionEnd="2026-01-05T11:00:00+01:00"),
+    )
+    with CaptureQueriesContext(connection) as queries:
+        run(path, "--commit")
+    sql = [query["sql"] for query in queries.captured_queries]
+    head = [i for i, statement in enumerate(sql) if "auditchainhead" in statement]
+    sessions = [
+        i
+        for i, statement in enumerate(sql)
+        if "charging_sessions_chargingsession" in statement.split(" WHERE ")[0]
+        and statement.startswith(("INSERT", "UPDATE"))
+    ]
+    assert len(head) == 2 and head[0] > max(sessions)  # read-and-lock, then move the head: after every session write
+    assert audit_count(Event.SESSION_CREATED) == 2 and audit_count(Event.SESSION_UPDATED) == 1
+    assert ChargingSession.objects.filter(ended_at__isnull=False).exclude(pk=existing.pk).count() == 1

@@ -43,8 +43,8 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from ..audit.records import record_audit
-from ..charging.services import create_charging_session
+from ..audit.records import AuditEntry, record_audits
+from ..charging.services import insert_charging_session, session_created_entry
 from ..models import AuditRecord, ChargingSession, RemoteStopRequest
 from ..oicp import fields, ids
 from ..oicp.fields import FieldError, clip, json_type
@@ -359,9 +359,11 @@ def _count(report: ImportReport, planned: list[tuple[SessionLine, PlannedChange]
     report.unchanged = sum(1 for c in report.planned if c.action == "unchanged")
 
 
-def _apply(row: SessionLine, change: PlannedChange, *, acting_user, source: str) -> None:
+def _apply(row: SessionLine, change: PlannedChange, *, acting_user, source: str) -> AuditEntry | None:
+    """Write one planned change; its audit entry, which the caller appends with all the others last
+    (the audit service's rule: the chain lock is held only for the final INSERT, not the import)."""
     if change.action == "create":
-        charging_session = create_charging_session(
+        charging_session = insert_charging_session(
             session_id=row.session_id,
             evse_id=row.evse_id,
             provider_id=row.provider_id or settings.OICP_PROVIDER_ID,
@@ -370,22 +372,20 @@ def _apply(row: SessionLine, change: PlannedChange, *, acting_user, source: str)
             cpo_partner_session_id=row.cpo_partner_session_id or "",
             energy_kwh=row.energy_kwh,
             **{attr: getattr(row, attr) for attr in _IDENTIFICATION.values() if getattr(row, attr)},
-            acting_user=acting_user,
-            source=f"import:{source}:line {row.line}",
+            **({"ended_at": row.ended_at} if row.ended_at else {}),
             status=row.status or (Status.CLOSED if row.ended_at else Status.ACTIVE),
         )
-        if row.ended_at:
-            charging_session.ended_at = row.ended_at
-            charging_session.save(update_fields=["ended_at"])
-        return
+        return session_created_entry(
+            charging_session, source=f"import:{source}:line {row.line}", acting_user=acting_user
+        )
     if change.action != "update":
-        return
+        return None
     charging_session = ChargingSession.objects.get(session_key=ids.session_key(row.session_id))
     for name, (_, new) in change.changes.items():
         setattr(charging_session, name, new)
     charging_session.last_update_at = timezone.now()
     charging_session.save(update_fields=[*change.changes, "last_update_at"])
-    record_audit(
+    return AuditEntry(
         event_type=Event.SESSION_UPDATED,
         actor=acting_user,
         charging_session=charging_session,
@@ -429,9 +429,10 @@ def import_sessions(
             _count(report, planned)
             return report
         _count(report, planned)
-        for row, change in planned:
-            _apply(row, change, acting_user=acting_user, source=source)
-        audit = record_audit(
+        entries = [
+            entry for row, change in planned if (entry := _apply(row, change, acting_user=acting_user, source=source))
+        ]
+        summary = AuditEntry(
             event_type=Event.SESSIONS_IMPORTED,
             actor=acting_user,
             data={
@@ -446,6 +447,7 @@ def import_sessions(
                 "errors": report.errors[:50],
             },
         )
+        audit = record_audits([*entries, summary])[-1]
     report.written = True
     report.audit_record_id = audit.pk
     return report
