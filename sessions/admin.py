@@ -23,8 +23,6 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from . import services
-from .forms import AdminRemoteStopForm
-from .forms_history import HISTORY_IDS_MAX, ids_param
 from .inbound import selectors as selectors_anomalies
 from .models import (
     AuditCheckpoint,
@@ -38,6 +36,7 @@ from .models import (
     RemoteStopRequest,
 )
 from .oicp.anomalies import KINDS
+from .stops.forms import HISTORY_IDS_MAX, AdminRemoteStopForm, ids_param
 from .stops.presenters import refusal_text, stop_blocker
 
 # --- times: local, with the UTC offset, on every list and record page -----------------------------

@@ -13,8 +13,8 @@ from django.utils import timezone
 
 from sessions import roles
 from sessions.admin import ChargingSessionAdmin
-from sessions.forms_history import ids_param, parse_ids
 from sessions.models import AuditRecord, ChargingSession, RemoteStopRequest, StopReason
+from sessions.stops.forms import ids_param, parse_ids
 from tests.factories import ChargingSessionFactory, RemoteStopRequestFactory, UserFactory
 
 pytestmark = pytest.mark.usefixtures("no_broker")

@@ -23,8 +23,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from sessions import roles, services
+from sessions.audit.selectors import AuditLogFilters
 from sessions.models import AuditRecord, ChargingSession, InboundMessage, RemoteStopRequest
-from sessions.selectors_history import AuditLogFilters
 from tests.axe import violations
 from tests.factories import ChargingSessionFactory, RemoteStopRequestFactory, UserFactory
 from tests.screens import shoot

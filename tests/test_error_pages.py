@@ -35,7 +35,7 @@ def _logged_in(client, role, username=None):
 def test_403_says_what_was_refused_and_which_roles_may(client, settings, tmp_path, role, url, allowed):
     if url == "EXPORT":
         from sessions import services
-        from sessions.selectors_history import AuditLogFilters
+        from sessions.audit.selectors import AuditLogFilters
 
         settings.AUDIT_EXPORT_DIR = tmp_path
         export = services.prepare_audit_export(

@@ -17,8 +17,8 @@ from sessions.audit import export_formats as exports
 from sessions.audit import export_sql as exports_sql
 from sessions.audit import outcomes as audit_outcomes
 from sessions.audit.outcomes import RULES, outcome_text
+from sessions.audit.selectors import AuditLogFilters
 from sessions.models import AuditRecord
-from sessions.selectors_history import AuditLogFilters
 from tests.factories import UserFactory
 
 Event = AuditRecord.EventType

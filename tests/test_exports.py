@@ -20,8 +20,8 @@ from openpyxl import load_workbook
 from sessions import roles, services, tasks
 from sessions.audit import export_formats as exports
 from sessions.audit.outcomes import outcome_text
+from sessions.audit.selectors import AuditLogFilters, audit_log
 from sessions.models import AuditExport, AuditRecord
-from sessions.selectors_history import AuditLogFilters, audit_log
 from tests.factories import ChargingSessionFactory, RemoteStopRequestFactory, UserFactory
 
 Event = AuditRecord.EventType

@@ -12,8 +12,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from sessions import roles, services
+from sessions.audit.selectors import AuditLogFilters
 from sessions.models import InboundMessage, StopReason
-from sessions.selectors_history import AuditLogFilters
 from tests.factories import ChargingSessionFactory, RemoteStopRequestFactory, UserFactory
 
 ANONYMOUS, NOBODY = "anonymous", "no role"

@@ -15,7 +15,8 @@ from django.test import Client
 from django.test.client import ClientHandler
 from django.utils import timezone
 
-from sessions import selectors, services
+from sessions import services
+from sessions.charging import selectors
 from sessions.models import AuditRecord, ChargeDetailRecord, ChargingSession, InboundMessage, RemoteStopRequest
 from sessions.stops import presenters as stop_advice
 from tests.factories import ChargingSessionFactory

@@ -24,10 +24,11 @@ from django.urls import reverse
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sessions import selectors, services
+from sessions import services
+from sessions.charging import selectors
 from sessions.models import AuditRecord, ChargingSession
 from sessions.oicp import ids, inbound
-from sessions.selectors_history import StopHistoryFilters, stop_history
+from sessions.stops.selectors import StopHistoryFilters, stop_history
 from tests.factories import ChargingSessionFactory, RemoteStopRequestFactory
 from tests.test_import_sessions import line, run, run_failing, write
 from tests.test_inbound import CDR, END, ERROR, PROGRESS, SID, START, msg

@@ -122,7 +122,7 @@ def test_guard_turns_a_race_into_a_refusal(charging_session, agent, other_agent)
         RemoteStopRequestFactory(charging_session=charging_session, requested_by=other_agent)
         return None  # the eligibility rule found nothing in the way
 
-    with mock.patch("sessions.selectors.stop_block", side_effect=racing_blocker):
+    with mock.patch("sessions.stops.selectors.stop_block", side_effect=racing_blocker):
         with pytest.raises(services.StopNotAllowed, match="already open"):
             request_stop(charging_session, agent)
     # The racing row was made inside our transaction here, so both roll back: nothing of ours stays.

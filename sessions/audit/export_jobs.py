@@ -16,9 +16,9 @@ from django.db import transaction
 from django.utils import timezone
 
 from ..models import AuditExport, AuditRecord
-from ..selectors_history import AuditLogFilters, audit_log, newest_audit_record_id
 from . import export_formats as exports
 from .records import anchor_audit_chain, record_audit
+from .selectors import AuditLogFilters, audit_log, newest_audit_record_id
 
 logger = logging.getLogger(__name__)
 Event = AuditRecord.EventType

@@ -3,7 +3,7 @@
 A Python loop over ORM rows (converters, json round trip, csv.writer) costs 6-12x the database's
 own CSV dump; here SQLite or PostgreSQL builds each line with `||`, and Python only joins, hashes
 and writes them. The filtered queryset's FROM/WHERE/ORDER BY are compiled by Django (the filters
-stay in `selectors_history.audit_log`); only the select list is written here.
+stay in `audit.selectors.audit_log`); only the select list is written here.
 
 Each line reads back through `csv.reader` to the values the Python writer produced:
 - free-text cells (usernames, SessionID, EvseID, OperatorID) and the JSON `data` are always quoted

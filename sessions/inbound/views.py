@@ -15,7 +15,7 @@ from django.shortcuts import render
 from django.utils.functional import cached_property
 from django.views.decorators.http import require_GET
 
-from .. import selectors
+from ..charging import selectors
 from . import selectors as selectors_anomalies
 from .forms import AnomalyFilterForm
 

@@ -1,7 +1,7 @@
 """The domain: charging sessions, the remote-stop requests agents make, and the audit trail.
 
 Models hold data, constraints and values derived from their own fields only; every write goes
-through `sessions.services`, every read used by a screen through `sessions.selectors`.
+through `sessions.services`, every read used by a screen through the selectors of its part (`sessions.<part>.selectors`).
 
 One module per part of the job; everything is importable from here.
 """

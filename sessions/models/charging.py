@@ -76,7 +76,7 @@ class ChargingSession(models.Model):
             models.Index(fields=["status", "last_update_at", "id"], name="session_status_stale_idx"),
             # Search as drivers speak. The EVSE and contract keys are searched by prefix too: on
             # PostgreSQL their pattern_ops index serves LIKE 'KEY%' (and =) in any collation; SQLite
-            # ignores the opclass and searches the index by range (selectors.prefix_q). The SessionID
+            # ignores the opclass and searches the index by range (index_queries.prefix_q). The SessionID
             # prefix uses session_key's own indexes (unique, and Django's `_like` on PostgreSQL).
             models.Index(fields=["evse_key"], name="session_evse_key_idx", opclasses=["varchar_pattern_ops"]),
             models.Index(fields=["contract_key"], name="session_contract_key_idx", opclasses=["varchar_pattern_ops"]),

@@ -13,8 +13,8 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
 from sessions import services
+from sessions.audit.selectors import AuditLogFilters
 from sessions.models import AuditExport, AuditRecord
-from sessions.selectors_history import AuditLogFilters
 
 
 def _day(value: str) -> date:

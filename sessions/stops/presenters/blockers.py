@@ -3,8 +3,8 @@
 
 from __future__ import annotations
 
-from ... import selectors
 from ...models import ChargingSession, RemoteStopRequest
+from .. import selectors
 from ..rules import StopBlock, StopBlockCode
 from .times import ago, clock
 

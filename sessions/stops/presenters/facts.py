@@ -8,8 +8,8 @@ from datetime import datetime
 
 from django.conf import settings
 
-from ... import selectors
 from ...models import ChargingSession, RemoteStopRequest
+from .. import selectors
 
 State = RemoteStopRequest.State
 Status = ChargingSession.Status

@@ -8,7 +8,7 @@ from datetime import datetime
 
 from django.utils import timezone
 
-from ... import selectors
+from ...charging import selectors
 from ...models import ChargingSession, RemoteStopRequest
 from ...oicp.status_codes import describe
 from .facts import HBS_CPO_WINDOW_SECONDS

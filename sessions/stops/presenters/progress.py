@@ -9,9 +9,9 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.utils import timezone
 
-from ... import selectors
 from ...models import ChargingSession, RemoteStopRequest
 from ...oicp.status_codes import describe, describe_failure
+from .. import selectors
 from .cards import Advice, advise
 from .facts import HBS_CPO_WINDOW_SECONDS, StopFacts, stop_facts
 from .times import Moment, clock, duration

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from ... import selectors
 from ...audit.records import record_audit
 from ...models import AuditRecord, ChargingSession, RemoteStopRequest, StopReason
+from .. import selectors
 from ..rules import StopBlock, StopBlockCode
 from .dispatch import dispatch_remote_stop
 

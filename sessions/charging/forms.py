@@ -1,33 +1,9 @@
+"""The charging screens' GET forms: the sessions search and the stuck queue's filters."""
+
 from django import forms
 
-from .models import RemoteStopRequest, StopReason
+from ..stops.presenters.follow_up import STUCK_KIND_LABELS
 from .selectors import STUCK_SORTS
-from .stops.presenters.follow_up import STUCK_KIND_LABELS
-
-
-class RemoteStopForm(forms.Form):
-    reason = forms.ChoiceField(
-        choices=[("", "Choose a reason…"), *StopReason.choices],
-        error_messages={"required": "Choose a reason for the stop."},
-    )
-    note = forms.CharField(
-        required=False,
-        max_length=2000,
-        widget=forms.Textarea(attrs={"rows": 3}),
-        help_text="What the driver told you; required when the reason is “Other”.",
-    )
-    case_reference = forms.CharField(
-        required=False,
-        max_length=64,
-        label="Case reference",
-        help_text="Ticket or case number, if there is one.",
-    )
-
-    def clean(self):
-        cleaned = super().clean()
-        if cleaned.get("reason") == StopReason.OTHER and not cleaned.get("note", "").strip():
-            self.add_error("note", "Explain the reason when you choose “Other”.")
-        return cleaned
 
 
 class SessionSearchForm(forms.Form):
@@ -87,10 +63,3 @@ class StuckQueueForm(forms.Form):
             "min_age_minutes": cleaned.get("min_age"),
             "sort": cleaned.get("sort") or "age",
         }
-
-
-class AdminRemoteStopForm(RemoteStopForm):
-    """The admin action's confirmation form; the same fields and rules as the agent's dialog."""
-
-
-__all__ = ["RemoteStopForm", "SessionSearchForm", "StuckQueueForm", "AdminRemoteStopForm", "RemoteStopRequest"]

@@ -1,4 +1,5 @@
-"""Every read used by the screens, the admin and the commands."""
+"""Reads of the charging sessions: the search and its lookups, a session and its page's timeline,
+the stuck-sessions queue."""
 
 from __future__ import annotations
 
@@ -7,14 +8,12 @@ from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 
 from django.conf import settings
-from django.db import connection
 from django.db.models import Exists, F, OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
-from .models import AuditRecord, ChargingSession, RemoteStopRequest
-from .oicp import ids
-from .stops import rules as stop_rules
-from .stops.rules import StopBlock
+from ..index_queries import distinct_values, prefix_q
+from ..models import AuditRecord, ChargingSession, RemoteStopRequest
+from ..oicp import ids
 
 State = RemoteStopRequest.State
 
@@ -128,36 +127,19 @@ def session_lookups(query: str) -> dict[str, QuerySet]:
     return lookups
 
 
-def prefix_q(field_name: str, prefix: str) -> Q:
-    """`field_name` starts with `prefix`, in the form that field's index serves on each database.
+def named_sessions_q(query: str) -> Q:
+    """The rows (stop requests, audit records: anything with a `charging_session`) of the sessions the
+    query names as the driver speaks (`session_lookups`: EvseID in any spelling or its start, SessionID
+    or its start, partner session ID, contract ID, card UID or printed number); index-friendly lookups only.
 
-    PostgreSQL: LIKE 'prefix%' (Django's `*_like` index). SQLite's LIKE is case-insensitive and
-    never uses an index, so there a range over the (binary-ordered) index: prefix <= value <
-    prefix + U+10FFFF selects exactly the values that start with prefix.
+    The sessions are found first, through their own indexes, and the rows by their session's id
+    (an OR over the joined session's columns made both databases scan every row). The case
+    reference is the callers' own lookup (on the stop request).
     """
-    if connection.vendor == "sqlite":
-        return Q(**{f"{field_name}__gte": prefix, f"{field_name}__lt": prefix + "\U0010ffff"})
-    return Q(**{f"{field_name}__startswith": prefix})
-
-
-def distinct_values(model, field_name: str, *, skip_empty: bool = False) -> list[str]:
-    """SELECT DISTINCT of an indexed column, ascending, as a loose index scan.
-
-    One index seek per distinct value (a recursive CTE, the same SQL on SQLite and PostgreSQL),
-    instead of reading every row's entry: the filter lists' DISTINCT over all sessions and stop
-    requests grew with the data (bench/RESULTS.md).
-    """
-    quote = connection.ops.quote_name
-    table, column = quote(model._meta.db_table), quote(model._meta.get_field(field_name).column)
-    first = f"SELECT MIN({column}) FROM {table}" + (f" WHERE {column} > ''" if skip_empty else "")
-    sql = (
-        f"WITH RECURSIVE found(value) AS ({first} UNION ALL "
-        f"SELECT (SELECT MIN({column}) FROM {table} WHERE {column} > found.value) FROM found "
-        "WHERE found.value IS NOT NULL) SELECT value FROM found WHERE value IS NOT NULL"
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(sql)
-        return [row[0] for row in cursor.fetchall()]
+    lookups = [lookup for kind, lookup in session_lookups(query).items() if kind != "case_reference"]
+    if not lookups:
+        return Q(pk__in=[])
+    return Q(charging_session_id__in=lookups[0].union(*lookups[1:]))
 
 
 def operator_ids() -> list[str]:
@@ -166,38 +148,6 @@ def operator_ids() -> list[str]:
 
 def get_charging_session(*, pk: int) -> ChargingSession | None:
     return ChargingSession.objects.filter(pk=pk).first()
-
-
-def open_stop_request(*, charging_session: ChargingSession) -> RemoteStopRequest | None:
-    return (
-        charging_session.stop_requests.filter(state__in=RemoteStopRequest.OPEN_STATES)
-        .select_related("requested_by")
-        .first()
-    )
-
-
-def latest_stop_request(*, charging_session: ChargingSession) -> RemoteStopRequest | None:
-    return charging_session.stop_requests.select_related("requested_by").order_by("-requested_at", "-pk").first()
-
-
-def stop_block(*, charging_session: ChargingSession, now: datetime | None = None) -> StopBlock | None:
-    """Why a stop cannot be requested now, None when it can: the eligibility rule
-    (`stop_rules.stop_block`, a code and its facts, no words) over the stops that could stand in the
-    way, read in one query (none once the session is closed: the rule decides before reading them).
-    """
-    now = now or timezone.now()
-    window = timedelta(minutes=settings.STOP_CONFIRMATION_MINUTES)
-    # One query for both kinds the rule looks at: an open stop, or one accepted within the confirmation window.
-    recent = charging_session.stop_requests.filter(
-        Q(state__in=RemoteStopRequest.OPEN_STATES) | Q(state=State.ACCEPTED, finished_at__gte=now - window)
-    ).order_by("-requested_at", "-pk")[:5]
-    return stop_rules.stop_block(
-        charging_session=charging_session, recent_stops=recent, now=now, confirmation_window=window
-    )
-
-
-def get_stop_request(*, pk: int) -> RemoteStopRequest | None:
-    return RemoteStopRequest.objects.select_related("charging_session", "requested_by").filter(pk=pk).first()
 
 
 # --- the session page's timeline ------------------------------------------------------------------
@@ -318,25 +268,6 @@ def _visible_entry(record: AuditRecord, *, viewer, sees_all: bool) -> TimelineEn
         return TimelineEntry(record, data)
     visible = {key: value for key, value in data.items() if key in shared}
     return TimelineEntry(record, visible, withheld=len(visible) < len(data))
-
-
-# --- what the agent's stop card is chosen from (the words: stops.presenters) --------------------------
-
-
-def last_failure_kind(*, stop_request: RemoteStopRequest) -> str:
-    """The failure kind of the request's last unsuccessful attempt (a key of FAILURE_KINDS), "" if none."""
-    last = (
-        stop_request.audit_records.filter(
-            event_type__in=[
-                AuditRecord.EventType.STOP_FAILED,
-                AuditRecord.EventType.STOP_REJECTED,
-                AuditRecord.EventType.STOP_ATTEMPT_FAILED,
-            ]
-        )
-        .order_by("-occurred_at", "-pk")
-        .first()
-    )
-    return ((last.data or {}).get("failure_kind", "") if last else "") or ""
 
 
 # --- the stuck-sessions queue --------------------------------------------------------------------
