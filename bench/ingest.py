@@ -137,7 +137,12 @@ def measure(url: str, kind: str, target: str, nonce: int) -> dict:
 
 
 def pending(env: dict[str, str]) -> int:
-    done = manage(env, "shell", "-c", "from sessions import services; print(services.pending_inbound_messages())")
+    done = manage(
+        env,
+        "shell",
+        "-c",
+        "from sessions.inbound.selectors import pending_inbound_messages; print(pending_inbound_messages())",
+    )
     return int(done.stdout.strip().splitlines()[-1])
 
 

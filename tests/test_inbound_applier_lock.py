@@ -18,6 +18,7 @@ from django.test import TestCase
 
 from sessions import services
 from sessions.inbound import queue as inbound_queue
+from sessions.inbound import selectors as inbound_selectors
 from sessions.inbound.queue import ApplierLock
 from tests import test_inbound
 from tests.test_inbound import NOTIFY_URL, START, msg
@@ -217,7 +218,7 @@ def test_a_run_that_finds_the_lock_taken_comes_back_once_just_after_it_lapses(qu
     # The follow-up, once the dead lock lapsed, applies what waited.
     lock_cache.delete(inbound_queue.APPLIER_KEY)
     assert services.apply_inbound_messages(follow_up=True) == 2
-    assert services.pending_inbound_messages() == 0
+    assert inbound_selectors.pending_inbound_messages() == 0
 
 
 def test_a_follow_up_that_finds_a_live_applier_schedules_the_next_one(queued, lock_cache):

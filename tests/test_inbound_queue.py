@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from sessions import services
 from sessions.inbound import queue as inbound_queue
+from sessions.inbound import selectors as inbound_selectors
 from sessions.models import AuditRecord, ChargeDetailRecord, ChargingSession, InboundMessage, RemoteStopRequest
 from tests import test_inbound
 from tests.factories import ChargingSessionFactory, RemoteStopRequestFactory
@@ -52,7 +53,7 @@ def test_a_notification_is_acknowledged_stored_and_applied_only_by_the_worker(cl
     assert message.applied_at is None and message.charging_session is None
     assert json.loads(message.raw) == START and message.session_id == SID
     assert not ChargingSession.objects.exists()
-    assert services.pending_inbound_messages() == 1
+    assert inbound_selectors.pending_inbound_messages() == 1
     assert worker_mode.call_count == 1
 
     assert services.apply_inbound_messages() == 1
@@ -64,7 +65,7 @@ def test_a_notification_is_acknowledged_stored_and_applied_only_by_the_worker(cl
     assert charging_session.last_update_at == message.received_at
     events = list(AuditRecord.objects.order_by("id").values_list("event_type", flat=True))
     assert events == [Event.SESSION_CREATED, Event.NOTIFICATION_RECEIVED]
-    assert services.pending_inbound_messages() == 0
+    assert inbound_selectors.pending_inbound_messages() == 0
     assert services.apply_inbound_messages() == 0
 
 
@@ -82,7 +83,7 @@ def test_a_message_stored_while_another_applier_finishes_is_not_left_behind(clie
 
     monkeypatch.setattr(inbound_queue.ApplierLock, "release", release_after_a_late_message)
     assert services.apply_inbound_messages() == 2
-    assert services.pending_inbound_messages() == 0
+    assert inbound_selectors.pending_inbound_messages() == 0
 
 
 def test_a_broker_that_is_down_does_not_lose_the_message_or_the_acknowledgement(client, worker_mode, caplog):
@@ -137,7 +138,7 @@ def test_a_message_that_cannot_be_applied_is_set_aside_and_the_queue_moves_on(cl
     broken = InboundMessage.objects.get(session_id=SID)
     assert broken.applied_at is None and broken.apply_error.startswith("InboundError")
     assert ChargingSession.objects.filter(session_id="00000000-02d8-4fa0-b810-9a9d50d2c527").exists()
-    assert services.pending_inbound_messages() == 0  # not retried by itself
+    assert inbound_selectors.pending_inbound_messages() == 0  # not retried by itself
     assert "could not be applied" in caplog.text
 
 
@@ -160,7 +161,7 @@ def test_one_applier_at_a_time(client):
     post(client, NOTIFY_URL, START)
     cache.add(inbound_queue.APPLIER_KEY, 1, timeout=60)  # another worker is applying
     assert services.apply_inbound_messages() == 0
-    assert services.pending_inbound_messages() == 1
+    assert inbound_selectors.pending_inbound_messages() == 1
     cache.delete(inbound_queue.APPLIER_KEY)
     assert services.apply_inbound_messages() == 1
 

@@ -40,10 +40,6 @@ def prepare_audit_export(*, filters: AuditLogFilters, export_format: str, acting
     )
 
 
-def export_runs_in_background(export: AuditExport) -> bool:
-    return (export.row_count or 0) > settings.AUDIT_EXPORT_SYNC_MAX_ROWS
-
-
 def queue_audit_export(*, export: AuditExport) -> None:
     """Hand the export to a worker once the transaction that created it commits."""
     from ..tasks import export_audit_log  # the task module imports this package
@@ -186,14 +182,6 @@ def write_audit_export(*, export_id: int, output: Path | None = None) -> AuditEx
     )
     logger.info("audit export %s written: %s rows, sha256 %s", export.pk, result.rows, result.sha256)
     return export
-
-
-def export_path(export: AuditExport) -> Path | None:
-    """The file of a finished export, when it is still there."""
-    if export.state != AuditExport.State.DONE or not export.file_name:
-        return None
-    path = Path(settings.AUDIT_EXPORT_DIR) / Path(export.file_name).name
-    return path if path.is_file() else None
 
 
 def record_export_download(*, export: AuditExport, acting_user) -> None:

@@ -21,6 +21,7 @@ from django.utils import timezone
 from ..models import AuditCheckpoint, AuditRecord, LegalHold, checkpoint_payload
 from .keys import sign
 from .records import lock_audit_chain, record_audit
+from .selectors import active_legal_hold
 
 logger = logging.getLogger(__name__)
 Event = AuditRecord.EventType
@@ -42,10 +43,6 @@ class PurgePlan:
     last_hash: str = ""
     committed: bool = False
     checkpoint: AuditCheckpoint | None = field(default=None, repr=False)
-
-
-def active_legal_hold() -> LegalHold | None:
-    return LegalHold.objects.filter(released_at__isnull=True).select_related("set_by").order_by("set_at").first()
 
 
 def _refuse_if_held() -> None:

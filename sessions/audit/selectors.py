@@ -6,13 +6,15 @@ from __future__ import annotations
 import uuid
 from dataclasses import InitVar, asdict, dataclass, field
 from datetime import date
+from pathlib import Path
 from typing import Any
 
+from django.conf import settings
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from ..charging.selectors import named_sessions_q
-from ..models import AuditExport, AuditRecord, AuditVerification
+from ..models import AuditExport, AuditRecord, AuditVerification, LegalHold
 from ..periods import PERIODS, date_range_q
 
 
@@ -137,3 +139,20 @@ def latest_requested_verification() -> AuditVerification | None:
         .order_by("-requested_at", "-pk")
         .first()
     )
+
+
+def export_runs_in_background(export: AuditExport) -> bool:
+    """Larger exports than AUDIT_EXPORT_SYNC_MAX_ROWS are written by a worker, not streamed."""
+    return (export.row_count or 0) > settings.AUDIT_EXPORT_SYNC_MAX_ROWS
+
+
+def export_path(export: AuditExport) -> Path | None:
+    """The file of a finished export, when it is still there."""
+    if export.state != AuditExport.State.DONE or not export.file_name:
+        return None
+    path = Path(settings.AUDIT_EXPORT_DIR) / Path(export.file_name).name
+    return path if path.is_file() else None
+
+
+def active_legal_hold() -> LegalHold | None:
+    return LegalHold.objects.filter(released_at__isnull=True).select_related("set_by").order_by("set_at").first()

@@ -72,7 +72,7 @@ def start_audit_export(request: HttpRequest) -> HttpResponse:
     export = services.prepare_audit_export(
         filters=form.filters(), export_format=form.cleaned_data["format"], acting_user=request.user
     )
-    if services.export_runs_in_background(export):
+    if selectors.export_runs_in_background(export):
         services.queue_audit_export(export=export)
         messages.success(
             request, f"Export #{export.pk} of {export.row_count} records is being prepared in the background."
@@ -91,7 +91,7 @@ def start_audit_export(request: HttpRequest) -> HttpResponse:
 
 
 def _file_response(export: AuditExport) -> HttpResponse:
-    path = services.export_path(export)
+    path = selectors.export_path(export)
     if path is None:
         raise Http404("The export file is not available")
     response = FileResponse(
@@ -118,14 +118,14 @@ def audit_export_detail(request: HttpRequest, pk: int) -> HttpResponse:
     """The progress of one export (polled while it runs), then its checksum and download link."""
     export = _export_for(request, pk)
     template = "sessions/_audit_export_progress.html" if request.htmx else "sessions/audit_export_detail.html"
-    return render(request, template, {"export": export, "file_ready": services.export_path(export) is not None})
+    return render(request, template, {"export": export, "file_ready": selectors.export_path(export) is not None})
 
 
 @require_GET
 @login_required
 def audit_export_download(request: HttpRequest, pk: int) -> HttpResponse:
     export = _export_for(request, pk)
-    if services.export_path(export) is None:
+    if selectors.export_path(export) is None:
         raise Http404("This export has no file (it is not finished, it was streamed, or the file was removed)")
     services.record_export_download(export=export, acting_user=request.user)
     return _file_response(export)

@@ -197,10 +197,6 @@ def kick_inbound_worker() -> None:
         logger.warning("could not queue the inbound apply task; the next sweep applies the message", exc_info=True)
 
 
-def pending_inbound_messages() -> int:
-    return InboundMessage.objects.pending().count()
-
-
 def apply_inbound_messages(*, limit: int | None = None, follow_up: bool = False) -> int:
     """Apply stored messages in arrival order until none is left (or `limit`); how many were applied.
 

@@ -134,3 +134,8 @@ def labelled(anomalies: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
         code = str(anomaly.get("code", ""))
         items.append({**anomaly, "code": code, "label": KINDS.get(code, code), "held_back": code in HELD_BACK})
     return items
+
+
+def pending_inbound_messages() -> int:
+    """Stored messages the worker has still to apply."""
+    return InboundMessage.objects.pending().count()

@@ -6,8 +6,6 @@ from this package, never from its modules, so the modules can be reorganised fre
 """
 
 from ..audit.export_jobs import (
-    export_path,
-    export_runs_in_background,
     prepare_audit_export,
     queue_audit_export,
     record_export_download,
@@ -26,7 +24,6 @@ from ..audit.records import (
 from ..audit.retention import (
     PurgePlan,
     PurgeRefused,
-    active_legal_hold,
     purge_audit_records,
     release_legal_hold,
     set_legal_hold,
@@ -36,7 +33,6 @@ from ..inbound.queue import (
     Received,
     apply_inbound_messages,
     kick_inbound_worker,
-    pending_inbound_messages,
     receive_cdr,
     receive_charging_notification,
 )
@@ -74,9 +70,6 @@ __all__ = [
     "pull_recent_charge_detail_records",
     "PurgePlan",
     "PurgeRefused",
-    "active_legal_hold",
-    "export_path",
-    "export_runs_in_background",
     "prepare_audit_export",
     "purge_audit_records",
     "queue_audit_export",
@@ -92,7 +85,6 @@ __all__ = [
     "Received",
     "apply_inbound_messages",
     "kick_inbound_worker",
-    "pending_inbound_messages",
     "receive_cdr",
     "receive_charging_notification",
     "record_cdr",

@@ -13,6 +13,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
 from sessions import services
+from sessions.audit import selectors as audit_selectors
 from sessions.audit.selectors import AuditLogFilters
 from sessions.models import AuditExport, AuditRecord
 
@@ -56,5 +57,5 @@ class Command(BaseCommand):
             export = services.write_audit_export(export_id=export.pk, output=Path(output) if output else None)
         except Exception as error:  # noqa: BLE001 - reported, recorded on the export row
             raise CommandError(f"Export failed: {error}") from None
-        where = output or str(services.export_path(export))
+        where = output or str(audit_selectors.export_path(export))
         self.stdout.write(self.style.SUCCESS(f"Wrote {export.row_count} records to {where}\nsha256: {export.sha256}"))
