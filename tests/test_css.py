@@ -29,8 +29,8 @@ DJANGO_ADMIN_CSS = Path(django.__file__).parent / "contrib" / "admin" / "static"
 # Classes with no style on purpose: something else selects them. One line each says what.
 HOOKS = {
     "session-head": "tests/test_cable_stuck_integration.py reads the session's state badge as .session-head .badge.big",
-    "anomaly": "tests/test_anomalies.py finds each anomaly's <li> by class=\"anomaly …\"",
-    "anomaly-held": "tests/test_anomalies.py tells a held-back anomaly by class=\"anomaly anomaly-held\"",
+    "anomaly": 'tests/test_anomalies.py finds each anomaly\'s <li> by class="anomaly …"',
+    "anomaly-held": 'tests/test_anomalies.py tells a held-back anomaly by class="anomaly anomaly-held"',
 }
 
 CLASS_ATTRIBUTE = re.compile(r"""(?<![\w-])class=(?:"((?:[^"{]|\{\{.*?\}\}|\{%.*?%\}|\{(?![{%]))*)"|'([^']*)')""", re.S)
