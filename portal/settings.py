@@ -14,6 +14,8 @@ from urllib.parse import urlsplit
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from .startup_checks import refuse_to_start_half_configured
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
@@ -476,38 +478,6 @@ LOGGING = {
 }
 
 # --------------------------------------------------------------------------------------------
-# Startup checks: production refuses to start half-configured, naming every missing variable at once
+# Startup checks: production refuses to start half-configured (portal/startup_checks.py)
 # --------------------------------------------------------------------------------------------
-if not DEBUG:
-    _missing = [
-        name
-        for name, value in (
-            ("DJANGO_SECRET_KEY", SECRET_KEY),
-            ("AUDIT_CHAIN_KEY", AUDIT_CHAIN_KEY),
-            ("OICP_BASE_URL", OICP_BASE_URL),
-            ("OICP_PROVIDER_ID", OICP_PROVIDER_ID),
-        )
-        if not value
-    ]
-    # Hubject authenticates partners by TLS client certificate; only the loopback simulator
-    # may be reached without one.
-    if OICP_BASE_URL and PORTAL_ENVIRONMENT != "SANDBOX":
-        _missing += [
-            name
-            for name, value in (("OICP_CLIENT_CERT", OICP_CLIENT_CERT), ("OICP_CLIENT_KEY", OICP_CLIENT_KEY))
-            if not value
-        ]
-    if _missing:
-        raise ImproperlyConfigured(
-            "The portal cannot start with DJANGO_DEBUG off: set " + ", ".join(_missing) + " (see .env.example)."
-        )
-    if len(AUDIT_CHAIN_KEY) < 32:
-        raise ImproperlyConfigured(
-            "AUDIT_CHAIN_KEY must be at least 32 characters (for example the output of "
-            "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`)."
-        )
-for _key_id in [AUDIT_CHAIN_KEY_ID, *AUDIT_CHAIN_RETIRED_KEYS]:
-    if not _key_id or len(_key_id) > 16:
-        raise ImproperlyConfigured(
-            f"Audit chain key id {_key_id!r}: 1 to 16 characters (AUDIT_CHAIN_KEY_ID, AUDIT_CHAIN_RETIRED_KEYS)"
-        )
+refuse_to_start_half_configured(globals())

@@ -8,7 +8,7 @@ class ChargingSessionsConfig(AppConfig):
     verbose_name = "Charging sessions"
 
     def ready(self) -> None:
-        from .admin import give_every_admin_local_times
+        from .admin_base import give_every_admin_local_times
 
         # Every admin page, other apps' included (users, django-axes, django-otp), shows times the
         # same way: local, with their UTC offset.

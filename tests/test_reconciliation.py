@@ -281,7 +281,7 @@ def test_a_cdr_that_cannot_be_stored_is_an_error_and_the_others_are_kept(hbs):
             raise RuntimeError("disk full")
         return real(**kwargs)
 
-    with mock.patch("sessions.inbound.reconciliation.record_cdr", side_effect=flaky):
+    with mock.patch("sessions.inbound.cdr_pull_page.record_cdr", side_effect=flaky):
         report = run()
 
     assert (report.new, report.errors, report.complete, report.ok) == (1, 1, True, False)
@@ -486,7 +486,7 @@ def test_the_audit_record_lists_every_refused_cdr_up_to_a_cap(hbs):
     bad = [cdr(evse_id="XX") for _ in range(25)]
     paged(hbs, bad, page_size=2000)
 
-    with mock.patch("sessions.inbound.reconciliation.MAX_REFUSED_LISTED", 22):
+    with mock.patch("sessions.inbound.cdr_pull_page.MAX_REFUSED_LISTED", 22):
         report = run()
 
     assert report.refused == 25 and refused_rows().count() == 25
@@ -523,7 +523,7 @@ def test_a_held_back_cdr_is_counted_and_named_and_not_kept_again_by_the_next_run
             charging_session=None,
         )
 
-    with mock.patch("sessions.inbound.reconciliation.record_cdr", side_effect=holding_back) as recorder:
+    with mock.patch("sessions.inbound.cdr_pull_page.record_cdr", side_effect=holding_back) as recorder:
         first = run()
         second = run()
 
@@ -616,7 +616,7 @@ def test_a_cdr_that_could_not_be_stored_does_not_move_the_start(hbs, settings, n
     services.pull_recent_charge_detail_records(now=now - timedelta(days=5))
     hbs.reset()
     paged(hbs, [cdr()], page_size=2000)
-    with mock.patch("sessions.inbound.reconciliation.record_cdr", side_effect=RuntimeError("disk full")):
+    with mock.patch("sessions.inbound.cdr_pull_page.record_cdr", side_effect=RuntimeError("disk full")):
         lossy = services.pull_recent_charge_detail_records(now=now - timedelta(days=1))
     answer_empty(hbs)
 
