@@ -8,6 +8,7 @@ Run:  python -m sessions.oicp.simulator [--host 127.0.0.1] [--port 8090] [--conf
           [--tidy] [--cpo-window 60]
           [--portal-url http://127.0.0.1:8000] [--push-delay 3] [--cdr-delay 1] [--progress-interval 60]
           [--demo-sessions-file var/demo-sessions.json] [--new-session-interval 0]
+          [--evse-count 400] [--evse-churn 600]
 
 One idea per module:
     cli           the command line (`__main__` runs it); config: the CPOs' options (CpoConfig)
@@ -16,6 +17,10 @@ One idea per module:
     remote_stop   eRoamingAuthorizeRemoteStop as HBS answers it (400 Session is invalid, 310 after the
                   CPO window, then the behaviour's action)
     cdr_pull      eRoamingGetChargeDetailRecords: its rules and the paged answer
+    evse_pull     eRoamingPullEvseData (paged, LastCall deltas) and eRoamingPullEvseStatus (all, ByID,
+                  ByOperatorID); paging: the paged answers' shape and ?page=&size=
+    directory     the EVSEs HBS holds, over time (updates, replacements, statuses, sessions' EVSEs);
+                  network: operators and stations, computed from (seed, number); places: where they stand
     control       the /_sim/ control API, a table of handlers (its docstring lists them)
     answers       acknowledgement, FaultBody, OicpERoamingFault and nginx HTML bodies
     checks        request checks: Content-Type, UTF-8 JSON, ProviderID vs path, session entries
@@ -36,6 +41,10 @@ It plays the real world by default:
   whose delay_seconds is longer gets `310 Partner did not respond` (HTTP 200, Result false) when
   the window ends. A CPO that accepts that late still ends the session afterwards (End, CDR).
   A no_answer with "hang": true holds the connection for its whole delay (HBS itself silent).
+
+It serves Hubject's EVSE directory: a generated network of `--evse-count` EVSEs (default 400, up to
+2,000,000, computed on demand) of the demo CPOs and more, in DE, AT, FR, NL, BE, CH and IT, that
+changes every `--evse-churn` seconds; every session's EVSE is in it, Occupied while the car charges.
 
 It also plays the CPOs (DIGEST §5.2-§5.4): with --portal-url it pushes ChargingNotifications
 (Start and Progress for the sessions it runs; End after an accepted stop) and then the CDR to the

@@ -11,12 +11,12 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
-from sessions.oicp.ids import is_operator_id, is_provider_id, is_session_id
+from sessions.oicp.ids import is_operator_id, is_session_id
 from sessions.oicp.paths import DEFAULT_CDR_PAGE_SIZE, MAX_CDR_PAGE_SIZE
-from sessions.oicp.status_codes import HUBJECT_DESCRIPTIONS
 
 from .answers import fault_body
-from .checks import content_type_violations, parse_body, parse_oicp_datetime
+from .checks import content_type_violations, parse_body, parse_oicp_datetime, provider_id_violations
+from .paging import page_answer, page_query
 
 if TYPE_CHECKING:
     from .handler import SimulatorHandler
@@ -44,33 +44,10 @@ def answer_get_cdrs(handler: SimulatorHandler, provider_id: str, raw: bytes) -> 
 
 def get_cdrs_violations(provider_id: str, query: Mapping[str, list[str]], body: Any) -> tuple[list[str], int, int]:
     """Rules of eRoamingGetChargeDetailRecords_V2.2 (DIGEST §5.4); returns (violations, page, size)."""
-    problems: list[str] = []
-    page, size = 0, DEFAULT_CDR_PAGE_SIZE
-    for name, low, high in (("page", 0, None), ("size", 1, MAX_CDR_PAGE_SIZE)):
-        values = query.get(name)
-        if not values:
-            continue
-        try:
-            number = int(values[-1])
-        except ValueError:
-            problems.append(f"{name}: {values[-1]!r} is not an integer")
-            continue
-        if number < low or (high is not None and number > high):
-            limit = f"between {low} and {high}" if high is not None else f"at least {low}"
-            problems.append(f"{name}: {number} must be {limit}")
-        elif name == "page":
-            page = number
-        else:
-            size = number
+    problems, page, size = page_query(query, DEFAULT_CDR_PAGE_SIZE, MAX_CDR_PAGE_SIZE)
     if not isinstance(body, dict):
         return problems + ["body: must be a JSON object"], page, size
-    provider = body.get("ProviderID")
-    if provider is None:
-        problems.append("ProviderID: missing (mandatory)")
-    elif not is_provider_id(provider):
-        problems.append(f"ProviderID: {provider!r} is not a ProviderID such as DE-ABC")
-    elif provider.upper() != provider_id.upper():
-        problems.append(f"ProviderID: {provider!r} does not match the providerID {provider_id!r} in the path")
+    problems += provider_id_violations(provider_id, body)
     bounds = {}
     for name in ("From", "To"):
         if body.get(name) is None:
@@ -97,29 +74,5 @@ def get_cdrs_violations(provider_id: str, query: Mapping[str, list[str]], body: 
 
 def cdr_page(entries: Sequence[Mapping[str, Any]], page: int, size: int) -> dict[str, Any]:
     """The paged eRoamingChargeDetailRecords answer (Spring's Page shape, as HBS sends it)."""
-    total = len(entries)
     content = [copy.deepcopy(e["cdr"]) for e in entries[page * size : (page + 1) * size]]
-    total_pages = (total + size - 1) // size
-    sort = {"sorted": False, "empty": True, "unsorted": True}
-    return {
-        "content": content,
-        "pageable": {
-            "sort": sort,
-            "pageSize": size,
-            "pageNumber": page,
-            "offset": page * size,
-            "paged": True,
-            "unpaged": False,
-        },
-        "last": page >= total_pages - 1,
-        "totalPages": total_pages,
-        "totalElements": total,
-        "first": page == 0,
-        "size": size,
-        "number": page,
-        "numberOfElements": len(content),
-        "sort": dict(sort),
-        "empty": not content,
-        # No "AdditionalInfo": null here: the OpenAPI's StatusCode does not allow it to be null.
-        "StatusCode": {"Code": "000", "Description": HUBJECT_DESCRIPTIONS.get("000")},
-    }
+    return page_answer(content, page, size, len(entries))

@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from sessions.oicp import fields
-from sessions.oicp.ids import PARTNER_SESSION_ID_MAX, is_evse_id, is_operator_id, is_session_id
+from sessions.oicp.ids import PARTNER_SESSION_ID_MAX, is_evse_id, is_operator_id, is_provider_id, is_session_id
 
 SESSION_FIELDS = {"SessionID", "EvseID", "OperatorID", "EMPPartnerSessionID", "CPOPartnerSessionID", "ChargingStart"}
 
@@ -58,6 +58,18 @@ def provider_violations(external_id: str, body: Any) -> list[str]:
     provider = body.get("ProviderID") if isinstance(body, dict) else None
     if isinstance(provider, str) and provider.upper() != external_id.upper():
         return [f"ProviderID: {provider!r} does not match the externalID {external_id!r} in the path"]
+    return []
+
+
+def provider_id_violations(provider_id: str, body: Mapping[str, Any]) -> list[str]:
+    """The pulls' ProviderID: mandatory, a ProviderID, and the one in the path (HBS compares them)."""
+    provider = body.get("ProviderID")
+    if provider is None:
+        return ["ProviderID: missing (mandatory)"]
+    if not is_provider_id(provider):
+        return [f"ProviderID: {provider!r} is not a ProviderID such as DE-ABC"]
+    if provider.upper() != provider_id.upper():
+        return [f"ProviderID: {provider!r} does not match the providerID {provider_id!r} in the path"]
     return []
 
 

@@ -18,7 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .behaviours import DEFAULT_CPO_WINDOW_SECONDS, BehaviourError, BehaviourTable, cpo_window
-from .config import DEFAULTS, CpoConfig
+from .config import DEFAULTS, MAX_EVSE_COUNT, CpoConfig
 from .demo import DEMO_BEHAVIOURS
 from .server import make_server, serve_in_thread
 
@@ -118,7 +118,31 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="the EMP whose contracts (EvcoIDs) the sessions use",
     )
     cpo.add_argument(
-        "--seed", dest="seed", type=int, default=DEFAULTS.seed, help="random seed, for repeatable demo data"
+        "--seed",
+        dest="seed",
+        type=int,
+        default=DEFAULTS.seed,
+        help="random seed, for repeatable demo data and EVSE network (default: a fixed network)",
+    )
+    directory = parser.add_argument_group(
+        "the EVSE directory HBS serves (eRoamingPullEvseData, eRoamingPullEvseStatus)"
+    )
+    directory.add_argument(
+        "--evse-count",
+        dest="evse_count",
+        type=_evse_count,
+        default=DEFAULTS.evse_count,
+        help=f"EVSEs in the generated network, up to {MAX_EVSE_COUNT:,} (default {DEFAULTS.evse_count}); "
+        "records are computed when pulled, not stored",
+    )
+    directory.add_argument(
+        "--evse-churn",
+        dest="evse_churn_seconds",
+        metavar="EVSE_CHURN",
+        type=_churn_seconds,
+        default=DEFAULTS.evse_churn_seconds,
+        help="seconds per change of the network: EVSEs are updated and replaced (delete + insert) every 1 to 12 "
+        f"of these (default {DEFAULTS.evse_churn_seconds:g})",
     )
     return parser.parse_args(argv)
 
@@ -127,6 +151,20 @@ def _seconds(text: str) -> float:
     value = float(text)
     if not 0 <= value <= 86_400:
         raise argparse.ArgumentTypeError("must be between 0 and 86400 seconds")
+    return value
+
+
+def _evse_count(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= MAX_EVSE_COUNT:
+        raise argparse.ArgumentTypeError(f"must be between 0 and {MAX_EVSE_COUNT}")
+    return value
+
+
+def _churn_seconds(text: str) -> float:
+    value = _seconds(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be above 0 seconds")
     return value
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any
 
+MAX_EVSE_COUNT = 2_000_000
+
 
 @dataclass
 class CpoConfig:
@@ -24,11 +26,17 @@ class CpoConfig:
     push_timeout_seconds: float = 10.0
     push_attempts: int = 3  # a push is tried this often (transport errors, 5xx, 408, 429), then dropped
     push_backoff_seconds: float = 1.0  # doubled after each failed attempt
-    seed: int | None = None  # random seed, for repeatable demo data
+    seed: int | None = None  # random seed, for repeatable demo data (and the EVSE network's; None: 0)
+    evse_count: int = 400  # EVSEs in the directory HBS serves (eRoamingPullEvseData/-Status)
+    evse_churn_seconds: float = 600.0  # the directory changes in ticks of this length (updates, replacements)
 
     def __post_init__(self) -> None:
         self.portal_url = self.portal_url.rstrip("/") if self.portal_url else None
         self.push_attempts = max(1, self.push_attempts)
+        if not 0 <= self.evse_count <= MAX_EVSE_COUNT:
+            raise ValueError(f"evse_count must be between 0 and {MAX_EVSE_COUNT}")
+        if self.evse_churn_seconds <= 0:
+            raise ValueError("evse_churn_seconds must be above 0")
 
     @classmethod
     def from_options(cls, options: Any) -> CpoConfig:

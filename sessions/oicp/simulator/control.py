@@ -17,6 +17,7 @@ POST   /_sim/cdrs                        add CDRs that were never pushed (JSON l
 DELETE /_sim/cdrs                        forget them
 GET    /_sim/pushed[?session_id=&kind=]  what was pushed to the portal: url, status, body, answer
 DELETE /_sim/pushed                      clear that log
+GET    /_sim/directory                   the EVSE directory: evse_count, stations, seed, churn, epoch
 """
 
 from __future__ import annotations
@@ -96,6 +97,7 @@ ROUTES: dict[tuple[str, str], Route] = {
         )
     ),
     ("DELETE", "/_sim/pushed"): _cleared(lambda server: server.cpo.pusher.clear_pushed()),
+    ("GET", "/_sim/directory"): _reply(lambda server, query: server.directory.summary()),
 }
 PATHS = frozenset(path for _, path in ROUTES)
 

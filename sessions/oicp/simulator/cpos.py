@@ -13,7 +13,7 @@ import threading
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sessions.oicp.ids import operator_id_from_evse_id
 from sessions.oicp.paths import CHARGE_DETAIL_RECORD, CHARGING_NOTIFICATIONS
@@ -27,6 +27,9 @@ from .push import Pusher
 from .quirks import shape_message
 from .scheduler import Scheduler
 from .session import POWERS_W, SimSession, evco_id_for
+
+if TYPE_CHECKING:
+    from .directory import EvseDirectory
 
 
 class ChargePointOperators:
@@ -51,6 +54,7 @@ class ChargePointOperators:
         self.errors_reported: collections.Counter[str] = collections.Counter()  # per operator, to cycle types
         self.pusher = Pusher(config, stopping)
         self.scheduler = Scheduler(stopping)
+        self.directory: EvseDirectory | None = None  # HBS's EVSE directory: the demo's new sessions start there
 
     def start(self) -> None:
         """Begin the periodic work (new demo sessions); sessions' own pushes schedule themselves."""
@@ -96,9 +100,17 @@ class ChargePointOperators:
                     continue
                 self.sessions[session.session_id] = session
                 added.append(session)
+        if added and self.directory is not None:
+            self.directory.sync_sessions()  # their EVSEs join HBS's directory now (inserted), if new to it
         for index, session in enumerate(added):
             self._started(session, stagger=index * 0.05)
         return {"added": len(added), "already_known": known, "issued": issued}
+
+    def session_evses(self) -> dict[str, str]:
+        """EvseID -> state of the sessions the CPOs know (the latest session's, per EVSE)."""
+        with self.lock:
+            sessions = sorted(self.sessions.values(), key=lambda s: s.charging_start)
+            return {s.evse_id: s.state for s in sessions}
 
     def sessions_list(self) -> list[dict[str, Any]]:
         with self.lock:
@@ -215,8 +227,9 @@ class ChargePointOperators:
             if finishing:
                 self._end_session(min(finishing, key=lambda s: s.charging_start).session_id, reason="finished")
         operator = self.rng.choice(DEMO_OPERATORS)["operator_id"]
+        evse_id = self.directory.pick_evse(operator, self.rng) if self.directory is not None else None
         entry = {  # no SessionID: the CPO issues it (as its quirks say)
-            "EvseID": f"{operator}*E{self.rng.randint(1, 9999):04d}*{self.rng.randint(1, 4)}",
+            "EvseID": evse_id or f"{operator}*E{self.rng.randint(1, 9999):04d}*{self.rng.randint(1, 4)}",
             "OperatorID": operator,
             "EMPPartnerSessionID": f"EMP-{self.rng.randint(100000, 999999)}",
             "CPOPartnerSessionID": f"CPO-{self.rng.randint(100000, 999999)}",

@@ -1,7 +1,7 @@
 """The HTTP side of the simulated HBS: one request in, one answer out, every OICP request logged.
 
 Transport problems are refused the way nginx in front of HBS refuses them (HTML, connection
-closed); OICP paths go to their operation (`remote_stop`, `cdr_pull`), /_sim/ to `control`.
+closed); OICP paths go to their operation (`remote_stop`, `cdr_pull`, `evse_pull`), /_sim/ to `control`.
 Holding a connection without answering and resetting it are the network failures behaviours ask for.
 """
 
@@ -25,6 +25,12 @@ from . import control
 from .answers import fault_body, nginx_page, oicp_fault
 from .cdr_pull import answer_get_cdrs
 from .checks import parse_body
+from .evse_pull import (
+    answer_pull_evse_data,
+    answer_pull_evse_status,
+    answer_pull_evse_status_by_id,
+    answer_pull_evse_status_by_operator_id,
+)
 from .remote_stop import answer_remote_stop
 from .state import now_iso
 
@@ -39,6 +45,10 @@ JSON_TYPE = "application/json;charset=UTF-8"
 OICP_OPERATIONS: tuple[tuple[Any, Callable[[SimulatorHandler, str, bytes], str]], ...] = (
     (paths.pattern(paths.AUTHORIZE_REMOTE_STOP), answer_remote_stop),
     (paths.pattern(paths.GET_CHARGE_DETAIL_RECORDS), answer_get_cdrs),
+    (paths.pattern(paths.PULL_EVSE_DATA), answer_pull_evse_data),
+    (paths.pattern(paths.PULL_EVSE_STATUS), answer_pull_evse_status),
+    (paths.pattern(paths.PULL_EVSE_STATUS_BY_ID), answer_pull_evse_status_by_id),
+    (paths.pattern(paths.PULL_EVSE_STATUS_BY_OPERATOR_ID), answer_pull_evse_status_by_operator_id),
 )
 
 

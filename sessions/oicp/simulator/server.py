@@ -1,4 +1,4 @@
-"""The simulated HBS as a server: its state, the CPOs behind it, the CDRs it holds, on one loopback port."""
+"""The simulated HBS as a server: its state, the CPOs behind it, the CDRs and EVSE directory it holds, on one loopback port."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from .behaviours import BehaviourTable
 from .cdr_store import CdrStore
 from .config import CpoConfig
 from .cpos import ChargePointOperators
+from .directory import EvseDirectory
 from .handler import SimulatorHandler
 from .state import SimulatorState
 
@@ -30,9 +31,16 @@ class SimulatorServer(ThreadingHTTPServer):
         self.log_requests = log_requests
         self.stopping = threading.Event()  # tells delayed/held requests and pending pushes to give up on shutdown
         self.cdrs = CdrStore()  # HBS's, whoever made them: the CPOs or POST /_sim/cdrs
-        self.cpo = ChargePointOperators(
-            config or CpoConfig(), stopping=self.stopping, cdrs=self.cdrs, behaviour_lookup=state.lookup
+        config = config or CpoConfig()
+        self.cpo = ChargePointOperators(config, stopping=self.stopping, cdrs=self.cdrs, behaviour_lookup=state.lookup)
+        # The EVSEs HBS knows (eRoamingPullEvseData/-Status); the CPOs start their new sessions there.
+        self.directory = EvseDirectory(
+            config.evse_count,
+            seed=config.seed or 0,
+            churn_seconds=config.evse_churn_seconds,
+            session_evses=self.cpo.session_evses,
         )
+        self.cpo.directory = self.directory
         if ":" in host:
             self.address_family = socket.AF_INET6
         super().__init__((host, port), SimulatorHandler)
