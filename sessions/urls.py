@@ -3,6 +3,7 @@ from django.urls import include, path
 from .audit import views as audit_views
 from .charging import views as charging_views
 from .inbound import views as views_anomalies
+from .operators import views as operator_views
 from .stops import views as stop_views
 
 app_name = "charging_sessions"
@@ -25,6 +26,9 @@ urlpatterns = [
     path("audit/verify/", audit_views.verify_audit_chain_now, name="audit-verify"),
     path("anomalies/", views_anomalies.message_anomalies, name="anomalies"),
     path("anomalies/<int:pk>/", views_anomalies.anomaly_message, name="anomaly-message"),
+    path("operators/", operator_views.operator_overview, name="operator-overview"),
+    path("operators/overview.csv", operator_views.operator_overview_csv, name="operator-overview-csv"),
+    path("operators/<str:operator_id>/", operator_views.operator_detail, name="operator-detail"),
     # Your password and second factor; the team pages of support admins (sessions/accounts/urls.py).
     path("", include("sessions.accounts.urls")),
 ]

@@ -92,6 +92,14 @@ CASES = [
     # Flagged messages: everyone who sees all stops (admin, supervisor, auditor), not agents.
     Case("message anomalies", lambda w: reverse("charging_sessions:anomalies"), SEES_ALL),
     Case("anomaly message", lambda w: reverse("charging_sessions:anomaly-message", args=[w["flagged"].pk]), SEES_ALL),
+    # The CPO pages (stops per CPO, its CSV, one CPO's page): everyone who sees all stops.
+    Case("operator overview", lambda w: reverse("charging_sessions:operator-overview"), SEES_ALL),
+    Case("operator overview CSV", lambda w: reverse("charging_sessions:operator-overview-csv"), SEES_ALL),
+    Case(
+        "operator detail",
+        lambda w: reverse("charging_sessions:operator-detail", args=[w["session"].operator_id]),
+        SEES_ALL,
+    ),
     # Your own password and second factor: everyone logged in, with a role or not.
     Case("password change", lambda w: reverse("charging_sessions:password-change"), ALL_USERS),
     Case("two-factor", lambda w: reverse("charging_sessions:two-factor"), ALL_USERS),
@@ -219,6 +227,9 @@ def test_every_new_url_is_in_the_matrix():
         "audit-verify",
         "anomalies",
         "anomaly-message",
+        "operator-overview",
+        "operator-overview-csv",
+        "operator-detail",
         "password-change",
         "two-factor",
         "two-factor-setup",
