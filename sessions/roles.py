@@ -17,7 +17,14 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
     # Sees sessions, stops them, sees their own stops.
     AGENT: [*_VIEW, "request_remote_stop"],
     # Reviews everyone's stops and the audit trail in the admin.
-    ADMIN: [*_VIEW, *_STUCK, "request_remote_stop", "view_all_remote_stops", "view_auditrecord"],
+    ADMIN: [
+        *_VIEW,
+        *_STUCK,
+        "request_remote_stop",
+        "view_all_remote_stops",
+        "view_auditrecord",
+        "change_operator_contact",
+    ],
     # Everything an admin has, plus the audit export.
     SUPERVISOR: [
         *_VIEW,
@@ -26,6 +33,7 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "view_all_remote_stops",
         "view_auditrecord",
         "export_auditrecord",
+        "change_operator_contact",
     ],
     # Read only: no stop.
     AUDITOR: [*_VIEW, "view_all_remote_stops", "view_auditrecord", "export_auditrecord"],

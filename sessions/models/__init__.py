@@ -16,10 +16,14 @@ from .audit import (
     checkpoint_payload,
 )
 from .charging import ChargingSession
+from .directory import EvsePullRun, EvseRecord, Operator
 from .inbound import CdrPullRun, ChargeDetailRecord, InboundMessage, InboundRefusalCount
 from .stops import RemoteStopRequest, StopReason
 
 __all__ = [
+    "EvsePullRun",
+    "EvseRecord",
+    "Operator",
     "AuditChainHead",
     "AuditCheckpoint",
     "AuditExport",

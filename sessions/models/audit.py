@@ -33,6 +33,8 @@ class AuditRecord(models.Model):
         CDR_RECEIVED = "CDR_RECEIVED", "Charge detail record received"
         INBOUND_REFUSED = "INBOUND_REFUSED", "Inbound OICP call refused"
         RECONCILIATION_RUN = "RECONCILIATION_RUN", "CDR reconciliation run"
+        EVSE_DATA_PULLED = "EVSE_DATA_PULLED", "EVSE directory pulled from Hubject"
+        OPERATOR_CONTACT_CHANGED = "OPERATOR_CONTACT_CHANGED", "CPO contact details changed by support"
         SESSIONS_IMPORTED = "SESSIONS_IMPORTED", "Sessions imported"
         AUDIT_EXPORTED = "AUDIT_EXPORTED", "Audit log exported"
         AUDIT_VERIFIED = "AUDIT_VERIFIED", "Audit chain verified"
