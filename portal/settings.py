@@ -232,6 +232,12 @@ STUCK_SESSION_HOURS = env.int("STUCK_SESSION_HOURS", default=4)
 OICP_CDR_PULL_WINDOW_HOURS = env.int("OICP_CDR_PULL_WINDOW_HOURS", default=24)
 OICP_CDR_PULL_OVERLAP_MINUTES = env.int("OICP_CDR_PULL_OVERLAP_MINUTES", default=60)
 OICP_CDR_PULL_INTERVAL_MINUTES = env.int("OICP_CDR_PULL_INTERVAL_MINUTES", default=15)
+# Hubject's EVSE directory (eRoamingPullEvseData): a full pull at first and on demand (pull_evse_data
+# --full), then every EVSE_DATA_PULL_INTERVAL_MINUTES (0: never) a delta since the start of the last
+# complete run minus EVSE_DATA_PULL_OVERLAP_MINUTES; EVSE_DATA_PULL_PAGE_SIZE records a page (at most 2000).
+EVSE_DATA_PULL_INTERVAL_MINUTES = env.int("EVSE_DATA_PULL_INTERVAL_MINUTES", default=60)
+EVSE_DATA_PULL_OVERLAP_MINUTES = env.int("EVSE_DATA_PULL_OVERLAP_MINUTES", default=10)
+EVSE_DATA_PULL_PAGE_SIZE = env.int("EVSE_DATA_PULL_PAGE_SIZE", default=2000)
 
 
 def _environment_from_url(url: str) -> str:
@@ -424,6 +430,19 @@ CELERY_BEAT_SCHEDULE = {
             }
         }
         if OICP_CDR_PULL_INTERVAL_MINUTES > 0
+        else {}
+    ),
+    # The EVSE directory's delta pull, unless EVSE_DATA_PULL_INTERVAL_MINUTES is 0 (a missed run is
+    # covered by the next one: its LastCall is the last complete run's start).
+    **(
+        {
+            "pull-evse-data": {
+                "task": "charging_sessions.pull_evse_data",
+                "schedule": EVSE_DATA_PULL_INTERVAL_MINUTES * 60.0,
+                "options": {"expires": EVSE_DATA_PULL_INTERVAL_MINUTES * 60.0},
+            }
+        }
+        if EVSE_DATA_PULL_INTERVAL_MINUTES > 0
         else {}
     ),
     # Stored inbound messages no kick picked up (OICP_INBOUND_SWEEP_SECONDS).

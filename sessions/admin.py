@@ -27,8 +27,11 @@ from .models import (
     AuditVerification,
     ChargeDetailRecord,
     ChargingSession,
+    EvsePullRun,
+    EvseRecord,
     InboundMessage,
     LegalHold,
+    Operator,
     RemoteStopRequest,
 )
 from .oicp.anomalies import KINDS
@@ -349,3 +352,86 @@ class LegalHoldAdmin(AuditTrailViewMixin, PortalModelAdmin):
     def save_model(self, request, obj, form, change):
         hold = services.set_legal_hold(reason=form.cleaned_data["reason"], acting_user=request.user)
         obj.pk, obj.set_by, obj.set_at = hold.pk, hold.set_by, hold.set_at
+
+
+# --- Hubject's EVSE directory: what the pull brought, and what support adds to a CPO -------------
+
+CONTACT_PERMISSION = "charging_sessions.change_operator_contact"
+
+
+class DirectoryViewMixin:
+    """Holders of change_operator_contact (support admins, supervisors) see the directory too."""
+
+    def has_view_permission(self, request, obj=None):
+        return super().has_view_permission(request, obj) or request.user.has_perm(CONTACT_PERMISSION)
+
+    def has_module_permission(self, request):
+        return super().has_module_permission(request) or request.user.has_perm(CONTACT_PERMISSION)
+
+
+@admin.register(Operator)
+class OperatorAdmin(DirectoryViewMixin, PortalModelAdmin):
+    """Hubject's fields read-only; the escalation e-mail, hotline hours and note saved through the
+    audited service (`services.change_operator_contact`), never by a pull."""
+
+    list_display = ["operator_id", "name", "hotline", "evse_count", "escalation_email", "hotline_hours"]
+    search_fields = ["operator_id", "operator_key", "name"]
+    hubject_fields = ["operator_id", "name", "hotline", "evse_count", "updated_at"]
+    fieldsets = [
+        ("From Hubject's EVSE data", {"fields": hubject_fields}),
+        ("Added by support (audited)", {"fields": ["escalation_email", "hotline_hours", "internal_note"]}),
+    ]
+
+    def get_readonly_fields(self, request, obj=None):
+        if self.has_change_permission(request, obj):
+            return self.hubject_fields
+        return [*self.hubject_fields, "escalation_email", "hotline_hours", "internal_note"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return request.user.has_perm(CONTACT_PERMISSION)
+
+    def save_model(self, request, obj, form, change):
+        data = form.cleaned_data
+        saved = services.change_operator_contact(
+            operator_id=obj.pk,
+            acting_user=request.user,
+            escalation_email=data.get("escalation_email", ""),
+            hotline_hours=data.get("hotline_hours", ""),
+            internal_note=data.get("internal_note", ""),
+        )
+        for name in ("escalation_email", "hotline_hours", "internal_note"):
+            setattr(obj, name, getattr(saved, name))
+
+
+@admin.register(EvseRecord)
+class EvseRecordAdmin(DirectoryViewMixin, ReadOnlyAdmin):
+    list_display = ["evse_id", "operator", "station_name", "postal_code", "city", "country", "updated_at"]
+    list_select_related = ["operator"]
+    list_filter = ["country"]
+    search_fields = ["evse_id", "evse_key", "search_text"]
+    show_full_result_count = False
+
+
+@admin.register(EvsePullRun)
+class EvsePullRunAdmin(DirectoryViewMixin, ReadOnlyAdmin):
+    list_display = [
+        "pk",
+        "kind",
+        "trigger",
+        "started_at",
+        "finished_at",
+        "pages",
+        "added",
+        "changed",
+        "unchanged",
+        "deleted",
+        "refused",
+        "ok",
+    ]
+    list_filter = ["kind", "ok"]

@@ -92,3 +92,10 @@ def apply_inbound_messages(follow_up: bool = False) -> None:
 @shared_task(name="charging_sessions.report_inbound_refusals", ignore_result=True)
 def report_inbound_refusals() -> None:
     services.report_inbound_refusals()
+
+
+@shared_task(name="charging_sessions.pull_evse_data", ignore_result=True, soft_time_limit=3600, time_limit=3660)
+def pull_evse_data() -> None:
+    """Hubject's EVSE directory (beat: every EVSE_DATA_PULL_INTERVAL_MINUTES): the changes since the last
+    complete pull (LastCall), or everything when none has completed yet."""
+    services.pull_evse_data_periodically()

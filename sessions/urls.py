@@ -2,6 +2,7 @@ from django.urls import include, path
 
 from .audit import views as audit_views
 from .charging import views as charging_views
+from .directory import views as directory_views
 from .inbound import views as views_anomalies
 from .operators import views as operator_views
 from .stops import views as stop_views
@@ -12,6 +13,8 @@ urlpatterns = [
     path("", charging_views.session_list, name="session-list"),
     path("sessions/<int:pk>/", charging_views.session_detail, name="session-detail"),
     path("sessions/<int:pk>/stop/", stop_views.request_stop, name="request-stop"),
+    path("sessions/<int:pk>/evse-status/", directory_views.evse_status, name="evse-status"),
+    path("stations/<int:pk>/", directory_views.station_detail, name="station-detail"),
     path("stops/<int:pk>/status/", stop_views.stop_status, name="stop-status"),
     path("stuck/", charging_views.stuck_sessions, name="stuck-sessions"),
     path("stops/<int:pk>/resend/", stop_views.resend_stop, name="resend-stop"),

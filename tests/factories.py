@@ -7,7 +7,9 @@ from django.contrib.auth.models import Group
 from django.utils import timezone
 
 from sessions import roles
-from sessions.models import ChargingSession, RemoteStopRequest, StopReason
+from sessions.directory.search_text import search_text
+from sessions.models import ChargingSession, EvseRecord, Operator, RemoteStopRequest, StopReason
+from sessions.oicp import ids
 
 
 class UserFactory(factory.django.DjangoModelFactory):
@@ -57,3 +59,42 @@ class RemoteStopRequestFactory(factory.django.DjangoModelFactory):
     requested_by = factory.SubFactory(AgentFactory)
     reason = StopReason.DRIVER_ASKED
     requested_at = factory.LazyFunction(timezone.now)
+
+
+class OperatorFactory(factory.django.DjangoModelFactory):
+    """A CPO as Hubject's EVSE directory lists it."""
+
+    class Meta:
+        model = Operator
+        django_get_or_create = ["operator_id"]
+
+    operator_id = "DE*ACC"
+    operator_key = factory.LazyAttribute(lambda o: ids.operator_key(o.operator_id))
+    name = "Offgrid Ladestationen GmbH"
+    hotline = "+49 30 1234567"
+    evse_count = 0
+    updated_at = factory.LazyFunction(timezone.now)
+
+
+class EvseRecordFactory(factory.django.DjangoModelFactory):
+    """One EVSE of the directory; `search_text` is built from its place as the pull builds it."""
+
+    class Meta:
+        model = EvseRecord
+
+    evse_id = factory.Sequence(lambda n: f"DE*ACC*E{n:05d}*1")
+    operator = factory.SubFactory(OperatorFactory)
+    charging_station_id = ""
+    station_name = "Lidl Köln-Ehrenfeld"
+    street = "Hauptstraße"
+    house_number = "12"
+    postal_code = "50823"
+    city = "Köln"
+    country = "DEU"
+    latitude = Decimal("50.949300")
+    longitude = Decimal("6.918200")
+    hotline = ""
+    search_text = factory.LazyAttribute(
+        lambda o: search_text(o.station_name, o.street, o.house_number, o.postal_code, o.city)
+    )
+    updated_at = factory.LazyFunction(timezone.now)

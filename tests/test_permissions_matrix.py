@@ -14,7 +14,7 @@ from django.utils import timezone
 from sessions import roles, services
 from sessions.audit.selectors import AuditLogFilters
 from sessions.models import InboundMessage, StopReason
-from tests.factories import ChargingSessionFactory, RemoteStopRequestFactory, UserFactory
+from tests.factories import ChargingSessionFactory, EvseRecordFactory, RemoteStopRequestFactory, UserFactory
 
 ANONYMOUS, NOBODY = "anonymous", "no role"
 AGENT, ADMIN, SUPERVISOR, AUDITOR = roles.AGENT, roles.ADMIN, roles.SUPERVISOR, roles.AUDITOR
@@ -92,6 +92,12 @@ CASES = [
     # Flagged messages: everyone who sees all stops (admin, supervisor, auditor), not agents.
     Case("message anomalies", lambda w: reverse("charging_sessions:anomalies"), SEES_ALL),
     Case("anomaly message", lambda w: reverse("charging_sessions:anomaly-message", args=[w["flagged"].pk]), SEES_ALL),
+    # The directory: a station's page and the live EVSE status on the session page, for everyone who
+    # sees sessions (Hubject is unreachable in tests: the fragment says "unknown").
+    Case(
+        "station detail", lambda w: reverse("charging_sessions:station-detail", args=[w["station"].pk]), everyone(200)
+    ),
+    Case("EVSE status", lambda w: reverse("charging_sessions:evse-status", args=[w["session"].pk]), everyone(200)),
     # The CPO pages (stops per CPO, its CSV, one CPO's page): everyone who sees all stops.
     Case("operator overview", lambda w: reverse("charging_sessions:operator-overview"), SEES_ALL),
     Case("operator overview CSV", lambda w: reverse("charging_sessions:operator-overview-csv"), SEES_ALL),
@@ -166,6 +172,7 @@ def world(db, settings, tmp_path, no_broker):
     services.write_audit_export(export_id=export.pk)
     return {
         "session": ChargingSessionFactory(),
+        "station": EvseRecordFactory(),
         "member": UserFactory(username="team-agent", role=roles.AGENT),
         "stop": RemoteStopRequestFactory(requested_by=owner),
         "export": export,
@@ -230,6 +237,8 @@ def test_every_new_url_is_in_the_matrix():
         "operator-overview",
         "operator-overview-csv",
         "operator-detail",
+        "station-detail",
+        "evse-status",
         "password-change",
         "two-factor",
         "two-factor-setup",

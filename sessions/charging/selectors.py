@@ -11,6 +11,7 @@ from django.conf import settings
 from django.db.models import Exists, F, OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
+from ..directory.selectors import with_cpo_contact
 from ..index_queries import distinct_values, prefix_q
 from ..models import AuditRecord, ChargingSession, RemoteStopRequest
 from ..oicp import ids
@@ -301,8 +302,10 @@ def _stuck_stops(*, open_sessions) -> QuerySet[RemoteStopRequest]:
 
 
 def _with_latest(stops: QuerySet[RemoteStopRequest]) -> QuerySet[RemoteStopRequest]:
-    """Each stop with its session's newest stop (a re-send shows as "re-sent, now: …")."""
+    """Each stop with its session's newest stop (a re-send shows as "re-sent, now: …") and its CPO's name and
+    hotline from the directory (`cpo_name`, `cpo_hotline`)."""
     latest = RemoteStopRequest.objects.filter(charging_session=OuterRef("charging_session")).order_by("-pk")
+    stops = with_cpo_contact(stops, operator_field="charging_session__operator_id")
     return stops.select_related("charging_session", "requested_by").annotate(
         latest_stop_pk=Subquery(latest.values("pk")[:1]),
         latest_stop_state=Subquery(latest.values("state")[:1]),
@@ -359,7 +362,7 @@ def stuck_queue(
     cutoff = now - timedelta(hours=hours)
     if min_age_minutes:
         cutoff = min(cutoff, now - timedelta(minutes=min_age_minutes))
-    stale = with_last_stop(open_sessions.filter(last_update_at__lt=cutoff)).order_by(*stale_order)
+    stale = with_cpo_contact(with_last_stop(open_sessions.filter(last_update_at__lt=cutoff))).order_by(*stale_order)
     if kind in (UNCONFIRMED, UNKNOWN):
         stale = stale.none()
     return StuckQueue(

@@ -9,6 +9,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from .. import services
+from ..directory import selectors as directory
 from ..listing import PAGE_SIZE, querystring, sort_links
 from ..stops import presenters
 from ..stops.stop_area import stop_area_context
@@ -47,7 +48,9 @@ def session_list(request: HttpRequest) -> HttpResponse:
         sort=request.GET.get("sort", ""),  # whitelisted by the selector: anything else is the default order
     )
     query = filters.get("q", "")
-    if query and "page" not in request.GET:
+    # Words rather than an ID ("Lidl Hauptstraße Köln"): the stations they name, with their open sessions.
+    places = directory.search_places(query) if not request.htmx and directory.looks_like_place(query) else []
+    if query and "page" not in request.GET and not places:
         # A search that finds exactly one session goes straight to it: the agent's next step.
         first_two = list(sessions[:2])
         if len(first_two) == 1 and not request.htmx:
@@ -57,6 +60,7 @@ def session_list(request: HttpRequest) -> HttpResponse:
     context = {
         "form": form,
         "page": page,
+        "places": places,
         "rows": [
             (
                 cs,
@@ -95,6 +99,10 @@ def session_detail(request: HttpRequest, pk: int) -> HttpResponse:
         charging_session=charging_session, viewer=request.user, sees_all=request.user.has_perm(SEE_ALL)
     )
     context["withheld_words"] = presenters.WITHHELD
+    # Where the EVSE is and whom to call (Hubject's EVSE directory); its live status loads after the page.
+    context["place"] = directory.session_place(
+        evse_id=charging_session.evse_id, operator_id=charging_session.operator_id
+    )
     return render(request, "sessions/session_detail.html", context)
 
 

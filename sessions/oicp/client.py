@@ -2,20 +2,31 @@
 
 # Plain `requests`, no ORM. Network, HTTP and parsing problems come back as a result that says whether
 # the call was accepted, finally rejected, or may be retried (`outcomes`). Retrying is Celery's job, so
-# there are no transport retries here. The calls: the remote stop (`remote_stop`), the CDR pull (`cdr_pull`).
+# there are no transport retries here. The calls: the remote stop (`remote_stop`), the CDR pull (`cdr_pull`),
+# the EVSE data pull and the EVSE status by id (`evse_pull`).
 
 from __future__ import annotations
 
 import requests
 
 from .cdr_pull import CdrPage, get_charge_detail_records
+from .evse_pull import EvseDataPage, EvseStatuses, pull_evse_data, pull_evse_status_by_id
 from .outcomes import Outcome
 from .paths import AUTHORIZE_REMOTE_STOP as STOP_PATH
-from .paths import MAX_CDR_PAGE_SIZE
+from .paths import MAX_CDR_PAGE_SIZE, MAX_EVSE_PAGE_SIZE
 from .remote_stop import RemoteStopResult, send_remote_stop
 
 # Re-exported: the stop service and the CDR reconciliation import these from here.
-__all__ = ["MAX_CDR_PAGE_SIZE", "CdrPage", "HubjectClient", "Outcome", "RemoteStopResult"]
+__all__ = [
+    "MAX_CDR_PAGE_SIZE",
+    "MAX_EVSE_PAGE_SIZE",
+    "CdrPage",
+    "EvseDataPage",
+    "EvseStatuses",
+    "HubjectClient",
+    "Outcome",
+    "RemoteStopResult",
+]
 
 
 class HubjectClient:
@@ -87,6 +98,14 @@ class HubjectClient:
         (naive datetimes, from after to, negative page).
         """
         return get_charge_detail_records(self, date_from=date_from, date_to=date_to, page=page, size=size)
+
+    def pull_evse_data(self, *, page: int, size: int = MAX_EVSE_PAGE_SIZE, last_call=None) -> EvseDataPage:
+        """One page of eRoamingPullEvseData_V2.3: all EVSEs, or the changes since `last_call` (aware)."""
+        return pull_evse_data(self, page=page, size=size, last_call=last_call)
+
+    def pull_evse_status_by_id(self, *, evse_ids: list[str], timeout: float | None = None) -> EvseStatuses:
+        """eRoamingPullEvseStatusByID_V2.1 for up to 100 EvseIDs: EvseID → EvseStatus."""
+        return pull_evse_status_by_id(self, evse_ids=evse_ids, timeout=timeout)
 
     def authorize_remote_stop(
         self,

@@ -29,6 +29,12 @@ from ..audit.retention import (
     set_legal_hold,
 )
 from ..charging.services import create_charging_session
+from ..directory.services import (
+    EvsePullReport,
+    change_operator_contact,
+    pull_evse_data,
+    pull_evse_data_periodically,
+)
 from ..inbound.queue import (
     Received,
     apply_inbound_messages,
@@ -62,6 +68,10 @@ from ..stops.services import (
 )
 
 __all__ = [
+    "EvsePullReport",
+    "change_operator_contact",
+    "pull_evse_data",
+    "pull_evse_data_periodically",
     "ChainHead",
     "anchor_audit_chain",
     "anchor_audit_chain_periodically",

@@ -20,6 +20,10 @@ from .table import (
     _TRYING_AGAIN,
     ADVICE,
     CONTEXT,
+    CPO_NAME,
+    CPO_NAMED,
+    CPO_NUMBER,
+    CPO_UNKNOWN,
     SITUATION_WORDS,
     Row,
     Words,
@@ -203,4 +207,17 @@ def _values(facts: StopFacts, state_free: bool = False) -> dict[str, str]:
         "confirm_minutes": str(settings.STOP_CONFIRMATION_MINUTES),
         "timeout": duration(timedelta(seconds=settings.OICP_TIMEOUT_SECONDS)),
         "http": f"HTTP {facts.http_status}" if facts.http_status else "with an HTTP error",
+        "cpo_hotline": _cpo_hotline(facts),
     }
+
+
+def _cpo_hotline(facts: StopFacts) -> str:
+    """Whom the advice tells the agent to call: the CPO by name and number when the directory knows them."""
+    name, number = facts.operator_name.strip(), facts.operator_hotline.strip()
+    if name and number:
+        return CPO_NAMED.format(name=name, hotline=number)
+    if number:
+        return CPO_NUMBER.format(hotline=number)
+    if name:
+        return CPO_NAME.format(name=name)
+    return CPO_UNKNOWN

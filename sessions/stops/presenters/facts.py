@@ -8,6 +8,7 @@ from datetime import datetime
 
 from django.conf import settings
 
+from ...directory import selectors as directory
 from ...models import ChargingSession, RemoteStopRequest
 from .. import selectors
 
@@ -42,6 +43,9 @@ class StopFacts:
     may_send_new_stop: bool = False  # the agent may, and the rules allow a new stop now (stop_block)
     operator_id: str = ""
     evse_id: str = ""
+    # From Hubject's EVSE directory when it lists the CPO ("" when not): the advice names whom to call.
+    operator_name: str = ""
+    operator_hotline: str = ""
 
     @property
     def subject(self) -> str:
@@ -115,6 +119,7 @@ def stop_facts(*, stop_request: RemoteStopRequest, may_send_new_stop: bool = Fal
         accepted_at = stop_request.answered_at or stop_request.finished_at
     elif stop_request.state == State.CONFIRMED and stop_request.oicp_code == "000":
         accepted_at = stop_request.answered_at
+    contact = directory.cpo_contact(operator_id=charging_session.operator_id, evse_id=charging_session.evse_id)
     return StopFacts(
         state=stop_request.state,
         code=stop_request.oicp_code,
@@ -137,4 +142,6 @@ def stop_facts(*, stop_request: RemoteStopRequest, may_send_new_stop: bool = Fal
         may_send_new_stop=may_send_new_stop,
         operator_id=charging_session.operator_id,
         evse_id=charging_session.evse_id,
+        operator_name=contact.name,
+        operator_hotline=contact.hotline,
     )

@@ -29,6 +29,13 @@ class Row:
     call_cpo: bool = False  # the next step names the CPO: offer its details
 
 
+# Whom to call, in "call {cpo_hotline}": the CPO by name and number when Hubject's directory knows them
+# (sessions.directory.selectors.cpo_contact), else the words used before the directory existed.
+CPO_NAMED = "{name} at {hotline}"
+CPO_NUMBER = "the CPO's hotline at {hotline}"
+CPO_NAME = "{name}'s hotline"
+CPO_UNKNOWN = "the CPO's hotline"
+
 # Phrases several rows share (written once here, so the advice stays consistent).
 _END_AT_STATION = (
     "We could not stop the charge remotely. Please end it at the charging station or from your "
@@ -169,7 +176,7 @@ ADVICE: dict[str, Row] = {
             "station got the stop.",
             _CHECK_STATION,
             "{final_note} Ask the driver whether charging stopped: if it did, wait for the End notification or "
-            "CDR on this page; if not, send a new stop, and if that fails too, call the CPO's hotline.",
+            "CDR on this page; if not, send a new stop, and if that fails too, call {cpo_hotline}.",
         ),
         Words(tell_driver="We are trying again; please check whether the station has stopped charging."),
         new_stop_helps=True,
@@ -179,7 +186,7 @@ ADVICE: dict[str, Row] = {
         Words(
             "The CPO's remote-stop service is currently not available at Hubject.",
             _END_AT_STATION,
-            "{final_note} Call the CPO's hotline with the EvseID; send a new stop later, once their service is back.",
+            "{final_note} Call {cpo_hotline} with the EvseID; send a new stop later, once their service is back.",
         ),
         Words(tell_driver=_TRYING_AGAIN),
         new_stop_helps=True,
@@ -194,7 +201,7 @@ ADVICE: dict[str, Row] = {
             "Check that the SessionID on this page is the one Hubject issued for this charge: a wrong or mixed-up "
             "SessionID gets 400 too (then escalate to IT with the correlation id). If it is right, the CDR is "
             "probably late: this page updates when it arrives. If the driver is still charging or cannot unplug, "
-            "call the CPO's hotline with the EvseID and the correlation id.",
+            "call {cpo_hotline} with the EvseID and the correlation id.",
         ),
         when={
             "final_unknown": Words(
@@ -203,14 +210,14 @@ ADVICE: dict[str, Row] = {
                 "We have probably stopped the charge. Please check the station: if charging has stopped, you can "
                 "unplug; if it is still charging, end it at the station or from your car.",
                 "Wait for the CDR on this page: it confirms the end. If the driver says it is still charging, call "
-                "the CPO's hotline with the EvseID and the correlation id.",
+                "{cpo_hotline} with the EvseID and the correlation id.",
             ),
             "final_after_end": Words(
                 "Charging stopped at {end_at} (End notification) and Hubject answers 400: it has most likely closed "
                 "the session already. The CDR has not reached the portal yet.",
                 "Charging has stopped. If you still cannot unplug the cable, we will contact the station's operator "
                 "for you.",
-                "Wait for the CDR on this page. If the driver cannot unplug, call the CPO's hotline (cable locked) "
+                "Wait for the CDR on this page. If the driver cannot unplug, call {cpo_hotline} (cable locked) "
                 "with the EvseID and the correlation id.",
             ),
         },
@@ -220,7 +227,7 @@ ADVICE: dict[str, Row] = {
         Words(
             "The CPO could not reach the charge point: the station is offline for its operator.",
             "The station cannot be reached remotely. Please end the charge at the station or from your car and unplug.",
-            "Escalate to the CPO's hotline (station offline) with the EvseID and correlation id.",
+            "Escalate to {cpo_hotline} (station offline) with the EvseID and correlation id.",
         ),
         call_cpo=True,
     ),
@@ -229,7 +236,7 @@ ADVICE: dict[str, Row] = {
             "The CPO reports that no vehicle is connected to the charge point, so charging has already stopped there.",
             "The station reports that no car is connected, so charging has stopped. Is the cable still plugged in?",
             "Wait for the CDR on this page. If the driver is still connected and charging, check the EvseID (maybe a "
-            "different charge point) and call the CPO's hotline.",
+            "different charge point) and call {cpo_hotline}.",
         ),
         call_cpo=True,
     ),
@@ -241,7 +248,7 @@ ADVICE: dict[str, Row] = {
             "The CPO says the charge point is used by another session or token, so our stop did not match it.",
             "Please read me the station number printed on the charger.",
             "Compare the station number with the EvseID on this page; if they differ the driver is on another charge "
-            "point, otherwise escalate to the CPO's hotline.",
+            "point, otherwise escalate to {cpo_hotline}.",
         ),
         call_cpo=True,
     ),
@@ -258,7 +265,7 @@ ADVICE: dict[str, Row] = {
             "The CPO marked this charge point as not Hubject compatible, so Hubject does not forward remote commands "
             "to it.",
             _END_AT_STATION,
-            "Escalate to the CPO's hotline; this station cannot be stopped through Hubject.",
+            "Escalate to {cpo_hotline}; this station cannot be stopped through Hubject.",
         ),
         call_cpo=True,
     ),
@@ -267,7 +274,7 @@ ADVICE: dict[str, Row] = {
             "The CPO reports that the charge point is out of service and could not execute the stop.",
             "The station is out of service. Please end the charge at the station or from your car and unplug; if the "
             "cable is locked, call the number on the charger.",
-            "Escalate to the CPO's hotline with the EvseID and correlation id.",
+            "Escalate to {cpo_hotline} with the EvseID and correlation id.",
         ),
         call_cpo=True,
     ),
@@ -279,7 +286,7 @@ ADVICE: dict[str, Row] = {
             _CHECK_STATION,
             "{final_note} The stop waits on the stuck-sessions queue until an End notification or CDR settles "
             "it. Ask the driver whether charging stopped; if not, send a new stop (a repeated stop is harmless), "
-            "and if that fails too, call the CPO's hotline.",
+            "and if that fails too, call {cpo_hotline}.",
         ),
         Words(
             tell_driver="We have sent the stop and are waiting for confirmation; please check whether the station "
@@ -358,7 +365,7 @@ ADVICE: dict[str, Row] = {
             "the CPO.",
             _CHECK_STATION,
             "{final_note} Check this page for an End notification or CDR; if none comes and the driver is still "
-            "charging, send a new stop (harmless). If it stays unconfirmed, call the CPO's hotline.",
+            "charging, send a new stop (harmless). If it stays unconfirmed, call {cpo_hotline}.",
         ),
         Words(tell_driver="We are checking whether the stop went through; please see whether the station has stopped."),
         new_stop_helps=True,
@@ -387,7 +394,7 @@ SITUATION_WORDS: dict[str, Words] = {
         "({end_at}), so only the CPO's CDR can show that the session is over.",
         "The stop has been accepted. Can you unplug the cable now?",
         "Nothing more to send. Wait for the CDR on this page (usually within minutes; flagged as not confirmed at "
-        "{confirm_by}). If the cable stays locked, call the CPO's hotline.",
+        "{confirm_by}). If the cable stays locked, call {cpo_hotline}.",
     ),
     "confirmed_end": Words(
         "The CPO's End notification ({confirmed_at}) confirms that charging stopped; its CDR will close the session.",
@@ -403,7 +410,7 @@ SITUATION_WORDS: dict[str, Words] = {
         "The CPO accepted the stop at {accepted_at}, but neither an End notification nor a CDR has come since "
         "({confirm_minutes} min): the session may still be running.",
         "Is the car still charging? Please look at the station's display.",
-        "If it is still charging, send a new stop and call the CPO's hotline; if it stopped, nothing to send: the "
+        "If it is still charging, send a new stop and call {cpo_hotline}; if it stopped, nothing to send: the "
         "CDR will confirm it. The stop is on the supervisors' stuck-sessions queue.",
     ),
     "session_ended": Words(
@@ -416,7 +423,7 @@ SITUATION_WORDS: dict[str, Words] = {
         "A supervisor closed this session by hand in the portal at {ended_at}; the CPO has not confirmed its end, "
         "and no stop can be sent any more.",
         _CHECK_STATION,
-        "Nothing can be sent any more. If the driver is still charging or cannot unplug, call the CPO's hotline "
+        "Nothing can be sent any more. If the driver is still charging or cannot unplug, call {cpo_hotline} "
         "with the EvseID and the correlation id.",
     ),
     # The stop failed after the CPO's End: the energy flow had stopped; the cable may still be locked.
