@@ -118,14 +118,10 @@ def _driver_searches(sessions_url: str, one, other) -> dict[str, str]:
     }
 
 
-def worker(url: str) -> None:
-    """Measure every page on the database of DATABASE_URL (this process's environment); print JSON."""
-    import django
-
-    django.setup()
+def supervisor_client():
+    """A django.test.Client logged in as a supervisor (django.setup() done)."""
     from django.contrib.auth import get_user_model
     from django.contrib.auth.models import Group
-    from django.db import connection
     from django.test import Client
 
     from sessions import roles
@@ -134,36 +130,56 @@ def worker(url: str) -> None:
     user.groups.add(Group.objects.get(name=roles.SUPERVISOR))
     client = Client()
     client.force_login(user)
+    return client
+
+
+def count_queries(client, page: str) -> tuple[object, list[tuple[float, str]]]:
+    """One request of `page`: its response and its SQL statements (ms, the first 200 characters)."""
+    from django.db import connection
+
+    queries: list[tuple[float, str]] = []
+
+    def counting(execute, sql, params, many, context):
+        started = time.perf_counter()
+        try:
+            return execute(sql, params, many, context)
+        finally:
+            queries.append(((time.perf_counter() - started) * 1000, sql[:200]))
+
+    with connection.execute_wrapper(counting):
+        response = client.get(page)
+    return response, queries
+
+
+def time_page(client, page: str, requests: int = REQUESTS, warmup: int = WARMUP) -> dict:
+    """`warmup` requests, one counted, then `requests` timed ones of the same URL: p50, p95, queries."""
+    for _ in range(warmup):
+        client.get(page)
+    response, queries = count_queries(client, page)
+    timings = []
+    for _ in range(requests):
+        started = time.perf_counter()
+        response = client.get(page)
+        timings.append((time.perf_counter() - started) * 1000)
+    return {
+        "url": page,
+        "status": response.status_code,
+        "queries": len(queries),
+        "p50": percentile(timings, 50),
+        "p95": percentile(timings, 95),
+        "max": max(timings),
+        "slowest_sql": sorted(queries, reverse=True)[:2],
+    }
+
+
+def worker(url: str) -> None:
+    """Measure every page on the database of DATABASE_URL (this process's environment); print JSON."""
+    import django
+
+    django.setup()
+    client = supervisor_client()
     _give_sessions_identification()
-    result = {}
-    for name, page in _pages(user).items():
-        for _ in range(WARMUP):
-            response = client.get(page)
-        queries: list[tuple[float, str]] = []
-
-        def counting(execute, sql, params, many, context, queries=queries):
-            started = time.perf_counter()
-            try:
-                return execute(sql, params, many, context)
-            finally:
-                queries.append(((time.perf_counter() - started) * 1000, sql[:200]))
-
-        with connection.execute_wrapper(counting):
-            response = client.get(page)
-        timings = []
-        for _ in range(REQUESTS):
-            started = time.perf_counter()
-            response = client.get(page)
-            timings.append((time.perf_counter() - started) * 1000)
-        result[name] = {
-            "url": page,
-            "status": response.status_code,
-            "queries": len(queries),
-            "p50": percentile(timings, 50),
-            "p95": percentile(timings, 95),
-            "max": max(timings),
-            "slowest_sql": sorted(queries, reverse=True)[:2],
-        }
+    result = {name: time_page(client, page) for name, page in _pages(None).items()}
     print("PAGESJSON " + json.dumps(result), flush=True)
 
 

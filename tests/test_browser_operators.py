@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from sessions import roles
 from sessions.models import RemoteStopRequest
-from tests.factories import ChargingSessionFactory, RemoteStopRequestFactory, UserFactory
+from tests.factories import ChargingSessionFactory, OperatorFactory, RemoteStopRequestFactory, UserFactory
 from tests.screens import axe_at_both_widths, shoot
 
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # Playwright's loop beside the live server
@@ -50,6 +50,18 @@ def world():
     _stop("DE*XYZ", 7, State.UNCONFIRMED, code="000")
     for days in (8, 11, 12):
         _stop("NL*FLK", days, State.REJECTED, code="400")
+    # In Hubject's EVSE directory: DE*ABC (with what support added) and DE*XYZ, spelled "DEXYZ" there;
+    # NL*FLK is not in it.
+    OperatorFactory(
+        operator_id="DE*ABC",
+        name="Abc Strom",
+        hotline="+49 30 1234567",
+        evse_count=42,
+        hotline_hours="Mon–Fri 8–18",
+        escalation_email="noc@abc-strom.example",
+        internal_note="Ask for the second level.",
+    )
+    OperatorFactory(operator_id="DEXYZ", name="Xyz Laden", evse_count=7)
     return supervisor
 
 
@@ -75,8 +87,12 @@ def test_supervisor_reads_the_overview_and_a_cpo_s_charts(browser, live_server, 
     page.get_by_role("heading", name="Stops per CPO").wait_for()
     rows = page.locator("table.operators tbody tr")
     assert rows.count() == 3
-    first_cells = [rows.nth(i).locator("td").first.inner_text().strip() for i in range(3)]
+    first_cells = [rows.nth(i).locator("td").first.locator("a").inner_text().strip() for i in range(3)]
     assert first_cells == ["NL*FLK", "DE*XYZ", "DE*ABC"]  # 100 %, 50 %, 30 % failed
+    # Each CPO's name and EVSE count from the directory; one it does not list says so.
+    assert "not in the directory" in rows.nth(0).locator("td").first.inner_text()
+    assert "Xyz Laden" in rows.nth(1).inner_text() and "Abc Strom" in rows.nth(2).inner_text()
+    assert rows.nth(2).locator('td[data-label="EVSEs"]').inner_text().strip() == "42"
     assert "30.0 %" in rows.nth(2).inner_text()
     assert page.get_by_role("link", name="Export CSV").is_visible()
     axe_at_both_widths(page, "stops per CPO")
@@ -86,12 +102,23 @@ def test_supervisor_reads_the_overview_and_a_cpo_s_charts(browser, live_server, 
     # Sorted by stops sent, largest first: one click on the header.
     page.get_by_role("link", name="Stops sent").click()
     page.wait_for_url("**sort=-sent**")
-    assert page.locator("table.operators tbody tr").first.locator("td").first.inner_text().strip() == "DE*ABC"
+    assert page.locator("table.operators tbody tr").first.locator("td a").first.inner_text().strip() == "DE*ABC"
 
     # On to the CPO's page with the keyboard: its link focused, Enter.
-    page.get_by_role("link", name="CPO DE*ABC: open its page").focus()
+    page.get_by_role("link", name="CPO DE*ABC (Abc Strom): open its page").focus()
     page.keyboard.press("Enter")
-    page.get_by_role("heading", name="CPO DE*ABC").wait_for()
+    page.get_by_role("heading", name="CPO DE*ABC · Abc Strom").wait_for()
+    # Whom to call: Hubject's hotline (tel:, with its copy button) beside what support added.
+    contact = page.locator("#contact")
+    assert (
+        contact.get_by_role("link", name="Call Abc Strom at +49 30 1234567").get_attribute("href") == "tel:+49301234567"
+    )
+    assert contact.get_by_role("button", name="Copy +49 30 1234567").is_visible()
+    assert (
+        contact.get_by_role("link", name="noc@abc-strom.example").get_attribute("href")
+        == "mailto:noc@abc-strom.example"
+    )
+    assert "Mon–Fri 8–18" in contact.inner_text() and "42" in contact.locator("#evse-count").inner_text()
     figures = page.locator("dl.figures")
     assert "10" in figures.locator("div", has_text="Stops sent").inner_text()
     assert "60.0 %" in figures.inner_text()  # 6 confirmed of 10

@@ -1,6 +1,6 @@
 """Each CPO's stop record and the supervisors' overview (issue 15 item 4): every figure against a data
-set built by hand (median and 90th percentile included, on SQLite and PostgreSQL), the queries
-bounded, who may see the pages, the CSV export (its content, formula-inert) and the period's errors
+set built by hand (median and 90th percentile included, on SQLite and PostgreSQL), each CPO's name,
+EVSE count and contact details from Hubject's EVSE directory (item 2), the queries bounded, who may see the pages, the CSV export (its content, formula-inert) and the period's errors
 beside their fields (a bad day changes nothing and never answers 500).
 """
 
@@ -20,7 +20,7 @@ from sessions.models import RemoteStopRequest
 from sessions.operators import charts, presenters, selectors
 from sessions.operators.selectors import Period, percentile_cont
 from sessions.operators.views import sort_records
-from tests.factories import ChargingSessionFactory, RemoteStopRequestFactory, UserFactory
+from tests.factories import ChargingSessionFactory, OperatorFactory, RemoteStopRequestFactory, UserFactory
 
 State = RemoteStopRequest.State
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -137,7 +137,7 @@ def test_weekly_trend(stops, django_assert_max_num_queries):
 
 
 def test_overview_every_operator_in_bounded_queries(stops, django_assert_max_num_queries):
-    with django_assert_max_num_queries(2):
+    with django_assert_max_num_queries(3):  # + the directory
         records = selectors.operator_overview(period=PERIOD)
     by_id = {record.operator_id: record for record in records}
     assert set(by_id) == {A, B}
@@ -157,9 +157,13 @@ def test_the_queries_do_not_grow_with_the_stops(stops, django_assert_max_num_que
     for day in range(3, 17):
         stop(A, at(day, 15), State.CONFIRMED, seconds=day * 3, code="000")
         stop(f"DE*C{day:02d}", at(day, 15), State.REJECTED, code="501")
-    with django_assert_max_num_queries(2):
+        OperatorFactory(operator_id=f"DE*C{day:02d}", name=f"Charger {day}", evse_count=day)
+    with django_assert_max_num_queries(3):  # the directory: one query for every row
         records = selectors.operator_overview(period=PERIOD)
     assert len(records) == 2 + 14
+    assert {(r.operator_id, r.name, r.evse_count) for r in records if r.in_directory} == {
+        (f"DE*C{day:02d}", f"Charger {day}", day) for day in range(3, 17)
+    }
 
 
 def test_charts_geometry(stops):
@@ -200,13 +204,13 @@ def supervisor_client(client, db):
 
 def test_operator_page_shows_every_figure(supervisor_client, stops, django_assert_max_num_queries):
     url = reverse("charging_sessions:operator-detail", kwargs={"operator_id": A}) + QUERY
-    with django_assert_max_num_queries(14):
+    with django_assert_max_num_queries(15):
         response = supervisor_client.get(url)
     assert response.status_code == 200
     html = response.content.decode()
     record = response.context["record"]
     assert (record.sent, record.confirmed, record.median) == (13, 5, timedelta(seconds=30))
-    for text in ("38.5 %", "1 min 16 s", "30 s", "Communication to EVSE failed.", "not known yet"):
+    for text in ("38.5 %", "1 min 16 s", "30 s", "Communication to EVSE failed.", "is not in the directory"):
         assert text in html, text
     # Each chart: an SVG image with a summary as its name, and its numbers in a table with a caption.
     assert html.count('role="img"') == 3
@@ -222,29 +226,86 @@ def test_operator_page_queries_do_not_grow(supervisor_client, stops, django_asse
     for day in range(3, 17):
         stop(A, at(day, 15), State.REJECTED, code=f"{day:03d}")
     url = reverse("charging_sessions:operator-detail", kwargs={"operator_id": A}) + QUERY
-    with django_assert_max_num_queries(14):
+    with django_assert_max_num_queries(15):
         assert supervisor_client.get(url).status_code == 200
 
 
-def test_operator_page_with_a_name_passed_in(stops):
-    """The hook for the operator directory: a name given to the record is shown beside the OperatorID."""
-    from django.template.loader import render_to_string
+@pytest.fixture
+def directory(db):
+    """A in the directory as "DE*AAA" (its sessions say "DE*AAA"), C as "DE*CCC" while its sessions say
+    "DECCC"; B is not in the directory."""
+    return {
+        A: OperatorFactory(
+            operator_id=A,
+            name="Allgemeine Ladestrom GmbH",
+            hotline="+49 221 555 0100",
+            evse_count=42,
+            hotline_hours="Mon–Fri 8–18",
+            escalation_email="escalation@allgemeine.example",
+            internal_note="Ask for the second level.\nNever before 8.",
+        ),
+        "DECCC": OperatorFactory(operator_id="DE*CCC", name="Cee Charge", hotline="", evse_count=7),
+    }
 
-    record = selectors.operator_record(operator_id=A, period=PERIOD)
-    record.name, record.evse_count = "Allgemeine Ladestrom", 42
-    html = render_to_string("operators/_bar_chart.html", {"chart": charts.histogram(record), "chart_id": "x"})
-    assert 'role="img"' in html
-    page = render_to_string(
-        "operators/overview.html",
-        {"rows": [(record, presenters.record_cells(record), "/op/", "/stops/")], "sorts": _no_sorts()},
-    )
-    assert "Allgemeine Ladestrom" in page
+
+def test_names_and_evse_counts_from_the_directory(stops, directory, django_assert_max_num_queries):
+    stop("DECCC", at(5), State.CONFIRMED, seconds=20, code="000")  # named without the "*"
+    with django_assert_max_num_queries(3):
+        records = {r.operator_id: r for r in selectors.operator_overview(period=PERIOD)}
+    assert (records[A].name, records[A].evse_count, records[A].in_directory) == ("Allgemeine Ladestrom GmbH", 42, True)
+    assert (records["DECCC"].name, records["DECCC"].evse_count) == ("Cee Charge", 7)
+    assert (records[B].name, records[B].evse_count, records[B].in_directory) == ("", None, False)
+    # The EVSE count sorts, CPOs not in the directory last.
+    assert [r.operator_id for r in sort_records(list(records.values()), "-evses")] == [A, "DECCC", B]
+    assert [r.operator_id for r in sort_records(list(records.values()), "evses")] == ["DECCC", A, B]
 
 
-def _no_sorts():
-    from sessions.operators.views import SORTABLE
+def test_overview_page_names_the_cpos(supervisor_client, stops, directory, django_assert_max_num_queries):
+    with django_assert_max_num_queries(11):
+        response = supervisor_client.get(reverse("charging_sessions:operator-overview") + QUERY)
+    html = response.content.decode()
+    assert "Allgemeine Ladestrom GmbH" in html and 'data-label="EVSEs" class="num">42</td>' in html
+    # B, unknown to the directory, is listed all the same, and says so.
+    assert [row[0].operator_id for row in response.context["rows"]] == [A, B]
+    assert html.count("not in the directory") == 1
+    rows = _csv(supervisor_client.get(reverse("charging_sessions:operator-overview-csv") + QUERY))
+    assert rows[1][:4] == ["OperatorID", "Name", "EVSEs", "Stops sent"]
+    assert rows[2][:4] == [A, "Allgemeine Ladestrom GmbH", "42", "13"]
+    assert rows[3][:4] == [B, "", "", "3"]
 
-    return {key: {"url": "?", "aria": "none"} for key in SORTABLE}
+
+def test_operator_page_shows_the_contact(supervisor_client, stops, directory, django_assert_max_num_queries):
+    url = reverse("charging_sessions:operator-detail", kwargs={"operator_id": A}) + QUERY
+    with django_assert_max_num_queries(15):
+        response = supervisor_client.get(url)
+    html = response.content.decode()
+    assert 'CPO <span class="mono">DE*AAA</span> · Allgemeine Ladestrom GmbH</h1>' in html
+    # Hubject's values: the hotline to call (tel:) with a copy button, the EVSE count.
+    assert 'href="tel:+492215550100"' in html
+    assert 'data-copy="+49 221 555 0100"' in html
+    assert '<dd id="evse-count">42</dd>' in html
+    # Support's values beside them: hours, the escalation e-mail to write to, the note.
+    assert "Mon–Fri 8–18" in html
+    assert 'href="mailto:escalation@allgemeine.example"' in html
+    assert "Ask for the second level.<br>Never before 8." in html
+    assert "not in the directory" not in html
+    # A supervisor may edit what support adds (change_operator_contact).
+    assert reverse("admin:charging_sessions_operator_change", args=[directory[A].pk]) in html
+
+
+def test_operator_page_of_a_cpo_named_without_the_star(supervisor_client, stops, directory):
+    stop("DECCC", at(5), State.CONFIRMED, seconds=20, code="000")
+    html = supervisor_client.get(reverse("charging_sessions:operator-detail", kwargs={"operator_id": "DECCC"})).content
+    html = html.decode()
+    assert "Cee Charge" in html and '<dd id="evse-count">7</dd>' in html
+    assert "Nothing yet (hotline hours, escalation e-mail, note)." in html
+
+
+def test_operator_page_of_a_cpo_not_in_the_directory(supervisor_client, stops, directory):
+    html = supervisor_client.get(reverse("charging_sessions:operator-detail", kwargs={"operator_id": B}) + QUERY)
+    html = html.content.decode()
+    assert 'id="cpo-not-in-directory"' in html and "is not in the directory" in html
+    assert "tel:" not in html and '<h1>CPO <span class="mono">DE*BBB</span></h1>' in html
 
 
 def test_unknown_operator_is_404(supervisor_client, stops):
@@ -277,9 +338,9 @@ def test_csv_export_content(supervisor_client, stops):
     assert 'filename="stops-per-cpo-20250303-20250316.csv"' in response["Content-Disposition"]
     rows = _csv(response)
     assert rows[0] == ["# Stops per CPO", " requested 2025-03-03 to 2025-03-16"]
-    assert rows[1][:3] == ["OperatorID", "Name", "Stops sent"]
-    assert rows[2] == [A, "", "13", "7", "5", "1", "1", "3", "2", "1", "38.5", "46.2", "30.0", "76.0"]
-    assert rows[3] == [B, "", "3", "2", "2", "0", "0", "1", "0", "0", "66.7", "33.3", "75.0", "87.0"]
+    assert rows[1][:4] == ["OperatorID", "Name", "EVSEs", "Stops sent"]
+    assert rows[2] == [A, "", "", "13", "7", "5", "1", "1", "3", "2", "1", "38.5", "46.2", "30.0", "76.0"]
+    assert rows[3] == [B, "", "", "3", "2", "2", "0", "0", "1", "0", "0", "66.7", "33.3", "75.0", "87.0"]
 
 
 def test_csv_export_is_formula_inert(supervisor_client, stops):

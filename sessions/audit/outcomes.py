@@ -213,6 +213,23 @@ RULES: dict[str, tuple[Part, ...]] = {
         If(Int("seen"), (": ", Count("seen", "CDR seen", "CDRs seen"), If(Int("new"), (", ", Int("new"), " new")))),
         If(Flag("ok", False), ("; failed", If(Text("failure"), (": ", Text("failure"))))),
     ),
+    Event.EVSE_DATA_PULLED: (
+        "EVSE directory pulled",
+        If(Text("kind"), (" (", Text("kind"), ")")),
+        ": ",
+        Int("added"),
+        " added, ",
+        Int("changed"),
+        " changed, ",
+        Int("deleted"),
+        " deleted",
+        If(Int("refused"), (", ", Int("refused"), " refused")),
+        If(Flag("ok", False), ("; failed", If(Text("failure"), (": ", Text("failure"))))),
+    ),
+    Event.OPERATOR_CONTACT_CHANGED: (
+        "CPO contact details changed",
+        If(Text("operator_id"), (" for ", Text("operator_id"))),
+    ),
     Event.SESSIONS_IMPORTED: (
         "Sessions imported",
         If(Text("source"), (" from ", Text("source"))),

@@ -17,6 +17,11 @@ Every figure comes from the database in a fixed number of queries, whatever the 
   database, production runs PostgreSQL.
 - the refusal codes are one GROUP BY oicp_code, the weekly trend one GROUP BY day (at most the
   period's days, folded into weeks here).
+
+Each CPO's name and EVSE count come from Hubject's EVSE directory (`Operator`), matched by
+`sessions.oicp.ids.operator_key` (sessions name their CPO "DE*ABC" or "DEABC"): one more query for
+the overview, whatever its number of rows. A CPO the directory does not list keeps `in_directory`
+False, an empty name and no EVSE count, and is listed all the same.
 """
 
 from __future__ import annotations
@@ -30,7 +35,8 @@ from django.db import connection
 from django.db.models import Aggregate, Count, DurationField, Q, QuerySet
 from django.db.models.functions import TruncDate
 
-from ..models import ChargingSession, RemoteStopRequest
+from ..models import ChargingSession, Operator, RemoteStopRequest
+from ..oicp.ids import operator_key
 from ..periods import date_range_q
 
 State = RemoteStopRequest.State
@@ -92,9 +98,10 @@ class OperatorRecord:
     median: timedelta | None = None
     p90: timedelta | None = None
     buckets: list[int] = field(default_factory=lambda: [0] * len(BUCKETS))
-    # Hooks for the operator directory (another change): the CPO's name, its number of EVSEs.
+    # From Hubject's EVSE directory (`with_directory`): the CPO's name and its number of EVSEs.
     name: str = ""
     evse_count: int | None = None
+    in_directory: bool = False
 
     @property
     def failures(self) -> int:
@@ -180,6 +187,25 @@ def _of_operator(operator_id: str, period: Period) -> QuerySet[RemoteStopRequest
     return _in_period(period).filter(charging_session_id__in=sessions)
 
 
+def directory_operators(operator_ids: list[str]) -> dict[str, Operator]:
+    """The directory's entries of these CPOs by their operator_key, in one query (none without IDs)."""
+    keys = {operator_key(operator_id) for operator_id in operator_ids if operator_id}
+    if not keys:
+        return {}
+    return {operator.operator_key: operator for operator in Operator.objects.filter(operator_key__in=keys)}
+
+
+def with_directory(records: list[OperatorRecord]) -> dict[str, Operator]:
+    """Fill each record's name and EVSE count from the directory (one query for all); returns the
+    entries found, by operator_key."""
+    operators = directory_operators([record.operator_id for record in records])
+    for record in records:
+        operator = operators.get(operator_key(record.operator_id))
+        if operator is not None:
+            record.name, record.evse_count, record.in_directory = operator.name, operator.evse_count, True
+    return operators
+
+
 def operator_known(operator_id: str) -> bool:
     """The portal has seen a session of this CPO."""
     return ChargingSession.objects.filter(operator_id=operator_id).exists()
@@ -200,7 +226,8 @@ def operator_record(*, operator_id: str, period: Period) -> OperatorRecord:
 
 
 def operator_overview(*, period: Period) -> list[OperatorRecord]:
-    """Every CPO with a stop in the period, by OperatorID: one query on PostgreSQL, two on SQLite."""
+    """Every CPO with a stop in the period, by OperatorID, with its name and EVSE count from the
+    directory: two queries on PostgreSQL, three on SQLite."""
     rows = (
         _in_period(period)
         .values("charging_session__operator_id")
@@ -221,6 +248,7 @@ def operator_overview(*, period: Period) -> list[OperatorRecord]:
         for record in records:
             values = times.get(record.operator_id, [])
             record.median, record.p90 = percentile_cont(values, MEDIAN), percentile_cont(values, P90)
+    with_directory(records)
     return records
 
 

@@ -39,6 +39,7 @@ SORTABLE = {
     "success": "-",
     "failure": "-",
     "median": "-",
+    "evses": "-",
 }
 PRESET_LABELS = {"last7": "Last 7 days", "last30": "Last 30 days", "last90": "Last 90 days"}
 
@@ -50,6 +51,7 @@ def _sort_value(record: selectors.OperatorRecord, key: str):
         "success": record.success_rate,
         "failure": record.failure_rate,
         "median": record.median,
+        "evses": record.evse_count,
     }.get(key, getattr(record, key, None))
     return value
 
@@ -147,6 +149,7 @@ def operator_overview(request: HttpRequest) -> HttpResponse:
 CSV_HEADER = [
     "OperatorID",
     "Name",
+    "EVSEs",
     "Stops sent",
     "Accepted",
     "Confirmed",
@@ -178,6 +181,7 @@ def overview_csv_rows(records: list[selectors.OperatorRecord]) -> list[list]:
             [
                 neutralise(r.operator_id),
                 neutralise(r.name),
+                "" if r.evse_count is None else r.evse_count,
                 r.sent,
                 r.accepted,
                 r.confirmed,
@@ -227,8 +231,9 @@ def operator_detail(request: HttpRequest, operator_id: str) -> HttpResponse:
     form = OperatorPeriodForm(request.GET or None)
     context = _period_context(request, form)
     period = context["period"]
-    # The operator directory (another change) passes the name and the EVSE count in here.
     record = selectors.operator_record(operator_id=operator_id, period=period)
+    # Its name, EVSE count and contact details from Hubject's EVSE directory (None when not listed).
+    operator = next(iter(selectors.with_directory([record]).values()), None)
     weeks = selectors.weekly_trend(operator_id=operator_id, period=period)
     buckets = [(label, count) for (label, _, _), count in zip(selectors.BUCKETS, record.buckets, strict=True)]
     codes = [
@@ -241,6 +246,7 @@ def operator_detail(request: HttpRequest, operator_id: str) -> HttpResponse:
     }
     context |= {
         "record": record,
+        "operator": operator,
         "cells": presenters.record_cells(record),
         "weeks": weeks,
         "summaries": {
