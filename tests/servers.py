@@ -77,6 +77,10 @@ class Process:
         raise RuntimeError(f"{self.name} did not print {needle!r}:\n" + "\n".join(self.lines))
 
     def output(self) -> str:
+        if self.proc.poll() is not None:
+            # Exited: its last lines may still be in the pipe, on their way to the reader thread
+            # (a loaded machine showed "stopped." missing right after wait() returned).
+            self._reader.join(timeout=5)
         return "\n".join(self.lines)
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 20) -> None:
