@@ -10,8 +10,8 @@ import pytest
 import requests
 import responses
 
-from sessions.oicp.cdr_pull import CdrPage
 from sessions.oicp.client import HubjectClient
+from sessions.oicp.exchange import Page
 from sessions.oicp.outcomes import Outcome
 from sessions.oicp.paths import MAX_CDR_PAGE_SIZE
 from tests.spec_files import spec_file
@@ -76,7 +76,7 @@ def client() -> HubjectClient:
     return HubjectClient(base_url=BASE + "/", provider_id="DE-DCB", timeout=75, connect_timeout=10)
 
 
-def pull(client: HubjectClient, page: int = 0, size: int = 2000) -> CdrPage:
+def pull(client: HubjectClient, page: int = 0, size: int = 2000) -> Page:
     return client.get_charge_detail_records(date_from=FROM, date_to=TO, page=page, size=size)
 
 

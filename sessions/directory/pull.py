@@ -211,8 +211,8 @@ def _pull_pages(client: HubjectClient, report: EvsePullReport, *, page_size: int
     while True:
         result = client.pull_evse_data(page=page, size=page_size, last_call=report.last_call)
         if not result.ok:
-            report.failure = f"Page {page}: {result.error or 'HTTP ' + str(result.exchange.http_status)}"
-            report.failure_transient = result.exchange.transient
+            report.failure = f"Page {page}: {result.error or 'HTTP ' + str(result.http_status)}"
+            report.failure_transient = result.transient
             logger.warning("EVSE data pull stopped at page %s: %s", page, report.failure)
             return
         try:

@@ -7,10 +7,13 @@
 
 from __future__ import annotations
 
+import json
+
 import requests
 
-from .cdr_pull import CdrPage, get_charge_detail_records
-from .evse_pull import EvseDataPage, EvseStatuses, pull_evse_data, pull_evse_status_by_id
+from .cdr_pull import get_charge_detail_records
+from .evse_pull import EvseStatuses, pull_evse_data, pull_evse_status_by_id
+from .exchange import Page
 from .outcomes import Outcome
 from .paths import AUTHORIZE_REMOTE_STOP as STOP_PATH
 from .paths import MAX_CDR_PAGE_SIZE, MAX_EVSE_PAGE_SIZE
@@ -20,11 +23,10 @@ from .remote_stop import RemoteStopResult, send_remote_stop
 __all__ = [
     "MAX_CDR_PAGE_SIZE",
     "MAX_EVSE_PAGE_SIZE",
-    "CdrPage",
-    "EvseDataPage",
     "EvseStatuses",
     "HubjectClient",
     "Outcome",
+    "Page",
     "RemoteStopResult",
 ]
 
@@ -90,38 +92,23 @@ class HubjectClient:
         # The ProviderID goes into the path as is: Hubject's own examples keep "*" unencoded (DIGEST §8.1).
         return self.base_url + STOP_PATH.format(provider_id=self.provider_id)
 
-    def get_charge_detail_records(self, *, date_from, date_to, page: int, size: int = MAX_CDR_PAGE_SIZE) -> CdrPage:
-        """One page of eRoamingGetChargeDetailRecords_V2.2 for [date_from, date_to] (aware datetimes).
-
-        Never raises for network, HTTP or parsing problems: the CdrPage says ok / transient / final.
-        `size` is capped at HBS's maximum of 2000. Raises ValueError only for a caller's mistake
-        (naive datetimes, from after to, negative page).
-        """
-        return get_charge_detail_records(self, date_from=date_from, date_to=date_to, page=page, size=size)
-
-    def pull_evse_data(self, *, page: int, size: int = MAX_EVSE_PAGE_SIZE, last_call=None) -> EvseDataPage:
-        """One page of eRoamingPullEvseData_V2.3: all EVSEs, or the changes since `last_call` (aware)."""
-        return pull_evse_data(self, page=page, size=size, last_call=last_call)
-
-    def pull_evse_status_by_id(self, *, evse_ids: list[str], timeout: float | None = None) -> EvseStatuses:
-        """eRoamingPullEvseStatusByID_V2.1 for up to 100 EvseIDs: EvseID → EvseStatus."""
-        return pull_evse_status_by_id(self, evse_ids=evse_ids, timeout=timeout)
-
-    def authorize_remote_stop(
-        self,
-        *,
-        session_id: str,
-        evse_id: str,
-        emp_partner_session_id: str = "",
-        cpo_partner_session_id: str = "",
-        correlation_id: str = "",
-    ) -> RemoteStopResult:
-        """eRoamingAuthorizeRemoteStop_V2.1 for one session: accepted, finally rejected, or transient."""
-        return send_remote_stop(
-            self,
-            session_id=session_id,
-            evse_id=evse_id,
-            emp_partner_session_id=emp_partner_session_id,
-            cpo_partner_session_id=cpo_partner_session_id,
-            correlation_id=correlation_id,
+    def post(self, url: str, body: dict, *, headers: dict[str, str], timeout) -> requests.Response:
+        """POST `body` as UTF-8 JSON (OICP mandates UTF-8) with the client's certificate; raises what
+        requests raises: each call turns that into its result (`exchange.call`, `remote_stop`)."""
+        return self.session.request(
+            "POST",
+            url,
+            data=json.dumps(body, ensure_ascii=False).encode("utf-8"),
+            headers=headers,
+            timeout=timeout,
+            cert=self.cert,
+            verify=self.verify,
+            # A redirect would turn the POST into a GET; for an API it means a wrong base URL.
+            allow_redirects=False,
         )
+
+    # The calls, each in its own module with its own result type; they take the client as `self`.
+    authorize_remote_stop = send_remote_stop
+    get_charge_detail_records = get_charge_detail_records
+    pull_evse_data = pull_evse_data
+    pull_evse_status_by_id = pull_evse_status_by_id

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import copy
-import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import requests
 
+from .exchange import JSON_HEADERS, Exchange
 from .outcomes import NOT_JSON, Outcome, classify, ms_since, parse_json, transport_failure
 from .status_codes import STATUS_CODES, StatusCodeInfo, describe, describe_failure
 
@@ -22,21 +22,15 @@ KEPT_HEADERS = ("Content-Type", "Content-Length", "Date", "Process-ID", "Retry-A
 
 
 @dataclass(frozen=True)
-class RemoteStopResult:
-    """The answer to one stop: accepted, finally rejected or transient, with the exchange for the audit."""
+class RemoteStopResult(Exchange):
+    """The answer to one stop: accepted, finally rejected or transient, with the exchange for the audit.
 
-    outcome: Outcome
-    http_status: int | None = None
-    oicp_code: str = ""  # always a 3-digit string or ""; never the HTTP status
-    description: str = ""
-    additional_info: str = ""
-    process_id: str = ""
-    failure_kind: str = ""  # "" for OICP answers, else a key of FAILURE_KINDS
-    error: str = ""
+    `oicp_code` is always a 3-digit string or "", never the HTTP status; `failure_kind` is "" for
+    OICP answers, else a key of FAILURE_KINDS.
+    """
+
     request_sent: bool = True  # False only when we know the request never reached the server
-    request: dict[str, Any] = field(default_factory=dict)
     response: dict[str, Any] | None = None
-    elapsed_ms: int = 0
 
     @property
     def is_final(self) -> bool:
@@ -56,21 +50,8 @@ class RemoteStopResult:
         return describe_failure(self.failure_kind) if self.failure_kind else describe(self.oicp_code)
 
     def to_audit(self) -> dict[str, Any]:
-        """JSON-serialisable record of the exchange (no secrets: the request holds only our own headers)."""
-        return {
-            "outcome": self.outcome.value,
-            "http_status": self.http_status,
-            "oicp_code": self.oicp_code,
-            "description": self.description,
-            "additional_info": self.additional_info,
-            "process_id": self.process_id,
-            "failure_kind": self.failure_kind,
-            "error": self.error,
-            "request_sent": self.request_sent,
-            "elapsed_ms": self.elapsed_ms,
-            "request": copy.deepcopy(self.request),
-            "response": copy.deepcopy(self.response),
-        }
+        """The exchange with Hubject's answer as received (kept headers, the body or its first 4000 characters)."""
+        return {**super().to_audit(), "request_sent": self.request_sent, "response": copy.deepcopy(self.response)}
 
 
 def send_remote_stop(
@@ -89,7 +70,7 @@ def send_remote_stop(
         body["CPOPartnerSessionID"] = cpo_partner_session_id
     if emp_partner_session_id:
         body["EMPPartnerSessionID"] = emp_partner_session_id
-    headers = {"Content-Type": "application/json; charset=UTF-8", "Accept": "application/json"}
+    headers = dict(JSON_HEADERS)
     if correlation_id:
         headers["X-Correlation-ID"] = correlation_id
     url = client.stop_url()
@@ -97,17 +78,7 @@ def send_remote_stop(
 
     started = time.monotonic()
     try:
-        response = client.session.request(
-            "POST",
-            url,
-            data=json.dumps(body, ensure_ascii=False).encode("utf-8"),  # OICP mandates UTF-8
-            headers=headers,
-            timeout=client.timeout,
-            cert=client.cert,
-            verify=client.verify,
-            # A redirect would turn the POST into a GET; for an API it means a wrong base URL.
-            allow_redirects=False,
-        )
+        response = client.post(url, body, headers=headers, timeout=client.timeout)
     except (requests.RequestException, OSError) as exc:
         verdict, sent = transport_failure(exc)
         verdict = verdict._replace(error=client.redact(verdict.error))
