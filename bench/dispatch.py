@@ -15,6 +15,7 @@ import uuid
 from pathlib import Path
 
 from bench.common import ROOT, percentile, report, servers
+from portal.worker_command import celery_worker_command
 
 RATE = float(os.environ.get("BENCH_DISPATCH_RATE", "50"))
 COUNT = int(os.environ.get("BENCH_DISPATCH_COUNT", "1000"))
@@ -103,50 +104,15 @@ def main() -> None:
             return list(ChargingSession.objects.filter(session_id__in=[r.session_id for r in rows]))
 
         worker_env = {**os.environ, **env}
-        worker = servers.Process(
-            "worker",
-            [
-                str(servers.BIN / "celery"),
-                "-A",
-                "portal",
-                "worker",
-                "--pool",
-                "threads",
-                "--concurrency",
-                "40",
-                "--include",
-                "bench.baseline_tasks",
-                "--without-gossip",
-                "--without-mingle",
-                "--loglevel",
-                "WARNING",
-                *os.environ.get("BENCH_WORKER_ARGS", "").split(),
-            ],
-            worker_env,
-        )
+        extra = ["--include", "bench.baseline_tasks", *os.environ.get("BENCH_WORKER_ARGS", "").split()]
+        command = celery_worker_command(concurrency=40, loglevel="WARNING", quiet=True, extra=extra)
+        worker = servers.Process("worker", command, worker_env)
         # Retries and deferred stops have their own worker, as in `make run`.
-        retry_worker = servers.Process(
-            "retry-worker",
-            [
-                str(servers.BIN / "celery"),
-                "-A",
-                "portal",
-                "worker",
-                "--pool",
-                "threads",
-                "--concurrency",
-                "20",
-                "-Q",
-                os.environ.get("STOP_RETRY_QUEUE", "stop-retries"),
-                "--without-gossip",
-                "--without-mingle",
-                "--loglevel",
-                "WARNING",
-                "-n",
-                "retries@%h",
-            ],
-            worker_env,
+        retry_queue = os.environ.get("STOP_RETRY_QUEUE", "stop-retries")
+        command = celery_worker_command(
+            queues=retry_queue, concurrency=20, name="retries", loglevel="WARNING", quiet=True
         )
+        retry_worker = servers.Process("retry-worker", command, worker_env)
         try:
             time.sleep(3)  # the worker logs nothing at WARNING when ready; give it time to connect
             from bench.baseline_tasks import post_body

@@ -412,6 +412,14 @@ CELERY_TIMEZONE = TIME_ZONE
 # fresh stops. A single worker can serve both: `-Q celery,stop-retries`.
 STOP_RETRY_QUEUE = env.str("STOP_RETRY_QUEUE", default="stop-retries")
 # Periodic jobs (run `celery -A portal beat`): every entry is here, built from the values above.
+
+
+def _expiring_job(task: str, seconds: float) -> dict:
+    """A job whose late run is dropped: the next one covers what it would have done (a pull starts
+    where the last complete run ended, a sweep finds every pending message), so runs never pile up."""
+    return {"task": task, "schedule": float(seconds), "options": {"expires": float(seconds)}}
+
+
 CELERY_BEAT_SCHEDULE = {
     "mark-unconfirmed-stops": {"task": "charging_sessions.mark_unconfirmed_stops", "schedule": 60.0},
     "sweep-stop-requests": {"task": "charging_sessions.sweep_stop_requests", "schedule": 30.0},
@@ -419,38 +427,23 @@ CELERY_BEAT_SCHEDULE = {
     "verify-audit-chain": {"task": "charging_sessions.verify_audit_chain", "schedule": 24 * 3600.0},
     # Refused inbound callers: one audit record per caller and minute, with the count.
     "report-inbound-refusals": {"task": "charging_sessions.report_inbound_refusals", "schedule": 60.0},
-    # CDR reconciliation, unless OICP_CDR_PULL_INTERVAL_MINUTES is 0. A run missed while no worker was up
-    # is covered by the next one (it starts where the last complete run ended): do not pile up.
+    # CDR reconciliation and the EVSE directory's delta pull, each unless its interval is 0.
     **(
         {
-            "pull-charge-detail-records": {
-                "task": "charging_sessions.pull_charge_detail_records",
-                "schedule": OICP_CDR_PULL_INTERVAL_MINUTES * 60.0,
-                "options": {"expires": OICP_CDR_PULL_INTERVAL_MINUTES * 60.0},
-            }
+            "pull-charge-detail-records": _expiring_job(
+                "charging_sessions.pull_charge_detail_records", OICP_CDR_PULL_INTERVAL_MINUTES * 60
+            )
         }
         if OICP_CDR_PULL_INTERVAL_MINUTES > 0
         else {}
     ),
-    # The EVSE directory's delta pull, unless EVSE_DATA_PULL_INTERVAL_MINUTES is 0 (a missed run is
-    # covered by the next one: its LastCall is the last complete run's start).
     **(
-        {
-            "pull-evse-data": {
-                "task": "charging_sessions.pull_evse_data",
-                "schedule": EVSE_DATA_PULL_INTERVAL_MINUTES * 60.0,
-                "options": {"expires": EVSE_DATA_PULL_INTERVAL_MINUTES * 60.0},
-            }
-        }
+        {"pull-evse-data": _expiring_job("charging_sessions.pull_evse_data", EVSE_DATA_PULL_INTERVAL_MINUTES * 60)}
         if EVSE_DATA_PULL_INTERVAL_MINUTES > 0
         else {}
     ),
     # Stored inbound messages no kick picked up (OICP_INBOUND_SWEEP_SECONDS).
-    "apply-inbound-messages": {
-        "task": "charging_sessions.apply_inbound_messages",
-        "schedule": float(OICP_INBOUND_SWEEP_SECONDS),
-        "options": {"expires": float(OICP_INBOUND_SWEEP_SECONDS)},
-    },
+    "apply-inbound-messages": _expiring_job("charging_sessions.apply_inbound_messages", OICP_INBOUND_SWEEP_SECONDS),
     # Signed anchors of the audit chain's head (AUDIT_ANCHOR_INTERVAL_MINUTES).
     "anchor-audit-chain": {
         "task": "charging_sessions.anchor_audit_chain",

@@ -30,6 +30,9 @@ from urllib.parse import urlsplit
 import environ
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # run as a script: the project's own modules are importable
+from portal.worker_command import celery_worker_command  # noqa: E402
+
 VAR = Path(os.environ.get("PORTAL_RUN_DIR") or ROOT / "var")  # logs, demo-sessions.json, beat schedule
 PY = str(ROOT / ".venv" / "bin" / "python")
 BIN = ROOT / ".venv" / "bin"
@@ -298,48 +301,13 @@ def main() -> None:
                 flush=True,
             )
 
-        # Threads: a stop spends its time waiting on Hubject, so many cheap slots; the per-CPO
-        # limit in the service keeps one slow CPO from taking them all.
-        sup.start(
-            "worker",
-            [
-                str(BIN / "celery"),
-                "-A",
-                "portal",
-                "worker",
-                "--pool",
-                "threads",
-                "-Q",
-                "celery",
-                "--concurrency",
-                env.get("CELERY_WORKER_CONCURRENCY", "40"),
-                "--loglevel",
-                "INFO",
-            ],
-            env,
-        )
-        # Retries and stops deferred by the per-CPO limit wait on their own queue and worker, so
-        # their countdown messages never sit in front of fresh stops.
-        sup.start(
-            "retry-worker",
-            [
-                str(BIN / "celery"),
-                "-A",
-                "portal",
-                "worker",
-                "--pool",
-                "threads",
-                "-Q",
-                env.get("STOP_RETRY_QUEUE", "stop-retries"),
-                "-n",
-                "retries@%h",
-                "--concurrency",
-                "20",
-                "--loglevel",
-                "INFO",
-            ],
-            env,
-        )
+        # The pool and its options: portal/worker_command.py. Retries and stops deferred by the
+        # per-CPO limit wait on their own queue and worker, so their countdown messages never sit in
+        # front of fresh stops.
+        concurrency = int(env.get("CELERY_WORKER_CONCURRENCY", "40"))
+        sup.start("worker", celery_worker_command(queues="celery", concurrency=concurrency), env)
+        retry_queue = env.get("STOP_RETRY_QUEUE", "stop-retries")
+        sup.start("retry-worker", celery_worker_command(queues=retry_queue, concurrency=20, name="retries"), env)
         if port_open("127.0.0.1", port):
             sys.exit(f"Port {port} is taken; set PORT to a free one.")
         # gthread workers, threads and timeouts: portal/gunicorn_conf.py (WEB_CONCURRENCY, WEB_THREADS).

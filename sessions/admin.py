@@ -68,7 +68,7 @@ def stop_selected_sessions(modeladmin, request, queryset):
             try:
                 stop = services.request_remote_stop(
                     charging_session_id=charging_session.pk, acting_user=request.user, **form.cleaned_data
-                )
+                ).stop_request
                 queued.append(stop.pk)
             except services.StopNotAllowed as refusal:
                 refused.append(f"{charging_session.evse_id}: {refusal_text(refusal)}")

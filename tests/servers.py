@@ -24,6 +24,8 @@ import kombu.pools
 import pytest
 import requests
 
+from portal.worker_command import celery_worker_command
+
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 
@@ -169,27 +171,9 @@ def celery_worker(
         CACHE_URL=broker_url.replace("redis://", "rediscache://", 1),
         **(extra_env or {}),
     )
-    proc = Process(
-        "worker",
-        [
-            str(BIN / "celery"),
-            "-A",
-            "portal",
-            "worker",
-            "--pool",
-            "threads",
-            "--concurrency",
-            str(concurrency),
-            "--without-gossip",
-            "--without-mingle",
-            # One worker serves fresh stops and the retry queue alike in tests.
-            "-Q",
-            "celery,stop-retries",
-            "--loglevel",
-            "INFO",
-        ],
-        env,
-    )
+    # One worker serves fresh stops and the retry queue alike in tests.
+    command = celery_worker_command(queues="celery,stop-retries", concurrency=concurrency, quiet=True)
+    proc = Process("worker", command, env)
     try:
         proc.wait_for_line("ready.", timeout=60)
         yield proc

@@ -16,6 +16,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from portal.worker_command import celery_worker_command
 from sessions import services
 from sessions.models import RemoteStopRequest, StopReason
 from tests import servers
@@ -42,26 +43,7 @@ def make_run_worker(
         CACHE_URL=broker_url.replace("redis://", "rediscache://", 1),
         **extra_env,
     )
-    return servers.Process(
-        name,
-        [
-            str(servers.BIN / "celery"),
-            "-A",
-            "portal",
-            "worker",
-            "--pool",
-            "threads",
-            "-Q",
-            queue,
-            "-n",
-            f"{name}@%h",
-            "--concurrency",
-            "8",
-            "--loglevel",
-            "INFO",
-        ],
-        env,
-    )
+    return servers.Process(name, celery_worker_command(queues=queue, concurrency=8, name=name), env)
 
 
 def _alive(workers: list[servers.Process]) -> None:
@@ -106,7 +88,7 @@ def test_redis_stopped_with_stops_in_flight_and_retries_scheduled_workers_surviv
             stops = [
                 services.request_remote_stop(
                     charging_session_id=cs.pk, acting_user=agent, reason=StopReason.DRIVER_ASKED
-                )
+                ).stop_request
                 for cs in sessions
             ]
 

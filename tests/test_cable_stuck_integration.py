@@ -107,7 +107,7 @@ def test_the_cable_stuck_session_is_stopped_after_end_and_confirmed_by_the_cdr(h
 
     stop_request = services.request_remote_stop(
         charging_session_id=charging_session.pk, acting_user=AgentFactory(), reason=StopReason.CABLE_LOCKED
-    )
+    ).stop_request
 
     def confirmed():
         stop_request.refresh_from_db()
@@ -136,7 +136,7 @@ def test_a_stop_for_a_session_hubject_never_issued_is_rejected_as_invalid(hbs):
 
     stop_request = services.request_remote_stop(
         charging_session_id=charging_session.pk, acting_user=AgentFactory(), reason=StopReason.DRIVER_ASKED
-    )
+    ).stop_request
 
     def final():
         stop_request.refresh_from_db()

@@ -89,7 +89,7 @@ def test_two_hundred_stops_for_two_hundred_sessions_at_once_all_become_final(liv
         return [
             services.request_remote_stop(
                 charging_session_id=cs.pk, acting_user=agents[index], reason=StopReason.DRIVER_ASKED
-            ).pk
+            ).stop_request.pk
             for cs in sessions[index::20]
         ]
 
@@ -140,7 +140,7 @@ def test_a_slow_cpo_does_not_hold_up_stops_for_other_cpos(simulator, slow_cpo_wo
     servers.wait_until(lambda: len(held()) >= 5, timeout=60, message="the slow CPO to hold 5 calls")
     fast_stop = services.request_remote_stop(
         charging_session_id=fast.pk, acting_user=agent, reason=StopReason.DRIVER_ASKED
-    )
+    ).stop_request
 
     def fast_accepted():
         fast_stop.refresh_from_db()

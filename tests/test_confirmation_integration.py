@@ -95,7 +95,7 @@ def pushed(sim, session_id: str) -> list[dict]:
 def stop(charging_session) -> RemoteStopRequest:
     return services.request_remote_stop(
         charging_session_id=charging_session.pk, acting_user=AgentFactory(), reason=StopReason.CABLE_LOCKED
-    )
+    ).stop_request
 
 
 def wait_for_state(stop_request: RemoteStopRequest, *states: str, timeout: float = 30) -> RemoteStopRequest:

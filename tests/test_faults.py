@@ -232,7 +232,7 @@ def agent_web(client):
 def _run_stop(charging_session, agent) -> RemoteStopRequest:
     stop = services.request_remote_stop(
         charging_session_id=charging_session.pk, acting_user=agent, reason=StopReason.CABLE_LOCKED
-    )
+    ).stop_request
 
     def final():
         stop.refresh_from_db()

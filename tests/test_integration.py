@@ -22,7 +22,7 @@ State = RemoteStopRequest.State
 def stop_and_wait(charging_session) -> RemoteStopRequest:
     stop = services.request_remote_stop(
         charging_session_id=charging_session.pk, acting_user=AgentFactory(), reason=StopReason.CABLE_LOCKED
-    )
+    ).stop_request
 
     def final():
         stop.refresh_from_db()

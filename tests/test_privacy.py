@@ -35,7 +35,7 @@ def stopped(db, agent):
         reason=StopReason.SUSPECTED_MISUSE,
         note=SECRETS[0],
         case_reference=SECRETS[1],
-    )
+    ).stop_request
     RemoteStopRequest.objects.filter(pk=stop.pk).update(
         state=State.REJECTED, oicp_code="501", http_status=200, attempt_count=1
     )

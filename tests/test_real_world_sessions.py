@@ -69,7 +69,7 @@ def push(client: Client, url: str, body: dict) -> dict:
 def stop(charging_session, agent, **state) -> RemoteStopRequest:
     stop_request = services.request_remote_stop(
         charging_session_id=charging_session.pk, acting_user=agent, reason="CABLE_LOCKED"
-    )
+    ).stop_request
     if state:
         RemoteStopRequest.objects.filter(pk=stop_request.pk).update(**state)
         stop_request.refresh_from_db()

@@ -148,7 +148,7 @@ def test_worker_killed_mid_call_outcome_unknown_is_recorded_and_shown_then_settl
             stops = [
                 services.request_remote_stop(
                     charging_session_id=cs.pk, acting_user=agent, reason=StopReason.DRIVER_ASKED
-                )
+                ).stop_request
                 for cs in (retried, given_up)
             ]
             for stop, cs in zip(stops, (retried, given_up), strict=True):

@@ -29,7 +29,7 @@ def request_stop(charging_session, user, **kwargs):
         acting_user=user,
         reason=kwargs.pop("reason", StopReason.CABLE_LOCKED),
         **kwargs,
-    )
+    ).stop_request
 
 
 def events(stop_request):

@@ -302,44 +302,39 @@ def team_member_role(request: HttpRequest, pk: int) -> HttpResponse:
     )
 
 
-@require_POST
-@team_admin_required
-def team_member_deactivate(request: HttpRequest, pk: int) -> HttpResponse:
-    member = _member(pk)
-    return _refused_or(
-        request,
-        pk,
-        lambda: services.deactivate_team_member(acting_user=request.user, member=member),
-        f"{member.get_username()} is deactivated: they cannot log in, and their open logins ended.",
-        f"{member.get_username()} was already deactivated.",
-    )
+def _member_change(change: Callable[..., bool], done: str, unchanged: str):
+    """The POST view of one account change to a team member; `{name}` in the texts is the username."""
+
+    @require_POST
+    @team_admin_required
+    def view(request: HttpRequest, pk: int) -> HttpResponse:
+        member = _member(pk)
+        name = member.get_username()
+        return _refused_or(
+            request,
+            pk,
+            lambda: change(acting_user=request.user, member=member),
+            done.format(name=name),
+            unchanged.format(name=name),
+        )
+
+    return view
 
 
-@require_POST
-@team_admin_required
-def team_member_reactivate(request: HttpRequest, pk: int) -> HttpResponse:
-    member = _member(pk)
-    return _refused_or(
-        request,
-        pk,
-        lambda: services.reactivate_team_member(acting_user=request.user, member=member),
-        f"{member.get_username()} can log in again.",
-        f"{member.get_username()} was already active.",
-    )
-
-
-@require_POST
-@team_admin_required
-def team_member_two_factor_reset(request: HttpRequest, pk: int) -> HttpResponse:
-    member = _member(pk)
-    return _refused_or(
-        request,
-        pk,
-        lambda: services.reset_two_factor(acting_user=request.user, member=member),
-        f"The second factor of {member.get_username()} is reset: they set it up again at their "
-        "next login (their role requires it) or when they choose to.",
-        f"{member.get_username()} had no second factor to reset.",
-    )
+team_member_deactivate = _member_change(
+    services.deactivate_team_member,
+    "{name} is deactivated: they cannot log in, and their open logins ended.",
+    "{name} was already deactivated.",
+)
+team_member_reactivate = _member_change(
+    services.reactivate_team_member, "{name} can log in again.", "{name} was already active."
+)
+team_member_two_factor_reset = _member_change(
+    services.reset_two_factor,
+    "The second factor of {name} is reset: they set it up again at their "
+    "next login (their role requires it) or when they choose to.",
+    "{name} had no second factor to reset.",
+)
 
 
 @never_cache

@@ -46,7 +46,7 @@ def request_stop(request: HttpRequest, pk: int) -> HttpResponse:
         messages.error(request, "The stop was not sent: " + "; ".join(e for errs in form.errors.values() for e in errs))
         return redirect("charging_sessions:session-detail", pk=pk)
     try:
-        requested = services.request_and_publish_remote_stop(
+        requested = services.request_remote_stop(
             charging_session_id=charging_session.pk, acting_user=request.user, **form.cleaned_data
         )
     except services.StopNotAllowed as refusal:

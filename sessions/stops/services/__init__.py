@@ -12,7 +12,6 @@ from .manual_close import close_session_manually
 from .request import (
     StopNotAllowed,
     StopRequested,
-    request_and_publish_remote_stop,
     request_remote_stop,
     resend_remote_stop,
 )
@@ -31,7 +30,6 @@ __all__ = [
     "mark_remote_stop_failed",
     "mark_unconfirmed_stops",
     "recover_lost_attempt",
-    "request_and_publish_remote_stop",
     "request_remote_stop",
     "resend_remote_stop",
     "send_remote_stop",

@@ -64,29 +64,9 @@ def request_remote_stop(
     reason: str,
     note: str = "",
     case_reference: str = "",
-) -> RemoteStopRequest:
-    """Create the one open stop request for a session and queue it for the worker.
-
-    Raises StopNotAllowed when the session cannot be stopped now.
-    """
-    return request_and_publish_remote_stop(
-        charging_session_id=charging_session_id,
-        acting_user=acting_user,
-        reason=reason,
-        note=note,
-        case_reference=case_reference,
-    ).stop_request
-
-
-def request_and_publish_remote_stop(
-    *,
-    charging_session_id: int,
-    acting_user,
-    reason: str,
-    note: str = "",
-    case_reference: str = "",
 ) -> StopRequested:
-    """`request_remote_stop`, also saying whether the broker took the message (`StopRequested.queued`).
+    """Create the one open stop request for a session and queue it for the worker: the request, and
+    whether the broker took the message (`StopRequested`).
 
     Raises StopNotAllowed when the session cannot be stopped now.
     """
