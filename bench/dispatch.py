@@ -15,7 +15,7 @@ import uuid
 from pathlib import Path
 
 from bench.common import ROOT, percentile, report, servers
-from portal.worker_command import celery_worker_command
+from portal.processes import celery_worker_command
 
 RATE = float(os.environ.get("BENCH_DISPATCH_RATE", "50"))
 COUNT = int(os.environ.get("BENCH_DISPATCH_COUNT", "1000"))

@@ -31,7 +31,7 @@ import environ
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a script: the project's own modules are importable
-from portal.worker_command import celery_worker_command  # noqa: E402
+from portal.processes import celery_worker_command, redis_server_command  # noqa: E402
 
 VAR = Path(os.environ.get("PORTAL_RUN_DIR") or ROOT / "var")  # logs, demo-sessions.json, beat schedule
 PY = str(ROOT / ".venv" / "bin" / "python")
@@ -261,23 +261,7 @@ def main() -> None:
                 sys.exit(f"The broker at {host}:{rport} (CELERY_BROKER_URL) does not answer.")
             if not shutil.which("redis-server"):
                 sys.exit("redis-server is not installed: run `make run` as root, or apt-get install redis-server.")
-            sup.start(
-                "redis",
-                [
-                    "redis-server",
-                    "--port",
-                    str(rport),
-                    "--bind",
-                    "127.0.0.1",
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                    "--dir",
-                    str(VAR),
-                ],
-                env,
-            )
+            sup.start("redis", redis_server_command(port=rport, directory=str(VAR)), env)
             sup.wait_for(host, rport, "Redis")
             print(f"Redis started on {host}:{rport}", flush=True)
 
@@ -301,7 +285,7 @@ def main() -> None:
                 flush=True,
             )
 
-        # The pool and its options: portal/worker_command.py. Retries and stops deferred by the
+        # The pool and its options: portal/processes.py. Retries and stops deferred by the
         # per-CPO limit wait on their own queue and worker, so their countdown messages never sit in
         # front of fresh stops.
         concurrency = int(env.get("CELERY_WORKER_CONCURRENCY", "40"))

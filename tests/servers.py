@@ -24,7 +24,7 @@ import kombu.pools
 import pytest
 import requests
 
-from portal.worker_command import celery_worker_command
+from portal.processes import celery_worker_command, redis_server_command
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -240,22 +240,7 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/{db}"
 
     def start(self) -> RedisServer:
-        self.proc = Process(
-            "redis",
-            [
-                self.binary,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                self.workdir,
-            ],
-        )
+        self.proc = Process("redis", redis_server_command(binary=self.binary, port=self.port, directory=self.workdir))
         self.proc.wait_for_line("Ready to accept connections", timeout=15)
         return self
 

@@ -21,7 +21,7 @@ from django.utils import timezone
 
 from sessions import services
 from sessions.audit import anchors as audit_anchors
-from sessions.audit.chain import CHAIN_FIELDS, canonical_bytes, unkeyed_chain_hash
+from sessions.audit.chain import CHAIN_FIELDS, row_content, unkeyed_chain_hash
 from sessions.audit.database import configure_audit_database, grant_statements
 from sessions.models import AuditChainHead, AuditCheckpoint, AuditRecord, AuditVerification, LegalHold
 from tests.test_audit_chain import TABLE, append, insert_raw, tamper
@@ -49,19 +49,7 @@ def rows():
 
 def hash_without_the_key(row, prev_hash):
     """What an attacker who knows the scheme but not the key can compute: the old plain SHA-256."""
-    _id, event_type, occurred_at, actor_id, session_id, stop_id, correlation_id, data, *_ = row
-    return unkeyed_chain_hash(
-        prev_hash,
-        canonical_bytes(
-            event_type=event_type,
-            occurred_at=occurred_at,
-            actor_id=actor_id,
-            charging_session_id=session_id,
-            stop_request_id=stop_id,
-            correlation_id=correlation_id,
-            data=data,
-        ),
-    )
+    return unkeyed_chain_hash(prev_hash, row_content(row))
 
 
 # --- the chain is anchored outside the database ---------------------------------------------------

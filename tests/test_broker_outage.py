@@ -16,7 +16,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from portal.worker_command import celery_worker_command
+from portal.processes import celery_worker_command
 from sessions import services
 from sessions.models import RemoteStopRequest, StopReason
 from tests import servers

@@ -147,24 +147,24 @@ def change_team_member_role(*, acting_user, member, role: str) -> bool:
 
 def deactivate_team_member(*, acting_user, member) -> bool:
     """The member can no longer log in, and is logged out everywhere; nothing of theirs is deleted."""
-    _check_member(acting_user, member)
-    if not member.is_active:
-        return False
-    with transaction.atomic():
-        member.is_active = False
-        member.save(update_fields=["is_active"])
-        record_audit(event_type=Event.USER_DEACTIVATED, actor=acting_user, data=_subject(member))
-    return True
+    return _set_active(acting_user, member, active=False)
 
 
 def reactivate_team_member(*, acting_user, member) -> bool:
+    """The member can log in again, with the role and second factor they had."""
+    return _set_active(acting_user, member, active=True)
+
+
+def _set_active(acting_user, member, *, active: bool) -> bool:
+    """False when the member already is so: nothing is written."""
     _check_member(acting_user, member)
-    if member.is_active:
+    if member.is_active == active:
         return False
     with transaction.atomic():
-        member.is_active = True
+        member.is_active = active
         member.save(update_fields=["is_active"])
-        record_audit(event_type=Event.USER_REACTIVATED, actor=acting_user, data=_subject(member))
+        event = Event.USER_REACTIVATED if active else Event.USER_DEACTIVATED
+        record_audit(event_type=event, actor=acting_user, data=_subject(member))
     return True
 
 

@@ -89,14 +89,10 @@ def unkeyed_chain_hash(prev_hash: str, content: bytes) -> str:
     return hashlib.sha256(prev_hash.encode("ascii") + content).hexdigest()
 
 
-def row_hash(row: tuple, keys: Mapping[str, bytes]) -> str | None:
-    """The hash a row read in CHAIN_FIELDS order should carry, given its own prev_hash and key id;
-    None when the portal does not have the key the row names."""
-    _id, event_type, occurred_at, actor_id, session_id, stop_id, correlation_id, data, prev_hash, _, key_id = row
-    key = keys.get(key_id or "")
-    if key is None:
-        return None
-    content = canonical_bytes(
+def row_content(row: tuple) -> bytes:
+    """The canonical bytes of a row read in CHAIN_FIELDS order (its data as JSON text or a dict)."""
+    _id, event_type, occurred_at, actor_id, session_id, stop_id, correlation_id, data, *_ = row
+    return canonical_bytes(
         event_type=event_type,
         occurred_at=occurred_at,
         actor_id=actor_id,
@@ -105,7 +101,16 @@ def row_hash(row: tuple, keys: Mapping[str, bytes]) -> str | None:
         correlation_id=correlation_id,
         data=data if isinstance(data, dict) else json.loads(data or "{}"),
     )
-    return chain_hash(prev_hash or "", content, key)
+
+
+def row_hash(row: tuple, keys: Mapping[str, bytes]) -> str | None:
+    """The hash a row read in CHAIN_FIELDS order should carry, given its own prev_hash and key id;
+    None when the portal does not have the key the row names."""
+    *_, prev_hash, _record_hash, key_id = row
+    key = keys.get(key_id or "")
+    if key is None:
+        return None
+    return chain_hash(prev_hash or "", row_content(row), key)
 
 
 def content_matches(row: tuple, keys: Mapping[str, bytes]) -> bool:

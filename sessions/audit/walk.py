@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
 from django.db import connection
 
@@ -83,7 +83,7 @@ def _postgres_sql(quote: Callable[[str], str]) -> str:
     return f"{quote('prev_hash')} || ({before_data}) || {quote('data')} || ({after_data})"
 
 
-def _accepted_assembled(page: list[tuple], expected: str, macs: Mapping[str, hmac.HMAC]) -> int:
+def _accepted_assembled(page: Iterable[tuple], expected: str, macs: Mapping[str, hmac.HMAC]) -> int:
     """How many leading rows (id, prev_hash, record_hash, key_id, text) link on and carry their text's hash."""
     accepted = 0
     for _, prev_hash, record_hash, key_id, text in page:
@@ -139,11 +139,16 @@ def _sqlite_columns(quote: Callable[[str], str]) -> str:
 
 def _accepted_sqlite(page: list[tuple], expected: str, macs: Mapping[str, hmac.HMAC]) -> int:
     """How many leading rows link on and carry the hash of their canonical text, assembled here."""
-    accepted = 0
-    for _, prev_hash, record_hash, key_id, actor, session, correlation, data, event_type, occurred, stop in page:
-        mac = macs.get(key_id)
-        if data is None or prev_hash != expected or mac is None:
-            break
+    return _accepted_assembled(_sqlite_texts(page), expected, macs)
+
+
+def _sqlite_texts(page: list[tuple]) -> Iterator[tuple]:
+    """(id, prev_hash, record_hash, key_id, text) of each row; text None when a member is not in
+    canonical form (the walk stops there). Lazy: nothing is assembled past the first broken row."""
+    for row_id, prev_hash, record_hash, key_id, actor, session, correlation, data, event_type, occurred, stop in page:
+        if data is None:
+            yield row_id, prev_hash, record_hash, key_id, None
+            return
         correlation = (
             "null"
             if correlation is None
@@ -161,13 +166,7 @@ def _accepted_sqlite(page: list[tuple], expected: str, macs: Mapping[str, hmac.H
             f'"event_type":"{event_type}","occurred_at":"{occurred}+00:00",'
             f'"stop_request_id":{"null" if stop is None else stop}}}'
         )
-        mac = mac.copy()
-        mac.update(text.encode())
-        if mac.hexdigest() != record_hash:
-            break
-        expected = record_hash
-        accepted += 1
-    return accepted
+        yield row_id, prev_hash, record_hash, key_id, text
 
 
 # --- the walk --------------------------------------------------------------------------------------

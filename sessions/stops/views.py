@@ -61,10 +61,7 @@ def request_stop(request: HttpRequest, pk: int) -> HttpResponse:
     # The answer goes to the stop area, not into the dialog; a fresh form replaces the dialog's (out
     # of band), and the page closes the dialog and moves focus to the answer.
     response = render(request, "sessions/_stop_answer.html", {**context, "fresh_form": RemoteStopForm()})
-    response["HX-Retarget"] = "#stop-area"
-    response["HX-Reswap"] = "outerHTML"
-    response["HX-Trigger-After-Settle"] = "stop-dialog-done"
-    return response
+    return _answer_replaces(response, "#stop-area")
 
 
 @require_GET
@@ -153,8 +150,13 @@ def resend_stop(request: HttpRequest, pk: int) -> HttpResponse:
     if not request.htmx:
         (messages.error if notice.tone == "bad" else messages.success)(request, notice.text)
         return redirect("charging_sessions:stuck-sessions")
-    response = _stuck_row(request, pk, notice=notice)
-    response["HX-Retarget"] = f"#stuck-stop-{pk}"
+    return _answer_replaces(_stuck_row(request, pk, notice=notice), f"#stuck-stop-{pk}")
+
+
+def _answer_replaces(response: HttpResponse, target: str) -> HttpResponse:
+    """The stop dialog's answer replaces `target` (not the dialog's own form), and the page then
+    closes the dialog and moves focus to the answer (static/js: stop-dialog-done)."""
+    response["HX-Retarget"] = target
     response["HX-Reswap"] = "outerHTML"
     response["HX-Trigger-After-Settle"] = "stop-dialog-done"
     return response

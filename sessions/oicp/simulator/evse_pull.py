@@ -329,23 +329,13 @@ def pull_status_violations(
     request = StatusPull(kind)
     problems = provider_id_violations(provider_id, body)
     if kind == "by_id":
-        evse_ids = body.get("EvseID")
-        if evse_ids is None:
-            problems.append("EvseID: missing (mandatory)")
-        elif not isinstance(evse_ids, list) or not evse_ids or not all(is_evse_id(e) for e in evse_ids):
-            problems.append("EvseID: must be a list of EvseIDs")
-        elif len(evse_ids) > MAX_STATUS_BY_ID:
-            problems.append(f"EvseID: {len(evse_ids)} EvseIDs, at most {MAX_STATUS_BY_ID} are allowed")
-        else:
+        evse_ids = _id_list(body, "EvseID", is_evse_id, problems, most=MAX_STATUS_BY_ID)
+        if evse_ids is not None:
             request.evse_ids = evse_ids
         allowed = {"ProviderID", "EvseID"}
     elif kind == "by_operator":
-        operators = body.get("OperatorID")
-        if operators is None:
-            problems.append("OperatorID: missing (mandatory)")
-        elif not isinstance(operators, list) or not operators or not all(is_operator_id(o) for o in operators):
-            problems.append("OperatorID: must be a list of OperatorIDs")
-        else:
+        operators = _id_list(body, "OperatorID", is_operator_id, problems)
+        if operators is not None:
             request.operator_ids = tuple(sorted({normal_operator_id(o) for o in operators}))
         allowed = {"ProviderID", "OperatorID"}
     else:
@@ -364,6 +354,20 @@ def pull_status_violations(
     )
     problems += [f"{field_name}: not a field of {name}" for field_name in sorted(set(body) - allowed)]
     return problems, request
+
+
+def _id_list(body: dict, name: str, valid, problems: list[str], most: int | None = None) -> list | None:
+    """The mandatory list of IDs `name` (EvseID, OperatorID), or None with the problem noted."""
+    ids = body.get(name)
+    if ids is None:
+        problems.append(f"{name}: missing (mandatory)")
+    elif not isinstance(ids, list) or not ids or not all(valid(i) for i in ids):
+        problems.append(f"{name}: must be a list of {name}s")
+    elif most is not None and len(ids) > most:
+        problems.append(f"{name}: {len(ids)} {name}s, at most {most} are allowed")
+    else:
+        return ids
+    return None
 
 
 def evse_statuses(directory: EvseDirectory, request: StatusPull) -> dict[str, Any]:

@@ -141,4 +141,4 @@ def resend_remote_stop(
         reason=reason or previous.reason,
         note=(f"{note}\n{marker}" if note else marker)[:2000],
         case_reference=case_reference.strip() or previous.case_reference,
-    )
+    ).stop_request

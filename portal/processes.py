@@ -1,7 +1,7 @@
-"""The command line of a Celery worker as the portal runs it.
+"""The command lines of the processes `make run` starts beside the web server.
 
-`make run` (scripts/run.py), the tests that start real workers and the benchmarks build it here, so
-a test of "the worker as deployed" runs the same pool and options as the deployment.
+`make run` (scripts/run.py), the tests that start real servers and the benchmarks build them here,
+so a test of "the worker as deployed" runs the same pool and options as the deployment.
 """
 
 from __future__ import annotations
@@ -34,3 +34,9 @@ def celery_worker_command(
     if quiet:
         argv += ["--without-gossip", "--without-mingle"]
     return [*argv, "--loglevel", loglevel, *extra]
+
+
+def redis_server_command(*, binary: str = "redis-server", port: int, directory: str) -> list[str]:
+    """argv of a Redis for the broker and the cache on loopback: nothing persisted (a restarted
+    Redis is an empty one; the stop sweeper and the inbound sweep re-queue what was lost)."""
+    return [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", directory]
