@@ -1,4 +1,5 @@
-"""The README's code map names every part and module of the tree, so it cannot drift from it."""
+"""House rules checked on every run: the README's code map names every part and module of the tree,
+and no module outside tests and migrations grows past 500 lines."""
 
 from __future__ import annotations
 
@@ -47,3 +48,14 @@ def test_the_code_map_names_no_module_that_is_gone():
         path.stem for package in ("portal", "sessions", "scripts", "tests") for path in (ROOT / package).rglob("*.py")
     }
     assert not named - existing, f"README's code map names modules that do not exist: {sorted(named - existing)}"
+
+
+def test_no_module_outside_tests_and_migrations_is_over_500_lines():
+    """A module that grows past this holds more than one idea: split it by what it does."""
+    too_long = {
+        str(path.relative_to(ROOT)): lines
+        for folder in ("portal", "sessions", "bench", "scripts")
+        for path in (ROOT / folder).rglob("*.py")
+        if "migrations" not in path.parts and (lines := len(path.read_text().splitlines())) > 500
+    }
+    assert not too_long, f"modules over 500 lines: {too_long}"
