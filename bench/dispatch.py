@@ -4,17 +4,26 @@ Latency is measured from the moment a stop is requested to the simulator's recei
 call (both clocks are this machine's). The baseline in the same run is a bare Celery task that
 only posts the same body to the simulator. A second run holds 30 stops on a CPO that answers after
 60 s and measures the other stops again.
+
+On each database of BENCH_DATABASES (SQLite, the embedded default of `make run`, and PostgreSQL),
+each in its own process, and BENCH_DISPATCH_REPEATS times (default 3): the figure is the median
+run's p99 and the spread is every run's, so one lucky run cannot stand for the figure.
 """
 
 from __future__ import annotations
 
 import os
+import statistics
+import subprocess
+import sys
 import tempfile
 import time
 import uuid
+from contextlib import nullcontext
 from pathlib import Path
 
 from bench.common import ROOT, percentile, report, servers
+from bench.support import DATABASES, PYTHON, new_database, postgres_server
 from portal.processes import celery_worker_command
 
 RATE = float(os.environ.get("BENCH_DISPATCH_RATE", "50"))
@@ -23,6 +32,12 @@ HELD = int(os.environ.get("BENCH_DISPATCH_HELD", "30"))
 HELD_DELAY = float(os.environ.get("BENCH_DISPATCH_HELD_DELAY", "60"))
 HEALTHY_OPERATORS = [f"DE*B{n:02d}" for n in range(1, 11)]
 SLOW_OPERATOR = "DE*SLW"
+REPEATS = max(1, int(os.environ.get("BENCH_DISPATCH_REPEATS", "3")))
+# The targets (issue 16): p99 within this many ms of the bare task's p99, per database; a slow CPO
+# holding HELD stops may cost the others at most SLOW_CPO_FACTOR × the healthy p99.
+GAP_TARGET_MS = {"sqlite": 25.0, "postgres": 10.0}
+SLOW_CPO_FACTOR = 1.2
+LABELS = {"sqlite": "SQLite", "postgres": "PostgreSQL"}
 
 
 def paced(count: int, rate: float):
@@ -52,6 +67,19 @@ def wait_received(simulator, session_ids: set[str], timeout: float) -> dict[str,
 
 
 def main() -> None:
+    """Each database in its own process (Django is set up once per process)."""
+    if len(sys.argv) > 1:
+        kind, database_url = sys.argv[1], sys.argv[2]
+        measure(kind, database_url)
+        return
+    base = Path(tempfile.mkdtemp(prefix="bench-dispatch-"))
+    with postgres_server() if "postgres" in DATABASES else nullcontext() as pg_url:
+        for kind in DATABASES:
+            url = new_database(kind, "bench_dispatch", base, pg_url)
+            subprocess.run([PYTHON, "-m", "bench.dispatch", kind, url], cwd=ROOT, check=False)
+
+
+def measure(kind: str, database_url: str) -> None:
     workdir = Path(tempfile.mkdtemp(prefix="bench-dispatch-"))
     with servers.redis_server() as redis_url, servers.simulator_process("--quiet", "--tidy") as simulator:
         env = {
@@ -63,7 +91,7 @@ def main() -> None:
             "AUDIT_ANCHOR_DIR": str(workdir / "audit-anchors"),
             "OICP_BASE_URL": simulator.url,
             "OICP_PROVIDER_ID": "DE-EMP",
-            "DATABASE_URL": os.environ.get("BENCH_DATABASE_URL", f"sqlite:///{workdir}/bench.sqlite3"),
+            "DATABASE_URL": database_url,
             "CELERY_BROKER_URL": redis_url,
             "CACHE_URL": redis_url.replace("redis://", "rediscache://", 1),
             "LOG_LEVEL": "WARNING",
@@ -129,16 +157,15 @@ def main() -> None:
                 post_body.delay(url, {"SessionID": str(uuid.uuid4()), "ProviderID": "DE-EMP", "EvseID": cs.evse_id})
             time.sleep(3)
 
-            # Baseline: a bare task posting the same body.
-            baseline_sent: dict[str, float] = {}
-            baseline_sessions = make_sessions(COUNT, HEALTHY_OPERATORS)
-            for index in paced(COUNT, RATE):
-                cs = baseline_sessions[index]
-                sid = str(uuid.uuid4())
-                baseline_sent[sid] = time.time()
-                post_body.delay(url, {"SessionID": sid, "ProviderID": "DE-EMP", "EvseID": cs.evse_id})
-            got = wait_received(simulator, set(baseline_sent), timeout=120)
-            base = [(got[s] - t) * 1000 for s, t in baseline_sent.items()]
+            def run_baseline(sessions: list[ChargingSession]) -> list[float]:
+                """A bare task posting the same body, at the same pace."""
+                sent: dict[str, float] = {}
+                for index in paced(len(sessions), RATE):
+                    sid = str(uuid.uuid4())
+                    sent[sid] = time.time()
+                    post_body.delay(url, {"SessionID": sid, "ProviderID": "DE-EMP", "EvseID": sessions[index].evse_id})
+                arrived = wait_received(simulator, set(sent), timeout=120)
+                return [(arrived[s] - t) * 1000 for s, t in sent.items()]
 
             def run_ours(sessions: list[ChargingSession]) -> list[float]:
                 sent: dict[str, float] = {}
@@ -151,38 +178,53 @@ def main() -> None:
                 arrived = wait_received(simulator, set(sent), timeout=180)
                 return [(arrived[s] - t) * 1000 for s, t in sent.items()]
 
-            ours = run_ours(make_sessions(COUNT, HEALTHY_OPERATORS))
-            elapsed_note = f"{COUNT} stops at {RATE:.0f}/s"
-            b99, o99 = percentile(base, 99), percentile(ours, 99)
-            report(
-                "dispatch p50/p99 (ms)",
-                f"ours {percentile(ours, 50):.1f}/{o99:.1f}; bare task {percentile(base, 50):.1f}/{b99:.1f}",
-                o99 / b99 if b99 else None,
-                "p99 within 20 ms of baseline p99",
-                o99 - b99 <= 20,
-                elapsed_note,
-            )
-
-            # Second run: 30 stops held for 60 s by one slow CPO, then the healthy load again.
-            held = make_sessions(HELD, [SLOW_OPERATOR])
-            for cs in held:
-                services.request_remote_stop(
-                    charging_session_id=cs.pk, acting_user=None, reason=StopReason.DRIVER_ASKED
+            runs = []  # (bare p99, healthy p99, with a slow CPO p99, bare p50, healthy p50) per repeat
+            for _ in range(REPEATS):
+                base = run_baseline(make_sessions(COUNT, HEALTHY_OPERATORS))
+                ours = run_ours(make_sessions(COUNT, HEALTHY_OPERATORS))
+                # Then HELD stops held by one slow CPO, and the healthy load again beside them.
+                for cs in make_sessions(HELD, [SLOW_OPERATOR]):
+                    services.request_remote_stop(
+                        charging_session_id=cs.pk, acting_user=None, reason=StopReason.DRIVER_ASKED
+                    )
+                time.sleep(2)
+                with_slow = run_ours(make_sessions(COUNT, HEALTHY_OPERATORS))
+                runs.append(
+                    (percentile(base, 99), percentile(ours, 99), percentile(with_slow, 99))
+                    + (percentile(base, 50), percentile(ours, 50))
                 )
-            time.sleep(2)
-            with_slow = run_ours(make_sessions(COUNT, HEALTHY_OPERATORS))
-            s99 = percentile(with_slow, 99)
-            report(
-                "dispatch p99 with a slow CPO (ms)",
-                f"{s99:.1f} (healthy run {o99:.1f})",
-                s99 / o99 if o99 else None,
-                "≤ 2× the healthy run",
-                s99 <= 2 * o99,
-                f"{HELD} stops held {HELD_DELAY:.0f} s by {SLOW_OPERATOR}",
-            )
+                time.sleep(max(0.0, HELD_DELAY - COUNT / RATE))  # the held stops finish before the next run
+            report_runs(kind, runs)
         finally:
             worker.stop()
             retry_worker.stop()
+
+
+def report_runs(kind: str, runs: list[tuple[float, ...]]) -> None:
+    """The median run (by our p99) stands for the figure; every run's value is in the spread."""
+    label = LABELS[kind]
+    median = sorted(runs, key=lambda run: run[1])[len(runs) // 2]
+    b99, o99, s99, b50, o50 = median
+    gaps = [run[1] - run[0] for run in runs]
+    spread = ", ".join(f"{run[1]:.1f}/{run[0]:.1f}" for run in runs)
+    report(
+        f"dispatch p50/p99 (ms), {label}",
+        f"ours {o50:.1f}/{o99:.1f}; bare task {b50:.1f}/{b99:.1f}",
+        o99 / b99 if b99 else None,
+        f"p99 within {GAP_TARGET_MS[kind]:.0f} ms of the bare task's",
+        statistics.median(gaps) <= GAP_TARGET_MS[kind],
+        f"{COUNT} stops at {RATE:.0f}/s, median of {len(runs)} runs; p99 ours/bare per run: {spread}",
+    )
+    ratios = [run[2] / run[1] for run in runs if run[1]]
+    report(
+        f"dispatch p99 with a slow CPO (ms), {label}",
+        f"{s99:.1f} (healthy run {o99:.1f})",
+        s99 / o99 if o99 else None,
+        f"≤ {SLOW_CPO_FACTOR}× the healthy run",
+        statistics.median(ratios) <= SLOW_CPO_FACTOR if ratios else False,
+        f"{HELD} stops held {HELD_DELAY:.0f} s by {SLOW_OPERATOR}; ratio per run: "
+        + ", ".join(f"{ratio:.2f}" for ratio in ratios),
+    )
 
 
 if __name__ == "__main__":

@@ -59,11 +59,11 @@ def main() -> None:
     rows_file = base / "rows.jsonl"
     env = {**os.environ, "BENCH_WORKDIR": str(base)}
     try:
-        if "dispatch" in only:
-            run_module("dispatch", env, rows_file)
         with postgres_server() if "postgres" in DATABASES else _nothing() as pg_url:
             if pg_url:
                 env["BENCH_PG_URL"] = pg_url
+            if "dispatch" in only:
+                run_module("dispatch", env, rows_file)
             if "ingest" in only:
                 run_module("ingest", env, rows_file)
             if {"pages", "export", "verify", "directory"} & set(only):
