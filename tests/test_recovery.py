@@ -411,3 +411,39 @@ def test_the_test_publisher_can_switch_brokers_back_and_forth(redis_url):
     for client in queues.values():
         client.delete("celery")
         client.close()
+
+
+@pytest.mark.integration
+@pytest.mark.django_db(transaction=True)
+def test_clicks_reuse_one_publishing_connection_and_a_redis_restart_between_them_costs_no_click(client):
+    """The click publishes on a kept connection (a new one per click was most of its cost: it fails
+    the first check below). When Redis restarted since the last click, that connection's socket is
+    dead: the click still publishes at once instead of leaving the stop to the sweeper."""
+    import redis as redis_py
+
+    redis = servers.RedisServer().start()
+    client.force_login(AgentFactory())
+    try:
+        broker = redis.url(3)
+        queue = redis_py.Redis.from_url(broker)
+        with servers.celery_publisher(broker):
+            first, second, third = ChargingSessionFactory.create_batch(3)
+            def publishers() -> set[str]:  # the connections other than this test's own
+                return {c["id"] for c in queue.client_list() if c["cmd"] != "client|list"}
+
+            _post_stop(client, first)
+            after_first = publishers()
+            _post_stop(client, second)
+            assert queue.llen("celery") == 2
+            assert after_first and publishers() == after_first, "the second click opened a connection of its own"
+
+            redis.stop()
+            redis.start()  # the same port, empty: the kept connection is dead
+            queue = redis_py.Redis.from_url(broker)
+            response, took = _post_stop(client, third)
+            assert took < 3
+            assert queue.llen("celery") == 1, "the click after the restart was left to the sweeper"
+            assert 'id="stop-queued"' not in html.unescape(response.content.decode())
+    finally:
+        redis.close()
+    assert RemoteStopRequest.objects.filter(state=State.PENDING).count() == 3  # no worker here: all queued
