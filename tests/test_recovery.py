@@ -428,6 +428,7 @@ def test_clicks_reuse_one_publishing_connection_and_a_redis_restart_between_them
         queue = redis_py.Redis.from_url(broker)
         with servers.celery_publisher(broker):
             first, second, third = ChargingSessionFactory.create_batch(3)
+
             def publishers() -> set[str]:  # the connections other than this test's own
                 return {c["id"] for c in queue.client_list() if c["cmd"] != "client|list"}
 
