@@ -1,13 +1,13 @@
 """`make bench`: every benchmark, one results table, bench/RESULTS.md.
 
-Runs dispatch (`python -m bench.dispatch`), ingest, pages, export, verify and directory, each in its
+Runs dispatch (`python -m bench.dispatch`), ingest, sustained, pages, export, verify and directory, each in its
 own process; one throwaway PostgreSQL serves them all, and the data sets of pages/export/verify (and
 the directory's CPO page) are generated once per database and handed down (BENCH_PG_URL,
 BENCH_DATASETS). A benchmark that
 misses its target, or even crashes, is a row in the table: the run always exits 0.
 
     BENCH_SCALE=0.05 make bench        a quick run on 1/20 of the data
-    BENCH_ONLY=ingest,pages make bench only these (dispatch, ingest, pages, export, verify, directory)
+    BENCH_ONLY=ingest,pages make bench only these (dispatch, ingest, sustained, pages, export, verify, directory)
     BENCH_DATABASES=sqlite make bench  one database only (sqlite, postgres)
 """
 
@@ -26,7 +26,7 @@ from bench import common
 from bench.common import ROOT, report
 from bench.support import DATABASES, PYTHON, SCALE, datasets, datasets_json, ensure_debian, log, postgres_server
 
-ALL = ["dispatch", "ingest", "pages", "export", "verify", "directory"]
+ALL = ["dispatch", "ingest", "sustained", "pages", "export", "verify", "directory"]
 RESULTS_MD = ROOT / "bench" / "RESULTS.md"
 NOTES_MD = ROOT / "bench" / "NOTES.md"
 
@@ -66,6 +66,8 @@ def main() -> None:
                 run_module("dispatch", env, rows_file)
             if "ingest" in only:
                 run_module("ingest", env, rows_file)
+            if "sustained" in only:
+                run_module("sustained", env, rows_file)
             if {"pages", "export", "verify", "directory"} & set(only):
                 sets = datasets(base / "data", pg_url)
                 for dataset in sets.values():
