@@ -30,7 +30,7 @@ def _on_failure(self, exc, task_id, args, kwargs, einfo):
     on_failure=_on_failure,
 )
 def send_remote_stop(self, stop_request_id: int) -> None:
-    outcome = services.send_remote_stop(stop_request_id=stop_request_id)
+    outcome = services.send_remote_stop(stop_request_id=stop_request_id, deferrals=self.request.retries)
     if outcome.retry_in is not None:
         # Countdown messages wait in a worker's reservation window until due; on their own queue
         # (and worker) they cannot hold up fresh stops for healthy CPOs.

@@ -236,6 +236,15 @@ def test_busy_operator_defers_without_an_attempt(pending, settings):
     assert len(responses.calls) == 0
 
 
+def test_a_stop_waiting_for_a_busy_cpo_looks_again_less_often_each_time_within_a_bound():
+    from sessions.stops.services.sending import SLOT_WAIT_MAX_SECONDS, slot_wait_seconds
+
+    first, later, much_later = (slot_wait_seconds(n) for n in (0, 4, 50))
+    assert 0.5 <= first <= 0.75
+    assert later > 0.75  # 0.5 × 1.5⁴ ≈ 2.5 s at the least
+    assert SLOT_WAIT_MAX_SECONDS <= much_later <= SLOT_WAIT_MAX_SECONDS * 1.5
+
+
 def test_mark_failed_closes_an_open_request_with_an_audit_row(pending):
     services.mark_remote_stop_failed(stop_request_id=pending.pk, error="SoftTimeLimitExceeded")
     pending.refresh_from_db()

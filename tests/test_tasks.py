@@ -31,7 +31,7 @@ def test_retries_with_the_services_countdown_on_a_transient_failure():
     ):
         with pytest.raises(Retry):
             tasks.send_remote_stop(41)
-    send.assert_called_once_with(stop_request_id=41)
+    send.assert_called_once_with(stop_request_id=41, deferrals=0)  # the first run: not deferred yet
     retry.assert_called_once_with(countdown=7.5, queue="stop-retries")  # never in front of fresh stops
 
 
