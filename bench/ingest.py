@@ -1,14 +1,20 @@
-"""Inbound ingest: ChargingNotifications (Start) and CDRs per second through the production server.
+"""Inbound ingest: ChargingNotifications (Start) and CDRs per second through the production server,
+and how fast the workers then apply them.
 
 gunicorn with 2 sync workers and persistent database connections (CONN_MAX_AGE 60), `wrk` with 16
 connections, each request a new SessionID and EvseID. As in production (OICP_INBOUND_APPLY=worker)
-a Celery worker on Redis applies the stored messages to their sessions during the run, on the same
-2 cores; after each run the benchmark waits until every message is applied and reports that too. The baseline in the same run, on the same
-server and database: a minimal Django view (bench/urls.py) that parses the same JSON and INSERTs one
-row. The CDR runs close the sessions the Start run opened (same IDs), as Hubject's CDRs do.
-On SQLite (WAL, a file in a temp dir) and on PostgreSQL (a throwaway server).
+Celery workers on Redis apply the stored messages to their sessions during the run, on the same
+2 cores; after each run the benchmark waits until every message is applied and reports how many
+were left at the end of the burst, how long they took (the drain) and the apply rate meanwhile
+(messages/s). The baseline in the same run, on the same server and database: a minimal Django view
+(bench/urls.py) that parses the same JSON and INSERTs one row. The CDR runs close the sessions the
+Start run opened (same IDs), as Hubject's CDRs do. On SQLite (WAL, a file in a temp dir) and on
+PostgreSQL (a throwaway server).
 
     BENCH_INGEST_SECONDS=12  measured seconds per run (after BENCH_INGEST_WARMUP=3 s of warm-up)
+    BENCH_INGEST_WORKERS=1,2 one pass per count of worker processes (threads pool, 2 threads each)
+    BENCH_INGEST_WORKER=0    no worker at all: the requests alone
+    BENCH_INGEST_WORKERS_AFTER=1  the workers start after each burst: the apply rate on its own
 """
 
 from __future__ import annotations
@@ -35,6 +41,9 @@ CONNECTIONS = int(os.environ.get("BENCH_INGEST_CONNECTIONS", "16"))
 THREADS = 2
 LUA = ROOT / "bench" / "ingest.lua"
 TARGET = 0.5
+# 1: the workers start only after each burst (apply rate alone, not sharing the CPU with the requests).
+AFTER = os.environ.get("BENCH_INGEST_WORKERS_AFTER") == "1"
+WORKER_COUNTS = [int(n) for n in os.environ.get("BENCH_INGEST_WORKERS", "1,2").split(",") if n]
 
 
 def _create_baseline_table(env: dict[str, str], kind: str) -> None:
@@ -136,22 +145,70 @@ def measure(url: str, kind: str, target: str, nonce: int) -> dict:
     return result
 
 
-def pending(env: dict[str, str]) -> int:
-    done = manage(
-        env,
-        "shell",
-        "-c",
-        "from sessions.inbound.selectors import pending_inbound_messages; print(pending_inbound_messages())",
-    )
-    return int(done.stdout.strip().splitlines()[-1])
+class PendingCounter:
+    """Counts the messages still to apply with a plain connection of its own (a `manage.py shell`
+    per poll would cost a second of CPU each, taken from the workers being measured)."""
+
+    SQL = "SELECT COUNT(*) FROM charging_sessions_inboundmessage WHERE applied_at IS NULL AND apply_error = ''"
+
+    def __init__(self, database_url: str):
+        if database_url.startswith("sqlite:///"):
+            import sqlite3
+
+            self.connection = sqlite3.connect(database_url.removeprefix("sqlite:///"), timeout=30)
+        else:
+            import psycopg
+
+            self.connection = psycopg.connect(database_url.replace("postgres://", "postgresql://", 1), autocommit=True)
+
+    def __call__(self) -> int:
+        cursor = self.connection.cursor()
+        cursor.execute(self.SQL)
+        count = cursor.fetchone()[0]
+        cursor.close()
+        if hasattr(self.connection, "commit"):
+            self.connection.commit()  # SQLite: end the read transaction, see the next commits
+        return count
+
+    def close(self) -> None:
+        self.connection.close()
 
 
-def drain(env: dict[str, str], started: float, count_before: int) -> tuple[float, int]:
-    """Seconds from the end of the run until the worker applied every stored message, and how many were left."""
-    left = pending(env)
-    while pending(env):
-        time.sleep(0.5)
+def drain(pending: PendingCounter) -> tuple[float, int]:
+    """Seconds from the end of the run until the workers applied every stored message, and how many were left."""
+    started = time.monotonic()
+    left = pending()
+    while pending():
+        time.sleep(0.2)
     return time.monotonic() - started, left
+
+
+def _workers(env: dict[str, str], count: int) -> list:
+    # Each a process of its own (threads pool, 2 threads: the apply tasks, kicked by each web process
+    # at most every 0.1 s, and beat's sweep is not running here).
+    return [
+        servers.Process(
+            f"worker{number}",
+            [
+                str(servers.BIN / "celery"),
+                "-A",
+                "portal",
+                "worker",
+                "--pool",
+                "threads",
+                "--concurrency",
+                "2",
+                "-n",
+                f"ingest{number}@%h",
+                "--without-gossip",
+                "--without-mingle",
+                "--loglevel",
+                "INFO" if AFTER else "WARNING",
+            ],
+            env,
+        )
+        for number in range(1, count + 1)
+    ]
 
 
 def run_database(kind: str, pg_url: str | None, base: Path) -> None:
@@ -169,64 +226,66 @@ def run_database(kind: str, pg_url: str | None, base: Path) -> None:
         )
         manage(env, "migrate", "--verbosity", "0")
         _create_baseline_table(env, kind)
-        # The worker that applies the stored messages runs beside gunicorn on the same 2 cores, with
-        # the portal's defaults (it waits while the burst rate is above OICP_INBOUND_BURST_RATE, at
-        # most OICP_INBOUND_MAX_DEFER_SECONDS). BENCH_INGEST_WORKER=0 runs without it.
-        worker = (
-            None
-            if os.environ.get("BENCH_INGEST_WORKER") == "0"
-            else servers.Process(
-                "worker",
-                [
-                    str(servers.BIN / "celery"),
-                    "-A",
-                    "portal",
-                    "worker",
-                    "--pool",
-                    "threads",
-                    "--concurrency",
-                    "2",
-                    "--without-gossip",
-                    "--without-mingle",
-                    "--loglevel",
-                    "WARNING",
-                ],
-                env,
-            )
-        )
+        counts = [0] if os.environ.get("BENCH_INGEST_WORKER") == "0" else WORKER_COUNTS
         server = Gunicorn(env, base / f"gunicorn-{kind}.log")
+        pending = PendingCounter(url)
         try:
-            nonce = random.randrange(1, 2**30) & ~1  # even: measured runs; nonce + 1: their warm-ups
             label = "SQLite" if kind == "sqlite" else "PostgreSQL"
-            # The baselines bracket the portal's runs: baseline, Start, CDR, baseline.
-            base_start = measure(server.url, "start", "baseline", nonce + 100)
-            start = measure(server.url, "start", "oicp", nonce)
-            start["drain_s"], start["left"] = drain(env, time.monotonic(), 0) if worker else (0.0, pending(env))
-            cdr = measure(server.url, "cdr", "oicp", nonce)  # the sessions the Start run opened
-            cdr["drain_s"], cdr["left"] = drain(env, time.monotonic(), 0) if worker else (0.0, pending(env))
-            base_cdr = measure(server.url, "cdr", "baseline", nonce + 200)
-            for name, ours, baseline in (("Start notifications", start, base_start), ("CDRs", cdr, base_cdr)):
-                errors = ours["errors"] + baseline["errors"]
-                ratio = ours["rps"] / baseline["rps"] if baseline["rps"] else None
-                log(
-                    f"{name}: {ours['left']} messages (warm-up included) still to apply at the end of the run; "
-                    f"all applied {ours['drain_s']:.1f} s later"
-                )
-                report(
-                    f"ingest {name}, {label}",
-                    f"{ours['rps']:.0f} req/s (p99 {ours['p99_us'] / 1000:.1f} ms); "
-                    f"baseline {baseline['rps']:.0f} req/s",
-                    ratio,
-                    f"≥ {TARGET}",
-                    (ratio or 0) >= TARGET and errors == 0,
-                    f"gunicorn 2 sync workers, {CONNECTIONS} connections, {SECONDS:.0f} s; worker beside it: "
-                    f"{ours['left']} messages (warm-up included) still to apply at the end, all applied "
-                    f"{ours['drain_s']:.0f} s later" + (f"; {errors} failed requests" if errors else ""),
-                )
+            for workers in counts:
+                _measure_with_workers(env, server, pending, label, workers)
         finally:
+            pending.close()
             server.stop()
-            if worker is not None:
+
+
+def _measure_with_workers(env, server, pending: PendingCounter, label: str, workers: int) -> None:
+    nonce = random.randrange(1, 2**30) & ~1  # even: measured runs; nonce + 1: their warm-ups
+    running = [] if AFTER else _workers(env, workers)
+
+    def applied() -> tuple[float, int]:
+        if not workers:
+            return 0.0, pending()
+        if not AFTER:
+            return drain(pending)
+        # The workers start only now, on the backlog of the burst (and its queued kicks).
+        started = _workers(env, workers)
+        try:
+            for worker in started:
+                worker.wait_for_line("ready.", timeout=60)
+            return drain(pending)
+        finally:
+            for worker in started:
                 worker.stop()
+
+    try:
+        # The baselines bracket the portal's runs: baseline, Start, CDR, baseline.
+        base_start = measure(server.url, "start", "baseline", nonce + 100)
+        start = measure(server.url, "start", "oicp", nonce)
+        start["drain_s"], start["left"] = applied()
+        cdr = measure(server.url, "cdr", "oicp", nonce)  # the sessions the Start run opened
+        cdr["drain_s"], cdr["left"] = applied()
+        base_cdr = measure(server.url, "cdr", "baseline", nonce + 200)
+    finally:
+        for worker in running:
+            worker.stop()
+    for name, ours, baseline in (("Start notifications", start, base_start), ("CDRs", cdr, base_cdr)):
+        errors = ours["errors"] + baseline["errors"]
+        ratio = ours["rps"] / baseline["rps"] if baseline["rps"] else None
+        rate = ours["left"] / ours["drain_s"] if ours["drain_s"] else 0.0
+        applying = (
+            f"{ours['left']} messages (warm-up included) still to apply at the end of the run, all applied "
+            f"{ours['drain_s']:.1f} s later ({rate:.0f} messages/s)"
+        )
+        log(f"{name}, {workers} worker(s): {applying}")
+        report(
+            f"ingest {name}, {label}, {workers} worker(s)",
+            f"{ours['rps']:.0f} req/s (p99 {ours['p99_us'] / 1000:.1f} ms); baseline {baseline['rps']:.0f} req/s",
+            ratio,
+            f"≥ {TARGET}",
+            (ratio or 0) >= TARGET and errors == 0,
+            f"gunicorn 2 sync workers, {CONNECTIONS} connections, {SECONDS:.0f} s; {workers} worker process(es) "
+            f"beside it: {applying}" + (f"; {errors} failed requests" if errors else ""),
+        )
 
 
 def main() -> None:

@@ -44,6 +44,6 @@ if os.environ.get("PORTAL_TEST_CHILD") != "1":
         Path(os.environ.get("PORTAL_TEST_DB_DIR", BASE_DIR / "var")) / f"audit-anchors-{os.getpid()}"
     )
 AUDIT_ANCHOR_DIR = Path(os.environ["AUDIT_ANCHOR_DIR"])
-OICP_INBOUND_APPLY = (
-    "request"  # most tests read the effect right after the POST; tests/test_inbound_queue.py covers "worker"
-)
+# Most tests read the effect right after the POST; tests/test_inbound_queue.py covers "worker", and
+# the web servers tests/test_scale_out.py starts run in it (PORTAL_TEST_INBOUND_APPLY=worker).
+OICP_INBOUND_APPLY = os.environ.get("PORTAL_TEST_INBOUND_APPLY", "request")

@@ -235,6 +235,8 @@ class InboundMessageAdmin(ReadOnlyAdmin):
         "remote_addr",
         "applied_at",
         "apply_error",
+        "applier",
+        "claimed_until",
         "flagged",
         "held_back",
         "anomaly_list",

@@ -85,7 +85,7 @@ def verify_audit_chain_requested(verification_id: int) -> None:
 @shared_task(name="charging_sessions.apply_inbound_messages", ignore_result=True)
 def apply_inbound_messages(follow_up: bool = False) -> None:
     """Apply stored charging notifications and CDRs to their sessions (kicked by each new message,
-    swept by beat; `follow_up`: queued by a run that found the applier lock taken, see inbound_queue)."""
+    swept by beat; `follow_up`: queued by a run that stopped while others held claims, see inbound.queue)."""
     services.apply_inbound_messages(follow_up=follow_up)
 
 

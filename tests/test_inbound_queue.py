@@ -8,6 +8,7 @@ over HTTP is covered by tests/test_confirmation_integration.py, which runs in th
 from __future__ import annotations
 
 import json
+import threading
 from datetime import timedelta
 from unittest import mock
 
@@ -18,8 +19,10 @@ from django.test import TestCase
 from django.utils import timezone
 
 from sessions import services
+from sessions.inbound import applying, claims
 from sessions.inbound import queue as inbound_queue
 from sessions.inbound import selectors as inbound_selectors
+from sessions.inbound.applying import apply_group
 from sessions.models import AuditRecord, ChargeDetailRecord, ChargingSession, InboundMessage, RemoteStopRequest
 from tests import test_inbound
 from tests.factories import ChargingSessionFactory, RemoteStopRequestFactory
@@ -72,16 +75,16 @@ def test_a_notification_is_acknowledged_stored_and_applied_only_by_the_worker(cl
 def test_a_message_stored_while_another_applier_finishes_is_not_left_behind(client, monkeypatch):
     post(client, NOTIFY_URL, START)
     late = msg(START, SessionID="00000000-02d8-4fa0-b810-9a9d50d2c527")
-    release = inbound_queue.ApplierLock.release
 
-    def release_after_a_late_message(lock):
-        # The late message's own task ran while the lock was held, and gave up.
-        if not InboundMessage.objects.filter(session_id=late["SessionID"]).exists():
-            post(client, NOTIFY_URL, late)
-            assert services.apply_inbound_messages() == 0
-        release(lock)
+    class OneSlot(threading.BoundedSemaphore):
+        def release(self):
+            # The late message's own task ran while the only slot was taken, and gave up.
+            if not InboundMessage.objects.filter(session_id=late["SessionID"]).exists():
+                post(client, NOTIFY_URL, late)
+                assert services.apply_inbound_messages() == 0
+            super().release()
 
-    monkeypatch.setattr(inbound_queue.ApplierLock, "release", release_after_a_late_message)
+    monkeypatch.setattr(inbound_queue, "_slots", OneSlot(1))
     assert services.apply_inbound_messages() == 2
     assert inbound_selectors.pending_inbound_messages() == 0
 
@@ -148,7 +151,7 @@ def test_the_database_going_away_leaves_the_message_queued(client, monkeypatch):
     def unavailable(**kwargs):
         raise OperationalError("database is locked")
 
-    monkeypatch.setattr(inbound_queue, "record_charging_notification", unavailable)
+    monkeypatch.setattr(applying, "record_charging_notification", unavailable)
     with pytest.raises(OperationalError):
         services.apply_inbound_messages()
     message = InboundMessage.objects.get()
@@ -157,20 +160,20 @@ def test_the_database_going_away_leaves_the_message_queued(client, monkeypatch):
     assert services.apply_inbound_messages() == 1
 
 
-def test_one_applier_at_a_time(client):
+def test_a_session_claimed_by_another_applier_waits_until_its_claim_lapses(client):
     post(client, NOTIFY_URL, START)
-    cache.add(inbound_queue.APPLIER_KEY, 1, timeout=60)  # another worker is applying
+    assert claims.claim_messages("other-worker", batch=10)  # another worker is applying
     assert services.apply_inbound_messages() == 0
     assert inbound_selectors.pending_inbound_messages() == 1
-    cache.delete(inbound_queue.APPLIER_KEY)
+    InboundMessage.objects.update(claimed_until=timezone.now() - timedelta(seconds=1))  # its worker died
     assert services.apply_inbound_messages() == 1
 
 
 def test_a_message_is_applied_once_even_when_two_runs_pick_it(client):
     post(client, NOTIFY_URL, START)
-    message_id = InboundMessage.objects.get().pk
-    assert inbound_queue._apply(message_id) == 1
-    assert inbound_queue._apply(message_id) == 0  # claimed: already applied
+    [group] = claims.claim_messages("worker-a", batch=10)
+    assert apply_group(group, applier="worker-a").applied == 1
+    assert apply_group(group, applier="worker-a").applied == 0  # claimed: already applied
     assert AuditRecord.objects.filter(event_type=Event.NOTIFICATION_RECEIVED).count() == 1
 
 

@@ -6,23 +6,29 @@ login form with `requests` (CSRF token and cookies like a browser), and for ever
 is submitted through both servers at the same moment. Exactly one RemoteStopRequest and exactly
 one Hubject call per session must result, and every stop must reach a final state.
 
+The same two web servers and two workers also take Hubject's pushes (issue 16): notifications and
+CDRs for many sessions, each session's alternately through both servers, acknowledged once stored
+and applied by both workers at once; every message exactly once, each session's in arrival order.
+
 PostgreSQL only: SQLite is for one machine (README). `make test` runs this in its PostgreSQL run.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import threading
-from collections import Counter
+from collections import Counter, defaultdict
 
 import pytest
 import requests
 from django.db import connection
 
 from sessions import roles
-from sessions.models import RemoteStopRequest, StopReason
+from sessions.models import AuditRecord, ChargingSession, InboundMessage, RemoteStopRequest, StopReason
 from tests import servers
 from tests.factories import ChargingSessionFactory, UserFactory
+from tests.test_inbound import CDR, END, NOTIFY_URL, PROGRESS, START, cdr_url, msg
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 SESSIONS = 20
@@ -128,3 +134,90 @@ def test_two_web_servers_and_two_workers_make_one_request_and_one_call_per_sessi
         entry["body"]["SessionID"] for entry in simulator.received() if (entry["body"] or {}).get("SessionID") in ours
     )
     assert calls == Counter({session_id: 1 for session_id in ours})
+
+
+PUSHED_SESSIONS = 60
+
+
+def test_two_web_servers_and_two_workers_apply_every_pushed_message_once_in_order_per_session(
+    postgres_only, simulator, redis_url
+):
+    broker = redis_url.rsplit("/", 1)[0] + "/7"
+    database_url = servers.database_url_for_children()
+    env = servers.child_env(
+        DATABASE_URL=database_url,
+        CELERY_BROKER_URL=broker,
+        OICP_BASE_URL=simulator.url,
+        CACHE_URL=broker.replace("redis://", "rediscache://", 1),
+        PORTAL_TEST_INBOUND_APPLY="worker",  # acknowledged once stored, applied by the workers
+    )
+    worker_env = {"PORTAL_TEST_INBOUND_APPLY": "worker"}
+    workers = [
+        servers.celery_worker(
+            broker_url=broker,
+            database_url=database_url,
+            oicp_base_url=simulator.url,
+            concurrency=4,
+            extra_env=worker_env,
+        )
+        for _ in range(2)
+    ]
+    session_ids = [f"{number:08d}-5ca1-4e00-8000-000000000016" for number in range(PUSHED_SESSIONS)]
+    with (
+        servers.gunicorn_server(env=env) as web_one,
+        servers.gunicorn_server(env=env) as web_two,
+        workers[0] as worker_one,
+        workers[1] as worker_two,
+    ):
+        statuses: list[int] = []
+
+        def push(numbers: range) -> None:
+            http = requests.Session()
+            for step, sample in enumerate((START, PROGRESS, END, CDR)):
+                for number in numbers:
+                    # Each session's messages alternately through both servers, one after the other.
+                    base_url = (web_one, web_two)[(number + step) % 2]
+                    url = base_url + (cdr_url() if sample is CDR else NOTIFY_URL)
+                    response = http.post(url, json=msg(sample, SessionID=session_ids[number]), timeout=60)
+                    statuses.append(response.status_code)
+
+        half = PUSHED_SESSIONS // 2
+        threads = [
+            threading.Thread(target=push, args=(numbers,)) for numbers in (range(half), range(half, PUSHED_SESSIONS))
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=300)
+        total = 4 * PUSHED_SESSIONS
+        assert statuses == [200] * total
+
+        def all_applied():
+            return not InboundMessage.objects.filter(session_id__in=session_ids).pending().exists()
+
+        servers.wait_until(all_applied, timeout=120, interval=0.2, message="every pushed message to be applied")
+        worker_pids = {str(worker_one.proc.pid), str(worker_two.proc.pid)}
+
+    messages = list(
+        InboundMessage.objects.filter(session_id__in=session_ids)
+        .order_by("id")
+        .values_list("pk", "session_id", "applier", "apply_error")
+    )
+    assert len(messages) == total
+    assert all(error == "" for *_, error in messages)
+    # Both workers applied: `applier` is "host:pid:run".
+    assert {applier.split(":")[1] for _, _, applier, _ in messages} == worker_pids
+    # Exactly once, each session's in arrival order: the audit chain's order of the records.
+    arrival: dict[str, list[int]] = defaultdict(list)
+    for pk, session_id, _, _ in messages:
+        arrival[session_id].append(pk)
+    chained: dict[str, list[int]] = defaultdict(list)
+    records = AuditRecord.objects.filter(
+        event_type__in=(AuditRecord.EventType.NOTIFICATION_RECEIVED, AuditRecord.EventType.CDR_RECEIVED),
+        charging_session__session_key__in=session_ids,
+    ).order_by("id")
+    for session_key, data in records.values_list("charging_session__session_key", "data"):
+        chained[session_key].append((data if isinstance(data, dict) else json.loads(data))["inbound_message_id"])
+    assert chained == arrival
+    closed = ChargingSession.objects.filter(session_key__in=session_ids, status=ChargingSession.Status.CLOSED)
+    assert closed.count() == PUSHED_SESSIONS

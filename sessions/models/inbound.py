@@ -43,6 +43,11 @@ class InboundMessage(models.Model):
     # message could not be applied; such a message is not retried by itself.
     applied_at = models.DateTimeField(null=True, blank=True)
     apply_error = models.TextField(blank=True)
+    # The applier that claimed the message (sessions/inbound/claims.py), and until when the claim
+    # holds unless renewed: a crashed applier's claim lapses by itself. Once the message is applied,
+    # `applier` says who applied it ("host:pid:run", at most 40 characters).
+    applier = models.CharField(max_length=40, blank=True)
+    claimed_until = models.DateTimeField(null=True, blank=True)
     # What was odd about the message, each {"code", "field", "text"} (sessions.oicp.anomalies): it
     # was accepted and kept as sent, and people see why it looks different from the spec.
     anomalies = models.JSONField(default=list, blank=True)

@@ -9,13 +9,13 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from ...audit.records import AuditEntry, record_audits
+from ...audit.records import AuditEntry
 from ...charging.services import session_created_entry
 from ...models import AuditRecord, ChargeDetailRecord, ChargingSession, InboundMessage
 from ...oicp.anomalies import Anomaly
 from ...oicp.inbound import ChargeDetailRecord as ParsedCdr
 from ...stops.services import confirm_stops_for_session_end
-from .keeping import RecordOutcome, _anomaly_data, _log_anomalies, _store_message
+from .keeping import RecordOutcome, _anomaly_data, _recorded, _store_message, _write_audit
 from .matching import _differs_data, _evse_mismatch, _fill_in, _identification, _identification_differs
 from .session_row import _lock_or_create_session
 
@@ -24,7 +24,13 @@ Status = ChargingSession.Status
 
 
 def record_cdr(
-    *, cdr: ParsedCdr, raw: str, source: str, remote_addr: str | None = None, message: InboundMessage | None = None
+    *,
+    cdr: ParsedCdr,
+    raw: str,
+    source: str,
+    remote_addr: str | None = None,
+    message: InboundMessage | None = None,
+    audit_to: list[AuditEntry] | None = None,
 ) -> RecordOutcome:
     """Store a charge detail record and close its session (creating it, learned_late, if unknown).
 
@@ -34,6 +40,9 @@ def record_cdr(
     is not changed. A repeat whose values differ from the first is also flagged and held back. A
     CDR for another EVSE than the session's is kept and flagged, and changes nothing: the real CDR
     can still arrive. `source` is "PUSH" or "PULL".
+
+    All of it in one atomic block (inside the caller's transaction, a savepoint: a failure leaves
+    the caller's transaction usable). `audit_to`: the caller writes the audit entries (see keeping).
     """
     if source not in ChargeDetailRecord.Source.values:
         raise ValueError(f"source must be one of {ChargeDetailRecord.Source.values}, not {source!r}")
@@ -136,12 +145,11 @@ def record_cdr(
             # Hubject keeps one CDR per SessionID; say whether the repeat differs from the stored one.
             data["cdr_id"] = stored.pk
             data["differs_from_stored"] = bool(differences)
-        audit.append(AuditEntry(Event.CDR_RECEIVED, charging_session=charging_session, data=data))
-        record_audits(audit)
-    _log_anomalies(message, anomalies)
-    return RecordOutcome(
+        _write_audit(audit, AuditEntry(Event.CDR_RECEIVED, charging_session=charging_session, data=data), audit_to)
+    return _recorded(
+        message,
+        anomalies,
         charging_session=charging_session,
-        inbound_message=message,
         session_created=created,
         duplicate=duplicate,
         stops_confirmed=confirmed,

@@ -9,6 +9,7 @@ from typing import Any
 
 from django.utils import timezone
 
+from ...audit.records import AuditEntry, record_audits
 from ...models import ChargingSession, InboundMessage
 from ...oicp import ids
 from ...oicp.anomalies import HELD_BACK, Anomaly
@@ -49,6 +50,22 @@ def _anomaly_data(anomalies: list[Anomaly], *, held_back: bool) -> dict[str, Any
 def _log_anomalies(message: InboundMessage, anomalies: list[Anomaly]) -> None:
     for anomaly in anomalies:
         logger.warning("inbound message %s (%s for %s): %s", message.pk, message.kind, message.session_id, anomaly.text)
+
+
+def _write_audit(entries: list[AuditEntry], received: AuditEntry, audit_to: list[AuditEntry] | None) -> None:
+    """Last in the transaction: the message's audit records (`received` last) written now, or handed to
+    the applier of a group of messages (`audit_to`), which writes the whole group's at once."""
+    entries.append(received)
+    if audit_to is None:
+        record_audits(entries)
+    else:
+        audit_to.extend(entries)
+
+
+def _recorded(message: InboundMessage, anomalies: list[Anomaly], **outcome) -> RecordOutcome:
+    """After the transaction: log the message's anomalies and say what recording it did."""
+    _log_anomalies(message, anomalies)
+    return RecordOutcome(inbound_message=message, **outcome)
 
 
 def _store_message(

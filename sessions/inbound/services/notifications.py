@@ -7,12 +7,12 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from ...audit.records import AuditEntry, record_audits
+from ...audit.records import AuditEntry
 from ...charging.services import session_created_entry
 from ...models import AuditRecord, ChargingSession, InboundMessage
 from ...oicp.inbound import ERROR_ADDITIONAL_INFO_MAX, ChargingNotification
 from ...stops.services import confirm_stops_for_session_end
-from .keeping import RecordOutcome, _anomaly_data, _log_anomalies, _store_message
+from .keeping import RecordOutcome, _anomaly_data, _recorded, _store_message, _write_audit
 from .matching import _differs_data, _evse_mismatch, _fill_in, _identification, _identification_differs
 from .session_row import _lock_or_create_session
 
@@ -21,7 +21,12 @@ Status = ChargingSession.Status
 
 
 def record_charging_notification(
-    *, notification: ChargingNotification, raw: str, remote_addr: str | None, message: InboundMessage | None = None
+    *,
+    notification: ChargingNotification,
+    raw: str,
+    remote_addr: str | None,
+    message: InboundMessage | None = None,
+    audit_to: list[AuditEntry] | None = None,
 ) -> RecordOutcome:
     """Apply a Start, Progress, End or Error notification to its session (creating it if unknown).
 
@@ -31,6 +36,9 @@ def record_charging_notification(
     confirmed (confirmed_by END); a stop sent after the End waits for the CDR. Error: last_error_*.
     Any Type but Start for an unknown session creates it marked learned_late. A notification for
     another EVSE than the session's is kept and flagged, and changes nothing.
+
+    All of it in one atomic block (inside the caller's transaction, a savepoint: a failure leaves
+    the caller's transaction usable). `audit_to`: the caller writes the audit entries (see keeping).
     """
     # A queued message counts from when it arrived (the session's last update, time to confirmation).
     now = message.received_at if message is not None else timezone.now()
@@ -100,12 +108,12 @@ def record_charging_notification(
             **_anomaly_data(anomalies, held_back=mismatch is not None),
             **_differs_data(differs),
         }
-        audit.append(AuditEntry(Event.NOTIFICATION_RECEIVED, charging_session=charging_session, data=data))
-        record_audits(audit)
-    _log_anomalies(message, anomalies)
-    return RecordOutcome(
+        received = AuditEntry(Event.NOTIFICATION_RECEIVED, charging_session=charging_session, data=data)
+        _write_audit(audit, received, audit_to)
+    return _recorded(
+        message,
+        anomalies,
         charging_session=charging_session,
-        inbound_message=message,
         session_created=created,
         stops_confirmed=confirmed,
         held_back=mismatch is not None,

@@ -1,0 +1,85 @@
+"""Applying one session's claimed messages: one transaction, in arrival order, one audit write.
+
+The group's rows are locked first and must still be pending and this applier's: a message applied
+meanwhile, or a session taken over after this applier's claim lapsed, is left alone, so each
+message is applied exactly once. Each message is applied in its own savepoint (the atomic block of
+`record_charging_notification` / `record_cdr`): one that fails is marked with its error, logged and
+counted, and the rest of its session's messages are still applied, in order, in the same
+transaction. The audit records of the whole group are written once, last (`record_audits`), so the
+audit chain's lock is taken once per group, not once per message.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from django.db import OperationalError, transaction
+
+from ..audit.records import AuditEntry, record_audits
+from ..models import InboundMessage
+from ..oicp import inbound
+from .services import record_cdr, record_charging_notification
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class GroupOutcome:
+    applied: int = 0
+    failed: int = 0
+
+
+def apply_group(message_ids: list[int], *, applier: str) -> GroupOutcome:
+    """Apply these messages of one session (claimed by `applier`) in arrival order, in one transaction.
+
+    An OperationalError (the database went away, SQLite busy past its timeout) rolls the whole group
+    back: its messages stay pending for the next run.
+    """
+    applied, failed = 0, 0
+    with transaction.atomic():
+        messages = list(
+            InboundMessage.objects.select_for_update()
+            .pending()
+            .filter(pk__in=message_ids, applier=applier)
+            .order_by("id")
+        )
+        audit: list[AuditEntry] = []
+        for message in messages:
+            entries: list[AuditEntry] = []
+            try:
+                _apply_message(message, audit_to=entries)
+            except OperationalError:
+                raise
+            except Exception as error:  # noqa: BLE001 - keep the queue moving; the message says what went wrong
+                logger.exception("inbound message %s could not be applied", message.pk)
+                reason = f"{type(error).__name__}: {error}"[:2000]
+                InboundMessage.objects.filter(pk=message.pk).update(apply_error=reason)
+                failed += 1
+                continue
+            audit += entries
+            applied += 1
+        record_audits(audit)
+    return GroupOutcome(applied=applied, failed=failed)
+
+
+def _apply_message(message: InboundMessage, *, audit_to: list[AuditEntry]) -> None:
+    # Parsed again from `raw` (the endpoint stored it unparsed); parsing writes nothing, and the
+    # service does all its writes in one atomic block, the message's savepoint.
+    body = message.raw.encode()
+    if message.kind == InboundMessage.Kind.CDR:
+        _, cdr = inbound.parse_charge_detail_record(
+            body, path_operator_id=message.path_operator_id or message.operator_id
+        )
+        record_cdr(
+            cdr=cdr, raw=message.raw, source="PUSH", remote_addr=message.remote_addr, message=message, audit_to=audit_to
+        )
+    else:
+        _, notification = inbound.parse_charging_notification(body)
+        record_charging_notification(
+            notification=notification,
+            raw=message.raw,
+            remote_addr=message.remote_addr,
+            message=message,
+            audit_to=audit_to,
+        )
