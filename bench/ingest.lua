@@ -51,9 +51,4 @@ function request()
   return wrk.format("POST", path, nil, body)
 end
 
-function done(summary, latency, requests)
-  io.write(string.format('WRKJSON {"requests":%d,"duration_us":%d,"status_errors":%d,"connect_errors":%d,'
-    .. '"read_errors":%d,"write_errors":%d,"timeouts":%d,"p50_us":%d,"p99_us":%d}\n',
-    summary.requests, summary.duration, summary.errors.status, summary.errors.connect, summary.errors.read,
-    summary.errors.write, summary.errors.timeout, latency:percentile(50), latency:percentile(99)))
-end
+dofile("bench/wrk_summary.lua")  -- done(): the summary line bench.support.run_wrk reads

@@ -19,10 +19,8 @@ PostgreSQL (a throwaway server).
 
 from __future__ import annotations
 
-import json
 import os
 import random
-import re
 import signal
 import subprocess
 import time
@@ -31,7 +29,18 @@ from pathlib import Path
 import requests
 
 from bench.common import ROOT, report, servers
-from bench.support import DATABASES, ensure_debian, log, manage, new_database, portal_env, postgres_server, workdir
+from bench.support import (
+    DATABASES,
+    ensure_debian,
+    log,
+    manage,
+    new_database,
+    portal_env,
+    postgres_server,
+    run_wrk,
+    workdir,
+)
+from portal.processes import celery_worker_command
 
 BASELINE_TABLE = "bench_ingest_baseline"  # bench/urls.py inserts into it
 
@@ -101,38 +110,8 @@ class Gunicorn:
 
 
 def wrk(url: str, kind: str, nonce: int, target: str, seconds: float) -> dict:
-    out = subprocess.run(
-        [
-            "wrk",
-            "-t",
-            str(THREADS),
-            "-c",
-            str(CONNECTIONS),
-            "-d",
-            f"{seconds:.0f}s",
-            "--timeout",
-            "10s",
-            "-s",
-            str(LUA),
-            url,
-            "--",
-            kind,
-            str(nonce),
-            target,
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    match = re.search(r"^WRKJSON (\{.*\})$", out.stdout, re.M)
-    if not match:
-        raise RuntimeError(f"wrk printed no summary:\n{out.stdout}\n{out.stderr}")
-    result = json.loads(match.group(1))
-    result["rps"] = result["requests"] / (result["duration_us"] / 1e6)
-    result["errors"] = sum(
-        result[k] for k in ("status_errors", "connect_errors", "read_errors", "write_errors", "timeouts")
-    )
-    return result
+    timing = ["-t", str(THREADS), "-c", str(CONNECTIONS), "-d", f"{seconds:.0f}s", "--timeout", "10s"]
+    return run_wrk([*timing, "-s", str(LUA), url, "--", kind, str(nonce), target])
 
 
 def measure(url: str, kind: str, target: str, nonce: int) -> dict:
@@ -189,22 +168,9 @@ def _workers(env: dict[str, str], count: int) -> list:
     return [
         servers.Process(
             f"worker{number}",
-            [
-                str(servers.BIN / "celery"),
-                "-A",
-                "portal",
-                "worker",
-                "--pool",
-                "threads",
-                "--concurrency",
-                "2",
-                "-n",
-                f"ingest{number}@%h",
-                "--without-gossip",
-                "--without-mingle",
-                "--loglevel",
-                "INFO" if AFTER else "WARNING",
-            ],
+            celery_worker_command(
+                concurrency=2, name=f"ingest{number}", loglevel="INFO" if AFTER else "WARNING", quiet=True
+            ),
             env,
         )
         for number in range(1, count + 1)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -315,3 +316,21 @@ def workdir(prefix: str) -> Path:
 
 
 __all__ = ["Dataset", "datasets", "ensure_debian", "log", "measure_process", "portal_env", "postgres_server"]
+
+
+# --- wrk -------------------------------------------------------------------------------------------
+
+
+def run_wrk(args: list[str]) -> dict:
+    """Run wrk (its script dofile's bench/wrk_summary.lua, from the project root) and read its summary:
+    requests, duration, p50/p99 in µs, plus the rate reached ("rps") and all failed requests ("errors")."""
+    out = subprocess.run(["wrk", *args], cwd=ROOT, capture_output=True, text=True, check=True)
+    match = re.search(r"^WRKJSON (\{.*\})$", out.stdout, re.M)
+    if not match:
+        raise RuntimeError(f"wrk printed no summary:\n{out.stdout}\n{out.stderr}")
+    result = json.loads(match.group(1))
+    result["rps"] = result["requests"] / (result["duration_us"] / 1e6)
+    result["errors"] = sum(
+        result[k] for k in ("status_errors", "connect_errors", "read_errors", "write_errors", "timeouts")
+    )
+    return result

@@ -20,10 +20,8 @@ Each database in its own process (Django is set up once per process).
 
 from __future__ import annotations
 
-import json
 import os
 import random
-import re
 import statistics
 import subprocess
 import sys
@@ -37,7 +35,7 @@ from pathlib import Path
 import requests
 
 from bench.common import ROOT, percentile, report, servers
-from bench.support import DATABASES, PYTHON, ensure_debian, new_database, portal_env, postgres_server
+from bench.support import DATABASES, PYTHON, ensure_debian, new_database, portal_env, postgres_server, run_wrk
 from portal.processes import celery_worker_command
 
 RATES = [int(rate) for rate in os.environ.get("BENCH_SUSTAINED_RATES", "200,500,1000").split(",") if rate]
@@ -162,7 +160,7 @@ def run_rate(kind: str, rate: int, url: str, agent: Agent) -> None:
     unapplied = sum(1 for _received, applied in rows if applied is None)
     bounded = queue_bounded(samples)
     p99 = percentile(lags, 99)
-    achieved = result["requests"] / (result["duration_us"] / 1e6)
+    achieved = result["rps"]
     pages, stops, bare = agent.results()
     page95 = percentile(pages, 95)
     d99, b99 = percentile(stops, 99), percentile(bare, 99)
@@ -219,22 +217,9 @@ def wait_drained(timeout: float) -> float:
 
 
 def wrk(url: str, rate: int, nonce: int, seconds: float) -> dict:
+    timing = ["-t", str(THREADS), "-c", str(CONNECTIONS), "-d", f"{seconds:.0f}s", "--timeout", "10s"]
     args = [str(rate), str(SLOTS), str(nonce), str(THREADS), str(CONNECTIONS)]
-    out = subprocess.run(
-        ["wrk", "-t", str(THREADS), "-c", str(CONNECTIONS), "-d", f"{seconds:.0f}s", "--timeout", "10s"]
-        + ["-s", str(LUA), url, "--", *args],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    match = re.search(r"^WRKJSON (\{.*\})$", out.stdout, re.M)
-    if not match:
-        raise RuntimeError(f"wrk printed no summary:\n{out.stdout}\n{out.stderr}")
-    result = json.loads(match.group(1))
-    result["errors"] = sum(
-        result[k] for k in ("status_errors", "connect_errors", "read_errors", "write_errors", "timeouts")
-    )
-    return result
+    return run_wrk([*timing, "-s", str(LUA), url, "--", *args])
 
 
 def _answers(url: str) -> bool:
