@@ -92,7 +92,7 @@ def test_a_sessions_messages_are_applied_in_one_transaction_with_one_audit_write
     _push(client, 1, START)
     with CaptureQueriesContext(connection) as queries:
         assert services.apply_inbound_messages() == 5
-    assert _audit_writes(queries) == 2  # one per session, not one per message (it was 5)
+    assert _audit_writes(queries) == 1  # one per transaction (both sessions'), not one per message (it was 5)
     charging_session = ChargingSession.objects.get(session_id=_sid(0))
     assert charging_session.status == ChargingSession.Status.CLOSED
     stop.refresh_from_db()
@@ -226,6 +226,7 @@ def test_an_applier_whose_claim_lapsed_and_was_taken_over_applies_nothing_of_it(
 @pytest.mark.django_db
 def test_a_long_batch_renews_its_claims_so_nobody_takes_its_sessions(client, monkeypatch):
     monkeypatch.setattr(claims, "CLAIM_SECONDS", 0.6)
+    monkeypatch.setattr(inbound_queue, "MESSAGES_PER_TRANSACTION", 1)  # a transaction per session
     for number in range(3):
         _push(client, number, START)
     apply_group = applying.apply_group
@@ -272,7 +273,7 @@ def test_a_failing_message_is_set_aside_and_the_rest_of_its_session_and_others_a
     assert "could not be applied" in caplog.text and "1 could not be applied" in caplog.text
     assert ChargingSession.objects.get(session_id=_sid(0)).status == ChargingSession.Status.CHARGING_ENDED
     assert ChargingSession.objects.filter(session_id=_sid(1)).exists()
-    assert _audit_writes(queries) == 2
+    assert _audit_writes(queries) == 1
     assert inbound_selectors.pending_inbound_messages() == 0  # not retried by itself
 
 
@@ -316,3 +317,9 @@ def test_a_follow_up_that_finds_claims_still_held_schedules_the_next_one(client,
     assert worker_mode.call_count == 2
     InboundMessage.objects.update(claimed_until=None)  # the live worker gave it back
     assert services.apply_inbound_messages(follow_up=True) == 1
+
+
+def test_claimed_groups_are_joined_into_transactions_without_splitting_a_session(monkeypatch):
+    monkeypatch.setattr(inbound_queue, "MESSAGES_PER_TRANSACTION", 4)
+    groups = [[1, 5, 9], [2], [3, 6], [4, 7, 8, 10, 11]]
+    assert inbound_queue._transactions(groups) == [[1, 5, 9, 2], [3, 6], [4, 7, 8, 10, 11]]

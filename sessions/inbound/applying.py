@@ -1,12 +1,13 @@
-"""Applying one session's claimed messages: one transaction, in arrival order, one audit write.
+"""Applying claimed messages, the whole groups of one or more sessions: one transaction, each
+session's messages in arrival order, one audit write.
 
-The group's rows are locked first and must still be pending and this applier's: a message applied
+The messages' rows are locked first and must still be pending and this applier's: a message applied
 meanwhile, or a session taken over after this applier's claim lapsed, is left alone, so each
 message is applied exactly once. Each message is applied in its own savepoint (the atomic block of
 `record_charging_notification` / `record_cdr`): one that fails is marked with its error, logged and
 counted, and the rest of its session's messages are still applied, in order, in the same
-transaction. The audit records of the whole group are written once, last (`record_audits`), so the
-audit chain's lock is taken once per group, not once per message.
+transaction. The audit records of the whole transaction are written once, last (`record_audits`),
+so the audit chain's lock is taken once per transaction, not once per message.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ class GroupOutcome:
 
 
 def apply_group(message_ids: list[int], *, applier: str) -> GroupOutcome:
-    """Apply these messages of one session (claimed by `applier`) in arrival order, in one transaction.
+    """Apply these messages (claimed by `applier`; whole sessions' groups) in arrival order, in one
+    transaction. Arrival order over all of them keeps each session's own order.
 
     An OperationalError (the database went away, SQLite busy past its timeout) rolls the whole group
     back: its messages stay pending for the next run.
