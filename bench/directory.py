@@ -4,9 +4,9 @@
    the simulator into a fresh migrated database: wall time and peak memory growth (VmHWM − VmRSS
    before the pull); baseline: downloading the same pages (same page size) and json.loads of each,
    nothing stored, in the same run;
-2. delta: the simulator's clock moved one churn tick past the full pull (3.4 % of the EVSEs: about
-   16,800 records at 500,000), then `pull_evse_data` (a delta since LastCall); baseline: downloading
-   and parsing the same delta pages;
+2. delta: the simulator asked to change 5,000 EVSEs (POST /_sim/directory/churn; a tenth of the
+   network below 50,000), then `pull_evse_data` (a delta since LastCall); baseline: downloading and
+   parsing the same delta pages;
 3. place search: the session list's search box with 30 queries taken from the pulled data, each a
    station's street with one letter missing plus its city ("Hoogstrat Utrecht"), p95 through
    django.test.Client; baseline: 30 indexed lookups (EvseRecord by evse_key) in the same process;
@@ -15,11 +15,11 @@
 
 The EVSE count is 500,000 × BENCH_SCALE. The simulator runs in a process of its own
 (`--simulator`): the network of `python -m sessions.oicp.simulator --evse-count N`, with the
-directory's epoch and clock set from the command line, so that the delta's simulator (a second
-process, same epoch, clock one tick ahead) serves the same network one churn tick later.
+directory's epoch set from the command line (the run sits in the middle of a long churn tick, so
+nothing changes by itself: the delta is exactly the EVSEs the benchmark churned).
 
     python -m bench.directory                           everything (BENCH_DATABASES, BENCH_SCALE)
-    python -m bench.directory --simulator PORT N EPOCH SHIFT    the simulator (used by the above)
+    python -m bench.directory --simulator PORT N EPOCH  the simulator (used by the above)
     python -m bench.directory --worker WHAT             one measurement, JSON (used by the above)
 """
 
@@ -54,12 +54,13 @@ from bench.support import (
 FULL_EVSES = 500_000
 EVSE_COUNT = max(1_000, int(FULL_EVSES * SCALE))
 # Seconds per change of the simulated network. Long, so that time alone never moves it during a run:
-# the full pull sees tick 0 and the delta's simulator is moved to tick 1 (one tick: 3.4 % of the EVSEs).
+# the delta carries only the EVSEs churned on purpose (DELTA_CHANGES).
 CHURN_SECONDS = 14_400.0
 FULL_TARGET_SECONDS = 180.0 * EVSE_COUNT / FULL_EVSES  # 3 minutes for 500,000, in proportion below it
 MEMORY_TARGET_MB = 300.0
 DELTA_TARGET_SECONDS = 10.0  # per 5,000 changed records
 DELTA_PER = 5_000
+DELTA_CHANGES = min(DELTA_PER, EVSE_COUNT // 10)
 SEARCH_TARGET_MS = 100.0
 CPO_TARGET_MS = 150.0
 SEARCHES = 30
@@ -70,38 +71,34 @@ CPO_OPERATOR = "DE*L07"  # one of generate_load_data's 50 CPOs: 1/50 of the stop
 # --- the simulator -------------------------------------------------------------------------------
 
 
-def simulator_main(port: int, evse_count: int, epoch: float, shift: float) -> None:
-    """The simulator's server with its directory's epoch fixed and its clock `shift` seconds ahead."""
-    import signal
-    import threading
-
-    from sessions.oicp.simulator.server import make_server, serve_in_thread
+def simulator_main(port: int, evse_count: int, epoch: float) -> None:
+    """The simulator's server (as its command line makes it) with its directory's epoch fixed."""
+    from sessions.oicp.simulator.server import make_server, serve_until_signalled
 
     server = make_server("127.0.0.1", port, None, evse_count=evse_count, evse_churn_seconds=CHURN_SECONDS, seed=0)
     server.directory.epoch = epoch
-    server.directory.clock = lambda: time.time() + shift
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    thread = serve_in_thread(server)
-    print(f"Hubject simulator listening on {server.url}", flush=True)
-    while not stop.wait(0.5):
-        pass
-    server.shutdown()
-    server.server_close()
-    thread.join(timeout=5)
+    serve_until_signalled(server)
 
 
 @contextmanager
-def simulator(epoch: float, shift: float):
+def simulator(epoch: float):
     port = servers.free_port()
-    args = [PYTHON, "-m", "bench.directory", "--simulator", str(port), str(EVSE_COUNT), repr(epoch), repr(shift)]
+    args = [PYTHON, "-m", "bench.directory", "--simulator", str(port), str(EVSE_COUNT), repr(epoch)]
     proc = servers.Process("simulator", args, env={**os.environ, "PYTHONPATH": str(ROOT)})
     try:
         proc.wait_for_line("Hubject simulator listening", timeout=60)
         yield f"http://127.0.0.1:{port}"
     finally:
         proc.stop()
+
+
+def churn(sim_url: str, count: int) -> int:
+    """Have `count` EVSEs change now (the simulator's control API): the next delta's content."""
+    import requests
+
+    answer = requests.post(f"{sim_url}/_sim/directory/churn", json={"count": count}, timeout=60)
+    answer.raise_for_status()
+    return answer.json()["churned"]
 
 
 # --- workers (a process each, Django set up on DATABASE_URL) -------------------------------------
@@ -301,55 +298,52 @@ def pulls_and_search(kind: str, pg_url: str | None) -> None:
     url = new_database(kind, "bench_directory", workdir("directory"), pg_url)
     env = portal_env(url)
     manage(env, "migrate", "--verbosity", "0")
-    # The network's tick 0 lasts from an hour before now to an hour after; the delta's simulator is
-    # one tick ahead. LastCall (the full run's start minus the 10-minute overlap) stays in tick 0.
+    # The run sits in the middle of a 4-hour churn tick: the network changes only when churned.
     epoch = time.time() - CHURN_SECONDS / 2
     full_name, full_target = (
         f"EVSE full pull ({EVSE_COUNT:,} EVSEs), {label}",
         f"≤ {FULL_TARGET_SECONDS:.0f} s (3 min for 500,000), growth < {MEMORY_TARGET_MB:.0f} MB",
     )
+    delta_name = f"EVSE delta pull ({DELTA_CHANGES:,} EVSEs changed), {label}"
+    delta_target = f"≤ {DELTA_TARGET_SECONDS:.0f} s per {DELTA_PER:,} changed records"
     log(f"directory on {label}: full pull of {EVSE_COUNT:,} EVSEs")
-    try:
-        with simulator(epoch, 0.0) as sim_url:
-            sim_env = {**env, "OICP_BASE_URL": sim_url}
+    with simulator(epoch) as sim_url:
+        sim_env = {**env, "OICP_BASE_URL": sim_url}
+        try:
             bare = run_worker("fetch-full", sim_env)
             ours = run_worker("pull-full", sim_env)
-    except Exception as error:  # a row in the table, never a failed run
-        _failed(full_name, full_target, error)
-        return
-    ratio = ours["seconds"] / bare["seconds"]
-    report(
-        full_name,
-        f"{ours['seconds']:.1f} s, memory +{ours['growth_mb']:.0f} MB; download + json.loads "
-        f"{bare['seconds']:.1f} s, +{bare['growth_mb']:.0f} MB",
-        ratio,
-        full_target,
-        ours["ok"] and ours["seconds"] <= FULL_TARGET_SECONDS and ours["growth_mb"] < MEMORY_TARGET_MB,
-        f"{ours['pages']} pages, {bare['bytes'] / 1e6:.0f} MB of JSON; {ours['summary']}",
-    )
-    if kind == "postgres":
-        psql(pg_url, "-c", "VACUUM ANALYZE", database="bench_directory")  # as autovacuum would after the load
-
-    delta_name = f"EVSE delta pull (one churn tick), {label}"
-    delta_target = f"≤ {DELTA_TARGET_SECONDS:.0f} s per {DELTA_PER:,} changed records"
-    try:
-        with simulator(epoch, CHURN_SECONDS) as sim_url:
-            sim_env = {**env, "OICP_BASE_URL": sim_url}
+        except Exception as error:  # a row in the table, never a failed run
+            _failed(full_name, full_target, error)
+            return
+        report(
+            full_name,
+            f"{ours['seconds']:.1f} s, memory +{ours['growth_mb']:.0f} MB; download + json.loads "
+            f"{bare['seconds']:.1f} s, +{bare['growth_mb']:.0f} MB",
+            ours["seconds"] / bare["seconds"],
+            full_target,
+            ours["ok"] and ours["seconds"] <= FULL_TARGET_SECONDS and ours["growth_mb"] < MEMORY_TARGET_MB,
+            f"{ours['pages']} pages, {bare['bytes'] / 1e6:.0f} MB of JSON; {ours['summary']}",
+        )
+        if kind == "postgres":
+            psql(pg_url, "-c", "VACUUM ANALYZE", database="bench_directory")  # as autovacuum would after the load
+        log(f"directory on {label}: delta of {DELTA_CHANGES:,} changed EVSEs")
+        try:
+            churn(sim_url, DELTA_CHANGES)
             bare = run_worker("fetch-delta", sim_env)
             ours = run_worker("pull-delta", sim_env)
-    except Exception as error:
-        _failed(delta_name, delta_target, error)
-    else:
-        records = bare["records"]
-        allowed = DELTA_TARGET_SECONDS * max(1.0, records / DELTA_PER)
-        report(
-            delta_name,
-            f"{ours['seconds']:.1f} s for {records:,} records; download + json.loads {bare['seconds']:.1f} s",
-            ours["seconds"] / bare["seconds"],
-            delta_target,
-            ours["ok"] and ours["seconds"] <= allowed,
-            f"{ours['pages']} pages, memory +{ours['growth_mb']:.0f} MB; {ours['summary']}",
-        )
+        except Exception as error:
+            _failed(delta_name, delta_target, error)
+        else:
+            records = bare["records"]
+            allowed = DELTA_TARGET_SECONDS * max(1.0, records / DELTA_PER)
+            report(
+                delta_name,
+                f"{ours['seconds']:.1f} s for {records:,} records; download + json.loads {bare['seconds']:.1f} s",
+                ours["seconds"] / bare["seconds"],
+                delta_target,
+                ours["ok"] and ours["seconds"] <= allowed,
+                f"{ours['pages']} pages, memory +{ours['growth_mb']:.0f} MB; {ours['summary']}",
+            )
 
     search_name = f"place search ({EVSE_COUNT:,} EVSEs), {label}"
     search_target = f"p95 < {SEARCH_TARGET_MS:.0f} ms"
@@ -427,8 +421,8 @@ def main() -> None:
 
 if __name__ == "__main__":
     os.chdir(ROOT)
-    if len(sys.argv) == 6 and sys.argv[1] == "--simulator":
-        simulator_main(int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]), float(sys.argv[5]))
+    if len(sys.argv) == 5 and sys.argv[1] == "--simulator":
+        simulator_main(int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]))
     elif len(sys.argv) == 3 and sys.argv[1] == "--worker":
         worker(sys.argv[2])
     else:

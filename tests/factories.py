@@ -7,6 +7,7 @@ from django.contrib.auth.models import Group
 from django.utils import timezone
 
 from sessions import roles
+from sessions.directory.pull_write import remember_words
 from sessions.directory.search_text import search_text
 from sessions.models import ChargingSession, EvseRecord, Operator, RemoteStopRequest, StopReason
 from sessions.oicp import ids
@@ -81,6 +82,7 @@ class EvseRecordFactory(factory.django.DjangoModelFactory):
 
     class Meta:
         model = EvseRecord
+        skip_postgeneration_save = True
 
     evse_id = factory.Sequence(lambda n: f"DE*ACC*E{n:05d}*1")
     operator = factory.SubFactory(OperatorFactory)
@@ -98,3 +100,9 @@ class EvseRecordFactory(factory.django.DjangoModelFactory):
         lambda o: search_text(o.station_name, o.street, o.house_number, o.postal_code, o.city)
     )
     updated_at = factory.LazyFunction(timezone.now)
+
+    @factory.post_generation
+    def place_words(obj, create, extracted, **kwargs):
+        """Its words in the place search's vocabulary, as the pull adds them."""
+        if create:
+            remember_words([obj.search_text], set())

@@ -250,16 +250,13 @@ def test_a_page_that_cannot_be_applied_fails_the_run_and_leaves_nothing_of_itsel
     hbs.post(URL, json=page([record("DE*ABC*E2*1"), record("DE*ABC*E2*2")], number=1, total_pages=2))
     from sessions.directory import pull
 
-    real = EvseRecord.objects.bulk_update
-
-    def bulk_create_failing(rows, **kwargs):
-        if any(row.evse_id.startswith("DE*ABC*E2") for row in rows):
+    def upsert_failing(rows):  # the page's EVSE rows fail after its operators were written
+        if any(row["evse_id"].startswith("DE*ABC*E2") for row in rows):
             raise RuntimeError("disk full")
-        return original(rows, **kwargs)
+        return original(rows)
 
-    original = EvseRecord.objects.bulk_create
-    monkeypatch.setattr(pull.EvseRecord.objects, "bulk_create", bulk_create_failing)
-    assert real  # bulk_update untouched
+    original = pull.upsert_evses
+    monkeypatch.setattr(pull, "upsert_evses", upsert_failing)
 
     report = services.pull_evse_data(client=client)
 

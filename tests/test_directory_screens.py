@@ -10,6 +10,7 @@ import responses
 from django.core.cache import cache
 from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
@@ -275,11 +276,37 @@ def test_place_search_ranks_by_matched_words(places):
     assert [s.name for s in directory.search_places("Lidl Koln")] == ["Lidl Köln-Ehrenfeld"]
 
 
-@pytest.mark.skipif("connection.vendor != 'postgresql'")
-def test_postgres_has_the_trigram_index(db):
+@pytest.mark.parametrize("query", ["Haupstrasse Koln", "Venloer Strasse 3 Koeln", "Lidl Bonn", "50823"])
+def test_the_place_search_reads_indexes_and_never_scans_the_evse_table(places, query):
+    # Every statement the search sends, explained on the database the suite runs on (PostgreSQL with
+    # enable_seqscan off: its test tables are tiny); the full-text query goes through its own index.
+    with CaptureQueriesContext(connection) as captured:
+        assert directory.search_places(query)
+    statements = [q["sql"] for q in captured.captured_queries if q["sql"].lstrip().upper().startswith("SELECT")]
+    plans = []
     with connection.cursor() as cursor:
-        cursor.execute("SELECT indexdef FROM pg_indexes WHERE indexname = 'evse_search_trgm_idx'")
-        assert "gin_trgm_ops" in cursor.fetchone()[0]
+        if connection.vendor == "postgresql":
+            cursor.execute("SET enable_seqscan = off")
+        for sql in statements:
+            cursor.execute(("EXPLAIN QUERY PLAN " if connection.vendor == "sqlite" else "EXPLAIN ") + sql)
+            plans.append("\n".join(" ".join(str(cell) for cell in row) for row in cursor.fetchall()))
+        if connection.vendor == "postgresql":
+            cursor.execute("SET enable_seqscan = on")
+    text = "\n\n".join(plans)
+    if connection.vendor == "sqlite":
+        assert "VIRTUAL TABLE INDEX" in text and "SCAN charging_sessions_evserecord" not in text, text
+        assert "SCAN charging_sessions_placeword" not in text, text
+    else:
+        assert "evse_place_words_idx" in text and "Seq Scan on charging_sessions_evserecord" not in text, text
+        assert "Seq Scan on charging_sessions_placeword" not in text, text
+
+
+def test_place_search_corrects_a_typo_in_any_half_of_a_word(places):
+    assert [s.name for s in directory.search_places("Venlor Koln")] == ["Rewe"]  # second half
+    assert [s.name for s in directory.search_places("Wenloer Koln")] == ["Rewe"]  # first half
+    # No station has both words: those matching one of them.
+    assert {s.name for s in directory.search_places("Lidl Bonn")} == {"Lidl Köln-Ehrenfeld", "Aldi Süd"}
+    assert directory.search_places("50824") == []  # numbers are never corrected
 
 
 def test_the_search_box_lists_places_with_their_open_sessions(agent_client, places):

@@ -196,6 +196,27 @@ def test_a_delta_pull_returns_inserts_updates_and_deletes_since_last_call(sim: S
     assert pull(sim, {**PULL, "LastCall": iso(started + 3 * 3600 + 40)})["totalElements"] == 0
 
 
+def test_a_churn_of_n_evses_makes_a_delta_of_exactly_n_updates(sim: SimulatorServer) -> None:
+    directory = sim.directory
+    started = directory.epoch
+    directory.clock = lambda: started + 60  # within the first tick: nothing changes by itself
+    before = {r["EvseID"]: r for r in every_record(sim)}
+    answer = requests.post(f"{sim.url}/_sim/directory/churn", json={"count": 25}, timeout=5)
+    assert answer.status_code == 200 and answer.json() == {"churned": 25}
+    directory.clock = lambda: started + 120
+
+    changes = every_record(sim, {**PULL, "LastCall": iso(started + 30)})
+
+    assert len(changes) == 25 and {r["deltaType"] for r in changes} == {"update"}
+    assert all(r["EvseID"] in before and r != before[r["EvseID"]] for r in changes)
+    assert all(r["lastUpdate"] > iso(started + 30).replace("+00:00", "") for r in changes)
+    after = {r["EvseID"]: r for r in every_record(sim)}
+    assert after.keys() == before.keys() and sum(after[k] != before[k] for k in after) == 25
+    assert pull(sim, {**PULL, "LastCall": iso(started + 90)})["totalElements"] == 0  # nothing since
+    for bad in ({"count": -1}, {"count": "5"}, {"count": 10**9}, []):
+        assert requests.post(f"{sim.url}/_sim/directory/churn", json=bad, timeout=5).status_code == 400
+
+
 # ---- eRoamingPullEvseStatus
 
 

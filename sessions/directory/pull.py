@@ -34,6 +34,7 @@ from ..models import AuditRecord, EvsePullRun, EvseRecord, Operator
 from ..oicp.client import HubjectClient
 from ..oicp.evse_data import EvseDataRecord, RecordRefused, read_evse_record
 from ..oicp.ids import operator_key
+from .pull_write import existing_values, forget_other_words, remember_words, upsert_evses
 from .search_text import search_text
 
 logger = logging.getLogger(__name__)
@@ -65,6 +66,7 @@ EVSE_FIELDS = (
     "raw",
     "search_text",
 )
+SEARCH_TEXT = EVSE_FIELDS.index("search_text")
 
 
 @dataclass
@@ -188,10 +190,13 @@ def pull_evse_data_periodically() -> EvsePullReport:
 
 
 class _Run:
-    """What a run remembers across pages: the EvseIDs seen (a full run), the newest hotline per operator."""
+    """What a run remembers across pages: the EvseIDs seen (a full run), the newest hotline per operator,
+    the words of the place search's vocabulary it has written or seen."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, full: bool) -> None:
+        self.full = full
         self.seen: set[str] = set()
+        self.words: set[str] = set()
         self.hotline_at: dict[str, tuple[bool, datetime]] = {}
         self.name_at: dict[str, tuple[bool, datetime]] = {}
 
@@ -205,7 +210,7 @@ def _newness(record: EvseDataRecord) -> tuple[bool, datetime]:
 
 
 def _pull_pages(client: HubjectClient, report: EvsePullReport, *, page_size: int) -> None:
-    state = _Run()
+    state = _Run(full=report.kind == EvsePullRun.Kind.FULL)
     report._state = state  # type: ignore[attr-defined]
     page = 0
     while True:
@@ -283,24 +288,20 @@ def _apply_page(records: list[Any], *, page: int, report: EvsePullReport, state:
         if deletes:
             counts["deleted"] = EvseRecord.objects.filter(evse_id__in=deletes).delete()[0]
         operators = _upsert_operators(upserts.values(), state=state, now=now)
-        existing = EvseRecord.objects.in_bulk(list(upserts), field_name="evse_id")
-        new_rows, changed_rows = [], []
+        existing = existing_values(list(upserts), EVSE_FIELDS)
+        written = []
         for evse_id, record in upserts.items():
             values = _values(record, operators[operator_key(record.operator_id)])
-            row = existing.get(evse_id)
-            if row is None:
-                new_rows.append(EvseRecord(evse_id=evse_id, updated_at=now, **values))
-                continue
-            if all(getattr(row, name) == value for name, value in values.items()):
+            stored = existing.get(evse_id)
+            if stored is not None and stored == tuple(values[name] for name in EVSE_FIELDS):
                 counts["unchanged"] += 1
                 continue
-            for name, value in values.items():
-                setattr(row, name, value)
-            row.updated_at = now
-            changed_rows.append(row)
-        EvseRecord.objects.bulk_create(new_rows, batch_size=500)
-        EvseRecord.objects.bulk_update(changed_rows, [*EVSE_FIELDS, "updated_at"], batch_size=500)
-        counts["added"], counts["changed"] = len(new_rows), len(changed_rows)
+            counts["added" if stored is None else "changed"] += 1
+            written.append({"evse_id": evse_id, **values, "updated_at": now})
+        upsert_evses(written)
+        remember_words((values["search_text"] for values in written), state.words)
+        if state.full:  # the words of unchanged EVSEs are in use too (forget_other_words)
+            remember_words((stored[SEARCH_TEXT] for stored in existing.values()), state.words)
     # Counted once the page's transaction committed: a page that failed counts nothing.
     state.seen.update(usable)
     for name, value in counts.items():
@@ -348,9 +349,11 @@ def _after_complete_run(report: EvsePullReport) -> None:
     state: _Run = report._state  # type: ignore[attr-defined]
     with transaction.atomic():
         if report.kind == EvsePullRun.Kind.FULL:
-            gone = [pk for pk, evse_id in EvseRecord.objects.values_list("pk", "evse_id") if evse_id not in state.seen]
+            stored = EvseRecord.objects.order_by().values_list("pk", "evse_id").iterator(chunk_size=10_000)
+            gone = [pk for pk, evse_id in stored if evse_id not in state.seen]
             for start in range(0, len(gone), DELETE_BATCH):
                 report.deleted += EvseRecord.objects.filter(pk__in=gone[start : start + DELETE_BATCH]).delete()[0]
+            forget_other_words(state.words)
         counts = dict(Operator.objects.annotate(n=Count("evses")).values_list("pk", "n"))
         stale = [op for op in Operator.objects.only("pk", "evse_count") if op.evse_count != counts.get(op.pk, 0)]
         for op in stale:

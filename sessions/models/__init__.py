@@ -16,7 +16,7 @@ from .audit import (
     checkpoint_payload,
 )
 from .charging import ChargingSession
-from .directory import EvsePullRun, EvseRecord, Operator
+from .directory import EvsePullRun, EvseRecord, Operator, PlaceWord
 from .inbound import CdrPullRun, ChargeDetailRecord, InboundMessage, InboundRefusalCount
 from .stops import RemoteStopRequest, StopReason
 
@@ -24,6 +24,7 @@ __all__ = [
     "EvsePullRun",
     "EvseRecord",
     "Operator",
+    "PlaceWord",
     "AuditChainHead",
     "AuditCheckpoint",
     "AuditExport",

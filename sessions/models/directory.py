@@ -72,6 +72,18 @@ class EvseRecord(models.Model):
         return self.evse_id
 
 
+class PlaceWord(models.Model):
+    """One word of the EVSEs' `search_text` (the place search's vocabulary): a misspelt word of a query
+    is corrected to the words within one edit found here, by the index on the word's start or on its
+    end (`drow`, the word reversed), before the full-text index finds the EVSEs. Written by the pull."""
+
+    word = models.CharField(max_length=64, unique=True)
+    drow = models.CharField(max_length=64, db_index=True)
+
+    def __str__(self) -> str:
+        return self.word
+
+
 class EvsePullRun(models.Model):
     """One pull of Hubject's EVSE data: what it asked for, how it ended and what it counted."""
 

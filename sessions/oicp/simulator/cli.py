@@ -10,17 +10,15 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import json
-import signal
 import socket
 import sys
-import threading
 from typing import Any
 from urllib.parse import urlsplit
 
 from .behaviours import DEFAULT_CPO_WINDOW_SECONDS, BehaviourError, BehaviourTable, cpo_window
 from .config import DEFAULTS, MAX_EVSE_COUNT, CpoConfig
 from .demo import DEMO_BEHAVIOURS
-from .server import make_server, serve_in_thread
+from .server import make_server, serve_until_signalled
 
 
 def is_loopback(host: str) -> bool:
@@ -226,16 +224,6 @@ def main(argv: list[str] | None = None) -> int:
             print(f"cannot load {args.demo_sessions_file}: {exc}", file=sys.stderr)
             return 2
         print(f"{added['added']} sessions loaded from {args.demo_sessions_file}", file=sys.stderr, flush=True)
-    stop = threading.Event()
-    # Signal handlers only set a flag: shutdown() must not run on the thread that serves.
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    thread = serve_in_thread(server)
-    print(f"Hubject simulator listening on {server.url}", flush=True)
-    while not stop.wait(0.5):
-        pass
-    server.shutdown()
-    server.server_close()
-    thread.join(timeout=5)
+    serve_until_signalled(server)
     print("Hubject simulator stopped", file=sys.stderr, flush=True)
     return 0

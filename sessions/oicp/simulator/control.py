@@ -18,6 +18,7 @@ DELETE /_sim/cdrs                        forget them
 GET    /_sim/pushed[?session_id=&kind=]  what was pushed to the portal: url, status, body, answer
 DELETE /_sim/pushed                      clear that log
 GET    /_sim/directory                   the EVSE directory: evse_count, stations, seed, churn, epoch
+POST   /_sim/directory/churn             {"count": N}: update N EVSEs now (the next delta carries them)
 """
 
 from __future__ import annotations
@@ -71,6 +72,13 @@ def _with_body(apply: Callable[[SimulatorServer], Callable[[object], Any]]) -> R
     return route
 
 
+def _churn(server: SimulatorServer, body: object) -> dict[str, int]:
+    count = body.get("count") if isinstance(body, dict) else None
+    if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= server.directory.evse_count:
+        raise BehaviourError(f"count: a whole number of EVSEs from 0 to {server.directory.evse_count}")
+    return {"churned": server.directory.churn(count)}
+
+
 def _one(query: Query, name: str) -> str | None:
     return query.get(name, [None])[0]
 
@@ -98,6 +106,7 @@ ROUTES: dict[tuple[str, str], Route] = {
     ),
     ("DELETE", "/_sim/pushed"): _cleared(lambda server: server.cpo.pusher.clear_pushed()),
     ("GET", "/_sim/directory"): _reply(lambda server, query: server.directory.summary()),
+    ("POST", "/_sim/directory/churn"): _with_body(lambda server: lambda body: _churn(server, body)),
 }
 PATHS = frozenset(path for _, path in ROUTES)
 

@@ -7,7 +7,9 @@ cost a few megabytes. Time is counted from `epoch` (the start) in ticks of `chur
 - most slots are static: their EVSE was created between 30 days and two years before the start;
 - UPDATE slots (7 in 100) get a new version of their record every 1 to 12 ticks;
 - REPLACE slots (3 in 100) get a new EVSE every 1 to 12 ticks: the old EvseID is deleted, a new one
-  (suffix V<n>) inserted, as when a CPO swaps a charger. The count stays N.
+  (suffix V<n>) inserted, as when a CPO swaps a charger. The count stays N;
+- `churn(count)` (POST /_sim/directory/churn) updates that many static EVSEs at once, now: a delta
+  of an exact size (bench/directory.py asks for 5,000 changes).
 
 A delta pull (LastCall) compares the directory at LastCall with now, as Hubject does: update for a
 changed record, delete and insert for a replaced EVSE; records unchanged in between are left out.
@@ -99,6 +101,7 @@ class EvseDirectory:
         self.extras: list[Extra] = []
         self._extra_ids: dict[str, int] = {}
         self._filtered: dict[tuple[Any, ...], array[int]] = {}
+        self._churned: dict[int, list[float]] = {}  # static slot -> when `churn` updated it
         # starts[s] = first slot of station s; one more entry closes the last station.
         starts = array("q", [0])
         while starts[-1] < evse_count:
@@ -136,7 +139,8 @@ class EvseDirectory:
 
     def version(self, slot: int, at: float) -> int:
         if self.kind(slot) == STATIC:
-            return 0
+            churned = self._churned.get(slot)
+            return bisect.bisect_right(churned, at) if churned else 0
         period, phase = self._period(slot)
         tick = math.floor((at - self.epoch) / self.churn_seconds)
         return (tick + phase) // period
@@ -160,7 +164,26 @@ class EvseDirectory:
         return f"{base}V{version % 10000}" if self.kind(slot) == REPLACE and version else base
 
     def _last_update(self, slot: int, version: int) -> float:
-        return self.created_at(slot) if self.kind(slot) == STATIC else self.version_start(slot, version)
+        if self.kind(slot) == STATIC:
+            return self._churned[slot][version - 1] if version else self.created_at(slot)
+        return self.version_start(slot, version)
+
+    def churn(self, count: int, at: float | None = None) -> int:
+        """Update `count` static EVSEs (a new version of each record) at `at` (now), spread evenly over the
+        network; returns how many (at most the static EVSEs there are). The next delta carries them."""
+        at = self.now() if at is None else at
+        first = self.pinned_slots
+        step = max(1, (self.evse_count - first) // max(1, count))
+        done = 0
+        with self.lock:
+            for offset in range(step):
+                for slot in range(first + offset, self.evse_count, step):
+                    if done >= count:
+                        return done
+                    if self.kind(slot) == STATIC:
+                        self._churned.setdefault(slot, []).append(at)
+                        done += 1
+        return done
 
     # ---- extras: the EVSEs of sessions
 
@@ -266,7 +289,11 @@ class EvseDirectory:
         if since < self.epoch - MIN_AGE:  # EVSEs created after LastCall: every static slot is a candidate
             for slot in range(self.evse_count):
                 if self.kind(slot) == STATIC and self.created_at(slot) > since:
-                    found.append(Change("insert", slot, 0, self.created_at(slot)))
+                    found.append(Change("insert", slot, self.version(slot, until), self.created_at(slot)))
+        for slot in list(self._churned):
+            before, now = self.version(slot, since), self.version(slot, until)
+            if before != now and self.created_at(slot) <= since:  # else inserted (above)
+                found.append(Change("update", slot, now, self._churned[slot][now - 1]))
         for slot in self.churn_slots():
             before, now = self.version(slot, since), self.version(slot, until)
             if before == now:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import socket
 import socketserver
 import threading
@@ -98,3 +99,18 @@ def serve_in_thread(server: SimulatorServer) -> threading.Thread:
     )
     thread.start()
     return thread
+
+
+def serve_until_signalled(server: SimulatorServer) -> None:
+    """Serve until SIGINT or SIGTERM, then shut down cleanly (the command line's and the benchmark's loop)."""
+    stop = threading.Event()
+    # Signal handlers only set a flag: shutdown() must not run on the thread that serves.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    thread = serve_in_thread(server)
+    print(f"Hubject simulator listening on {server.url}", flush=True)
+    while not stop.wait(0.5):
+        pass
+    server.shutdown()
+    server.server_close()
+    thread.join(timeout=5)
