@@ -14,16 +14,14 @@ from __future__ import annotations
 
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from contextlib import nullcontext
 from pathlib import Path
 
 from bench.common import ROOT, percentile, report, servers
-from bench.support import DATABASES, PYTHON, new_database, postgres_server
+from bench.support import portal_env, run_per_database
 from portal.processes import celery_worker_command
 
 RATE = float(os.environ.get("BENCH_DISPATCH_RATE", "50"))
@@ -72,30 +70,19 @@ def main() -> None:
         kind, database_url = sys.argv[1], sys.argv[2]
         measure(kind, database_url)
         return
-    base = Path(tempfile.mkdtemp(prefix="bench-dispatch-"))
-    with postgres_server() if "postgres" in DATABASES else nullcontext() as pg_url:
-        for kind in DATABASES:
-            url = new_database(kind, "bench_dispatch", base, pg_url)
-            subprocess.run([PYTHON, "-m", "bench.dispatch", kind, url], cwd=ROOT, check=False)
+    run_per_database("bench.dispatch")
 
 
 def measure(kind: str, database_url: str) -> None:
     workdir = Path(tempfile.mkdtemp(prefix="bench-dispatch-"))
     with servers.redis_server() as redis_url, servers.simulator_process("--quiet", "--tidy") as simulator:
-        env = {
-            "DJANGO_SETTINGS_MODULE": "portal.settings",
-            "PORTAL_ENV_FILE": "/nonexistent/.env",
-            "DJANGO_DEBUG": "false",
-            "DJANGO_SECRET_KEY": "bench-" + uuid.uuid4().hex,
-            "AUDIT_CHAIN_KEY": "bench-audit-" + uuid.uuid4().hex,
-            "AUDIT_ANCHOR_DIR": str(workdir / "audit-anchors"),
-            "OICP_BASE_URL": simulator.url,
-            "OICP_PROVIDER_ID": "DE-EMP",
-            "DATABASE_URL": database_url,
-            "CELERY_BROKER_URL": redis_url,
-            "CACHE_URL": redis_url.replace("redis://", "rediscache://", 1),
-            "LOG_LEVEL": "WARNING",
-        }
+        env = portal_env(
+            database_url,
+            AUDIT_ANCHOR_DIR=str(workdir / "audit-anchors"),
+            OICP_BASE_URL=simulator.url,
+            CELERY_BROKER_URL=redis_url,
+            CACHE_URL=redis_url.replace("redis://", "rediscache://", 1),
+        )
         os.environ.update(env)
         import django
 

@@ -3,6 +3,7 @@
 --   wrk -s bench/ingest.lua URL -- KIND NONCE TARGET
 -- KIND: start | cdr (the body); NONCE: a number that keeps the IDs of each run apart (a CDR run
 -- with the nonce of a Start run closes the sessions that run started); TARGET: oicp | baseline.
+dofile("bench/wrk_common.lua")  -- setup() (the thread number `tid`) and done() (the summary)
 local counter = 0
 local kind, nonce, target
 
@@ -12,12 +13,6 @@ local function ids(n)
   local op = string.format("DE*B%02d", n % 10)
   local evse = string.format("%s*E%d%03d%07d*1", op, nonce % 100000, tid, n)
   return sid, op, evse
-end
-
-function setup(thread)
-  local next_tid = (_G.next_tid or 0) + 1
-  _G.next_tid = next_tid
-  thread:set("tid", next_tid)
 end
 
 function init(args)
@@ -51,4 +46,3 @@ function request()
   return wrk.format("POST", path, nil, body)
 end
 
-dofile("bench/wrk_summary.lua")  -- done(): the summary line bench.support.run_wrk reads

@@ -18,7 +18,7 @@ import sys
 import tempfile
 import time
 import uuid
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -322,7 +322,7 @@ __all__ = ["Dataset", "datasets", "ensure_debian", "log", "measure_process", "po
 
 
 def run_wrk(args: list[str]) -> dict:
-    """Run wrk (its script dofile's bench/wrk_summary.lua, from the project root) and read its summary:
+    """Run wrk (its script dofile's bench/wrk_common.lua, from the project root) and read its summary:
     requests, duration, p50/p99 in µs, plus the rate reached ("rps") and all failed requests ("errors")."""
     out = subprocess.run(["wrk", *args], cwd=ROOT, capture_output=True, text=True, check=True)
     match = re.search(r"^WRKJSON (\{.*\})$", out.stdout, re.M)
@@ -334,3 +334,14 @@ def run_wrk(args: list[str]) -> dict:
         result[k] for k in ("status_errors", "connect_errors", "read_errors", "write_errors", "timeouts")
     )
     return result
+
+
+def run_per_database(module: str) -> None:
+    """`python -m MODULE KIND DATABASE_URL` for each of BENCH_DATABASES, each on a fresh database and
+    in a process of its own (Django is set up once per process, on one database)."""
+    name = module.rsplit(".", 1)[-1]
+    base = Path(tempfile.mkdtemp(prefix=f"bench-{name}-"))
+    with postgres_server() if "postgres" in DATABASES else nullcontext() as pg_url:
+        for kind in DATABASES:
+            url = new_database(kind, f"bench_{name}", base, pg_url)
+            subprocess.run([PYTHON, "-m", module, kind, url], cwd=ROOT, check=False)

@@ -8,16 +8,11 @@
 -- or behind RATE (wrk's Lua has only a clock in seconds; the requests' own time would otherwise
 -- make the rate fall short). The benchmark reports the rate reached. SLOTS: active sessions;
 -- NONCE: keeps the SessionIDs of each run apart.
+dofile("bench/wrk_common.lua")  -- setup() (the thread number `tid`) and done() (the summary)
 local PROGRESS = 8
 local counter = 0
 local rate, slots, nonce, per_thread, connections, slot_base, threads
 local wait_ms, started, last_second
-
-function setup(thread)
-  local next_tid = (_G.next_tid or 0) + 1
-  _G.next_tid = next_tid
-  thread:set("tid", next_tid)
-end
 
 function init(args)
   rate = tonumber(args[1] or "500")
@@ -90,4 +85,3 @@ function request()
   return wrk.format("POST", path, nil, body)
 end
 
-dofile("bench/wrk_summary.lua")  -- done(): the summary line bench.support.run_wrk reads

@@ -23,19 +23,22 @@ from __future__ import annotations
 import os
 import random
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 import uuid
-from contextlib import nullcontext
 from pathlib import Path
 
 import requests
 
 from bench.common import ROOT, percentile, report, servers
-from bench.support import DATABASES, PYTHON, ensure_debian, new_database, portal_env, postgres_server, run_wrk
+from bench.support import (
+    ensure_debian,
+    portal_env,
+    run_per_database,
+    run_wrk,
+)
 from portal.processes import celery_worker_command
 
 RATES = [int(rate) for rate in os.environ.get("BENCH_SUSTAINED_RATES", "200,500,1000").split(",") if rate]
@@ -56,11 +59,7 @@ def main() -> None:
         measure(sys.argv[1], sys.argv[2])
         return
     ensure_debian("wrk", "wrk")
-    base = Path(tempfile.mkdtemp(prefix="bench-sustained-"))
-    with postgres_server() if "postgres" in DATABASES else nullcontext() as pg_url:
-        for kind in DATABASES:
-            url = new_database(kind, "bench_sustained", base, pg_url)
-            subprocess.run([PYTHON, "-m", "bench.sustained", kind, url], cwd=ROOT, check=False)
+    run_per_database("bench.sustained")
 
 
 def measure(kind: str, database_url: str) -> None:

@@ -226,7 +226,7 @@ def test_an_applier_whose_claim_lapsed_and_was_taken_over_applies_nothing_of_it(
 @pytest.mark.django_db
 def test_a_long_batch_renews_its_claims_so_nobody_takes_its_sessions(client, monkeypatch):
     monkeypatch.setattr(claims, "CLAIM_SECONDS", 0.6)
-    monkeypatch.setattr(inbound_queue, "MESSAGES_PER_TRANSACTION", 1)  # a transaction per session
+    monkeypatch.setattr(inbound_queue, "MESSAGES_PER_TRANSACTION", {connection.vendor: 1})  # one per session
     for number in range(3):
         _push(client, number, START)
     apply_group = applying.apply_group
@@ -320,6 +320,6 @@ def test_a_follow_up_that_finds_claims_still_held_schedules_the_next_one(client,
 
 
 def test_claimed_groups_are_joined_into_transactions_without_splitting_a_session(monkeypatch):
-    monkeypatch.setattr(inbound_queue, "MESSAGES_PER_TRANSACTION", 4)
+    monkeypatch.setattr(inbound_queue, "MESSAGES_PER_TRANSACTION", {connection.vendor: 4})
     groups = [[1, 5, 9], [2], [3, 6], [4, 7, 8, 10, 11]]
     assert inbound_queue._transactions(groups) == [[1, 5, 9, 2], [3, 6], [4, 7, 8, 10, 11]]

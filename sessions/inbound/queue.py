@@ -72,9 +72,10 @@ _last_kick = 0.0
 BATCH_SIZE = 100
 # Claimed sessions' groups are applied together, in transactions of about this many messages: one
 # commit and one audit-chain write for them all (per session, it was one each: measured 8.7 ms a
-# message on PostgreSQL, most of it round trips). Small enough that a transaction holds SQLite's
-# one writer, and the sessions' rows, only briefly.
-MESSAGES_PER_TRANSACTION = 50
+# message on PostgreSQL, most of it round trips; 4.6–5.0 ms with 50). On SQLite a transaction holds
+# the one writer, so an agent's click waits for it: there, fewer (a stop's p99 under sustained
+# traffic was ~0.9 s with 50).
+MESSAGES_PER_TRANSACTION = {"postgresql": 50, "sqlite": 10}
 # Appliers at once in one worker process (its threads): the work is CPU-bound Python between short
 # database calls, so more threads than this only wait for the GIL and the audit chain's lock.
 # More capacity is more worker processes (README "Scaling out").
@@ -263,10 +264,11 @@ def _apply_until_nothing_claimable(applier: str, *, limit: int | None) -> GroupO
 
 def _transactions(groups: list[list[int]]) -> list[list[int]]:
     """The claimed sessions' groups joined into transactions of about MESSAGES_PER_TRANSACTION
-    messages; a session's group is never split, so its messages are applied together, in order."""
+    messages (by database); a session's group is never split: its messages go together, in order."""
+    most = MESSAGES_PER_TRANSACTION.get(connection.vendor, 10)
     chunks: list[list[int]] = [[]]
     for group in groups:
-        if chunks[-1] and len(chunks[-1]) + len(group) > MESSAGES_PER_TRANSACTION:
+        if chunks[-1] and len(chunks[-1]) + len(group) > most:
             chunks.append([])
         chunks[-1].extend(group)
     return [chunk for chunk in chunks if chunk]
