@@ -6,7 +6,7 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError
 from django.utils import timezone
 
 from ...audit.records import AuditEntry
@@ -18,6 +18,7 @@ from ...stops.services import confirm_stops_for_session_end
 from .keeping import RecordOutcome, _anomaly_data, _recorded, _store_message, _write_audit
 from .matching import _differs_data, _evse_mismatch, _fill_in, _identification, _identification_differs
 from .session_row import _lock_or_create_session
+from .steps import message_step
 
 Event = AuditRecord.EventType
 Status = ChargingSession.Status
@@ -50,7 +51,7 @@ def record_cdr(
     now = message.received_at if message is not None else timezone.now()
     parsed = cdr.to_json()
     anomalies = list(cdr.anomalies)
-    with transaction.atomic():
+    with message_step():
         charging_session, created = _lock_or_create_session(
             session_id=cdr.session_id,
             evse_id=cdr.evse_id,
@@ -71,7 +72,7 @@ def record_cdr(
         else:
             try:
                 # The session's one CDR decides: no look first, a repeat is the rare case.
-                with transaction.atomic():
+                with message_step():
                     ChargeDetailRecord.objects.create(
                         charging_session=charging_session,
                         session_id=cdr.session_id,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db import transaction
 from django.utils import timezone
 
 from ...audit.records import AuditEntry
@@ -15,6 +14,7 @@ from ...stops.services import confirm_stops_for_session_end
 from .keeping import RecordOutcome, _anomaly_data, _recorded, _store_message, _write_audit
 from .matching import _differs_data, _evse_mismatch, _fill_in, _identification, _identification_differs
 from .session_row import _lock_or_create_session
+from .steps import message_step
 
 Event = AuditRecord.EventType
 Status = ChargingSession.Status
@@ -44,7 +44,7 @@ def record_charging_notification(
     now = message.received_at if message is not None else timezone.now()
     parsed = notification.to_json()
     anomalies = list(notification.anomalies)
-    with transaction.atomic():
+    with message_step():
         new_status = Status.CHARGING_ENDED if notification.type == "End" else Status.ACTIVE
         charging_session, created = _lock_or_create_session(
             session_id=notification.session_id,

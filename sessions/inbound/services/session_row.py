@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError
 
 from ...charging.services import insert_charging_session
 from ...models import ChargingSession
 from ...oicp import ids
+from .steps import message_step
 
 
 def _provider_id(hub_provider_id: str | None) -> str:
@@ -47,7 +48,7 @@ def _lock_or_create_session(
     if charging_session is not None:
         return charging_session, False
     try:
-        with transaction.atomic():  # a savepoint: losing the race below leaves our transaction usable
+        with message_step():  # a savepoint: losing the race below leaves our transaction usable
             charging_session = insert_charging_session(
                 session_id=session_id,
                 evse_id=evse_id,
