@@ -21,11 +21,11 @@ import uuid
 from pathlib import Path
 
 from bench.common import ROOT, percentile, report, servers
-from bench.support import portal_env, run_per_database
+from bench.support import SCALE, portal_env, run_per_database
 from portal.processes import celery_worker_command
 
 RATE = float(os.environ.get("BENCH_DISPATCH_RATE", "50"))
-COUNT = int(os.environ.get("BENCH_DISPATCH_COUNT", "1000"))
+COUNT = int(os.environ.get("BENCH_DISPATCH_COUNT", max(100, round(1000 * SCALE))))  # BENCH_SCALE: quicker
 HELD = int(os.environ.get("BENCH_DISPATCH_HELD", "30"))
 HELD_DELAY = float(os.environ.get("BENCH_DISPATCH_HELD_DELAY", "60"))
 HEALTHY_OPERATORS = [f"DE*B{n:02d}" for n in range(1, 11)]

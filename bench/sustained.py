@@ -34,6 +34,7 @@ import requests
 
 from bench.common import ROOT, percentile, report, servers
 from bench.support import (
+    SCALE,
     ensure_debian,
     portal_env,
     run_per_database,
@@ -42,7 +43,8 @@ from bench.support import (
 from portal.processes import celery_worker_command
 
 RATES = [int(rate) for rate in os.environ.get("BENCH_SUSTAINED_RATES", "200,500,1000").split(",") if rate]
-SECONDS = float(os.environ.get("BENCH_SUSTAINED_SECONDS", "120"))
+# BENCH_SCALE shortens the runs (at least 15 s each) for a quick `make bench`.
+SECONDS = float(os.environ.get("BENCH_SUSTAINED_SECONDS", max(15.0, 120 * SCALE)))
 SLOTS = int(os.environ.get("BENCH_SUSTAINED_SESSIONS", "1000"))
 WORKERS = int(os.environ.get("BENCH_SUSTAINED_WORKERS", "2"))
 THREADS, CONNECTIONS = 2, 32
