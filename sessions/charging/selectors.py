@@ -8,12 +8,15 @@ from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 
 from django.conf import settings
-from django.db.models import Exists, F, OuterRef, Q, QuerySet, Subquery
+from django.db import connection
+from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet, Subquery, Window
 from django.utils import timezone
 
 from ..directory.selectors import with_cpo_contact
 from ..index_queries import distinct_values, prefix_q
 from ..models import AuditRecord, ChargingSession, RemoteStopRequest
+from ..models.charging import OPEN_SESSION_Q
+from ..models.stops import STUCK_STOP_Q
 from ..oicp import ids
 
 State = RemoteStopRequest.State
@@ -296,9 +299,13 @@ def _stuck_stops(*, open_sessions) -> QuerySet[RemoteStopRequest]:
     unless a later stop took over (one still on its way, accepted, confirmed, or stuck itself)."""
     later = RemoteStopRequest.objects.filter(charging_session=OuterRef("charging_session"), pk__gt=OuterRef("pk"))
     took_over = later.exclude(state=State.REJECTED).exclude(state=State.FAILED, outcome_unknown=False)
-    return RemoteStopRequest.objects.filter(
-        Q(state=State.UNCONFIRMED) | Q(state=State.FAILED, outcome_unknown=True), charging_session_id__in=open_sessions
-    ).filter(~Exists(took_over))
+    stuck = STUCK_STOP_Q  # as such: on PostgreSQL, the condition of the partial index stop_stuck_session_idx
+    if connection.vendor == "sqlite":
+        # SQLite has no statistics to choose that partial index: the states as a list let it probe
+        # stop_state_session_at_idx per state and open session, instead of reading every stop in
+        # either state (its plan for the OR alone).
+        stuck &= Q(state__in=[State.UNCONFIRMED, State.FAILED])
+    return RemoteStopRequest.objects.filter(stuck, charging_session_id__in=open_sessions).filter(~Exists(took_over))
 
 
 def _with_latest(stops: QuerySet[RemoteStopRequest]) -> QuerySet[RemoteStopRequest]:
@@ -329,11 +336,10 @@ def stuck_queue(
     rows stuck at least that long (a stop since its answer or its end, a session since its last update).
     """
     now = now or timezone.now()
-    # Driven by the few sessions not yet closed (index stop_state_session_idx): unconfirmed stops of
+    # Driven by the few sessions not yet closed (see _stuck_stops): unconfirmed stops of
     # closed sessions stay UNCONFIRMED for ever, and walking all of them grew with the history.
-    open_sessions = ChargingSession.objects.filter(
-        status__in=[value for value in ChargingSession.Status.values if value != ChargingSession.Status.CLOSED]
-    ).order_by()
+    # OPEN_SESSION_Q as such: the condition of the partial index session_open_update_idx.
+    open_sessions = ChargingSession.objects.filter(OPEN_SESSION_Q).order_by()
     if operator_id:
         open_sessions = open_sessions.filter(operator_id=operator_id.upper())
     stops = _stuck_stops(open_sessions=open_sessions.values("pk"))
@@ -356,20 +362,26 @@ def stuck_queue(
     else:  # age: oldest first; "-age" newest first
         stop_order = ["-finished_at", "-pk"] if descending else ["finished_at", "pk"]
         stale_order = ["-last_update_at", "-pk"] if descending else ["last_update_at", "pk"]
-    stops = _with_latest(stops).order_by(*stop_order)
+    # One pass over the stuck stops gives the page's ids and their total (from stop_stuck_session_idx
+    # alone on PostgreSQL); then the page's stops are read whole, with their annotations. Read whole
+    # at once, every candidate was fetched from the table (and annotated, on SQLite) before the sort
+    # kept `limit` of them; counted apart, the candidates were found twice.
+    page = list(stops.annotate(total=Window(Count("pk"))).order_by(*stop_order).values_list("pk", "total")[:limit])
+    shown = _with_latest(RemoteStopRequest.objects.filter(pk__in=[pk for pk, _total in page])).order_by(*stop_order)
 
     hours = settings.STUCK_SESSION_HOURS
     cutoff = now - timedelta(hours=hours)
     if min_age_minutes:
         cutoff = min(cutoff, now - timedelta(minutes=min_age_minutes))
-    stale = with_cpo_contact(with_last_stop(open_sessions.filter(last_update_at__lt=cutoff))).order_by(*stale_order)
+    silent = open_sessions.filter(last_update_at__lt=cutoff)
     if kind in (UNCONFIRMED, UNKNOWN):
-        stale = stale.none()
+        silent = silent.none()
+    stale = with_cpo_contact(with_last_stop(silent)).order_by(*stale_order)
     return StuckQueue(
-        unconfirmed=list(stops[:limit]),
-        unconfirmed_count=stops.count(),
+        unconfirmed=list(shown),
+        unconfirmed_count=page[0][1] if page else 0,
         stale=list(stale[:limit]),
-        stale_count=stale.count(),
+        stale_count=silent.count(),
         stale_hours=hours,
     )
 

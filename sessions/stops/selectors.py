@@ -125,7 +125,7 @@ def stop_history(*, filters: StopHistoryFilters, only_requested_by=None) -> Quer
     if filters.agent_id:
         stops = stops.filter(requested_by_id=filters.agent_id)
     if filters.operator_id:
-        # The operator's sessions first (their index), then their stops (stop_state_session_idx).
+        # The operator's sessions first (their index), then their stops (stop_state_session_at_idx).
         operator_sessions = ChargingSession.objects.filter(operator_id=filters.operator_id.strip().upper())
         stops = stops.filter(charging_session_id__in=operator_sessions.order_by().values("pk"))
     if filters.state:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
-from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -15,7 +14,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from .. import services
 from ..audit.verification_panel import chain_context
 from ..charging import selectors as charging_selectors
-from ..listing import PAGE_SIZE, querystring, sort_links
+from ..listing import PAGE_SIZE, BoundedPaginator, querystring, sort_links
 from ..oicp.status_codes import describe
 from . import presenters, selectors
 from .forms import RemoteStopForm, StopHistoryForm
@@ -173,7 +172,7 @@ def stop_history(request: HttpRequest) -> HttpResponse:
     form = StopHistoryForm(request.GET or None, users=selectors.portal_users() if sees_all else ())
     filters = form.filters()
     stops = selectors.stop_history(filters=filters, only_requested_by=None if sees_all else request.user)
-    page = Paginator(stops, PAGE_SIZE).get_page(request.GET.get("page"))
+    page = BoundedPaginator(stops, PAGE_SIZE).get_page(request.GET.get("page"))
     context = {
         "form": form,
         "page": page,
