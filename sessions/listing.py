@@ -27,6 +27,9 @@ class BoundedPaginator(Paginator):
             wanted = int(number)
         except (TypeError, ValueError):
             wanted = 1  # Paginator.get_page shows the first page for it
+        if wanted < 1:
+            # Paginator.get_page would show the last page, which a capped count does not know: the first.
+            number = wanted = 1
         self.limit = max(self.limit, wanted * self.per_page)  # a page past the limit still exists
         return super().get_page(number)
 

@@ -61,6 +61,13 @@ def test_a_page_past_the_limit_counts_that_far_and_is_exact_at_the_end(admin_cli
     assert [row[0].pk for row in response.context["rows"]] == [five_stops[4].pk]
 
 
+@pytest.mark.parametrize("page", ["0", "-3"])
+def test_a_page_below_one_shows_the_first_page_not_a_made_up_last_one(admin_client, five_stops, page):
+    response = admin_client.get(HISTORY, {"page": page})
+    assert "More than 3 stop requests · page 1 of more than 1" in text_of(response)
+    assert [row[0].pk for row in response.context["rows"]] == [five_stops[0].pk, five_stops[1].pk]
+
+
 def test_under_its_limit_the_history_counts_exactly_in_one_query(admin_client, five_stops, monkeypatch):
     monkeypatch.setattr(listing, "COUNT_LIMIT", 10)
     with CaptureQueriesContext(connection) as queries:
