@@ -168,6 +168,25 @@ def measure(kind: str, database_url: str) -> None:
 
             request_ms: list[float] = []  # the agent's side alone: the request and its publish
 
+            def settle_held_stops() -> None:
+                """The slow CPO answers at once until every held stop (and those waiting for its slots,
+                which would otherwise be held in turn for minutes) is final, then slows down again."""
+                from sessions.models import RemoteStopRequest
+
+                open_states = [RemoteStopRequest.State.PENDING, RemoteStopRequest.State.SENDING]
+                simulator.patch_behaviours({"operators": {SLOW_OPERATOR: {"action": "accept"}}})
+                servers.wait_until(
+                    lambda: (
+                        not RemoteStopRequest.objects.filter(
+                            charging_session__operator_id=SLOW_OPERATOR, state__in=open_states
+                        ).exists()
+                    ),
+                    timeout=HELD_DELAY + 120,
+                    message="the held stops to finish",
+                )
+                slow = {"action": "accept", "delay_seconds": HELD_DELAY}
+                simulator.patch_behaviours({"operators": {SLOW_OPERATOR: slow}})
+
             runs = []  # (bare p99, healthy p99, with a slow CPO p99, bare p50, healthy p50) per repeat
             for _ in range(REPEATS):
                 base = run_baseline(make_sessions(COUNT, HEALTHY_OPERATORS))
@@ -183,7 +202,7 @@ def measure(kind: str, database_url: str) -> None:
                     (percentile(base, 99), percentile(ours, 99), percentile(with_slow, 99))
                     + (percentile(base, 50), percentile(ours, 50))
                 )
-                time.sleep(max(0.0, HELD_DELAY - COUNT / RATE))  # the held stops finish before the next run
+                settle_held_stops()  # or the next run would still share the workers with them
             report_runs(kind, runs, request_ms)
         finally:
             worker.stop()
