@@ -295,10 +295,6 @@ def _burst_in_progress() -> bool:
     return recent.count() >= settings.OICP_INBOUND_BURST_RATE
 
 
-def _pending_ids(count: int) -> list[int]:
-    return list(InboundMessage.objects.pending().order_by("id").values_list("id", flat=True)[:count])
-
-
 def _follow_up_if_others_hold_claims(applier: str) -> None:
     """Come back just after the first claim of another applier lapses, in case it died; never raises.
 
