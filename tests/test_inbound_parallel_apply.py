@@ -28,6 +28,7 @@ from sessions import services
 from sessions.inbound import applying, claims
 from sessions.inbound import queue as inbound_queue
 from sessions.inbound import selectors as inbound_selectors
+from sessions.inbound.services import session_row
 from sessions.models import AuditChainHead, AuditRecord, ChargingSession, InboundMessage, RemoteStopRequest
 from tests import test_inbound
 from tests.factories import ChargingSessionFactory, RemoteStopRequestFactory
@@ -301,10 +302,14 @@ def test_a_message_that_fails_half_way_leaves_nothing_of_itself_behind(client, m
     for sample in (END, CDR):
         _push(client, 0, sample)
 
-    def confirm_fails(**kwargs):  # after the End already changed the session row
-        raise RuntimeError("stands for a bug")
+    real_confirm = session_row.confirm_stops_for_session_end
 
-    monkeypatch.setattr("sessions.inbound.services.notifications.confirm_stops_for_session_end", confirm_fails)
+    def confirm_fails(**kwargs):  # the End's, after it already changed the session row
+        if kwargs["confirmed_by"] == "END":
+            raise RuntimeError("stands for a bug")
+        return real_confirm(**kwargs)
+
+    monkeypatch.setattr(session_row, "confirm_stops_for_session_end", confirm_fails)
     assert services.apply_inbound_messages() == 1
     end = InboundMessage.objects.get(kind=InboundMessage.Kind.END)
     assert end.applied_at is None and end.charging_session is None and end.apply_error.startswith("RuntimeError")

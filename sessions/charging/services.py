@@ -23,7 +23,17 @@ def create_charging_session(*, acting_user=None, source: str = "", **fields) -> 
     return charging_session
 
 
-def insert_charging_session(
+def insert_charging_session(**fields) -> ChargingSession:
+    """INSERT the session row only; the caller writes `session_created_entry` in the same transaction.
+
+    `fields` are `new_charging_session`'s.
+    """
+    charging_session = new_charging_session(**fields)
+    charging_session.save(force_insert=True)
+    return charging_session
+
+
+def new_charging_session(
     *,
     session_id: str,
     evse_id: str,
@@ -37,7 +47,7 @@ def insert_charging_session(
     last_update_at=None,
     **more,
 ) -> ChargingSession:
-    """INSERT the session row only; the caller writes `session_created_entry` in the same transaction.
+    """The session row as it will be INSERTed (not saved: the inbound appliers insert a batch's at once).
 
     IDs are validated; EvseID and ProviderID are stored upper case, the SessionID exactly as
     given (Hubject compares it as given; the database keeps its lower-case `session_key`). `learned_late`: the portal first hears of it from something
@@ -50,7 +60,7 @@ def insert_charging_session(
     if not ids.is_provider_id(provider_id):
         raise ValueError(f"{provider_id!r} is not a ProviderID")
     evse_id = evse_id.upper()
-    return ChargingSession.objects.create(
+    return ChargingSession(
         session_id=session_id,
         evse_id=evse_id,
         operator_id=ids.operator_id_from_evse_id(evse_id),

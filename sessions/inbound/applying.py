@@ -22,7 +22,8 @@ from ..audit.records import AuditEntry, record_audits
 from ..models import InboundMessage
 from ..oicp import inbound
 from .services import record_cdr, record_charging_notification
-from .services.steps import without_savepoints
+from .services.batch import SessionBatch
+from .services.steps import batched
 
 logger = logging.getLogger(__name__)
 
@@ -41,16 +42,19 @@ def apply_group(message_ids: list[int], *, applier: str) -> GroupOutcome:
     """Apply these messages (claimed by `applier`; whole sessions' groups) in arrival order, in one
     transaction. Arrival order over all of them keeps each session's own order.
 
-    Optimistically first, without a savepoint per message (`steps.without_savepoints`: about half
-    the statements); if any message fails, that transaction is rolled back and the batch is applied
-    again with a savepoint per message, so only the failing one is set aside. An OperationalError
-    (the database went away, SQLite busy past its timeout) rolls the whole batch back: its messages
-    stay pending for the next run.
+    Optimistically first, as one `SessionBatch` (a few statements for the whole batch); if any
+    message fails, or the batch's writes do (another process created one of its sessions), that
+    transaction is rolled back and the batch is applied again with a savepoint per message, so only
+    the failing one is set aside. An OperationalError (the database went away, SQLite busy past its
+    timeout) rolls the whole batch back: its messages stay pending for the next run.
     """
     try:
-        with without_savepoints():
-            return _apply(message_ids, applier=applier, careful=False)
-    except _BatchFailed:
+        return _apply(message_ids, applier=applier, careful=False)
+    except _BatchFailed as error:
+        cause = error.__cause__
+        logger.info(
+            "inbound batch of %s messages applied one by one: %s: %s", len(message_ids), type(cause).__name__, cause
+        )
         return _apply(message_ids, applier=applier, careful=True)
 
 
@@ -64,22 +68,36 @@ def _apply(message_ids: list[int], *, applier: str, careful: bool) -> GroupOutco
             .order_by("id")
         )
         audit: list[AuditEntry] = []
-        for message in messages:
-            entries: list[AuditEntry] = []
+        if careful:
+            for message in messages:
+                entries: list[AuditEntry] = []
+                try:
+                    _apply_message(message, audit_to=entries)
+                except OperationalError:
+                    raise
+                except Exception as error:  # noqa: BLE001 - keep the queue moving; the message says what went wrong
+                    logger.exception("inbound message %s could not be applied", message.pk)
+                    reason = f"{type(error).__name__}: {error}"[:2000]
+                    InboundMessage.objects.filter(pk=message.pk).update(apply_error=reason)
+                    failed += 1
+                    continue
+                audit += entries
+                applied += 1
+        else:
             try:
-                _apply_message(message, audit_to=entries)
+                batch = SessionBatch.load(
+                    (message.session_id for message in messages),
+                    with_cdrs=any(message.kind == InboundMessage.Kind.CDR for message in messages),
+                )
+                with batched(batch):
+                    for message in messages:
+                        _apply_message(message, audit_to=audit)
+                batch.write()
             except OperationalError:
                 raise
-            except Exception as error:  # noqa: BLE001 - keep the queue moving; the message says what went wrong
-                if not careful:
-                    raise _BatchFailed from error
-                logger.exception("inbound message %s could not be applied", message.pk)
-                reason = f"{type(error).__name__}: {error}"[:2000]
-                InboundMessage.objects.filter(pk=message.pk).update(apply_error=reason)
-                failed += 1
-                continue
-            audit += entries
-            applied += 1
+            except Exception as error:  # noqa: BLE001 - any failure: the careful path sets the message aside
+                raise _BatchFailed from error
+            applied = len(messages)
         record_audits(audit)
     return GroupOutcome(applied=applied, failed=failed)
 

@@ -14,11 +14,10 @@ from ...charging.services import session_created_entry
 from ...models import AuditRecord, ChargeDetailRecord, ChargingSession, InboundMessage
 from ...oicp.anomalies import Anomaly
 from ...oicp.inbound import ChargeDetailRecord as ParsedCdr
-from ...stops.services import confirm_stops_for_session_end
 from .keeping import RecordOutcome, _anomaly_data, _recorded, _store_message, _write_audit
 from .matching import _differs_data, _evse_mismatch, _fill_in, _identification, _identification_differs
-from .session_row import _lock_or_create_session
-from .steps import message_step
+from .session_row import _confirm_stops, _lock_or_create_session, _save_session
+from .steps import current_batch, message_step
 
 Event = AuditRecord.EventType
 Status = ChargingSession.Status
@@ -70,25 +69,21 @@ def record_cdr(
         if mismatch is not None:
             anomalies.append(mismatch)
         else:
-            try:
-                # The session's one CDR decides: no look first, a repeat is the rare case.
-                with message_step():
-                    ChargeDetailRecord.objects.create(
-                        charging_session=charging_session,
-                        session_id=cdr.session_id,
-                        evse_id=cdr.evse_id,
-                        operator_id=cdr.operator_id,
-                        charging_start=cdr.charging_start,
-                        charging_end=cdr.charging_end,
-                        session_start=cdr.session_start,
-                        session_end=cdr.session_end,
-                        consumed_energy_kwh=cdr.consumed_energy,
-                        source=source,
-                        received_at=now,
-                        data=parsed,
-                    )
-            except IntegrityError:  # already stored (pushed again, or pulled after the push)
-                stored = ChargeDetailRecord.objects.only("pk", "data").get(charging_session=charging_session)
+            record = ChargeDetailRecord(
+                charging_session=charging_session,
+                session_id=cdr.session_id,
+                evse_id=cdr.evse_id,
+                operator_id=cdr.operator_id,
+                charging_start=cdr.charging_start,
+                charging_end=cdr.charging_end,
+                session_start=cdr.session_start,
+                session_end=cdr.session_end,
+                consumed_energy_kwh=cdr.consumed_energy,
+                source=source,
+                received_at=now,
+                data=parsed,
+            )
+            stored = _store_cdr(record)
         duplicate = stored is not None
         differences = _cdr_differences(stored.data, parsed) if duplicate else []
         if differences:
@@ -109,10 +104,8 @@ def record_cdr(
             # A session created just now has its CDR's facts and no stops.
             changes = _cdr_changes(cdr, charging_ended_at=charging_session.charging_ended_at, now=now)
             changes.update(_fill_in(charging_session, cdr))
-            for name, value in changes.items():
-                setattr(charging_session, name, value)
-            charging_session.save(update_fields=sorted(changes))
-            confirmations = confirm_stops_for_session_end(charging_session=charging_session, confirmed_by="CDR", at=now)
+            _save_session(charging_session, changes)
+            confirmations = _confirm_stops(charging_session, confirmed_by="CDR", at=now)
         confirmed = len(confirmations)
         audit += confirmations
 
@@ -156,6 +149,24 @@ def record_cdr(
         stops_confirmed=confirmed,
         held_back=held_back,
     )
+
+
+def _store_cdr(record: ChargeDetailRecord) -> ChargeDetailRecord | None:
+    """INSERT the session's CDR; the one stored before when there is one (a repeat), else None.
+
+    The session's one CDR decides: no look first, a repeat is the rare case. A batch inserts its
+    CDRs together and sends a repeat to the careful path (`NotBatchable`).
+    """
+    batch = current_batch()
+    if batch is not None:
+        batch.add_cdr(record)
+        return None
+    try:
+        with message_step():
+            record.save(force_insert=True)
+    except IntegrityError:  # already stored (pushed again, or pulled after the push)
+        return ChargeDetailRecord.objects.only("pk", "data").get(charging_session=record.charging_session)
+    return None
 
 
 # What makes two CDRs of one session different records, not a harmless repeat.

@@ -13,8 +13,12 @@ from ...audit.records import AuditEntry, record_audits
 from ...models import ChargingSession, InboundMessage
 from ...oicp import ids
 from ...oicp.anomalies import HELD_BACK, Anomaly
+from .steps import current_batch
 
 logger = logging.getLogger(__name__)
+
+# The columns an applied message row gets (`_store_message`).
+APPLIED_MESSAGE_FIELDS = ("charging_session", "parsed", "applied_at", "anomalies", "flagged", "held_back")
 
 
 @dataclass(frozen=True)
@@ -92,7 +96,11 @@ def _store_message(
         message.applied_at = timezone.now()
         for name, value in flags.items():
             setattr(message, name, value)
-        message.save(update_fields=["charging_session", "parsed", "applied_at", *flags])
+        batch = current_batch()
+        if batch is not None:
+            batch.message_applied(message)  # its row is written with the batch's
+        else:
+            message.save(update_fields=APPLIED_MESSAGE_FIELDS)
         return message
     return InboundMessage.objects.create(
         kind=kind,

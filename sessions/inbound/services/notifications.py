@@ -10,10 +10,9 @@ from ...audit.records import AuditEntry
 from ...charging.services import session_created_entry
 from ...models import AuditRecord, ChargingSession, InboundMessage
 from ...oicp.inbound import ERROR_ADDITIONAL_INFO_MAX, ChargingNotification
-from ...stops.services import confirm_stops_for_session_end
 from .keeping import RecordOutcome, _anomaly_data, _recorded, _store_message, _write_audit
 from .matching import _differs_data, _evse_mismatch, _fill_in, _identification, _identification_differs
-from .session_row import _lock_or_create_session
+from .session_row import _confirm_stops, _lock_or_create_session, _save_session
 from .steps import message_step
 
 Event = AuditRecord.EventType
@@ -72,9 +71,7 @@ def record_charging_notification(
                 now=now,
             )
             changes.update(_fill_in(charging_session, notification))
-            for name, value in changes.items():
-                setattr(charging_session, name, value)
-            charging_session.save(update_fields=sorted(changes))
+            _save_session(charging_session, changes)
 
         message = _store_message(
             message,
@@ -92,7 +89,7 @@ def record_charging_notification(
         # End confirms only when it is news: a session created just now has no stops, and a stop
         # sent after an earlier End can only be confirmed by the CDR.
         if notification.type == "End" and not created and mismatch is None and status_before == Status.ACTIVE:
-            confirmations = confirm_stops_for_session_end(charging_session=charging_session, confirmed_by="END", at=now)
+            confirmations = _confirm_stops(charging_session, confirmed_by="END", at=now)
         confirmed = len(confirmations)
         audit += confirmations
         data: dict[str, Any] = {

@@ -6,10 +6,12 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import IntegrityError
 
-from ...charging.services import insert_charging_session
+from ...audit.records import AuditEntry
+from ...charging.services import insert_charging_session, new_charging_session
 from ...models import ChargingSession
 from ...oicp import ids
-from .steps import message_step
+from ...stops.services import confirm_stops_for_session_end
+from .steps import current_batch, message_step
 
 
 def _provider_id(hub_provider_id: str | None) -> str:
@@ -42,25 +44,34 @@ def _lock_or_create_session(
 ) -> tuple[ChargingSession, bool]:
     """The session row, locked for this transaction; INSERTed (with `more` fields) if unknown.
 
-    The caller writes the SESSION_CREATED audit record when `created` is True.
+    The caller writes the SESSION_CREATED audit record when `created` is True. In a batch
+    (`steps.batched`) the row comes from the batch, and a new one is inserted with the batch's.
     """
+    fields = {
+        "session_id": session_id,
+        "evse_id": evse_id,
+        "started_at": started_at,
+        "emp_partner_session_id": emp_partner_session_id,
+        "cpo_partner_session_id": cpo_partner_session_id,
+        "learned_late": learned_late,
+        "status": status,
+        "last_update_at": more.pop("last_update_at", now),
+        **more,
+    }
+    batch = current_batch()
+    if batch is not None:
+        charging_session = batch.session(session_id)
+        if charging_session is None:
+            charging_session = new_charging_session(provider_id=_provider_id(hub_provider_id), **fields)
+            batch.add_session(charging_session)
+            return charging_session, True
+        return charging_session, False
     charging_session = _locked_session(session_id)
     if charging_session is not None:
         return charging_session, False
     try:
         with message_step():  # a savepoint: losing the race below leaves our transaction usable
-            charging_session = insert_charging_session(
-                session_id=session_id,
-                evse_id=evse_id,
-                provider_id=_provider_id(hub_provider_id),
-                started_at=started_at,
-                emp_partner_session_id=emp_partner_session_id,
-                cpo_partner_session_id=cpo_partner_session_id,
-                learned_late=learned_late,
-                status=status,
-                last_update_at=more.pop("last_update_at", now),
-                **more,
-            )
+            charging_session = insert_charging_session(provider_id=_provider_id(hub_provider_id), **fields)
         return charging_session, True
     except IntegrityError:
         # Another message for the same unknown session created it first (unique session_id).
@@ -68,3 +79,23 @@ def _lock_or_create_session(
         if charging_session is None:
             raise
         return charging_session, False
+
+
+def _save_session(charging_session: ChargingSession, changes: dict) -> None:
+    """Set the message's changes on its session and save them (in a batch: written with the batch's)."""
+    for name, value in changes.items():
+        setattr(charging_session, name, value)
+    batch = current_batch()
+    if batch is not None:
+        batch.session_changed(charging_session, changes)
+    else:
+        charging_session.save(update_fields=sorted(changes))
+
+
+def _confirm_stops(charging_session: ChargingSession, *, confirmed_by: str, at) -> list[AuditEntry]:
+    """The session's stops this End or CDR confirms (their audit entries); a batch knows which of
+    its sessions have stop requests at all (most have none), so it looks only at those."""
+    batch = current_batch()
+    if batch is not None and not batch.may_have_stops(charging_session):
+        return []
+    return confirm_stops_for_session_end(charging_session=charging_session, confirmed_by=confirmed_by, at=at)
