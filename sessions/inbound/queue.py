@@ -32,10 +32,11 @@ applying during a burst on 2 cores cut the acknowledgements to a quarter to a th
 baseline's rate, below the 0.5 target; so the wait stays, but short (2 s by default): under
 sustained traffic above the rate (a large EMP's all day) a long wait only grows the queue.
 
-Throughput grows with worker processes until the database or the CPU is the limit: each message
-still costs its own session lock, session write and message update (about 2-3 ms of Python and
-ORM), and every group's audit write takes the audit chain's one lock for a moment. Measured in
-README "Scaling out" and bench/RESULTS.md (ingest).
+Throughput grows with worker processes until the database or the CPU is the limit: a batch is
+read and written set-based (a fixed number of statements however many messages it has), so what is
+left per message is its parsing, its rules and its audit record (under 1 ms of Python); every
+batch's audit write takes the audit chain's one lock for a moment. Measured in README "Scaling
+out" and bench/RESULTS.md (ingest, sustained).
 """
 
 from __future__ import annotations
@@ -69,13 +70,13 @@ _last_kick = 0.0
 # Messages per claim: the sessions of the oldest BATCH_SIZE claimable messages, with all their
 # pending messages. Small enough that several appliers share a burst, large enough that claiming
 # (serialised, two statements) costs little per message.
-BATCH_SIZE = 100
-# Claimed sessions' groups are applied together, in transactions of about this many messages: one
-# commit and one audit-chain write for them all (per session, it was one each: measured 8.7 ms a
-# message on PostgreSQL, most of it round trips; 4.6–5.0 ms with 50). On SQLite a transaction holds
-# the one writer, so an agent's click waits for it: there, fewer (a stop's p99 under sustained
-# traffic was ~0.9 s with 50).
-MESSAGES_PER_TRANSACTION = {"postgresql": 50, "sqlite": 10}
+BATCH_SIZE = 200
+# Claimed sessions' groups are applied together, in transactions of about this many messages: a
+# batch is read and written in a fixed number of statements (services/batch.py), so larger
+# batches cost less per message; but every session in one is locked until it commits, and an
+# agent's stop for one of them waits that long (on SQLite every write waits: one writer). About
+# 0.8 ms a message (profiled, PostgreSQL): 100 holds a lock some 80 ms, 25 on SQLite some 20 ms.
+MESSAGES_PER_TRANSACTION = {"postgresql": 100, "sqlite": 25}
 # Appliers at once in one worker process (its threads): the work is CPU-bound Python between short
 # database calls, so more threads than this only wait for the GIL and the audit chain's lock.
 # More capacity is more worker processes (README "Scaling out").

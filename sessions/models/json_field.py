@@ -50,6 +50,12 @@ class CanonicalJSONField(models.TextField):
         value = super(models.TextField, self).get_prep_value(value)  # Promise handling, not str()
         return None if value is None else canonical_json(value)
 
+    def get_placeholder(self, value, compiler, connection):
+        # A plain placeholder per value keeps PostgreSQL's bulk INSERT of audit records as VALUES
+        # rows: Django 5.2's UNNEST form sends each column as one text[] array, which psycopg quotes
+        # in Python (a regex substitution per element): 13 % of a batch's apply time (profiled).
+        return "%s"
+
     def from_db_value(self, value, expression, connection):
         if value is None:
             return value

@@ -1,0 +1,48 @@
+"""update_rows: each row gets its own values, NULLs and foreign keys included, in one statement on PostgreSQL."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from sessions.models import ChargingSession
+from sessions.row_updates import update_rows
+from tests.factories import ChargingSessionFactory
+
+
+@pytest.mark.django_db
+def test_each_row_gets_its_own_values_and_nothing_else_changes():
+    first, second, untouched = ChargingSessionFactory.create_batch(3, energy_kwh=Decimal("1.5"))
+    first.energy_kwh, first.last_error_info = None, "it's a 'quoted' text"
+    second.energy_kwh, second.last_error_info = Decimal("7.125"), ""
+    second.cpo_partner_session_id = "changed but not written"
+    with CaptureQueriesContext(connection) as queries:
+        update_rows(ChargingSession, [first, second], ["energy_kwh", "last_error_info"])
+    if connection.vendor == "postgresql":
+        assert len(queries) == 1
+    rows = {row.pk: row for row in ChargingSession.objects.all()}
+    assert rows[first.pk].energy_kwh is None and rows[first.pk].last_error_info == "it's a 'quoted' text"
+    assert (
+        rows[second.pk].energy_kwh == Decimal("7.125")
+        and rows[second.pk].cpo_partner_session_id != "changed but not written"
+    )
+    assert rows[untouched.pk].energy_kwh == Decimal("1.5")
+
+
+@pytest.mark.django_db
+def test_a_column_of_nulls_keeps_its_type():
+    rows = ChargingSessionFactory.create_batch(2, energy_kwh=Decimal("2"), started_at=None)
+    for row in rows:
+        row.energy_kwh = None
+    update_rows(ChargingSession, rows, ["energy_kwh", "started_at"])
+    assert list(ChargingSession.objects.values_list("energy_kwh", flat=True)) == [None, None]
+
+
+@pytest.mark.django_db
+def test_no_rows_no_statement():
+    with CaptureQueriesContext(connection) as queries:
+        update_rows(ChargingSession, [], ["energy_kwh"])
+    assert not queries
