@@ -17,3 +17,14 @@ def test_generated_load_data_is_a_valid_keyed_chain_with_its_own_times(db):
     assert times == sorted(times) and (times[-1] - times[0]).total_seconds() == 119 * 5
     verification = services.verify_audit_chain()
     assert verification.ok and verification.records_checked == 120
+
+
+def test_the_sustained_queue_is_bounded_unless_it_grows_beyond_a_second_of_traffic():
+    from bench.sustained import queue_bounded
+
+    steady = [(t, 100 + (t % 4) * 10) for t in range(0, 60, 2)]
+    assert queue_bounded(steady, rate=500)
+    small_but_rising = [(t, 5 * t) for t in range(0, 60, 2)]  # 290 at the end: under a second of traffic
+    assert queue_bounded(small_but_rising, rate=500)
+    growing = [(t, 20 * t) for t in range(0, 60, 2)]  # 1,160 and rising by 20 a second
+    assert not queue_bounded(growing, rate=500)
