@@ -62,17 +62,18 @@ def generate(*, sessions: int, stops: int, audit: int, seed: int) -> None:
             )
         )
     ChargingSession.objects.bulk_create(session_rows, batch_size=BATCH)
-    session_ids = list(ChargingSession.objects.order_by("pk").values_list("pk", "started_at"))
+    session_ids = list(ChargingSession.objects.order_by("pk").values_list("pk", "started_at", "operator_id"))
     print(f"{sessions} sessions ({time.monotonic() - started:.1f} s)", flush=True)
 
     stop_rows = []
     for i in range(stops):
-        pk, start = session_ids[i % len(session_ids)]
+        pk, start, operator_id = session_ids[i % len(session_ids)]
         state = rng.choice(final)
         requested = start + timedelta(minutes=20 + i // len(session_ids))
         stop_rows.append(
             RemoteStopRequest(
                 charging_session_id=pk,
+                operator_id=operator_id,  # as request_remote_stop copies it from the session
                 reason=rng.choice(StopReason.values),
                 case_reference=f"CASE-{i}",
                 state=state,

@@ -57,6 +57,8 @@ class RemoteStopRequestFactory(factory.django.DjangoModelFactory):
         model = RemoteStopRequest
 
     charging_session = factory.SubFactory(ChargingSessionFactory)
+    # As request_remote_stop sets it: the session's OperatorID.
+    operator_id = factory.LazyAttribute(lambda stop: stop.charging_session.operator_id)
     requested_by = factory.SubFactory(AgentFactory)
     reason = StopReason.DRIVER_ASKED
     requested_at = factory.LazyFunction(timezone.now)

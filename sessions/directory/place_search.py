@@ -20,11 +20,13 @@ How, without ever scanning the EVSE table:
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
 from itertools import combinations
 
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import Q
 
 from ..index_queries import prefix_q
@@ -41,6 +43,13 @@ VOCABULARY_READ = 5000  # stored words read to correct a query (a 2-letter half 
 FTS_TABLE = "charging_sessions_evse_place_fts"
 # The expression of the PostgreSQL index (migration 0019): a query must use this very text to use it.
 PG_WORDS = "to_tsvector('simple'::regconfig, regexp_replace(search_text, '[^a-z0-9]+', ' ', 'g'))"
+# PostgreSQL plans `… @@ query LIMIT n` from how many EVSEs it expects to match. When it expects many
+# (a common prefix such as "schlo:*" or "munch:*"), a sequential scan looks as if it found n rows soon,
+# and then computes to_tsvector for every EVSE when few or none match: 6.5 s at 500,000 EVSEs for a
+# misspelt street nothing matches, 160 ms for "München" (bench/directory.py). The full-text index
+# (read by a bitmap scan; GIN has no other) is the one sensible plan for these queries, so for them
+# the planner is left only that: no sequential scan and no plain index scan, for this transaction.
+PG_FULL_TEXT_PLANS = "SELECT set_config('enable_seqscan', 'off', true), set_config('enable_indexscan', 'off', true)"
 
 
 def place_words(query: str) -> list[str]:
@@ -134,7 +143,8 @@ class Station:
         return sum(len(evse.open_sessions) for evse in self.evses)
 
 
-def _station_key(record: EvseRecord) -> tuple:
+def _station_key(record) -> tuple:
+    """The station an EVSE belongs to (an EvseRecord, or a row of RANK_FIELDS)."""
     if record.charging_station_id:
         return (record.operator_id, record.charging_station_id)
     return (
@@ -228,8 +238,28 @@ def _ids(groups: tuple[_Group, ...] | list[_Group], limit: int = PLACE_CANDIDATE
         return [row[0] for row in cursor.fetchall()]
 
 
+@contextmanager
+def _full_text_plans() -> Iterator[None]:
+    """PostgreSQL: the full-text queries inside are planned through the index only (PG_FULL_TEXT_PLANS).
+    They only read, so the transaction (or savepoint) is rolled back: that also undoes the settings,
+    which therefore never reach another query, even when the caller is inside a transaction."""
+    if connection.vendor != "postgresql":
+        yield
+        return
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute(PG_FULL_TEXT_PLANS)
+        yield
+        transaction.set_rollback(True)
+
+
 def _matching_ids(groups: list[_Group]) -> set[int]:
     """The EVSEs matching every group; when there are none, those matching the most groups."""
+    with _full_text_plans():
+        return _matching_ids_planned(groups)
+
+
+def _matching_ids_planned(groups: list[_Group]) -> set[int]:
     found = set(_ids(groups))
     if found or len(groups) == 1:
         return found
@@ -246,6 +276,36 @@ def _matching_ids(groups: list[_Group]) -> set[int]:
     return found
 
 
+# What ranking and grouping the candidates reads of each (`_station_key`'s fields): plain values, no model
+# instances; only the EVSEs of the stations listed are then loaded whole.
+RANK_FIELDS = (
+    "pk",
+    "evse_id",
+    "search_text",
+    "operator_id",
+    "charging_station_id",
+    "station_name",
+    "street",
+    "house_number",
+    "postal_code",
+    "city",
+)
+
+
+def _listed(rows: list, limit: int) -> list:
+    """The rows of the first `limit` stations, in their order (what `_group` keeps of them)."""
+    keys: set[tuple] = set()
+    kept = []
+    for row in rows:
+        key = _station_key(row)
+        if key not in keys:
+            if len(keys) >= limit:
+                continue
+            keys.add(key)
+        kept.append(row)
+    return kept
+
+
 def search_places(query: str, *, limit: int = PLACE_STATIONS) -> list[Station]:
     """Stations whose name, street, postal code or city match the query's words, typos forgiven; only
     those matching the most words, each with its EVSEs and their open sessions (a bounded number of queries)."""
@@ -256,19 +316,22 @@ def search_places(query: str, *, limit: int = PLACE_STATIONS) -> list[Station]:
     if not found:
         return []
     ranked = []
-    # Without Hubject's whole record and lists (up to 500 rows: decoding them cost more than the search).
-    rows = EvseRecord.objects.select_related("operator").defer(*HEAVY_FIELDS).filter(pk__in=found)
-    for record in rows:
-        text_words = words(record.search_text)
+    # The candidates as plain values (up to PLACE_CANDIDATES rows: building model instances with their
+    # operators for all of them cost more than the search itself, bench/directory.py).
+    for row in EvseRecord.objects.filter(pk__in=found).order_by().values_list(*RANK_FIELDS, named=True):
+        text_words = words(row.search_text)
         matched = sum(1 for word in query_words if word_matches(word, text_words))
         plain = sum(1 for word in query_words if any(text.startswith(word) for text in text_words))
         if matched:
-            ranked.append((-matched, -plain, record.evse_id, record))
+            ranked.append((-matched, -plain, row.evse_id, row))
     if not ranked:
         return []
     ranked.sort(key=lambda row: row[:3])
     best = ranked[0][0]
-    stations = _group([row[-1] for row in ranked if row[0] == best], limit)
+    listed = _listed([row[-1] for row in ranked if row[0] == best], limit)
+    # Without Hubject's whole record and lists (decoding them cost more than the search).
+    records = EvseRecord.objects.select_related("operator").defer(*HEAVY_FIELDS).in_bulk([row.pk for row in listed])
+    stations = _group([records[row.pk] for row in listed if row.pk in records], limit)
     _attach_open_sessions(stations)
     return stations
 

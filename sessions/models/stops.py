@@ -51,6 +51,11 @@ class RemoteStopRequest(models.Model):
     SETTLED_STATES = (State.REJECTED, State.FAILED, State.CONFIRMED, State.UNCONFIRMED)
 
     charging_session = models.ForeignKey(ChargingSession, on_delete=models.PROTECT, related_name="stop_requests")
+    # The session's OperatorID, copied when the request is created (`request_remote_stop`; migration
+    # 0022 filled the older rows). It never goes stale: a session's OperatorID comes from its EvseID,
+    # which never changes. Kept here so the CPO pages read a CPO's stops of a period by one index
+    # range (stop_operator_at_idx) instead of joining every session of the CPO (bench/RESULTS.md).
+    operator_id = models.CharField("OperatorID", max_length=10, default="", editable=False)
     requested_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="stop_requests"
     )
@@ -85,6 +90,14 @@ class RemoteStopRequest(models.Model):
         ordering = ["-requested_at"]
         permissions = [("view_all_remote_stops", "Can see every agent's stop requests")]
         indexes = [
+            # The CPO pages: one CPO's stops of a period as one index range, holding every column the
+            # pages' aggregates read (id for their COUNTs), so both databases answer from the index
+            # alone (the rows of one CPO lie scattered over the whole table). Key columns rather than
+            # INCLUDE, which SQLite lacks (and Django warns about there).
+            models.Index(
+                fields=["operator_id", "requested_at", "state", "oicp_code", "time_to_confirmation", "id"],
+                name="stop_operator_at_idx",
+            ),
             # The stuck-sessions queue (SQLite) and the history's state + OperatorID filters find the stops
             # of a few sessions in one state (bench/RESULTS.md: without it they walked every stop in that
             # state). With requested_at, so the history's count by state, operator and period reads the

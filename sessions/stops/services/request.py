@@ -87,6 +87,7 @@ def request_remote_stop(
             with transaction.atomic():
                 stop_request = RemoteStopRequest.objects.create(
                     charging_session=charging_session,
+                    operator_id=charging_session.operator_id,  # the CPO pages read it from the stop
                     requested_by=acting_user,
                     reason=reason,
                     note=note.strip(),
