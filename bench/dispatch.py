@@ -18,6 +18,7 @@ import sys
 import tempfile
 import time
 import uuid
+from itertools import pairwise
 from pathlib import Path
 
 from bench.common import ROOT, percentile, report, servers
@@ -154,16 +155,23 @@ def measure(kind: str, database_url: str) -> None:
                 arrived = wait_received(simulator, set(sent), timeout=120)
                 return [(arrived[s] - t) * 1000 for s, t in sent.items()]
 
-            def run_ours(sessions: list[ChargingSession]) -> list[float]:
+            def run_ours(sessions: list[ChargingSession], label: str = "") -> list[float]:
                 sent: dict[str, float] = {}
+                published: dict[str, float] = {}
+                stop_ids: dict[str, int] = {}
                 for index in paced(len(sessions), RATE):
                     cs = sessions[index]
                     sent[cs.session_id] = time.time()
-                    services.request_remote_stop(
+                    requested = services.request_remote_stop(
                         charging_session_id=cs.pk, acting_user=None, reason=StopReason.DRIVER_ASKED
                     )
-                    request_ms.append((time.time() - sent[cs.session_id]) * 1000)
+                    published[cs.session_id] = time.time()
+                    stop_ids[cs.session_id] = requested.stop_request.pk
+                    request_ms.append((published[cs.session_id] - sent[cs.session_id]) * 1000)
                 arrived = wait_received(simulator, set(sent), timeout=180)
+                if label:
+                    time.sleep(1)  # the last answers are being recorded
+                    log_stages(label, stages(sent, published, arrived, stop_ids))
                 return [(arrived[s] - t) * 1000 for s, t in sent.items()]
 
             request_ms: list[float] = []  # the agent's side alone: the request and its publish
@@ -190,14 +198,16 @@ def measure(kind: str, database_url: str) -> None:
             runs = []  # (bare p99, healthy p99, with a slow CPO p99, bare p50, healthy p50) per repeat
             for _ in range(REPEATS):
                 base = run_baseline(make_sessions(COUNT, HEALTHY_OPERATORS))
-                ours = run_ours(make_sessions(COUNT, HEALTHY_OPERATORS))
+                ours = run_ours(make_sessions(COUNT, HEALTHY_OPERATORS), label=f"{kind} run {len(runs) + 1} healthy")
                 # Then HELD stops held by one slow CPO, and the healthy load again beside them.
                 for cs in make_sessions(HELD, [SLOW_OPERATOR]):
                     services.request_remote_stop(
                         charging_session_id=cs.pk, acting_user=None, reason=StopReason.DRIVER_ASKED
                     )
                 time.sleep(2)
-                with_slow = run_ours(make_sessions(COUNT, HEALTHY_OPERATORS))
+                with_slow = run_ours(
+                    make_sessions(COUNT, HEALTHY_OPERATORS), label=f"{kind} run {len(runs) + 1} beside a slow CPO"
+                )
                 runs.append(
                     (percentile(base, 99), percentile(ours, 99), percentile(with_slow, 99))
                     + (percentile(base, 50), percentile(ours, 50))
@@ -207,6 +217,49 @@ def measure(kind: str, database_url: str) -> None:
         finally:
             worker.stop()
             retry_worker.stop()
+
+
+STAGES = {
+    "request": "the request and its publish (the agent's side)",
+    "to worker": "published → claimed (broker, task start, the stop read, the CPO's slot)",
+    "claim": "claimed → its audit record written (the write lock or the chain's lock, the UPDATE)",
+    "to Hubject": "audit record → the simulator has the call (commit, the HTTP client)",
+    "answer stored": "the simulator has the call → the answer recorded (after the figure, but it competes)",
+}
+
+
+def stages(sent: dict, published: dict, arrived: dict, stop_ids: dict) -> dict[str, list[float]]:
+    """Per stop, the milliseconds of each stage of STAGES, from the rows' own times (RemoteStopRequest
+    first_sent_at and finished_at, the STOP_SENDING audit record's occurred_at: the worker's clock,
+    the same machine's) and the bench's (sent, published) and the simulator's (arrived)."""
+    from sessions.models import AuditRecord, RemoteStopRequest
+
+    by_id = {row.pk: row for row in RemoteStopRequest.objects.filter(pk__in=stop_ids.values())}
+    sending = {
+        row.stop_request_id: row.occurred_at.timestamp()
+        for row in AuditRecord.objects.filter(
+            stop_request_id__in=stop_ids.values(), event_type=AuditRecord.EventType.STOP_SENDING
+        )
+    }
+    result: dict[str, list[float]] = {name: [] for name in STAGES}
+    for session_id, stop_id in stop_ids.items():
+        row, audited = by_id.get(stop_id), sending.get(stop_id)
+        if row is None or row.first_sent_at is None or audited is None or row.finished_at is None:
+            continue
+        claimed, received = row.first_sent_at.timestamp(), arrived[session_id]
+        points = (sent[session_id], published[session_id], claimed, audited, received, row.finished_at.timestamp())
+        for name, (start, end) in zip(STAGES, pairwise(points), strict=True):
+            result[name].append((end - start) * 1000)
+    return result
+
+
+def log_stages(label: str, measured: dict[str, list[float]]) -> None:
+    parts = [
+        f"{name} {percentile(values, 50):.1f}/{percentile(values, 99):.1f}/{max(values):.1f}"
+        for name, values in measured.items()
+        if values
+    ]
+    print(f"[bench] … {label}: stages p50/p99/max ms: " + "; ".join(parts), flush=True)
 
 
 def report_runs(kind: str, runs: list[tuple[float, ...]], request_ms: list[float]) -> None:

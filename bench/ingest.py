@@ -12,6 +12,10 @@ Start run opened (same IDs), as Hubject's CDRs do. On SQLite (WAL, a file in a t
 PostgreSQL (a throwaway server).
 
     BENCH_INGEST_SECONDS=12  measured seconds per run (after BENCH_INGEST_WARMUP=3 s of warm-up)
+    BENCH_INGEST_ROUNDS=3    the seconds split into this many rounds of baseline, Start, CDR, baseline,
+                             one after the other; the ratio is the median round's (other engineers'
+                             load on the shared cores drifts within a minute: one baseline measured
+                             20 s before the portal's run made the ratio swing by 2×)
     BENCH_INGEST_WORKERS=1,2 one pass per count of worker processes (threads pool, 2 threads each)
     BENCH_INGEST_WORKER=0    no worker at all: the requests alone
     BENCH_INGEST_WORKERS_AFTER=1  the workers start after each burst: the apply rate on its own
@@ -46,10 +50,11 @@ BASELINE_TABLE = "bench_ingest_baseline"  # bench/urls.py inserts into it
 
 SECONDS = float(os.environ.get("BENCH_INGEST_SECONDS", "12"))
 WARMUP = float(os.environ.get("BENCH_INGEST_WARMUP", "3"))
+ROUNDS = max(1, int(os.environ.get("BENCH_INGEST_ROUNDS", "3")))
 CONNECTIONS = int(os.environ.get("BENCH_INGEST_CONNECTIONS", "16"))
 THREADS = 2
 LUA = ROOT / "bench" / "ingest.lua"
-TARGET = 0.5
+TARGET = 0.7  # issue 16 (0.5 before)
 # 1: the workers start only after each burst (apply rate alone, not sharing the CPU with the requests).
 AFTER = os.environ.get("BENCH_INGEST_WORKERS_AFTER") == "1"
 WORKER_COUNTS = [int(n) for n in os.environ.get("BENCH_INGEST_WORKERS", "1,2").split(",") if n]
@@ -114,9 +119,10 @@ def wrk(url: str, kind: str, nonce: int, target: str, seconds: float) -> dict:
     return run_wrk([*timing, "-s", str(LUA), url, "--", kind, str(nonce), target])
 
 
-def measure(url: str, kind: str, target: str, nonce: int) -> dict:
-    wrk(url, kind, nonce + 1, target, WARMUP)  # warm-up: connections, imports, caches (its own IDs)
-    result = wrk(url, kind, nonce, target, SECONDS)
+def measure(url: str, kind: str, target: str, nonce: int, *, seconds: float = SECONDS, warm_up: bool = True) -> dict:
+    if warm_up:
+        wrk(url, kind, nonce + 1, target, WARMUP)  # warm-up: connections, imports, caches (its own IDs)
+    result = wrk(url, kind, nonce, target, seconds)
     log(
         f"{target} {kind}: {result['rps']:.0f} req/s, p50 {result['p50_us'] / 1000:.1f} ms, "
         f"p99 {result['p99_us'] / 1000:.1f} ms, errors {result['errors']}"
@@ -223,20 +229,29 @@ def _measure_with_workers(env, server, pending: PendingCounter, label: str, work
             for worker in started:
                 worker.stop()
 
+    rounds = []
     try:
-        # The baselines bracket the portal's runs: baseline, Start, CDR, baseline.
-        base_start = measure(server.url, "start", "baseline", nonce + 100)
-        start = measure(server.url, "start", "oicp", nonce)
-        start["drain_s"], start["left"] = applied()
-        cdr = measure(server.url, "cdr", "oicp", nonce)  # the sessions the Start run opened
-        cdr["drain_s"], cdr["left"] = applied()
-        base_cdr = measure(server.url, "cdr", "baseline", nonce + 200)
+        for number in range(ROUNDS):
+            # The baselines bracket the portal's runs: baseline, Start, CDR, baseline; each round its own IDs.
+            first, seconds, ids = number == 0, SECONDS / ROUNDS, nonce + 1000 * number
+            base_start = measure(server.url, "start", "baseline", ids + 100, seconds=seconds, warm_up=first)
+            start = measure(server.url, "start", "oicp", ids, seconds=seconds, warm_up=first)
+            start["drain_s"], start["left"] = applied()
+            cdr = measure(server.url, "cdr", "oicp", ids, seconds=seconds, warm_up=first)  # closes those sessions
+            cdr["drain_s"], cdr["left"] = applied()
+            base_cdr = measure(server.url, "cdr", "baseline", ids + 200, seconds=seconds, warm_up=first)
+            rounds.append({"start": (start, base_start), "cdr": (cdr, base_cdr)})
     finally:
         for worker in running:
             worker.stop()
-    for name, ours, baseline in (("Start notifications", start, base_start), ("CDRs", cdr, base_cdr)):
-        errors = ours["errors"] + baseline["errors"]
-        ratio = ours["rps"] / baseline["rps"] if baseline["rps"] else None
+    for name, key in (("Start notifications", "start"), ("CDRs", "cdr")):
+        pairs = [round_[key] for round_ in rounds]
+        by_ratio = sorted(pairs, key=lambda pair: pair[0]["rps"] / pair[1]["rps"] if pair[1]["rps"] else 0.0)
+        ratios = [ours["rps"] / baseline["rps"] if baseline["rps"] else 0.0 for ours, baseline in by_ratio]
+        ours, baseline = by_ratio[len(by_ratio) // 2]  # the median round stands for the figure
+        ratio = ratios[len(ratios) // 2]
+        errors = sum(o["errors"] + b["errors"] for o, b in pairs)
+        ours = {**ours, "left": sum(o["left"] for o, _ in pairs), "drain_s": sum(o["drain_s"] for o, _ in pairs)}
         rate = ours["left"] / ours["drain_s"] if ours["drain_s"] else 0.0
         applying = (
             f"{ours['left']} messages (warm-up included) still to apply at the end of the run, all applied "
@@ -249,7 +264,8 @@ def _measure_with_workers(env, server, pending: PendingCounter, label: str, work
             ratio,
             f"≥ {TARGET}",
             (ratio or 0) >= TARGET and errors == 0,
-            f"gunicorn 2 sync workers, {CONNECTIONS} connections, {SECONDS:.0f} s; {workers} worker process(es) "
+            f"gunicorn 2 sync workers, {CONNECTIONS} connections, {ROUNDS} rounds of {SECONDS / ROUNDS:.0f} s "
+            f"(ratio per round: {', '.join(f'{r:.2f}' for r in ratios)}); {workers} worker process(es) "
             f"beside it: {applying}" + (f"; {errors} failed requests" if errors else ""),
         )
 

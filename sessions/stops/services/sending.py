@@ -134,11 +134,19 @@ def _settle_unsent(*, stop_request_id: int, failure_kind: str, error: str) -> Se
 
 
 def _claim(stop_request: RemoteStopRequest) -> bool:
-    """PENDING → SENDING in one conditional UPDATE: only one worker can win it."""
+    """PENDING → SENDING in one conditional UPDATE: only one worker can win it.
+
+    The UPDATE also requires the attempt count just read, so a claim that wins knows the row's new
+    values without reading it again (one statement fewer while the transaction holds SQLite's write
+    lock; bench/dispatch.py's "claim" stage). A count that moved meanwhile means another delivery of
+    the task claimed the request: this one does nothing, as for any lost claim.
+    """
     now = timezone.now()
     with transaction.atomic():
         claimed = (
-            RemoteStopRequest.objects.filter(pk=stop_request.pk, state=State.PENDING)
+            RemoteStopRequest.objects.filter(
+                pk=stop_request.pk, state=State.PENDING, attempt_count=stop_request.attempt_count
+            )
             .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now + timedelta(seconds=1)))
             .update(
                 state=State.SENDING,
@@ -150,7 +158,12 @@ def _claim(stop_request: RemoteStopRequest) -> bool:
         )
         if not claimed:
             return False
-        stop_request.refresh_from_db(fields=["state", "attempt_count", "first_sent_at", "last_sent_at"])
+        # What the UPDATE wrote, from the values it was conditioned on.
+        stop_request.state = State.SENDING
+        stop_request.attempt_count += 1
+        stop_request.first_sent_at = stop_request.first_sent_at or now
+        stop_request.last_sent_at = now
+        stop_request.next_attempt_at = None
         record_audit(
             event_type=Event.STOP_SENDING,
             stop_request=stop_request,
