@@ -26,7 +26,7 @@ from sessions.inbound.applying import apply_group
 from sessions.models import AuditRecord, ChargeDetailRecord, ChargingSession, InboundMessage, RemoteStopRequest
 from tests import test_inbound
 from tests.factories import ChargingSessionFactory, RemoteStopRequestFactory
-from tests.test_inbound import CDR, END, NOTIFY_URL, SID, START, assert_ack, cdr_url, msg
+from tests.test_inbound import CDR, END, NOTIFY_URL, PROGRESS, SID, START, assert_ack, cdr_url, msg
 
 pytestmark = pytest.mark.django_db
 Event = AuditRecord.EventType
@@ -262,3 +262,40 @@ def test_during_a_burst_applying_waits_until_it_eases_or_the_oldest_waited_too_l
     assert not inbound_queue._burst_in_progress()
     settings.OICP_INBOUND_BURST_RATE = 0
     assert services.apply_inbound_messages() == 4
+
+
+def test_a_burst_is_seen_while_appliers_keep_up_with_it(client, settings):
+    """As found (bench/ingest.py, two workers beside gunicorn): only waiting messages were counted,
+    so appliers that applied each handful at once never saw the burst they were slowing down."""
+    settings.OICP_INBOUND_BURST_RATE = 3
+    for number in range(3):
+        post(client, NOTIFY_URL, msg(START, SessionID=f"{number:08d}-02d8-4fa0-b810-9a9d50d2c527"))
+        settings.OICP_INBOUND_BURST_RATE, rate = 0, settings.OICP_INBOUND_BURST_RATE
+        services.apply_inbound_messages()  # an applier at work beside the burst
+        settings.OICP_INBOUND_BURST_RATE = rate
+    post(client, NOTIFY_URL, msg(PROGRESS, SessionID="00000000-02d8-4fa0-b810-9a9d50d2c527"))
+    assert inbound_queue._burst_in_progress()
+
+
+def test_messages_that_trickle_in_are_gathered_before_the_next_claim(client, settings, monkeypatch):
+    """A batch costs its fixed statements however few messages it holds: after a small claim the
+    applier waits a moment for more (it claimed them two or three at a time, as fast as they came)."""
+    settings.OICP_INBOUND_BURST_RATE = 0
+    post(client, NOTIFY_URL, START)
+    waits = []
+
+    def meanwhile_another_arrives(seconds):
+        waits.append(seconds)
+        if len(waits) == 1:
+            post(client, NOTIFY_URL, msg(START, SessionID="00000000-02d8-4fa0-b810-9a9d50d2c527"))
+
+    checks = []
+
+    def claimable():  # the first look finds the queue busy, as under steady traffic
+        checks.append(1)
+        return len(checks) == 1 or InboundMessage.objects.pending().exists()
+
+    monkeypatch.setattr(inbound_queue.time, "sleep", meanwhile_another_arrives)
+    monkeypatch.setattr(claims, "anything_claimable", claimable)
+    assert services.apply_inbound_messages() == 2
+    assert waits == [inbound_queue.GATHER_SECONDS]  # once, before the claim that found the new one

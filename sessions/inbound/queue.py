@@ -77,6 +77,13 @@ BATCH_SIZE = 200
 # agent's stop for one of them waits that long (on SQLite every write waits: one writer). About
 # 0.8 ms a message (profiled, PostgreSQL): 100 holds a lock some 80 ms, 25 on SQLite some 20 ms.
 MESSAGES_PER_TRANSACTION = {"postgresql": 100, "sqlite": 25}
+# A claim of fewer messages than this means they trickle in: the applier waits GATHER_SECONDS before
+# it claims again, so that it applies them in batches. Without the wait, under steady traffic the
+# appliers claimed two or three messages at a time, as fast as they arrived, and paid a batch's
+# fixed cost for each handful: two workers took the CPU from the acknowledgements (ingest at
+# ~300 instead of ~1,400 a second on 2 cores, bench/NOTES.md). It adds at most that much to the lag.
+SMALL_CLAIM = 50
+GATHER_SECONDS = 0.2
 # Appliers at once in one worker process (its threads): the work is CPU-bound Python between short
 # database calls, so more threads than this only wait for the GIL and the audit chain's lock.
 # More capacity is more worker processes (README "Scaling out").
@@ -279,14 +286,22 @@ def apply_inbound_messages(*, limit: int | None = None, follow_up: bool = False)
 
 def _apply_until_nothing_claimable(applier: str, *, limit: int | None) -> GroupOutcome:
     applied = failed = 0
+    claimed = BATCH_SIZE
     try:
         while limit is None or applied < limit:
             if _burst_in_progress():
                 time.sleep(BURST_PAUSE_SECONDS)
                 continue
+            if claimed < SMALL_CLAIM:
+                # Messages trickle in: let them gather for a moment rather than claim them a few
+                # at a time (a batch costs its ~12 statements however few it holds).
+                if not claims.anything_claimable():
+                    break
+                time.sleep(GATHER_SECONDS)
             groups = claims.claim_messages(applier, batch=BATCH_SIZE)
             if not groups:
                 break  # the queue is empty, or every waiting session is another applier's
+            claimed = sum(len(group) for group in groups)
             renewed = time.monotonic()
             for message_ids in _transactions(groups):
                 if time.monotonic() - renewed > claims.CLAIM_SECONDS / 3:
@@ -329,8 +344,10 @@ def _burst_in_progress() -> bool:
     oldest = pending.order_by("id").values_list("received_at", flat=True).first()
     if oldest is None or oldest < now - timedelta(seconds=settings.OICP_INBOUND_MAX_DEFER_SECONDS):
         return False
-    recent = pending.filter(received_at__gte=now - timedelta(seconds=1)).order_by()[: settings.OICP_INBOUND_BURST_RATE]
-    return recent.count() >= settings.OICP_INBOUND_BURST_RATE
+    # Every message of the last second, applied or not: counting only the waiting ones, appliers at
+    # work kept the count low by applying, and never saw the burst they were slowing down.
+    recent = InboundMessage.objects.filter(received_at__gte=now - timedelta(seconds=1))
+    return recent.order_by()[: settings.OICP_INBOUND_BURST_RATE].count() >= settings.OICP_INBOUND_BURST_RATE
 
 
 def _follow_up_if_others_hold_claims(applier: str) -> None:
