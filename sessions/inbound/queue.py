@@ -27,10 +27,10 @@ applied then even if no new message and no sweep come.
 During a burst (more than OICP_INBOUND_BURST_RATE messages a second, e.g. Hubject re-pushing after
 an outage) the appliers wait, for at most OICP_INBOUND_MAX_DEFER_SECONDS: the acknowledgements get
 the database and the CPU first (on SQLite, the single writer), and the queue is applied once the
-burst eases. Measured again with parallel appliers (issue 16): without the wait, two workers
-applying during a burst on 2 cores cut the acknowledgements to a quarter to a third of the
-baseline's rate, below the 0.5 target; so the wait stays, but short (2 s by default): under
-sustained traffic above the rate (a large EMP's all day) a long wait only grows the queue.
+burst eases. The rate (1,000/s by default) sits above steady traffic: steady traffic above it would
+wait too and its queue only grow (bench/NOTES.md, issue 16). Every message of the last second
+counts, applied or not: appliers keeping up with a burst must still see it. When messages trickle
+in instead, an applier that claimed only a few waits GATHER_SECONDS before it claims again.
 
 Throughput grows with worker processes until the database or the CPU is the limit: a batch is
 read and written set-based (a fixed number of statements however many messages it has), so what is
