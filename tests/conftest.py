@@ -1,7 +1,9 @@
 import os
 import shutil
+from unittest import mock
 
 import pytest
+from django.core.cache import cache
 
 from sessions import roles
 from tests import servers
@@ -216,3 +218,16 @@ def pytest_runtest_call(item):
         if found:
             pytest.fail("Content-Security-Policy violations in the browser:\n" + "\n".join(found), pytrace=False)
     return result
+
+
+@pytest.fixture
+def worker_mode(settings, monkeypatch):
+    """Pushed messages acknowledged and queued for the workers (OICP_INBOUND_APPLY=worker), with no
+    broker: the apply task's kicks are counted (the mock is yielded), not published."""
+    from sessions.inbound import queue as inbound_queue
+
+    settings.OICP_INBOUND_APPLY = "worker"
+    cache.clear()
+    monkeypatch.setattr(inbound_queue, "_last_kick", 0.0)
+    with mock.patch("sessions.tasks.apply_inbound_messages.apply_async") as kick:
+        yield kick

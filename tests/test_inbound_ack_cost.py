@@ -5,27 +5,15 @@ from __future__ import annotations
 
 import json
 import logging
-from unittest import mock
 
 import pytest
-from django.core.cache import cache
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from sessions.inbound import queue as inbound_queue
 from sessions.models import InboundMessage
 from tests.test_inbound import CDR, NOTIFY_URL, SID, START, assert_ack, cdr_url, msg, post
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def worker_mode(settings, monkeypatch):
-    settings.OICP_INBOUND_APPLY = "worker"
-    cache.clear()
-    monkeypatch.setattr(inbound_queue, "_last_kick", 0.0)
-    with mock.patch("sessions.tasks.apply_inbound_messages.apply_async") as kick:
-        yield kick
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("worker_mode")]
 
 
 def test_a_notification_costs_one_insert_and_is_stored_as_the_orm_would(client, caplog):

@@ -15,7 +15,6 @@ from decimal import Decimal
 from unittest import mock
 
 import pytest
-from django.core.cache import cache
 from django.db import connection, transaction
 from django.test import TestCase
 from django.test.utils import CaptureQueriesContext
@@ -33,16 +32,11 @@ State = RemoteStopRequest.State
 
 
 @pytest.fixture(autouse=True)
-def worker_mode(settings, monkeypatch):
-    settings.OICP_INBOUND_APPLY = "worker"
+def one_batch(worker_mode, settings, monkeypatch):
     settings.OICP_INBOUND_BURST_RATE = 0  # the tests push faster than a burst: apply at once
-    cache.clear()
-    monkeypatch.setattr(inbound_queue, "_last_kick", 0.0)
     # Every message in one claim and one transaction, on both databases.
     monkeypatch.setattr(inbound_queue, "BATCH_SIZE", 500)
     monkeypatch.setattr(inbound_queue, "MESSAGES_PER_TRANSACTION", {"postgresql": 500, "sqlite": 500})
-    with mock.patch("sessions.tasks.apply_inbound_messages.apply_async"):  # no broker here
-        yield
 
 
 def _sid(number: int) -> str:

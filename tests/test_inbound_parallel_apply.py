@@ -15,10 +15,8 @@ import threading
 import time
 from collections import defaultdict
 from datetime import timedelta
-from unittest import mock
 
 import pytest
-from django.core.cache import cache
 from django.db import connection
 from django.test import TestCase
 from django.test.utils import CaptureQueriesContext
@@ -36,15 +34,7 @@ from tests.test_inbound import CDR, END, NOTIFY_URL, PROGRESS, START, cdr_url, m
 
 Event = AuditRecord.EventType
 RECEIVED = (Event.NOTIFICATION_RECEIVED, Event.CDR_RECEIVED)
-
-
-@pytest.fixture(autouse=True)
-def worker_mode(settings, monkeypatch):
-    settings.OICP_INBOUND_APPLY = "worker"
-    cache.clear()
-    monkeypatch.setattr(inbound_queue, "_last_kick", 0.0)
-    with mock.patch("sessions.tasks.apply_inbound_messages.apply_async") as kick:  # no broker here
-        yield kick
+pytestmark = pytest.mark.usefixtures("worker_mode")
 
 
 def _sid(number: int) -> str:

@@ -10,10 +10,8 @@ from __future__ import annotations
 import json
 import threading
 from datetime import timedelta
-from unittest import mock
 
 import pytest
-from django.core.cache import cache
 from django.db import OperationalError
 from django.test import TestCase
 from django.utils import timezone
@@ -28,7 +26,7 @@ from tests import test_inbound
 from tests.factories import ChargingSessionFactory, RemoteStopRequestFactory
 from tests.test_inbound import CDR, END, NOTIFY_URL, PROGRESS, SID, START, assert_ack, cdr_url, msg
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("worker_mode")]
 Event = AuditRecord.EventType
 State = RemoteStopRequest.State
 
@@ -37,16 +35,6 @@ def post(*args, **kwargs):
     """POST as Hubject, then run the kick the stored message schedules on commit (as outside a test)."""
     with TestCase.captureOnCommitCallbacks(execute=True):
         return test_inbound.post(*args, **kwargs)
-
-
-@pytest.fixture(autouse=True)
-def worker_mode(settings, monkeypatch):
-    settings.OICP_INBOUND_APPLY = "worker"
-    cache.clear()
-    monkeypatch.setattr(inbound_queue, "_last_kick", 0.0)
-    # No broker in unit tests: count the kicks instead of publishing them.
-    with mock.patch("sessions.tasks.apply_inbound_messages.apply_async") as kick:
-        yield kick
 
 
 def test_a_notification_is_acknowledged_stored_and_applied_only_by_the_worker(client, worker_mode):
