@@ -12,6 +12,7 @@ import json
 
 import pytest
 
+from sessions import services
 from sessions.models import ChargeDetailRecord, ChargingSession, InboundMessage
 from sessions.oicp import ids, inbound
 from tests.spec_files import code_snippets
@@ -121,3 +122,29 @@ def test_the_remote_stop_request_sample_is_what_the_portal_sends():
     sample = json.loads(code_snippets(SNIPPET_FILES[0])["eRoamingAuthorizeRemoteStop"][0])
 
     assert ids.remote_stop_violations(sample) == []
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("file", SNIPPET_FILES)
+def test_the_samples_queued_for_the_workers_are_applied_as_one_batch(client, file, worker_mode, settings, caplog):
+    """The worker's set-based path (sessions/inbound/services/batch.py) takes Hubject's own samples
+    as they are, with no fall-back to one by one: the notifications, then the CDR, of one session."""
+    settings.OICP_INBOUND_BURST_RATE = 0
+    session_id = json.loads(request_sample(file, "eRoamingChargingNotificationStart"))["SessionID"]
+    for kind in NOTIFICATIONS:
+        assert_accepted(post(client, NOTIFY_URL, request_sample(file, f"eRoamingChargingNotification{kind}")))
+    cdr = cdr_sample(request_sample("asciidoc/06_CPO_Code_Snippets.asciidoc", "eRoamingChargeDetailRecord"))
+    assert_accepted(
+        post(client, "/api/oicp/cdrmgmt/v22/operators/DE*ABC/charge-detail-record", cdr.replace(SESSION_ID, session_id))
+    )
+    assert not ChargingSession.objects.exists()  # queued, not applied yet
+
+    with caplog.at_level("INFO", logger="sessions.inbound.applying"):
+        assert services.apply_inbound_messages() == 5
+    assert "applied one by one" not in caplog.text
+    charging_session = ChargingSession.objects.get()
+    assert charging_session.status == ChargingSession.Status.CLOSED
+    assert charging_session.last_error_type == "ConnectorError"
+    assert charging_session.cdr.data["CalibrationLawVerificationInfo"]["CalibrationLawCertificateID"] == "CD-12BD-2783T"
+    assert not InboundMessage.objects.filter(held_back=True).exists()
+    assert InboundMessage.objects.filter(applied_at__isnull=False).count() == 5
