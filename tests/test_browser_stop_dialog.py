@@ -73,7 +73,8 @@ def test_a_field_error_is_said_in_the_dialog_and_every_button_works_after_it(age
     note = dialog.get_by_label("Note")
     assert note.get_attribute("aria-invalid") == "true"
     assert "note-error" in note.get_attribute("aria-describedby")
-    assert page.evaluate("document.activeElement.id") == "id_note"
+    # The focus moves after the swap (the page's script): wait for it, as the agent's eye would.
+    expect(page.locator("#id_note")).to_be_focused()
     # What the agent chose is kept, and nothing was saved.
     assert dialog.get_by_label("Reason").input_value() == "OTHER"
     assert not RemoteStopRequest.objects.exists()
