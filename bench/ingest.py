@@ -16,7 +16,7 @@ PostgreSQL (a throwaway server).
                              one after the other; the ratio is the median round's (other engineers'
                              load on the shared cores drifts within a minute: one baseline measured
                              20 s before the portal's run made the ratio swing by 2×)
-    BENCH_INGEST_WORKERS=1,2 one pass per count of worker processes (threads pool, 2 threads each)
+    BENCH_INGEST_WORKERS=1,2 one pass per count of inbound worker processes (as `make run` starts one)
     BENCH_INGEST_WORKER=0    no worker at all: the requests alone
     BENCH_INGEST_WORKERS_AFTER=1  the workers start after each burst: the apply rate on its own
 """
@@ -44,7 +44,7 @@ from bench.support import (
     run_wrk,
     workdir,
 )
-from portal.processes import celery_worker_command
+from portal.processes import inbound_worker_command
 
 BASELINE_TABLE = "bench_ingest_baseline"  # bench/urls.py inserts into it
 
@@ -169,14 +169,13 @@ def drain(pending: PendingCounter) -> tuple[float, int]:
 
 
 def _workers(env: dict[str, str], count: int) -> list:
-    # Each a process of its own (threads pool, 2 threads: the apply tasks, kicked by each web process
-    # at most every 0.1 s, and beat's sweep is not running here).
+    # Each a process of its own, as deployed: the inbound appliers' worker (portal/processes.py, its
+    # queue, threads and lower CPU priority); the apply tasks are kicked by each web process at most
+    # every 0.1 s (beat's sweep is not running here).
     return [
         servers.Process(
             f"worker{number}",
-            celery_worker_command(
-                concurrency=2, name=f"ingest{number}", loglevel="INFO" if AFTER else "WARNING", quiet=True
-            ),
+            inbound_worker_command(name=f"ingest{number}", loglevel="INFO" if AFTER else "WARNING", quiet=True),
             env,
         )
         for number in range(1, count + 1)

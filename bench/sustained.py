@@ -3,8 +3,8 @@
 Not a burst: notifications and CDRs at a fixed rate (BENCH_SUSTAINED_RATES, default 200, 500 and
 1,000 a second) for 1,000 active sessions (bench/sustained.lua: each session lives through Start,
 eight Progress, End and its CDR, then a new one takes its place), for BENCH_SUSTAINED_SECONDS each
-(default 120), through gunicorn (2 workers) to the database, applied by two Celery workers as in a
-two-machine deployment. Meanwhile this process loads an agent's pages (the session list and a
+(default 120), through gunicorn (2 workers) to the database, applied by two inbound workers
+(BENCH_SUSTAINED_WORKERS) as in a two-machine deployment, the stops sent by a third (as `make run`). Meanwhile this process loads an agent's pages (the session list and a
 session's page) and requests stops every half second, each beside a bare Celery task posting the
 same body to the simulator (the dispatch benchmark's baseline).
 
@@ -40,7 +40,7 @@ from bench.support import (
     run_per_database,
     run_wrk,
 )
-from portal.processes import celery_worker_command
+from portal.processes import celery_worker_command, inbound_worker_command
 
 RATES = [int(rate) for rate in os.environ.get("BENCH_SUSTAINED_RATES", "200,500,1000").split(",") if rate]
 # BENCH_SCALE shortens the runs (at least 15 s each) for a quick `make bench`.
@@ -86,19 +86,13 @@ def measure(kind: str, database_url: str) -> None:
         call_command("migrate", verbosity=0)
         simulator.set_behaviours({"default": {"action": "accept"}})
         extra = ["--include", "bench.baseline_tasks"]
-        workers = [
-            servers.Process(
-                f"worker{n}",
-                celery_worker_command(
-                    queues="celery,stop-retries",
-                    concurrency=8,
-                    name=f"w{n}",
-                    loglevel="WARNING",
-                    quiet=True,
-                    extra=extra,
-                ),
-                env,
-            )
+        # The stops' worker (fresh stops and retries) and WORKERS inbound appliers' workers, each a
+        # process of its own as deployed (portal/processes.py).
+        stop_worker = celery_worker_command(
+            queues="celery,stop-retries", concurrency=8, name="stops", loglevel="WARNING", quiet=True, extra=extra
+        )
+        workers = [servers.Process("stop-worker", stop_worker, env)] + [
+            servers.Process(f"worker{n}", inbound_worker_command(name=f"in{n}", loglevel="WARNING", quiet=True), env)
             for n in range(1, WORKERS + 1)
         ]
         server = servers.Process("gunicorn", gunicorn_command(port := servers.free_port()), env)

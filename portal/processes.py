@@ -19,21 +19,43 @@ def celery_worker_command(
     loglevel: str = "INFO",
     quiet: bool = False,
     extra: Sequence[str] = (),
+    niceness: int = 0,
 ) -> list[str]:
     """argv of `celery -A portal worker` on the thread pool.
 
     Threads, because a stop spends its time waiting on Hubject: many cheap slots, and the per-CPO
     limit in the stop service keeps one slow CPO from taking them all. `name` is the node name
     (needed when two workers share a host); `quiet` drops the start-up cluster chatter (gossip,
-    mingle), which only slows the start of short-lived workers in tests and benchmarks.
+    mingle), which only slows the start of short-lived workers in tests and benchmarks. `niceness`:
+    run it at that lower CPU priority (`nice -n`, as systemd's `Nice=`).
     """
     celery = str(Path(sys.executable).parent / "celery")  # the venv's, beside its python
-    argv = [celery, "-A", "portal", "worker", "--pool", "threads", "-Q", queues, "--concurrency", str(concurrency)]
+    argv = ["nice", "-n", str(niceness)] if niceness else []
+    argv += [celery, "-A", "portal", "worker", "--pool", "threads", "-Q", queues, "--concurrency", str(concurrency)]
     if name:
         argv += ["-n", f"{name}@%h"]
     if quiet:
         argv += ["--without-gossip", "--without-mingle"]
     return [*argv, "--loglevel", loglevel, *extra]
+
+
+# The inbound appliers' worker (OICP_INBOUND_QUEUE) runs at this lower CPU priority. Applying is
+# throughput work that may lag a few seconds; acknowledging Hubject's pushes, serving the agents'
+# pages and sending their stops are someone waiting. When the CPU is short (a burst on a small
+# machine) the kernel gives it to those first and the appliers take what is left, and catch up once
+# the burst ends; when it is not short, the appliers get all they need (bench/NOTES.md, issue 16).
+INBOUND_WORKER_NICENESS = 10
+# Threads of that worker: APPLIERS_PER_PROCESS apply at once (sessions/inbound/queue.py), the rest
+# take the kicks that find both busy and return at once.
+INBOUND_WORKER_CONCURRENCY = 4
+
+
+def inbound_worker_command(*, queue: str = "inbound", name: str = "inbound", **options) -> list[str]:
+    """argv of the worker that applies pushed notifications and CDRs (its own process: its CPU-bound
+    batches never hold the GIL the stop worker's threads need, and it can run at a lower priority)."""
+    options.setdefault("concurrency", INBOUND_WORKER_CONCURRENCY)
+    options.setdefault("niceness", INBOUND_WORKER_NICENESS)
+    return celery_worker_command(queues=queue, name=name, **options)
 
 
 def redis_server_command(*, binary: str = "redis-server", port: int, directory: str) -> list[str]:

@@ -274,6 +274,8 @@ if OICP_INBOUND_APPLY not in ("worker", "request"):
     raise ImproperlyConfigured(f"OICP_INBOUND_APPLY must be 'worker' or 'request', not {OICP_INBOUND_APPLY!r}")
 # The beat schedule applies stored messages this often even when no new message kicked the worker.
 OICP_INBOUND_SWEEP_SECONDS = env.int("OICP_INBOUND_SWEEP_SECONDS", default=2)
+# The queue of the apply tasks, served by its own worker at a lower CPU priority (portal/processes.py).
+OICP_INBOUND_QUEUE = env.str("OICP_INBOUND_QUEUE", default="inbound")
 # While more than this many messages arrive per second, applying them waits (at most
 # OICP_INBOUND_MAX_DEFER_SECONDS) so the acknowledgements keep up; 0 turns the wait off. Above any
 # steady traffic (a large EMP's is a few hundred a second): steady traffic above the rate would wait
@@ -413,6 +415,7 @@ CELERY_TIMEZONE = TIME_ZONE
 # (`celery -A portal worker -Q stop-retries`), so their countdown messages never sit in front of
 # fresh stops. A single worker can serve both: `-Q celery,stop-retries`.
 STOP_RETRY_QUEUE = env.str("STOP_RETRY_QUEUE", default="stop-retries")
+CELERY_TASK_ROUTES = {"charging_sessions.apply_inbound_messages": {"queue": OICP_INBOUND_QUEUE}}
 # Periodic jobs (run `celery -A portal beat`): every entry is here, built from the values above.
 
 

@@ -31,7 +31,7 @@ import environ
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a script: the project's own modules are importable
-from portal.processes import celery_worker_command, redis_server_command  # noqa: E402
+from portal.processes import celery_worker_command, inbound_worker_command, redis_server_command  # noqa: E402
 
 VAR = Path(os.environ.get("PORTAL_RUN_DIR") or ROOT / "var")  # logs, demo-sessions.json, beat schedule
 PY = str(ROOT / ".venv" / "bin" / "python")
@@ -287,11 +287,12 @@ def main() -> None:
 
         # The pool and its options: portal/processes.py. Retries and stops deferred by the
         # per-CPO limit wait on their own queue and worker, so their countdown messages never sit in
-        # front of fresh stops.
+        # front of fresh stops; pushed messages are applied by a third, at a lower CPU priority.
         concurrency = int(env.get("CELERY_WORKER_CONCURRENCY", "40"))
         sup.start("worker", celery_worker_command(queues="celery", concurrency=concurrency), env)
         retry_queue = env.get("STOP_RETRY_QUEUE", "stop-retries")
         sup.start("retry-worker", celery_worker_command(queues=retry_queue, concurrency=20, name="retries"), env)
+        sup.start("inbound-worker", inbound_worker_command(queue=env.get("OICP_INBOUND_QUEUE", "inbound")), env)
         if port_open("127.0.0.1", port):
             sys.exit(f"Port {port} is taken; set PORT to a free one.")
         # gthread workers, threads and timeouts: portal/gunicorn_conf.py (WEB_CONCURRENCY, WEB_THREADS).

@@ -163,7 +163,10 @@ def celery_worker(
     oicp_base_url: str,
     concurrency: int = 8,
     extra_env: dict[str, str] | None = None,
+    command: list[str] | None = None,
 ):
+    """A Celery worker process for the test's broker and database; by default one serving every
+    queue (`command`: another one, e.g. `inbound_worker_command()` as `make run` starts it)."""
     env = child_env(
         CELERY_BROKER_URL=broker_url,
         DATABASE_URL=database_url,
@@ -171,8 +174,10 @@ def celery_worker(
         CACHE_URL=broker_url.replace("redis://", "rediscache://", 1),
         **(extra_env or {}),
     )
-    # One worker serves fresh stops and the retry queue alike in tests.
-    command = celery_worker_command(queues="celery,stop-retries", concurrency=concurrency, quiet=True)
+    # One worker serves fresh stops, the retry queue and the inbound appliers' queue alike in tests.
+    command = command or celery_worker_command(
+        queues="celery,stop-retries,inbound", concurrency=concurrency, quiet=True
+    )
     proc = Process("worker", command, env)
     try:
         proc.wait_for_line("ready.", timeout=60)

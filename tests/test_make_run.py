@@ -180,7 +180,15 @@ def test_two_sigterms_during_shutdown_stop_every_process_and_free_every_port(mak
     run = make_run()
     tree = run.remember()
     names = " | ".join(cmd for _, _, cmd in tree.values())
-    for expected in ("redis-server", "-Q celery", "-Q stop-retries", "gunicorn", "beat", "sessions.oicp.simulator"):
+    for expected in (
+        "redis-server",
+        "-Q celery",
+        "-Q stop-retries",
+        "-Q inbound",
+        "gunicorn",
+        "beat",
+        "sessions.oicp.simulator",
+    ):
         assert expected in names, names
 
     run.signal_group(signal.SIGTERM)
