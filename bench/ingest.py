@@ -35,6 +35,7 @@ import requests
 from bench.common import ROOT, report, servers
 from bench.support import (
     DATABASES,
+    NICENESS,
     ensure_debian,
     log,
     manage,
@@ -175,7 +176,9 @@ def _workers(env: dict[str, str], count: int) -> list:
     return [
         servers.Process(
             f"worker{number}",
-            inbound_worker_command(name=f"ingest{number}", loglevel="INFO" if AFTER else "WARNING", quiet=True),
+            inbound_worker_command(
+                name=f"ingest{number}", loglevel="INFO" if AFTER else "WARNING", quiet=True, **NICENESS
+            ),
             env,
         )
         for number in range(1, count + 1)

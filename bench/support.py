@@ -30,6 +30,9 @@ SCALE = float(os.environ.get("BENCH_SCALE", "1"))
 FULL = {"sessions": 100_000, "stops": 300_000, "audit": 1_000_000}
 SMALL_DIVISOR = 100
 DATABASES = [kind for kind in os.environ.get("BENCH_DATABASES", "sqlite,postgres").split(",") if kind]
+# BENCH_INBOUND_NICENESS: the inbound workers' niceness in ingest and sustained (default: as deployed,
+# portal/processes.py), to compare with 0.
+NICENESS = {"niceness": int(os.environ["BENCH_INBOUND_NICENESS"])} if os.environ.get("BENCH_INBOUND_NICENESS") else {}
 
 
 def log(message: str) -> None:

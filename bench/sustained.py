@@ -34,6 +34,7 @@ import requests
 
 from bench.common import ROOT, percentile, report, servers
 from bench.support import (
+    NICENESS,
     SCALE,
     ensure_debian,
     portal_env,
@@ -92,7 +93,9 @@ def measure(kind: str, database_url: str) -> None:
             queues="celery,stop-retries", concurrency=8, name="stops", loglevel="WARNING", quiet=True, extra=extra
         )
         workers = [servers.Process("stop-worker", stop_worker, env)] + [
-            servers.Process(f"worker{n}", inbound_worker_command(name=f"in{n}", loglevel="WARNING", quiet=True), env)
+            servers.Process(
+                f"worker{n}", inbound_worker_command(name=f"in{n}", loglevel="WARNING", quiet=True, **NICENESS), env
+            )
             for n in range(1, WORKERS + 1)
         ]
         server = servers.Process("gunicorn", gunicorn_command(port := servers.free_port()), env)
