@@ -976,9 +976,19 @@ def test_the_agents_screens_still_need_csrf(agent):
 def test_nesting_guard_is_linear_and_ignores_strings():
     assert nesting_exceeds("[" * 21 + "]" * 21)
     assert not nesting_exceeds("[" * 20 + "]" * 20)
+    assert not nesting_exceeds("[]" * 30)  # more brackets than the limit, none deeper than one
     assert not nesting_exceeds('{"a": "[[[[[[[[[[[[[[[[[[[[[[[[[[\\"[[[[[[[[["}')
     with pytest.raises(inbound.InboundError, match="nested deeper"):
         inbound.decode_body(b"[" * 1_000_000)
+
+
+def test_a_lone_surrogate_is_refused_and_other_text_kept():
+    from sessions.oicp.fields import FieldError, check_storable
+
+    assert check_storable("Müller 日本 🚗") == "Müller 日本 🚗"
+    for text in (json.loads('"\\ud800"'), json.loads('"ab\\udfffcd"'), "Müller" + json.loads('"\\udc00"')):
+        with pytest.raises(FieldError, match="unpaired surrogate"):
+            check_storable(text)
 
 
 def test_parsed_values_are_typed_and_normalised():
