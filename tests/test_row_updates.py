@@ -46,3 +46,34 @@ def test_no_rows_no_statement():
     with CaptureQueriesContext(connection) as queries:
         update_rows(ChargingSession, [], ["energy_kwh"])
     assert not queries
+
+
+@pytest.mark.django_db
+def test_json_times_and_text_come_back_exactly_as_save_writes_them():
+    """On PostgreSQL the values travel as one JSON parameter: JSON columns as their field's own
+    JSON text, times with their microseconds and offset, text with quotes and any script."""
+    from datetime import UTC, datetime
+
+    from django.utils import timezone
+
+    from sessions.models import InboundMessage
+
+    saved, updated = (
+        InboundMessage.objects.create(kind="START", session_id=f"s{n}", received_at=timezone.now(), raw="{}")
+        for n in range(2)
+    )
+    values = {
+        "parsed": {"Meter": 1234.567, "Text": 'it\'s "quoted" – Müller 日本', "List": [1, None, True]},
+        "anomalies": [{"code": "odd", "field": "OperatorID"}],
+        "applied_at": datetime(2026, 12, 7, 9, 30, 1, 123456, tzinfo=UTC),
+        "flagged": True,
+        "apply_error": "",
+    }
+    for row in (saved, updated):
+        for name, value in values.items():
+            setattr(row, name, value)
+    saved.save(update_fields=list(values))
+    update_rows(InboundMessage, [updated], list(values))
+    as_saved, as_updated = (InboundMessage.objects.filter(pk=row.pk).values(*values).get() for row in (saved, updated))
+    assert as_updated == as_saved
+    assert as_updated["applied_at"] == values["applied_at"]
