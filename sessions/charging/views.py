@@ -6,6 +6,7 @@ from django.contrib.auth.decorators import login_required, permission_required
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from .. import services
@@ -112,21 +113,15 @@ def session_detail(request: HttpRequest, pk: int) -> HttpResponse:
 def stuck_sessions(request: HttpRequest) -> HttpResponse:
     form = StuckQueueForm(request.GET)
     filters = form.filters()
-    queue = selectors.stuck_queue(**filters)
+    now = timezone.now()
+    queue = selectors.stuck_queue(**filters, now=now)
     context = {
         "form": form,
         "queue": queue,
-        "stop_rows": [(stop, presenters.stuck_stop_line(stop)) for stop in queue.unconfirmed],
-        "stale_rows": [
-            (
-                cs,
-                presenters.stuck_session_line(cs),
-                presenters.last_stop_badge(
-                    state=cs.last_stop_state, outcome_unknown=cs.last_stop_outcome_unknown, code=cs.last_stop_code or ""
-                ),
-            )
-            for cs in queue.stale
-        ],
+        # Plain values, computed once (stops.presenters.stuck_rows): the template only prints them.
+        "stop_rows": presenters.stuck_stop_rows(queue.unconfirmed, now=now),
+        "stale_rows": presenters.stuck_session_rows(queue.stale, now=now),
+        "actions": presenters.row_actions(request.user),
         "operators": selectors.operator_ids(),
         "sorts": sort_links(request, filters["sort"], ("age", "cpo"), default="age"),
         "filtered": any(request.GET.get(name) for name in ("kind", "operator", "min_age")),

@@ -89,8 +89,12 @@ def _stuck_row(request: HttpRequest, pk: int, *, notice: presenters.Notice | Non
         raise Http404("No such stop request")
     return render(
         request,
-        "sessions/_stuck_stop_row.html",
-        {"stop": stop_request, "line": presenters.stuck_stop_line(stop_request), "notice": notice},
+        "sessions/_stuck_rows.html",
+        {
+            "rows": presenters.stuck_stop_rows([stop_request]),
+            "actions": presenters.row_actions(request.user),
+            "notice": notice,
+        },
     )
 
 

@@ -4,7 +4,7 @@ from datetime import datetime
 
 from django import template
 from django.utils import timezone
-from django.utils.html import format_html
+from django.utils.html import escape, format_html
 from django.utils.safestring import mark_safe
 from django.utils.timesince import timesince
 
@@ -37,12 +37,40 @@ def copyable(value: str | None):
     """An identifier in monospace that never wraps mid-token, with a copy button."""
     if not value:
         return mark_safe('<span class="muted">—</span>')
+    v = escape(value)  # once for its three places (the history prints 100 of these a page)
+    return mark_safe(
+        f'<span class="id"><code>{v}</code><button type="button" class="copy" data-copy="{v}" '
+        f'aria-label="Copy {v}">Copy</button></span>'
+    )
+
+
+@register.simple_tag
+def session_id(value: str | None):
+    """A SessionID in a table cell: monospace, never wrapped mid-token, shortened on screen by CSS (the
+    whole value stays in the page, the tooltip and the copy button). A tag, not an include, and the
+    value escaped once for its four places: the lists print up to 100 of them a page."""
+    if not value:
+        return mark_safe('<span class="muted">—</span>')
+    v = escape(value)
+    return mark_safe(
+        f'<span class="id session-id"><code title="{v}">{v}</code><button type="button" class="copy" '
+        f'data-copy="{v}" aria-label="Copy SessionID {v}">Copy</button></span>'
+    )
+
+
+@register.simple_tag
+def stop_badge(badge):
+    """The last stop's outcome (stops.presenters.last_stop_badge, a Badge or None): words and a mark,
+    never colour alone."""
+    if not badge:
+        return mark_safe('<span class="muted">—</span>')
     return format_html(
-        '<span class="id"><code>{}</code><button type="button" class="copy" data-copy="{}" '
-        'aria-label="Copy {}">Copy</button></span>',
-        value,
-        value,
-        value,
+        '<span class="badge last-stop tone-{}" title="{}"><span class="tone-mark" aria-hidden="true">{}</span> {}{}</span>',
+        badge.tone,
+        badge.title,
+        badge.mark,
+        badge.text,
+        format_html(" · <strong>{}</strong>", badge.flag) if badge.flag else "",
     )
 
 

@@ -12,7 +12,8 @@ whether a new stop may be sent). From the facts comes one situation (`SITUATIONS
 One module per idea: `facts` (what a card is chosen from), `table` (the words), `cards` (the
 resolver), `times` (times as the agent reads them), `blockers` (why the button is disabled; the
 eligibility rule's verdict in words), `notices` (the answer to a click), `progress` (the live
-progress of one stop), `follow_up` (the sessions list, the stuck queue, the resend dialog).
+progress of one stop), `follow_up` (the sessions list, the stuck queue, the resend dialog), `stuck_rows` (the
+stuck queue's rows as plain values).
 
 Reads go through `selectors` and the eligibility rule is `stop_rules`; this package only turns
 facts into words (a presenter, DESIGN §2). The names below are the ones other code uses.
@@ -39,6 +40,7 @@ from .follow_up import (
 )
 from .notices import QUEUED_WHILE_WORKER_UNREACHABLE, REFUSED, REQUESTED, Notice, stop_notice
 from .progress import OUTCOME_UNKNOWN_NOTE, StopProgress, StopStep, TimeRow, stop_progress
+from .stuck_rows import RowActions, StuckRow, row_actions, stuck_session_rows, stuck_stop_rows
 from .table import ADVICE, CONTEXT, SITUATION_WORDS, Row, Words
 from .times import Moment, age, ago, clock, duration
 from .tones import TONE_MARKS
@@ -69,10 +71,12 @@ __all__ = [
     "Moment",
     "Notice",
     "Row",
+    "RowActions",
     "StopFacts",
     "StopProgress",
     "StopStep",
     "StuckLine",
+    "StuckRow",
     "TimeRow",
     "Words",
     "advise",
@@ -86,10 +90,13 @@ __all__ = [
     "last_stop_badge",
     "refusal_text",
     "resend_description",
+    "row_actions",
     "stop_blocker",
     "stop_facts",
     "stop_notice",
     "stop_progress",
     "stuck_session_line",
+    "stuck_session_rows",
     "stuck_stop_line",
+    "stuck_stop_rows",
 ]
