@@ -1,9 +1,11 @@
 """The Celery application: configuration comes from Django settings (CELERY_ namespace)."""
 
 import functools
+import logging
 import os
+import threading
 
-from celery import Celery
+from celery import Celery, signals
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
 
@@ -52,3 +54,34 @@ _closed_redis_channels_raise_connection_errors()
 app = Celery("portal")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+@signals.worker_ready.connect
+def _prepare_pool_threads(sender=None, **kwargs) -> None:
+    """Start every thread of a threads pool now, each with its database connection and Hubject
+    client ready (`prepare_worker_thread`): the pool starts its threads one by one as work arrives,
+    and a new thread's first stop paid for opening both (issue 16, bench/NOTES.md).
+
+    Each warm-up waits for the others (a barrier), so the pool has to start all its threads; it
+    runs in the pool, so the worker does not wait for it. Other pools are left alone.
+    """
+    executor = getattr(getattr(sender, "pool", None), "executor", None)
+    threads = getattr(executor, "_max_workers", 0)
+    if not threads:
+        return
+    from sessions.stops.services.sending import prepare_worker_thread
+
+    barrier = threading.Barrier(threads)
+
+    def prepare() -> None:
+        try:
+            prepare_worker_thread()
+        except Exception:  # noqa: BLE001 - the database may be down at start: the first stop connects
+            logging.getLogger(__name__).warning("could not prepare a worker thread", exc_info=True)
+        try:
+            barrier.wait(timeout=30)
+        except threading.BrokenBarrierError:
+            pass
+
+    for _ in range(threads):
+        executor.submit(prepare)

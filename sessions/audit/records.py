@@ -30,6 +30,7 @@ from ..models import (
     RemoteStopRequest,
 )
 from . import anchors as audit_anchors
+from .append_sql import COLUMNS, head_sql, insert_sql, row_values
 from .chain import ChainWalk, canonical_bytes, chain_hash, normalise_data
 from .keys import all_keys, current_key, signature_valid
 from .walk import walk_chain_fast
@@ -54,20 +55,9 @@ class AuditEntry:
     occurred_at: datetime | None = None
 
 
-def _head_sql() -> tuple[str, str]:
-    # Plain SQL: these two statements run under the chain lock on every audited change, and the
-    # ORM's query compilation would cost more than the statements themselves.
-    table = connection.ops.quote_name(AuditChainHead._meta.db_table)
-    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""  # SQLite: BEGIN IMMEDIATE
-    return (
-        f"SELECT last_hash FROM {table} WHERE id = %s{lock}",
-        f"UPDATE {table} SET last_hash = %s, last_record_id = %s WHERE id = %s",
-    )
-
-
 def _locked_head_hash(cursor) -> str:
     """The newest record's hash, with the chain head locked until the caller's transaction ends."""
-    select, _ = _head_sql()
+    select, _ = head_sql(connection.vendor)
     cursor.execute(select, [HEAD_PK])
     row = cursor.fetchone()
     if row is None:
@@ -110,27 +100,46 @@ def record_audits(entries: Sequence[AuditEntry]) -> list[AuditRecord]:
             )
         )
     key_id, key = current_key()
+    vendor = connection.vendor
     # savepoint=False: inside the caller's transaction this adds no statement at all.
     with transaction.atomic(savepoint=False), connection.cursor() as cursor:
+        # At most this many records per INSERT (SQLite caps the parameters of a statement).
+        per_insert = max(1, (connection.features.max_query_params or 10_000) // (len(COLUMNS) + 2))
+        insert = insert_sql(vendor, min(len(records), per_insert))  # built before the lock
         previous = _locked_head_hash(cursor)
         # Taken under the lock, so the chain's order (ids) and the records' times agree.
         occurred_at = timezone.now()
-        for record in records:
-            if record.occurred_at is None:
-                record.occurred_at = occurred_at
-            content = canonical_bytes(
-                event_type=record.event_type,
-                occurred_at=record.occurred_at,
-                actor_id=record.actor_id,
-                charging_session_id=record.charging_session_id,
-                stop_request_id=record.stop_request_id,
-                correlation_id=record.correlation_id,
-                data=record.data,
-            )
-            record.prev_hash, record.key_id = previous, key_id
-            record.record_hash = previous = chain_hash(previous, content, key)
-        AuditRecord.objects.bulk_create(records)
-        cursor.execute(_head_sql()[1], [previous, records[-1].pk, HEAD_PK])
+        ids = []
+        for low in range(0, len(records), per_insert):
+            params = []
+            for record in records[low : low + per_insert]:
+                if record.occurred_at is None:
+                    record.occurred_at = occurred_at
+                content = canonical_bytes(
+                    event_type=record.event_type,
+                    occurred_at=record.occurred_at,
+                    actor_id=record.actor_id,
+                    charging_session_id=record.charging_session_id,
+                    stop_request_id=record.stop_request_id,
+                    correlation_id=record.correlation_id,
+                    data=record.data,
+                )
+                record.prev_hash, record.key_id = previous, key_id
+                record.record_hash = previous = chain_hash(previous, content, key)
+                params += row_values(record)
+            if len(params) != len(COLUMNS) * per_insert:
+                insert = insert_sql(vendor, len(params) // len(COLUMNS))  # the last, shorter one
+            if vendor == "postgresql":
+                cursor.execute(insert, [*params, previous, HEAD_PK])  # the INSERT and the head's move
+                ids += [row[0] for row in cursor.fetchall()]
+            else:
+                cursor.execute(insert, params)
+                ids += sorted(row[0] for row in cursor.fetchall())
+        if vendor != "postgresql":
+            cursor.execute(head_sql(vendor)[1], [previous, ids[-1], HEAD_PK])
+    for record, pk in zip(records, ids, strict=True):  # ids in VALUES order, as bulk_create assumes
+        record.pk = pk
+        record._state.adding, record._state.db = False, connection.alias
     return records
 
 

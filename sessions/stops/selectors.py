@@ -8,6 +8,7 @@ requested_at / id can serve them.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -39,17 +40,25 @@ def latest_stop_request(*, charging_session: ChargingSession) -> RemoteStopReque
     return charging_session.stop_requests.select_related("requested_by").order_by("-requested_at", "-pk").first()
 
 
-def stop_block(*, charging_session: ChargingSession, now: datetime | None = None) -> StopBlock | None:
+def stop_block(
+    *,
+    charging_session: ChargingSession,
+    now: datetime | None = None,
+    recent_stops: Iterable[RemoteStopRequest] | None = None,
+) -> StopBlock | None:
     """Why a stop cannot be requested now, None when it can: the eligibility rule
     (`stop_rules.stop_block`, a code and its facts, no words) over the stops that could stand in the
     way, read in one query (none once the session is closed: the rule decides before reading them).
+    `recent_stops`: those stops when the caller has read them already (`()`: it knows there are none).
     """
     now = now or timezone.now()
     window = timedelta(minutes=settings.STOP_CONFIRMATION_MINUTES)
     # One query for both kinds the rule looks at: an open stop, or one accepted within the confirmation window.
-    recent = charging_session.stop_requests.filter(
-        Q(state__in=RemoteStopRequest.OPEN_STATES) | Q(state=State.ACCEPTED, finished_at__gte=now - window)
-    ).order_by("-requested_at", "-pk")[:5]
+    recent = recent_stops
+    if recent is None:
+        recent = charging_session.stop_requests.filter(
+            Q(state__in=RemoteStopRequest.OPEN_STATES) | Q(state=State.ACCEPTED, finished_at__gte=now - window)
+        ).order_by("-requested_at", "-pk")[:5]
     return stop_rules.stop_block(
         charging_session=charging_session, recent_stops=recent, now=now, confirmation_window=window
     )

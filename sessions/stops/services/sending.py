@@ -5,6 +5,7 @@ Also closing a request the worker could not finish (time limit, crash).
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 import threading
@@ -12,9 +13,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import transaction
-from django.db.models import F, Q, Value
-from django.db.models.functions import Coalesce
+from django.db import connection, transaction
 from django.utils import timezone
 
 from ...audit.records import AuditEntry, record_audit, record_audits
@@ -22,6 +21,7 @@ from ...concurrency import acquire_operator_slot, release_operator_slot
 from ...log_context import correlation_id_var
 from ...models import AuditRecord, ChargingSession, RemoteStopRequest
 from ...oicp.client import HubjectClient, Outcome, RemoteStopResult
+from ...row_updates import update_rows
 from .confirmation import SETTLED_BY_PROOF, _confirm
 
 logger = logging.getLogger(__name__)
@@ -47,6 +47,14 @@ def _hubject_client() -> HubjectClient:
     if client is None:
         client = _clients.client = HubjectClient.from_settings()
     return client
+
+
+def prepare_worker_thread() -> None:
+    """Open this worker thread's database connection and make its Hubject client, before its first
+    stop (portal/celery.py, when the worker starts): otherwise that stop pays for both (a PostgreSQL
+    connection is a new server process), and a fresh worker's first stops made the p99."""
+    connection.ensure_connection()
+    _hubject_client()
 
 
 # A stop waiting for a busy CPO's slot looks again after 0.5 s, then a little later each time, up to
@@ -112,7 +120,7 @@ def send_remote_stop(*, stop_request_id: int, deferrals: int = 0) -> SendOutcome
         )
     finally:
         release_operator_slot(slot)
-    return _record_result(stop_request_id=stop_request_id, result=result)
+    return _record_result(stop_request=stop_request, result=result)
 
 
 def _settle_unsent(*, stop_request_id: int, failure_kind: str, error: str) -> SendOutcome:
@@ -133,6 +141,18 @@ def _settle_unsent(*, stop_request_id: int, failure_kind: str, error: str) -> Se
     return SendOutcome(state=State.REJECTED)
 
 
+@functools.cache
+def _claim_sql(vendor: str) -> str:
+    # Plain SQL, built once: on SQLite the claim's transaction holds the one write lock, and
+    # compiling this UPDATE with the ORM took longer than running it.
+    quote = connection.ops.quote_name
+    return (
+        f"UPDATE {quote(RemoteStopRequest._meta.db_table)} SET state = %s, attempt_count = attempt_count + 1, "
+        "first_sent_at = COALESCE(first_sent_at, %s), last_sent_at = %s, next_attempt_at = NULL "
+        "WHERE id = %s AND state = %s AND attempt_count = %s AND (next_attempt_at IS NULL OR next_attempt_at <= %s)"
+    )
+
+
 def _claim(stop_request: RemoteStopRequest) -> bool:
     """PENDING → SENDING in one conditional UPDATE: only one worker can win it.
 
@@ -142,21 +162,13 @@ def _claim(stop_request: RemoteStopRequest) -> bool:
     the task claimed the request: this one does nothing, as for any lost claim.
     """
     now = timezone.now()
-    with transaction.atomic():
-        claimed = (
-            RemoteStopRequest.objects.filter(
-                pk=stop_request.pk, state=State.PENDING, attempt_count=stop_request.attempt_count
-            )
-            .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now + timedelta(seconds=1)))
-            .update(
-                state=State.SENDING,
-                attempt_count=F("attempt_count") + 1,
-                first_sent_at=Coalesce(F("first_sent_at"), Value(now)),
-                last_sent_at=now,
-                next_attempt_at=None,
-            )
-        )
-        if not claimed:
+    adapt = connection.ops.adapt_datetimefield_value
+    params = [State.SENDING, adapt(now), adapt(now), stop_request.pk, State.PENDING, stop_request.attempt_count]
+    params.append(adapt(now + timedelta(seconds=1)))
+    sql = _claim_sql(connection.vendor)
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        if not cursor.rowcount:
             return False
         # What the UPDATE wrote, from the values it was conditioned on.
         stop_request.state = State.SENDING
@@ -172,28 +184,54 @@ def _claim(stop_request: RemoteStopRequest) -> bool:
     return True
 
 
-def _record_result(*, stop_request_id: int, result: RemoteStopResult) -> SendOutcome:
+@functools.cache
+def _answer_lock_sql(vendor: str) -> str:
+    # The stop and its session locked, as select_for_update().select_related() did: a CDR applied
+    # meanwhile (it locks the session) either waits for this answer or is seen by it. Plain SQL.
+    quote = connection.ops.quote_name
+    stop, session = quote(RemoteStopRequest._meta.db_table), quote(ChargingSession._meta.db_table)
+    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
+    return (
+        f"SELECT r.state, r.attempt_count, r.outcome_unknown, s.cdr_received_at IS NOT NULL FROM {stop} r "
+        f"JOIN {session} s ON s.id = r.charging_session_id WHERE r.id = %s{lock}"
+    )
+
+
+# What every answer writes on the row; `_record_result` adds the columns this answer changes.
+_ANSWER_FIELDS = ("state", "http_status", "oicp_code", "oicp_description", "oicp_additional_info", "process_id")
+
+
+def _record_result(*, stop_request: RemoteStopRequest, result: RemoteStopResult) -> SendOutcome:
+    """Store the answer on the claimed request (the instance `_claim` left): under SQLite's write lock
+    two plain statements (lock, UPDATE of the columns this answer changes) and the audit append."""
     now = timezone.now()
+    lock = _answer_lock_sql(connection.vendor)
     with transaction.atomic():
-        stop_request = (
-            RemoteStopRequest.objects.select_for_update().select_related("charging_session").get(pk=stop_request_id)
-        )
-        if stop_request.state != State.SENDING:
+        with connection.cursor() as cursor:
+            cursor.execute(lock, [stop_request.pk])
+            state, attempt_count, outcome_unknown, cdr_received = cursor.fetchone()
+        if state != State.SENDING:
             # Someone else settled it meanwhile (e.g. marked failed after a time limit).
-            return SendOutcome(state=stop_request.state)
+            return SendOutcome(state=state)
+        # The row's own values where another writer may have moved them since the claim (the sweeper).
+        stop_request.state, stop_request.attempt_count = state, attempt_count
+        stop_request.outcome_unknown = bool(outcome_unknown)
         stop_request.http_status = result.http_status
         stop_request.oicp_code = result.oicp_code
         stop_request.oicp_description = result.description[:200]
         stop_request.oicp_additional_info = result.additional_info[:1000]
         stop_request.process_id = result.process_id[:100]
         stop_request.last_error = result.error[:500]
+        changed = [*_ANSWER_FIELDS, "last_error"]
         if result.http_status is not None:
             stop_request.answered_at = now
+            changed.append("answered_at")
         audit = {"attempt": stop_request.attempt_count, **result.to_audit()}
         if result.outcome_unknown:
             # The request left, no answer came back (read timeout, connection reset): Hubject
             # may have performed the stop. Kept for good, even when a later attempt is answered.
             stop_request.outcome_unknown = True
+            changed.append("outcome_unknown")
             audit["outcome_unknown"] = True
         retry_in = None
         if result.outcome == Outcome.ACCEPTED:
@@ -204,20 +242,24 @@ def _record_result(*, stop_request_id: int, result: RemoteStopResult) -> SendOut
             retry_in = _retry_delay(stop_request.attempt_count)
             stop_request.state, event = State.PENDING, Event.STOP_ATTEMPT_FAILED
             stop_request.next_attempt_at = now + timedelta(seconds=retry_in)
+            changed.append("next_attempt_at")
             audit["retry_in_seconds"] = round(retry_in, 3)
         else:
             stop_request.state, event = State.FAILED, Event.STOP_FAILED
         if stop_request.state in RemoteStopRequest.FINAL_STATES:
             stop_request.finished_at = now
-        stop_request.save()
+            changed.append("finished_at")
+        update_rows(RemoteStopRequest, [stop_request], changed)
         entries = [AuditEntry(event, stop_request=stop_request, data=audit)]
-        if stop_request.charging_session.cdr_received_at is not None and stop_request.state in SETTLED_BY_PROOF:
+        if cdr_received and stop_request.state in SETTLED_BY_PROOF:
             # The CDR arrived while this attempt waited for Hubject's answer: that is the proof.
-            entries += _confirm(stop_request, confirmed_by="CDR", at=stop_request.charging_session.cdr_received_at)
+            charging_session = ChargingSession.objects.get(pk=stop_request.charging_session_id)
+            stop_request.charging_session = charging_session
+            entries += _confirm(stop_request, confirmed_by="CDR", at=charging_session.cdr_received_at)
         record_audits(entries)
     logger.info(
         "stop request %s attempt %s: %s (http %s, oicp %s)",
-        stop_request_id,
+        stop_request.pk,
         stop_request.attempt_count,
         stop_request.state,
         result.http_status,
