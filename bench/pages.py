@@ -74,6 +74,10 @@ def _pages(client_user) -> dict[str, str]:
     closed = ChargingSession.objects.filter(status=ChargingSession.Status.CLOSED).order_by("pk")
     other = closed[closed.count() // 2]
     stop = RemoteStopRequest.objects.order_by("pk")[RemoteStopRequest.objects.count() // 2]
+    # The timeline's queries depend on the stop's state (a failed one also reads its failure kind):
+    # one of the same state at both sizes, the costlier one.
+    failed = RemoteStopRequest.objects.filter(state=RemoteStopRequest.State.FAILED).order_by("pk")
+    failed_stop = failed[failed.count() // 2]
     days = RemoteStopRequest.objects.order_by("requested_at").values_list("requested_at", flat=True)
     first_day = days.first().date()
     sessions = reverse("charging_sessions:session-list")
@@ -91,7 +95,7 @@ def _pages(client_user) -> dict[str, str]:
         ),
         "stop history, search": f"{history}?q={stop.charging_session.evse_id}",
         "stuck sessions": reverse("charging_sessions:stuck-sessions"),
-        "stop timeline": reverse("charging_sessions:stop-timeline", args=[stop.pk]),
+        "stop timeline": reverse("charging_sessions:stop-timeline", args=[failed_stop.pk]),
         **_driver_searches(sessions, one, other),
     }
 
