@@ -39,20 +39,20 @@ def celery_worker_command(
     return [*argv, "--loglevel", loglevel, *extra]
 
 
-# The inbound appliers' worker (OICP_INBOUND_QUEUE) runs at this lower CPU priority. Applying is
-# throughput work that may lag a few seconds; acknowledging Hubject's pushes, serving the agents'
-# pages and sending their stops are someone waiting. When the CPU is short (a burst on a small
-# machine) the kernel gives it to those first and the appliers take what is left, and catch up once
-# the burst ends; when it is not short, the appliers get all they need (bench/NOTES.md, issue 16).
-INBOUND_WORKER_NICENESS = 10
+# The inbound appliers' worker (OICP_INBOUND_QUEUE) runs at normal CPU priority. A lower one
+# (`nice -n 10`) was measured and made things worse (bench/NOTES.md, issue 16, third pass): the
+# applier's database work runs in PostgreSQL's processes at normal priority anyway, so the
+# acknowledgements gained nothing, and a descheduled applier holding the audit chain's lock made the
+# agents' stops wait for it (sustained 500/s: dispatch p99 461 ms against 269 at normal priority).
+INBOUND_WORKER_NICENESS = 0
 # Threads of that worker: APPLIERS_PER_PROCESS apply at once (sessions/inbound/queue.py), the rest
 # take the kicks that find both busy and return at once.
 INBOUND_WORKER_CONCURRENCY = 4
 
 
 def inbound_worker_command(*, queue: str = "inbound", name: str = "inbound", **options) -> list[str]:
-    """argv of the worker that applies pushed notifications and CDRs (its own process: its CPU-bound
-    batches never hold the GIL the stop worker's threads need, and it can run at a lower priority)."""
+    """argv of the worker that applies pushed notifications and CDRs: its own process, so that its
+    CPU-bound batches never hold the GIL the stop worker's threads need."""
     options.setdefault("concurrency", INBOUND_WORKER_CONCURRENCY)
     options.setdefault("niceness", INBOUND_WORKER_NICENESS)
     return celery_worker_command(queues=queue, name=name, **options)
