@@ -30,6 +30,10 @@ def _statements(queries) -> list[str]:
 
 
 def test_a_stop_request_is_one_read_one_insert_and_the_audit_append(charging_session, agent):
+    from sessions.audit.records import lock_audit_chain
+
+    with transaction.atomic():
+        lock_audit_chain()  # the chain's head row exists, as it does after the first audited change
     with CaptureQueriesContext(connection) as queries:
         services.request_remote_stop(
             charging_session_id=charging_session.pk, acting_user=agent, reason=StopReason.CABLE_LOCKED
