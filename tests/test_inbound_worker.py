@@ -16,22 +16,15 @@ import time
 
 import pytest
 import redis
-from django.test import TestCase
 
 from portal.processes import INBOUND_WORKER_NICENESS, celery_worker_command, inbound_worker_command
 from sessions.inbound import queue as inbound_queue
 from sessions.models import ChargingSession, InboundMessage
-from tests import servers, test_inbound
-from tests.test_inbound import END, NOTIFY_URL, START, assert_ack, msg
+from tests import servers
+from tests.test_inbound import END, START, msg
+from tests.test_inbound_applier_recovery import _push
 
 SESSION_ID = "00000016-0000-4000-8000-000000000016"
-
-
-def _push(client, body, monkeypatch) -> None:
-    """POST as Hubject; the stored message kicks the worker (as outside a test, on commit)."""
-    monkeypatch.setattr(inbound_queue, "_last_kick", 0.0)
-    with TestCase.captureOnCommitCallbacks(execute=True):
-        assert_ack(test_inbound.post(client, NOTIFY_URL, body), result=True, code="000", status=200)
 
 
 @pytest.mark.integration

@@ -62,6 +62,23 @@ def test_the_rule_reads_the_stops_only_when_one_stands_in_the_way(charging_sessi
     assert RemoteStopRequest.objects.filter(state=State.PENDING).count() == 1
 
 
+def _second_agent(charging_session, agent, outcome: dict) -> threading.Thread:
+    """A thread that asks to stop the session as `agent`; outcome["result"]: "created" or the refusal."""
+
+    def ask() -> None:
+        try:
+            services.request_remote_stop(
+                charging_session_id=charging_session.pk, acting_user=agent, reason=StopReason.DRIVER_ASKED
+            )
+            outcome["result"] = "created"
+        except services.StopNotAllowed as refusal:
+            outcome["result"] = refusal
+        finally:
+            connections.close_all()
+
+    return threading.Thread(target=ask)
+
+
 @pytest.mark.django_db(transaction=True)
 def test_an_agent_who_waited_for_the_lock_is_refused_with_the_open_stop(no_broker):
     """Two agents on one session, really concurrent: the second waits for the first's lock (PostgreSQL:
@@ -70,19 +87,7 @@ def test_an_agent_who_waited_for_the_lock_is_refused_with_the_open_stop(no_broke
     charging_session = ChargingSessionFactory()
     first, second = UserFactory(username="agent-1"), UserFactory(username="agent-2")
     outcome: dict = {}
-
-    def second_agent():
-        try:
-            services.request_remote_stop(
-                charging_session_id=charging_session.pk, acting_user=second, reason=StopReason.DRIVER_ASKED
-            )
-            outcome["result"] = "created"
-        except services.StopNotAllowed as refusal:
-            outcome["result"] = refusal
-        finally:
-            connections.close_all()
-
-    thread = threading.Thread(target=second_agent)
+    thread = _second_agent(charging_session, second, outcome)
     with transaction.atomic():
         services.request_remote_stop(
             charging_session_id=charging_session.pk, acting_user=first, reason=StopReason.DRIVER_ASKED
@@ -108,19 +113,7 @@ def test_a_stop_accepted_while_an_agent_waited_for_the_lock_still_refuses_a_new_
     charging_session = ChargingSessionFactory()
     first, second = UserFactory(username="agent-1"), UserFactory(username="agent-2")
     outcome: dict = {}
-
-    def second_agent():
-        try:
-            services.request_remote_stop(
-                charging_session_id=charging_session.pk, acting_user=second, reason=StopReason.DRIVER_ASKED
-            )
-            outcome["result"] = "created"
-        except services.StopNotAllowed as refusal:
-            outcome["result"] = refusal
-        finally:
-            connections.close_all()
-
-    thread = threading.Thread(target=second_agent)
+    thread = _second_agent(charging_session, second, outcome)
     with transaction.atomic():
         stop = services.request_remote_stop(
             charging_session_id=charging_session.pk, acting_user=first, reason=StopReason.DRIVER_ASKED

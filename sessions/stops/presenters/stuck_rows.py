@@ -80,6 +80,22 @@ class _Urls:
         self.close = id_url("charging_sessions:close-session")
         self.resend = id_url("charging_sessions:resend-stop")
 
+    def session_fields(self, cs: ChargingSession, *, where: str, cpo) -> dict:
+        """What a row shows of its session, whichever list it is in (`cpo`: what carries the CPO's
+        name and hotline, the stop or the session as the selector annotated it)."""
+        return {
+            "where": where,
+            "session_pk": cs.pk,
+            "session_id": cs.session_id,
+            "evse_id": cs.evse_id,
+            "operator_id": cs.operator_id,
+            "cpo_name": cpo.cpo_name,
+            "cpo_hotline": cpo.cpo_hotline,
+            "detail_url": self.detail(cs.pk),
+            "close_url": self.close(cs.pk),
+            "close_field_id": f"close-reason-{where}-{cs.pk}",
+        }
+
 
 def stuck_stop_rows(stops: list[RemoteStopRequest], *, now: datetime | None = None) -> list[StuckRow]:
     """Stops of selectors.stuck_queue / stuck_stop (session, agent, newest stop and CPO contact read)."""
@@ -90,17 +106,8 @@ def stuck_stop_rows(stops: list[RemoteStopRequest], *, now: datetime | None = No
         rows.append(
             StuckRow(
                 dom_id=f"stuck-stop-{stop.pk}",
-                where="stop",
                 line=stuck_stop_line(stop, now=now),
-                session_pk=cs.pk,
-                session_id=cs.session_id,
-                evse_id=cs.evse_id,
-                operator_id=cs.operator_id,
-                cpo_name=stop.cpo_name,
-                cpo_hotline=stop.cpo_hotline,
-                detail_url=urls.detail(cs.pk),
-                close_url=urls.close(cs.pk),
-                close_field_id=f"close-reason-stop-{cs.pk}",
+                **urls.session_fields(cs, where="stop", cpo=stop),
                 resend_url=urls.resend(stop.pk),
                 requested_by=str(stop.requested_by) if stop.requested_by_id else "system",
                 case_reference=stop.case_reference,
@@ -115,17 +122,8 @@ def stuck_session_rows(sessions: list[ChargingSession], *, now: datetime | None 
     return [
         StuckRow(
             dom_id=f"stuck-session-{cs.pk}",
-            where="session",
             line=stuck_session_line(cs, now=now),
-            session_pk=cs.pk,
-            session_id=cs.session_id,
-            evse_id=cs.evse_id,
-            operator_id=cs.operator_id,
-            cpo_name=cs.cpo_name,
-            cpo_hotline=cs.cpo_hotline,
-            detail_url=urls.detail(cs.pk),
-            close_url=urls.close(cs.pk),
-            close_field_id=f"close-reason-session-{cs.pk}",
+            **urls.session_fields(cs, where="session", cpo=cs),
             badge=last_stop_badge(
                 state=cs.last_stop_state, outcome_unknown=cs.last_stop_outcome_unknown, code=cs.last_stop_code or ""
             ),
