@@ -54,3 +54,43 @@ def test_a_notification_then_a_cdr_of_the_same_session_is_no_duplicate(client):
     post(client, NOTIFY_URL, msg(START, SessionID=CDR["SessionID"]))
     ack = assert_ack(post(client, cdr_url(), CDR), result=True, code="000", status=200)
     assert ack["StatusCode"]["AdditionalInfo"] is None
+
+
+def test_a_plain_message_is_stored_with_what_every_new_message_starts_with(client):
+    # The columns not given are written as SQL in the INSERT (queue._FRESH); they must read back as
+    # the model's defaults would, on both databases. A CDR keeps the operator of its URL.
+    with CaptureQueriesContext(connection) as queries:
+        post(client, NOTIFY_URL, msg(START, OperatorID="DE*XYZ"))  # the EvseID's: nothing odd
+        post(client, cdr_url("DE*ABC"), CDR)  # through its hub operator, as Hubject may
+    notification_sql, cdr_sql = (q["sql"] for q in queries.captured_queries)
+    assert "EXISTS" not in notification_sql and "EXISTS" in cdr_sql  # only a CDR asks for a prior one
+    start, cdr = InboundMessage.objects.order_by("id")
+    for message in (start, cdr):
+        assert (message.parsed, message.anomalies, message.flagged, message.held_back) == ({}, [], False, False)
+        assert (message.apply_error, message.applier, message.applied_at, message.charging_session) == (
+            "",
+            "",
+            None,
+            None,
+        )
+    assert (start.path_operator_id, cdr.path_operator_id) == ("", "DE*ABC")
+
+
+def test_the_acknowledging_insert_writes_only_the_indexes_something_reads():
+    # Every index is written by every acknowledged message. Before migration 0023 PostgreSQL kept
+    # eight on this table: the kind's (five values) and a LIKE twin of it and of session_id's, and the
+    # CDR check planned a BitmapAnd with the kind's index, a scan of every CDR ever received.
+    constraints = connection.introspection.get_constraints(connection.cursor(), InboundMessage._meta.db_table)
+    indexes = {
+        tuple(info["columns"]) for name, info in constraints.items() if info["index"] and not info["primary_key"]
+    }
+    assert ("kind",) not in indexes and ("session_id",) not in indexes
+    assert ("session_id", "id") in indexes
+    assert len(indexes) == 5  # session+id, received_at, and three partial ones (pending, flagged, session's row)
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                "SELECT indexdef FROM pg_indexes WHERE tablename = %s AND indexdef LIKE %s",
+                [InboundMessage._meta.db_table, "%charging_session_id%"],
+            )
+            assert [row[0].endswith("IS NOT NULL)") for row in cursor.fetchall()] == [True]

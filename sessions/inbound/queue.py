@@ -155,80 +155,94 @@ def _queue(
     # One INSERT, committed on its own (autocommit): the message is safe before Hubject hears "000".
     # `parsed` is filled in when the message is applied (from `raw`, parsed again there); so are the
     # anomalies, which applying completes (a message that does not match its session).
-    received_before = _insert_message(
-        kind=kind,
-        session_id=ids.session_key(session_id),
-        operator_id=operator_id or "",
-        path_operator_id=(path_operator_id or "")[:10],
-        received_at=timezone.now(),
-        remote_addr=_client_address(remote_addr),
-        raw=raw,
-        parsed={},
-        apply_error="",
-        applier="",
-        anomalies=[anomaly.to_json() for anomaly in anomalies],
-        flagged=bool(anomalies),
-        held_back=False,
-    )
+    values = {
+        "kind": kind,
+        "session_id": ids.session_key(session_id),
+        "operator_id": operator_id or "",
+        "received_at": timezone.now(),
+        "remote_addr": _client_address(remote_addr),
+        "raw": raw,
+    }
+    if path_operator_id:
+        values["path_operator_id"] = path_operator_id[:10]
+    if anomalies:
+        values["anomalies"] = [anomaly.to_json() for anomaly in anomalies]
+        values["flagged"] = True
+    received_before = _insert_message(values, prior_cdr=kind == InboundMessage.Kind.CDR)
     transaction.on_commit(kick_inbound_worker)  # at once, unless a caller's transaction is still open
     return received_before
 
 
 # Fields whose value (a str or a bool here) is already what the database takes: Django's conversion
-# of them returns the value itself, so _insert_message skips it (a few µs a field, 13 fields).
+# of them returns the value itself, so _insert_message skips it (a few µs a field).
 _STORED_AS_IS = frozenset({"CharField", "TextField", "BooleanField"})
+# What a new message holds in the columns not given, written into the INSERT as SQL (the same on
+# both databases) instead of parameters: psycopg quotes each parameter in Python, and a statement
+# with 13 took a third longer than one with 6 (bench/NOTES.md, issue 16).
+_FRESH = {
+    "path_operator_id": "''",
+    "parsed": "'{}'",
+    "apply_error": "''",
+    "applier": "''",
+    "anomalies": "'[]'",
+    "flagged": "FALSE",
+    "held_back": "FALSE",
+}
 
 
-@lru_cache(maxsize=8)
-def _insert_plan(vendor: str, names: tuple[str, ...]) -> tuple[str, tuple]:
-    """The INSERT statement for these columns, and each one's conversion, None where the value is
-    stored as it is (built once per process and database).
+@lru_cache(maxsize=16)
+def _insert_plan(vendor: str, names: tuple[str, ...], prior_cdr: bool) -> tuple[str, tuple]:
+    """The INSERT statement for these columns (the others as in _FRESH), and each one's conversion,
+    None where the value is stored as it is (built once per process, database and shape).
 
-    It also returns whether a CDR for the same SessionID was received before this row (pushed or
-    pulled, applied or still queued: every CDR ever received is an InboundMessage): the CDR
-    endpoint answers a repeat with "Duplicate", and asking in the same statement saves a round trip
-    a CDR (a tenth of its acknowledgement). `id <` the new row's: the row itself never counts.
+    With `prior_cdr`, it also returns whether a CDR for the same SessionID was received before this
+    row (pushed or pulled, applied or still queued: every CDR ever received is an InboundMessage):
+    the CDR endpoint answers a repeat with "Duplicate", and asking in the same statement saves a
+    round trip a CDR (a tenth of its acknowledgement). `id <` the new row's: the row itself never
+    counts. Other kinds do not ask (the subquery and the returned row cost a quarter of the INSERT).
     """
     meta = InboundMessage._meta
-    db = connections[DEFAULT_DB_ALIAS]
-    quote = db.ops.quote_name
+    quote = connections[DEFAULT_DB_ALIAS].ops.quote_name
     fields = [meta.get_field(name) for name in names]
+    fresh = {name: literal for name, literal in _FRESH.items() if name not in names}
     columns = ", ".join(quote(field.column) for field in fields)
+    columns += "".join(f", {quote(meta.get_field(name).column)}" for name in fresh)
     converters = tuple(
         None if field.get_internal_type() in _STORED_AS_IS else field.get_db_prep_save for field in fields
     )
+    values = ", ".join(["%s"] * len(names) + list(fresh.values()))
     table, pk = quote(meta.db_table), quote(meta.pk.column)
-    kind, session = (quote(meta.get_field(name).column) for name in ("kind", "session_id"))
-    prior_cdr = (
-        f"SELECT 1 FROM {table} prior WHERE prior.{session} = %s "
-        f"AND prior.{kind} = '{InboundMessage.Kind.CDR}' AND prior.{pk} < {table}.{pk}"
-    )
-    # In RETURNING the table's name is the new row (SQLite knows no alias there). The SessionID is
-    # given again as a parameter: compared with the new row's column, SQLite scanned the table.
-    sql = (
-        f"INSERT INTO {table} ({columns}) VALUES ({', '.join(['%s'] * len(names))}) "
-        f"RETURNING CASE WHEN EXISTS ({prior_cdr}) THEN 1 ELSE 0 END"
-    )
+    sql = f"INSERT INTO {table} ({columns}) VALUES ({values})"
+    if prior_cdr:
+        kind, session = (quote(meta.get_field(name).column) for name in ("kind", "session_id"))
+        # In RETURNING the table's name is the new row (SQLite knows no alias there). The SessionID
+        # is given again as a parameter: compared with the new row's column, SQLite scanned the table.
+        sql += (
+            f" RETURNING CASE WHEN EXISTS (SELECT 1 FROM {table} prior WHERE prior.{session} = %s "
+            f"AND prior.{kind} = '{InboundMessage.Kind.CDR}' AND prior.{pk} < {table}.{pk}) THEN 1 ELSE 0 END"
+        )
     return sql, converters
 
 
-def _insert_message(**values) -> bool:
+def _insert_message(values: dict, *, prior_cdr: bool = False) -> bool:
     """INSERT one row without building a model instance: this is the whole cost of the endpoint;
-    whether a CDR for its SessionID was received before (see _insert_plan).
+    with `prior_cdr`, whether a CDR for its SessionID was received before (see _insert_plan).
 
     The values go through their field's own conversion (get_db_prep_save) where the database needs
     one (the time, the address, the JSON), as Model.save() would; a plain INSERT is about a quarter
     of the ORM's time for the same row.
     """
     db = connections[DEFAULT_DB_ALIAS]  # once: each `connection.x` is a lookup in a thread-local
-    sql, converters = _insert_plan(db.vendor, tuple(values))
+    sql, converters = _insert_plan(db.vendor, tuple(values), prior_cdr)
     params = [
         value if convert is None else convert(value, db)
         for convert, value in zip(converters, values.values(), strict=True)
     ]
-    params.append(values["session_id"])  # the prior CDR's
     with db.cursor() as cursor:
-        cursor.execute(sql, params)
+        if not prior_cdr:
+            cursor.execute(sql, params)
+            return False
+        cursor.execute(sql, [*params, values["session_id"]])  # the prior CDR's
         return bool(cursor.fetchone()[0])
 
 
