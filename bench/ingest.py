@@ -16,7 +16,8 @@ PostgreSQL (a throwaway server).
                              one after the other; the ratio is the median round's (other engineers'
                              load on the shared cores drifts within a minute: one baseline measured
                              20 s before the portal's run made the ratio swing by 2×)
-    BENCH_INGEST_WORKERS=1,2 one pass per count of inbound worker processes (as `make run` starts one)
+    BENCH_INGEST_WORKERS=0,1,2 one pass per count of inbound worker processes (as `make run` starts
+                             one); 0: the endpoint alone, what the acknowledgement costs
     BENCH_INGEST_WORKER=0    no worker at all: the requests alone
     BENCH_INGEST_WORKERS_AFTER=1  the workers start after each burst: the apply rate on its own
 """
@@ -58,7 +59,7 @@ LUA = ROOT / "bench" / "ingest.lua"
 TARGET = 0.7  # issue 16 (0.5 before)
 # 1: the workers start only after each burst (apply rate alone, not sharing the CPU with the requests).
 AFTER = os.environ.get("BENCH_INGEST_WORKERS_AFTER") == "1"
-WORKER_COUNTS = [int(n) for n in os.environ.get("BENCH_INGEST_WORKERS", "1,2").split(",") if n]
+WORKER_COUNTS = [int(n) for n in os.environ.get("BENCH_INGEST_WORKERS", "0,1,2").split(",") if n]
 
 
 def _create_baseline_table(env: dict[str, str], kind: str) -> None:
@@ -259,9 +260,14 @@ def _measure_with_workers(env, server, pending: PendingCounter, label: str, work
             f"{ours['left']} messages (warm-up included) still to apply at the end of the run, all applied "
             f"{ours['drain_s']:.1f} s later ({rate:.0f} messages/s)"
         )
+        if not workers:
+            applying = (
+                f"{ours['left']} messages stored for workers that were not running (the acknowledgement's cost alone)"
+            )
         log(f"{name}, {workers} worker(s): {applying}")
+        beside = f"{workers} worker(s)" if workers else "no worker (the endpoint alone)"
         report(
-            f"ingest {name}, {label}, {workers} worker(s)",
+            f"ingest {name}, {label}, {beside}",
             f"{ours['rps']:.0f} req/s (p99 {ours['p99_us'] / 1000:.1f} ms); baseline {baseline['rps']:.0f} req/s",
             ratio,
             f"≥ {TARGET}",
