@@ -12,6 +12,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from sessions.inbound import queue as inbound_queue
 from sessions.models import InboundMessage
 from tests.test_inbound import CDR, NOTIFY_URL, SID, START, assert_ack, cdr_url, msg, post
 
@@ -66,6 +67,9 @@ def test_a_plain_message_is_stored_with_what_every_new_message_starts_with(clien
     assert "EXISTS" not in notification_sql and "EXISTS" in cdr_sql  # only a CDR asks for a prior one
     start, cdr = InboundMessage.objects.order_by("id")
     for message in (start, cdr):
+        for name in inbound_queue._FRESH:  # the model's own defaults, whatever they become
+            default = InboundMessage._meta.get_field(name).get_default()
+            assert getattr(message, name) == default or name == "path_operator_id" and message is cdr, name
         assert (message.parsed, message.anomalies, message.flagged, message.held_back) == ({}, [], False, False)
         assert (message.apply_error, message.applier, message.applied_at, message.charging_session) == (
             "",
