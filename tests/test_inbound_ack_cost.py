@@ -5,10 +5,12 @@ line per message."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 
 import pytest
+from django.apps import apps
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
@@ -98,3 +100,30 @@ def test_the_acknowledging_insert_writes_only_the_indexes_something_reads():
                 [InboundMessage._meta.db_table, "%charging_session_id%"],
             )
             assert [row[0].endswith("IS NOT NULL)") for row in cursor.fetchall()] == [True]
+
+
+class _SchemaEditor:
+    """What migration 0023's functions use of a schema editor (SQLite's refuses to open inside the
+    test's transaction; CREATE and DROP INDEX need none of what it guards)."""
+
+    connection = connection
+    quote_name = staticmethod(connection.ops.quote_name)
+
+    def execute(self, sql: str) -> None:
+        with connection.cursor() as cursor:
+            cursor.execute(sql)
+
+
+def test_migration_0023_drops_the_old_indexes_by_what_they_index_and_can_be_undone():
+    migration = importlib.import_module("sessions.migrations.0023_inbound_message_indexes")
+
+    def single_column_indexes() -> set[str]:
+        constraints = connection.introspection.get_constraints(connection.cursor(), InboundMessage._meta.db_table)
+        return {info["columns"][0] for info in constraints.values() if info["index"] and len(info["columns"]) == 1}
+
+    migration.create_single_column_indexes(apps, _SchemaEditor())  # as after `migrate … 0022` back
+    assert {"kind", "session_id", "charging_session_id"} <= single_column_indexes()
+    migration.drop_single_column_indexes(apps, _SchemaEditor())
+    assert "kind" not in single_column_indexes() and "session_id" not in single_column_indexes()
+    # The partial index on the session's row is not one of Django's old names: it stays.
+    assert "charging_session_id" in single_column_indexes()
