@@ -81,3 +81,28 @@ def test_a_whole_send_keeps_its_audit_trail(pending):
         (AuditRecord.EventType.STOP_SENDING, 1),
         (AuditRecord.EventType.STOP_ACCEPTED, 1),
     ]
+
+
+def test_the_worker_reads_the_stop_and_what_the_call_needs_of_its_session_in_one_statement(pending, charging_session):
+    # Plain SQL (compiling select_related over both models was half the read's cost); the session's
+    # other fields are deferred, so anything that asks for one still gets the stored value.
+    charging_session.emp_partner_session_id, charging_session.energy_kwh = "EMP-7", 12.5
+    charging_session.save(update_fields=["emp_partner_session_id", "energy_kwh"])
+    with CaptureQueriesContext(connection) as queries:
+        stop = sending._stop_to_send(pending.pk)
+        session = stop.charging_session
+        read = (session.pk, session.status, session.operator_id, session.session_id, session.evse_id)
+        partners = (session.emp_partner_session_id, session.cpo_partner_session_id)
+    assert len(queries) == 1
+    assert read == (
+        charging_session.pk,
+        charging_session.status,
+        charging_session.operator_id,
+        charging_session.session_id,
+        charging_session.evse_id,
+    )
+    assert partners == ("EMP-7", charging_session.cpo_partner_session_id)
+    assert (stop.state, stop.attempt_count, stop.correlation_id) == (State.PENDING, 0, pending.correlation_id)
+    assert not hasattr(stop, "session_status")  # the joined columns are the session's, not the stop's
+    assert float(session.energy_kwh) == 12.5  # deferred: loaded when asked
+    assert sending._stop_to_send(pending.pk + 1000) is None

@@ -82,7 +82,7 @@ def send_remote_stop(*, stop_request_id: int, deferrals: int = 0) -> SendOutcome
     alone, so redelivered or duplicate messages never cause a second call. `deferrals`: how often
     this request's task came back already (it paces the wait for a busy CPO's slot).
     """
-    stop_request = RemoteStopRequest.objects.select_related("charging_session").filter(pk=stop_request_id).first()
+    stop_request = _stop_to_send(stop_request_id)
     if stop_request is None or stop_request.state != State.PENDING:
         return SendOutcome(state=stop_request.state if stop_request else "MISSING")
     charging_session = stop_request.charging_session
@@ -121,6 +121,36 @@ def send_remote_stop(*, stop_request_id: int, deferrals: int = 0) -> SendOutcome
     finally:
         release_operator_slot(slot)
     return _record_result(stop_request=stop_request, result=result)
+
+
+# What the call needs of the session; the rest of it stays deferred (loaded if anything asks).
+_SESSION_FIELDS = ("status", "operator_id", "session_id", "evse_id", "emp_partner_session_id", "cpo_partner_session_id")
+
+
+@functools.cache
+def _stop_to_send_sql(vendor: str) -> str:
+    # Plain SQL, built once: compiling select_related() over both models' ~60 columns took 0.6 ms of
+    # the ~1.1 a stop's first read cost in the worker, before every call (bench/NOTES.md, issue 16).
+    quote = connection.ops.quote_name
+    stop, session = quote(RemoteStopRequest._meta.db_table), quote(ChargingSession._meta.db_table)
+    columns = ", ".join(f"s.{quote(name)} AS {quote('session_' + name)}" for name in _SESSION_FIELDS)
+    return f"SELECT r.*, {columns} FROM {stop} r JOIN {session} s ON s.id = r.charging_session_id WHERE r.id = %s"
+
+
+def _stop_to_send(stop_request_id: int) -> RemoteStopRequest | None:
+    """The stop request with the fields of its session the call needs (one statement)."""
+    found = list(RemoteStopRequest.objects.raw(_stop_to_send_sql(connection.vendor), [stop_request_id]))
+    if not found:
+        return None
+    stop_request = found[0]
+    read = {name: stop_request.__dict__.pop(f"session_{name}") for name in _SESSION_FIELDS}
+    read["id"] = stop_request.charging_session_id
+    # from_db takes the values in the model's field order; the fields not given are deferred.
+    names = [field.attname for field in ChargingSession._meta.concrete_fields if field.attname in read]
+    stop_request.charging_session = ChargingSession.from_db(
+        stop_request._state.db, names, [read[name] for name in names]
+    )
+    return stop_request
 
 
 def _settle_unsent(*, stop_request_id: int, failure_kind: str, error: str) -> SendOutcome:
