@@ -18,7 +18,7 @@ test-fast:      ## unit tests only: no Redis, worker or browser
 	@scripts/bootstrap.sh test
 	@.venv/bin/pytest -m "not integration and not browser"
 
-bench:          ## install what is missing, run every benchmark, write bench/RESULTS.md (never fails; ~15 min)
+bench:          ## install what is missing, run every benchmark, write bench/RESULTS.md (never fails; ~50 min on 2 cores)
 	@scripts/bootstrap.sh test
 	@.venv/bin/python -m bench.run
 
