@@ -256,11 +256,12 @@ def _measure_with_workers(env, server, pending: PendingCounter, label: str, work
         errors = sum(o["errors"] + b["errors"] for o, b in pairs)
         ours = {**ours, "left": sum(o["left"] for o, _ in pairs), "drain_s": sum(o["drain_s"] for o, _ in pairs)}
         rate = ours["left"] / ours["drain_s"] if ours["drain_s"] else 0.0
-        applying = (
-            f"{ours['left']} messages (warm-up included) still to apply at the end of the run, all applied "
-            f"{ours['drain_s']:.1f} s later ({rate:.0f} messages/s)"
-        )
-        if not workers:
+        if workers:
+            applying = (
+                f"{ours['left']} messages (warm-up included) still to apply at the end of the run, all applied "
+                f"{ours['drain_s']:.1f} s later ({rate:.0f} messages/s)"
+            )
+        else:
             applying = (
                 f"{ours['left']} messages stored for workers that were not running (the acknowledgement's cost alone)"
             )

@@ -133,7 +133,10 @@ def _stop_to_send_sql(vendor: str) -> str:
     # the ~1.1 a stop's first read cost in the worker, before every call (bench/NOTES.md, issue 16).
     quote = connection.ops.quote_name
     stop, session = quote(RemoteStopRequest._meta.db_table), quote(ChargingSession._meta.db_table)
-    columns = ", ".join(f"s.{quote(name)} AS {quote('session_' + name)}" for name in _SESSION_FIELDS)
+    columns = ", ".join(
+        f"s.{quote(ChargingSession._meta.get_field(name).column)} AS {quote('session_' + name)}"
+        for name in _SESSION_FIELDS
+    )
     return f"SELECT r.*, {columns} FROM {stop} r JOIN {session} s ON s.id = r.charging_session_id WHERE r.id = %s"
 
 
