@@ -235,6 +235,39 @@ def test_a_long_batch_renews_its_claims_so_nobody_takes_its_sessions(client, mon
 
 
 @pytest.mark.django_db
+def test_a_burst_that_begins_mid_batch_is_waited_out_at_once_claims_kept(client, monkeypatch):
+    """As found (bench/ingest.py): an applier in the middle of a claim of 200 messages went on
+    through the moment every applier steps aside to see whether a burst is being held back (one
+    applier at work kept the acknowledgements slow), and saw the burst only after its batch."""
+    monkeypatch.setattr(claims, "CLAIM_SECONDS", 0.6)
+    monkeypatch.setattr(inbound_queue, "MESSAGES_PER_TRANSACTION", {connection.vendor: 1})  # one per session
+    for number in range(3):
+        _push(client, number, START)
+    bursts = iter([False, True, True, True, False])  # before the claim; then between the first two groups
+    monkeypatch.setattr(inbound_queue, "_burst_in_progress", lambda: next(bursts, False))
+    rivals, waits, sleep = [], [], time.sleep
+
+    def pause(seconds):
+        waits.append(seconds)
+        sleep(0.15)  # three pauses: most of the claim's lifetime
+        rivals.append(claims.claim_messages("rival", batch=10))
+
+    monkeypatch.setattr(inbound_queue.time, "sleep", pause)
+    applied = []
+    apply_group = applying.apply_group
+
+    def counted(message_ids, *, applier):
+        applied.append((len(waits), message_ids))
+        return apply_group(message_ids, applier=applier)
+
+    monkeypatch.setattr(inbound_queue, "apply_group", counted)
+    assert services.apply_inbound_messages() == 3
+    assert waits == [inbound_queue.BURST_PAUSE_SECONDS] * 3
+    assert [pauses for pauses, _ in applied] == [0, 3, 3]  # after the first group, before the second
+    assert rivals == [[], [], []]  # the waiting applier's sessions stayed its own
+
+
+@pytest.mark.django_db
 def test_an_error_gives_the_claims_back_at_once(client, monkeypatch):
     _push(client, 0, START)
 
