@@ -25,7 +25,3 @@ class ChargingSessionsConfig(AppConfig):
         post_migrate.connect(configure_audit_database, sender=self, dispatch_uid="configure_audit_database")
         # The roles (groups and their permissions) as sessions/roles.py defines them.
         post_migrate.connect(sync_roles, sender=self, dispatch_uid="sync_roles")
-        # Each web process tells the inbound appliers when Hubject's pushes keep it busy (a burst).
-        from .inbound import saturation
-
-        saturation.connect()

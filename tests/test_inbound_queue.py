@@ -9,17 +9,15 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from datetime import timedelta
 
 import pytest
-from django.core.cache import cache
 from django.db import OperationalError
 from django.test import TestCase
 from django.utils import timezone
 
 from sessions import services
-from sessions.inbound import applying, claims, saturation
+from sessions.inbound import applying, claims
 from sessions.inbound import queue as inbound_queue
 from sessions.inbound import selectors as inbound_selectors
 from sessions.inbound.applying import apply_group
@@ -265,25 +263,6 @@ def test_a_burst_is_seen_while_appliers_keep_up_with_it(client, settings):
         settings.OICP_INBOUND_BURST_RATE = rate
     post(client, NOTIFY_URL, msg(PROGRESS, SessionID="00000000-02d8-4fa0-b810-9a9d50d2c527"))
     assert inbound_queue._burst_in_progress()
-
-
-def test_a_burst_slowed_below_its_rate_by_the_appliers_is_still_seen(client, settings):
-    """As found (bench/ingest.py, PostgreSQL, one or two workers beside gunicorn): the endpoint
-    acknowledged 1,600 messages a second alone but 660-840 with the appliers at work beside it, on
-    the same 2 cores; below OICP_INBOUND_BURST_RATE (1,000), so the appliers never waited and the
-    acknowledgements stayed at 0.35-0.44 of the bare INSERT's rate. The web processes know: a burst
-    keeps them busy without a pause, whatever the appliers take."""
-    settings.OICP_INBOUND_BURST_RATE = 8
-    for number in range(4):  # half the burst rate: steady traffic, or a burst held back
-        post(client, NOTIFY_URL, msg(START, SessionID=f"{number:08d}-02d8-4fa0-b810-9a9d50d2c527"))
-    assert not inbound_queue._burst_in_progress()
-    cache.set(saturation.FLAG_KEY, time.time() + saturation.FLAG_SECONDS)  # a web process says so
-    assert inbound_queue._burst_in_progress()
-    # Still, no message waits longer than OICP_INBOUND_MAX_DEFER_SECONDS.
-    InboundMessage.objects.update(
-        received_at=timezone.now() - timedelta(seconds=settings.OICP_INBOUND_MAX_DEFER_SECONDS + 1)
-    )
-    assert not inbound_queue._burst_in_progress()
 
 
 def test_messages_that_trickle_in_are_gathered_before_the_next_claim(client, settings, monkeypatch):

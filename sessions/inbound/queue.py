@@ -27,12 +27,12 @@ applied then even if no new message and no sweep come.
 During a burst (more than OICP_INBOUND_BURST_RATE messages a second, e.g. Hubject re-pushing after
 an outage) the appliers wait, for at most OICP_INBOUND_MAX_DEFER_SECONDS: the acknowledgements get
 the database and the CPU first (on SQLite, the single writer), and the queue is applied once the
-burst eases. Appliers at work slow a burst down below that rate, so they also wait while the web
-processes are saturated by pushes (`saturation`): a burst, whatever its rate. The rate (1,000/s by
-default) sits above steady traffic: steady traffic above it would wait too and its queue only grow
-(bench/NOTES.md, issue 16). Every message of the last second counts, applied or not: appliers
-keeping up with a burst must still see it. When messages trickle in instead, an applier that
-claimed only a few waits GATHER_SECONDS before it claims again.
+burst eases. The rate (1,000/s by default) sits above steady traffic: steady traffic above it would
+wait too and its queue only grow (bench/NOTES.md, issue 16). Every message of the last second
+counts, applied or not: appliers keeping up with a burst must still see it. An applier in the middle
+of a batch looks between its transactions, so that every applier stands aside at once. When
+messages trickle in instead, an applier that claimed only a few waits GATHER_SECONDS before it
+claims again.
 
 Throughput grows with worker processes until the database or the CPU is the limit: a batch is
 read and written set-based (a fixed number of statements however many messages it has), so what is
@@ -60,7 +60,7 @@ from ..models import InboundMessage
 from ..oicp import ids
 from ..oicp.inbound import ChargeDetailRecord as ParsedCdr
 from ..oicp.inbound import ChargingNotification
-from . import claims, saturation
+from . import claims
 from .applying import GroupOutcome, apply_group
 from .services import record_cdr, record_charging_notification
 from .services.keeping import _ip_or_none
@@ -362,9 +362,8 @@ def _release(applier: str) -> None:
 
 
 def _burst_in_progress() -> bool:
-    """More than OICP_INBOUND_BURST_RATE messages arrived in the last second, or the web processes
-    are saturated by pushes (`saturation`), and none has waited longer than
-    OICP_INBOUND_MAX_DEFER_SECONDS yet."""
+    """More than OICP_INBOUND_BURST_RATE messages arrived in the last second, and none has waited
+    longer than OICP_INBOUND_MAX_DEFER_SECONDS yet."""
     if settings.OICP_INBOUND_BURST_RATE <= 0:
         return False
     now = timezone.now()
@@ -372,8 +371,6 @@ def _burst_in_progress() -> bool:
     oldest = pending.order_by("id").values_list("received_at", flat=True).first()
     if oldest is None or oldest < now - timedelta(seconds=settings.OICP_INBOUND_MAX_DEFER_SECONDS):
         return False
-    if saturation.acknowledgements_saturated():
-        return True  # a burst the appliers at work slow down to below the rate
     # Every message of the last second, applied or not: counting only the waiting ones, appliers at
     # work kept the count low by applying, and never saw the burst they were slowing down.
     recent = InboundMessage.objects.filter(received_at__gte=now - timedelta(seconds=1))
