@@ -37,6 +37,7 @@ from bench.common import ROOT, report, servers
 from bench.support import (
     DATABASES,
     NICENESS,
+    drop_pg_database,
     ensure_debian,
     log,
     manage,
@@ -213,6 +214,8 @@ def run_database(kind: str, pg_url: str | None, base: Path) -> None:
         finally:
             pending.close()
             server.stop()
+            if pg_url:
+                drop_pg_database(pg_url, "bench_ingest")
 
 
 def _apply_what_was_left(env: dict[str, str], pending: PendingCounter) -> None:
