@@ -266,7 +266,7 @@ def report_runs(kind: str, runs: list[tuple[float, ...]], request_ms: list[float
     """The median run (by our p99) stands for the figure; every run's value is in the spread."""
     label = LABELS[kind]
     median = sorted(runs, key=lambda run: run[1])[len(runs) // 2]
-    b99, o99, s99, b50, o50 = median
+    b99, o99, _, b50, o50 = median
     gaps = [run[1] - run[0] for run in runs]
     spread = ", ".join(f"{run[1]:.1f}/{run[0]:.1f}" for run in runs)
     report(
@@ -278,15 +278,20 @@ def report_runs(kind: str, runs: list[tuple[float, ...]], request_ms: list[float
         f"{COUNT} stops at {RATE:.0f}/s, median of {len(runs)} runs; p99 ours/bare per run: {spread}; "
         f"of which the request and its publish p50/p99 {percentile(request_ms, 50):.1f}/{percentile(request_ms, 99):.1f}",
     )
+    # Here the run with the median ratio stands for the figure (the median run by p99 above can
+    # have another run's ratio: a row showed 1.64 and "met" by the median of 1.13).
     ratios = [run[2] / run[1] for run in runs if run[1]]
+    by_ratio = sorted((run for run in runs if run[1]), key=lambda run: run[2] / run[1])
+    slow_run = by_ratio[len(by_ratio) // 2] if by_ratio else median
+    ratio = slow_run[2] / slow_run[1] if slow_run[1] else None
     report(
         f"dispatch p99 with a slow CPO (ms), {label}",
-        f"{s99:.1f} (healthy run {o99:.1f})",
-        s99 / o99 if o99 else None,
+        f"{slow_run[2]:.1f} (healthy run {slow_run[1]:.1f})",
+        ratio,
         f"≤ {SLOW_CPO_FACTOR}× the healthy run",
-        statistics.median(ratios) <= SLOW_CPO_FACTOR if ratios else False,
-        f"{HELD} stops held {HELD_DELAY:.0f} s by {SLOW_OPERATOR}; ratio per run: "
-        + ", ".join(f"{ratio:.2f}" for ratio in ratios),
+        ratio is not None and ratio <= SLOW_CPO_FACTOR,
+        f"{HELD} stops held {HELD_DELAY:.0f} s by {SLOW_OPERATOR}, the run with the median ratio; ratio per "
+        "run: " + ", ".join(f"{each:.2f}" for each in ratios),
     )
 
 
