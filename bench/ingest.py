@@ -224,19 +224,24 @@ def _apply_what_was_left(env: dict[str, str], pending: PendingCounter) -> None:
     queue that old is applied at once, burst or not: the next pass's workers would spend their
     first round on the previous pass's backlog instead of waiting for the burst to ease."""
     left = pending()
-    if not left:
-        return
-    started = _workers(env, 2, announce=True)
+    if left:
+        seconds, _ = _apply_with_new_workers(env, pending, 2, kick=True)
+        log(f"applied the {left} messages stored without workers in {seconds:.1f} s (not measured)")
+
+
+def _apply_with_new_workers(env: dict[str, str], pending: PendingCounter, count: int, *, kick: bool = False):
+    """Start `count` workers on what is stored, wait until it is all applied, stop them: (seconds, left).
+    `kick`: queue one apply task as well (the kicks queued while no worker ran may be gone)."""
+    started = _workers(env, count, announce=True)
     try:
         for worker in started:
             worker.wait_for_line("ready.", timeout=60)
-        # The kicks queued while no worker ran are in the broker; one more in case they were not.
-        manage(env, "shell", "-c", "from sessions.tasks import apply_inbound_messages as t; t.delay()")
-        seconds, _ = drain(pending)
+        if kick:
+            manage(env, "shell", "-c", "from sessions.tasks import apply_inbound_messages as t; t.delay()")
+        return drain(pending)
     finally:
         for worker in started:
             worker.stop()
-    log(f"applied the {left} messages stored without workers in {seconds:.1f} s (not measured)")
 
 
 def _measure_with_workers(env, server, pending: PendingCounter, label: str, workers: int) -> None:
@@ -249,14 +254,7 @@ def _measure_with_workers(env, server, pending: PendingCounter, label: str, work
         if not AFTER:
             return drain(pending)
         # The workers start only now, on the backlog of the burst (and its queued kicks).
-        started = _workers(env, workers)
-        try:
-            for worker in started:
-                worker.wait_for_line("ready.", timeout=60)
-            return drain(pending)
-        finally:
-            for worker in started:
-                worker.stop()
+        return _apply_with_new_workers(env, pending, workers)
 
     rounds = []
     try:
