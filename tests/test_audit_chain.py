@@ -15,7 +15,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from sessions import services
-from sessions.audit.chain import CHAIN_FIELDS, row_hash
+from sessions.audit.chain import CHAIN_FIELDS, canonical_bytes, canonical_parts, row_hash, time_bytes
 from sessions.audit.database import configure_audit_database
 from sessions.audit.keys import all_keys
 from sessions.audit.records import AuditEntry, record_audits
@@ -132,6 +132,50 @@ def test_a_large_append_is_split_into_inserts_and_still_chains(db, monkeypatch):
     assert [r.data["i"] for r in AuditRecord.objects.order_by("id")] == list(range(8))
     head = AuditChainHead.objects.get()
     assert (head.last_record_id, head.last_hash) == (records[-1].pk, records[-1].record_hash)
+    assert services.verify_audit_chain().ok
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {},
+        {"note": "ünïcode ✓", "nested": {"b": 1, "a": [1, 2]}},
+        # The time slot's own text inside the data and the event type: the slot is the last one.
+        {"x": "\x00occurred_at\x00", "occurred_at": "\x00occurred_at\x00"},
+    ],
+)
+def test_the_content_without_its_time_is_the_content_with_it(data):
+    """record_audits builds each record's canonical bytes before it locks the chain, around a slot
+    for the time it only knows under the lock: the two must be byte for byte canonical_bytes."""
+    moment = timezone.now()
+    fields = {
+        "event_type": "\x00occurred_at\x00",
+        "actor_id": 7,
+        "charging_session_id": None,
+        "stop_request_id": 12,
+        "correlation_id": "0b8f6c1e-0000-4000-8000-000000000001",
+        "data": data,
+    }
+    before, after = canonical_parts(**fields)
+    assert before + time_bytes(moment) + after == canonical_bytes(occurred_at=moment, **fields)
+
+
+def test_the_records_are_put_together_before_the_chain_is_locked(db, monkeypatch):
+    """Under the chain's lock only the time and the hashes are left: every other audited change (an
+    agent's stop among them) waits while an append holds it. Nothing builds content or column
+    values between the head's read and the INSERT."""
+    from sessions.audit import records as audit_records
+
+    append(1)
+    steps = []
+    for module, name in ((audit_records, "canonical_parts"), (audit_records, "row_values")):
+        original = getattr(module, name)
+        monkeypatch.setattr(module, name, lambda *a, _o=original, _n=name, **k: steps.append(_n) or _o(*a, **k))
+    locked = audit_records._locked_head_hash
+    monkeypatch.setattr(audit_records, "_locked_head_hash", lambda cursor: steps.append("lock") or locked(cursor))
+    with transaction.atomic():
+        record_audits([AuditEntry(Event.SESSION_UPDATED, data={"i": i}) for i in range(3)])
+    assert steps == ["row_values", "canonical_parts"] * 3 + ["lock"]
     assert services.verify_audit_chain().ok
 
 

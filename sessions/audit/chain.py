@@ -68,16 +68,61 @@ def canonical_bytes(
     correlation_id: uuid.UUID | str | None,
     data: dict[str, Any],
 ) -> bytes:
+    return _canonical(
+        _utc_iso(occurred_at), event_type, actor_id, charging_session_id, stop_request_id, correlation_id, data
+    )
+
+
+def _canonical(
+    occurred_at: str,
+    event_type: str,
+    actor_id: int | None,
+    charging_session_id: int | None,
+    stop_request_id: int | None,
+    correlation_id: uuid.UUID | str | None,
+    data: dict[str, Any],
+) -> bytes:
     content = {
         "actor_id": actor_id,
         "charging_session_id": charging_session_id,
         "correlation_id": str(uuid.UUID(str(correlation_id))) if correlation_id else None,
         "data": data,
         "event_type": event_type,
-        "occurred_at": _utc_iso(occurred_at),
+        "occurred_at": occurred_at,
         "stop_request_id": stop_request_id,
     }
     return canonical_json(content).encode()
+
+
+# Stands for occurred_at while a record's content is put together before its time is known.
+_TIME_SLOT = "\x00occurred_at\x00"
+_TIME_SLOT_JSON = canonical_json(_TIME_SLOT).encode()
+
+
+def canonical_parts(
+    *,
+    event_type: str,
+    actor_id: int | None,
+    charging_session_id: int | None,
+    stop_request_id: int | None,
+    correlation_id: uuid.UUID | str | None,
+    data: dict[str, Any],
+) -> tuple[bytes, bytes]:
+    """canonical_bytes without its time: (before, after) such that canonical_bytes(occurred_at=t)
+    is before + time_bytes(t) + after. An append builds these before it locks the chain, where
+    only the time and the hashes are left to do (`records.record_audits`).
+
+    The slot is found from the right: occurred_at sorts after every key whose value could hold the
+    same text (data, event_type), and only stop_request_id (a number or null) comes after it.
+    """
+    text = _canonical(_TIME_SLOT, event_type, actor_id, charging_session_id, stop_request_id, correlation_id, data)
+    at = text.rindex(_TIME_SLOT_JSON)
+    return text[: at + 1], text[at + len(_TIME_SLOT_JSON) - 1 :]
+
+
+def time_bytes(occurred_at: datetime) -> bytes:
+    """occurred_at as it reads inside canonical_bytes (without its quotes)."""
+    return _utc_iso(occurred_at).encode()
 
 
 def chain_hash(prev_hash: str, content: bytes, key: bytes) -> str:

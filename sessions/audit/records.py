@@ -3,8 +3,9 @@
 Every audit record is chained to the one before it (see `sessions.audit_chain`). Appends are
 serialised by locking the one `AuditChainHead` row in the caller's transaction, and that lock is
 held until the transaction ends. So a service writes its audit records *last*, all at once
-(`record_audits`): the content is hashed before the lock is taken, and under the lock there are
-exactly three statements (read the head, one multi-row INSERT, move the head) followed by COMMIT.
+(`record_audits`): the records' content and column values are put together before the lock is
+taken; under the lock only their time and hashes are set, in three statements (read the head, one
+multi-row INSERT, move the head) followed by COMMIT.
 Every other writer of the trail waits only for those, never for the rest of a transaction.
 
 Retention and legal holds are in `audit_retention`; the walk itself in `audit_verify`.
@@ -31,7 +32,7 @@ from ..models import (
 )
 from . import anchors as audit_anchors
 from .append_sql import COLUMNS, head_sql, insert_sql, row_values
-from .chain import ChainWalk, canonical_bytes, chain_hash, normalise_data
+from .chain import ChainWalk, canonical_bytes, canonical_parts, chain_hash, normalise_data, time_bytes
 from .keys import all_keys, current_key, signature_valid
 from .walk import walk_chain_fast
 
@@ -78,6 +79,29 @@ def lock_audit_chain() -> None:
         _locked_head_hash(cursor)
 
 
+_AT, _PREV, _HASH = COLUMNS.index("occurred_at"), COLUMNS.index("prev_hash"), COLUMNS.index("record_hash")
+_OCCURRED_AT = AuditRecord._meta.get_field("occurred_at")
+
+
+def _prepare(record: AuditRecord, key_id: str) -> tuple[list, bytes | None, bytes]:
+    """A record's column values and its canonical bytes around the time slot, (values, before,
+    after); for a record that already has its time, (values, None, its whole canonical bytes)."""
+    record.key_id = key_id
+    values = row_values(record)
+    fields = {
+        "event_type": record.event_type,
+        "actor_id": record.actor_id,
+        "charging_session_id": record.charging_session_id,
+        "stop_request_id": record.stop_request_id,
+        "correlation_id": record.correlation_id,
+        "data": record.data,
+    }
+    if record.occurred_at is not None:
+        return values, None, canonical_bytes(occurred_at=record.occurred_at, **fields)
+    before, after = canonical_parts(**fields)
+    return values, before, after
+
+
 def record_audits(entries: Sequence[AuditEntry]) -> list[AuditRecord]:
     """Append records to the chain in one step; call it last in the transaction of the change."""
     if not entries:
@@ -101,32 +125,34 @@ def record_audits(entries: Sequence[AuditEntry]) -> list[AuditRecord]:
         )
     key_id, key = current_key()
     vendor = connection.vendor
+    # Everything but the time and the hashes is put together before the chain is locked: every
+    # other audited change waits while it is held (at 500 pushed messages a second on two shared
+    # cores the appliers' appends held it 30-50 % of the time; bench/NOTES.md, issue 16, sixth pass).
+    prepared = [_prepare(record, key_id) for record in records]
+    # At most this many records per INSERT (SQLite caps the parameters of a statement).
+    per_insert = max(1, (connection.features.max_query_params or 10_000) // (len(COLUMNS) + 2))
+    insert = insert_sql(vendor, min(len(records), per_insert))
     # savepoint=False: inside the caller's transaction this adds no statement at all.
     with transaction.atomic(savepoint=False), connection.cursor() as cursor:
-        # At most this many records per INSERT (SQLite caps the parameters of a statement).
-        per_insert = max(1, (connection.features.max_query_params or 10_000) // (len(COLUMNS) + 2))
-        insert = insert_sql(vendor, min(len(records), per_insert))  # built before the lock
         previous = _locked_head_hash(cursor)
         # Taken under the lock, so the chain's order (ids) and the records' times agree.
-        occurred_at = timezone.now()
+        now = timezone.now()
+        now_db, now_bytes = _OCCURRED_AT.get_db_prep_save(now, connection), time_bytes(now)
         ids = []
         for low in range(0, len(records), per_insert):
             params = []
-            for record in records[low : low + per_insert]:
-                if record.occurred_at is None:
-                    record.occurred_at = occurred_at
-                content = canonical_bytes(
-                    event_type=record.event_type,
-                    occurred_at=record.occurred_at,
-                    actor_id=record.actor_id,
-                    charging_session_id=record.charging_session_id,
-                    stop_request_id=record.stop_request_id,
-                    correlation_id=record.correlation_id,
-                    data=record.data,
-                )
-                record.prev_hash, record.key_id = previous, key_id
-                record.record_hash = previous = chain_hash(previous, content, key)
-                params += row_values(record)
+            for record, (values, before, after) in zip(
+                records[low : low + per_insert], prepared[low : low + per_insert], strict=True
+            ):
+                if before is not None:  # its time is now; else it came with one (bulk loading)
+                    record.occurred_at = now
+                    values[_AT] = now_db
+                    content = before + now_bytes + after
+                else:
+                    content = after
+                record.prev_hash = values[_PREV] = previous
+                record.record_hash = values[_HASH] = previous = chain_hash(previous, content, key)
+                params += values
             if len(params) != len(COLUMNS) * per_insert:
                 insert = insert_sql(vendor, len(params) // len(COLUMNS))  # the last, shorter one
             if vendor == "postgresql":
