@@ -58,23 +58,15 @@ def _utc_iso(value: datetime) -> str:
     return value.astimezone(UTC).isoformat(timespec="microseconds")
 
 
-def canonical_bytes(
-    *,
-    event_type: str,
-    occurred_at: datetime,
-    actor_id: int | None,
-    charging_session_id: int | None,
-    stop_request_id: int | None,
-    correlation_id: uuid.UUID | str | None,
-    data: dict[str, Any],
-) -> bytes:
-    return _canonical(
-        _utc_iso(occurred_at), event_type, actor_id, charging_session_id, stop_request_id, correlation_id, data
-    )
+def canonical_bytes(*, occurred_at: datetime, **fields: Any) -> bytes:
+    """The record's canonical bytes; `fields`: event_type, actor_id, charging_session_id,
+    stop_request_id, correlation_id and data (all of them, by name: `_canonical` checks)."""
+    return _canonical(_utc_iso(occurred_at), **fields)
 
 
 def _canonical(
     occurred_at: str,
+    *,
     event_type: str,
     actor_id: int | None,
     charging_session_id: int | None,
@@ -99,15 +91,7 @@ _TIME_SLOT = "\x00occurred_at\x00"
 _TIME_SLOT_JSON = canonical_json(_TIME_SLOT).encode()
 
 
-def canonical_parts(
-    *,
-    event_type: str,
-    actor_id: int | None,
-    charging_session_id: int | None,
-    stop_request_id: int | None,
-    correlation_id: uuid.UUID | str | None,
-    data: dict[str, Any],
-) -> tuple[bytes, bytes]:
+def canonical_parts(**fields: Any) -> tuple[bytes, bytes]:
     """canonical_bytes without its time: (before, after) such that canonical_bytes(occurred_at=t)
     is before + time_bytes(t) + after. An append builds these before it locks the chain, where
     only the time and the hashes are left to do (`records.record_audits`).
@@ -115,7 +99,7 @@ def canonical_parts(
     The slot is found from the right: occurred_at sorts after every key whose value could hold the
     same text (data, event_type), and only stop_request_id (a number or null) comes after it.
     """
-    text = _canonical(_TIME_SLOT, event_type, actor_id, charging_session_id, stop_request_id, correlation_id, data)
+    text = _canonical(_TIME_SLOT, **fields)
     at = text.rindex(_TIME_SLOT_JSON)
     return text[: at + 1], text[at + len(_TIME_SLOT_JSON) - 1 :]
 
