@@ -11,7 +11,8 @@ same body to the simulator (the dispatch benchmark's baseline).
 Reported per rate: the apply lag (acknowledged → applied: p50, p99, maximum, from the messages'
 own received_at and applied_at), whether the queue stayed bounded (the pending count sampled every
 2 s: it must not grow over the second half of the run), the page p95 and the dispatch p99 beside
-the bare task's. Target (issue 16): at 500 messages a second on PostgreSQL with two workers, apply
+the bare task's, and where the cores went meanwhile (web server, appliers, stops' worker,
+PostgreSQL, this process, the rest: bench/cpu.py). Target (issue 16): at 500 messages a second on PostgreSQL with two workers, apply
 lag p99 under 5 s, the queue bounded, pages p95 under 100 ms, dispatch p99 within 10 ms of the bare
 task's (25 ms on SQLite).
 
@@ -32,6 +33,7 @@ from pathlib import Path
 
 import requests
 
+from bench import cpu
 from bench.common import ROOT, percentile, report, servers
 from bench.support import (
     NICENESS,
@@ -106,8 +108,15 @@ def measure(kind: str, database_url: str) -> None:
             servers.point_celery_at(redis_url)
             agent = Agent(simulator)
             agent.warm_up()
+            components = {
+                "web": cpu.groups(server.proc.pid),
+                "appliers": cpu.groups(*(worker.proc.pid for worker in workers[1:])),
+                "stops' worker": cpu.groups(workers[0].proc.pid),
+                "PostgreSQL": cpu.named("postgres"),
+                "agent (this process)": cpu.this_process(),
+            }
             for rate in RATES:
-                run_rate(kind, rate, server.url, agent)
+                run_rate(kind, rate, server.url, agent, components)
         finally:
             server.stop()
             for worker in workers:
@@ -121,7 +130,7 @@ def gunicorn_command(port: int) -> list[str]:
     return [gunicorn, "portal.wsgi", "-c", "python:portal.gunicorn_conf", "--bind", f"127.0.0.1:{port}"]
 
 
-def run_rate(kind: str, rate: int, url: str, agent: Agent) -> None:
+def run_rate(kind: str, rate: int, url: str, agent: Agent, components: dict[str, cpu.Matcher]) -> None:
     from sessions.models import InboundMessage
 
     label = LABELS[kind]
@@ -143,9 +152,11 @@ def run_rate(kind: str, rate: int, url: str, agent: Agent) -> None:
     sampler = threading.Thread(target=sample_queue, daemon=True)
     sampler.start()
     agent.start()
+    before = cpu.snapshot()
     try:
         result = wrk(url, rate, nonce, SECONDS)
     finally:
+        cores = cpu.shares(before, cpu.snapshot(), components)
         agent.stop()
         stop.set()
         sampler.join()
@@ -191,7 +202,7 @@ def run_rate(kind: str, rate: int, url: str, agent: Agent) -> None:
         f"{SLOTS:,} active sessions, ack p99 {result['p99_us'] / 1000:.1f} ms"
         + (f", {result['errors']} failed requests" if result["errors"] else "")
         + (f", {unapplied} not applied {drained:.0f} s after the end" if unapplied else "")
-        + f"); {len(pages)} page loads, {len(stops)} stops",
+        + f"); {len(pages)} page loads, {len(stops)} stops; {cpu.describe(cores)}",
     )
 
 

@@ -1,4 +1,7 @@
-"""The benchmarks' data: written through the audit service's bulk path, so the chain verifies."""
+"""The benchmarks' own code: their data (written through the audit service's bulk path, so the chain
+verifies), the sustained queue's verdict and the CPU accounting."""
+
+import os
 
 from sessions import services
 from sessions.models import AuditRecord, ChargingSession, RemoteStopRequest
@@ -28,3 +31,29 @@ def test_the_sustained_queue_is_bounded_unless_it_grows_beyond_a_second_of_traff
     assert queue_bounded(small_but_rising, rate=500)
     growing = [(t, 20 * t) for t in range(0, 60, 2)]  # 1,160 and rising by 20 a second
     assert not queue_bounded(growing, rate=500)
+
+
+def test_a_process_groups_cpu_time_is_counted_to_its_component():
+    """bench/cpu.py, behind the sustained benchmark's "where the cores went": a server started in a
+    session of its own is its process group; its CPU time between two snapshots is its share."""
+    import subprocess
+    import sys
+
+    from bench import cpu
+
+    burn = "import sys, time\nend = time.process_time() + 0.5\nwhile time.process_time() < end: pass\nprint(1, flush=True)\nsys.stdin.read()"
+    before = cpu.snapshot()
+    burner = subprocess.Popen(
+        [sys.executable, "-c", burn], stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True
+    )
+    try:
+        assert burner.stdout.readline() == b"1\n"  # burnt its half second, still alive
+        after = cpu.snapshot()
+    finally:
+        burner.communicate(b"")
+    cores = cpu.shares(before, after, {"burner": cpu.groups(burner.pid), "nobody": cpu.named("no-such-process")})
+    elapsed = after.at - before.at
+    assert 0.45 <= cores["burner"] * elapsed <= 0.9  # its 0.5 s, and its interpreter's start-up
+    assert cores["nobody"] == 0
+    assert cores["busy"] >= cores["burner"] and cores["other"] >= 0
+    assert cpu.describe(cores).startswith(f"CPU (cores of {os.cpu_count()}): burner ")
