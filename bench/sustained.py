@@ -112,7 +112,7 @@ def measure(kind: str, database_url: str) -> None:
                 "web": cpu.groups(server.proc.pid),
                 "appliers": cpu.groups(*(worker.proc.pid for worker in workers[1:])),
                 "stops' worker": cpu.groups(workers[0].proc.pid),
-                "PostgreSQL": cpu.named("postgres"),
+                **({"PostgreSQL": cpu.named("postgres")} if kind == "postgres" else {}),
                 "agent (this process)": cpu.this_process(),
             }
             for rate in RATES:
