@@ -106,5 +106,7 @@ def _task(pid: str) -> Task | None:
     head, _, rest = text.rpartition(")")
     fields = rest.split()
     # After the name: state, ppid, pgrp, …, utime, stime, cutime, cstime at 11-14 (proc(5), from 0).
-    ticks = sum(int(value) for value in fields[11 : 15 if int(pid) != os.getpid() else 13])
-    return Task(pid=int(pid), group=int(fields[2]), name=head.partition("(")[2], seconds=ticks / TICKS)
+    own, reaped = int(fields[11]) + int(fields[12]), int(fields[13]) + int(fields[14])
+    if int(pid) == os.getpid():
+        reaped = 0  # this process's children are wrk and the helpers, not the agent's work
+    return Task(pid=int(pid), group=int(fields[2]), name=head.partition("(")[2], seconds=(own + reaped) / TICKS)

@@ -12,9 +12,9 @@ Reported per rate: the apply lag (acknowledged → applied: p50, p99, maximum, f
 own received_at and applied_at), whether the queue stayed bounded (the pending count sampled every
 2 s: it must not grow over the second half of the run), the page p95 and the dispatch p99 beside
 the bare task's, and where the cores went meanwhile (web server, appliers, stops' worker,
-PostgreSQL, this process, the rest: bench/cpu.py). Target (issue 16): at 500 messages a second on PostgreSQL with two workers, apply
-lag p99 under 5 s, the queue bounded, pages p95 under 100 ms, dispatch p99 within 10 ms of the bare
-task's (25 ms on SQLite).
+PostgreSQL, this process, the rest: bench/cpu.py). Target (issue 16): at 500 messages a second on
+PostgreSQL with two workers, apply lag p99 under 5 s, the queue bounded, pages p95 under 100 ms,
+dispatch p99 within 10 ms of the bare task's (25 ms on SQLite).
 
 Each database in its own process (Django is set up once per process).
 """

@@ -44,7 +44,8 @@ def test_a_process_groups_cpu_time_is_counted_to_its_component_with_its_ended_ch
     from bench import cpu
 
     burn = "import time\nend = time.process_time() + 0.4\nwhile time.process_time() < end: pass"
-    server = f"import subprocess, sys\nsubprocess.run([sys.executable, '-c', {burn!r}])\n{burn}\nprint(1, flush=True)\nsys.stdin.read()"
+    child = f"import subprocess, sys\nsubprocess.run([sys.executable, '-c', {burn!r}])"  # run and reaped
+    server = f"{child}\n{burn}\nprint(1, flush=True)\nsys.stdin.read()"
     before = cpu.snapshot()
     burner = subprocess.Popen(
         [sys.executable, "-c", server], stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True
