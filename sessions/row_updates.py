@@ -5,6 +5,9 @@ batches (50 sessions, 6 fields) compiling it cost more than applying the message
 profile of 2,000 messages). Here, on PostgreSQL one UPDATE … FROM json_to_recordset(…) joins the
 rows' new values by primary key (one statement to parse and plan, not one per row); on SQLite, which
 runs in process, one prepared UPDATE … WHERE pk = ? executed for each row (`executemany`).
+
+`recordset` and `rows_json` are the PostgreSQL half on their own, for a multi-row INSERT … SELECT
+(the audit append): the rows travel as one JSON parameter there too.
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ def update_rows(model: type[Model], rows: Sequence[Model], field_names: Iterable
     table, pk = quote(meta.db_table), quote(meta.pk.column)
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
-            cursor.execute(_recordset_update_sql(model, field_names), [_rows_json(values)])
+            cursor.execute(_recordset_update_sql(model, field_names), [rows_json(values, keyed=True)])
         else:
             sets = ", ".join(f"{quote(field.column)} = %s" for field in fields)
             cursor.executemany(
@@ -63,20 +66,31 @@ def _recordset_update_sql(model: type[Model], field_names: tuple[str, ...]) -> s
     quote = connection.ops.quote_name
     table, pk = quote(meta.db_table), quote(meta.pk.column)
     fields = [meta.get_field(name) for name in field_names]
-    declared, sets = [f"pk {_db_type(meta.pk)}"], []
+    source, columns = recordset(fields, key=meta.pk)
+    sets = [f"{quote(field.column)} = {column}" for field, column in zip(fields, columns, strict=True)]
+    return f"UPDATE {table} SET {', '.join(sets)} FROM {source} WHERE {table}.{pk} = new_values.pk"
+
+
+def recordset(fields: Sequence, *, key=None) -> tuple[str, list[str]]:
+    """PostgreSQL: the rows of `rows_json` (its one parameter) as a table `new_values`, and each
+    field's value in it as an expression. Each column is declared with its field's own type (a JSON
+    column as text, cast back: its JSON text is what the field's encoder wrote); `key`'s column
+    first, as `pk`; `new_values.n` is the row's place in the list (WITH ORDINALITY)."""
+    declared, columns = [f"pk {_db_type(key)}"] if key is not None else [], []
     for index, field in enumerate(fields):
         db_type = _db_type(field)
         is_json = db_type == "jsonb"
         declared.append(f"c{index} {'text' if is_json else db_type}")
-        sets.append(f"{quote(field.column)} = new_values.c{index}{'::jsonb' if is_json else ''}")
-    return (
-        f"UPDATE {table} SET {', '.join(sets)} FROM json_to_recordset(%s) AS new_values ({', '.join(declared)}) "
-        f"WHERE {table}.{pk} = new_values.pk"
-    )
+        columns.append(f"new_values.c{index}{'::jsonb' if is_json else ''}")
+    names = ", ".join([column.split()[0] for column in declared] + ["n"])
+    source = f"ROWS FROM (json_to_recordset(%s) AS ({', '.join(declared)})) WITH ORDINALITY AS new_values ({names})"
+    return source, columns
 
 
-def _rows_json(values: list[list]) -> str:
-    names = ["pk", *(f"c{index}" for index in range(len(values[0]) - 1))]
+def rows_json(values: list[list], *, keyed: bool = False) -> str:
+    """The one parameter of `recordset`: each row's prepared values (with `keyed`, its pk first)."""
+    count = len(values[0]) - keyed if values else 0
+    names = ["pk"] * keyed + [f"c{index}" for index in range(count)]
     return json.dumps([dict(zip(names, row, strict=True)) for row in values], default=_json_default)
 
 

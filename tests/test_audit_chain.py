@@ -15,6 +15,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from sessions import services
+from sessions.audit.append_sql import insert_sql
 from sessions.audit.chain import CHAIN_FIELDS, canonical_bytes, canonical_parts, row_hash, time_bytes
 from sessions.audit.database import configure_audit_database
 from sessions.audit.keys import all_keys
@@ -132,6 +133,50 @@ def test_a_large_append_is_split_into_inserts_and_still_chains(db, monkeypatch):
     assert [r.data["i"] for r in AuditRecord.objects.order_by("id")] == list(range(8))
     head = AuditChainHead.objects.get()
     assert (head.last_record_id, head.last_hash) == (records[-1].pk, records[-1].record_hash)
+    assert services.verify_audit_chain().ok
+
+
+def test_a_large_append_is_one_short_statement_and_every_value_comes_back(db):
+    """The appliers append a few hundred records at once under the chain's lock. On PostgreSQL they
+    travel as one JSON parameter: the statement and its parameters do not grow with the records
+    (psycopg parses a long statement's placeholders in Python on every call), and every value comes
+    back as written: quotes, backslashes, NUL escapes, other scripts, NULL columns, times, UUIDs."""
+    stop = RemoteStopRequestFactory()
+    user = UserFactory()
+    awkward = {"q": 'it\'s "quoted" \\ back\\slash', "nul": "a\x00b", "script": "Straße ✓ 東京", "n": [1, None]}
+    entries = [
+        AuditEntry(
+            Event.SESSION_UPDATED,
+            actor=user if i % 2 else None,
+            stop_request=stop if i % 3 else None,
+            data={**awkward, "i": i},
+        )
+        for i in range(300)
+    ]
+    with CaptureQueriesContext(connection) as queries:
+        records = record_audits(entries)
+    inserts = [q["sql"] for q in queries.captured_queries if "INSERT INTO" in q["sql"]]
+    if connection.vendor == "postgresql":
+        assert len(inserts) == 1 and "json_to_recordset" in inserts[0]
+        statement = insert_sql("postgresql", len(entries))
+        assert statement == insert_sql("postgresql", 1) and statement.count("%s") == 3  # rows, head hash, head
+    stored = {row.pk: row for row in AuditRecord.objects.filter(pk__in=[r.pk for r in records])}
+    assert [r.pk for r in records] == sorted(stored)
+    for record in records:
+        row = stored[record.pk]
+        assert (row.data, row.actor_id, row.stop_request_id, row.correlation_id) == (
+            record.data,
+            record.actor_id,
+            record.stop_request_id,
+            record.correlation_id,
+        )
+        assert (row.occurred_at, row.prev_hash, row.record_hash, row.key_id) == (
+            record.occurred_at,
+            record.prev_hash,
+            record.record_hash,
+            record.key_id,
+        )
+    assert [row.data["i"] for row in AuditRecord.objects.order_by("id")] == list(range(300))
     assert services.verify_audit_chain().ok
 
 

@@ -11,6 +11,7 @@ import functools
 from django.db import connection
 
 from ..models import AuditChainHead, AuditRecord
+from ..row_updates import recordset, rows_json
 
 
 @functools.cache
@@ -42,22 +43,39 @@ COLUMNS = (
 def insert_sql(vendor: str, rows: int) -> str:
     """The append's INSERT of `rows` records, built once per size: plain SQL for the same reason.
 
-    On PostgreSQL it also moves the head in the same statement (a data-modifying CTE), one round
-    trip fewer while the chain is locked; SQLite (in process, no round trip) moves it separately.
+    On PostgreSQL the rows travel as one JSON parameter (`insert_params`), the same statement for
+    any number of records, and it also moves the head (a data-modifying CTE), one round trip fewer
+    while the chain is locked. A placeholder per value cost more than the statement itself there:
+    psycopg splits a statement longer than 4 KB or with more than 50 placeholders with a regular
+    expression, in Python, on every call, and quotes each value as a literal (an append of 200
+    records: 11.6 ms of CPU under the lock; bench/NOTES.md, issue 16, eighth pass). SQLite binds
+    in C and runs in process: VALUES rows there.
     """
     quote = connection.ops.quote_name
-    fields = [AuditRecord._meta.get_field(name) for name in COLUMNS]
+    fields = _prep_fields()
     columns = ", ".join(quote(field.column) for field in fields)
-    values = ", ".join(["(" + ", ".join(["%s"] * len(fields)) + ")"] * rows)
-    insert = f"INSERT INTO {quote(AuditRecord._meta.db_table)} ({columns}) VALUES {values} RETURNING id"
+    table = quote(AuditRecord._meta.db_table)
     if vendor != "postgresql":
-        return insert
+        values = ", ".join(["(" + ", ".join(["%s"] * len(fields)) + ")"] * rows)
+        return f"INSERT INTO {table} ({columns}) VALUES {values} RETURNING id"
+    source, selected = recordset(fields)
     head = quote(AuditChainHead._meta.db_table)
+    # The ids follow the list's order (ORDER BY n): the caller pairs them with its records.
+    insert = (
+        f"INSERT INTO {table} ({columns}) SELECT {', '.join(selected)} FROM {source} ORDER BY new_values.n RETURNING id"
+    )
     return (
         f"WITH appended AS ({insert}), "
         f"moved AS (UPDATE {head} SET last_hash = %s, last_record_id = (SELECT MAX(id) FROM appended) WHERE id = %s) "
         "SELECT id FROM appended ORDER BY id"
     )
+
+
+def insert_params(vendor: str, rows: list[list], head_hash: str, head_pk: int) -> list:
+    """The parameters of `insert_sql` for these rows (each `row_values`), and on PostgreSQL the head's."""
+    if vendor != "postgresql":
+        return [value for row in rows for value in row]
+    return [rows_json(rows), head_hash, head_pk]
 
 
 @functools.cache

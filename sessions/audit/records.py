@@ -31,7 +31,7 @@ from ..models import (
     RemoteStopRequest,
 )
 from . import anchors as audit_anchors
-from .append_sql import COLUMNS, head_sql, insert_sql, row_values
+from .append_sql import COLUMNS, head_sql, insert_params, insert_sql, row_values
 from .chain import ChainWalk, canonical_bytes, canonical_parts, chain_hash, normalise_data, time_bytes
 from .keys import all_keys, current_key, signature_valid
 from .walk import walk_chain_fast
@@ -140,7 +140,7 @@ def record_audits(entries: Sequence[AuditEntry]) -> list[AuditRecord]:
         now_db, now_bytes = _OCCURRED_AT.get_db_prep_save(now, connection), time_bytes(now)
         ids = []
         for low in range(0, len(records), per_insert):
-            params = []
+            rows = []
             for record, (values, before, after) in zip(
                 records[low : low + per_insert], prepared[low : low + per_insert], strict=True
             ):
@@ -152,15 +152,12 @@ def record_audits(entries: Sequence[AuditEntry]) -> list[AuditRecord]:
                     content = after
                 record.prev_hash = values[_PREV] = previous
                 record.record_hash = values[_HASH] = previous = chain_hash(previous, content, key)
-                params += values
-            if len(params) != len(COLUMNS) * per_insert:
-                insert = insert_sql(vendor, len(params) // len(COLUMNS))  # the last, shorter one
-            if vendor == "postgresql":
-                cursor.execute(insert, [*params, previous, HEAD_PK])  # the INSERT and the head's move
-                ids += [row[0] for row in cursor.fetchall()]
-            else:
-                cursor.execute(insert, params)
-                ids += sorted(row[0] for row in cursor.fetchall())
+                rows.append(values)
+            if len(rows) != per_insert:
+                insert = insert_sql(vendor, len(rows))  # the last, shorter one
+            # On PostgreSQL the INSERT also moves the head.
+            cursor.execute(insert, insert_params(vendor, rows, previous, HEAD_PK))
+            ids += sorted(row[0] for row in cursor.fetchall())
         if vendor != "postgresql":
             cursor.execute(head_sql(vendor)[1], [previous, ids[-1], HEAD_PK])
     for record, pk in zip(records, ids, strict=True):  # ids in VALUES order, as bulk_create assumes
