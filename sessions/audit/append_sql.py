@@ -43,13 +43,12 @@ COLUMNS = (
 def insert_sql(vendor: str, rows: int) -> str:
     """The append's INSERT of `rows` records, built once per size: plain SQL for the same reason.
 
-    On PostgreSQL the rows travel as one JSON parameter (`insert_params`), the same statement for
-    any number of records, and it also moves the head (a data-modifying CTE), one round trip fewer
-    while the chain is locked. A placeholder per value cost more than the statement itself there:
-    psycopg splits a statement longer than 4 KB or with more than 50 placeholders with a regular
-    expression, in Python, on every call, and quotes each value as a literal (an append of 200
-    records: 11.6 ms of CPU under the lock; bench/NOTES.md, issue 16, eighth pass). SQLite binds
-    in C and runs in process: VALUES rows there.
+    On PostgreSQL the rows travel as one JSON parameter (`insert_params`): the same short statement
+    for any number of records. It also moves the head (a data-modifying CTE), one round trip fewer
+    while the chain is locked. A placeholder per value cost more than that under the lock: psycopg
+    splits a statement longer than 4 KB or with more than 50 placeholders with a regular expression,
+    in Python, on every call (5 ms for 200 records), and quotes each value as a literal (bench/NOTES.md,
+    issue 16, eighth pass). SQLite binds in C, in process: VALUES rows there.
     """
     quote = connection.ops.quote_name
     fields = _prep_fields()

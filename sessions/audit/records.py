@@ -160,7 +160,7 @@ def record_audits(entries: Sequence[AuditEntry]) -> list[AuditRecord]:
             ids += sorted(row[0] for row in cursor.fetchall())
         if vendor != "postgresql":
             cursor.execute(head_sql(vendor)[1], [previous, ids[-1], HEAD_PK])
-    for record, pk in zip(records, ids, strict=True):  # ids in VALUES order, as bulk_create assumes
+    for record, pk in zip(records, ids, strict=True):  # ids ascend in the rows' order (insert_sql)
         record.pk = pk
         record._state.adding, record._state.db = False, connection.alias
     return records
