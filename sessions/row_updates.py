@@ -76,14 +76,15 @@ def recordset(fields: Sequence, *, key=None) -> tuple[str, list[str]]:
     field's value in it as an expression. Each column is declared with its field's own type (a JSON
     column as text, cast back: its JSON text is what the field's encoder wrote); `key`'s column
     first, as `pk`; `new_values.n` is the row's place in the list (WITH ORDINALITY)."""
-    declared, columns = [f"pk {_db_type(key)}"] if key is not None else [], []
+    names, types, columns = (["pk"], [_db_type(key)], []) if key is not None else ([], [], [])
     for index, field in enumerate(fields):
         db_type = _db_type(field)
         is_json = db_type == "jsonb"
-        declared.append(f"c{index} {'text' if is_json else db_type}")
+        names.append(f"c{index}")
+        types.append("text" if is_json else db_type)
         columns.append(f"new_values.c{index}{'::jsonb' if is_json else ''}")
-    names = ", ".join([column.split()[0] for column in declared] + ["n"])
-    source = f"ROWS FROM (json_to_recordset(%s) AS ({', '.join(declared)})) WITH ORDINALITY AS new_values ({names})"
+    declared = ", ".join(f"{name} {db_type}" for name, db_type in zip(names, types, strict=True))
+    source = f"ROWS FROM (json_to_recordset(%s) AS ({declared})) WITH ORDINALITY AS new_values ({', '.join(names)}, n)"
     return source, columns
 
 
