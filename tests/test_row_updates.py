@@ -77,3 +77,25 @@ def test_json_times_and_text_come_back_exactly_as_save_writes_them():
     as_saved, as_updated = (InboundMessage.objects.filter(pk=row.pk).values(*values).get() for row in (saved, updated))
     assert as_updated == as_saved
     assert as_updated["applied_at"] == values["applied_at"]
+
+
+@pytest.mark.django_db
+def test_a_related_instance_saved_after_it_was_assigned_is_written_by_its_id_and_an_unsaved_one_is_refused():
+    """As `save()` does: the appliers assign a session created in the same batch to its messages
+    before the session is INSERTed; its id is written once it has one. Still an unsaved one stops
+    the write with Django's own error (the check is given the relations alone, for speed)."""
+    from django.utils import timezone
+
+    from sessions.models import InboundMessage
+
+    message = InboundMessage.objects.create(kind="START", session_id="s1", received_at=timezone.now(), raw="{}")
+    later = ChargingSessionFactory.build()
+    message.charging_session = later
+    later.save()
+    update_rows(InboundMessage, [message], ["charging_session", "flagged"])
+    assert InboundMessage.objects.get(pk=message.pk).charging_session_id == later.pk
+
+    message.charging_session = ChargingSessionFactory.build()
+    with pytest.raises(ValueError, match="unsaved related object 'charging_session'"):
+        update_rows(InboundMessage, [message], ["flagged", "charging_session"])
+    assert InboundMessage.objects.get(pk=message.pk).charging_session_id == later.pk
