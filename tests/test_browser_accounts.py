@@ -38,7 +38,7 @@ def totp_step() -> int:
 
 
 def totp(secret: str, step: int | None = None) -> str:
-    """The code of this step (now's by default), as the driver's app shows it."""
+    """The code of this step (now's by default), as an authenticator app shows it."""
     key = base64.b32decode(secret.replace(" ", "") + "=" * (-len(secret.replace(" ", "")) % 8))
     return f"{hotp(key, totp_step() if step is None else step, digits=6):06d}"
 
@@ -83,7 +83,7 @@ def test_a_supervisor_sets_up_the_second_factor_then_logs_in_with_a_code(page, l
     # The setup used its step's code, which is never taken again: the next step's. Counted from the
     # setup's step, not from now: a setup whose code was checked just after its step ended leaves
     # django-otp's window one step back (its drift), and now's step + 1 would then be outside it
-    # (as found in CI: about once in a few hundred runs).
+    # (as found in CI, once: the setup's code has to be checked in the step's last moments).
     page.get_by_label("Code").fill(totp(secret, setup_step + 1))
     page.get_by_role("button", name="Continue").click()
     page.get_by_role("heading", name="Charging sessions").wait_for()
